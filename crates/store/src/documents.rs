@@ -1,0 +1,289 @@
+//! Documents, their changes and snapshots: the rows and the queries on them.
+//!
+//! The queries are free functions on `&Connection` so that the same code serves reads
+//! outside a transaction ([`crate::Store`]) and inside one ([`crate::WriteTx`]).
+
+use std::path::Path;
+
+use regiosync_core::id::{DOC_ID_LEN, DocId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{SqliteResultExt, StoreError};
+
+/// The metadata row of a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentRow {
+    /// The document id.
+    pub id: DocId,
+    /// The document kind (`plan`, later `dossier`).
+    pub kind: String,
+    /// The subkind (e.g. `jeugdplan`).
+    pub subkind: String,
+    /// The title, cached for listings (the document itself is the truth).
+    pub title: String,
+    /// When the document was created here, in Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// One Automerge change as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRow {
+    /// The change hash (32 bytes).
+    pub hash: [u8; 32],
+    /// The Automerge actor id of the author device.
+    pub actor: Vec<u8>,
+    /// The author's sequence number.
+    pub seq: u64,
+    /// The raw change bytes.
+    pub bytes: Vec<u8>,
+    /// When it was stored here, in Unix milliseconds.
+    pub stored_ms: i64,
+}
+
+/// What is needed to rebuild a document: its latest snapshot, if any, and the changes
+/// stored after it, in the order they were stored.
+#[derive(Clone, Debug)]
+pub struct StoredDoc {
+    /// The metadata row.
+    pub meta: DocumentRow,
+    /// The latest compacted snapshot (an Automerge `save()`).
+    pub snapshot: Option<Vec<u8>>,
+    /// Raw bytes of the changes not in the snapshot.
+    pub tail: Vec<Vec<u8>>,
+    /// The store position of the newest change (for [`crate::WriteTx::put_snapshot`]).
+    pub last_change: i64,
+}
+
+pub(crate) fn document(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+) -> Result<Option<DocumentRow>, StoreError> {
+    conn.query_row(
+        "SELECT id, kind, subkind, title, created_ms FROM documents WHERE id = ?1",
+        params![&id.as_bytes()[..]],
+        row_to_doc,
+    )
+    .optional()
+    .at(path)?
+    .transpose()
+    .map_err(|detail| StoreError::Malformed {
+        path: path.to_owned(),
+        detail,
+    })
+}
+
+pub(crate) fn documents(conn: &Connection, path: &Path) -> Result<Vec<DocumentRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, kind, subkind, title, created_ms FROM documents ORDER BY created_ms, id",
+        )
+        .at(path)?;
+    let rows = stmt.query_map([], row_to_doc).at(path)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r.at(path)?.map_err(|detail| StoreError::Malformed {
+            path: path.to_owned(),
+            detail,
+        })?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn ids_with_prefix(
+    conn: &Connection,
+    path: &Path,
+    hex_prefix: &str,
+) -> Result<Vec<DocId>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM documents WHERE hex(id) LIKE ?1 || '%' ORDER BY id")
+        .at(path)?;
+    let rows = stmt
+        .query_map([hex_prefix.to_ascii_uppercase()], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .at(path)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let bytes = r.at(path)?;
+        out.push(
+            DocId::from_slice(&bytes).map_err(|_| StoreError::Malformed {
+                path: path.to_owned(),
+                detail: "document id".into(),
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+pub(crate) fn load(conn: &Connection, path: &Path, id: &DocId) -> Result<StoredDoc, StoreError> {
+    let meta = document(conn, path, id)?.ok_or(StoreError::UnknownDocument(*id))?;
+    let key = &id.as_bytes()[..];
+    let snap: Option<(Vec<u8>, i64)> = conn
+        .query_row(
+            "SELECT bytes, covers_upto FROM snapshots WHERE doc_id = ?1",
+            params![key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .at(path)?;
+    let covers = snap.as_ref().map_or(0, |(_, c)| *c);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT rowid, bytes FROM changes WHERE doc_id = ?1 AND rowid > ?2 ORDER BY rowid",
+        )
+        .at(path)?;
+    let mut tail = Vec::new();
+    let mut last_change = covers;
+    let rows = stmt
+        .query_map(params![key, covers], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .at(path)?;
+    for r in rows {
+        let (rowid, bytes) = r.at(path)?;
+        last_change = rowid;
+        tail.push(bytes);
+    }
+    Ok(StoredDoc {
+        meta,
+        snapshot: snap.map(|(b, _)| b),
+        tail,
+        last_change,
+    })
+}
+
+pub(crate) fn changes(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+) -> Result<Vec<ChangeRow>, StoreError> {
+    if document(conn, path, id)?.is_none() {
+        return Err(StoreError::UnknownDocument(*id));
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT hash, actor, seq, bytes, stored_ms FROM changes WHERE doc_id = ?1 ORDER BY rowid")
+        .at(path)?;
+    let rows = stmt
+        .query_map(params![&id.as_bytes()[..]], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .at(path)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (hash, actor, seq, bytes, stored_ms) = r.at(path)?;
+        let malformed = || StoreError::Malformed {
+            path: path.to_owned(),
+            detail: "change row".into(),
+        };
+        out.push(ChangeRow {
+            hash: hash.try_into().map_err(|_| malformed())?,
+            actor,
+            seq: u64::try_from(seq).map_err(|_| malformed())?,
+            bytes,
+            stored_ms,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn insert_document(
+    conn: &Connection,
+    path: &Path,
+    row: &DocumentRow,
+) -> Result<(), StoreError> {
+    if document(conn, path, &row.id)?.is_some() {
+        return Err(StoreError::DuplicateDocument(row.id));
+    }
+    conn.execute(
+        "INSERT INTO documents (id, kind, subkind, title, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            &row.id.as_bytes()[..],
+            row.kind,
+            row.subkind,
+            row.title,
+            row.created_ms
+        ],
+    )
+    .at(path)?;
+    Ok(())
+}
+
+pub(crate) fn append_change(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+    c: &ChangeRow,
+) -> Result<bool, StoreError> {
+    let seq = i64::try_from(c.seq).map_err(|_| StoreError::Malformed {
+        path: path.to_owned(),
+        detail: "change seq out of range".into(),
+    })?;
+    let n = conn
+        .execute(
+            "INSERT INTO changes (doc_id, hash, actor, seq, bytes, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (doc_id, hash) DO NOTHING",
+            params![&id.as_bytes()[..], &c.hash[..], c.actor, seq, c.bytes, c.stored_ms],
+        )
+        .at(path)?;
+    Ok(n == 1)
+}
+
+pub(crate) fn set_title(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+    title: &str,
+) -> Result<(), StoreError> {
+    let n = conn
+        .execute(
+            "UPDATE documents SET title = ?2 WHERE id = ?1",
+            params![&id.as_bytes()[..], title],
+        )
+        .at(path)?;
+    if n == 0 {
+        return Err(StoreError::UnknownDocument(*id));
+    }
+    Ok(())
+}
+
+pub(crate) fn put_snapshot(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+    bytes: &[u8],
+    covers_upto: i64,
+    stored_ms: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO snapshots (doc_id, bytes, covers_upto, stored_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (doc_id) DO UPDATE SET bytes = excluded.bytes, covers_upto = excluded.covers_upto,
+                                            stored_ms = excluded.stored_ms
+         WHERE excluded.covers_upto > snapshots.covers_upto",
+        params![&id.as_bytes()[..], bytes, covers_upto, stored_ms],
+    )
+    .at(path)?;
+    Ok(())
+}
+
+type RowResult = Result<DocumentRow, String>;
+
+fn row_to_doc(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
+    let id: Vec<u8> = r.get(0)?;
+    let Ok(bytes) = <[u8; DOC_ID_LEN]>::try_from(id.as_slice()) else {
+        return Ok(Err("document id".into()));
+    };
+    Ok(Ok(DocumentRow {
+        id: DocId::from_bytes(bytes),
+        kind: r.get(1)?,
+        subkind: r.get(2)?,
+        title: r.get(3)?,
+        created_ms: r.get(4)?,
+    }))
+}

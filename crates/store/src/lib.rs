@@ -1,0 +1,316 @@
+//! # regiosync-store
+//!
+//! The durable storage of a regiosync node: one SQLite file (bundled SQLite, WAL mode,
+//! `synchronous=FULL`) with the node's documents, every Automerge change they are made
+//! of, and periodic compacted snapshots that make loading fast.
+//!
+//! Durability: every write runs in one `BEGIN IMMEDIATE` transaction
+//! ([`Store::write`]); when it returns `Ok` the commit has been fsynced, so a caller
+//! may report success. We choose `synchronous=FULL` over WAL's usual `NORMAL` because
+//! `NORMAL` can lose the last commits on power loss, and a municipality laptop's
+//! battery does run out. `secure_delete=ON` makes deleted rows leave no bytes in the
+//! file (needed for erasure later).
+//!
+//! Opening checks that the file is SQLite, that its `application_id` is ours, that its
+//! schema version is not newer than this build, and runs `PRAGMA quick_check`, so a
+//! damaged, truncated or foreign file gives a clear [`StoreError`] instead of odd
+//! behaviour later.
+//!
+//! ```
+//! use regiosync_core::id::DocId;
+//! use regiosync_store::{DocumentRow, Store};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut store = Store::create(&dir.path().join("store.sqlite"))?;
+//! let id = DocId::random()?;
+//! store.write(|tx| {
+//!     tx.insert_document(&DocumentRow {
+//!         id,
+//!         kind: "plan".into(),
+//!         subkind: "jeugdplan".into(),
+//!         title: "Jeugdplan 2027".into(),
+//!         created_ms: 0,
+//!     })
+//! })?;
+//! assert_eq!(store.documents()?.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(missing_docs)]
+
+mod documents;
+mod error;
+mod migrations;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regiosync_core::id::DocId;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use documents::{ChangeRow, DocumentRow, StoredDoc};
+use error::SqliteResultExt;
+pub use error::StoreError;
+
+/// How long a write waits for another process's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The 16 bytes every SQLite database file starts with.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// An open store. One per process and data dir; several processes may open the same
+/// file (SQLite's locking serialises their writes).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Creates a new, empty store file. Fails if a file is already there.
+    pub fn create(path: &Path) -> Result<Self, StoreError> {
+        if path.exists() {
+            return Err(StoreError::AlreadyExists {
+                path: path.to_owned(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).at(path)?;
+        configure(&conn, path)?;
+        conn.pragma_update(None, "application_id", migrations::APPLICATION_ID)
+            .at(path)?;
+        migrations::migrate(&mut conn, 0).at(path)?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing store, migrating it to the current schema if it is older.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        check_file_header(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).at(path)?;
+        configure(&conn, path)?;
+        let app_id: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .at(path)?;
+        if app_id != migrations::APPLICATION_ID {
+            return Err(StoreError::Foreign {
+                path: path.to_owned(),
+            });
+        }
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .at(path)?;
+        if version > migrations::CURRENT_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_owned(),
+                found: version,
+                supported: migrations::CURRENT_VERSION,
+            });
+        }
+        check_integrity(&conn, path, "quick_check")?;
+        migrations::migrate(&mut conn, version).at(path)?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs the full `PRAGMA integrity_check` (slower than the check on open).
+    pub fn integrity_check(&self) -> Result<(), StoreError> {
+        check_integrity(&self.conn, &self.path, "integrity_check")
+    }
+
+    /// Runs `f` in one write transaction. If `f` returns an error, nothing it did is
+    /// kept; if this returns `Ok`, everything is committed and on disk.
+    pub fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(&self.path)?;
+        let w = WriteTx {
+            tx,
+            path: &self.path,
+        };
+        let out = f(&w)?;
+        w.tx.commit().at(&self.path)?;
+        Ok(out)
+    }
+
+    /// All documents, oldest first.
+    pub fn documents(&self) -> Result<Vec<DocumentRow>, StoreError> {
+        documents::documents(&self.conn, &self.path)
+    }
+
+    /// One document's metadata.
+    pub fn document(&self, id: &DocId) -> Result<Option<DocumentRow>, StoreError> {
+        documents::document(&self.conn, &self.path, id)
+    }
+
+    /// The ids of documents whose hex id starts with `hex_prefix`.
+    pub fn ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<DocId>, StoreError> {
+        documents::ids_with_prefix(&self.conn, &self.path, hex_prefix)
+    }
+
+    /// The snapshot and tail of changes of a document.
+    pub fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
+        documents::load(&self.conn, &self.path, id)
+    }
+
+    /// Every change of a document, in the order it was stored.
+    pub fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
+        documents::changes(&self.conn, &self.path, id)
+    }
+}
+
+/// An open write transaction; see [`Store::write`].
+pub struct WriteTx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: &'a Path,
+}
+
+impl WriteTx<'_> {
+    /// Adds a new document. Fails if the id is taken.
+    pub fn insert_document(&self, row: &DocumentRow) -> Result<(), StoreError> {
+        documents::insert_document(&self.tx, self.path, row)
+    }
+
+    /// Reads a document inside this transaction (sees this transaction's writes).
+    pub fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
+        documents::load(&self.tx, self.path, id)
+    }
+
+    /// Appends a change; returns `false` if the document already had it.
+    pub fn append_change(&self, id: &DocId, change: &ChangeRow) -> Result<bool, StoreError> {
+        documents::append_change(&self.tx, self.path, id, change)
+    }
+
+    /// Updates the cached title of a document.
+    pub fn set_title(&self, id: &DocId, title: &str) -> Result<(), StoreError> {
+        documents::set_title(&self.tx, self.path, id, title)
+    }
+
+    /// Stores a compacted snapshot that contains every change up to store position
+    /// `covers_upto` ([`StoredDoc::last_change`]). An older snapshot never replaces a
+    /// newer one.
+    pub fn put_snapshot(
+        &self,
+        id: &DocId,
+        bytes: &[u8],
+        covers_upto: i64,
+        stored_ms: i64,
+    ) -> Result<(), StoreError> {
+        documents::put_snapshot(&self.tx, self.path, id, bytes, covers_upto, stored_ms)
+    }
+}
+
+/// Sets the per-connection pragmas. They are checked, not trusted: SQLite ignores an
+/// unsupported pragma silently.
+fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).at(path)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .at(path)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Io {
+            path: path.to_owned(),
+            detail: format!("the file system does not support WAL mode (got {mode})"),
+        });
+    }
+    conn.pragma_update(None, "synchronous", "FULL").at(path)?;
+    conn.pragma_update(None, "foreign_keys", true).at(path)?;
+    conn.pragma_update(None, "secure_delete", true).at(path)?;
+    Ok(())
+}
+
+/// Refuses files that are missing, empty, truncated inside the header, or not SQLite,
+/// before SQLite gets to interpret them (SQLite treats an empty file as a new database).
+fn check_file_header(path: &Path) -> Result<(), StoreError> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::NotFound {
+                path: path.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(StoreError::ReadOnly {
+                path: path.to_owned(),
+            });
+        }
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            });
+        }
+    };
+    let mut header = [0u8; 100];
+    let mut n = 0;
+    while n < header.len() {
+        match f.read(&mut header[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    if n == 0 {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: "the file is empty".into(),
+        });
+    }
+    if !header.starts_with(SQLITE_MAGIC) {
+        return Err(StoreError::NotADatabase {
+            path: path.to_owned(),
+        });
+    }
+    if n < header.len() {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: "the file is truncated".into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_integrity(conn: &Connection, path: &Path, pragma: &str) -> Result<(), StoreError> {
+    let first: String = conn
+        .query_row(&format!("PRAGMA {pragma}(1)"), [], |r| r.get(0))
+        .at(path)?;
+    if first != "ok" {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: first,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

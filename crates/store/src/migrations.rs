@@ -1,0 +1,51 @@
+//! Numbered schema migrations. Migration `n` (1-based) takes the schema from version
+//! `n - 1` to `n`; the version lives in SQLite's `user_version`. Never edit a shipped
+//! migration: add a new one. The on-disk format is documented in docs/PROTOCOL.md.
+
+use rusqlite::Connection;
+
+/// `PRAGMA application_id` of every regiosync store: "RGSY".
+pub(crate) const APPLICATION_ID: i64 = 0x5247_5359;
+
+/// The migrations, in order.
+const MIGRATIONS: &[&str] = &[
+    // 1: documents, their changes, compacted snapshots.
+    "CREATE TABLE documents (
+        id          BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 16),
+        kind        TEXT NOT NULL,
+        subkind     TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE changes (
+        rowid       INTEGER PRIMARY KEY,
+        doc_id      BLOB NOT NULL REFERENCES documents(id),
+        hash        BLOB NOT NULL CHECK (length(hash) = 32),
+        actor       BLOB NOT NULL,
+        seq         INTEGER NOT NULL,
+        bytes       BLOB NOT NULL,
+        stored_ms   INTEGER NOT NULL,
+        UNIQUE (doc_id, hash)
+     ) STRICT;
+     CREATE TABLE snapshots (
+        doc_id      BLOB PRIMARY KEY NOT NULL REFERENCES documents(id),
+        bytes       BLOB NOT NULL,
+        covers_upto INTEGER NOT NULL,
+        stored_ms   INTEGER NOT NULL
+     ) STRICT;",
+];
+
+/// The schema version this build writes.
+pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Applies every migration after `from`, each in its own transaction with the
+/// version bump, so a crash leaves the store at a whole version.
+pub(crate) fn migrate(conn: &mut Connection, from: i64) -> rusqlite::Result<()> {
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from.max(0) as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+use super::*;
+use std::fs;
+
+fn doc_row(title: &str) -> DocumentRow {
+    DocumentRow {
+        id: DocId::random().unwrap(),
+        kind: "plan".into(),
+        subkind: "jeugdplan".into(),
+        title: title.into(),
+        created_ms: 1,
+    }
+}
+
+fn change(n: u8, len: usize) -> ChangeRow {
+    ChangeRow {
+        hash: [n; 32],
+        actor: vec![1; 32],
+        seq: n as u64,
+        bytes: vec![n; len],
+        stored_ms: 2,
+    }
+}
+
+fn new_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(&dir.path().join("store.sqlite")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn pragmas_take_effect() {
+    let (_d, store) = new_store();
+    let mode: String = store
+        .conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = store
+        .conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous=FULL");
+    let sd: i64 = store
+        .conn
+        .pragma_query_value(None, "secure_delete", |r| r.get(0))
+        .unwrap();
+    assert_eq!(sd, 1);
+}
+
+#[test]
+fn documents_changes_and_snapshots_roundtrip() {
+    let (dir, mut store) = new_store();
+    let row = doc_row("Jeugdplan");
+    let id = row.id;
+    store
+        .write(|tx| {
+            tx.insert_document(&row)?;
+            assert!(tx.append_change(&id, &change(1, 10))?);
+            assert!(
+                !tx.append_change(&id, &change(1, 10))?,
+                "duplicate hash is a no-op"
+            );
+            tx.append_change(&id, &change(2, 10))
+        })
+        .unwrap();
+    let loaded = store.load(&id).unwrap();
+    assert_eq!(loaded.snapshot, None);
+    assert_eq!(loaded.tail, vec![vec![1u8; 10], vec![2u8; 10]]);
+
+    let covers = loaded.last_change;
+    store
+        .write(|tx| {
+            tx.put_snapshot(&id, b"snap", covers, 3)?;
+            tx.append_change(&id, &change(3, 10))
+        })
+        .unwrap();
+    drop(store);
+
+    let store = Store::open(&dir.path().join("store.sqlite")).unwrap();
+    let loaded = store.load(&id).unwrap();
+    assert_eq!(loaded.snapshot.as_deref(), Some(&b"snap"[..]));
+    assert_eq!(
+        loaded.tail,
+        vec![vec![3u8; 10]],
+        "only changes after the snapshot"
+    );
+    assert_eq!(store.changes(&id).unwrap().len(), 3);
+    assert_eq!(store.documents().unwrap(), vec![row]);
+}
+
+#[test]
+fn older_snapshot_never_replaces_newer() {
+    let (_d, mut store) = new_store();
+    let row = doc_row("x");
+    let id = row.id;
+    store
+        .write(|tx| {
+            tx.insert_document(&row)?;
+            tx.put_snapshot(&id, b"new", 10, 0)?;
+            tx.put_snapshot(&id, b"old", 5, 0)
+        })
+        .unwrap();
+    assert_eq!(
+        store.load(&id).unwrap().snapshot.as_deref(),
+        Some(&b"new"[..])
+    );
+}
+
+#[test]
+fn failed_write_keeps_nothing() {
+    let (_d, mut store) = new_store();
+    let row = doc_row("x");
+    let r: Result<(), StoreError> = store.write(|tx| {
+        tx.insert_document(&row)?;
+        Err(StoreError::UnknownDocument(row.id))
+    });
+    assert!(r.is_err());
+    assert!(store.documents().unwrap().is_empty());
+}
+
+#[test]
+fn prefix_lookup() {
+    let (_d, mut store) = new_store();
+    let row = doc_row("x");
+    let id = row.id;
+    store.write(|tx| tx.insert_document(&row)).unwrap();
+    let hex = id.to_string();
+    assert_eq!(store.ids_with_prefix(&hex[..8]).unwrap(), vec![id]);
+    assert_eq!(store.ids_with_prefix(&hex).unwrap(), vec![id]);
+    let other = if hex.starts_with('0') {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    assert!(store.ids_with_prefix(other).unwrap().is_empty());
+    assert!(matches!(
+        store.load(&DocId::random().unwrap()),
+        Err(StoreError::UnknownDocument(_))
+    ));
+}
+
+#[test]
+fn create_refuses_existing_file() {
+    let (dir, _store) = new_store();
+    assert!(matches!(
+        Store::create(&dir.path().join("store.sqlite")),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn missing_empty_foreign_and_garbage_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.sqlite");
+    assert!(matches!(Store::open(&p), Err(StoreError::NotFound { .. })));
+
+    fs::write(&p, b"").unwrap();
+    assert!(matches!(Store::open(&p), Err(StoreError::Corrupt { .. })));
+
+    fs::write(&p, b"PK\x03\x04 this is a zip file, not a store, and it is long enough to pass the header length check of one hundred bytes").unwrap();
+    assert!(matches!(
+        Store::open(&p),
+        Err(StoreError::NotADatabase { .. })
+    ));
+
+    fs::remove_file(&p).unwrap();
+    let c = Connection::open(&p).unwrap();
+    c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(c);
+    assert!(matches!(Store::open(&p), Err(StoreError::Foreign { .. })));
+    // The foreign file is untouched.
+    let c = Connection::open(&p).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let (dir, store) = new_store();
+    store.conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(store);
+    assert!(matches!(
+        Store::open(&dir.path().join("store.sqlite")),
+        Err(StoreError::NewerSchema { found: 99, .. })
+    ));
+}
+
+#[test]
+fn truncated_and_corrupted_files_are_detected() {
+    let (dir, mut store) = new_store();
+    let p = dir.path().join("store.sqlite");
+    let row = doc_row("x");
+    let id = row.id;
+    store
+        .write(|tx| {
+            tx.insert_document(&row)?;
+            for i in 0..200u8 {
+                tx.append_change(&id, &change(i, 3000))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    store
+        .conn
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    drop(store);
+    let full = fs::read(&p).unwrap();
+    assert!(full.len() > 100_000);
+
+    // Truncated in the middle.
+    fs::write(&p, &full[..full.len() / 2]).unwrap();
+    let r = Store::open(&p).and_then(|s| s.changes(&id).map(|_| ()));
+    assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+
+    // Truncated inside the header.
+    fs::write(&p, &full[..50]).unwrap();
+    assert!(matches!(Store::open(&p), Err(StoreError::Corrupt { .. })));
+
+    // Bytes overwritten in the b-tree pages.
+    let mut bad = full.clone();
+    for b in &mut bad[4096..4096 * 6] {
+        *b = 0xA5;
+    }
+    fs::write(&p, &bad).unwrap();
+    let r = Store::open(&p).and_then(|s| s.changes(&id).map(|_| ()));
+    assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+}
+
+#[test]
+fn full_disk_is_reported_and_nothing_is_kept() {
+    let (_d, mut store) = new_store();
+    let row = doc_row("x");
+    let id = row.id;
+    store.write(|tx| tx.insert_document(&row)).unwrap();
+    // Simulate a full disk: SQLite reports SQLITE_FULL when the page limit is hit.
+    let pages: i64 = store
+        .conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .unwrap();
+    store
+        .conn
+        .pragma_update(None, "max_page_count", pages)
+        .unwrap();
+    let r = store.write(|tx| tx.append_change(&id, &change(1, 100_000)));
+    assert!(matches!(r, Err(StoreError::DiskFull { .. })), "{r:?}");
+    assert!(store.changes(&id).unwrap().is_empty());
+    assert!(r.unwrap_err().to_string().contains("full"));
+}
+
+#[test]
+fn read_only_store_is_reported() {
+    let (dir, store) = new_store();
+    drop(store);
+    let p = dir.path().join("store.sqlite");
+    // Open as a read-only connection (permissions alone do not stop root).
+    let conn = Connection::open_with_flags(&p, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut store = Store { conn, path: p };
+    let r = store.write(|tx| tx.insert_document(&doc_row("x")));
+    assert!(matches!(r, Err(StoreError::ReadOnly { .. })), "{r:?}");
+}
+
+#[test]
+fn old_version_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.sqlite");
+    let c = Connection::open(&p).unwrap();
+    c.pragma_update(None, "application_id", migrations::APPLICATION_ID)
+        .unwrap();
+    drop(c);
+    let store = Store::open(&p).unwrap();
+    let v: i64 = store
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, migrations::CURRENT_VERSION);
+    assert!(store.documents().unwrap().is_empty());
+}
