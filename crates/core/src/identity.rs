@@ -15,7 +15,8 @@
 
 use std::io::{Read, Write};
 
-use age::secrecy::{ExposeSecret, SecretString};
+use age::secrecy::ExposeSecret;
+pub use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::id::NodeId;

@@ -1,1 +1,94 @@
-//! placeholder
+//! # regiosync-node
+//!
+//! The runtime of a regiosync node. For now it is the owner of a node's data dir (the
+//! keys in `node.key`, the description in `node.json`, the store in `store.sqlite`) and
+//! the API that reads and edits documents durably; the networking actor that syncs with
+//! peers joins it with the sync issue.
+//!
+//! ```
+//! use regiosync_core::id::{PartyName, Role};
+//! use regiosync_core::plan::PlanKind;
+//! use regiosync_node::Node;
+//!
+//! let dir = tempfile::tempdir()?;
+//! Node::init(dir.path(), PartyName::new("gemeente-utrecht")?, Role::Kerngemeente, None)?;
+//! let mut node = Node::open(dir.path())?;
+//! let id = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")?;
+//! node.set_section(&id, "Inleiding", "Samen met het onderwijs.")?;
+//! // The edit is committed to disk: a new handle sees it.
+//! let again = Node::open(dir.path())?;
+//! assert_eq!(again.plan(&id)?.sections[0].text, "Samen met het onderwijs.");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(missing_docs)]
+
+pub mod data_dir;
+pub mod documents;
+mod error;
+
+use std::path::{Path, PathBuf};
+
+use regiosync_core::id::{PartyName, Role};
+use regiosync_core::identity::{NodeSecret, SecretString};
+use regiosync_store::Store;
+
+pub use data_dir::{KeyProtection, NodeInfo};
+pub use documents::{DocSummary, Edited, HistoryEntry};
+pub use error::NodeError;
+
+/// An open node: its description and its store.
+#[derive(Debug)]
+pub struct Node {
+    dir: PathBuf,
+    info: NodeInfo,
+    store: Store,
+}
+
+impl Node {
+    /// Creates a new node in `dir` (see [`data_dir::init`]).
+    pub fn init(
+        dir: &Path,
+        party: PartyName,
+        role: Role,
+        passphrase: Option<&SecretString>,
+    ) -> Result<NodeInfo, NodeError> {
+        data_dir::init(dir, party, role, passphrase)
+    }
+
+    /// Opens the node in `dir`. Does not need the passphrase: reading and editing
+    /// documents uses only the public node id.
+    pub fn open(dir: &Path) -> Result<Self, NodeError> {
+        let info = data_dir::read_info(dir)?;
+        let store = Store::open(&dir.join(data_dir::STORE_FILE))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            info,
+            store,
+        })
+    }
+
+    /// Who this node is.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the node's secret keys (needs the passphrase if the key file has one).
+    pub fn unlock(&self, passphrase: Option<&SecretString>) -> Result<NodeSecret, NodeError> {
+        data_dir::read_secret(&self.dir, &self.info, passphrase)
+    }
+
+    /// The underlying store (for maintenance commands and tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests;

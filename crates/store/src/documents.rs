@@ -220,7 +220,7 @@ pub(crate) fn append_change(
     path: &Path,
     id: &DocId,
     c: &ChangeRow,
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let seq = i64::try_from(c.seq).map_err(|_| StoreError::Malformed {
         path: path.to_owned(),
         detail: "change seq out of range".into(),
@@ -232,7 +232,7 @@ pub(crate) fn append_change(
             params![&id.as_bytes()[..], &c.hash[..], c.actor, seq, c.bytes, c.stored_ms],
         )
         .at(path)?;
-    Ok(n == 1)
+    Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
 
 pub(crate) fn set_title(

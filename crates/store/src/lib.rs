@@ -200,8 +200,9 @@ impl WriteTx<'_> {
         documents::load(&self.tx, self.path, id)
     }
 
-    /// Appends a change; returns `false` if the document already had it.
-    pub fn append_change(&self, id: &DocId, change: &ChangeRow) -> Result<bool, StoreError> {
+    /// Appends a change and returns its store position, or `None` if the document
+    /// already had it.
+    pub fn append_change(&self, id: &DocId, change: &ChangeRow) -> Result<Option<i64>, StoreError> {
         documents::append_change(&self.tx, self.path, id, change)
     }
 

@@ -1,0 +1,120 @@
+//! Errors of the node runtime, phrased for the person running the node.
+
+use std::path::PathBuf;
+
+use regiosync_core::id::{DocId, IdError};
+use regiosync_core::identity::IdentityError;
+use regiosync_core::plan::PlanError;
+use regiosync_store::StoreError;
+
+/// Why a node operation failed. A failed edit leaves the store as it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// There is no node in the data dir.
+    #[error(
+        "no regiosync node in {dir}: run `regiosync init --party NAME --role ROLE`, or pass the right --data-dir"
+    )]
+    NoNode {
+        /// The data dir.
+        dir: PathBuf,
+    },
+    /// `init` found a node (or part of one) already there.
+    #[error("{dir} already holds a regiosync node ({file} exists); refusing to overwrite it")]
+    AlreadyInitialised {
+        /// The data dir.
+        dir: PathBuf,
+        /// The file that is in the way.
+        file: &'static str,
+    },
+    /// `node.json` is damaged or not ours.
+    #[error("{path} is damaged or not a regiosync node file ({detail}): restore it from a backup")]
+    BadNodeFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// `node.json` was written by a newer regiosync.
+    #[error("{path} has format version {version}, newer than this regiosync: upgrade regiosync")]
+    NewerNodeFile {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        version: u32,
+    },
+    /// The key file holds keys of another node.
+    #[error("the key file {path} does not belong to node {node}: restore the right node.key")]
+    KeyMismatch {
+        /// The key file.
+        path: PathBuf,
+        /// The node id in node.json.
+        node: String,
+    },
+    /// A file of the data dir could not be read or written.
+    #[error("{path}: {}", describe_io(source))]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key file could not be made or opened.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A plan edit was refused.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// An id or name is malformed.
+    #[error(transparent)]
+    Id(#[from] IdError),
+    /// No document matches the given id or prefix.
+    #[error("no document matches '{0}': see `regiosync doc list`")]
+    UnknownDocument(String),
+    /// More than one document matches the given prefix.
+    #[error("'{reference}' matches {count} documents: give more digits of the id")]
+    AmbiguousDocument {
+        /// What the user gave.
+        reference: String,
+        /// How many match.
+        count: usize,
+    },
+    /// The document exists but is not a plan.
+    #[error("document {0} is a {1}, not a plan")]
+    NotAPlan(DocId, String),
+    /// The stored changes of a document do not load.
+    #[error(
+        "document {id} cannot be loaded from the store ({detail}): re-sync it from a peer or restore a backup"
+    )]
+    DamagedDocument {
+        /// The document.
+        id: DocId,
+        /// What Automerge reported.
+        detail: String,
+    },
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull => {
+            "the disk is full; nothing was saved: free some space and try again".into()
+        }
+        K::ReadOnlyFilesystem | K::PermissionDenied => {
+            format!("cannot write here ({e}): check the permissions of the data dir")
+        }
+        K::NotFound => "not found".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl NodeError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> NodeError {
+        let path = path.into();
+        move |source| NodeError::Io { path, source }
+    }
+}

@@ -1,0 +1,175 @@
+use super::*;
+use regiosync_core::plan::{AgreementInput, PlanKind, parse_date};
+
+fn party(s: &str) -> PartyName {
+    PartyName::new(s).unwrap()
+}
+
+fn new_node() -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("node");
+    Node::init(&node_dir, party("roc-midden"), Role::Roc, None).unwrap();
+    let node = Node::open(&node_dir).unwrap();
+    (dir, node)
+}
+
+#[test]
+fn init_writes_private_key_and_refuses_second_init() {
+    let (_d, node) = new_node();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(node.dir().join(data_dir::KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(node.dir()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+    let before = std::fs::read(node.dir().join(data_dir::KEY_FILE)).unwrap();
+    let r = Node::init(node.dir(), party("roc-midden"), Role::Roc, None);
+    assert!(matches!(r, Err(NodeError::AlreadyInitialised { .. })));
+    assert_eq!(
+        std::fs::read(node.dir().join(data_dir::KEY_FILE)).unwrap(),
+        before
+    );
+    let secret = node.unlock(None).unwrap();
+    assert_eq!(secret.node_id(), node.info().node_id);
+}
+
+#[test]
+fn passphrase_protected_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = SecretString::from("lange zin met spaties".to_owned());
+    let info = Node::init(dir.path(), party("swv-utrecht"), Role::Swv, Some(&pass)).unwrap();
+    assert_eq!(info.key_protection, KeyProtection::Passphrase);
+    let node = Node::open(dir.path()).unwrap();
+    assert!(node.unlock(None).is_err());
+    assert!(
+        node.unlock(Some(&SecretString::from("fout".to_owned())))
+            .is_err()
+    );
+    assert_eq!(node.unlock(Some(&pass)).unwrap().node_id(), info.node_id);
+}
+
+#[test]
+fn key_of_another_node_is_refused() {
+    let (_d, node) = new_node();
+    let other = tempfile::tempdir().unwrap();
+    Node::init(other.path(), party("roc-midden"), Role::Roc, None).unwrap();
+    std::fs::copy(
+        other.path().join(data_dir::KEY_FILE),
+        node.dir().join(data_dir::KEY_FILE),
+    )
+    .unwrap();
+    assert!(matches!(
+        node.unlock(None),
+        Err(NodeError::KeyMismatch { .. })
+    ));
+}
+
+#[test]
+fn open_reports_missing_and_damaged_node_files() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Node::open(dir.path()),
+        Err(NodeError::NoNode { .. })
+    ));
+    std::fs::write(dir.path().join(data_dir::NODE_FILE), b"{not json").unwrap();
+    assert!(matches!(
+        Node::open(dir.path()),
+        Err(NodeError::BadNodeFile { .. })
+    ));
+    std::fs::write(dir.path().join(data_dir::NODE_FILE), br#"{"format": 7}"#).unwrap();
+    assert!(matches!(
+        Node::open(dir.path()),
+        Err(NodeError::NewerNodeFile { version: 7, .. })
+    ));
+}
+
+#[test]
+fn edits_are_durable_and_read_back() {
+    let (_d, mut node) = new_node();
+    let id = node
+        .create_plan(PlanKind::VsvProgramma, "Regionaal programma vsv")
+        .unwrap();
+    let s = node.set_section(&id, "Aanpak", "Tekst").unwrap();
+    assert!(s.value.created && s.change.is_some());
+    let same = node.set_section(&id, "aanpak", "Tekst").unwrap();
+    assert!(
+        same.change.is_none(),
+        "an edit that changes nothing makes no change"
+    );
+    node.add_agreement(
+        &id,
+        &AgreementInput {
+            title: "Verzuimaanpak".into(),
+            owner: party("gemeente-zeist"),
+            deadline: Some(parse_date("2027-01-31").unwrap()),
+        },
+    )
+    .unwrap();
+    let reopened = Node::open(node.dir()).unwrap();
+    let plan = reopened.plan(&id).unwrap();
+    assert_eq!(plan.owner, party("roc-midden"));
+    assert_eq!(plan.sections[0].text, "Tekst");
+    assert_eq!(plan.agreements[0].title, "Verzuimaanpak");
+    let log = reopened.history(&id).unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|e| e.device == Some(node.info().node_id)));
+    assert_eq!(log[0].message.as_deref(), Some("create vsv-programma"));
+    assert_eq!(log[1].seq, 2);
+}
+
+#[test]
+fn failed_edit_changes_nothing() {
+    let (_d, mut node) = new_node();
+    let id = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    let before = node.store().changes(&id).unwrap().len();
+    assert!(node.set_section(&id, "", "x").is_err());
+    assert!(node.set_section(&id, "Titel\nmet regeleinde", "x").is_err());
+    assert_eq!(node.store().changes(&id).unwrap().len(), before);
+    // The next edit still works: no sequence number was burnt.
+    node.set_section(&id, "Inleiding", "x").unwrap();
+    assert_eq!(node.history(&id).unwrap().len(), 2);
+}
+
+#[test]
+fn snapshots_are_written_and_loading_uses_them() {
+    let (_d, mut node) = new_node();
+    let id = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    for i in 0..(documents::SNAPSHOT_EVERY * 2 + 5) {
+        node.set_section(&id, "Inleiding", &format!("versie {i}"))
+            .unwrap();
+    }
+    let stored = node.store().load(&id).unwrap();
+    assert!(stored.snapshot.is_some());
+    assert!(stored.tail.len() < documents::SNAPSHOT_EVERY);
+    let plan = Node::open(node.dir()).unwrap().plan(&id).unwrap();
+    assert_eq!(
+        plan.sections[0].text,
+        format!("versie {}", documents::SNAPSHOT_EVERY * 2 + 4)
+    );
+}
+
+#[test]
+fn ids_resolve_by_unique_prefix() {
+    let (_d, mut node) = new_node();
+    let a = node.create_plan(PlanKind::Jeugdplan, "A").unwrap();
+    let full = a.to_string();
+    assert_eq!(node.resolve(&full).unwrap(), a);
+    assert_eq!(node.resolve(&full[..8].to_uppercase()).unwrap(), a);
+    assert!(matches!(node.resolve("abc"), Err(NodeError::Id(_))));
+    let missing = if full.starts_with('f') {
+        "00000000"
+    } else {
+        "ffffffff"
+    };
+    assert!(matches!(
+        node.resolve(missing),
+        Err(NodeError::UnknownDocument(_))
+    ));
+    let docs = node.documents().unwrap();
+    assert_eq!(docs[0].short, full[..8]);
+}
