@@ -1,0 +1,218 @@
+//! The command-line grammar (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use regiosync_core::id::{PartyName, Role};
+use regiosync_core::plan::PlanKind;
+
+/// regiosync: peer-to-peer, offline-first sync of regional plans and sealed student
+/// dossiers between partners in education and youth care.
+#[derive(Debug, Parser)]
+#[command(
+    name = "regiosync",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags accepted before or after any subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// The node's data dir [default: $REGIOSYNC_HOME, else the platform data dir]
+    #[arg(long, global = true, value_name = "DIR", env = "REGIOSYNC_HOME")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print one JSON value instead of human output
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// File whose first line is the passphrase of the node's key file
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "REGIOSYNC_PASSPHRASE_FILE"
+    )]
+    pub(crate) passphrase_file: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a new node (keys and store) in the data dir
+    Init {
+        /// The party (organisation) this device belongs to, e.g. gemeente-zeist
+        #[arg(long, value_parser = parse_party)]
+        party: PartyName,
+        /// The party's role
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// Work with documents (plans)
+    #[command(subcommand)]
+    Doc(DocCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DocCommand {
+    /// Create a document
+    #[command(subcommand)]
+    New(NewDoc),
+    /// List the documents on this node
+    List,
+    /// Show a document
+    Show {
+        /// Document id or an unambiguous prefix (8+ hex digits)
+        id: String,
+        /// Output format (--json implies json)
+        #[arg(long, value_enum, default_value_t = ShowFormat::Md)]
+        format: ShowFormat,
+    },
+    /// Edit sections
+    #[command(subcommand)]
+    Section(SectionCommand),
+    /// Edit agreements (afspraken)
+    #[command(subcommand)]
+    Agreement(AgreementCommand),
+    /// Show the history of a document: when, which device
+    Log {
+        /// Document id or an unambiguous prefix
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NewDoc {
+    /// A regional plan
+    Plan {
+        /// Which kind of plan
+        #[arg(long, value_parser = parse_kind)]
+        kind: PlanKind,
+        /// The plan's title
+        #[arg(long)]
+        title: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SectionCommand {
+    /// Set a section's text (creates the section if no section has that id or title);
+    /// the text comes from stdin or --file
+    Set {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Section id (s-…) or title
+        section: String,
+        /// Read the text from this file instead of stdin
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgreementCommand {
+    /// Add an agreement with status open
+    Add {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// What is agreed
+        #[arg(long)]
+        title: String,
+        /// The party that carries it out
+        #[arg(long, value_parser = parse_party)]
+        owner: PartyName,
+        /// By when (YYYY-MM-DD)
+        #[arg(long, value_parser = parse_date)]
+        deadline: Option<time::Date>,
+    },
+}
+
+/// Output formats of `doc show`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ShowFormat {
+    /// Markdown
+    Md,
+    /// JSON
+    Json,
+}
+
+fn parse_party(s: &str) -> Result<PartyName, String> {
+    PartyName::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+        .map_err(|e: regiosync_core::id::IdError| e.to_string())
+}
+
+fn parse_kind(s: &str) -> Result<PlanKind, String> {
+    s.parse()
+        .map_err(|e: regiosync_core::plan::PlanError| e.to_string())
+}
+
+fn parse_date(s: &str) -> Result<time::Date, String> {
+    regiosync_core::plan::parse_date(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["regiosync", "doc", "list", "--json", "--data-dir", "/x"])
+            .unwrap();
+        assert!(cli.global.json);
+        assert_eq!(
+            cli.global.data_dir.as_deref(),
+            Some(std::path::Path::new("/x"))
+        );
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["regiosync", "init", "--party", "x y", "--role", "roc"][..],
+            &["regiosync", "init", "--party", "roc-a", "--role", "school"],
+            &[
+                "regiosync",
+                "doc",
+                "new",
+                "plan",
+                "--kind",
+                "begroting",
+                "--title",
+                "t",
+            ],
+            &[
+                "regiosync",
+                "doc",
+                "agreement",
+                "add",
+                "abcdef12",
+                "--title",
+                "t",
+                "--owner",
+                "roc-a",
+                "--deadline",
+                "2027-02-30",
+            ],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! One module per command group; each takes parsed arguments and an [`Output`].
+
+pub(crate) mod doc;
+pub(crate) mod init;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use regiosync_core::identity::SecretString;
+
+use crate::cli::GlobalArgs;
+
+/// The data dir: `--data-dir`, else `$REGIOSYNC_HOME` (both through clap), else the
+/// platform data dir (e.g. `~/.local/share/regiosync`).
+pub(crate) fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &global.data_dir {
+        return Ok(d.clone());
+    }
+    directories::ProjectDirs::from("nl", "regiosync", "regiosync")
+        .map(|p| p.data_dir().to_owned())
+        .context("cannot determine a data dir for this user: pass --data-dir DIR")
+}
+
+/// Reads the passphrase from the first line of `path`.
+pub(crate) fn read_passphrase(path: &Path) -> anyhow::Result<SecretString> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the passphrase file {}", path.display()))?;
+    anyhow::ensure!(
+        meta.len() <= 4096,
+        "the passphrase file {} is larger than 4 KiB: it should hold one line",
+        path.display()
+    );
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the passphrase file {}", path.display()))?,
+    );
+    let line = text.lines().next().unwrap_or("");
+    anyhow::ensure!(
+        !line.is_empty(),
+        "the passphrase file {} is empty: put the passphrase on its first line",
+        path.display()
+    );
+    Ok(SecretString::from(line.to_owned()))
+}
