@@ -1,0 +1,554 @@
+//! Runs the built `regiosync` binary against temporary data dirs and checks its output
+//! and exit codes, as a municipality's IT admin would meet them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("node");
+        Self { _tmp: tmp, dir }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_regiosync"));
+        c.args(args)
+            .env_remove("REGIOSYNC_HOME")
+            .env_remove("REGIOSYNC_PASSPHRASE_FILE")
+            .env_remove("RUST_LOG")
+            .arg("--data-dir")
+            .arg(&self.dir);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs with `--json`, expects success, returns the JSON value.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.run(&a);
+        assert_ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    fn init(&self) -> Value {
+        self.json(&["init", "--party", "roc-midden", "--role", "roc"])
+    }
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts a failure with `code` and a single-line error containing `needle`.
+fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
+    if code == 1 {
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "one-line error expected: {stderr}"
+        );
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn snapshot_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn init_prints_ids_and_protects_the_key() {
+    let env = Env::new();
+    let out = env.run(&["init", "--party", "gemeente-zeist", "--role", "gemeente"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("node id:        12D3KooW"), "{text}");
+    assert!(text.contains("age recipient:  age1"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.dir.join("node.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The printed node id is the one on disk.
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(env.dir.join("node.json")).unwrap()).unwrap();
+    assert!(text.contains(info["node_id"].as_str().unwrap()));
+    assert_eq!(info["party"], "gemeente-zeist");
+}
+
+#[test]
+fn second_init_is_refused_and_changes_nothing() {
+    let env = Env::new();
+    env.init();
+    let before = snapshot_dir(&env.dir);
+    let out = env.run(&["init", "--party", "roc-midden", "--role", "roc"]);
+    assert_fails(&out, 1, "already holds a regiosync node");
+    assert_eq!(snapshot_dir(&env.dir), before);
+}
+
+#[test]
+fn passphrase_protected_init() {
+    let env = Env::new();
+    let pass = env._tmp.path().join("pass.txt");
+    std::fs::write(&pass, "een lange zin\n").unwrap();
+    let v = env.json(&[
+        "init",
+        "--party",
+        "swv-utrecht",
+        "--role",
+        "swv",
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(v["key_protection"], "passphrase");
+    let key = std::fs::read_to_string(env.dir.join("node.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+    // Document commands do not need the passphrase.
+    env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "ondersteuningsplan",
+        "--title",
+        "OP 2027",
+    ]);
+
+    let empty = env._tmp.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let other = Env::new();
+    let out = other.run(&[
+        "init",
+        "--party",
+        "swv-utrecht",
+        "--role",
+        "swv",
+        "--passphrase-file",
+        empty.to_str().unwrap(),
+    ]);
+    assert_fails(&out, 1, "passphrase file");
+    assert!(!other.dir.join("node.key").exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    assert_fails(
+        &env.run(&["init", "--party", "roc-midden", "--role", "school"]),
+        2,
+        "unknown role 'school'",
+    );
+    assert_fails(
+        &env.run(&["init", "--party", "ROC Midden", "--role", "roc"]),
+        2,
+        "not a valid party name",
+    );
+    assert!(!env.dir.exists(), "a refused init creates nothing");
+    env.init();
+    assert_fails(
+        &env.run(&["doc", "new", "plan", "--kind", "begroting", "--title", "x"]),
+        2,
+        "unknown plan kind 'begroting'",
+    );
+    let id = env.json(&["doc", "new", "plan", "--kind", "jeugdplan", "--title", "J"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for bad in ["31-03-2027", "2027-02-30", "morgen"] {
+        assert_fails(
+            &env.run(&[
+                "doc",
+                "agreement",
+                "add",
+                &id,
+                "--title",
+                "t",
+                "--owner",
+                "roc-midden",
+                "--deadline",
+                bad,
+            ]),
+            2,
+            "write it as YYYY-MM-DD",
+        );
+    }
+    let out = env.run(&["doc", "frobnicate", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "usage");
+}
+
+#[test]
+fn missing_and_foreign_data_dirs() {
+    let env = Env::new();
+    assert_fails(&env.run(&["doc", "list"]), 1, "run `regiosync init");
+    std::fs::create_dir_all(&env.dir).unwrap();
+    std::fs::write(env.dir.join("notes.txt"), "not a node").unwrap();
+    assert_fails(&env.run(&["doc", "list"]), 1, "no regiosync node in");
+    std::fs::write(env.dir.join("node.json"), "{\"hello\": 1}").unwrap();
+    assert_fails(
+        &env.run(&["doc", "list"]),
+        1,
+        "damaged or not a regiosync node file",
+    );
+}
+
+#[test]
+fn unknown_and_ambiguous_document_ids() {
+    let env = Env::new();
+    env.init();
+    assert_fails(
+        &env.run(&["doc", "show", "0123456789abcdef"]),
+        1,
+        "no document matches",
+    );
+    assert_fails(&env.run(&["doc", "show", "xyz"]), 1, "is not a document id");
+    let out = env.run(&["doc", "show", "0123456789", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no document matches")
+    );
+}
+
+#[test]
+fn show_json_is_exactly_what_the_edits_wrote() {
+    let env = Env::new();
+    env.init();
+    let created = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "vsv-programma",
+        "--title",
+        "Regionaal programma vsv 2025-2028",
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let short = created["short"].as_str().unwrap().to_owned();
+    assert!(id.starts_with(&short) && short.len() >= 8);
+
+    let s1 = env.run_stdin(
+        &["doc", "section", "set", &short, "Inleiding", "--json"],
+        "Samen tegen voortijdig schoolverlaten.\n",
+    );
+    assert_ok(&s1);
+    let s1: Value = serde_json::from_slice(&s1.stdout).unwrap();
+    let file = env._tmp.path().join("aanpak.md");
+    std::fs::write(&file, "1. Verzuim\n2. Thuiszitters\n").unwrap();
+    let s2 = env.json(&[
+        "doc",
+        "section",
+        "set",
+        &short,
+        "Aanpak",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    // Replace the first section's text by title, case-insensitively.
+    let s1b = env.run_stdin(
+        &["doc", "section", "set", &short, "inleiding", "--json"],
+        "Samen tegen uitval.\n",
+    );
+    assert_ok(&s1b);
+    let s1b: Value = serde_json::from_slice(&s1b.stdout).unwrap();
+    assert_eq!(s1b["section"], s1["section"]);
+    assert_eq!(s1b["created"], false);
+    assert_eq!(s1b["changed"], true);
+
+    let a1 = env.json(&[
+        "doc",
+        "agreement",
+        "add",
+        &short,
+        "--title",
+        "Sluitende aanpak 18-",
+        "--owner",
+        "gemeente-utrecht",
+        "--deadline",
+        "2026-12-31",
+    ]);
+    let a2 = env.json(&[
+        "doc",
+        "agreement",
+        "add",
+        &short,
+        "--title",
+        "Warme overdracht vo-mbo",
+        "--owner",
+        "swv-utrecht",
+    ]);
+
+    let shown = env.json(&["doc", "show", &short, "--format", "json"]);
+    let expected = json!({
+        "id": id,
+        "schema": 1,
+        "kind": "vsv-programma",
+        "title": "Regionaal programma vsv 2025-2028",
+        "owner": "roc-midden",
+        "sections": [
+            {"id": s1["section"], "title": "Inleiding", "text": "Samen tegen uitval.\n"},
+            {"id": s2["section"], "title": "Aanpak", "text": "1. Verzuim\n2. Thuiszitters\n"},
+        ],
+        "agreements": [
+            {"id": a1["agreement"], "title": "Sluitende aanpak 18-", "owner": "gemeente-utrecht", "deadline": "2026-12-31", "status": "open"},
+            {"id": a2["agreement"], "title": "Warme overdracht vo-mbo", "owner": "swv-utrecht", "deadline": null, "status": "open"},
+        ],
+    });
+    assert_eq!(shown, expected);
+
+    // The Markdown view carries the same content, in order.
+    let md = stdout(&env.run(&["doc", "show", &short]));
+    let p = |s: &str| {
+        md.find(s)
+            .unwrap_or_else(|| panic!("'{s}' missing in:\n{md}"))
+    };
+    assert!(p("# Regionaal programma vsv 2025-2028") < p("## Inleiding"));
+    assert!(
+        p("## Inleiding") < p("Samen tegen uitval.") && p("Samen tegen uitval.") < p("## Aanpak")
+    );
+    assert!(
+        p("## Afspraken") < p("| Sluitende aanpak 18- | gemeente-utrecht | 2026-12-31 | open |")
+    );
+
+    // History: one change per edit, all by this device.
+    let node_id =
+        serde_json::from_slice::<Value>(&std::fs::read(env.dir.join("node.json")).unwrap())
+            .unwrap()["node_id"]
+            .clone();
+    let log = env.json(&["doc", "log", &short]);
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 6);
+    assert!(
+        log.iter()
+            .all(|e| e["device"] == node_id && e["party"] == "roc-midden")
+    );
+    let human_log = stdout(&env.run(&["doc", "log", &short]));
+    assert_eq!(human_log.lines().count(), 6);
+    assert!(human_log.contains("add agreement Warme overdracht vo-mbo"));
+
+    let list = env.json(&["doc", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["title"], "Regionaal programma vsv 2025-2028");
+}
+
+#[test]
+fn global_flags_before_or_after_the_subcommand() {
+    let env = Env::new();
+    env.init();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_regiosync"));
+    let out = c
+        .args(["--json", "--data-dir"])
+        .arg(&env.dir)
+        .args(["doc", "list"])
+        .env_remove("REGIOSYNC_HOME")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!([])
+    );
+    // $REGIOSYNC_HOME is used when --data-dir is absent.
+    let out = Command::new(env!("CARGO_BIN_EXE_regiosync"))
+        .args(["doc", "list", "--json"])
+        .env("REGIOSYNC_HOME", &env.dir)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!([])
+    );
+}
+
+#[test]
+fn invalid_section_input_is_refused_and_changes_nothing() {
+    let env = Env::new();
+    env.init();
+    let id = env.json(&["doc", "new", "plan", "--kind", "jeugdplan", "--title", "J"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = env.json(&["doc", "show", &id]);
+    let bad = env._tmp.path().join("latin1.txt");
+    std::fs::write(&bad, b"caf\xe9").unwrap();
+    assert_fails(
+        &env.run(&[
+            "doc",
+            "section",
+            "set",
+            &id,
+            "X",
+            "--file",
+            bad.to_str().unwrap(),
+        ]),
+        1,
+        "not UTF-8",
+    );
+    assert_fails(
+        &env.run(&[
+            "doc",
+            "section",
+            "set",
+            &id,
+            "X",
+            "--file",
+            "/nonexistent/file",
+        ]),
+        1,
+        "cannot read",
+    );
+    assert_fails(
+        &env.run_stdin(&["doc", "section", "set", &id, " "], "x"),
+        1,
+        "section title is invalid",
+    );
+    assert_eq!(env.json(&["doc", "show", &id]), before);
+}
+
+#[test]
+fn damaged_store_gives_a_clear_error_and_is_left_as_it_was() {
+    let env = Env::new();
+    env.init();
+    let id = env.json(&["doc", "new", "plan", "--kind", "jeugdplan", "--title", "J"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..30 {
+        let out = env.run_stdin(
+            &["doc", "section", "set", &id, &format!("Sectie {i}")],
+            &"tekst ".repeat(200),
+        );
+        assert_ok(&out);
+    }
+    let store = env.dir.join("store.sqlite");
+    // Make sure everything is in the main file (no WAL) before damaging it.
+    assert_ok(&env.run(&["doc", "list"]));
+    let _ = std::fs::remove_file(env.dir.join("store.sqlite-wal"));
+    let _ = std::fs::remove_file(env.dir.join("store.sqlite-shm"));
+    let full = std::fs::read(&store).unwrap();
+    assert!(
+        full.len() > 8192,
+        "store too small for the test: {}",
+        full.len()
+    );
+
+    let mut bad = full.clone();
+    for b in &mut bad[4096..8192] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&store, &bad).unwrap();
+    let out = env.run(&["doc", "show", &id]);
+    assert_fails(&out, 1, "is damaged");
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        bad,
+        "the damaged file must be left as it was"
+    );
+
+    std::fs::write(&store, &full[..full.len() / 2]).unwrap();
+    assert_fails(&env.run(&["doc", "list"]), 1, "is damaged");
+
+    std::fs::write(&store, b"").unwrap();
+    assert_fails(&env.run(&["doc", "list"]), 1, "is damaged");
+
+    std::fs::write(&store, b"hello, I am a text file and not a database at all; long enough for the header check of a hundred bytes").unwrap();
+    assert_fails(&env.run(&["doc", "list"]), 1, "not a regiosync store");
+}
+
+#[test]
+fn broken_pipe_is_not_an_error() {
+    let env = Env::new();
+    env.init();
+    let id = env.json(&["doc", "new", "plan", "--kind", "jeugdplan", "--title", "J"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ok(&env.run_stdin(
+        &["doc", "section", "set", &id, "Lang"],
+        &"regel\n".repeat(50_000),
+    ));
+    let mut child = env
+        .cmd(&["doc", "show", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read a little, then close the pipe.
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
