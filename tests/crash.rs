@@ -6,6 +6,8 @@
 //! The child is this same test binary, started with `--ignored --exact crash_child`
 //! and the data dir in an environment variable.
 
+#![allow(clippy::print_stdout)] // the child reports acknowledged edits on stdout
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,9 +27,11 @@ const KILLS: usize = 30;
 #[test]
 #[ignore = "child process of crash_safety_under_sigkill; started by it"]
 fn crash_child() {
-    let (Ok(dir), Ok(doc), Ok(run)) =
-        (std::env::var(ENV_DIR), std::env::var(ENV_DOC), std::env::var(ENV_RUN))
-    else {
+    let (Ok(dir), Ok(doc), Ok(run)) = (
+        std::env::var(ENV_DIR),
+        std::env::var(ENV_DOC),
+        std::env::var(ENV_RUN),
+    ) else {
         panic!("crash_child is started by crash_safety_under_sigkill");
     };
     let mut node = Node::open(Path::new(&dir)).unwrap();
@@ -35,12 +39,20 @@ fn crash_child() {
     let owner = PartyName::new("gemeente-zeist").unwrap();
     for i in 0.. {
         let title = format!("run{run}-edit{i}");
-        node.add_agreement(&id, &AgreementInput { title: title.clone(), owner: owner.clone(), deadline: None })
-            .unwrap();
+        node.add_agreement(
+            &id,
+            &AgreementInput {
+                title: title.clone(),
+                owner: owner.clone(),
+                deadline: None,
+            },
+        )
+        .unwrap();
         // Every third edit also rewrites a section, so snapshots and text edits are
         // interrupted too.
         if i % 3 == 0 {
-            node.set_section(&id, "Log", &format!("{title}\n").repeat(i % 50 + 1)).unwrap();
+            node.set_section(&id, "Log", &format!("{title}\n").repeat(i % 50 + 1))
+                .unwrap();
         }
         println!("committed {title}");
     }
@@ -51,14 +63,23 @@ fn crash_safety_under_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
     Node::init(&dir, PartyName::new("roc-midden").unwrap(), Role::Roc, None).unwrap();
-    let id = Node::open(&dir).unwrap().create_plan(PlanKind::Jeugdplan, "Crash").unwrap();
+    let id = Node::open(&dir)
+        .unwrap()
+        .create_plan(PlanKind::Jeugdplan, "Crash")
+        .unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5EED);
     let mut acknowledged: Vec<String> = Vec::new();
 
     for run in 0..KILLS {
         let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV_DIR, &dir)
             .env(ENV_DOC, id.to_string())
             .env(ENV_RUN, run.to_string())
@@ -77,7 +98,9 @@ fn crash_safety_under_sigkill() {
         });
         // Wait for the first acknowledged edit (so the kill lands mid-loop, not during
         // start-up), then kill at a random moment.
-        let first = rx.recv_timeout(Duration::from_secs(60)).expect("child made no edit");
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("child made no edit");
         acknowledged.push(first);
         let delay = Duration::from_millis(rng.random_range(1..150));
         let start = Instant::now();
@@ -92,14 +115,21 @@ fn crash_safety_under_sigkill() {
         acknowledged.extend(rx.try_iter());
 
         // The store must open cleanly and hold every acknowledged edit.
-        let node = Node::open(&dir).unwrap_or_else(|e| panic!("run {run}: store does not open: {e}"));
+        let node =
+            Node::open(&dir).unwrap_or_else(|e| panic!("run {run}: store does not open: {e}"));
         node.store().integrity_check().unwrap();
         let plan = node.plan(&id).unwrap();
         let titles: std::collections::HashSet<&str> =
             plan.agreements.iter().map(|a| a.title.as_str()).collect();
         for t in &acknowledged {
-            assert!(titles.contains(t.as_str()), "run {run}: acknowledged edit {t} was lost");
+            assert!(
+                titles.contains(t.as_str()),
+                "run {run}: acknowledged edit {t} was lost"
+            );
         }
     }
-    assert!(acknowledged.len() >= KILLS, "too few edits to mean anything");
+    assert!(
+        acknowledged.len() >= KILLS,
+        "too few edits to mean anything"
+    );
 }

@@ -143,6 +143,12 @@ pub fn read_info(dir: &Path) -> Result<NodeInfo, NodeError> {
         path: path.clone(),
         detail: e.to_string(),
     })?;
+    if version.format == 0 {
+        return Err(NodeError::BadNodeFile {
+            path,
+            detail: "format 0 does not exist".into(),
+        });
+    }
     if version.format > NODE_FILE_FORMAT {
         return Err(NodeError::NewerNodeFile {
             path,
@@ -220,14 +226,14 @@ fn warn_if_exposed(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = fs::metadata(path) {
-            if m.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    file = %path.display(),
-                    "the key file is readable by other users; run: chmod 600 {}",
-                    path.display()
-                );
-            }
+        if let Ok(m) = fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                "the key file is readable by other users; run: chmod 600 {}",
+                path.display()
+            );
         }
     }
 }

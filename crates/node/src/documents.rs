@@ -7,7 +7,7 @@
 //! Automerge sequence number.
 
 use automerge::transaction::{CommitOptions, Transaction};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 use regiosync_core::id::{
     DocId, NodeId, PartyName, normalize_doc_id_prefix, shortest_unique_prefix,
 };
@@ -161,11 +161,11 @@ impl Node {
         self.edit_plan(id, &message, |t| plan::add_agreement(t, input))
     }
 
-    /// The history of a document, oldest first.
+    /// The history of a document in causal order (a change after the ones it builds on).
     pub fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, NodeError> {
         let stored = self.store.load(id)?;
         let doc = rebuild(&stored)?;
-        let mut out: Vec<HistoryEntry> = doc
+        let out: Vec<HistoryEntry> = doc
             .get_changes(&[])
             .into_iter()
             .map(|c| {
@@ -180,7 +180,8 @@ impl Node {
                 }
             })
             .collect();
-        out.sort_by(|a, b| a.time.cmp(&b.time));
+        // `get_changes` returns a causal order; sorting by the authors' clocks could
+        // list a change before one it depends on.
         Ok(out)
     }
 
@@ -207,12 +208,13 @@ impl Node {
             };
             let change = commit(t, message);
             let mut covers = None;
-            if change.is_some() {
-                if let Some(c) = doc.get_last_local_change() {
-                    covers = tx.append_change(id, &change_row(&c))?;
-                }
+            if change.is_some()
+                && let Some(c) = doc.get_last_local_change()
+            {
+                covers = tx.append_change(id, &change_row(&c))?;
             }
-            // Compact when the tail is long; done after the commit, outside the ack path.
+            // Compact when the tail is long. This runs after the edit's commit (the edit
+            // is durable either way), so a failed snapshot never fails the edit.
             let snapshot = match covers {
                 Some(rowid) if stored.tail.len() + 1 >= SNAPSHOT_EVERY => Some((doc, rowid)),
                 _ => None,
@@ -253,8 +255,24 @@ pub(crate) fn rebuild(stored: &StoredDoc) -> Result<Automerge, NodeError> {
         Some(bytes) => Automerge::load(bytes).map_err(damaged)?,
         None => Automerge::new(),
     };
+    // Parse every change strictly: `load_incremental` would skip a damaged change with
+    // only a log line, and a later local edit could then reuse its sequence number.
+    let mut changes = Vec::with_capacity(stored.tail.len());
     for bytes in &stored.tail {
-        doc.load_incremental(bytes).map_err(damaged)?;
+        let change = automerge::Change::from_bytes(bytes.clone()).map_err(|e| {
+            NodeError::DamagedDocument {
+                id: stored.meta.id,
+                detail: e.to_string(),
+            }
+        })?;
+        changes.push(change);
+    }
+    doc.apply_changes(changes).map_err(damaged)?;
+    if !doc.get_missing_deps(&[]).is_empty() {
+        return Err(NodeError::DamagedDocument {
+            id: stored.meta.id,
+            detail: "changes are missing from the store".into(),
+        });
     }
     Ok(doc)
 }

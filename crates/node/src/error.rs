@@ -27,6 +27,14 @@ pub enum NodeError {
         /// The file that is in the way.
         file: &'static str,
     },
+    /// `node.json` exists but the store file is gone.
+    #[error(
+        "the store {path} is missing although node.json exists: restore it from a backup, or move the data dir away and run `regiosync init` again"
+    )]
+    MissingStore {
+        /// The store file.
+        path: PathBuf,
+    },
     /// `node.json` is damaged or not ours.
     #[error("{path} is damaged or not a regiosync node file ({detail}): restore it from a backup")]
     BadNodeFile {

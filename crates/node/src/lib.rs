@@ -61,7 +61,12 @@ impl Node {
     /// documents uses only the public node id.
     pub fn open(dir: &Path) -> Result<Self, NodeError> {
         let info = data_dir::read_info(dir)?;
-        let store = Store::open(&dir.join(data_dir::STORE_FILE))?;
+        let store = match Store::open(&dir.join(data_dir::STORE_FILE)) {
+            Err(regiosync_store::StoreError::NotFound { path }) => {
+                return Err(NodeError::MissingStore { path });
+            }
+            other => other?,
+        };
         Ok(Self {
             dir: dir.to_owned(),
             info,
@@ -87,6 +92,12 @@ impl Node {
     /// The underlying store (for maintenance commands and tests).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Mutable access to the store, for benchmarks that measure the store's floor.
+    #[doc(hidden)]
+    pub fn store_mut_for_bench(&mut self) -> &mut Store {
+        &mut self.store
     }
 }
 

@@ -173,3 +173,28 @@ fn ids_resolve_by_unique_prefix() {
     let docs = node.documents().unwrap();
     assert_eq!(docs[0].short, full[..8]);
 }
+
+#[test]
+fn damaged_change_row_is_reported_not_skipped() {
+    let (_d, mut node) = new_node();
+    let id = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    let garbage = regiosync_store::ChangeRow {
+        hash: [9; 32],
+        actor: vec![1; 32],
+        seq: 2,
+        bytes: b"\x85\x6f\x4a\x83 not a change".to_vec(),
+        stored_ms: 0,
+    };
+    node.store_mut_for_bench()
+        .write(|tx| tx.append_change(&id, &garbage))
+        .unwrap();
+    assert!(matches!(
+        node.plan(&id),
+        Err(NodeError::DamagedDocument { .. })
+    ));
+    // An edit on top of a damaged document is refused instead of reusing a seq.
+    assert!(matches!(
+        node.set_section(&id, "Inleiding", "x"),
+        Err(NodeError::DamagedDocument { .. })
+    ));
+}

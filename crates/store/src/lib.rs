@@ -77,18 +77,28 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Creates a new, empty store file. Fails if a file is already there.
     pub fn create(path: &Path) -> Result<Self, StoreError> {
-        if path.exists() {
-            return Err(StoreError::AlreadyExists {
-                path: path.to_owned(),
-            });
+        // Claim the path atomically, so two concurrent creators cannot both succeed.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::AlreadyExists {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                });
+            }
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).at(path)?;
         configure(&conn, path)?;
-        conn.pragma_update(None, "application_id", migrations::APPLICATION_ID)
-            .at(path)?;
         migrations::migrate(&mut conn, 0).at(path)?;
         Ok(Self {
             conn,
@@ -97,11 +107,13 @@ impl Store {
     }
 
     /// Opens an existing store, migrating it to the current schema if it is older.
+    /// A file that is not ours is refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         check_file_header(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).at(path)?;
-        configure(&conn, path)?;
+        conn.busy_timeout(BUSY_TIMEOUT).at(path)?;
+        // Read-only checks first: a foreign database must not be switched to WAL.
         let app_id: i64 = conn
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .at(path)?;
@@ -121,6 +133,7 @@ impl Store {
             });
         }
         check_integrity(&conn, path, "quick_check")?;
+        configure(&conn, path)?;
         migrations::migrate(&mut conn, version).at(path)?;
         Ok(Self {
             conn,
@@ -238,9 +251,22 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             detail: format!("the file system does not support WAL mode (got {mode})"),
         });
     }
-    conn.pragma_update(None, "synchronous", "FULL").at(path)?;
-    conn.pragma_update(None, "foreign_keys", true).at(path)?;
-    conn.pragma_update(None, "secure_delete", true).at(path)?;
+    for (pragma, value) in [
+        ("synchronous", 2i64),
+        ("foreign_keys", 1),
+        ("secure_delete", 1),
+    ] {
+        conn.pragma_update(None, pragma, value).at(path)?;
+        let got: i64 = conn
+            .pragma_query_value(None, pragma, |r| r.get(0))
+            .at(path)?;
+        if got != value {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                detail: format!("SQLite refused PRAGMA {pragma}={value} (got {got})"),
+            });
+        }
+    }
     Ok(())
 }
 

@@ -43,6 +43,10 @@ pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 pub(crate) fn migrate(conn: &mut Connection, from: i64) -> rusqlite::Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from.max(0) as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if i == 0 {
+            // Mark the file as ours in the same transaction as the first schema.
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;

@@ -156,6 +156,10 @@ fn missing_empty_foreign_and_garbage_files_are_refused() {
 
     fs::write(&p, b"").unwrap();
     assert!(matches!(Store::open(&p), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        Store::create(&p),
+        Err(StoreError::AlreadyExists { .. })
+    ));
 
     fs::write(&p, b"PK\x03\x04 this is a zip file, not a store, and it is long enough to pass the header length check of one hundred bytes").unwrap();
     assert!(matches!(
@@ -168,8 +172,11 @@ fn missing_empty_foreign_and_garbage_files_are_refused() {
     c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
         .unwrap();
     drop(c);
+    let before = fs::read(&p).unwrap();
     assert!(matches!(Store::open(&p), Err(StoreError::Foreign { .. })));
-    // The foreign file is untouched.
+    // The foreign file is untouched: same bytes, no WAL files created.
+    assert_eq!(fs::read(&p).unwrap(), before);
+    assert!(!dir.path().join("s.sqlite-wal").exists());
     let c = Connection::open(&p).unwrap();
     let n: i64 = c
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))

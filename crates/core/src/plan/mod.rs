@@ -2,7 +2,7 @@
 //!
 //! A plan is an Automerge document; [`schema`] maps it to and from the typed [`Plan`]
 //! view, [`markdown`] renders that view for people. The mapping is documented for
-//! other implementations in docs/SCHEMA.md (grows with the plans issue).
+//! other implementations in docs/PROTOCOL.md (\"Plan document schema\").
 
 pub mod markdown;
 pub mod schema;

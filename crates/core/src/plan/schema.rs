@@ -181,7 +181,10 @@ fn check_header<R: ReadDoc>(doc: &R) -> Result<u64, PlanError> {
         return Err(PlanError::Schema("the document is not a plan".into()));
     }
     let schema = match doc.get(ROOT, "schema")? {
-        Some((Value::Scalar(v), _)) => v.as_u64().ok_or_else(|| schema_err("schema"))?,
+        Some((Value::Scalar(v), _)) => match v.as_ref() {
+            ScalarValue::Uint(n) => *n,
+            _ => return Err(schema_err("schema")),
+        },
         _ => return Err(schema_err("schema")),
     };
     if schema > PLAN_SCHEMA_VERSION {
@@ -377,6 +380,10 @@ mod tests {
         tx.put(ROOT, "schema", ScalarValue::Uint(99)).unwrap();
         tx.commit();
         assert!(matches!(read_plan(&doc), Err(PlanError::NewerSchema(99))));
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "schema", ScalarValue::Int(-1)).unwrap();
+        tx.commit();
+        assert!(matches!(read_plan(&doc), Err(PlanError::Schema(_))));
 
         let mut doc = new_plan();
         let mut tx = doc.transaction();
