@@ -1,0 +1,544 @@
+//! The fold: from a set of signed ops to a [`RegionState`], deterministically.
+//!
+//! The rules are specified in docs/AUTH.md; in short:
+//! 1. The ops form a DAG rooted at the region's `CreateRegion` op. Ops of another
+//!    region are ignored; ops whose parents are not (yet) known are pending.
+//! 2. The DAG is put in one linear order: a topological order that, among the ops
+//!    whose parents are all placed, takes revocations first, then the smallest hash.
+//! 3. The ops are applied in that order. An op is accepted if its author holds the
+//!    authority it needs in the state so far, *and* the ops that gave the author that
+//!    authority (its `AddDevice`, its party's admin grant) are in the op's causal past.
+//! 4. A revocation beats concurrent ops: if an accepted revocation (remove device,
+//!    remove party, revoke admin) takes away authority that a concurrent accepted op
+//!    used, that op is excluded, and the fold runs again without it. Exclusions only
+//!    grow, so this ends; it usually takes one extra round.
+//!
+//! The result depends only on the set of ops, never on their arrival order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use super::op::{OpBody, OpHash, RegionId, SignedOp};
+use super::state::{DeviceState, DocAcl, PartyState, RegionState};
+use crate::id::{NodeId, PartyName};
+
+/// Why an op was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The op names another region.
+    #[error("the op belongs to another region")]
+    WrongRegion,
+    /// The author device is not a member.
+    #[error("the author device is not a member of the region")]
+    UnknownAuthor,
+    /// The author device, or its party, was removed.
+    #[error("the author device or its party was removed")]
+    AuthorRemoved,
+    /// The author's own addition is not in the op's causal past.
+    #[error("the op does not build on the addition of its own author device")]
+    AuthorNotInPast,
+    /// The op needs a region admin.
+    #[error("only a region admin may do this")]
+    NotAdmin,
+    /// The op needs another authority the author lacks.
+    #[error("not authorised: {0}")]
+    NotAuthorised(&'static str),
+    /// The op is well-formed but makes no sense in the state.
+    #[error("invalid in this state: {0}")]
+    Invalid(&'static str),
+    /// A concurrent revocation took away the authority the op used.
+    #[error("overruled by concurrent revocation {0}")]
+    ConcurrentlyRevoked(OpHash),
+}
+
+/// Why no state could be folded at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FoldError {
+    /// The region's `CreateRegion` op is not among the ops.
+    #[error("the region's founding op is missing")]
+    NoGenesis,
+    /// The op with the region's id is not a `CreateRegion`.
+    #[error("the region id does not name a create-region op")]
+    NotGenesis,
+}
+
+/// The result of a fold.
+#[derive(Clone, Debug)]
+pub struct Folded {
+    /// The region state.
+    pub state: RegionState,
+    /// Every op placed in the DAG, in the linear order.
+    pub order: Vec<OpHash>,
+    /// The ops that were not applied, and why.
+    pub rejected: BTreeMap<OpHash, Rejection>,
+    /// Ops waiting for parents that are not known yet.
+    pub pending: BTreeSet<OpHash>,
+}
+
+impl Folded {
+    /// Whether the op was applied.
+    pub fn accepted(&self, hash: &OpHash) -> bool {
+        !self.rejected.contains_key(hash)
+            && !self.pending.contains(hash)
+            && self.order.contains(hash)
+    }
+}
+
+/// Folds the ops of `region` (others are reported as [`Rejection::WrongRegion`]).
+pub fn fold<'a>(
+    region: RegionId,
+    ops: impl IntoIterator<Item = &'a SignedOp>,
+) -> Result<Folded, FoldError> {
+    let mut all: BTreeMap<OpHash, &SignedOp> = BTreeMap::new();
+    for op in ops {
+        all.insert(op.hash(), op);
+    }
+    let genesis = *all.get(&region.0).ok_or(FoldError::NoGenesis)?;
+    let OpBody::CreateRegion {
+        name,
+        party,
+        role,
+        age_recipient,
+    } = &genesis.op().body
+    else {
+        return Err(FoldError::NotGenesis);
+    };
+
+    let mut rejected = BTreeMap::new();
+    let mut members: BTreeMap<OpHash, &SignedOp> = BTreeMap::new();
+    for (h, op) in &all {
+        if *h == region.0 || op.op().region == Some(region) {
+            members.insert(*h, op);
+        } else {
+            rejected.insert(*h, Rejection::WrongRegion);
+        }
+    }
+
+    let dag = Dag::build(&members, region.0);
+    let base = RegionState {
+        region,
+        name: name.clone(),
+        parties: BTreeMap::from([(
+            party.clone(),
+            PartyState {
+                role: *role,
+                admin: true,
+                admin_since: Some(region.0),
+                removed: false,
+            },
+        )]),
+        devices: BTreeMap::from([(
+            genesis.op().author,
+            DeviceState {
+                party: party.clone(),
+                age_recipient: age_recipient.clone(),
+                added_by: region.0,
+                removed: false,
+            },
+        )]),
+        docs: BTreeMap::new(),
+        cutoffs: BTreeMap::new(),
+        heads: dag.heads(),
+    };
+
+    let mut excluded: BTreeMap<usize, OpHash> = BTreeMap::new();
+    loop {
+        let mut state = base.clone();
+        let mut outcome: Vec<Result<Applied, Rejection>> = Vec::with_capacity(dag.ops.len());
+        outcome.push(Ok(Applied { needs_admin: false }));
+        for i in 1..dag.ops.len() {
+            let r = match excluded.get(&i) {
+                Some(by) => Err(Rejection::ConcurrentlyRevoked(*by)),
+                None => apply(&mut state, &dag, i),
+            };
+            outcome.push(r);
+        }
+        let newly = dag.exclusions(&outcome, &state, &excluded);
+        if newly.is_empty() {
+            for (i, r) in outcome.into_iter().enumerate() {
+                if let Err(why) = r {
+                    rejected.insert(dag.ops[i].hash(), why);
+                }
+            }
+            return Ok(Folded {
+                state,
+                order: dag.ops.iter().map(|o| o.hash()).collect(),
+                rejected,
+                pending: dag.pending,
+            });
+        }
+        excluded.extend(newly);
+    }
+}
+
+struct Applied {
+    needs_admin: bool,
+}
+
+/// The ops in linear order with their ancestor sets.
+struct Dag<'a> {
+    ops: Vec<&'a SignedOp>,
+    pos: HashMap<OpHash, usize>,
+    /// `anc[i]`: bitset of the positions of op i's strict ancestors.
+    anc: Vec<Vec<u64>>,
+    pending: BTreeSet<OpHash>,
+}
+
+impl<'a> Dag<'a> {
+    fn build(members: &BTreeMap<OpHash, &'a SignedOp>, root: OpHash) -> Self {
+        // Kahn's algorithm over the ops whose parents are all members.
+        let mut children: HashMap<OpHash, Vec<OpHash>> = HashMap::new();
+        let mut missing: HashMap<OpHash, usize> = HashMap::new();
+        for (h, op) in members {
+            let parents = &op.op().parents;
+            missing.insert(*h, parents.len());
+            for p in parents {
+                children.entry(*p).or_default().push(*h);
+            }
+        }
+        let prio = |h: &OpHash| u8::from(!members[h].op().body.is_revocation());
+        let mut ready: BTreeSet<(u8, OpHash)> = BTreeSet::new();
+        ready.insert((0, root));
+        let mut ops = Vec::with_capacity(members.len());
+        let mut pos = HashMap::with_capacity(members.len());
+        while let Some(next) = ready.pop_first() {
+            let h = next.1;
+            pos.insert(h, ops.len());
+            ops.push(members[&h]);
+            for c in children.get(&h).into_iter().flatten() {
+                if let Some(m) = missing.get_mut(c) {
+                    *m -= 1;
+                    if *m == 0 {
+                        ready.insert((prio(c), *c));
+                    }
+                }
+            }
+        }
+        let pending = members
+            .keys()
+            .filter(|h| !pos.contains_key(h))
+            .copied()
+            .collect();
+
+        let words = ops.len().div_ceil(64);
+        let mut anc: Vec<Vec<u64>> = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let mut set = vec![0u64; words];
+            for p in &op.op().parents {
+                let pi = pos[p];
+                for (w, pw) in set.iter_mut().zip(&anc[pi]) {
+                    *w |= *pw;
+                }
+                set[pi / 64] |= 1 << (pi % 64);
+            }
+            anc.push(set);
+        }
+        Dag {
+            ops,
+            pos,
+            anc,
+            pending,
+        }
+    }
+
+    fn is_ancestor(&self, ancestor: usize, of: usize) -> bool {
+        self.anc[of][ancestor / 64] & (1 << (ancestor % 64)) != 0
+    }
+
+    fn in_past(&self, hash: &OpHash, of: usize) -> bool {
+        self.pos.get(hash).is_some_and(|&a| self.is_ancestor(a, of))
+    }
+
+    fn heads(&self) -> Vec<OpHash> {
+        let mut has_child = vec![false; self.ops.len()];
+        for op in &self.ops {
+            for p in &op.op().parents {
+                has_child[self.pos[p]] = true;
+            }
+        }
+        let mut heads: Vec<OpHash> = self
+            .ops
+            .iter()
+            .zip(has_child)
+            .filter(|(_, c)| !c)
+            .map(|(o, _)| o.hash())
+            .collect();
+        heads.sort();
+        heads
+    }
+
+    /// Accepted ops that a concurrent accepted revocation overrules, not yet excluded.
+    fn exclusions(
+        &self,
+        outcome: &[Result<Applied, Rejection>],
+        state: &RegionState,
+        excluded: &BTreeMap<usize, OpHash>,
+    ) -> BTreeMap<usize, OpHash> {
+        let mut out = BTreeMap::new();
+        let party_of = |d: &NodeId| state.devices.get(d).map(|s| &s.party);
+        for (r, rop) in self.ops.iter().enumerate() {
+            if outcome[r].is_err() {
+                continue;
+            }
+            let hits: Box<dyn Fn(usize) -> bool + '_> = match &rop.op().body {
+                OpBody::RemoveDevice { device, .. } => {
+                    let device = *device;
+                    Box::new(move |x: usize| self.ops[x].op().author == device)
+                }
+                OpBody::RemoveParty { party, .. } => {
+                    let party = party.clone();
+                    Box::new(move |x: usize| party_of(&self.ops[x].op().author) == Some(&party))
+                }
+                OpBody::SetAdmin {
+                    party,
+                    admin: false,
+                } => {
+                    let party: PartyName = party.clone();
+                    Box::new(move |x: usize| {
+                        party_of(&self.ops[x].op().author) == Some(&party)
+                            && matches!(outcome[x], Ok(Applied { needs_admin: true }))
+                    })
+                }
+                _ => continue,
+            };
+            for x in 1..self.ops.len() {
+                if x == r
+                    || outcome[x].is_err()
+                    || excluded.contains_key(&x)
+                    || out.contains_key(&x)
+                {
+                    continue;
+                }
+                let concurrent = !self.is_ancestor(x, r) && !self.is_ancestor(r, x);
+                if concurrent && hits(x) {
+                    out.insert(x, rop.hash());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The authority of an op's author in the state, with the causal-past check.
+struct Authority {
+    party: PartyName,
+    admin: bool,
+}
+
+fn authority(state: &RegionState, dag: &Dag<'_>, i: usize) -> Result<Authority, Rejection> {
+    let author = dag.ops[i].op().author;
+    let dev = state.devices.get(&author).ok_or(Rejection::UnknownAuthor)?;
+    if dev.removed {
+        return Err(Rejection::AuthorRemoved);
+    }
+    if !dag.in_past(&dev.added_by, i) {
+        return Err(Rejection::AuthorNotInPast);
+    }
+    let party = state
+        .parties
+        .get(&dev.party)
+        .ok_or(Rejection::UnknownAuthor)?;
+    if party.removed {
+        return Err(Rejection::AuthorRemoved);
+    }
+    let admin = party.admin && party.admin_since.is_some_and(|h| dag.in_past(&h, i));
+    Ok(Authority {
+        party: dev.party.clone(),
+        admin,
+    })
+}
+
+fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Rejection> {
+    let op = dag.ops[i];
+    let hash = op.hash();
+    let auth = authority(state, dag, i)?;
+    let need_admin = |auth: &Authority| {
+        if auth.admin {
+            Ok(())
+        } else {
+            Err(Rejection::NotAdmin)
+        }
+    };
+    let active_party = |state: &RegionState, p: &PartyName| {
+        state
+            .active_party(p)
+            .map(|_| ())
+            .ok_or(Rejection::Invalid("unknown or removed party"))
+    };
+    match &op.op().body {
+        OpBody::CreateRegion { .. } => Err(Rejection::Invalid("a region has one create-region op")),
+        OpBody::AddParty { party, role } => {
+            need_admin(&auth)?;
+            if state.parties.contains_key(party) {
+                return Err(Rejection::Invalid("party name is taken"));
+            }
+            state.parties.insert(
+                party.clone(),
+                PartyState {
+                    role: *role,
+                    admin: false,
+                    admin_since: None,
+                    removed: false,
+                },
+            );
+            Ok(Applied { needs_admin: true })
+        }
+        OpBody::AddDevice {
+            party,
+            device,
+            age_recipient,
+        } => {
+            active_party(state, party)?;
+            let own = auth.party == *party;
+            if !own {
+                need_admin(&auth)?;
+            }
+            if state.devices.contains_key(device) {
+                return Err(Rejection::Invalid(
+                    "device is already known (removed devices never return)",
+                ));
+            }
+            state.devices.insert(
+                *device,
+                DeviceState {
+                    party: party.clone(),
+                    age_recipient: age_recipient.clone(),
+                    added_by: hash,
+                    removed: false,
+                },
+            );
+            Ok(Applied { needs_admin: !own })
+        }
+        OpBody::RemoveDevice { device, cutoffs } => {
+            let target = state
+                .active_device(device)
+                .ok_or(Rejection::Invalid("unknown or already removed device"))?;
+            let own = target.party == auth.party;
+            if !own {
+                need_admin(&auth)?;
+            }
+            if let Some(d) = state.devices.get_mut(device) {
+                d.removed = true;
+            }
+            for c in cutoffs {
+                state.cutoffs.insert((c.doc, c.device), c.clone());
+            }
+            Ok(Applied { needs_admin: !own })
+        }
+        OpBody::SetAdmin { party, admin } => {
+            need_admin(&auth)?;
+            active_party(state, party)?;
+            if !admin && state.admin_parties().all(|p| p == party) {
+                return Err(Rejection::Invalid(
+                    "the region must keep at least one admin party",
+                ));
+            }
+            if let Some(p) = state.parties.get_mut(party) {
+                p.admin = *admin;
+                p.admin_since = admin.then_some(hash);
+            }
+            Ok(Applied { needs_admin: true })
+        }
+        OpBody::RemoveParty { party, cutoffs } => {
+            need_admin(&auth)?;
+            active_party(state, party)?;
+            if state.admin_parties().all(|p| p == party) {
+                return Err(Rejection::Invalid(
+                    "the region must keep at least one admin party",
+                ));
+            }
+            if cutoffs
+                .iter()
+                .any(|c| state.devices.get(&c.device).map(|d| &d.party) != Some(party))
+            {
+                return Err(Rejection::Invalid(
+                    "a cutoff names a device of another party",
+                ));
+            }
+            if let Some(p) = state.parties.get_mut(party) {
+                p.removed = true;
+                p.admin = false;
+            }
+            for d in state.devices.values_mut().filter(|d| &d.party == party) {
+                d.removed = true;
+            }
+            for c in cutoffs {
+                state.cutoffs.insert((c.doc, c.device), c.clone());
+            }
+            Ok(Applied { needs_admin: true })
+        }
+        OpBody::CreateDoc {
+            doc,
+            kind,
+            owner,
+            readers,
+            writers,
+        } => {
+            if *owner != auth.party {
+                return Err(Rejection::NotAuthorised(
+                    "a document's owner is its creator's party",
+                ));
+            }
+            if state.docs.contains_key(doc) {
+                return Err(Rejection::Invalid("document id is taken"));
+            }
+            for p in readers.iter().chain(writers) {
+                active_party(state, p)?;
+            }
+            let writers: std::collections::BTreeSet<_> =
+                writers.iter().cloned().chain([owner.clone()]).collect();
+            let readers = readers
+                .iter()
+                .cloned()
+                .chain(writers.iter().cloned())
+                .collect();
+            state.docs.insert(
+                *doc,
+                DocAcl {
+                    kind: *kind,
+                    owner: owner.clone(),
+                    readers,
+                    writers,
+                },
+            );
+            Ok(Applied { needs_admin: false })
+        }
+        OpBody::SetAcl {
+            doc,
+            readers,
+            writers,
+            cutoffs,
+        } => {
+            let acl = state
+                .docs
+                .get(doc)
+                .ok_or(Rejection::Invalid("unknown document"))?;
+            let own = acl.owner == auth.party;
+            if !own {
+                need_admin(&auth)?;
+            }
+            for p in readers.iter().chain(writers) {
+                active_party(state, p)?;
+            }
+            let owner = acl.owner.clone();
+            let writers: std::collections::BTreeSet<_> =
+                writers.iter().cloned().chain([owner.clone()]).collect();
+            let readers = readers
+                .iter()
+                .cloned()
+                .chain(writers.iter().cloned())
+                .collect();
+            if let Some(acl) = state.docs.get_mut(doc) {
+                acl.readers = readers;
+                acl.writers = writers;
+            }
+            for c in cutoffs.iter().filter(|c| c.doc == *doc) {
+                state.cutoffs.insert((c.doc, c.device), c.clone());
+            }
+            Ok(Applied { needs_admin: !own })
+        }
+    }
+}

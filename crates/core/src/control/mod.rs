@@ -1,0 +1,45 @@
+//! The region control plane: a hash-linked DAG of signed operations (membership,
+//! roles, document access lists), folded into a [`RegionState`] by rules that give
+//! every node the same state whatever order the ops arrived in. The rules are written
+//! down in docs/AUTH.md.
+//!
+//! ```
+//! use regiosync_core::control::{Op, OpBody, SignedOp, RegionId, fold};
+//! use regiosync_core::id::{PartyName, Role};
+//! use regiosync_core::identity::NodeSecret;
+//!
+//! let founder = NodeSecret::generate()?;
+//! let genesis = SignedOp::sign(
+//!     Op {
+//!         region: None,
+//!         parents: vec![],
+//!         author: founder.node_id(),
+//!         time: 0,
+//!         body: OpBody::CreateRegion {
+//!             name: "Regio Utrecht".into(),
+//!             party: PartyName::new("gemeente-utrecht")?,
+//!             role: Role::Kerngemeente,
+//!             age_recipient: founder.age_recipient().to_string(),
+//!         },
+//!     },
+//!     founder.signing_key(),
+//! )?;
+//! let region = RegionId(genesis.hash());
+//! let folded = fold(region, [&genesis])?;
+//! assert!(folded.state.active_device(&founder.node_id()).is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod fold;
+mod op;
+mod state;
+
+pub use fold::{FoldError, Folded, Rejection, fold};
+pub use op::{
+    Cutoff, MAX_LIST, MAX_OP_BYTES, MAX_PARENTS, MAX_REGION_NAME, OP_FORMAT, Op, OpBody, OpError,
+    OpHash, RegionId, SignedOp,
+};
+pub use state::{DeviceState, DocAcl, PartyState, RegionState, WriteDenied};
+
+#[cfg(test)]
+mod tests;

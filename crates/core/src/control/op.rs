@@ -1,0 +1,462 @@
+//! Control-plane operations: their types, canonical encoding, hash and signature.
+//!
+//! Wire form of a signed op (version 1), see docs/PROTOCOL.md:
+//!
+//! ```text
+//! [1 byte format = 1][64 bytes Ed25519 signature][op bytes: postcard(Op)]
+//! ```
+//!
+//! The op hash is `SHA-256("regiosync/op/1\0" || op bytes)`; the signature is the
+//! author's Ed25519 signature over `"regiosync/op-signature/1\0" || op hash`. Decoding
+//! re-encodes the op and refuses bytes that are not the canonical encoding, so one op
+//! has exactly one hash.
+
+use std::fmt;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::id::{DocId, NodeId, PartyName, Role};
+use crate::plan::PlanKind;
+
+/// The format byte of signed ops this build writes and reads.
+pub const OP_FORMAT: u8 = 1;
+/// Largest signed op accepted, in bytes.
+pub const MAX_OP_BYTES: usize = 64 * 1024;
+/// Most parents an op may name.
+pub const MAX_PARENTS: usize = 64;
+/// Most entries in any list inside an op (ACL parties, cutoffs).
+pub const MAX_LIST: usize = 1024;
+/// Longest region name, in characters.
+pub const MAX_REGION_NAME: usize = 120;
+
+const HASH_CONTEXT: &[u8] = b"regiosync/op/1\0";
+const SIG_CONTEXT: &[u8] = b"regiosync/op-signature/1\0";
+
+/// The hash of an op: its id in the DAG.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct OpHash(pub [u8; 32]);
+
+impl OpHash {
+    /// The first 12 hex digits, for logs and listings.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
+    }
+}
+
+impl fmt::Display for OpHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for OpHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OpHash({})", self.short())
+    }
+}
+
+/// A region id: the hash of the region's `CreateRegion` op.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RegionId(pub OpHash);
+
+impl fmt::Display for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RegionId({})", self.0.short())
+    }
+}
+
+impl std::str::FromStr for RegionId {
+    type Err = OpError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s, &mut b).map_err(|_| OpError::Malformed("region id"))?;
+        Ok(RegionId(OpHash(b)))
+    }
+}
+
+/// Which of a removed writer's changes to a document stay valid: those of `device` on
+/// `doc` with sequence number below `last_seq`, and the one with `last_seq` if its
+/// hash is `last_hash`. `last_seq = 0` keeps none. See docs/AUTH.md, "Cutoffs".
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cutoff {
+    /// The document.
+    pub doc: DocId,
+    /// The device whose writes are cut off.
+    pub device: NodeId,
+    /// The sequence number of its last valid change on `doc` (0: none).
+    pub last_seq: u64,
+    /// The hash of that change.
+    pub last_hash: Option<[u8; 32]>,
+}
+
+/// A control-plane operation, before signing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// The region; `None` only for `CreateRegion`, whose hash becomes the region id.
+    pub region: Option<RegionId>,
+    /// The heads of the region log the author had seen, sorted, no duplicates.
+    pub parents: Vec<OpHash>,
+    /// The signing device.
+    pub author: NodeId,
+    /// The author's clock, Unix seconds. Advisory: never used to decide anything.
+    pub time: i64,
+    /// What the op does.
+    pub body: OpBody,
+}
+
+/// What an op does. The authority each one needs is in docs/AUTH.md.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum OpBody {
+    /// Founds a region. The author device and its party become the first members; the
+    /// party is a region admin.
+    CreateRegion {
+        /// Human name of the region.
+        name: String,
+        /// The founding party.
+        party: PartyName,
+        /// Its role.
+        role: Role,
+        /// The founding device's age recipient.
+        age_recipient: String,
+    },
+    /// Adds a party.
+    AddParty {
+        /// The party.
+        party: PartyName,
+        /// Its role.
+        role: Role,
+    },
+    /// Adds a device to a party.
+    AddDevice {
+        /// The party.
+        party: PartyName,
+        /// The device's node id.
+        device: NodeId,
+        /// The device's age recipient.
+        age_recipient: String,
+    },
+    /// Removes a device; its writes are cut off as listed.
+    RemoveDevice {
+        /// The device.
+        device: NodeId,
+        /// Per document, which of its changes stay valid.
+        cutoffs: Vec<Cutoff>,
+    },
+    /// Makes a party a region admin, or not.
+    SetAdmin {
+        /// The party.
+        party: PartyName,
+        /// Admin or not.
+        admin: bool,
+    },
+    /// Removes a party and all its devices.
+    RemoveParty {
+        /// The party.
+        party: PartyName,
+        /// Per document and device, which changes stay valid.
+        cutoffs: Vec<Cutoff>,
+    },
+    /// Registers a shared plan document with its access lists.
+    CreateDoc {
+        /// The document.
+        doc: DocId,
+        /// The plan kind.
+        kind: PlanKind,
+        /// The owning party (the author's party).
+        owner: PartyName,
+        /// Parties that receive and read it (the owner always does).
+        readers: Vec<PartyName>,
+        /// Parties that may change it (the owner always may).
+        writers: Vec<PartyName>,
+    },
+    /// Replaces a document's access lists.
+    SetAcl {
+        /// The document.
+        doc: DocId,
+        /// New readers.
+        readers: Vec<PartyName>,
+        /// New writers.
+        writers: Vec<PartyName>,
+        /// For devices of parties that lose write access: which changes stay valid.
+        cutoffs: Vec<Cutoff>,
+    },
+}
+
+impl OpBody {
+    /// A short name for logs and listings.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpBody::CreateRegion { .. } => "create-region",
+            OpBody::AddParty { .. } => "add-party",
+            OpBody::AddDevice { .. } => "add-device",
+            OpBody::RemoveDevice { .. } => "remove-device",
+            OpBody::SetAdmin { .. } => "set-admin",
+            OpBody::RemoveParty { .. } => "remove-party",
+            OpBody::CreateDoc { .. } => "create-doc",
+            OpBody::SetAcl { .. } => "set-acl",
+        }
+    }
+
+    /// Whether the op takes authority away (these sort first among concurrent ops).
+    pub fn is_revocation(&self) -> bool {
+        matches!(
+            self,
+            OpBody::RemoveDevice { .. }
+                | OpBody::RemoveParty { .. }
+                | OpBody::SetAdmin { admin: false, .. }
+        )
+    }
+}
+
+/// A signed op whose signature and encoding have been checked. It can only be made by
+/// [`SignedOp::sign`] or [`SignedOp::decode`], so holding one means the named author
+/// signed exactly these bytes; whether the author had the *authority* is decided by
+/// the fold ([`crate::control::fold`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedOp {
+    op: Op,
+    bytes: Vec<u8>,
+    signature: [u8; 64],
+    hash: OpHash,
+}
+
+impl fmt::Debug for SignedOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedOp")
+            .field("hash", &self.hash)
+            .field("op", &self.op)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignedOp {
+    /// Signs `op` with the author's key. Fails if the key is not `op.author`'s or the
+    /// op breaks a structural rule.
+    pub fn sign(op: Op, key: &SigningKey) -> Result<Self, OpError> {
+        if key.verifying_key().to_bytes() != *op.author.as_bytes() {
+            return Err(OpError::WrongKey);
+        }
+        check_structure(&op)?;
+        let bytes = postcard::to_allocvec(&op).map_err(|_| OpError::Malformed("encoding"))?;
+        if bytes.len() + 65 > MAX_OP_BYTES {
+            return Err(OpError::TooLarge(bytes.len() + 65));
+        }
+        let hash = hash_of(&bytes);
+        let signature = key.sign(&sig_message(&hash)).to_bytes();
+        Ok(Self {
+            op,
+            bytes,
+            signature,
+            hash,
+        })
+    }
+
+    /// Decodes and checks a signed op from untrusted bytes: size, format version,
+    /// canonical encoding, structure, and the author's signature.
+    pub fn decode(wire: &[u8]) -> Result<Self, OpError> {
+        if wire.len() > MAX_OP_BYTES {
+            return Err(OpError::TooLarge(wire.len()));
+        }
+        let (&format, rest) = wire.split_first().ok_or(OpError::Malformed("empty"))?;
+        if format != OP_FORMAT {
+            return Err(OpError::UnknownFormat(format));
+        }
+        if rest.len() < 64 {
+            return Err(OpError::Malformed("truncated signature"));
+        }
+        let (sig, bytes) = rest.split_at(64);
+        let op: Op = postcard::from_bytes(bytes).map_err(|_| OpError::Malformed("op encoding"))?;
+        let canonical =
+            postcard::to_allocvec(&op).map_err(|_| OpError::Malformed("op encoding"))?;
+        if canonical != bytes {
+            return Err(OpError::Malformed("non-canonical encoding"));
+        }
+        check_structure(&op)?;
+        let hash = hash_of(bytes);
+        let signature: [u8; 64] = sig
+            .try_into()
+            .map_err(|_| OpError::Malformed("signature"))?;
+        let vk =
+            VerifyingKey::from_bytes(op.author.as_bytes()).map_err(|_| OpError::BadSignature)?;
+        vk.verify_strict(
+            &sig_message(&hash),
+            &ed25519_dalek::Signature::from_bytes(&signature),
+        )
+        .map_err(|_| OpError::BadSignature)?;
+        Ok(Self {
+            op,
+            bytes: bytes.to_vec(),
+            signature,
+            hash,
+        })
+    }
+
+    /// The wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 64 + self.bytes.len());
+        out.push(OP_FORMAT);
+        out.extend_from_slice(&self.signature);
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    /// The op.
+    pub fn op(&self) -> &Op {
+        &self.op
+    }
+
+    /// The op's hash (its id).
+    pub fn hash(&self) -> OpHash {
+        self.hash
+    }
+}
+
+fn hash_of(bytes: &[u8]) -> OpHash {
+    let mut h = Sha256::new();
+    h.update(HASH_CONTEXT);
+    h.update(bytes);
+    OpHash(h.finalize().into())
+}
+
+fn sig_message(hash: &OpHash) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIG_CONTEXT.len() + 32);
+    m.extend_from_slice(SIG_CONTEXT);
+    m.extend_from_slice(&hash.0);
+    m
+}
+
+/// Rules every op must meet whatever the state: the shape of genesis and non-genesis
+/// ops, sorted unique parents, list and string limits, parseable age recipients.
+fn check_structure(op: &Op) -> Result<(), OpError> {
+    let genesis = matches!(op.body, OpBody::CreateRegion { .. });
+    if genesis != (op.region.is_none() && op.parents.is_empty()) {
+        return Err(OpError::Structure(
+            "only create-region has no region and no parents, and it has neither",
+        ));
+    }
+    if op.parents.len() > MAX_PARENTS {
+        return Err(OpError::Structure("too many parents"));
+    }
+    if !op.parents.windows(2).all(|w| w[0] < w[1]) {
+        return Err(OpError::Structure("parents must be sorted and unique"));
+    }
+    let age_ok = |r: &str| r.len() < 200 && r.parse::<age::x25519::Recipient>().is_ok();
+    match &op.body {
+        OpBody::CreateRegion {
+            name,
+            age_recipient,
+            ..
+        } => {
+            if name.trim().is_empty()
+                || name.chars().count() > MAX_REGION_NAME
+                || name.chars().any(char::is_control)
+            {
+                return Err(OpError::Structure(
+                    "region name is empty, too long or has control characters",
+                ));
+            }
+            if !age_ok(age_recipient) {
+                return Err(OpError::Structure("age recipient does not parse"));
+            }
+        }
+        OpBody::AddDevice { age_recipient, .. } => {
+            if !age_ok(age_recipient) {
+                return Err(OpError::Structure("age recipient does not parse"));
+            }
+        }
+        OpBody::RemoveDevice { device, cutoffs } => {
+            check_cutoffs(cutoffs)?;
+            if cutoffs.iter().any(|c| c.device != *device) {
+                return Err(OpError::Structure("a cutoff names another device"));
+            }
+        }
+        OpBody::RemoveParty { cutoffs, .. } => check_cutoffs(cutoffs)?,
+        OpBody::CreateDoc {
+            readers, writers, ..
+        } => {
+            check_party_list(readers)?;
+            check_party_list(writers)?;
+        }
+        OpBody::SetAcl {
+            readers,
+            writers,
+            cutoffs,
+            ..
+        } => {
+            check_party_list(readers)?;
+            check_party_list(writers)?;
+            check_cutoffs(cutoffs)?;
+        }
+        OpBody::AddParty { .. } | OpBody::SetAdmin { .. } => {}
+    }
+    Ok(())
+}
+
+fn check_party_list(list: &[PartyName]) -> Result<(), OpError> {
+    if list.len() > MAX_LIST {
+        return Err(OpError::Structure("too many parties in a list"));
+    }
+    if !list.windows(2).all(|w| w[0] < w[1]) {
+        return Err(OpError::Structure("party lists must be sorted and unique"));
+    }
+    Ok(())
+}
+
+fn check_cutoffs(list: &[Cutoff]) -> Result<(), OpError> {
+    if list.len() > MAX_LIST {
+        return Err(OpError::Structure("too many cutoffs"));
+    }
+    if !list
+        .windows(2)
+        .all(|w| (w[0].doc, w[0].device) < (w[1].doc, w[1].device))
+    {
+        return Err(OpError::Structure(
+            "cutoffs must be sorted by (doc, device) and unique",
+        ));
+    }
+    if list
+        .iter()
+        .any(|c| (c.last_seq == 0) != c.last_hash.is_none())
+    {
+        return Err(OpError::Structure(
+            "a cutoff has a hash exactly when last_seq > 0",
+        ));
+    }
+    Ok(())
+}
+
+/// Why an op could not be signed or decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpError {
+    /// Larger than [`MAX_OP_BYTES`].
+    #[error("control op of {0} bytes exceeds the limit of {MAX_OP_BYTES} bytes")]
+    TooLarge(usize),
+    /// A format byte this build does not know.
+    #[error(
+        "control op has format version {0}, this regiosync knows version {OP_FORMAT}: upgrade regiosync"
+    )]
+    UnknownFormat(u8),
+    /// The bytes do not decode, or not canonically.
+    #[error("control op is malformed ({0})")]
+    Malformed(&'static str),
+    /// The op breaks a structural rule.
+    #[error("control op is invalid: {0}")]
+    Structure(&'static str),
+    /// The signature does not verify with the author's key.
+    #[error("control op signature does not verify with its author's key")]
+    BadSignature,
+    /// Signing with a key that is not the author's.
+    #[error("the signing key is not the op author's")]
+    WrongKey,
+}

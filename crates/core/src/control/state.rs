@@ -1,0 +1,158 @@
+//! The region state: what the fold of the control log yields, and the queries every
+//! other layer asks of it (is this device a member, may this party write that plan).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::op::{Cutoff, OpHash, RegionId};
+use crate::id::{DocId, NodeId, PartyName, Role};
+use crate::plan::PlanKind;
+
+/// A party in the region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PartyState {
+    /// Its role.
+    pub role: Role,
+    /// Whether it is a region admin.
+    pub admin: bool,
+    /// The op that last made it admin (authority must be in an op's causal past).
+    #[serde(skip)]
+    pub admin_since: Option<OpHash>,
+    /// Whether it was removed.
+    pub removed: bool,
+}
+
+/// A device (node) in the region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceState {
+    /// The party it speaks for.
+    pub party: PartyName,
+    /// Its age recipient.
+    pub age_recipient: String,
+    /// The op that added it.
+    #[serde(skip)]
+    pub added_by: OpHash,
+    /// Whether it was removed.
+    pub removed: bool,
+}
+
+/// The access lists of a shared plan document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DocAcl {
+    /// The plan kind.
+    pub kind: PlanKind,
+    /// The owning party.
+    pub owner: PartyName,
+    /// Parties that receive and read it (always includes the owner and the writers).
+    pub readers: BTreeSet<PartyName>,
+    /// Parties that may change it (always includes the owner).
+    pub writers: BTreeSet<PartyName>,
+}
+
+/// The state folded from a region's control log. Same ops, same state, on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RegionState {
+    /// The region id.
+    pub region: RegionId,
+    /// The region's name.
+    pub name: String,
+    /// Parties by name (removed ones included: names are never reused).
+    pub parties: BTreeMap<PartyName, PartyState>,
+    /// Devices by id (removed ones included: a removed device never returns).
+    pub devices: BTreeMap<NodeId, DeviceState>,
+    /// Shared plan documents.
+    pub docs: BTreeMap<DocId, DocAcl>,
+    /// Write cutoffs by (document, device).
+    #[serde(skip)]
+    pub cutoffs: BTreeMap<(DocId, NodeId), Cutoff>,
+    /// The heads of the control log (every op known, accepted or not).
+    pub heads: Vec<OpHash>,
+}
+
+impl RegionState {
+    /// The device, if it is a member and not removed (nor its party).
+    pub fn active_device(&self, device: &NodeId) -> Option<&DeviceState> {
+        let d = self.devices.get(device)?;
+        let p = self.parties.get(&d.party)?;
+        (!d.removed && !p.removed).then_some(d)
+    }
+
+    /// Active devices of a party.
+    pub fn devices_of<'a>(
+        &'a self,
+        party: &'a PartyName,
+    ) -> impl Iterator<Item = (&'a NodeId, &'a DeviceState)> {
+        self.devices
+            .iter()
+            .filter(move |(id, d)| &d.party == party && self.active_device(id).is_some())
+    }
+
+    /// Whether the party exists and was not removed.
+    pub fn active_party(&self, party: &PartyName) -> Option<&PartyState> {
+        self.parties.get(party).filter(|p| !p.removed)
+    }
+
+    /// Active admin parties.
+    pub fn admin_parties(&self) -> impl Iterator<Item = &PartyName> {
+        self.parties
+            .iter()
+            .filter(|(_, p)| p.admin && !p.removed)
+            .map(|(n, _)| n)
+    }
+
+    /// Whether `party` may currently read `doc`.
+    pub fn may_read(&self, doc: &DocId, party: &PartyName) -> bool {
+        self.active_party(party).is_some()
+            && self
+                .docs
+                .get(doc)
+                .is_some_and(|acl| acl.readers.contains(party))
+    }
+
+    /// Decides whether a change by `device` with sequence number `seq` and hash
+    /// `hash` on `doc` is within the device's write authority now: the device is
+    /// active and its party is a writer, or a cutoff keeps this change valid.
+    pub fn change_authority(
+        &self,
+        doc: &DocId,
+        device: &NodeId,
+        seq: u64,
+        hash: &[u8; 32],
+    ) -> Result<(), WriteDenied> {
+        let acl = self.docs.get(doc).ok_or(WriteDenied::UnknownDocument)?;
+        let dev = self.devices.get(device).ok_or(WriteDenied::UnknownDevice)?;
+        let writer_now = self.active_device(device).is_some() && acl.writers.contains(&dev.party);
+        if writer_now {
+            return Ok(());
+        }
+        match self.cutoffs.get(&(*doc, *device)) {
+            Some(c)
+                if seq < c.last_seq
+                    || (seq == c.last_seq && c.last_hash.as_ref() == Some(hash)) =>
+            {
+                Ok(())
+            }
+            _ if self.active_device(device).is_none() => Err(WriteDenied::RemovedDevice),
+            _ => Err(WriteDenied::NotAWriter),
+        }
+    }
+}
+
+/// Why a change is outside its author's write authority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteDenied {
+    /// The document is not registered in the region.
+    #[error("the document is not registered in this region")]
+    UnknownDocument,
+    /// The device is not a member of the region.
+    #[error("the author device is not a member of this region")]
+    UnknownDevice,
+    /// The device (or its party) was removed and the change is past its cutoff.
+    #[error("the author device was removed and the change is past its cutoff")]
+    RemovedDevice,
+    /// The device's party may not write the document.
+    #[error("the author's party may not write this document")]
+    NotAWriter,
+}
