@@ -304,12 +304,8 @@ impl<'a> Dag<'a> {
                 }
                 _ => continue,
             };
-            for x in 1..self.ops.len() {
-                if x == r
-                    || outcome[x].is_err()
-                    || excluded.contains_key(&x)
-                    || out.contains_key(&x)
-                {
+            for (x, result) in outcome.iter().enumerate().skip(1) {
+                if x == r || result.is_err() || excluded.contains_key(&x) || out.contains_key(&x) {
                     continue;
                 }
                 let concurrent = !self.is_ancestor(x, r) && !self.is_ancestor(r, x);

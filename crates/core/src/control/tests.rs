@@ -358,7 +358,8 @@ fn attack_unknown_device_and_op_that_ignores_its_own_addition() {
     };
     // Parents: everything except the newbie's own AddDevice (the last op).
     let parents: Vec<OpHash> = all[..all.len() - 1].to_vec();
-    let h = w2.issue_at(&newbie, parents, add_party("y-party", Role::Gemeente));
+    let add = *all.last().unwrap();
+    let h = w2.issue_sorting_after(&newbie, parents, add_party("y-party", Role::Gemeente), add);
     assert_eq!(
         w2.folded().rejected.get(&h),
         Some(&Rejection::AuthorNotInPast)
