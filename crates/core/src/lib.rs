@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod control;
+pub mod envelope;
 pub mod id;
 pub mod identity;
 pub mod plan;

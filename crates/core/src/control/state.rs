@@ -140,7 +140,7 @@ impl RegionState {
 }
 
 /// Why a change is outside its author's write authority.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
 #[non_exhaustive]
 pub enum WriteDenied {
     /// The document is not registered in the region.

@@ -1,0 +1,338 @@
+//! Signed change envelopes: every Automerge change travels and is stored with its
+//! author device and that device's Ed25519 signature over the change hash, the
+//! document, the region and the control heads it was made under.
+//!
+//! Wire form (version 1), see docs/PROTOCOL.md:
+//!
+//! ```text
+//! [1 byte format = 1][64 bytes signature][postcard(SignedFields)]
+//! ```
+//!
+//! The signature covers `"regiosync/change/1\0" || postcard(SignedFields)`.
+//! [`verify_change`] is the one function that decides whether a change is accepted;
+//! [`select_changes`] applies it to a whole document, dependencies included.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::control::{OpHash, RegionId, RegionState, WriteDenied};
+use crate::id::{DocId, NodeId};
+
+/// The format byte of envelopes this build writes and reads.
+pub const ENVELOPE_FORMAT: u8 = 1;
+/// Largest encoded envelope accepted (the heads list is bounded).
+pub const MAX_ENVELOPE_BYTES: usize = 4096;
+/// Most control heads an envelope may name.
+pub const MAX_CONTROL_HEADS: usize = 64;
+const SIG_CONTEXT: &[u8] = b"regiosync/change/1\0";
+
+/// The signed fields of an envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedFields {
+    /// The region the document belongs to.
+    pub region: RegionId,
+    /// The document.
+    pub doc: DocId,
+    /// The Automerge change hash.
+    pub change_hash: [u8; 32],
+    /// The author device.
+    pub author: NodeId,
+    /// The control-log heads the author had when making the change (sorted).
+    pub control_heads: Vec<OpHash>,
+}
+
+/// A change's envelope: the signed fields and the signature.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChangeEnvelope {
+    fields: SignedFields,
+    signature: [u8; 64],
+}
+
+impl std::fmt::Debug for ChangeEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeEnvelope")
+            .field("fields", &self.fields)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangeEnvelope {
+    /// Signs the fields with the author's key. The signature is checked later by
+    /// [`verify_change`], never trusted on decode.
+    pub fn sign(mut fields: SignedFields, key: &SigningKey) -> Result<Self, EnvelopeError> {
+        if key.verifying_key().to_bytes() != *fields.author.as_bytes() {
+            return Err(EnvelopeError::WrongKey);
+        }
+        fields.control_heads.sort();
+        fields.control_heads.dedup();
+        if fields.control_heads.len() > MAX_CONTROL_HEADS {
+            return Err(EnvelopeError::Malformed("too many control heads"));
+        }
+        let signature = key.sign(&message(&fields)?).to_bytes();
+        Ok(Self { fields, signature })
+    }
+
+    /// The signed fields (not yet verified).
+    pub fn fields(&self) -> &SignedFields {
+        &self.fields
+    }
+
+    /// Encodes the wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = postcard::to_allocvec(&self.fields).unwrap_or_default();
+        let mut out = Vec::with_capacity(65 + body.len());
+        out.push(ENVELOPE_FORMAT);
+        out.extend_from_slice(&self.signature);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes the wire form from untrusted bytes (size, version, canonical encoding).
+    /// The signature is *not* checked here: see [`verify_change`].
+    pub fn decode(wire: &[u8]) -> Result<Self, EnvelopeError> {
+        if wire.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge(wire.len()));
+        }
+        let (&format, rest) = wire
+            .split_first()
+            .ok_or(EnvelopeError::Malformed("empty"))?;
+        if format != ENVELOPE_FORMAT {
+            return Err(EnvelopeError::UnknownFormat(format));
+        }
+        if rest.len() < 64 {
+            return Err(EnvelopeError::Malformed("truncated signature"));
+        }
+        let (sig, body) = rest.split_at(64);
+        let fields: SignedFields =
+            postcard::from_bytes(body).map_err(|_| EnvelopeError::Malformed("fields"))?;
+        if postcard::to_allocvec(&fields).ok().as_deref() != Some(body) {
+            return Err(EnvelopeError::Malformed("non-canonical encoding"));
+        }
+        if fields.control_heads.len() > MAX_CONTROL_HEADS
+            || !fields.control_heads.windows(2).all(|w| w[0] < w[1])
+        {
+            return Err(EnvelopeError::Malformed(
+                "control heads must be sorted, unique, bounded",
+            ));
+        }
+        let signature: [u8; 64] = sig
+            .try_into()
+            .map_err(|_| EnvelopeError::Malformed("signature"))?;
+        Ok(Self { fields, signature })
+    }
+
+    fn signature_ok(&self) -> bool {
+        let Ok(vk) = VerifyingKey::from_bytes(self.fields.author.as_bytes()) else {
+            return false;
+        };
+        let Ok(msg) = message(&self.fields) else {
+            return false;
+        };
+        vk.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&self.signature))
+            .is_ok()
+    }
+}
+
+fn message(fields: &SignedFields) -> Result<Vec<u8>, EnvelopeError> {
+    let body = postcard::to_allocvec(fields).map_err(|_| EnvelopeError::Malformed("encoding"))?;
+    let mut m = Vec::with_capacity(SIG_CONTEXT.len() + body.len());
+    m.extend_from_slice(SIG_CONTEXT);
+    m.extend_from_slice(&body);
+    Ok(m)
+}
+
+/// What the verifier needs to know of the Automerge change itself.
+#[derive(Clone, Copy, Debug)]
+pub struct ChangeMeta<'a> {
+    /// The change hash.
+    pub hash: [u8; 32],
+    /// The change's actor id bytes.
+    pub actor: &'a [u8],
+    /// The actor's sequence number.
+    pub seq: u64,
+}
+
+/// Why a change was rejected. A rejected change never enters a document.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
+#[non_exhaustive]
+pub enum ChangeRejection {
+    /// The change has no envelope.
+    #[error("the change is unsigned")]
+    Unsigned,
+    /// The signature does not verify with the named author's key.
+    #[error("bad signature")]
+    BadSignature,
+    /// The envelope names another region.
+    #[error("the change belongs to another region")]
+    WrongRegion,
+    /// The envelope is for another document.
+    #[error("the envelope is for another document")]
+    WrongDocument,
+    /// The envelope signs another change.
+    #[error("the envelope signs a different change")]
+    HashMismatch,
+    /// The change's Automerge actor is not the signing device.
+    #[error("the change's actor id does not match the signing device")]
+    ActorMismatch,
+    /// The envelope names control ops this node does not know (yet).
+    #[error("the change was made under control ops this node has not seen yet")]
+    UnknownControlHeads,
+    /// The author is not allowed to write (see [`WriteDenied`]).
+    #[error("{0}")]
+    NoAuthority(WriteDenied),
+    /// The change builds on a rejected or missing change.
+    #[error("the change depends on a rejected or missing change")]
+    DependsOnRejected,
+}
+
+/// Decides whether one change is accepted, with a typed reason if not. `known_op`
+/// tells whether a control op is known to this node.
+pub fn verify_change(
+    envelope: &ChangeEnvelope,
+    doc: &DocId,
+    change: ChangeMeta<'_>,
+    state: &RegionState,
+    known_op: impl Fn(&OpHash) -> bool,
+) -> Result<(), ChangeRejection> {
+    let f = &envelope.fields;
+    if f.region != state.region {
+        return Err(ChangeRejection::WrongRegion);
+    }
+    if f.doc != *doc {
+        return Err(ChangeRejection::WrongDocument);
+    }
+    if f.change_hash != change.hash {
+        return Err(ChangeRejection::HashMismatch);
+    }
+    if change.actor != f.author.as_bytes() {
+        return Err(ChangeRejection::ActorMismatch);
+    }
+    if !envelope.signature_ok() {
+        return Err(ChangeRejection::BadSignature);
+    }
+    if !f.control_heads.iter().all(known_op) {
+        return Err(ChangeRejection::UnknownControlHeads);
+    }
+    state
+        .change_authority(doc, &f.author, change.seq, &change.hash)
+        .map_err(ChangeRejection::NoAuthority)
+}
+
+/// One stored change of a document, as input to [`select_changes`].
+#[derive(Clone, Debug)]
+pub struct Candidate<'a> {
+    /// The parsed Automerge change.
+    pub change: &'a automerge::Change,
+    /// Its envelope, if it has one.
+    pub envelope: Option<&'a ChangeEnvelope>,
+}
+
+/// The verdict on a document's changes.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Indices (into the input) of accepted changes, in an order that satisfies their
+    /// dependencies.
+    pub accepted: Vec<usize>,
+    /// Rejected changes by hash.
+    pub rejected: BTreeMap<[u8; 32], ChangeRejection>,
+}
+
+/// Verifies every change of `doc` and keeps those that are accepted *and* whose
+/// dependencies are all accepted (a change on top of a rejected one cannot be
+/// applied). The result depends only on the set of candidates, not their order.
+pub fn select_changes(
+    doc: &DocId,
+    candidates: &[Candidate<'_>],
+    state: &RegionState,
+    known_op: impl Fn(&OpHash) -> bool,
+) -> Selection {
+    let mut sel = Selection::default();
+    // Individually valid changes, deduplicated by hash (the first copy wins; copies of
+    // one hash have the same bytes).
+    let mut valid: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let hash = c.change.hash().0;
+        if valid.contains_key(&hash) || sel.rejected.contains_key(&hash) {
+            continue;
+        }
+        let verdict = match c.envelope {
+            None => Err(ChangeRejection::Unsigned),
+            Some(env) => verify_change(
+                env,
+                doc,
+                ChangeMeta {
+                    hash,
+                    actor: c.change.actor_id().to_bytes(),
+                    seq: c.change.seq(),
+                },
+                state,
+                &known_op,
+            ),
+        };
+        match verdict {
+            Ok(()) => {
+                valid.insert(hash, i);
+            }
+            Err(why) => {
+                sel.rejected.insert(hash, why);
+            }
+        }
+    }
+    // Dependency closure (Kahn's algorithm): a change is placed once all its deps are
+    // placed; what is never placed depends on something rejected or missing.
+    let mut missing: HashMap<[u8; 32], usize> = HashMap::with_capacity(valid.len());
+    let mut dependents: HashMap<[u8; 32], Vec<[u8; 32]>> = HashMap::new();
+    let mut ready: Vec<[u8; 32]> = Vec::new();
+    for (h, &i) in &valid {
+        let deps = candidates[i].change.deps();
+        missing.insert(*h, deps.len());
+        if deps.is_empty() {
+            ready.push(*h);
+        }
+        for d in deps {
+            dependents.entry(d.0).or_default().push(*h);
+        }
+    }
+    let mut placed: HashSet<[u8; 32]> = HashSet::with_capacity(valid.len());
+    while let Some(h) = ready.pop() {
+        placed.insert(h);
+        sel.accepted.push(valid[&h]);
+        for c in dependents.get(&h).into_iter().flatten() {
+            if let Some(m) = missing.get_mut(c) {
+                *m -= 1;
+                if *m == 0 {
+                    ready.push(*c);
+                }
+            }
+        }
+    }
+    for h in valid.keys().filter(|h| !placed.contains(*h)) {
+        sel.rejected.insert(*h, ChangeRejection::DependsOnRejected);
+    }
+    sel
+}
+
+/// Why an envelope could not be made or decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// Larger than [`MAX_ENVELOPE_BYTES`].
+    #[error("change envelope of {0} bytes exceeds the limit of {MAX_ENVELOPE_BYTES} bytes")]
+    TooLarge(usize),
+    /// Unknown format byte.
+    #[error(
+        "change envelope has format version {0}, this regiosync knows {ENVELOPE_FORMAT}: upgrade regiosync"
+    )]
+    UnknownFormat(u8),
+    /// Does not decode.
+    #[error("change envelope is malformed ({0})")]
+    Malformed(&'static str),
+    /// Signing with a key that is not the author's.
+    #[error("the signing key is not the envelope author's")]
+    WrongKey,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,389 @@
+//! Attack and convergence tests of signed changes.
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, Change, ROOT};
+use proptest::prelude::*;
+
+use super::*;
+use crate::control::{Cutoff, Op, OpBody, RegionId, SignedOp, fold};
+use crate::id::{PartyName, Role};
+use crate::identity::NodeSecret;
+use crate::plan::PlanKind;
+
+struct Region {
+    region: RegionId,
+    ops: Vec<SignedOp>,
+    founder: NodeSecret,
+    roc: NodeSecret,
+    swv: NodeSecret,
+    doc: DocId,
+}
+
+fn p(s: &str) -> PartyName {
+    PartyName::new(s).unwrap()
+}
+
+impl Region {
+    fn new() -> Self {
+        let founder = NodeSecret::generate().unwrap();
+        let roc = NodeSecret::generate().unwrap();
+        let swv = NodeSecret::generate().unwrap();
+        let g = SignedOp::sign(
+            Op {
+                region: None,
+                parents: vec![],
+                author: founder.node_id(),
+                time: 0,
+                body: OpBody::CreateRegion {
+                    name: "R".into(),
+                    party: p("gemeente-a"),
+                    role: Role::Kerngemeente,
+                    age_recipient: founder.age_recipient().to_string(),
+                },
+            },
+            founder.signing_key(),
+        )
+        .unwrap();
+        let mut r = Region {
+            region: RegionId(g.hash()),
+            ops: vec![g],
+            founder,
+            roc,
+            swv,
+            doc: DocId::random().unwrap(),
+        };
+        r.op(OpBody::AddParty {
+            party: p("roc-x"),
+            role: Role::Roc,
+        });
+        r.op(OpBody::AddParty {
+            party: p("swv-x"),
+            role: Role::Swv,
+        });
+        let (roc_id, roc_age) = (r.roc.node_id(), r.roc.age_recipient().to_string());
+        r.op(OpBody::AddDevice {
+            party: p("roc-x"),
+            device: roc_id,
+            age_recipient: roc_age,
+        });
+        let (swv_id, swv_age) = (r.swv.node_id(), r.swv.age_recipient().to_string());
+        r.op(OpBody::AddDevice {
+            party: p("swv-x"),
+            device: swv_id,
+            age_recipient: swv_age,
+        });
+        let doc = r.doc;
+        r.op(OpBody::CreateDoc {
+            doc,
+            kind: PlanKind::Jeugdplan,
+            owner: p("gemeente-a"),
+            readers: vec![p("swv-x")],
+            writers: vec![p("roc-x")],
+        });
+        r
+    }
+
+    fn state(&self) -> RegionState {
+        fold(self.region, &self.ops).unwrap().state
+    }
+
+    fn op(&mut self, body: OpBody) {
+        let op = SignedOp::sign(
+            Op {
+                region: Some(self.region),
+                parents: self.state().heads,
+                author: self.founder.node_id(),
+                time: 0,
+                body,
+            },
+            self.founder.signing_key(),
+        )
+        .unwrap();
+        self.ops.push(op);
+    }
+
+    fn envelope(&self, by: &NodeSecret, change: &Change) -> ChangeEnvelope {
+        ChangeEnvelope::sign(
+            SignedFields {
+                region: self.region,
+                doc: self.doc,
+                change_hash: change.hash().0,
+                author: by.node_id(),
+                control_heads: self.state().heads,
+            },
+            by.signing_key(),
+        )
+        .unwrap()
+    }
+
+    fn check(&self, env: &ChangeEnvelope, change: &Change) -> Result<(), ChangeRejection> {
+        let known: std::collections::HashSet<_> = self.ops.iter().map(|o| o.hash()).collect();
+        verify_change(
+            env,
+            &self.doc,
+            ChangeMeta {
+                hash: change.hash().0,
+                actor: change.actor_id().to_bytes(),
+                seq: change.seq(),
+            },
+            &self.state(),
+            |h| known.contains(h),
+        )
+    }
+}
+
+/// Makes `n` changes by `by` on a document that starts from `base`.
+fn changes_by(by: &NodeSecret, base: &Automerge, n: usize, tag: &str) -> (Automerge, Vec<Change>) {
+    let mut doc = base.fork();
+    doc.set_actor(by.node_id().actor_id());
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut tx = doc.transaction();
+        tx.put(ROOT, format!("{tag}{i}"), i as i64).unwrap();
+        tx.commit();
+        out.push(doc.get_last_local_change().unwrap());
+    }
+    (doc, out)
+}
+
+#[test]
+fn honest_change_is_accepted_and_envelope_roundtrips() {
+    let r = Region::new();
+    let (_, ch) = changes_by(&r.roc, &Automerge::new(), 1, "a");
+    let env = r.envelope(&r.roc, &ch[0]);
+    assert_eq!(r.check(&env, &ch[0]), Ok(()));
+    let back = ChangeEnvelope::decode(&env.encode()).unwrap();
+    assert_eq!(back, env);
+    assert_eq!(r.check(&back, &ch[0]), Ok(()));
+}
+
+#[test]
+fn attack_forged_signature() {
+    let r = Region::new();
+    let (_, ch) = changes_by(&r.roc, &Automerge::new(), 1, "a");
+    let mut wire = r.envelope(&r.roc, &ch[0]).encode();
+    wire[20] ^= 0x01;
+    let forged = ChangeEnvelope::decode(&wire).unwrap();
+    assert_eq!(r.check(&forged, &ch[0]), Err(ChangeRejection::BadSignature));
+}
+
+#[test]
+fn attack_change_whose_actor_claims_another_device() {
+    let r = Region::new();
+    // The SWV (no write permission) makes a change under the ROC's actor id...
+    let mut doc = Automerge::new();
+    doc.set_actor(r.roc.node_id().actor_id());
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "x", 1).unwrap();
+    tx.commit();
+    let ch = doc.get_last_local_change().unwrap();
+    // ...and signs it as itself: the actor does not match the signer.
+    let env = r.envelope(&r.swv, &ch);
+    assert_eq!(r.check(&env, &ch), Err(ChangeRejection::ActorMismatch));
+    // ...or names the ROC as author with its own key: the signature fails.
+    let mut fields = env.fields().clone();
+    fields.author = r.roc.node_id();
+    assert_eq!(
+        ChangeEnvelope::sign(fields.clone(), r.swv.signing_key()),
+        Err(EnvelopeError::WrongKey)
+    );
+    let honest_shape = ChangeEnvelope::sign(fields, r.roc.signing_key()).unwrap();
+    let mut wire = honest_shape.encode();
+    let swv_sig = r
+        .swv
+        .signing_key()
+        .sign(&message(honest_shape.fields()).unwrap())
+        .to_bytes();
+    wire[1..65].copy_from_slice(&swv_sig);
+    let forged = ChangeEnvelope::decode(&wire).unwrap();
+    assert_eq!(r.check(&forged, &ch), Err(ChangeRejection::BadSignature));
+}
+
+#[test]
+fn attack_writer_less_party_writes_a_plan() {
+    let r = Region::new();
+    let (_, ch) = changes_by(&r.swv, &Automerge::new(), 1, "a");
+    let env = r.envelope(&r.swv, &ch[0]);
+    assert_eq!(
+        r.check(&env, &ch[0]),
+        Err(ChangeRejection::NoAuthority(WriteDenied::NotAWriter))
+    );
+}
+
+#[test]
+fn attack_envelope_replayed_on_another_document_or_region() {
+    let r = Region::new();
+    let (_, ch) = changes_by(&r.roc, &Automerge::new(), 1, "a");
+    let env = r.envelope(&r.roc, &ch[0]);
+    let known = |_: &OpHash| true;
+    let other_doc = DocId::random().unwrap();
+    let meta = ChangeMeta {
+        hash: ch[0].hash().0,
+        actor: ch[0].actor_id().to_bytes(),
+        seq: 1,
+    };
+    assert_eq!(
+        verify_change(&env, &other_doc, meta, &r.state(), known),
+        Err(ChangeRejection::WrongDocument)
+    );
+    let other = Region::new();
+    assert_eq!(
+        verify_change(&env, &r.doc, meta, &other.state(), known),
+        Err(ChangeRejection::WrongRegion)
+    );
+    // The envelope of one change does not cover another.
+    let (_, ch2) = changes_by(&r.roc, &Automerge::new(), 2, "b");
+    assert_eq!(r.check(&env, &ch2[1]), Err(ChangeRejection::HashMismatch));
+}
+
+#[test]
+fn attack_change_after_removal_beyond_the_cutoff() {
+    let mut r = Region::new();
+    let (_, ch) = changes_by(&r.roc, &Automerge::new(), 3, "a");
+    let envs: Vec<_> = ch.iter().map(|c| r.envelope(&r.roc, c)).collect();
+    let (device, doc) = (r.roc.node_id(), r.doc);
+    r.op(OpBody::RemoveDevice {
+        device,
+        cutoffs: vec![Cutoff {
+            doc,
+            device,
+            last_seq: 2,
+            last_hash: Some(ch[1].hash().0),
+        }],
+    });
+    assert_eq!(r.check(&envs[0], &ch[0]), Ok(()));
+    assert_eq!(r.check(&envs[1], &ch[1]), Ok(()));
+    assert_eq!(
+        r.check(&envs[2], &ch[2]),
+        Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))
+    );
+}
+
+#[test]
+fn unknown_control_heads_are_reported() {
+    let r = Region::new();
+    let (_, ch) = changes_by(&r.roc, &Automerge::new(), 1, "a");
+    let env = r.envelope(&r.roc, &ch[0]);
+    let meta = ChangeMeta {
+        hash: ch[0].hash().0,
+        actor: ch[0].actor_id().to_bytes(),
+        seq: 1,
+    };
+    assert_eq!(
+        verify_change(&env, &r.doc, meta, &r.state(), |_| false),
+        Err(ChangeRejection::UnknownControlHeads)
+    );
+}
+
+#[test]
+fn garbage_envelopes_are_refused() {
+    assert!(ChangeEnvelope::decode(&[]).is_err());
+    assert_eq!(
+        ChangeEnvelope::decode(&[7; 80]),
+        Err(EnvelopeError::UnknownFormat(7))
+    );
+    assert!(ChangeEnvelope::decode(&[1; 70]).is_err());
+    assert!(matches!(
+        ChangeEnvelope::decode(&vec![1; MAX_ENVELOPE_BYTES + 1]),
+        Err(EnvelopeError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn changes_on_top_of_a_rejected_change_are_rejected() {
+    let r = Region::new();
+    let (base, ch_roc) = changes_by(&r.roc, &Automerge::new(), 1, "r");
+    let (doc_swv, ch_swv) = changes_by(&r.swv, &base, 1, "s"); // SWV may not write
+    let (_, ch_roc2) = changes_by(&r.roc, &doc_swv, 1, "q"); // builds on the SWV change
+    let envs = [
+        r.envelope(&r.roc, &ch_roc[0]),
+        r.envelope(&r.swv, &ch_swv[0]),
+        r.envelope(&r.roc, &ch_roc2[0]),
+    ];
+    let changes = [&ch_roc[0], &ch_swv[0], &ch_roc2[0]];
+    let cands: Vec<Candidate<'_>> = changes
+        .iter()
+        .zip(&envs)
+        .map(|(c, e)| Candidate {
+            change: c,
+            envelope: Some(e),
+        })
+        .collect();
+    let sel = select_changes(&r.doc, &cands, &r.state(), |_| true);
+    assert_eq!(sel.accepted, vec![0]);
+    assert_eq!(
+        sel.rejected[&ch_swv[0].hash().0],
+        ChangeRejection::NoAuthority(WriteDenied::NotAWriter)
+    );
+    assert_eq!(
+        sel.rejected[&ch_roc2[0].hash().0],
+        ChangeRejection::DependsOnRejected
+    );
+    // Unsigned changes are rejected too.
+    let unsigned = [Candidate {
+        change: &ch_roc[0],
+        envelope: None,
+    }];
+    assert_eq!(
+        select_changes(&r.doc, &unsigned, &r.state(), |_| true).rejected[&ch_roc[0].hash().0],
+        ChangeRejection::Unsigned
+    );
+}
+
+/// Applies the accepted changes of a selection and returns the document heads.
+fn materialize(cands: &[Candidate<'_>], r: &Region) -> Vec<automerge::ChangeHash> {
+    let sel = select_changes(&r.doc, cands, &r.state(), |_| true);
+    let mut doc = Automerge::new();
+    doc.apply_changes(sel.accepted.iter().map(|&i| cands[i].change.clone()))
+        .unwrap();
+    let mut heads = doc.get_heads();
+    heads.sort();
+    heads
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+    /// Any delivery order and duplication of the same changes gives the same document,
+    /// also when some changes are forged or unauthorised, and a node that saw a removed
+    /// device's later changes rebuilds to the state of one that never saw them.
+    #[test]
+    fn same_changes_same_document_in_any_order(
+        n_roc in 1usize..6, n_swv in 0usize..3, n_after in 0usize..4, seed in any::<u64>(),
+    ) {
+        let mut r = Region::new();
+        let (d1, roc) = changes_by(&r.roc, &Automerge::new(), n_roc, "r");
+        let (_, swv) = changes_by(&r.swv, &d1, n_swv, "s");
+        let (_, founder) = changes_by(&r.founder, &d1, 2, "f");
+        let mut all: Vec<(Change, ChangeEnvelope)> = Vec::new();
+        for c in roc.iter() { all.push((c.clone(), r.envelope(&r.roc, c))); }
+        for c in swv.iter() { all.push((c.clone(), r.envelope(&r.swv, c))); }
+        for c in founder.iter() { all.push((c.clone(), r.envelope(&r.founder, c))); }
+        // The ROC device keeps writing, then is removed with a cutoff at its n_roc-th change.
+        let (_, later) = changes_by(&r.roc, &d1, n_after, "late");
+        for c in later.iter() { all.push((c.clone(), r.envelope(&r.roc, c))); }
+        let (device, doc) = (r.roc.node_id(), r.doc);
+        let last = roc.last().unwrap();
+        r.op(OpBody::RemoveDevice {
+            device,
+            cutoffs: vec![Cutoff { doc, device, last_seq: last.seq(), last_hash: Some(last.hash().0) }],
+        });
+
+        let cands: Vec<Candidate<'_>> = all.iter().map(|(c, e)| Candidate { change: c, envelope: Some(e) }).collect();
+        let reference = materialize(&cands, &r);
+
+        let mut shuffled = cands.clone();
+        let mut s = seed;
+        for i in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let dups: Vec<_> = shuffled.iter().step_by(2).cloned().collect();
+        shuffled.extend(dups);
+        prop_assert_eq!(materialize(&shuffled, &r), reference.clone());
+
+        // A node that never saw the late changes ends up identical.
+        let without_late: Vec<_> = cands.iter().filter(|c| !later.iter().any(|l| l.hash() == c.change.hash())).cloned().collect();
+        prop_assert_eq!(materialize(&without_late, &r), reference);
+    }
+}
