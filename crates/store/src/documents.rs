@@ -38,6 +38,21 @@ pub struct ChangeRow {
     pub bytes: Vec<u8>,
     /// When it was stored here, in Unix milliseconds.
     pub stored_ms: i64,
+    /// The signed envelope (author, signature), wire form; `None` for a change stored
+    /// before envelopes existed (such a change is never accepted).
+    pub envelope: Option<Vec<u8>>,
+}
+
+/// A compacted snapshot of a document's accepted changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// An Automerge `save()` of the accepted changes.
+    pub bytes: Vec<u8>,
+    /// The store position of the newest change it covers.
+    pub covers_upto: i64,
+    /// The control heads the changes were verified under, concatenated; the snapshot
+    /// is only valid while the region state is the same.
+    pub control_heads: Vec<u8>,
 }
 
 /// What is needed to rebuild a document: its latest snapshot, if any, and the changes
@@ -46,10 +61,10 @@ pub struct ChangeRow {
 pub struct StoredDoc {
     /// The metadata row.
     pub meta: DocumentRow,
-    /// The latest compacted snapshot (an Automerge `save()`).
-    pub snapshot: Option<Vec<u8>>,
-    /// Raw bytes of the changes not in the snapshot.
-    pub tail: Vec<Vec<u8>>,
+    /// The latest compacted snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// The changes not in the snapshot.
+    pub tail: Vec<ChangeRow>,
     /// The store position of the newest change (for [`crate::WriteTx::put_snapshot`]).
     pub last_change: i64,
 }
@@ -118,39 +133,75 @@ pub(crate) fn ids_with_prefix(
 
 pub(crate) fn load(conn: &Connection, path: &Path, id: &DocId) -> Result<StoredDoc, StoreError> {
     let meta = document(conn, path, id)?.ok_or(StoreError::UnknownDocument(*id))?;
-    let key = &id.as_bytes()[..];
-    let snap: Option<(Vec<u8>, i64)> = conn
+    let snapshot: Option<Snapshot> = conn
         .query_row(
-            "SELECT bytes, covers_upto FROM snapshots WHERE doc_id = ?1",
-            params![key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            "SELECT bytes, covers_upto, control_heads FROM snapshots WHERE doc_id = ?1",
+            params![&id.as_bytes()[..]],
+            |r| {
+                Ok(Snapshot {
+                    bytes: r.get(0)?,
+                    covers_upto: r.get(1)?,
+                    control_heads: r.get(2)?,
+                })
+            },
         )
         .optional()
         .at(path)?;
-    let covers = snap.as_ref().map_or(0, |(_, c)| *c);
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT rowid, bytes FROM changes WHERE doc_id = ?1 AND rowid > ?2 ORDER BY rowid",
-        )
-        .at(path)?;
-    let mut tail = Vec::new();
-    let mut last_change = covers;
-    let rows = stmt
-        .query_map(params![key, covers], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })
-        .at(path)?;
-    for r in rows {
-        let (rowid, bytes) = r.at(path)?;
-        last_change = rowid;
-        tail.push(bytes);
-    }
+    let covers = snapshot.as_ref().map_or(0, |s| s.covers_upto);
+    let (tail, last) = change_rows(conn, path, id, covers)?;
     Ok(StoredDoc {
         meta,
-        snapshot: snap.map(|(b, _)| b),
+        snapshot,
         tail,
-        last_change,
+        last_change: last.max(covers),
     })
+}
+
+/// The changes of a document stored after position `after`, and the last position.
+fn change_rows(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+    after: i64,
+) -> Result<(Vec<ChangeRow>, i64), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT rowid, hash, actor, seq, bytes, stored_ms, envelope FROM changes
+             WHERE doc_id = ?1 AND rowid > ?2 ORDER BY rowid",
+        )
+        .at(path)?;
+    let rows = stmt
+        .query_map(params![&id.as_bytes()[..], after], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<Vec<u8>>>(6)?,
+            ))
+        })
+        .at(path)?;
+    let mut out = Vec::new();
+    let mut last = after;
+    for r in rows {
+        let (rowid, hash, actor, seq, bytes, stored_ms, envelope) = r.at(path)?;
+        let malformed = || StoreError::Malformed {
+            path: path.to_owned(),
+            detail: "change row".into(),
+        };
+        last = rowid;
+        out.push(ChangeRow {
+            hash: hash.try_into().map_err(|_| malformed())?,
+            actor,
+            seq: u64::try_from(seq).map_err(|_| malformed())?,
+            bytes,
+            stored_ms,
+            envelope,
+        });
+    }
+    Ok((out, last))
 }
 
 pub(crate) fn changes(
@@ -161,36 +212,7 @@ pub(crate) fn changes(
     if document(conn, path, id)?.is_none() {
         return Err(StoreError::UnknownDocument(*id));
     }
-    let mut stmt = conn
-        .prepare_cached("SELECT hash, actor, seq, bytes, stored_ms FROM changes WHERE doc_id = ?1 ORDER BY rowid")
-        .at(path)?;
-    let rows = stmt
-        .query_map(params![&id.as_bytes()[..]], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .at(path)?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (hash, actor, seq, bytes, stored_ms) = r.at(path)?;
-        let malformed = || StoreError::Malformed {
-            path: path.to_owned(),
-            detail: "change row".into(),
-        };
-        out.push(ChangeRow {
-            hash: hash.try_into().map_err(|_| malformed())?,
-            actor,
-            seq: u64::try_from(seq).map_err(|_| malformed())?,
-            bytes,
-            stored_ms,
-        });
-    }
-    Ok(out)
+    Ok(change_rows(conn, path, id, 0)?.0)
 }
 
 pub(crate) fn insert_document(
@@ -227,9 +249,18 @@ pub(crate) fn append_change(
     })?;
     let n = conn
         .execute(
-            "INSERT INTO changes (doc_id, hash, actor, seq, bytes, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO changes (doc_id, hash, actor, seq, bytes, stored_ms, envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (doc_id, hash) DO NOTHING",
-            params![&id.as_bytes()[..], &c.hash[..], c.actor, seq, c.bytes, c.stored_ms],
+            params![
+                &id.as_bytes()[..],
+                &c.hash[..],
+                c.actor,
+                seq,
+                c.bytes,
+                c.stored_ms,
+                c.envelope
+            ],
         )
         .at(path)?;
     Ok((n == 1).then(|| conn.last_insert_rowid()))
@@ -257,16 +288,16 @@ pub(crate) fn put_snapshot(
     conn: &Connection,
     path: &Path,
     id: &DocId,
-    bytes: &[u8],
-    covers_upto: i64,
+    snap: &Snapshot,
     stored_ms: i64,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO snapshots (doc_id, bytes, covers_upto, stored_ms) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO snapshots (doc_id, bytes, covers_upto, stored_ms, control_heads) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (doc_id) DO UPDATE SET bytes = excluded.bytes, covers_upto = excluded.covers_upto,
-                                            stored_ms = excluded.stored_ms
-         WHERE excluded.covers_upto > snapshots.covers_upto",
-        params![&id.as_bytes()[..], bytes, covers_upto, stored_ms],
+                                            stored_ms = excluded.stored_ms, control_heads = excluded.control_heads
+         WHERE excluded.covers_upto > snapshots.covers_upto
+            OR (excluded.covers_upto = snapshots.covers_upto AND excluded.control_heads <> snapshots.control_heads)",
+        params![&id.as_bytes()[..], snap.bytes, snap.covers_upto, stored_ms, snap.control_heads],
     )
     .at(path)?;
     Ok(())

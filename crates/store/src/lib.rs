@@ -39,6 +39,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![deny(missing_docs)]
 
+mod control;
 mod documents;
 mod error;
 mod migrations;
@@ -50,7 +51,8 @@ use std::time::Duration;
 use regiosync_core::id::DocId;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub use documents::{ChangeRow, DocumentRow, StoredDoc};
+pub use control::InviteRow;
+pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc};
 use error::SqliteResultExt;
 pub use error::StoreError;
 
@@ -194,6 +196,21 @@ impl Store {
     pub fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
         documents::changes(&self.conn, &self.path, id)
     }
+
+    /// Every stored control op (wire bytes), ordered by hash.
+    pub fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        control::ops(&self.conn, &self.path)
+    }
+
+    /// A node setting.
+    pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        control::setting(&self.conn, &self.path, key)
+    }
+
+    /// An invitation by id.
+    pub fn invite(&self, id: &[u8; 16]) -> Result<Option<InviteRow>, StoreError> {
+        control::invite(&self.conn, &self.path, id)
+    }
 }
 
 /// An open write transaction; see [`Store::write`].
@@ -219,22 +236,66 @@ impl WriteTx<'_> {
         documents::append_change(&self.tx, self.path, id, change)
     }
 
+    /// Every change of a document, in the order it was stored.
+    pub fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
+        documents::changes(&self.tx, self.path, id)
+    }
+
+    /// Stores a control op (wire bytes) under its hash; `false` if it was there.
+    pub fn put_op(&self, hash: &[u8; 32], bytes: &[u8], now_ms: i64) -> Result<bool, StoreError> {
+        control::put_op(&self.tx, self.path, hash, bytes, now_ms)
+    }
+
+    /// Every stored control op, inside this transaction.
+    pub fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        control::ops(&self.tx, self.path)
+    }
+
+    /// A node setting, inside this transaction.
+    pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        control::setting(&self.tx, self.path, key)
+    }
+
+    /// Sets a node setting.
+    pub fn set_setting(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        control::set_setting(&self.tx, self.path, key, value)
+    }
+
+    /// Deletes a node setting.
+    pub fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        control::delete_setting(&self.tx, self.path, key)
+    }
+
+    /// Records a new invitation.
+    pub fn insert_invite(&self, invite: &InviteRow) -> Result<(), StoreError> {
+        control::insert_invite(&self.tx, self.path, invite)
+    }
+
+    /// An invitation by id, inside this transaction.
+    pub fn invite(&self, id: &[u8; 16]) -> Result<Option<InviteRow>, StoreError> {
+        control::invite(&self.tx, self.path, id)
+    }
+
+    /// Marks an unused invitation as used by `by`; `false` if it was already used.
+    pub fn use_invite(&self, id: &[u8; 16], by: &[u8], now_ms: i64) -> Result<bool, StoreError> {
+        control::use_invite(&self.tx, self.path, id, by, now_ms)
+    }
+
     /// Updates the cached title of a document.
     pub fn set_title(&self, id: &DocId, title: &str) -> Result<(), StoreError> {
         documents::set_title(&self.tx, self.path, id, title)
     }
 
-    /// Stores a compacted snapshot that contains every change up to store position
-    /// `covers_upto` ([`StoredDoc::last_change`]). An older snapshot never replaces a
-    /// newer one.
+    /// Stores a compacted snapshot that contains every accepted change up to store
+    /// position `snapshot.covers_upto` ([`StoredDoc::last_change`]). An older snapshot
+    /// never replaces a newer one.
     pub fn put_snapshot(
         &self,
         id: &DocId,
-        bytes: &[u8],
-        covers_upto: i64,
+        snapshot: &Snapshot,
         stored_ms: i64,
     ) -> Result<(), StoreError> {
-        documents::put_snapshot(&self.tx, self.path, id, bytes, covers_upto, stored_ms)
+        documents::put_snapshot(&self.tx, self.path, id, snapshot, stored_ms)
     }
 }
 

@@ -33,6 +33,30 @@ const MIGRATIONS: &[&str] = &[
         covers_upto INTEGER NOT NULL,
         stored_ms   INTEGER NOT NULL
      ) STRICT;",
+    // 2: the region control plane: signed ops, change envelopes, node settings,
+    //    invitations, and the control heads a snapshot was verified under.
+    "CREATE TABLE control_ops (
+        hash        BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),
+        bytes       BLOB NOT NULL,
+        stored_ms   INTEGER NOT NULL
+     ) STRICT;
+     ALTER TABLE changes ADD COLUMN envelope BLOB;
+     ALTER TABLE snapshots ADD COLUMN control_heads BLOB NOT NULL DEFAULT x'';
+     CREATE TABLE settings (
+        key         TEXT PRIMARY KEY NOT NULL,
+        value       BLOB NOT NULL
+     ) STRICT;
+     CREATE TABLE invites (
+        id          BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 16),
+        secret      BLOB NOT NULL CHECK (length(secret) = 32),
+        party       TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        admin       INTEGER NOT NULL,
+        expires_s   INTEGER NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        used_ms     INTEGER,
+        used_by     BLOB
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

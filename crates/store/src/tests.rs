@@ -18,6 +18,15 @@ fn change(n: u8, len: usize) -> ChangeRow {
         seq: n as u64,
         bytes: vec![n; len],
         stored_ms: 2,
+        envelope: Some(vec![n; 3]),
+    }
+}
+
+fn snap(bytes: &[u8], covers: i64) -> Snapshot {
+    Snapshot {
+        bytes: bytes.to_vec(),
+        covers_upto: covers,
+        control_heads: vec![],
     }
 }
 
@@ -65,12 +74,12 @@ fn documents_changes_and_snapshots_roundtrip() {
         .unwrap();
     let loaded = store.load(&id).unwrap();
     assert_eq!(loaded.snapshot, None);
-    assert_eq!(loaded.tail, vec![vec![1u8; 10], vec![2u8; 10]]);
+    assert_eq!(loaded.tail, vec![change(1, 10), change(2, 10)]);
 
     let covers = loaded.last_change;
     store
         .write(|tx| {
-            tx.put_snapshot(&id, b"snap", covers, 3)?;
+            tx.put_snapshot(&id, &snap(b"snap", covers), 3)?;
             tx.append_change(&id, &change(3, 10))
         })
         .unwrap();
@@ -78,10 +87,10 @@ fn documents_changes_and_snapshots_roundtrip() {
 
     let store = Store::open(&dir.path().join("store.sqlite")).unwrap();
     let loaded = store.load(&id).unwrap();
-    assert_eq!(loaded.snapshot.as_deref(), Some(&b"snap"[..]));
+    assert_eq!(loaded.snapshot, Some(snap(b"snap", covers)));
     assert_eq!(
         loaded.tail,
-        vec![vec![3u8; 10]],
+        vec![change(3, 10)],
         "only changes after the snapshot"
     );
     assert_eq!(store.changes(&id).unwrap().len(), 3);
@@ -96,14 +105,11 @@ fn older_snapshot_never_replaces_newer() {
     store
         .write(|tx| {
             tx.insert_document(&row)?;
-            tx.put_snapshot(&id, b"new", 10, 0)?;
-            tx.put_snapshot(&id, b"old", 5, 0)
+            tx.put_snapshot(&id, &snap(b"new", 10), 0)?;
+            tx.put_snapshot(&id, &snap(b"old", 5), 0)
         })
         .unwrap();
-    assert_eq!(
-        store.load(&id).unwrap().snapshot.as_deref(),
-        Some(&b"new"[..])
-    );
+    assert_eq!(store.load(&id).unwrap().snapshot.unwrap().bytes, b"new");
 }
 
 #[test]
@@ -285,4 +291,48 @@ fn old_version_is_migrated_on_open() {
         .unwrap();
     assert_eq!(v, migrations::CURRENT_VERSION);
     assert!(store.documents().unwrap().is_empty());
+}
+
+#[test]
+fn control_ops_settings_and_invites() {
+    let (dir, mut store) = new_store();
+    let inv = InviteRow {
+        id: [1; 16],
+        secret: [2; 32],
+        party: "gemeente-zeist".into(),
+        role: "gemeente".into(),
+        admin: false,
+        expires_s: 100,
+        created_ms: 5,
+        used_ms: None,
+    };
+    store
+        .write(|tx| {
+            assert!(tx.put_op(&[9; 32], b"op", 1)?);
+            assert!(!tx.put_op(&[9; 32], b"op", 1)?);
+            tx.set_setting("region", b"r1")?;
+            tx.set_setting("region", b"r2")?;
+            tx.insert_invite(&inv)
+        })
+        .unwrap();
+    drop(store);
+    let mut store = Store::open(&dir.path().join("store.sqlite")).unwrap();
+    assert_eq!(store.ops().unwrap(), vec![b"op".to_vec()]);
+    assert_eq!(
+        store.setting("region").unwrap().as_deref(),
+        Some(&b"r2"[..])
+    );
+    assert_eq!(store.invite(&[1; 16]).unwrap(), Some(inv));
+    assert!(
+        store
+            .write(|tx| tx.use_invite(&[1; 16], b"dev", 7))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .write(|tx| tx.use_invite(&[1; 16], b"dev", 8))
+            .unwrap(),
+        "an invite is used once"
+    );
+    assert_eq!(store.invite(&[1; 16]).unwrap().unwrap().used_ms, Some(7));
 }

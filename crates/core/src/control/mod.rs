@@ -31,10 +31,15 @@
 //! ```
 
 mod fold;
+mod invite;
 mod op;
 mod state;
 
 pub use fold::{FoldError, Folded, Rejection, fold};
+pub use invite::{
+    BUNDLE_MAGIC, INVITE_PREFIX, InviteCode, InviteError, JOIN_MAGIC, JoinFields, JoinRequest,
+    MAX_BUNDLE, MAX_BUNDLE_OPS, MAX_JOIN_REQUEST, decode_bundle, encode_bundle, proof,
+};
 pub use op::{
     Cutoff, MAX_LIST, MAX_OP_BYTES, MAX_PARENTS, MAX_REGION_NAME, OP_FORMAT, Op, OpBody, OpError,
     OpHash, RegionId, SignedOp,

@@ -1,0 +1,168 @@
+//! Control-plane rows: signed ops, node settings and invitations.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{SqliteResultExt, StoreError};
+
+/// An invitation issued by this node (the secret never leaves this store except in
+/// the invite code itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteRow {
+    /// Random id, public (it names the invite in a join request).
+    pub id: [u8; 16],
+    /// The one-time secret.
+    pub secret: [u8; 32],
+    /// The party the new device joins.
+    pub party: String,
+    /// That party's role (used if the party is new).
+    pub role: String,
+    /// Whether the party becomes a region admin.
+    pub admin: bool,
+    /// Expiry, Unix seconds.
+    pub expires_s: i64,
+    /// When it was made, Unix milliseconds.
+    pub created_ms: i64,
+    /// When it was used, if it was.
+    pub used_ms: Option<i64>,
+}
+
+pub(crate) fn ops(conn: &Connection, path: &Path) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT bytes FROM control_ops ORDER BY hash")
+        .at(path)?;
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).at(path)?;
+    rows.map(|r| r.at(path)).collect()
+}
+
+pub(crate) fn put_op(
+    conn: &Connection,
+    path: &Path,
+    hash: &[u8; 32],
+    bytes: &[u8],
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .execute(
+            "INSERT INTO control_ops (hash, bytes, stored_ms) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
+            params![&hash[..], bytes, now_ms],
+        )
+        .at(path)?;
+    Ok(n == 1)
+}
+
+pub(crate) fn setting(
+    conn: &Connection,
+    path: &Path,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .optional()
+    .at(path)
+}
+
+pub(crate) fn set_setting(
+    conn: &Connection,
+    path: &Path,
+    key: &str,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )
+    .at(path)?;
+    Ok(())
+}
+
+pub(crate) fn delete_setting(conn: &Connection, path: &Path, key: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM settings WHERE key = ?1", [key])
+        .at(path)?;
+    Ok(())
+}
+
+pub(crate) fn insert_invite(
+    conn: &Connection,
+    path: &Path,
+    inv: &InviteRow,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO invites (id, secret, party, role, admin, expires_s, created_ms, used_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            &inv.id[..],
+            &inv.secret[..],
+            inv.party,
+            inv.role,
+            inv.admin,
+            inv.expires_s,
+            inv.created_ms,
+            inv.used_ms
+        ],
+    )
+    .at(path)?;
+    Ok(())
+}
+
+pub(crate) fn invite(
+    conn: &Connection,
+    path: &Path,
+    id: &[u8; 16],
+) -> Result<Option<InviteRow>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT id, secret, party, role, admin, expires_s, created_ms, used_ms FROM invites WHERE id = ?1",
+            [&id[..]],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, bool>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                ))
+            },
+        )
+        .optional()
+        .at(path)?;
+    let Some((id, secret, party, role, admin, expires_s, created_ms, used_ms)) = row else {
+        return Ok(None);
+    };
+    let malformed = || StoreError::Malformed {
+        path: path.to_owned(),
+        detail: "invite row".into(),
+    };
+    Ok(Some(InviteRow {
+        id: id.try_into().map_err(|_| malformed())?,
+        secret: secret.try_into().map_err(|_| malformed())?,
+        party,
+        role,
+        admin,
+        expires_s,
+        created_ms,
+        used_ms,
+    }))
+}
+
+/// Marks an unused invite as used; `false` if it was already used.
+pub(crate) fn use_invite(
+    conn: &Connection,
+    path: &Path,
+    id: &[u8; 16],
+    by: &[u8],
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .execute(
+            "UPDATE invites SET used_ms = ?2, used_by = ?3 WHERE id = ?1 AND used_ms IS NULL",
+            params![&id[..], now_ms, by],
+        )
+        .at(path)?;
+    Ok(n == 1)
+}
