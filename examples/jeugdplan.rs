@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut node = Node::open(dir.path())?;
+    node.create_region("Regio Utrecht")?;
     let id = node.create_plan(PlanKind::Jeugdplan, "Beleidsplan jeugd 2027-2030")?;
     node.set_section(
         &id,

@@ -63,10 +63,10 @@ fn crash_safety_under_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
     Node::init(&dir, PartyName::new("roc-midden").unwrap(), Role::Roc, None).unwrap();
-    let id = Node::open(&dir)
-        .unwrap()
-        .create_plan(PlanKind::Jeugdplan, "Crash")
-        .unwrap();
+    let mut node = Node::open(&dir).unwrap();
+    node.create_region("Regio").unwrap();
+    let id = node.create_plan(PlanKind::Jeugdplan, "Crash").unwrap();
+    drop(node);
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5EED);
     let mut acknowledged: Vec<String> = Vec::new();

@@ -58,6 +58,85 @@ pub(crate) enum Command {
     /// Work with documents (plans)
     #[command(subcommand)]
     Doc(DocCommand),
+    /// Found or inspect the region
+    #[command(subcommand)]
+    Region(RegionCommand),
+    /// Invite a device (of a new or existing party) into the region: prints a one-time code
+    Invite {
+        /// The party the new device will belong to
+        #[arg(long, value_parser = parse_party)]
+        party: PartyName,
+        /// That party's role
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Make the party a region admin (a new party only)
+        #[arg(long)]
+        admin: bool,
+        /// How long the code is valid, e.g. 30m, 12h, 7d
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        expires: i64,
+    },
+    /// On a new node: ask to join a region with an invite code
+    Join {
+        /// The invite code (regiosync-invite-1:…)
+        code: String,
+        /// Write the signed join request to this file (carry it to the inviter)
+        #[arg(long, value_name = "FILE")]
+        request_out: PathBuf,
+    },
+    /// On the inviter's node: accept a join request and write the region's log
+    Accept {
+        /// The join request file
+        request: PathBuf,
+        /// Where to write the bundle for the new node
+        #[arg(long, value_name = "BUNDLE")]
+        out: PathBuf,
+    },
+    /// Import a bundle of the region's control log (completes a join)
+    Import {
+        /// The bundle file
+        bundle: PathBuf,
+    },
+    /// Export the region's control log to a bundle file
+    Export {
+        /// Where to write the bundle
+        #[arg(long, value_name = "BUNDLE")]
+        out: PathBuf,
+    },
+    /// Parties of the region
+    #[command(subcommand)]
+    Party(PartyCommand),
+    /// Devices of the region
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RegionCommand {
+    /// Found a new region with this node's party as its first admin
+    Create {
+        /// The region's name, e.g. "Regio Utrecht-Midden"
+        name: String,
+    },
+    /// Show the region: parties, devices, documents, control heads
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PartyCommand {
+    /// List the parties
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeviceCommand {
+    /// List the devices
+    List,
+    /// Remove a device (lost laptop): it is cut off from the region
+    Remove {
+        /// The device's node id (12D3KooW…) or the last 8+ characters of it
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +164,17 @@ pub(crate) enum DocCommand {
     Log {
         /// Document id or an unambiguous prefix
         id: String,
+    },
+    /// Show or change who may read and write a document
+    Acl {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Parties that may read it (comma-separated); the owner always may
+        #[arg(long, value_delimiter = ',', value_parser = parse_party)]
+        readers: Option<Vec<PartyName>>,
+        /// Parties that may write it (comma-separated); the owner always may
+        #[arg(long, value_delimiter = ',', value_parser = parse_party)]
+        writers: Option<Vec<PartyName>>,
     },
 }
 
@@ -155,6 +245,23 @@ fn parse_role(s: &str) -> Result<Role, String> {
 fn parse_kind(s: &str) -> Result<PlanKind, String> {
     s.parse()
         .map_err(|e: regiosync_core::plan::PlanError| e.to_string())
+}
+
+/// Parses `30m`, `12h`, `7d` into seconds.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let bad = || format!("'{s}' is not a duration: write e.g. 30m, 12h or 7d");
+    let (num, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let mult = match unit {
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    if n <= 0 || n > 365 {
+        return Err(format!("'{s}' is out of range: use 1 to 365 units"));
+    }
+    Ok(n * mult)
 }
 
 fn parse_date(s: &str) -> Result<time::Date, String> {

@@ -43,6 +43,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init { party, role } => commands::init::run(&cli.global, out, party, role),
         Command::Doc(cmd) => commands::doc::run(&cli.global, out, cmd),
+        Command::Region(cmd) => commands::region::region(&cli.global, out, cmd),
+        Command::Invite {
+            party,
+            role,
+            admin,
+            expires,
+        } => commands::region::invite(&cli.global, out, party, role, admin, expires),
+        Command::Join { code, request_out } => {
+            commands::region::join(&cli.global, out, &code, &request_out)
+        }
+        Command::Accept {
+            request,
+            out: bundle,
+        } => commands::region::accept(&cli.global, out, &request, &bundle),
+        Command::Import { bundle } => commands::region::import(&cli.global, out, &bundle),
+        Command::Export { out: path } => commands::region::export(&cli.global, out, &path),
+        Command::Party(cmd) => commands::region::party(&cli.global, out, cmd),
+        Command::Device(cmd) => commands::region::device(&cli.global, out, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,8 +65,11 @@ impl Env {
         })
     }
 
+    /// A node of the ROC that founded its own region.
     fn init(&self) -> Value {
-        self.json(&["init", "--party", "roc-midden", "--role", "roc"])
+        let v = self.json(&["init", "--party", "roc-midden", "--role", "roc"]);
+        self.json(&["region", "create", "Regio Midden"]);
+        v
     }
 }
 
@@ -165,16 +168,31 @@ fn passphrase_protected_init() {
     assert_eq!(v["key_protection"], "passphrase");
     let key = std::fs::read_to_string(env.dir.join("node.key")).unwrap();
     assert!(key.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
-    // Document commands do not need the passphrase.
+    // Signing needs the passphrase: without it a clear error, with it success.
+    assert_fails(
+        &env.run(&["region", "create", "R"]),
+        1,
+        "pass --passphrase-file",
+    );
+    let p = pass.to_str().unwrap();
+    env.json(&["region", "create", "R", "--passphrase-file", p]);
     env.json(&[
         "doc",
         "new",
         "plan",
         "--kind",
-        "ondersteuningsplan",
+        "jeugdplan",
         "--title",
-        "OP 2027",
+        "J",
+        "--passphrase-file",
+        p,
     ]);
+    // Reading does not need it.
+    assert_eq!(env.json(&["doc", "list"]).as_array().unwrap().len(), 1);
+    let wrong = env._tmp.path().join("wrong.txt");
+    std::fs::write(&wrong, "fout\n").unwrap();
+    let out = env.run(&["doc", "list", "--passphrase-file", wrong.to_str().unwrap()]);
+    assert_fails(&out, 1, "passphrase does not open");
 
     let empty = env._tmp.path().join("empty.txt");
     std::fs::write(&empty, "").unwrap();
@@ -206,7 +224,13 @@ fn usage_errors_exit_2() {
         "not a valid party name",
     );
     assert!(!env.dir.exists(), "a refused init creates nothing");
-    env.init();
+    env.json(&["init", "--party", "roc-midden", "--role", "roc"]);
+    assert_fails(
+        &env.run(&["doc", "new", "plan", "--kind", "jeugdplan", "--title", "x"]),
+        1,
+        "not in a region yet",
+    );
+    env.json(&["region", "create", "Regio"]);
     assert_fails(
         &env.run(&["doc", "new", "plan", "--kind", "begroting", "--title", "x"]),
         2,
@@ -384,6 +408,7 @@ fn show_json_is_exactly_what_the_edits_wrote() {
     let log = env.json(&["doc", "log", &short]);
     let log = log.as_array().unwrap();
     assert_eq!(log.len(), 6);
+    assert!(log.iter().all(|e| e["party"] == "roc-midden"));
     assert!(
         log.iter()
             .all(|e| e["device"] == node_id && e["party"] == "roc-midden")

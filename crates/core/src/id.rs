@@ -202,6 +202,11 @@ impl<'de> Deserialize<'de> for DocId {
     }
 }
 
+/// Fills `buf` from the operating system's CSPRNG (for ids and one-time secrets).
+pub fn fill_random(buf: &mut [u8]) -> Result<(), IdError> {
+    getrandom::fill(buf).map_err(|_| IdError::NoRandomness)
+}
+
 /// Checks that `prefix` could be the start of a document id (hex, at least
 /// [`DOC_ID_MIN_PREFIX`] characters, at most a whole id) and returns it lowercased.
 pub fn normalize_doc_id_prefix(prefix: &str) -> Result<String, IdError> {
@@ -262,7 +267,7 @@ impl PartyName {
 
 impl fmt::Display for PartyName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -332,7 +337,7 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 
 use age::secrecy::ExposeSecret;
 pub use age::secrecy::SecretString;
+pub use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
 use crate::id::NodeId;

@@ -17,6 +17,7 @@ fn node() -> (tempfile::TempDir, Node, regiosync_core::id::DocId) {
     )
     .expect("init");
     let mut node = Node::open(dir.path()).expect("open");
+    node.create_region("Regio").expect("region");
     let id = node
         .create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")
         .expect("plan");
@@ -45,6 +46,7 @@ fn edits(c: &mut Criterion) {
                 seq: k,
                 bytes: vec![0; 120],
                 stored_ms: 0,
+                envelope: None,
             };
             n0.store_mut_for_bench()
                 .write(|tx| tx.append_change(&id0, &row))

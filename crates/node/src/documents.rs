@@ -1,22 +1,28 @@
-//! The document API of a node: create, list, read and edit plans, durably.
+//! The document API of a node: create, list, read and edit plans, durably, with every
+//! change signed and every read rebuilt from accepted changes only.
 //!
 //! Every edit is one Automerge change, made and stored inside one store write
-//! transaction: the document is rebuilt from the store, edited, and the change is
-//! appended before the transaction commits. Because the rebuild happens under the
-//! write lock, two processes editing the same document cannot both take the same
-//! Automerge sequence number.
+//! transaction: the control log is folded, the document is rebuilt from its accepted
+//! changes, edited, and the change is appended with its signed envelope before the
+//! transaction commits. Because the rebuild happens under the write lock, two
+//! processes editing the same document cannot both take the same sequence number.
+
+use std::collections::HashSet;
 
 use automerge::transaction::{CommitOptions, Transaction};
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{Automerge, Change, ChangeHash};
+use regiosync_core::control::{Folded, OpBody, OpHash};
+use regiosync_core::envelope::{Candidate, ChangeEnvelope, SignedFields, select_changes};
 use regiosync_core::id::{
     DocId, NodeId, PartyName, normalize_doc_id_prefix, shortest_unique_prefix,
 };
 use regiosync_core::plan::{self, AgreementInput, Plan, PlanError, PlanKind, SectionEdit};
-use regiosync_store::{ChangeRow, DocumentRow, StoredDoc};
+use regiosync_store::{ChangeRow, DocumentRow, Snapshot, Store, StoreError, StoredDoc, WriteTx};
 use serde::Serialize;
 
 use crate::Node;
 use crate::error::NodeError;
+use crate::region::control_of;
 
 /// The document kind of plans in the store.
 pub const KIND_PLAN: &str = "plan";
@@ -47,7 +53,7 @@ pub struct HistoryEntry {
     pub time: i64,
     /// The author device, if its actor id is a node id.
     pub device: Option<NodeId>,
-    /// The author's party, where this node knows it.
+    /// The author's party, from the region state.
     pub party: Option<PartyName>,
     /// The author device's sequence number.
     pub seq: u64,
@@ -64,12 +70,58 @@ pub struct Edited<T> {
     pub change: Option<ChangeHash>,
 }
 
+/// Read access to a store, in or outside a write transaction.
+pub(crate) trait DocSource {
+    fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError>;
+    fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError>;
+    fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError>;
+    fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+impl DocSource for Store {
+    fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
+        Store::load(self, id)
+    }
+    fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
+        Store::changes(self, id)
+    }
+    fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Store::ops(self)
+    }
+    fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Store::setting(self, key)
+    }
+}
+
+impl DocSource for WriteTx<'_> {
+    fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
+        WriteTx::load(self, id)
+    }
+    fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
+        WriteTx::changes(self, id)
+    }
+    fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        WriteTx::ops(self)
+    }
+    fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        WriteTx::setting(self, key)
+    }
+}
+
 impl Node {
-    /// Creates a plan owned by this node's party and returns its id.
+    /// Creates a plan owned by this node's party, readable and writable by every
+    /// party of the region (change that with [`Node::set_acl`]), and returns its id.
     pub fn create_plan(&mut self, kind: PlanKind, title: &str) -> Result<DocId, NodeError> {
+        let title = plan::validate_title("plan title", title)?;
+        let state = self.region_state()?;
         let id = DocId::random()?;
         let owner = self.info.party.clone();
-        let title = plan::validate_title("plan title", title)?;
+        let others: Vec<PartyName> = state
+            .parties
+            .iter()
+            .filter(|(n, p)| !p.removed && **n != owner)
+            .map(|(n, _)| n.clone())
+            .collect();
         let row = DocumentRow {
             id,
             kind: KIND_PLAN.into(),
@@ -78,18 +130,28 @@ impl Node {
             created_ms: now_ms(),
         };
         let actor = self.info.node_id.actor_id();
+        let key = self.signer()?.signing_key().clone();
+        let author = self.info.node_id;
         let message = format!("create {kind}");
-        self.store.write(|tx| {
+        let body = OpBody::CreateDoc {
+            doc: id,
+            kind,
+            owner: owner.clone(),
+            readers: others.clone(),
+            writers: others,
+        };
+        self.issue_ops(vec![body], |tx| {
             tx.insert_document(&row)?;
+            let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
             let mut doc = Automerge::new();
             doc.set_actor(actor);
             let mut t = doc.transaction();
             plan::init_plan(&mut t, kind, &title, &owner)?;
             commit(t, &message);
             if let Some(c) = doc.get_last_local_change() {
-                tx.append_change(&id, &change_row(&c))?;
+                tx.append_change(&id, &signed_row(&c, &id, &folded, author, &key)?)?;
             }
-            Ok::<_, NodeError>(())
+            Ok(())
         })?;
         tracing::info!(doc = %id, kind = %kind, "created plan");
         Ok(id)
@@ -131,12 +193,18 @@ impl Node {
         Ok(shortest_unique_prefix(id, &ids))
     }
 
-    /// Reads a plan.
+    /// Reads a plan, from its accepted changes only.
     pub fn plan(&self, id: &DocId) -> Result<Plan, NodeError> {
-        let stored = self.store.load(id)?;
-        check_plan(&stored)?;
-        let doc = rebuild(&stored)?;
-        Ok(plan::read_plan(&doc)?)
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let v = load_verified(&self.store, id, &folded)?;
+        Ok(plan::read_plan(&v.doc)?)
+    }
+
+    /// How many stored changes of a document are rejected (forged, unauthorised, past
+    /// a cutoff, or built on such a change).
+    pub fn rejected_changes(&self, id: &DocId) -> Result<usize, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        Ok(load_verified(&self.store, id, &folded)?.rejected)
     }
 
     /// Sets a section's text (creating the section if needed); see
@@ -161,11 +229,12 @@ impl Node {
         self.edit_plan(id, &message, |t| plan::add_agreement(t, input))
     }
 
-    /// The history of a document in causal order (a change after the ones it builds on).
+    /// The history of a document in causal order (a change after the ones it builds
+    /// on), accepted changes only.
     pub fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, NodeError> {
-        let stored = self.store.load(id)?;
-        let doc = rebuild(&stored)?;
-        let out: Vec<HistoryEntry> = doc
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let v = load_verified(&self.store, id, &folded)?;
+        Ok(v.doc
             .get_changes(&[])
             .into_iter()
             .map(|c| {
@@ -173,19 +242,18 @@ impl Node {
                 HistoryEntry {
                     hash: c.hash().to_string(),
                     time: c.timestamp(),
-                    party: (device == Some(self.info.node_id)).then(|| self.info.party.clone()),
+                    party: device
+                        .and_then(|d| folded.state.devices.get(&d))
+                        .map(|d| d.party.clone()),
                     device,
                     seq: c.seq(),
                     message: c.message().map(str::to_owned),
                 }
             })
-            .collect();
-        // `get_changes` returns a causal order; sorting by the authors' clocks could
-        // list a change before one it depends on.
-        Ok(out)
+            .collect())
     }
 
-    /// Runs one plan edit as one Automerge change in one store transaction.
+    /// Runs one plan edit as one signed Automerge change in one store transaction.
     fn edit_plan<T>(
         &mut self,
         id: &DocId,
@@ -193,11 +261,24 @@ impl Node {
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, PlanError>,
     ) -> Result<Edited<T>, NodeError> {
         let actor = self.info.node_id.actor_id();
+        let author = self.info.node_id;
+        let key = self.signer()?.signing_key().clone();
         let (edited, snapshot) = self.store.write(|tx| {
-            let stored = tx.load(id)?;
-            check_plan(&stored)?;
-            let mut doc = rebuild(&stored)?;
-            doc.set_actor(actor);
+            let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
+            let mut v = load_verified(tx, id, &folded)?;
+            let seq = v
+                .doc
+                .get_changes(&[])
+                .iter()
+                .filter(|c| *c.actor_id() == actor)
+                .count() as u64
+                + 1;
+            folded
+                .state
+                .change_authority(id, &author, seq, &[0; 32])
+                .map_err(NodeError::NoWritePermission)?;
+            let doc = &mut v.doc;
+            doc.set_actor(actor.clone());
             let mut t = doc.transaction();
             let value = match f(&mut t) {
                 Ok(v) => v,
@@ -211,23 +292,26 @@ impl Node {
             if change.is_some()
                 && let Some(c) = doc.get_last_local_change()
             {
-                covers = tx.append_change(id, &change_row(&c))?;
+                covers = tx.append_change(id, &signed_row(&c, id, &folded, author, &key)?)?;
             }
-            // Compact when the tail is long. This runs after the edit's commit (the edit
-            // is durable either way), so a failed snapshot never fails the edit.
+            // Compact when the tail is long or the snapshot is stale. This runs after
+            // the edit's commit (the edit is durable either way), so a failed snapshot
+            // never fails the edit.
             let snapshot = match covers {
-                Some(rowid) if stored.tail.len() + 1 >= SNAPSHOT_EVERY => Some((doc, rowid)),
+                Some(rowid) if v.tail_len + 1 >= SNAPSHOT_EVERY || !v.snapshot_fresh => {
+                    Some((v.doc, rowid, heads_key(&folded)))
+                }
                 _ => None,
             };
             Ok::<_, NodeError>((Edited { value, change }, snapshot))
         })?;
-        if let Some((doc, rowid)) = snapshot {
-            let bytes = doc.save();
-            if let Err(e) = self
-                .store
-                .write(|tx| tx.put_snapshot(id, &bytes, rowid, now_ms()))
-            {
-                // The edit itself is committed; a missing snapshot only slows loading.
+        if let Some((doc, rowid, heads)) = snapshot {
+            let snap = Snapshot {
+                bytes: doc.save(),
+                covers_upto: rowid,
+                control_heads: heads,
+            };
+            if let Err(e) = self.store.write(|tx| tx.put_snapshot(id, &snap, now_ms())) {
                 tracing::warn!(doc = %id, error = %e, "could not write a snapshot");
             }
         }
@@ -235,46 +319,119 @@ impl Node {
     }
 }
 
-fn check_plan(stored: &StoredDoc) -> Result<(), NodeError> {
+/// A document rebuilt from its accepted changes.
+pub(crate) struct Verified {
+    pub(crate) doc: Automerge,
+    /// Stored changes that were rejected.
+    pub(crate) rejected: usize,
+    /// Changes after the snapshot that was used.
+    pub(crate) tail_len: usize,
+    /// Whether a snapshot verified under the current control heads was used.
+    pub(crate) snapshot_fresh: bool,
+}
+
+/// Rebuilds a plan from the store, keeping only accepted changes. A snapshot is used
+/// when it was verified under the current control heads; otherwise every change is
+/// verified again (a revocation may have made some of them invalid).
+pub(crate) fn load_verified(
+    src: &impl DocSource,
+    id: &DocId,
+    folded: &Folded,
+) -> Result<Verified, NodeError> {
+    let stored = src.load(id)?;
     if stored.meta.kind != KIND_PLAN {
         return Err(NodeError::NotAPlan(
             stored.meta.id,
             stored.meta.kind.clone(),
         ));
     }
-    Ok(())
+    let key = heads_key(folded);
+    let damaged = |detail: String| NodeError::DamagedDocument { id: *id, detail };
+    let (mut doc, rows, fresh) = match stored.snapshot {
+        Some(s) if s.control_heads == key => {
+            let doc = Automerge::load(&s.bytes).map_err(|e| damaged(e.to_string()))?;
+            (doc, stored.tail, true)
+        }
+        _ => (Automerge::new(), src.changes(id)?, false),
+    };
+    let tail_len = rows.len();
+    let mut changes = Vec::with_capacity(rows.len());
+    let mut envelopes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // A change that does not parse means the store is damaged: refuse instead of
+        // skipping it, which could make the next local edit reuse its sequence number.
+        changes.push(Change::from_bytes(row.bytes.clone()).map_err(|e| damaged(e.to_string()))?);
+        envelopes.push(
+            row.envelope
+                .as_deref()
+                .and_then(|b| ChangeEnvelope::decode(b).ok()),
+        );
+    }
+    let candidates: Vec<Candidate<'_>> = changes
+        .iter()
+        .zip(&envelopes)
+        .map(|(c, e)| Candidate {
+            change: c,
+            envelope: e.as_ref(),
+        })
+        .collect();
+    let known: HashSet<OpHash> = folded
+        .order
+        .iter()
+        .chain(&folded.pending)
+        .copied()
+        .collect();
+    let in_doc: HashSet<[u8; 32]> = doc.get_changes(&[]).iter().map(|c| c.hash().0).collect();
+    let selection = select_changes(
+        id,
+        &candidates,
+        &folded.state,
+        |h| known.contains(h),
+        |h| in_doc.contains(h),
+    );
+    let rejected = selection.rejected.len();
+    if rejected > 0 {
+        tracing::debug!(doc = %id, rejected, "ignoring rejected changes");
+    }
+    doc.apply_changes(selection.accepted.iter().map(|&i| changes[i].clone()))
+        .map_err(|e| damaged(e.to_string()))?;
+    Ok(Verified {
+        doc,
+        rejected,
+        tail_len,
+        snapshot_fresh: fresh,
+    })
 }
 
-/// Rebuilds an Automerge document from its snapshot and the changes after it.
-pub(crate) fn rebuild(stored: &StoredDoc) -> Result<Automerge, NodeError> {
-    let damaged = |e: automerge::AutomergeError| NodeError::DamagedDocument {
-        id: stored.meta.id,
-        detail: e.to_string(),
-    };
-    let mut doc = match &stored.snapshot {
-        Some(bytes) => Automerge::load(bytes).map_err(damaged)?,
-        None => Automerge::new(),
-    };
-    // Parse every change strictly: `load_incremental` would skip a damaged change with
-    // only a log line, and a later local edit could then reuse its sequence number.
-    let mut changes = Vec::with_capacity(stored.tail.len());
-    for bytes in &stored.tail {
-        let change = automerge::Change::from_bytes(bytes.clone()).map_err(|e| {
-            NodeError::DamagedDocument {
-                id: stored.meta.id,
-                detail: e.to_string(),
-            }
-        })?;
-        changes.push(change);
-    }
-    doc.apply_changes(changes).map_err(damaged)?;
-    if !doc.get_missing_deps(&[]).is_empty() {
-        return Err(NodeError::DamagedDocument {
-            id: stored.meta.id,
-            detail: "changes are missing from the store".into(),
-        });
-    }
-    Ok(doc)
+fn heads_key(folded: &Folded) -> Vec<u8> {
+    folded.state.heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn signed_row(
+    c: &Change,
+    doc: &DocId,
+    folded: &Folded,
+    author: NodeId,
+    key: &regiosync_core::identity::SigningKey,
+) -> Result<ChangeRow, NodeError> {
+    let env = ChangeEnvelope::sign(
+        SignedFields {
+            region: folded.state.region,
+            doc: *doc,
+            change_hash: c.hash().0,
+            author,
+            control_heads: folded.state.heads.clone(),
+        },
+        key,
+    )?;
+    Ok(ChangeRow {
+        hash: c.hash().0,
+        actor: c.actor_id().to_bytes().to_vec(),
+        seq: c.seq(),
+        bytes: c.raw_bytes().to_vec(),
+        stored_ms: now_ms(),
+        envelope: Some(env.encode()),
+    })
 }
 
 fn commit(t: Transaction<'_>, message: &str) -> Option<ChangeHash> {
@@ -285,16 +442,6 @@ fn commit(t: Transaction<'_>, message: &str) -> Option<ChangeHash> {
             .with_time(secs),
     )
     .0
-}
-
-fn change_row(c: &automerge::Change) -> ChangeRow {
-    ChangeRow {
-        hash: c.hash().0,
-        actor: c.actor_id().to_bytes().to_vec(),
-        seq: c.seq(),
-        bytes: c.raw_bytes().to_vec(),
-        stored_ms: now_ms(),
-    }
 }
 
 pub(crate) fn now_ms() -> i64 {

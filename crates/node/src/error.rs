@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use regiosync_core::control::{InviteError, OpError, Rejection, WriteDenied};
+use regiosync_core::envelope::EnvelopeError;
 use regiosync_core::id::{DocId, IdError};
 use regiosync_core::identity::IdentityError;
 use regiosync_core::plan::PlanError;
@@ -94,6 +96,37 @@ pub enum NodeError {
     /// The document exists but is not a plan.
     #[error("document {0} is a {1}, not a plan")]
     NotAPlan(DocId, String),
+    /// The node has not founded or joined a region.
+    #[error(
+        "this node is not in a region yet: found one with `regiosync region create NAME`, or join one with `regiosync join CODE`"
+    )]
+    NotInRegion,
+    /// The node is already in a region.
+    #[error("this node is already a member of region {0}")]
+    AlreadyInRegion(String),
+    /// The key file is passphrase-protected and was not unlocked.
+    #[error(
+        "this command signs with the node's key, which is passphrase-protected: pass --passphrase-file FILE"
+    )]
+    Locked,
+    /// The control plane refused an op this node tried to make.
+    #[error("refused by the region rules: {0}")]
+    Refused(Rejection),
+    /// This device may not write the document.
+    #[error("this device may not change the document: {0}")]
+    NoWritePermission(WriteDenied),
+    /// An invite code, join request or bundle is invalid.
+    #[error(transparent)]
+    Invite(#[from] InviteError),
+    /// A join request or bundle was refused.
+    #[error("{0}")]
+    JoinRefused(String),
+    /// An op could not be made.
+    #[error(transparent)]
+    Op(#[from] OpError),
+    /// An envelope could not be made.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
     /// The stored changes of a document do not load.
     #[error(
         "document {id} cannot be loaded from the store ({detail}): re-sync it from a peer or restore a backup"

@@ -1,9 +1,11 @@
 //! # regiosync-node
 //!
 //! The runtime of a regiosync node. For now it is the owner of a node's data dir (the
-//! keys in `node.key`, the description in `node.json`, the store in `store.sqlite`) and
-//! the API that reads and edits documents durably; the networking actor that syncs with
-//! peers joins it with the sync issue.
+//! keys in `node.key`, the description in `node.json`, the store in `store.sqlite`),
+//! the region control plane as seen from this node (found, invite, join, remove), and
+//! the API that reads and edits documents durably, signing every change and reading
+//! only accepted ones. The networking actor that syncs with peers joins it with the
+//! sync issue.
 //!
 //! ```
 //! use regiosync_core::id::{PartyName, Role};
@@ -13,6 +15,7 @@
 //! let dir = tempfile::tempdir()?;
 //! Node::init(dir.path(), PartyName::new("gemeente-utrecht")?, Role::Kerngemeente, None)?;
 //! let mut node = Node::open(dir.path())?;
+//! node.create_region("Regio Utrecht")?;
 //! let id = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")?;
 //! node.set_section(&id, "Inleiding", "Samen met het onderwijs.")?;
 //! // The edit is committed to disk: a new handle sees it.
@@ -27,6 +30,7 @@
 pub mod data_dir;
 pub mod documents;
 mod error;
+pub mod region;
 
 use std::path::{Path, PathBuf};
 
@@ -37,13 +41,15 @@ use regiosync_store::Store;
 pub use data_dir::{KeyProtection, NodeInfo};
 pub use documents::{DocSummary, Edited, HistoryEntry};
 pub use error::NodeError;
+pub use region::{Accepted, Imported};
 
-/// An open node: its description and its store.
+/// An open node: its description, its store and, once unlocked, its secret keys.
 #[derive(Debug)]
 pub struct Node {
     dir: PathBuf,
     info: NodeInfo,
     store: Store,
+    secret: Option<NodeSecret>,
 }
 
 impl Node {
@@ -71,6 +77,7 @@ impl Node {
             dir: dir.to_owned(),
             info,
             store,
+            secret: None,
         })
     }
 
@@ -84,9 +91,22 @@ impl Node {
         &self.dir
     }
 
-    /// Reads the node's secret keys (needs the passphrase if the key file has one).
-    pub fn unlock(&self, passphrase: Option<&SecretString>) -> Result<NodeSecret, NodeError> {
-        data_dir::read_secret(&self.dir, &self.info, passphrase)
+    /// Reads the node's secret keys so that it can sign (needs the passphrase if the
+    /// key file has one). Nodes without a passphrase unlock by themselves when needed.
+    pub fn unlock(&mut self, passphrase: Option<&SecretString>) -> Result<(), NodeError> {
+        self.secret = Some(data_dir::read_secret(&self.dir, &self.info, passphrase)?);
+        Ok(())
+    }
+
+    /// The secret keys, unlocking a key file without passphrase on first use.
+    pub(crate) fn signer(&mut self) -> Result<&NodeSecret, NodeError> {
+        if self.secret.is_none() {
+            if self.info.key_protection == KeyProtection::Passphrase {
+                return Err(NodeError::Locked);
+            }
+            self.unlock(None)?;
+        }
+        self.secret.as_ref().ok_or(NodeError::Locked)
     }
 
     /// The underlying store (for maintenance commands and tests).

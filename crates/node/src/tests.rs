@@ -9,7 +9,8 @@ fn new_node() -> (tempfile::TempDir, Node) {
     let dir = tempfile::tempdir().unwrap();
     let node_dir = dir.path().join("node");
     Node::init(&node_dir, party("roc-midden"), Role::Roc, None).unwrap();
-    let node = Node::open(&node_dir).unwrap();
+    let mut node = Node::open(&node_dir).unwrap();
+    node.create_region("Regio Midden").unwrap();
     (dir, node)
 }
 
@@ -34,8 +35,8 @@ fn init_writes_private_key_and_refuses_second_init() {
         std::fs::read(node.dir().join(data_dir::KEY_FILE)).unwrap(),
         before
     );
-    let secret = node.unlock(None).unwrap();
-    assert_eq!(secret.node_id(), node.info().node_id);
+    let mut node = node;
+    node.unlock(None).unwrap();
 }
 
 #[test]
@@ -44,18 +45,25 @@ fn passphrase_protected_node() {
     let pass = SecretString::from("lange zin met spaties".to_owned());
     let info = Node::init(dir.path(), party("swv-utrecht"), Role::Swv, Some(&pass)).unwrap();
     assert_eq!(info.key_protection, KeyProtection::Passphrase);
-    let node = Node::open(dir.path()).unwrap();
+    let mut node = Node::open(dir.path()).unwrap();
+    assert!(matches!(node.create_region("R"), Err(NodeError::Locked)));
     assert!(node.unlock(None).is_err());
     assert!(
         node.unlock(Some(&SecretString::from("fout".to_owned())))
             .is_err()
     );
-    assert_eq!(node.unlock(Some(&pass)).unwrap().node_id(), info.node_id);
+    node.unlock(Some(&pass)).unwrap();
+    node.create_region("R").unwrap();
+    let state = node.region_state().unwrap();
+    assert_eq!(
+        state.active_device(&info.node_id).unwrap().party,
+        party("swv-utrecht")
+    );
 }
 
 #[test]
 fn key_of_another_node_is_refused() {
-    let (_d, node) = new_node();
+    let (_d, mut node) = new_node();
     let other = tempfile::tempdir().unwrap();
     Node::init(other.path(), party("roc-midden"), Role::Roc, None).unwrap();
     std::fs::copy(
@@ -184,6 +192,7 @@ fn damaged_change_row_is_reported_not_skipped() {
         seq: 2,
         bytes: b"\x85\x6f\x4a\x83 not a change".to_vec(),
         stored_ms: 0,
+        envelope: None,
     };
     node.store_mut_for_bench()
         .write(|tx| tx.append_change(&id, &garbage))

@@ -32,6 +32,7 @@ fn fill(path: &std::path::Path) {
                 seq: ch.seq(),
                 bytes: ch.raw_bytes().to_vec(),
                 stored_ms: 0,
+                envelope: None,
             });
         }
         store

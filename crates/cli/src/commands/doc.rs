@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use regiosync_core::plan::{self, AgreementInput, MAX_SECTION_BYTES, date_format};
-use regiosync_node::Node;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -13,8 +12,7 @@ use crate::cli::{AgreementCommand, DocCommand, GlobalArgs, NewDoc, SectionComman
 use crate::output::Output;
 
 pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::Result<()> {
-    let dir = super::data_dir(global)?;
-    let mut node = Node::open(&dir)?;
+    let mut node = super::open_node(global)?;
     match cmd {
         DocCommand::New(NewDoc::Plan { kind, title }) => {
             let id = node.create_plan(kind, &title)?;
@@ -99,6 +97,32 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 )
             })
         }
+        DocCommand::Acl {
+            id,
+            readers,
+            writers,
+        } => {
+            let id = node.resolve(&id)?;
+            if readers.is_some() || writers.is_some() {
+                node.set_acl(&id, readers, writers)?;
+            }
+            let state = node.region_state()?;
+            let acl = state
+                .docs
+                .get(&id)
+                .context("the document is not registered in the region")?;
+            out.emit(acl, || {
+                let list = |s: &std::collections::BTreeSet<regiosync_core::id::PartyName>| {
+                    s.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                };
+                format!(
+                    "owner:   {}\nreaders: {}\nwriters: {}\n",
+                    acl.owner,
+                    list(&acl.readers),
+                    list(&acl.writers)
+                )
+            })
+        }
         DocCommand::Log { id } => {
             let id = node.resolve(&id)?;
             let history = node.history(&id)?;
@@ -121,7 +145,7 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                     .map(|h| {
                         format!(
                             "{}  {:<20}  device …{}  {}\n",
-                            human_time(h.time),
+                            super::human_time(h.time),
                             h.party.as_ref().map_or("(other party)", |p| p.as_str()),
                             h.device.map_or_else(|| "unknown".into(), |d| d.short()),
                             h.message.as_deref().unwrap_or(""),
@@ -173,14 +197,5 @@ fn rfc3339(secs: i64) -> String {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_else(|| secs.to_string())
-}
-
-fn human_time(secs: i64) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(fmt).ok())
-        .map(|s| format!("{s} UTC"))
         .unwrap_or_else(|| secs.to_string())
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod doc;
 pub(crate) mod init;
+pub(crate) mod region;
 
 use std::path::{Path, PathBuf};
 
@@ -41,4 +42,25 @@ pub(crate) fn read_passphrase(path: &Path) -> anyhow::Result<SecretString> {
         path.display()
     );
     Ok(SecretString::from(line.to_owned()))
+}
+
+/// Opens the node in the data dir and unlocks its key with `--passphrase-file` if
+/// one is given (keys without a passphrase unlock themselves when needed).
+pub(crate) fn open_node(global: &GlobalArgs) -> anyhow::Result<regiosync_node::Node> {
+    let mut node = regiosync_node::Node::open(&data_dir(global)?)?;
+    if let Some(p) = &global.passphrase_file {
+        let pass = read_passphrase(p)?;
+        node.unlock(Some(&pass))?;
+    }
+    Ok(node)
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for a Unix time.
+pub(crate) fn human_time(secs: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(fmt).ok())
+        .map(|s| format!("{s} UTC"))
+        .unwrap_or_else(|| secs.to_string())
 }

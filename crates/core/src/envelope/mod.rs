@@ -240,13 +240,16 @@ pub struct Selection {
 }
 
 /// Verifies every change of `doc` and keeps those that are accepted *and* whose
-/// dependencies are all accepted (a change on top of a rejected one cannot be
-/// applied). The result depends only on the set of candidates, not their order.
+/// dependencies are all accepted or `already` applied (a change on top of a rejected
+/// one cannot be applied). `already` names changes accepted earlier, e.g. those in a
+/// verified snapshot. The result depends only on the set of candidates, not their
+/// order.
 pub fn select_changes(
     doc: &DocId,
     candidates: &[Candidate<'_>],
     state: &RegionState,
     known_op: impl Fn(&OpHash) -> bool,
+    already: impl Fn(&[u8; 32]) -> bool,
 ) -> Selection {
     let mut sel = Selection::default();
     // Individually valid changes, deduplicated by hash (the first copy wins; copies of
@@ -254,7 +257,7 @@ pub fn select_changes(
     let mut valid: BTreeMap<[u8; 32], usize> = BTreeMap::new();
     for (i, c) in candidates.iter().enumerate() {
         let hash = c.change.hash().0;
-        if valid.contains_key(&hash) || sel.rejected.contains_key(&hash) {
+        if valid.contains_key(&hash) || sel.rejected.contains_key(&hash) || already(&hash) {
             continue;
         }
         let verdict = match c.envelope {
@@ -286,13 +289,19 @@ pub fn select_changes(
     let mut dependents: HashMap<[u8; 32], Vec<[u8; 32]>> = HashMap::new();
     let mut ready: Vec<[u8; 32]> = Vec::new();
     for (h, &i) in &valid {
-        let deps = candidates[i].change.deps();
+        let deps: Vec<[u8; 32]> = candidates[i]
+            .change
+            .deps()
+            .iter()
+            .map(|d| d.0)
+            .filter(|d| !already(d))
+            .collect();
         missing.insert(*h, deps.len());
         if deps.is_empty() {
             ready.push(*h);
         }
         for d in deps {
-            dependents.entry(d.0).or_default().push(*h);
+            dependents.entry(d).or_default().push(*h);
         }
     }
     let mut placed: HashSet<[u8; 32]> = HashSet::with_capacity(valid.len());

@@ -309,7 +309,7 @@ fn changes_on_top_of_a_rejected_change_are_rejected() {
             envelope: Some(e),
         })
         .collect();
-    let sel = select_changes(&r.doc, &cands, &r.state(), |_| true);
+    let sel = select_changes(&r.doc, &cands, &r.state(), |_| true, |_| false);
     assert_eq!(sel.accepted, vec![0]);
     assert_eq!(
         sel.rejected[&ch_swv[0].hash().0],
@@ -325,14 +325,15 @@ fn changes_on_top_of_a_rejected_change_are_rejected() {
         envelope: None,
     }];
     assert_eq!(
-        select_changes(&r.doc, &unsigned, &r.state(), |_| true).rejected[&ch_roc[0].hash().0],
+        select_changes(&r.doc, &unsigned, &r.state(), |_| true, |_| false).rejected
+            [&ch_roc[0].hash().0],
         ChangeRejection::Unsigned
     );
 }
 
 /// Applies the accepted changes of a selection and returns the document heads.
 fn materialize(cands: &[Candidate<'_>], r: &Region) -> Vec<automerge::ChangeHash> {
-    let sel = select_changes(&r.doc, cands, &r.state(), |_| true);
+    let sel = select_changes(&r.doc, cands, &r.state(), |_| true, |_| false);
     let mut doc = Automerge::new();
     doc.apply_changes(sel.accepted.iter().map(|&i| cands[i].change.clone()))
         .unwrap();

@@ -1,0 +1,551 @@
+//! The region control plane on a node: founding a region, invitations, joining,
+//! importing and exporting the control log, removing devices, document ACLs.
+//!
+//! Every op this node makes is checked against the fold *before* it is stored: an op
+//! the region rules would reject is never written, and the user hears why.
+
+use std::collections::{BTreeSet, HashSet};
+
+use regiosync_core::control::{
+    Cutoff, Folded, InviteCode, JoinFields, JoinRequest, Op, OpBody, OpHash, RegionId, RegionState,
+    SignedOp, decode_bundle, encode_bundle, fold, proof,
+};
+use regiosync_core::id::{DocId, NodeId, PartyName, Role};
+use regiosync_store::{InviteRow, WriteTx};
+use serde::Serialize;
+
+use crate::Node;
+use crate::documents::{DocSource, now_ms};
+use crate::error::NodeError;
+
+/// Setting key: the region this node is a member of (32 bytes).
+const SETTING_REGION: &str = "region";
+/// Setting key: the region this node asked to join (32 bytes).
+const SETTING_PENDING_JOIN: &str = "pending-join";
+
+/// What `accept` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accepted {
+    /// The new device.
+    pub device: NodeId,
+    /// Its party.
+    pub party: PartyName,
+    /// Whether the party was new.
+    pub new_party: bool,
+    /// The ops issued.
+    pub ops: Vec<String>,
+}
+
+/// What `import` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Imported {
+    /// The region.
+    pub region: String,
+    /// Ops that were new here.
+    pub new_ops: usize,
+    /// Whether this import completed a join.
+    pub joined: bool,
+}
+
+impl Node {
+    /// The region this node is a member of.
+    pub fn region(&self) -> Result<Option<RegionId>, NodeError> {
+        region_of(&self.store)
+    }
+
+    /// Folds the stored control log; `None` if the node is in no region.
+    pub fn control(&self) -> Result<Option<Folded>, NodeError> {
+        control_of(&self.store)
+    }
+
+    /// The region state; [`NodeError::NotInRegion`] if there is none.
+    pub fn region_state(&self) -> Result<RegionState, NodeError> {
+        Ok(self.control()?.ok_or(NodeError::NotInRegion)?.state)
+    }
+
+    /// Founds a region with this node's party as its first member and admin.
+    pub fn create_region(&mut self, name: &str) -> Result<RegionId, NodeError> {
+        if let Some(r) = self.region()? {
+            return Err(NodeError::AlreadyInRegion(r.to_string()));
+        }
+        let info = self.info.clone();
+        let secret = self.signer()?;
+        let op = SignedOp::sign(
+            Op {
+                region: None,
+                parents: vec![],
+                author: info.node_id,
+                time: now_secs(),
+                body: OpBody::CreateRegion {
+                    name: name.trim().to_owned(),
+                    party: info.party.clone(),
+                    role: info.role,
+                    age_recipient: info.age_recipient.clone(),
+                },
+            },
+            secret.signing_key(),
+        )?;
+        let region = RegionId(op.hash());
+        self.store.write(|tx| {
+            tx.put_op(&op.hash().0, &op.encode(), now_ms())?;
+            tx.set_setting(SETTING_REGION, &region.0.0)?;
+            tx.delete_setting(SETTING_PENDING_JOIN)
+        })?;
+        tracing::info!(region = %region, "founded region");
+        Ok(region)
+    }
+
+    /// Issues an invitation for a device of `party` (a new party needs a region
+    /// admin; a new device of one's own party does not). Returns the invite code.
+    pub fn invite(
+        &mut self,
+        party: PartyName,
+        role: Role,
+        admin: bool,
+        ttl_secs: i64,
+    ) -> Result<InviteCode, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let state = &folded.state;
+        let me = state.active_device(&self.info.node_id).ok_or_else(|| {
+            NodeError::JoinRefused("this device is not an active member of the region".into())
+        })?;
+        let we_are_admin = state.active_party(&me.party).is_some_and(|p| p.admin);
+        match state.parties.get(&party) {
+            Some(p) if p.removed => {
+                return Err(NodeError::JoinRefused(format!(
+                    "party {party} was removed from the region; names are not reused"
+                )));
+            }
+            Some(p) if p.role != role => {
+                return Err(NodeError::JoinRefused(format!(
+                    "party {party} exists with role {}, not {role}",
+                    p.role
+                )));
+            }
+            Some(_) if me.party != party && !we_are_admin => {
+                return Err(NodeError::Refused(
+                    regiosync_core::control::Rejection::NotAdmin,
+                ));
+            }
+            None if !we_are_admin => {
+                return Err(NodeError::Refused(
+                    regiosync_core::control::Rejection::NotAdmin,
+                ));
+            }
+            _ => {}
+        }
+        if admin && !we_are_admin {
+            return Err(NodeError::Refused(
+                regiosync_core::control::Rejection::NotAdmin,
+            ));
+        }
+        if ttl_secs <= 0 {
+            return Err(NodeError::JoinRefused(
+                "the invite must expire in the future".into(),
+            ));
+        }
+        let mut id = [0u8; 16];
+        let mut secret = [0u8; 32];
+        getrandom_fill(&mut id)?;
+        getrandom_fill(&mut secret)?;
+        let code = InviteCode {
+            region: state.region,
+            inviter: self.info.node_id,
+            invite_id: id,
+            secret,
+            expires: now_secs().saturating_add(ttl_secs),
+            party: party.clone(),
+            role,
+            admin,
+            addrs: vec![],
+        };
+        self.store.write(|tx| {
+            tx.insert_invite(&InviteRow {
+                id,
+                secret,
+                party: party.to_string(),
+                role: role.to_string(),
+                admin,
+                expires_s: code.expires,
+                created_ms: now_ms(),
+                used_ms: None,
+            })
+        })?;
+        Ok(code)
+    }
+
+    /// On the new node: makes a signed join request for an invite code.
+    pub fn join_request(&mut self, code_text: &str) -> Result<Vec<u8>, NodeError> {
+        if let Some(r) = self.region()? {
+            return Err(NodeError::AlreadyInRegion(r.to_string()));
+        }
+        let code = InviteCode::decode(code_text)?;
+        if code.expires < now_secs() {
+            return Err(NodeError::JoinRefused(
+                "the invite code has expired: ask for a new one".into(),
+            ));
+        }
+        if code.party != self.info.party || code.role != self.info.role {
+            return Err(NodeError::JoinRefused(format!(
+                "the invite is for party {} ({}), but this node was initialised for {} ({}): run `regiosync init` with the invite's party in a new data dir",
+                code.party, code.role, self.info.party, self.info.role
+            )));
+        }
+        let info = self.info.clone();
+        let secret = self.signer()?;
+        let req = JoinRequest::sign(
+            JoinFields {
+                region: code.region,
+                invite_id: code.invite_id,
+                device: info.node_id,
+                age_recipient: info.age_recipient.clone(),
+                party: info.party.clone(),
+                proof: code.proof(&info.node_id, &info.age_recipient),
+            },
+            secret.signing_key(),
+        )?;
+        self.store
+            .write(|tx| tx.set_setting(SETTING_PENDING_JOIN, &code.region.0.0))?;
+        Ok(req.encode())
+    }
+
+    /// On the inviter's node: checks a join request, issues the ops that add the
+    /// device (and its party), marks the invite used, and returns the bundle of the
+    /// whole control log for the new node.
+    pub fn accept(&mut self, request: &[u8]) -> Result<(Accepted, Vec<u8>), NodeError> {
+        let req = JoinRequest::decode(request)?;
+        let f = req.fields().clone();
+        let region = self.region()?.ok_or(NodeError::NotInRegion)?;
+        if f.region != region {
+            return Err(NodeError::JoinRefused(
+                "the join request is for another region".into(),
+            ));
+        }
+        let invite = self.store.invite(&f.invite_id)?.ok_or_else(|| {
+            NodeError::JoinRefused(
+                "the join request names an invite this node did not issue".into(),
+            )
+        })?;
+        if invite.used_ms.is_some() {
+            return Err(NodeError::JoinRefused(
+                "the invite code was already used: issue a new invite".into(),
+            ));
+        }
+        if invite.expires_s < now_secs() {
+            return Err(NodeError::JoinRefused(
+                "the invite code has expired: issue a new invite".into(),
+            ));
+        }
+        if proof(&invite.secret, &f.device, &f.age_recipient) != f.proof {
+            return Err(NodeError::JoinRefused(
+                "the join request does not prove knowledge of the invite's secret".into(),
+            ));
+        }
+        if f.party.as_str() != invite.party {
+            return Err(NodeError::JoinRefused(format!(
+                "the invite is for party {}, the request for {}",
+                invite.party, f.party
+            )));
+        }
+        let role: Role = invite.role.parse()?;
+        let state = self.region_state()?;
+        let new_party = !state.parties.contains_key(&f.party);
+        let mut bodies = Vec::new();
+        if new_party {
+            bodies.push(OpBody::AddParty {
+                party: f.party.clone(),
+                role,
+            });
+            if invite.admin {
+                bodies.push(OpBody::SetAdmin {
+                    party: f.party.clone(),
+                    admin: true,
+                });
+            }
+        }
+        bodies.push(OpBody::AddDevice {
+            party: f.party.clone(),
+            device: f.device,
+            age_recipient: f.age_recipient.clone(),
+        });
+        let ops = self.issue_ops(bodies, |tx| {
+            if tx.use_invite(&f.invite_id, f.device.as_bytes(), now_ms())? {
+                Ok(())
+            } else {
+                Err(NodeError::JoinRefused(
+                    "the invite code was already used: issue a new invite".into(),
+                ))
+            }
+        })?;
+        let bundle = self.export()?;
+        Ok((
+            Accepted {
+                device: f.device,
+                party: f.party,
+                new_party,
+                ops: ops.iter().map(|h| h.to_string()).collect(),
+            },
+            bundle,
+        ))
+    }
+
+    /// The whole control log as a bundle.
+    pub fn export(&self) -> Result<Vec<u8>, NodeError> {
+        let ops = decode_stored_ops(&self.store.ops()?);
+        Ok(encode_bundle(&ops))
+    }
+
+    /// Imports a bundle: the region's log (to complete a join) or newer ops of our
+    /// region (sneakernet). Every op is verified; ops of other regions are refused.
+    pub fn import(&mut self, bundle: &[u8]) -> Result<Imported, NodeError> {
+        let ops = decode_bundle(bundle)?;
+        let genesis = ops
+            .iter()
+            .find(|o| matches!(o.op().body, OpBody::CreateRegion { .. }))
+            .map(|o| RegionId(o.hash()));
+        let (region, joining) = match (self.region()?, self.store.setting(SETTING_PENDING_JOIN)?) {
+            (Some(r), _) => (r, false),
+            (None, Some(p)) => (region_from_bytes(&p)?, true),
+            (None, None) => {
+                return Err(NodeError::JoinRefused(
+                    "this node has not asked to join a region: run `regiosync join CODE --request-out FILE` first".into(),
+                ));
+            }
+        };
+        if let Some(g) = genesis
+            && g != region
+        {
+            return Err(NodeError::JoinRefused(
+                "the bundle is for another region".into(),
+            ));
+        }
+        if ops
+            .iter()
+            .any(|o| o.hash() != region.0 && o.op().region != Some(region))
+        {
+            return Err(NodeError::JoinRefused(
+                "the bundle contains ops of another region".into(),
+            ));
+        }
+        let mut all = decode_stored_ops(&self.store.ops()?);
+        let known: HashSet<OpHash> = all.iter().map(SignedOp::hash).collect();
+        let new: Vec<SignedOp> = ops
+            .into_iter()
+            .filter(|o| !known.contains(&o.hash()))
+            .collect();
+        all.extend(new.iter().cloned());
+        let folded = fold(region, &all)
+            .map_err(|e| NodeError::JoinRefused(format!("the bundle is incomplete: {e}")))?;
+        if joining && folded.state.active_device(&self.info.node_id).is_none() {
+            return Err(NodeError::JoinRefused(
+                "the bundle does not add this device to the region: was the join request accepted?"
+                    .into(),
+            ));
+        }
+        self.store.write(|tx| {
+            for op in &new {
+                tx.put_op(&op.hash().0, &op.encode(), now_ms())?;
+            }
+            if joining {
+                tx.set_setting(SETTING_REGION, &region.0.0)?;
+                tx.delete_setting(SETTING_PENDING_JOIN)?;
+            }
+            Ok::<_, NodeError>(())
+        })?;
+        Ok(Imported {
+            region: region.to_string(),
+            new_ops: new.len(),
+            joined: joining,
+        })
+    }
+
+    /// Removes a device. Its changes that this node has accepted stay valid (the
+    /// cutoff); anything else it wrote, or writes later, is rejected everywhere.
+    pub fn remove_device(&mut self, device: NodeId) -> Result<OpHash, NodeError> {
+        let state = self.region_state()?;
+        if state.active_device(&device).is_none() {
+            return Err(NodeError::JoinRefused(format!(
+                "device {device} is not an active member"
+            )));
+        }
+        let cutoffs = self.cutoffs_for(&state, |d| d == &device, |_| true)?;
+        let h = self.issue_ops(vec![OpBody::RemoveDevice { device, cutoffs }], |_| Ok(()))?;
+        Ok(h[0])
+    }
+
+    /// Replaces a document's access lists (`None` keeps a list as it is).
+    pub fn set_acl(
+        &mut self,
+        doc: &DocId,
+        readers: Option<Vec<PartyName>>,
+        writers: Option<Vec<PartyName>>,
+    ) -> Result<OpHash, NodeError> {
+        let state = self.region_state()?;
+        let acl = state
+            .docs
+            .get(doc)
+            .ok_or(NodeError::UnknownDocument(doc.to_string()))?;
+        let sorted = |v: Vec<PartyName>| {
+            v.into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        let readers = readers
+            .map(sorted)
+            .unwrap_or_else(|| acl.readers.iter().cloned().collect());
+        let writers = writers
+            .map(sorted)
+            .unwrap_or_else(|| acl.writers.iter().cloned().collect());
+        let losing: BTreeSet<PartyName> = acl
+            .writers
+            .iter()
+            .filter(|p| !writers.contains(p) && **p != acl.owner)
+            .cloned()
+            .collect();
+        let party_of = |d: &NodeId| state.devices.get(d).map(|s| s.party.clone());
+        let cutoffs = self.cutoffs_for(
+            &state,
+            |d| party_of(d).is_some_and(|p| losing.contains(&p)),
+            |id| id == doc,
+        )?;
+        let h = self.issue_ops(
+            vec![OpBody::SetAcl {
+                doc: *doc,
+                readers,
+                writers,
+                cutoffs,
+            }],
+            |_| Ok(()),
+        )?;
+        Ok(h[0])
+    }
+
+    /// For every document (passing `doc_filter`) and device (passing `device_filter`)
+    /// with accepted changes: the cutoff at its last accepted change.
+    fn cutoffs_for(
+        &self,
+        state: &RegionState,
+        device_filter: impl Fn(&NodeId) -> bool,
+        doc_filter: impl Fn(&DocId) -> bool,
+    ) -> Result<Vec<Cutoff>, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let mut out = Vec::new();
+        for doc in state.docs.keys().filter(|d| doc_filter(d)) {
+            if self.store.document(doc)?.is_none() {
+                continue;
+            }
+            let verified = crate::documents::load_verified(&self.store, doc, &folded)?;
+            let mut last: std::collections::BTreeMap<NodeId, (u64, [u8; 32])> = Default::default();
+            for c in verified.doc.get_changes(&[]) {
+                if let Some(dev) = NodeId::from_actor_id(c.actor_id())
+                    && device_filter(&dev)
+                {
+                    let e = last.entry(dev).or_insert((0, [0; 32]));
+                    if c.seq() > e.0 {
+                        *e = (c.seq(), c.hash().0);
+                    }
+                }
+            }
+            for (device, (seq, hash)) in last {
+                out.push(Cutoff {
+                    doc: *doc,
+                    device,
+                    last_seq: seq,
+                    last_hash: Some(hash),
+                });
+            }
+        }
+        out.sort_by_key(|c| (c.doc, c.device));
+        Ok(out)
+    }
+
+    /// Signs `bodies` as a chain on top of the current heads, checks that the fold
+    /// accepts every one, and stores them in one transaction together with `also`.
+    pub(crate) fn issue_ops(
+        &mut self,
+        bodies: Vec<OpBody>,
+        also: impl FnOnce(&WriteTx<'_>) -> Result<(), NodeError>,
+    ) -> Result<Vec<OpHash>, NodeError> {
+        let region = self.region()?.ok_or(NodeError::NotInRegion)?;
+        let author = self.info.node_id;
+        let key = self.signer()?.signing_key().clone();
+        self.store.write(|tx| {
+            let mut all = decode_stored_ops(&tx.ops()?);
+            let mut heads = fold(region, &all)
+                .map_err(|e| NodeError::JoinRefused(e.to_string()))?
+                .state
+                .heads;
+            let mut made = Vec::new();
+            for body in bodies {
+                let op = SignedOp::sign(
+                    Op {
+                        region: Some(region),
+                        parents: heads,
+                        author,
+                        time: now_secs(),
+                        body,
+                    },
+                    &key,
+                )?;
+                all.push(op.clone());
+                let folded =
+                    fold(region, &all).map_err(|e| NodeError::JoinRefused(e.to_string()))?;
+                if let Some(why) = folded.rejected.get(&op.hash()) {
+                    return Err(NodeError::Refused(why.clone()));
+                }
+                tx.put_op(&op.hash().0, &op.encode(), now_ms())?;
+                heads = vec![op.hash()];
+                made.push(op.hash());
+            }
+            also(tx)?;
+            Ok(made)
+        })
+    }
+}
+
+pub(crate) fn region_of(src: &impl DocSource) -> Result<Option<RegionId>, NodeError> {
+    src.setting(SETTING_REGION)?
+        .map(|b| region_from_bytes(&b))
+        .transpose()
+}
+
+pub(crate) fn control_of(src: &impl DocSource) -> Result<Option<Folded>, NodeError> {
+    let Some(region) = region_of(src)? else {
+        return Ok(None);
+    };
+    let ops = decode_stored_ops(&src.ops()?);
+    let folded = fold(region, &ops).map_err(|e| {
+        NodeError::JoinRefused(format!("the stored control log is incomplete: {e}"))
+    })?;
+    Ok(Some(folded))
+}
+
+/// Decodes stored ops; an op that no longer decodes is skipped with a warning (it
+/// was verified when stored, so this means the store was damaged).
+pub(crate) fn decode_stored_ops(raw: &[Vec<u8>]) -> Vec<SignedOp> {
+    raw.iter()
+        .filter_map(|b| match SignedOp::decode(b) {
+            Ok(op) => Some(op),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a stored control op that does not decode");
+                None
+            }
+        })
+        .collect()
+}
+
+fn region_from_bytes(b: &[u8]) -> Result<RegionId, NodeError> {
+    let arr: [u8; 32] = b
+        .try_into()
+        .map_err(|_| NodeError::JoinRefused("the stored region id is damaged".into()))?;
+    Ok(RegionId(OpHash(arr)))
+}
+
+pub(crate) fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn getrandom_fill(buf: &mut [u8]) -> Result<(), NodeError> {
+    regiosync_core::id::fill_random(buf).map_err(NodeError::Id)
+}
