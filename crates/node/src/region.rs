@@ -522,10 +522,11 @@ pub(crate) fn control_of(src: &impl DocSource) -> Result<Option<Folded>, NodeErr
 }
 
 /// Decodes stored ops; an op that no longer decodes is skipped with a warning (it
-/// was verified when stored, so this means the store was damaged).
+/// was verified when stored, so this means the store was damaged). Signatures were
+/// checked when the ops were stored and are not checked again here.
 pub(crate) fn decode_stored_ops(raw: &[Vec<u8>]) -> Vec<SignedOp> {
     raw.iter()
-        .filter_map(|b| match SignedOp::decode(b) {
+        .filter_map(|b| match SignedOp::decode_stored(b) {
             Ok(op) => Some(op),
             Err(e) => {
                 tracing::warn!(error = %e, "skipping a stored control op that does not decode");

@@ -213,6 +213,8 @@ pub(crate) fn device(global: &GlobalArgs, out: Output, cmd: DeviceCommand) -> an
 
 /// A full node id, or a unique suffix of at least 8 characters (as `device list` shows).
 fn resolve_device(state: &RegionState, text: &str) -> anyhow::Result<NodeId> {
+    // `doc log` prints a device as `…A8w6FwWK`; accept that form too.
+    let text = text.trim().trim_start_matches(['…', '.']);
     if let Ok(id) = text.parse::<NodeId>() {
         return Ok(id);
     }

@@ -851,3 +851,25 @@ proptest! {
         prop_assert!(reference.pending.is_empty());
     }
 }
+
+#[test]
+fn decode_stored_skips_only_the_signature_check() {
+    let (w, founder, _, _) = standard();
+    let op = founder.sign(
+        Some(w.region),
+        w.heads(),
+        add_party("gemeente-zeist", Role::Gemeente),
+    );
+    let mut wire = op.encode();
+    wire[10] ^= 1;
+    assert_eq!(SignedOp::decode(&wire), Err(OpError::BadSignature));
+    assert_eq!(SignedOp::decode_stored(&wire).unwrap().hash(), op.hash());
+    // Everything else is still checked.
+    assert_eq!(
+        SignedOp::decode_stored(&[9, 0]),
+        Err(OpError::UnknownFormat(9))
+    );
+    let mut trailing = op.encode();
+    trailing.push(0);
+    assert!(SignedOp::decode_stored(&trailing).is_err());
+}
