@@ -32,3 +32,6 @@ pub mod identity;
 pub mod plan;
 
 pub use automerge;
+
+#[cfg(test)]
+mod decoders_never_panic;

@@ -873,3 +873,49 @@ fn decode_stored_skips_only_the_signature_check() {
     trailing.push(0);
     assert!(SignedOp::decode_stored(&trailing).is_err());
 }
+
+#[test]
+fn concurrent_remove_device_and_set_admin_race_resolves_identically() {
+    // Two admin parties; each removes the other's device while the other demotes it.
+    let (mut w, founder, roc, _) = standard();
+    w.issue(
+        &founder,
+        OpBody::SetAdmin {
+            party: party("roc-midden"),
+            admin: true,
+        },
+    );
+    let fork = w.heads();
+    w.issue_at(
+        &founder,
+        fork.clone(),
+        OpBody::RemoveDevice {
+            device: roc.id(),
+            cutoffs: vec![],
+        },
+    );
+    w.issue_at(
+        &roc,
+        fork,
+        OpBody::SetAdmin {
+            party: party("gemeente-utrecht"),
+            admin: false,
+        },
+    );
+    let reference = w.folded();
+    // Exactly one of the two revocations wins, and every order of delivery agrees.
+    let removal_won = reference.state.active_device(&roc.id()).is_none();
+    let demotion_won = !reference.state.parties[&party("gemeente-utrecht")].admin;
+    assert!(
+        removal_won ^ demotion_won,
+        "exactly one revocation must win"
+    );
+    assert!(reference.state.admin_parties().count() >= 1);
+    for rot in 0..w.ops.len() {
+        let mut ops = w.ops.clone();
+        ops.rotate_left(rot);
+        let f = fold(w.region, &ops).unwrap();
+        assert_eq!(f.state, reference.state);
+        assert_eq!(f.rejected, reference.rejected);
+    }
+}
