@@ -15,7 +15,7 @@
 //!
 //! The result depends only on the set of ops, never on their arrival order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -189,39 +189,14 @@ struct Dag<'a> {
 
 impl<'a> Dag<'a> {
     fn build(members: &BTreeMap<OpHash, &'a SignedOp>, root: OpHash) -> Self {
-        // Kahn's algorithm over the ops whose parents are all members.
-        let mut children: HashMap<OpHash, Vec<OpHash>> = HashMap::new();
-        let mut missing: HashMap<OpHash, usize> = HashMap::new();
-        for (h, op) in members {
-            let parents = &op.op().parents;
-            missing.insert(*h, parents.len());
-            for p in parents {
-                children.entry(*p).or_default().push(*h);
-            }
-        }
-        let prio = |h: &OpHash| u8::from(!members[h].op().body.is_revocation());
-        let mut ready: BTreeSet<(u8, OpHash)> = BTreeSet::new();
-        ready.insert((0, root));
-        let mut ops = Vec::with_capacity(members.len());
-        let mut pos = HashMap::with_capacity(members.len());
-        while let Some(next) = ready.pop_first() {
-            let h = next.1;
-            pos.insert(h, ops.len());
-            ops.push(members[&h]);
-            for c in children.get(&h).into_iter().flatten() {
-                if let Some(m) = missing.get_mut(c) {
-                    *m -= 1;
-                    if *m == 0 {
-                        ready.insert((prio(c), *c));
-                    }
-                }
-            }
-        }
-        let pending = members
-            .keys()
-            .filter(|h| !pos.contains_key(h))
-            .copied()
-            .collect();
+        let (order, pending) = linear_order(
+            root,
+            members
+                .iter()
+                .map(|(h, op)| (*h, op.op().parents.as_slice(), op.op().body.is_revocation())),
+        );
+        let ops: Vec<&SignedOp> = order.iter().map(|h| members[h]).collect();
+        let pos: HashMap<OpHash, usize> = order.iter().enumerate().map(|(i, h)| (*h, i)).collect();
 
         let words = ops.len().div_ceil(64);
         let mut anc: Vec<Vec<u64>> = Vec::with_capacity(ops.len());
@@ -316,6 +291,49 @@ impl<'a> Dag<'a> {
         }
         out
     }
+}
+
+/// The deterministic linear order of a DAG of ops (docs/AUTH.md, "Linear order"):
+/// Kahn's algorithm from `root`; among the ops whose parents are all placed,
+/// revocations first, then the smallest hash. Ops whose parents are not all present
+/// are returned as pending. Shared by the region fold and the dossier fold.
+pub(crate) fn linear_order<'p>(
+    root: OpHash,
+    nodes: impl IntoIterator<Item = (OpHash, &'p [OpHash], bool)>,
+) -> (Vec<OpHash>, BTreeSet<OpHash>) {
+    let mut children: HashMap<OpHash, Vec<OpHash>> = HashMap::new();
+    let mut missing: HashMap<OpHash, usize> = HashMap::new();
+    let mut revocation: HashMap<OpHash, bool> = HashMap::new();
+    for (h, parents, revokes) in nodes {
+        missing.insert(h, parents.len());
+        revocation.insert(h, revokes);
+        for p in parents {
+            children.entry(*p).or_default().push(h);
+        }
+    }
+    let mut order = Vec::with_capacity(missing.len());
+    if !missing.contains_key(&root) {
+        return (order, missing.into_keys().collect());
+    }
+    let mut placed: HashSet<OpHash> = HashSet::new();
+    let mut ready: BTreeSet<(u8, OpHash)> = BTreeSet::from([(0, root)]);
+    while let Some((_, h)) = ready.pop_first() {
+        placed.insert(h);
+        order.push(h);
+        for c in children.get(&h).into_iter().flatten() {
+            if let Some(m) = missing.get_mut(c) {
+                *m -= 1;
+                if *m == 0 {
+                    ready.insert((u8::from(!revocation[c]), *c));
+                }
+            }
+        }
+    }
+    let pending = missing
+        .into_keys()
+        .filter(|h| !placed.contains(h))
+        .collect();
+    (order, pending)
 }
 
 /// The authority of an op's author in the state, with the causal-past check.

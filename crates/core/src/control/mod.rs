@@ -30,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod dossier;
 mod fold;
 mod invite;
 mod op;
@@ -42,7 +43,7 @@ pub use invite::{
 };
 pub use op::{
     Cutoff, MAX_LIST, MAX_OP_BYTES, MAX_PARENTS, MAX_REGION_NAME, OP_FORMAT, Op, OpBody, OpError,
-    OpHash, RegionId, SignedOp,
+    OpHash, Payload, RegionId, Signed, SignedOp,
 };
 pub use state::{DeviceState, DocAcl, PartyState, RegionState, WriteDenied};
 

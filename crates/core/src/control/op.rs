@@ -218,57 +218,89 @@ impl OpBody {
     }
 }
 
-/// A signed op whose signature and encoding have been checked. It can only be made by
-/// [`SignedOp::sign`] or [`SignedOp::decode`], so holding one means the named author
-/// signed exactly these bytes; whether the author had the *authority* is decided by
-/// the fold ([`crate::control::fold`]).
+/// A payload that is signed by its author and identified by its hash: a region op,
+/// or (see [`crate::control::dossier`]) a dossier access op. The two kinds use
+/// different hash and signature contexts, so one can never be taken for the other.
+pub trait Payload:
+    Serialize + serde::de::DeserializeOwned + Clone + PartialEq + fmt::Debug
+{
+    /// Domain separation of the hash.
+    const HASH_CONTEXT: &'static [u8];
+    /// Domain separation of the signature.
+    const SIG_CONTEXT: &'static [u8];
+    /// The signing device.
+    fn author(&self) -> NodeId;
+    /// Rules that hold whatever the state.
+    fn check_structure(&self) -> Result<(), OpError>;
+}
+
+impl Payload for Op {
+    const HASH_CONTEXT: &'static [u8] = HASH_CONTEXT;
+    const SIG_CONTEXT: &'static [u8] = SIG_CONTEXT;
+    fn author(&self) -> NodeId {
+        self.author
+    }
+    fn check_structure(&self) -> Result<(), OpError> {
+        check_structure(self)
+    }
+}
+
+/// A signed payload whose signature and encoding have been checked. It can only be
+/// made by [`Signed::sign`] or [`Signed::decode`] (or, for this node's own store,
+/// [`Signed::decode_stored`]), so holding one means the named author signed exactly
+/// these bytes; whether the author had the *authority* is decided by a fold.
+///
+/// Wire form: `[format byte][64-byte signature][postcard(payload)]`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SignedOp {
-    op: Op,
+pub struct Signed<P: Payload> {
+    payload: P,
     bytes: Vec<u8>,
     signature: [u8; 64],
     hash: OpHash,
 }
 
-impl fmt::Debug for SignedOp {
+/// A signed region op.
+pub type SignedOp = Signed<Op>;
+
+impl<P: Payload> fmt::Debug for Signed<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignedOp")
+        f.debug_struct("Signed")
             .field("hash", &self.hash)
-            .field("op", &self.op)
+            .field("payload", &self.payload)
             .finish_non_exhaustive()
     }
 }
 
-impl SignedOp {
-    /// Signs `op` with the author's key. Fails if the key is not `op.author`'s or the
-    /// op breaks a structural rule.
-    pub fn sign(op: Op, key: &SigningKey) -> Result<Self, OpError> {
-        if key.verifying_key().to_bytes() != *op.author.as_bytes() {
+impl<P: Payload> Signed<P> {
+    /// Signs `payload` with the author's key. Fails if the key is not the author's or
+    /// the payload breaks a structural rule.
+    pub fn sign(payload: P, key: &SigningKey) -> Result<Self, OpError> {
+        if key.verifying_key().to_bytes() != *payload.author().as_bytes() {
             return Err(OpError::WrongKey);
         }
-        check_structure(&op)?;
-        let bytes = postcard::to_allocvec(&op).map_err(|_| OpError::Malformed("encoding"))?;
+        payload.check_structure()?;
+        let bytes = postcard::to_allocvec(&payload).map_err(|_| OpError::Malformed("encoding"))?;
         if bytes.len() + 65 > MAX_OP_BYTES {
             return Err(OpError::TooLarge(bytes.len() + 65));
         }
-        let hash = hash_of(&bytes);
-        let signature = key.sign(&sig_message(&hash)).to_bytes();
+        let hash = hash_of::<P>(&bytes);
+        let signature = key.sign(&sig_message::<P>(&hash)).to_bytes();
         Ok(Self {
-            op,
+            payload,
             bytes,
             signature,
             hash,
         })
     }
 
-    /// Decodes and checks a signed op from untrusted bytes: size, format version,
-    /// canonical encoding, structure, and the author's signature.
+    /// Decodes and checks a signed payload from untrusted bytes: size, format
+    /// version, canonical encoding, structure, and the author's signature.
     pub fn decode(wire: &[u8]) -> Result<Self, OpError> {
         Self::decode_inner(wire, true)
     }
 
-    /// Decodes an op from this node's own store, which only holds ops that passed
-    /// [`SignedOp::decode`] or [`SignedOp::sign`] when they were stored. Skips the
+    /// Decodes a payload from this node's own store, which only holds ops that passed
+    /// [`Signed::decode`] or [`Signed::sign`] when they were stored. Skips the
     /// signature check (the dominant cost of loading a large log) but keeps every
     /// other check. Never use it for bytes from a peer or a file.
     pub fn decode_stored(wire: &[u8]) -> Result<Self, OpError> {
@@ -287,28 +319,29 @@ impl SignedOp {
             return Err(OpError::Malformed("truncated signature"));
         }
         let (sig, bytes) = rest.split_at(64);
-        let op: Op = postcard::from_bytes(bytes).map_err(|_| OpError::Malformed("op encoding"))?;
+        let payload: P =
+            postcard::from_bytes(bytes).map_err(|_| OpError::Malformed("op encoding"))?;
         let canonical =
-            postcard::to_allocvec(&op).map_err(|_| OpError::Malformed("op encoding"))?;
+            postcard::to_allocvec(&payload).map_err(|_| OpError::Malformed("op encoding"))?;
         if canonical != bytes {
             return Err(OpError::Malformed("non-canonical encoding"));
         }
-        check_structure(&op)?;
-        let hash = hash_of(bytes);
+        payload.check_structure()?;
+        let hash = hash_of::<P>(bytes);
         let signature: [u8; 64] = sig
             .try_into()
             .map_err(|_| OpError::Malformed("signature"))?;
         if verify {
-            let vk = VerifyingKey::from_bytes(op.author.as_bytes())
+            let vk = VerifyingKey::from_bytes(payload.author().as_bytes())
                 .map_err(|_| OpError::BadSignature)?;
             vk.verify_strict(
-                &sig_message(&hash),
+                &sig_message::<P>(&hash),
                 &ed25519_dalek::Signature::from_bytes(&signature),
             )
             .map_err(|_| OpError::BadSignature)?;
         }
         Ok(Self {
-            op,
+            payload,
             bytes: bytes.to_vec(),
             signature,
             hash,
@@ -324,27 +357,34 @@ impl SignedOp {
         out
     }
 
-    /// The op.
-    pub fn op(&self) -> &Op {
-        &self.op
+    /// The payload.
+    pub fn payload(&self) -> &P {
+        &self.payload
     }
 
-    /// The op's hash (its id).
+    /// The hash (the op's id).
     pub fn hash(&self) -> OpHash {
         self.hash
     }
 }
 
-fn hash_of(bytes: &[u8]) -> OpHash {
+impl Signed<Op> {
+    /// The region op.
+    pub fn op(&self) -> &Op {
+        &self.payload
+    }
+}
+
+fn hash_of<P: Payload>(bytes: &[u8]) -> OpHash {
     let mut h = Sha256::new();
-    h.update(HASH_CONTEXT);
+    h.update(P::HASH_CONTEXT);
     h.update(bytes);
     OpHash(h.finalize().into())
 }
 
-fn sig_message(hash: &OpHash) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SIG_CONTEXT.len() + 32);
-    m.extend_from_slice(SIG_CONTEXT);
+fn sig_message<P: Payload>(hash: &OpHash) -> Vec<u8> {
+    let mut m = Vec::with_capacity(P::SIG_CONTEXT.len() + 32);
+    m.extend_from_slice(P::SIG_CONTEXT);
     m.extend_from_slice(&hash.0);
     m
 }
