@@ -206,13 +206,23 @@ fn non_admins_cannot_invite_new_parties_or_admins() {
         roc.invite(party("gemeente-zeist"), Role::Gemeente, false, 600),
         "only a region admin",
     );
+    // Not even as admin of a new party.
     refused(
-        roc.invite(party("roc-midden"), Role::Roc, true, 600),
+        roc.invite(party("gemeente-ede"), Role::Gemeente, true, 600),
         "only a region admin",
     );
     refused(
         r.founder.invite(party("roc-midden"), Role::Swv, false, 600),
         "exists with role roc",
+    );
+    // --admin is for new parties only (it is not silently ignored).
+    refused(
+        r.founder.invite(party("roc-midden"), Role::Roc, true, 600),
+        "new parties only",
+    );
+    refused(
+        roc.invite(party("roc-midden"), Role::Roc, true, 600),
+        "new parties only",
     );
 }
 

@@ -134,6 +134,11 @@ impl Node {
             }
             _ => {}
         }
+        if admin && state.parties.contains_key(&party) {
+            return Err(NodeError::JoinRefused(format!(
+                "party {party} already exists; --admin applies to new parties only"
+            )));
+        }
         if admin && !we_are_admin {
             return Err(NodeError::Refused(
                 regiosync_core::control::Rejection::NotAdmin,
@@ -236,7 +241,8 @@ impl Node {
                 "the invite code has expired: issue a new invite".into(),
             ));
         }
-        if proof(&invite.secret, &f.device, &f.age_recipient) != f.proof {
+        let expected = proof(&invite.secret, &f.device, &f.age_recipient);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &f.proof[..])) {
             return Err(NodeError::JoinRefused(
                 "the join request does not prove knowledge of the invite's secret".into(),
             ));

@@ -141,7 +141,7 @@ pub fn fold<'a>(
         )]),
         docs: BTreeMap::new(),
         cutoffs: BTreeMap::new(),
-        heads: dag.heads(),
+        heads: vec![],
     };
 
     let mut excluded: BTreeMap<usize, OpHash> = BTreeMap::new();
@@ -158,6 +158,7 @@ pub fn fold<'a>(
         }
         let newly = dag.exclusions(&outcome, &state, &excluded);
         if newly.is_empty() {
+            state.heads = dag.heads(|i| outcome[i].is_ok());
             for (i, r) in outcome.into_iter().enumerate() {
                 if let Err(why) = r {
                     rejected.insert(dag.ops[i].hash(), why);
@@ -227,9 +228,14 @@ impl<'a> Dag<'a> {
         self.pos.get(hash).is_some_and(|&a| self.is_ancestor(a, of))
     }
 
-    fn heads(&self) -> Vec<OpHash> {
-        let mut has_child = vec![false; self.ops.len()];
-        for op in &self.ops {
+    /// The heads among the ops that pass `keep` (the accepted ones): new ops build
+    /// on these, so rejected ops never pile up as heads.
+    fn heads(&self, keep: impl Fn(usize) -> bool) -> Vec<OpHash> {
+        let mut has_child: Vec<bool> = (0..self.ops.len()).map(|i| !keep(i)).collect();
+        for (i, op) in self.ops.iter().enumerate() {
+            if !keep(i) {
+                continue;
+            }
             for p in &op.op().parents {
                 has_child[self.pos[p]] = true;
             }
@@ -336,6 +342,24 @@ pub(crate) fn linear_order<'p>(
     (order, pending)
 }
 
+/// Records cutoffs. Where a (document, device) pair already has one, the lower one
+/// stays: cutoffs only ever tighten, whatever order the ops come in.
+fn merge_cutoffs<'c>(
+    state: &mut RegionState,
+    cutoffs: impl Iterator<Item = &'c super::op::Cutoff>,
+) {
+    for c in cutoffs {
+        let key = (c.doc, c.device);
+        let new = (c.last_seq, c.last_hash);
+        match state.cutoffs.get(&key) {
+            Some(old) if (old.last_seq, old.last_hash) <= new => {}
+            _ => {
+                state.cutoffs.insert(key, c.clone());
+            }
+        }
+    }
+}
+
 /// The authority of an op's author in the state, with the causal-past check.
 struct Authority {
     party: PartyName,
@@ -428,18 +452,22 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
         }
         OpBody::RemoveDevice { device, cutoffs } => {
             let target = state
-                .active_device(device)
-                .ok_or(Rejection::Invalid("unknown or already removed device"))?;
+                .devices
+                .get(device)
+                .ok_or(Rejection::Invalid("unknown device"))?;
             let own = target.party == auth.party;
             if !own {
                 need_admin(&auth)?;
             }
+            // Removing an already removed device is only meaningful to tighten its
+            // cutoffs (e.g. after it removed itself with generous ones).
+            if state.active_device(device).is_none() && cutoffs.is_empty() {
+                return Err(Rejection::Invalid("the device is already removed"));
+            }
             if let Some(d) = state.devices.get_mut(device) {
                 d.removed = true;
             }
-            for c in cutoffs {
-                state.cutoffs.insert((c.doc, c.device), c.clone());
-            }
+            merge_cutoffs(state, cutoffs.iter());
             Ok(Applied { needs_admin: !own })
         }
         OpBody::SetAdmin { party, admin } => {
@@ -451,8 +479,12 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
                 ));
             }
             if let Some(p) = state.parties.get_mut(party) {
-                p.admin = *admin;
-                p.admin_since = admin.then_some(hash);
+                // Re-granting admin to an admin keeps the original grant, so that the
+                // party's concurrent admin ops stay valid.
+                if !(*admin && p.admin) {
+                    p.admin = *admin;
+                    p.admin_since = admin.then_some(hash);
+                }
             }
             Ok(Applied { needs_admin: true })
         }
@@ -479,9 +511,7 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
             for d in state.devices.values_mut().filter(|d| &d.party == party) {
                 d.removed = true;
             }
-            for c in cutoffs {
-                state.cutoffs.insert((c.doc, c.device), c.clone());
-            }
+            merge_cutoffs(state, cutoffs.iter());
             Ok(Applied { needs_admin: true })
         }
         OpBody::CreateDoc {
@@ -549,9 +579,7 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
                 acl.readers = readers;
                 acl.writers = writers;
             }
-            for c in cutoffs.iter().filter(|c| c.doc == *doc) {
-                state.cutoffs.insert((c.doc, c.device), c.clone());
-            }
+            merge_cutoffs(state, cutoffs.iter().filter(|c| c.doc == *doc));
             Ok(Applied { needs_admin: !own })
         }
     }

@@ -81,7 +81,10 @@ impl InviteCode {
         let bytes = URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| InviteError::Malformed("invite code is damaged (bad characters)"))?;
-        postcard::from_bytes(&bytes).map_err(|_| InviteError::Malformed("invite code is damaged"))
+        match postcard::take_from_bytes(&bytes) {
+            Ok((code, [])) => Ok(code),
+            _ => Err(InviteError::Malformed("invite code is damaged")),
+        }
     }
 
     /// The proof that a device holding this invite's secret asks to join with these keys.
@@ -210,8 +213,10 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<SignedOp>, InviteError> {
         return Err(InviteError::Malformed("bundle is too large"));
     }
     let rest = strip_magic(bytes, BUNDLE_MAGIC, "a bundle")?;
-    let list: Vec<Vec<u8>> =
-        postcard::from_bytes(rest).map_err(|_| InviteError::Malformed("bundle is damaged"))?;
+    let list: Vec<Vec<u8>> = match postcard::take_from_bytes(rest) {
+        Ok((list, [])) => list,
+        _ => return Err(InviteError::Malformed("bundle is damaged")),
+    };
     if list.len() > MAX_BUNDLE_OPS {
         return Err(InviteError::Malformed("bundle has too many ops"));
     }
@@ -368,6 +373,9 @@ mod tests {
         .unwrap();
         let b = encode_bundle([&g]);
         assert_eq!(decode_bundle(&b).unwrap(), vec![g.clone()]);
+        let mut trailing = b.clone();
+        trailing.push(0);
+        assert!(decode_bundle(&trailing).is_err());
         let mut bad = b.clone();
         let n = bad.len();
         bad[n - 3] ^= 1;

@@ -66,7 +66,8 @@ pub struct RegionState {
     /// Write cutoffs by (document, device).
     #[serde(skip)]
     pub cutoffs: BTreeMap<(DocId, NodeId), Cutoff>,
-    /// The heads of the control log (every op known, accepted or not).
+    /// The heads of the accepted ops of the control log: what a new op names as its
+    /// parents and a change envelope as its control heads.
     pub heads: Vec<OpHash>,
 }
 
@@ -140,7 +141,7 @@ impl RegionState {
 }
 
 /// Why a change is outside its author's write authority.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, thiserror::Error, Serialize)]
 #[non_exhaustive]
 pub enum WriteDenied {
     /// The document is not registered in the region.

@@ -919,3 +919,98 @@ fn concurrent_remove_device_and_set_admin_race_resolves_identically() {
         assert_eq!(f.rejected, reference.rejected);
     }
 }
+
+#[test]
+fn a_self_removal_with_a_generous_cutoff_can_be_tightened() {
+    let (mut w, founder, roc, doc) = standard();
+    let device = roc.id();
+    // The ROC device removes itself, claiming all its changes forever.
+    w.issue(
+        &roc,
+        OpBody::RemoveDevice {
+            device,
+            cutoffs: vec![Cutoff {
+                doc,
+                device,
+                last_seq: u64::MAX,
+                last_hash: Some([9; 32]),
+            }],
+        },
+    );
+    assert_eq!(
+        w.folded()
+            .state
+            .change_authority(&doc, &device, 1_000, &[1; 32]),
+        Ok(())
+    );
+    // An admin tightens the cutoff; the lower one wins in any order.
+    w.issue(
+        &founder,
+        OpBody::RemoveDevice {
+            device,
+            cutoffs: vec![Cutoff {
+                doc,
+                device,
+                last_seq: 3,
+                last_hash: Some([3; 32]),
+            }],
+        },
+    );
+    let s = w.folded().state;
+    assert_eq!(s.change_authority(&doc, &device, 2, &[1; 32]), Ok(()));
+    assert_eq!(
+        s.change_authority(&doc, &device, 4, &[1; 32]),
+        Err(WriteDenied::RemovedDevice)
+    );
+    // Removing it once more without cutoffs is refused: nothing to do.
+    let op = founder.sign(
+        Some(w.region),
+        w.heads(),
+        OpBody::RemoveDevice {
+            device,
+            cutoffs: vec![],
+        },
+    );
+    assert_rejected(&w, &op, |r| matches!(r, Rejection::Invalid(_)));
+}
+
+#[test]
+fn re_granting_admin_keeps_concurrent_admin_ops_valid() {
+    let (mut w, founder, roc, _) = standard();
+    w.issue(
+        &founder,
+        OpBody::SetAdmin {
+            party: party("roc-midden"),
+            admin: true,
+        },
+    );
+    let fork = w.heads();
+    let regrant = w.issue_at(
+        &founder,
+        fork.clone(),
+        OpBody::SetAdmin {
+            party: party("roc-midden"),
+            admin: true,
+        },
+    );
+    let admin_op = w.issue_sorting_after(
+        &roc,
+        fork,
+        add_party("gemeente-zeist", Role::Gemeente),
+        regrant,
+    );
+    let f = w.folded();
+    assert!(f.accepted(&regrant));
+    assert!(f.accepted(&admin_op), "{:?}", f.rejected.get(&admin_op));
+}
+
+#[test]
+fn rejected_ops_do_not_become_heads() {
+    let (mut w, _, roc, _) = standard();
+    let heads = w.heads();
+    // A non-admin op: rejected, and the heads stay where they were.
+    let bad = w.issue(&roc, add_party("gemeente-zeist", Role::Gemeente));
+    let f = w.folded();
+    assert!(f.rejected.contains_key(&bad));
+    assert_eq!(f.state.heads, heads);
+}

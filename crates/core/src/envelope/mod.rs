@@ -155,7 +155,7 @@ pub struct ChangeMeta<'a> {
 }
 
 /// Why a change was rejected. A rejected change never enters a document.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, thiserror::Error, Serialize)]
 #[non_exhaustive]
 pub enum ChangeRejection {
     /// The change has no envelope.
@@ -242,8 +242,16 @@ pub struct Selection {
 /// Verifies every change of `doc` and keeps those that are accepted *and* whose
 /// dependencies are all accepted or `already` applied (a change on top of a rejected
 /// one cannot be applied). `already` names changes accepted earlier, e.g. those in a
-/// verified snapshot. The result depends only on the set of candidates, not their
-/// order.
+/// verified snapshot.
+///
+/// Two rules keep the result fair and order-independent (docs/AUTH.md, "Changes"):
+/// - a change is valid if *any* stored copy of it carries a valid envelope, so a
+///   forged copy that arrived first cannot shadow the genuine one;
+/// - a change of a removed device past its cutoff is kept if an accepted change of an
+///   author in good standing builds on it (that author saw and vouched for it before
+///   the removal reached them), so a removal never destroys other parties' work.
+///
+/// The result depends only on the set of candidates, not their order.
 pub fn select_changes(
     doc: &DocId,
     candidates: &[Candidate<'_>],
@@ -252,12 +260,12 @@ pub fn select_changes(
     already: impl Fn(&[u8; 32]) -> bool,
 ) -> Selection {
     let mut sel = Selection::default();
-    // Individually valid changes, deduplicated by hash (the first copy wins; copies of
-    // one hash have the same bytes).
     let mut valid: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    let mut provisional: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    let mut failed: BTreeMap<[u8; 32], ChangeRejection> = BTreeMap::new();
     for (i, c) in candidates.iter().enumerate() {
         let hash = c.change.hash().0;
-        if valid.contains_key(&hash) || sel.rejected.contains_key(&hash) || already(&hash) {
+        if valid.contains_key(&hash) || already(&hash) {
             continue;
         }
         let verdict = match c.envelope {
@@ -277,10 +285,45 @@ pub fn select_changes(
         match verdict {
             Ok(()) => {
                 valid.insert(hash, i);
+                provisional.remove(&hash);
+                failed.remove(&hash);
+            }
+            Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice)) => {
+                provisional.insert(hash, i);
             }
             Err(why) => {
-                sel.rejected.insert(hash, why);
+                // Keep the smallest reason, so the verdict does not depend on order.
+                let e = failed.entry(hash).or_insert_with(|| why.clone());
+                if why < *e {
+                    *e = why;
+                }
             }
+        }
+    }
+    // Rescue: provisional changes that accepted changes build on (transitively).
+    let mut stack: Vec<[u8; 32]> = valid.keys().copied().collect();
+    let mut seen: HashSet<[u8; 32]> = stack.iter().copied().collect();
+    while let Some(h) = stack.pop() {
+        let i = valid.get(&h).or_else(|| provisional.get(&h)).copied();
+        let Some(i) = i else { continue };
+        for d in candidates[i].change.deps() {
+            if seen.insert(d.0) {
+                if let Some(pi) = provisional.remove(&d.0) {
+                    valid.insert(d.0, pi);
+                    failed.remove(&d.0);
+                }
+                stack.push(d.0);
+            }
+        }
+    }
+    for h in provisional.keys() {
+        failed
+            .entry(*h)
+            .or_insert(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice));
+    }
+    for (h, why) in failed {
+        if !valid.contains_key(&h) {
+            sel.rejected.insert(h, why);
         }
     }
     // Dependency closure (Kahn's algorithm): a change is placed once all its deps are

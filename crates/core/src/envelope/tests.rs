@@ -4,6 +4,8 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, Change, ROOT};
 use proptest::prelude::*;
 
+use std::collections::BTreeSet;
+
 use super::*;
 use crate::control::{Cutoff, Op, OpBody, RegionId, SignedOp, fold};
 use crate::id::{PartyName, Role};
@@ -387,4 +389,89 @@ proptest! {
         let without_late: Vec<_> = cands.iter().filter(|c| !later.iter().any(|l| l.hash() == c.change.hash())).cloned().collect();
         prop_assert_eq!(materialize(&without_late, &r), reference);
     }
+}
+
+#[test]
+fn a_forged_copy_does_not_shadow_the_genuine_change() {
+    let r = Region::new();
+    let (_, ch) = changes_by(&r.roc, &Automerge::new(), 1, "a");
+    let good = r.envelope(&r.roc, &ch[0]);
+    let mut wire = good.encode();
+    wire[30] ^= 0x10;
+    let forged = ChangeEnvelope::decode(&wire).unwrap();
+    for cands in [
+        vec![
+            Candidate {
+                change: &ch[0],
+                envelope: Some(&forged),
+            },
+            Candidate {
+                change: &ch[0],
+                envelope: Some(&good),
+            },
+        ],
+        vec![
+            Candidate {
+                change: &ch[0],
+                envelope: Some(&good),
+            },
+            Candidate {
+                change: &ch[0],
+                envelope: Some(&forged),
+            },
+        ],
+    ] {
+        let sel = select_changes(&r.doc, &cands, &r.state(), |_| true, |_| false);
+        assert_eq!(sel.accepted.len(), 1);
+        assert!(sel.rejected.is_empty());
+    }
+}
+
+#[test]
+fn removal_never_destroys_work_that_honest_writers_built_on() {
+    let mut r = Region::new();
+    // The ROC writes 2 changes; the founder builds on the second one.
+    let (d1, roc) = changes_by(&r.roc, &Automerge::new(), 2, "r");
+    let (_, founder) = changes_by(&r.founder, &d1, 1, "f");
+    // The ROC also writes a change nobody built on.
+    let (_, lone) = changes_by(&r.roc, &d1, 1, "lone");
+    // The ROC device is removed by a node that had seen none of its changes.
+    let (device, doc) = (r.roc.node_id(), r.doc);
+    r.op(OpBody::RemoveDevice {
+        device,
+        cutoffs: vec![Cutoff {
+            doc,
+            device,
+            last_seq: 0,
+            last_hash: None,
+        }],
+    });
+    let all: Vec<(&Change, ChangeEnvelope)> = roc
+        .iter()
+        .map(|c| (c, r.envelope(&r.roc, c)))
+        .chain(founder.iter().map(|c| (c, r.envelope(&r.founder, c))))
+        .chain(lone.iter().map(|c| (c, r.envelope(&r.roc, c))))
+        .collect();
+    let cands: Vec<Candidate<'_>> = all
+        .iter()
+        .map(|(c, e)| Candidate {
+            change: c,
+            envelope: Some(e),
+        })
+        .collect();
+    let sel = select_changes(&r.doc, &cands, &r.state(), |_| true, |_| false);
+    let accepted: BTreeSet<[u8; 32]> = sel
+        .accepted
+        .iter()
+        .map(|&i| cands[i].change.hash().0)
+        .collect();
+    // The founder's change and the two ROC changes under it survive...
+    assert!(accepted.contains(&founder[0].hash().0));
+    assert!(accepted.contains(&roc[0].hash().0) && accepted.contains(&roc[1].hash().0));
+    // ...but the removed device's change that nobody vouched for does not.
+    assert_eq!(
+        sel.rejected[&lone[0].hash().0],
+        ChangeRejection::NoAuthority(WriteDenied::RemovedDevice)
+    );
+    assert_eq!(accepted.len(), 3);
 }
