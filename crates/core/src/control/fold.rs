@@ -342,6 +342,21 @@ pub(crate) fn linear_order<'p>(
     (order, pending)
 }
 
+/// The access lists as stored: the owner always writes, every writer reads.
+fn closed_acl(
+    owner: &PartyName,
+    readers: &[PartyName],
+    writers: &[PartyName],
+) -> (BTreeSet<PartyName>, BTreeSet<PartyName>) {
+    let writers: BTreeSet<PartyName> = writers.iter().cloned().chain([owner.clone()]).collect();
+    let readers = readers
+        .iter()
+        .cloned()
+        .chain(writers.iter().cloned())
+        .collect();
+    (readers, writers)
+}
+
 /// Records cutoffs. Where a (document, device) pair already has one, the lower one
 /// stays: cutoffs only ever tighten, whatever order the ops come in.
 fn merge_cutoffs<'c>(
@@ -532,13 +547,7 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
             for p in readers.iter().chain(writers) {
                 active_party(state, p)?;
             }
-            let writers: std::collections::BTreeSet<_> =
-                writers.iter().cloned().chain([owner.clone()]).collect();
-            let readers = readers
-                .iter()
-                .cloned()
-                .chain(writers.iter().cloned())
-                .collect();
+            let (readers, writers) = closed_acl(owner, readers, writers);
             state.docs.insert(
                 *doc,
                 DocAcl {
@@ -567,14 +576,7 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
             for p in readers.iter().chain(writers) {
                 active_party(state, p)?;
             }
-            let owner = acl.owner.clone();
-            let writers: std::collections::BTreeSet<_> =
-                writers.iter().cloned().chain([owner.clone()]).collect();
-            let readers = readers
-                .iter()
-                .cloned()
-                .chain(writers.iter().cloned())
-                .collect();
+            let (readers, writers) = closed_acl(&acl.owner, readers, writers);
             if let Some(acl) = state.docs.get_mut(doc) {
                 acl.readers = readers;
                 acl.writers = writers;
