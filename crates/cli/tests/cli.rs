@@ -577,3 +577,124 @@ fn broken_pipe_is_not_an_error() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn invitation_flow_through_files_and_device_removal() {
+    let kern = Env::new();
+    kern.json(&[
+        "init",
+        "--party",
+        "gemeente-utrecht",
+        "--role",
+        "kerngemeente",
+    ]);
+    kern.json(&["region", "create", "Regio Utrecht"]);
+    let roc = Env::new();
+    let roc_info = roc.json(&["init", "--party", "roc-midden", "--role", "roc"]);
+
+    let code = kern.json(&[
+        "invite",
+        "--party",
+        "roc-midden",
+        "--role",
+        "roc",
+        "--expires",
+        "2h",
+    ]);
+    let code = code["code"].as_str().unwrap().to_owned();
+    let req = roc._tmp.path().join("join.req");
+    roc.json(&["join", &code, "--request-out", req.to_str().unwrap()]);
+    let bundle = kern._tmp.path().join("region.bundle");
+    let accepted = kern.json(&[
+        "accept",
+        req.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(accepted["accepted"]["party"], "roc-midden");
+    assert_eq!(accepted["accepted"]["new_party"], true);
+    let imported = roc.json(&["import", bundle.to_str().unwrap()]);
+    assert_eq!(imported["joined"], true);
+
+    // Both nodes see the same region.
+    assert_eq!(
+        kern.json(&["region", "show"]),
+        roc.json(&["region", "show"])
+    );
+    let parties = roc.json(&["party", "list"]);
+    assert_eq!(parties["roc-midden"]["role"], "roc");
+    assert_eq!(parties["gemeente-utrecht"]["admin"], true);
+
+    // A reused request is refused with a one-line error; the region is unchanged.
+    let before = kern.json(&["region", "show"]);
+    assert_fails(
+        &kern.run(&[
+            "accept",
+            req.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ]),
+        1,
+        "already used",
+    );
+    assert_eq!(kern.json(&["region", "show"]), before);
+    // Garbage instead of a request or a bundle.
+    let junk = kern._tmp.path().join("junk");
+    std::fs::write(&junk, b"not a request").unwrap();
+    assert_fails(
+        &kern.run(&[
+            "accept",
+            junk.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ]),
+        1,
+        "not a join request",
+    );
+    assert_fails(
+        &roc.run(&["import", junk.to_str().unwrap()]),
+        1,
+        "not a bundle",
+    );
+    assert_fails(
+        &roc.run(&["join", "regiosync-invite-1:AAAA", "--request-out", "/tmp/x"]),
+        1,
+        "already a member",
+    );
+
+    // The ROC writes a plan; it restricts writers; the kerngemeente removes the ROC device.
+    let doc = roc.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "vsv-programma",
+        "--title",
+        "VSV",
+    ]);
+    let doc = doc["short"].as_str().unwrap().to_owned();
+    let acl = roc.json(&["doc", "acl", &doc, "--writers", "roc-midden"]);
+    assert_eq!(acl["writers"], json!(["roc-midden"]));
+    assert_eq!(acl["readers"], json!(["gemeente-utrecht", "roc-midden"]));
+    let roc_bundle = roc._tmp.path().join("roc.bundle");
+    roc.json(&["export", "--out", roc_bundle.to_str().unwrap()]);
+    kern.json(&["import", roc_bundle.to_str().unwrap()]);
+    let device = roc_info["node_id"].as_str().unwrap();
+    let short = &device[device.len() - 8..];
+    kern.json(&["device", "remove", short]);
+    kern.json(&["export", "--out", bundle.to_str().unwrap()]);
+    roc.json(&["import", bundle.to_str().unwrap()]);
+    let devices = roc.json(&["device", "list"]);
+    assert_eq!(devices[device]["removed"], true);
+    let out = roc.run_stdin(
+        &["doc", "section", "set", &doc, "Aanpak"],
+        "na verwijdering",
+    );
+    assert_fails(&out, 1, "may not change the document");
+    // A non-admin cannot invite a new party.
+    assert_fails(
+        &roc.run(&["invite", "--party", "gemeente-zeist", "--role", "gemeente"]),
+        1,
+        "not an active member",
+    );
+}
