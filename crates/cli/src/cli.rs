@@ -250,12 +250,13 @@ fn parse_kind(s: &str) -> Result<PlanKind, String> {
 /// Parses `30m`, `12h`, `7d` into seconds.
 fn parse_duration(s: &str) -> Result<i64, String> {
     let bad = || format!("'{s}' is not a duration: write e.g. 30m, 12h or 7d");
-    let (num, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
-    let n: i64 = num.parse().map_err(|_| bad())?;
+    let t = s.trim();
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let n: i64 = t[..t.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
     let mult = match unit {
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
         _ => return Err(bad()),
     };
     if n <= 0 || n > 365 {
@@ -287,6 +288,15 @@ mod tests {
             cli.global.data_dir.as_deref(),
             Some(std::path::Path::new("/x"))
         );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration(" 7d "), Ok(7 * 86_400));
+        for bad in ["", "d", "7", "7w", "7é", "é", "-1d", "0h", "366d", "１d"] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -5,8 +5,7 @@
 use proptest::prelude::*;
 
 use crate::control::{
-    InviteCode, JoinFields, JoinRequest, Op, OpBody, RegionId, SignedOp, decode_bundle,
-    encode_bundle,
+    InviteCode, JoinFields, JoinRequest, RegionId, SignedOp, decode_bundle, encode_bundle,
 };
 use crate::envelope::{ChangeEnvelope, SignedFields};
 use crate::id::{DocId, PartyName, Role};
@@ -15,22 +14,7 @@ use crate::identity::NodeSecret;
 /// Valid encodings of every format, to mutate.
 fn samples() -> Vec<Vec<u8>> {
     let dev = NodeSecret::generate().unwrap();
-    let g = SignedOp::sign(
-        Op {
-            region: None,
-            parents: vec![],
-            author: dev.node_id(),
-            time: 0,
-            body: OpBody::CreateRegion {
-                name: "R".into(),
-                party: PartyName::new("roc-a").unwrap(),
-                role: Role::Roc,
-                age_recipient: dev.age_recipient().to_string(),
-            },
-        },
-        dev.signing_key(),
-    )
-    .unwrap();
+    let g = crate::testkit::genesis(&dev, "roc-a", Role::Roc);
     let region = RegionId(g.hash());
     let env = ChangeEnvelope::sign(
         SignedFields {

@@ -35,3 +35,5 @@ pub use automerge;
 
 #[cfg(test)]
 mod decoders_never_panic;
+#[cfg(test)]
+mod testkit;

@@ -358,7 +358,7 @@ fn apply_dossier(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{Op, OpBody, SignedOp, fold};
+    use crate::control::{OpBody, SignedOp, fold};
     use crate::id::Role;
     use crate::identity::NodeSecret;
 
@@ -379,30 +379,8 @@ mod tests {
         let roc = NodeSecret::generate().unwrap();
         let gem_a = NodeSecret::generate().unwrap();
         let gem_b = NodeSecret::generate().unwrap();
-        let sign = |by: &NodeSecret, region, parents: Vec<OpHash>, body| {
-            SignedOp::sign(
-                Op {
-                    region,
-                    parents,
-                    author: by.node_id(),
-                    time: 0,
-                    body,
-                },
-                by.signing_key(),
-            )
-            .unwrap()
-        };
-        let g = sign(
-            &admin,
-            None,
-            vec![],
-            OpBody::CreateRegion {
-                name: "R".into(),
-                party: p("gemeente-kern"),
-                role: Role::Kerngemeente,
-                age_recipient: admin.age_recipient().to_string(),
-            },
-        );
+        let sign = crate::testkit::sign_op;
+        let g = crate::testkit::genesis(&admin, "gemeente-kern", Role::Kerngemeente);
         let r = Some(RegionId(g.hash()));
         let mut ops = vec![g];
         for (party, role, dev) in [

@@ -355,22 +355,7 @@ mod tests {
     #[test]
     fn bundles_reject_tampered_ops() {
         let dev = NodeSecret::generate().unwrap();
-        let g = SignedOp::sign(
-            super::super::Op {
-                region: None,
-                parents: vec![],
-                author: dev.node_id(),
-                time: 0,
-                body: super::super::OpBody::CreateRegion {
-                    name: "R".into(),
-                    party: PartyName::new("roc-a").unwrap(),
-                    role: Role::Roc,
-                    age_recipient: dev.age_recipient().to_string(),
-                },
-            },
-            dev.signing_key(),
-        )
-        .unwrap();
+        let g = crate::testkit::genesis(&dev, "roc-a", Role::Roc);
         let b = encode_bundle([&g]);
         assert_eq!(decode_bundle(&b).unwrap(), vec![g.clone()]);
         let mut trailing = b.clone();

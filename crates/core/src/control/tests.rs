@@ -37,35 +37,13 @@ impl Device {
         self.secret.age_recipient().to_string()
     }
     fn sign(&self, region: Option<RegionId>, parents: Vec<OpHash>, body: OpBody) -> SignedOp {
-        let mut parents = parents;
-        parents.sort();
-        parents.dedup();
-        SignedOp::sign(
-            Op {
-                region,
-                parents,
-                author: self.id(),
-                time: 0,
-                body,
-            },
-            self.secret.signing_key(),
-        )
-        .unwrap()
+        crate::testkit::sign_op(&self.secret, region, parents, body)
     }
 }
 
 impl World {
     fn found(founder: &Device, name: &str) -> Self {
-        let g = founder.sign(
-            None,
-            vec![],
-            OpBody::CreateRegion {
-                name: "Regio".into(),
-                party: party(name),
-                role: Role::Kerngemeente,
-                age_recipient: founder.age(),
-            },
-        );
+        let g = crate::testkit::genesis(&founder.secret, name, Role::Kerngemeente);
         Self {
             region: RegionId(g.hash()),
             ops: vec![g],

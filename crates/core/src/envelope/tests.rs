@@ -30,22 +30,7 @@ impl Region {
         let founder = NodeSecret::generate().unwrap();
         let roc = NodeSecret::generate().unwrap();
         let swv = NodeSecret::generate().unwrap();
-        let g = SignedOp::sign(
-            Op {
-                region: None,
-                parents: vec![],
-                author: founder.node_id(),
-                time: 0,
-                body: OpBody::CreateRegion {
-                    name: "R".into(),
-                    party: p("gemeente-a"),
-                    role: Role::Kerngemeente,
-                    age_recipient: founder.age_recipient().to_string(),
-                },
-            },
-            founder.signing_key(),
-        )
-        .unwrap();
+        let g = crate::testkit::genesis(&founder, "gemeente-a", Role::Kerngemeente);
         let mut r = Region {
             region: RegionId(g.hash()),
             ops: vec![g],
