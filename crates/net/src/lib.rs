@@ -1,0 +1,38 @@
+//! # regiosync-net
+//!
+//! The network layer of a regiosync node on libp2p: TCP (Noise, Yamux) and QUIC
+//! transports, identify, ping, optional mDNS, connection gating to the region's active
+//! devices, and the sync protocol `/regiosync/sync/1` as length-prefixed, size-limited
+//! request/response frames. One task owns the swarm ([`spawn`]); the node talks to it
+//! through a cloneable [`NetHandle`] and receives [`NetEvent`]s. What the frames mean
+//! (control ops, summaries, envelopes) is defined by `regiosync_core`'s sync messages.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), regiosync_net::NetError> {
+//! use regiosync_net::{Config, NetEvent, spawn};
+//!
+//! let key = libp2p::identity::Keypair::generate_ed25519();
+//! let config = Config { listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()], ..Config::default() };
+//! let (net, mut events, task) = spawn(key, config)?;
+//! net.set_members([/* the region's active devices */]).await?;
+//! while let Some(ev) = events.recv().await {
+//!     if let NetEvent::Request { data, reply, .. } = ev {
+//!         let _ = reply.send(data); // answer the request
+//!     }
+//! }
+//! task.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(missing_docs)]
+
+mod behaviour;
+mod codec;
+mod error;
+mod network;
+
+pub use codec::{DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL};
+pub use error::NetError;
+pub use libp2p::{Multiaddr, PeerId};
+pub use network::{Config, NetEvent, NetHandle, NetTask, spawn};

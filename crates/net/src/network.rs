@@ -1,0 +1,538 @@
+//! The task that owns the swarm, and the cloneable handle the rest of the node uses
+//! to talk to it (after rust-libp2p's `examples/file-sharing`): commands go in on a
+//! bounded channel and are answered on oneshots; events come out on a bounded channel.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Multiaddr, PeerId, Swarm, allow_block_list, identify, mdns, noise, ping, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::codec::{DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL};
+use crate::error::NetError;
+
+/// Commands waiting for the task (bounded: callers wait when it is busy).
+const COMMAND_QUEUE: usize = 64;
+/// Events waiting for the node. When full, inbound requests are dropped (the peer's
+/// request fails and it retries later) rather than stalling the swarm.
+const EVENT_QUEUE: usize = 256;
+
+/// Network settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4100` and `/ip4/0.0.0.0/udp/4100/quic-v1`.
+    pub listen: Vec<Multiaddr>,
+    /// Discover members on the local network with mDNS. Sends multicast on the LAN:
+    /// tests must leave it off.
+    pub mdns: bool,
+    /// Largest request or response frame.
+    pub max_frame: usize,
+    /// How long a request may take.
+    pub request_timeout: Duration,
+    /// How long an idle connection stays open.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            mdns: false,
+            max_frame: DEFAULT_MAX_FRAME,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What the network tells the node.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetEvent {
+    /// A member sent a sync request; answer on `reply` (dropping it fails the request).
+    Request {
+        /// The requesting peer (a member: others cannot connect).
+        peer: PeerId,
+        /// The request frame.
+        data: Vec<u8>,
+        /// Where the response goes.
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    /// The first connection to a peer is up.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The last connection to a peer closed.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// Listening on a new address.
+    Listening {
+        /// The address.
+        addr: Multiaddr,
+    },
+    /// A peer broke the protocol (oversized or malformed frame) and was disconnected.
+    Misbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        reason: String,
+    },
+}
+
+enum Command {
+    SetMembers {
+        peers: HashSet<PeerId>,
+        done: oneshot::Sender<()>,
+    },
+    AddAddress {
+        peer: PeerId,
+        addr: Multiaddr,
+    },
+    Dial {
+        addr: Multiaddr,
+        done: oneshot::Sender<Result<(), NetError>>,
+    },
+    Request {
+        peer: PeerId,
+        data: Vec<u8>,
+        done: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reason: String,
+    },
+    ListenAddrs {
+        done: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Connected {
+        done: oneshot::Sender<Vec<PeerId>>,
+    },
+}
+
+/// The cloneable client of the network task.
+#[derive(Clone, Debug)]
+pub struct NetHandle {
+    commands: mpsc::Sender<Command>,
+    local: PeerId,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl NetHandle {
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// Replaces the set of peers allowed to connect (the region's active devices).
+    /// Peers no longer in the set are disconnected at once.
+    ///
+    /// # Cancel safety
+    /// If cancelled, the change may or may not have been applied.
+    pub async fn set_members(
+        &self,
+        peers: impl IntoIterator<Item = PeerId>,
+    ) -> Result<(), NetError> {
+        let (done, rx) = oneshot::channel();
+        self.send(Command::SetMembers {
+            peers: peers.into_iter().collect(),
+            done,
+        })
+        .await?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Records an address of a peer (from the region state or `--peer`).
+    pub async fn add_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NetError> {
+        self.send(Command::AddAddress { peer, addr }).await
+    }
+
+    /// Starts dialling an address; the connection is reported by [`NetEvent::Connected`]
+    /// (or silently closed if the peer is not a member).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        let (done, rx) = oneshot::channel();
+        self.send(Command::Dial { addr, done }).await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Sends a sync request to a member and waits for its response.
+    ///
+    /// # Cancel safety
+    /// Cancelling drops the response; the request may still reach the peer.
+    pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        let (done, rx) = oneshot::channel();
+        self.send(Command::Request { peer, data, done }).await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Disconnects a peer that sent something malformed (the node found it out), logs
+    /// it and reports [`NetEvent::Misbehaved`].
+    pub async fn disconnect(
+        &self,
+        peer: PeerId,
+        reason: impl Into<String>,
+    ) -> Result<(), NetError> {
+        self.send(Command::Disconnect {
+            peer,
+            reason: reason.into(),
+        })
+        .await
+    }
+
+    /// The addresses the node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        let (done, rx) = oneshot::channel();
+        self.send(Command::ListenAddrs { done }).await?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// The peers with an open connection.
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NetError> {
+        let (done, rx) = oneshot::channel();
+        self.send(Command::Connected { done }).await?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), NetError> {
+        self.commands.send(cmd).await.map_err(|_| NetError::Stopped)
+    }
+}
+
+/// The running network task. Dropping it stops the task.
+#[must_use = "dropping the task stops the network"]
+#[derive(Debug)]
+pub struct NetTask {
+    cancel: CancellationToken,
+    join: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl NetTask {
+    /// Stops the task and waits until the swarm is gone (connections closed).
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(j) = self.join.take() {
+            let _ = j.await;
+        }
+    }
+}
+
+impl Drop for NetTask {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(j) = self.join.take() {
+            j.abort();
+        }
+    }
+}
+
+/// Builds the swarm, starts listening, and spawns the task that owns it.
+pub fn spawn(
+    key: Keypair,
+    config: Config,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>, NetTask), NetError> {
+    let local = key.public().to_peer_id();
+    let mut swarm = build_swarm(key, &config)?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let cancel = CancellationToken::new();
+    let actor = Actor {
+        swarm,
+        commands: cmd_rx,
+        events: ev_tx,
+        pending: HashMap::new(),
+        replies: FuturesUnordered::new(),
+        members: HashSet::new(),
+    };
+    let join = tokio::spawn(actor.run(cancel.clone()));
+    Ok((
+        NetHandle {
+            commands: cmd_tx,
+            local,
+        },
+        ev_rx,
+        NetTask {
+            cancel,
+            join: Some(join),
+        },
+    ))
+}
+
+fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetError> {
+    let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
+    let mdns_on = config.mdns;
+    let codec = FrameCodec::new(config.max_frame);
+    let rr_config =
+        request_response::Config::default().with_request_timeout(config.request_timeout);
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| build(&e))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+            } else {
+                None
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                gate: allow_block_list::Behaviour::default(),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/regiosync/1".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                mdns: Toggle::from(mdns),
+                sync: request_response::Behaviour::with_codec(
+                    codec,
+                    [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                    rr_config,
+                ),
+            })
+        })
+        .map_err(|e| build(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Who is waiting for the response to an outbound request.
+type PendingRequest = (PeerId, oneshot::Sender<Result<Vec<u8>, NetError>>);
+
+type Reply = BoxFuture<
+    'static,
+    (
+        Result<Vec<u8>, oneshot::error::RecvError>,
+        ResponseChannel<Vec<u8>>,
+    ),
+>;
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    pending: HashMap<OutboundRequestId, PendingRequest>,
+    replies: FuturesUnordered<Reply>,
+    members: HashSet<PeerId>,
+}
+
+impl Actor {
+    async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+                Some((answer, channel)) = self.replies.next(), if !self.replies.is_empty() => {
+                    if let Ok(bytes) = answer {
+                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, bytes);
+                    }
+                }
+                ev = self.swarm.select_next_some() => self.swarm_event(ev),
+            }
+        }
+        tracing::debug!("network task stopped");
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::SetMembers { peers, done } => {
+                let gate = &mut self.swarm.behaviour_mut().gate;
+                for gone in self.members.difference(&peers) {
+                    gate.disallow_peer(*gone);
+                }
+                for p in &peers {
+                    gate.allow_peer(*p);
+                }
+                self.members = peers;
+                let _ = done.send(());
+            }
+            Command::AddAddress { peer, addr } => {
+                self.swarm.add_peer_address(peer, addr);
+            }
+            Command::Dial { addr, done } => {
+                let r = self.swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                });
+                let _ = done.send(r);
+            }
+            Command::Request { peer, data, done } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, Frame::Data(data));
+                self.pending.insert(id, (peer, done));
+            }
+            Command::Disconnect { peer, reason } => self.misbehaved(peer, reason),
+            Command::ListenAddrs { done } => {
+                let _ = done.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Connected { done } => {
+                let _ = done.send(self.swarm.connected_peers().copied().collect());
+            }
+        }
+    }
+
+    fn swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(addr = %address, "listening");
+                self.emit(NetEvent::Listening { addr: address });
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                tracing::info!(peer = %peer_id, "connected");
+                self.emit(NetEvent::Connected { peer: peer_id });
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::info!(peer = %peer_id, "disconnected");
+                self.emit(NetEvent::Disconnected { peer: peer_id });
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!(%error, "incoming connection refused or failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.swarm.add_peer_address(peer, addr);
+                    if self.members.contains(&peer) && !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(peer);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn sync_event(&mut self, ev: request_response::Event<Frame, Vec<u8>>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request: Frame::Oversized(len),
+                        ..
+                    },
+                ..
+            } => {
+                self.misbehaved(peer, format!("sent a frame of {len} bytes, over the limit"));
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request: Frame::Data(request),
+                        channel,
+                        ..
+                    },
+                ..
+            } => {
+                let (reply, rx) = oneshot::channel();
+                match self.events.try_send(NetEvent::Request {
+                    peer,
+                    data: request,
+                    reply,
+                }) {
+                    Ok(()) => self
+                        .replies
+                        .push(Box::pin(async move { (rx.await, channel) })),
+                    Err(_) => {
+                        tracing::warn!(peer = %peer, "node is overloaded; dropping a sync request")
+                    }
+                }
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some((_, done)) = self.pending.remove(&request_id) {
+                    let _ = done.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, done)) = self.pending.remove(&request_id) {
+                    let _ = done.send(Err(NetError::Request {
+                        peer: peer.to_string(),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(peer = %peer, %error, "inbound request failed");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Disconnects a peer that broke the protocol, logs it and tells the node.
+    fn misbehaved(&mut self, peer: PeerId, reason: String) {
+        tracing::warn!(peer = %peer, %reason, "protocol violation; disconnecting");
+        let _ = self.swarm.disconnect_peer_id(peer);
+        self.emit(NetEvent::Misbehaved { peer, reason });
+    }
+
+    fn emit(&self, ev: NetEvent) {
+        if self.events.try_send(ev).is_err() {
+            tracing::warn!("event queue full; dropping a network event");
+        }
+    }
+}

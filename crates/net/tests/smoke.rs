@@ -1,0 +1,273 @@
+//! Real libp2p nodes on loopback: requests over TCP and QUIC, gating of non-members,
+//! disconnection of removed members, and a peer that sends an oversized frame.
+//! Convergence is awaited with timeouts, never with fixed sleeps as the check.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use regiosync_net::{Config, Multiaddr, NetEvent, NetHandle, NetTask, PeerId, spawn};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Node {
+    handle: NetHandle,
+    task: NetTask,
+    addrs: Vec<Multiaddr>,
+}
+
+/// Starts a node listening on loopback TCP and QUIC that answers every request with
+/// the request reversed, and reports its events on `events`.
+async fn node(max_frame: usize, events: mpsc::UnboundedSender<(PeerId, String)>) -> Node {
+    let config = Config {
+        listen: vec![
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
+        ],
+        mdns: false,
+        max_frame,
+        request_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
+    let (handle, mut rx, task) = spawn(Keypair::generate_ed25519(), config).unwrap();
+    let me = handle.local_peer_id();
+    let mut addrs = Vec::new();
+    while addrs.len() < 2 {
+        match timeout(WAIT, rx.recv()).await.unwrap().unwrap() {
+            NetEvent::Listening { addr } => addrs.push(addr),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                NetEvent::Request { data, reply, .. } => {
+                    let mut d = data;
+                    d.reverse();
+                    let _ = reply.send(d);
+                }
+                NetEvent::Connected { peer } => {
+                    let _ = events.send((me, format!("connected {peer}")));
+                }
+                NetEvent::Disconnected { peer } => {
+                    let _ = events.send((me, format!("disconnected {peer}")));
+                }
+                NetEvent::Misbehaved { peer, .. } => {
+                    let _ = events.send((me, format!("misbehaved {peer}")));
+                }
+                _ => {}
+            }
+        }
+    });
+    Node {
+        handle,
+        task,
+        addrs,
+    }
+}
+
+fn tcp(n: &Node) -> Multiaddr {
+    n.addrs
+        .iter()
+        .find(|a| a.to_string().contains("/tcp/"))
+        .unwrap()
+        .clone()
+}
+
+fn quic(n: &Node) -> Multiaddr {
+    n.addrs
+        .iter()
+        .find(|a| a.to_string().contains("/quic-v1"))
+        .unwrap()
+        .clone()
+}
+
+async fn wait_for(rx: &mut mpsc::UnboundedReceiver<(PeerId, String)>, who: PeerId, what: &str) {
+    timeout(WAIT, async {
+        while let Some((at, ev)) = rx.recv().await {
+            if at == who && ev == what {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for '{what}'"));
+}
+
+async fn members(a: &Node, b: &Node) {
+    a.handle
+        .set_members([b.handle.local_peer_id()])
+        .await
+        .unwrap();
+    b.handle
+        .set_members([a.handle.local_peer_id()])
+        .await
+        .unwrap();
+    a.handle
+        .add_address(b.handle.local_peer_id(), tcp(b))
+        .await
+        .unwrap();
+    b.handle
+        .add_address(a.handle.local_peer_id(), tcp(a))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_exchange_requests_over_tcp_and_quic() {
+    let (ev, _rx) = mpsc::unbounded_channel();
+    let a = node(1 << 20, ev.clone()).await;
+    let b = node(1 << 20, ev).await;
+    members(&a, &b).await;
+    let resp = timeout(
+        WAIT,
+        b.handle
+            .request(a.handle.local_peer_id(), b"hallo".to_vec()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(resp, b"ollah");
+
+    // QUIC: a third node that only knows A's QUIC address.
+    let (ev, _rx2) = mpsc::unbounded_channel();
+    let c = node(1 << 20, ev).await;
+    a.handle
+        .set_members([b.handle.local_peer_id(), c.handle.local_peer_id()])
+        .await
+        .unwrap();
+    c.handle
+        .set_members([a.handle.local_peer_id()])
+        .await
+        .unwrap();
+    c.handle
+        .add_address(a.handle.local_peer_id(), quic(&a))
+        .await
+        .unwrap();
+    let resp = timeout(
+        WAIT,
+        c.handle.request(a.handle.local_peer_id(), vec![1, 2, 3]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(resp, vec![3, 2, 1]);
+    let connected = a.handle.connected_peers().await.unwrap();
+    assert!(connected.contains(&c.handle.local_peer_id()));
+    for n in [a, b, c] {
+        n.task.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_members_cannot_connect_and_removed_members_are_cut_off() {
+    let (ev, mut rx) = mpsc::unbounded_channel();
+    let a = node(1 << 20, ev.clone()).await;
+    let b = node(1 << 20, ev.clone()).await;
+    let stranger = node(1 << 20, ev).await;
+    members(&a, &b).await;
+
+    // The stranger allows A, but A does not allow the stranger: refused.
+    stranger
+        .handle
+        .set_members([a.handle.local_peer_id()])
+        .await
+        .unwrap();
+    stranger
+        .handle
+        .add_address(a.handle.local_peer_id(), tcp(&a))
+        .await
+        .unwrap();
+    let r = timeout(
+        WAIT,
+        stranger
+            .handle
+            .request(a.handle.local_peer_id(), b"let me in".to_vec()),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_err(), "a non-member got an answer: {r:?}");
+    assert!(
+        !a.handle
+            .connected_peers()
+            .await
+            .unwrap()
+            .contains(&stranger.handle.local_peer_id())
+    );
+
+    // B is a member and connects; then A removes it: disconnected at once, refused after.
+    let r = timeout(
+        WAIT,
+        b.handle.request(a.handle.local_peer_id(), b"x".to_vec()),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_ok());
+    a.handle.set_members([]).await.unwrap();
+    wait_for(
+        &mut rx,
+        a.handle.local_peer_id(),
+        &format!("disconnected {}", b.handle.local_peer_id()),
+    )
+    .await;
+    let r = timeout(
+        WAIT,
+        b.handle
+            .request(a.handle.local_peer_id(), b"again".to_vec()),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_err(), "a removed member got an answer");
+    for n in [a, b, stranger] {
+        n.task.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_disconnects_the_sender_and_others_keep_working() {
+    let (ev, mut rx) = mpsc::unbounded_channel();
+    // A accepts frames up to 1 KiB; B and C send up to 1 MiB.
+    let a = node(1024, ev.clone()).await;
+    let b = node(1 << 20, ev.clone()).await;
+    let c = node(1 << 20, ev).await;
+    a.handle
+        .set_members([b.handle.local_peer_id(), c.handle.local_peer_id()])
+        .await
+        .unwrap();
+    for n in [&b, &c] {
+        n.handle
+            .set_members([a.handle.local_peer_id()])
+            .await
+            .unwrap();
+        n.handle
+            .add_address(a.handle.local_peer_id(), tcp(&a))
+            .await
+            .unwrap();
+    }
+    let r = timeout(
+        WAIT,
+        b.handle.request(a.handle.local_peer_id(), vec![7; 100_000]),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_err());
+    wait_for(
+        &mut rx,
+        a.handle.local_peer_id(),
+        &format!("misbehaved {}", b.handle.local_peer_id()),
+    )
+    .await;
+    // An honest peer is still served.
+    let r = timeout(
+        WAIT,
+        c.handle.request(a.handle.local_peer_id(), b"ok".to_vec()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r, b"ko");
+    for n in [a, b, c] {
+        n.task.shutdown().await;
+    }
+}
