@@ -1,0 +1,308 @@
+//! The messages of `/regiosync/sync/1` and their versioned encoding.
+//!
+//! Every frame is `[1 byte format = 1][postcard(Request | Response)]`. A session runs:
+//!
+//! 1. `Hello` ⇄ `Hello`: region, control heads, and the [`Summary`] of the documents
+//!    the pair may share. Equal heads and equal summaries: done, one round trip.
+//! 2. If control heads differ: `Ops` ⇄ `Ops` (the op hashes one has, the ops the other
+//!    lacks). Control ops always go first: they decide what may be shared.
+//! 3. If summaries differ: `Buckets` ⇄ `Buckets`, then `DocDigests` ⇄ `DocDigests` for
+//!    the differing buckets, which names the differing documents.
+//! 4. `Docs` ⇄ `Docs`: for many documents per round trip, Automerge's sync message
+//!    (what each side has) and the signed changes the other side lacks.
+//!
+//! Either side may answer `Refused` with a reason instead.
+
+use serde::{Deserialize, Serialize};
+
+use super::summary::Summary;
+use crate::control::{OpHash, RegionId};
+use crate::id::DocId;
+
+/// The format byte of sync messages this build writes and reads.
+pub const SYNC_FORMAT: u8 = 1;
+/// Largest encoded message accepted (the transport frame limit is the same).
+pub const MAX_SYNC_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// One document in a `Docs` message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocMessage {
+    /// The document.
+    pub doc: DocId,
+    /// Automerge's sync message (`sync::Message::encode`), telling the other side what
+    /// this side has; empty when there is nothing to say.
+    pub sync: Vec<u8>,
+    /// Changes the other side lacks, each with its signed envelope.
+    pub changes: Vec<SignedChange>,
+}
+
+/// An Automerge change with its envelope, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedChange {
+    /// Raw change bytes.
+    pub change: Vec<u8>,
+    /// The envelope's wire form (`ChangeEnvelope::encode`).
+    pub envelope: Vec<u8>,
+}
+
+/// A request of the sync protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// Opens a session.
+    Hello {
+        /// The region.
+        region: RegionId,
+        /// The requester's control heads.
+        control_heads: Vec<OpHash>,
+        /// The summary of the documents the pair may share.
+        summary: Summary,
+    },
+    /// Control-log reconciliation.
+    Ops {
+        /// Hashes of every op the requester has.
+        have: Vec<OpHash>,
+        /// Ops the requester thinks the responder lacks (wire form).
+        ops: Vec<Vec<u8>>,
+    },
+    /// The requester's 256 bucket digests.
+    Buckets {
+        /// One per first byte of the doc id.
+        buckets: Vec<[u8; 8]>,
+    },
+    /// The requester's document digests in the differing buckets.
+    DocDigests {
+        /// The buckets.
+        buckets: Vec<u8>,
+        /// (doc id, digest) pairs.
+        docs: Vec<(DocId, [u8; 8])>,
+    },
+    /// Per-document sync.
+    Docs {
+        /// The documents.
+        docs: Vec<DocMessage>,
+    },
+}
+
+/// A response of the sync protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// Answers `Hello`.
+    Hello {
+        /// The responder's control heads.
+        control_heads: Vec<OpHash>,
+        /// The responder's summary of the shared documents.
+        summary: Summary,
+    },
+    /// Answers `Ops`.
+    Ops {
+        /// Hashes the responder has.
+        have: Vec<OpHash>,
+        /// Ops the requester lacks.
+        ops: Vec<Vec<u8>>,
+    },
+    /// Answers `Buckets`: which buckets differ.
+    Buckets {
+        /// Differing bucket numbers.
+        differing: Vec<u8>,
+    },
+    /// Answers `DocDigests`: the documents that differ.
+    DocDigests {
+        /// The documents.
+        differing: Vec<DocId>,
+    },
+    /// Answers `Docs`.
+    Docs {
+        /// The documents.
+        docs: Vec<DocMessage>,
+    },
+    /// The request was not served.
+    Refused {
+        /// Why.
+        reason: Refusal,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The requester is in another region.
+    #[error("the peer is in another region")]
+    WrongRegion,
+    /// The message did not decode or broke a limit.
+    #[error("the peer could not decode the message")]
+    BadMessage,
+    /// The responder is overloaded; try later.
+    #[error("the peer is busy")]
+    Busy,
+}
+
+/// Why a sync message could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// Larger than [`MAX_SYNC_MESSAGE`].
+    #[error("sync message of {0} bytes exceeds the limit of {MAX_SYNC_MESSAGE} bytes")]
+    TooLarge(usize),
+    /// An unknown format byte.
+    #[error(
+        "sync message has format {0}, this regiosync speaks {SYNC_FORMAT}: upgrade the older node"
+    )]
+    UnknownFormat(u8),
+    /// Not a valid message.
+    #[error("sync message is malformed")]
+    Malformed,
+}
+
+fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = vec![SYNC_FORMAT];
+    // Serialising these types into a Vec cannot fail.
+    out.extend(postcard::to_allocvec(msg).unwrap_or_default());
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, SyncError> {
+    if bytes.len() > MAX_SYNC_MESSAGE {
+        return Err(SyncError::TooLarge(bytes.len()));
+    }
+    let (&format, body) = bytes.split_first().ok_or(SyncError::Malformed)?;
+    if format != SYNC_FORMAT {
+        return Err(SyncError::UnknownFormat(format));
+    }
+    match postcard::take_from_bytes(body) {
+        Ok((msg, [])) => Ok(msg),
+        _ => Err(SyncError::Malformed),
+    }
+}
+
+impl Request {
+    /// The frame bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+    /// Decodes untrusted frame bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
+        decode(bytes)
+    }
+}
+
+impl Response {
+    /// The frame bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+    /// Decodes untrusted frame bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
+        decode(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::summary::DigestSet;
+    use proptest::prelude::*;
+
+    fn doc_message() -> impl Strategy<Value = DocMessage> {
+        (
+            any::<[u8; 16]>(),
+            prop::collection::vec(any::<u8>(), 0..64),
+            prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), 0..64),
+                    prop::collection::vec(any::<u8>(), 0..64),
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(d, sync, ch)| DocMessage {
+                doc: DocId::from_bytes(d),
+                sync,
+                changes: ch
+                    .into_iter()
+                    .map(|(change, envelope)| SignedChange { change, envelope })
+                    .collect(),
+            })
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            (
+                any::<[u8; 32]>(),
+                prop::collection::vec(any::<[u8; 32]>(), 0..4),
+                any::<u32>()
+            )
+                .prop_map(|(r, h, c)| Request::Hello {
+                    region: RegionId(OpHash(r)),
+                    control_heads: h.into_iter().map(OpHash).collect(),
+                    summary: Summary { total: r, count: c },
+                }),
+            (
+                prop::collection::vec(any::<[u8; 32]>(), 0..4),
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 0..32), 0..3)
+            )
+                .prop_map(|(h, ops)| Request::Ops {
+                    have: h.into_iter().map(OpHash).collect(),
+                    ops
+                }),
+            prop::collection::vec(any::<[u8; 8]>(), 0..300)
+                .prop_map(|buckets| Request::Buckets { buckets }),
+            (
+                prop::collection::vec(any::<u8>(), 0..10),
+                prop::collection::vec((any::<[u8; 16]>(), any::<[u8; 8]>()), 0..10)
+            )
+                .prop_map(|(buckets, d)| Request::DocDigests {
+                    buckets,
+                    docs: d
+                        .into_iter()
+                        .map(|(i, g)| (DocId::from_bytes(i), g))
+                        .collect()
+                }),
+            prop::collection::vec(doc_message(), 0..3).prop_map(|docs| Request::Docs { docs }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_roundtrip(r in request()) {
+            prop_assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+        }
+
+        #[test]
+        fn responses_roundtrip(docs in prop::collection::vec(doc_message(), 0..3), d in prop::collection::vec(any::<[u8; 16]>(), 0..5)) {
+            for r in [
+                Response::Docs { docs: docs.clone() },
+                Response::DocDigests { differing: d.iter().map(|i| DocId::from_bytes(*i)).collect() },
+                Response::Refused { reason: Refusal::WrongRegion },
+            ] {
+                prop_assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn an_idle_hello_is_small_and_versions_are_checked() {
+        let hello = Request::Hello {
+            region: RegionId(OpHash([1; 32])),
+            control_heads: vec![OpHash([2; 32])],
+            summary: DigestSet::default().summary(),
+        };
+        // One round trip of two such frames is well under a few hundred bytes.
+        assert!(hello.encode().len() < 120, "{}", hello.encode().len());
+        let mut wire = hello.encode();
+        wire[0] = 2;
+        assert_eq!(Request::decode(&wire), Err(SyncError::UnknownFormat(2)));
+        let mut trailing = hello.encode();
+        trailing.push(0);
+        assert_eq!(Request::decode(&trailing), Err(SyncError::Malformed));
+        assert_eq!(Request::decode(&[]), Err(SyncError::Malformed));
+    }
+}

@@ -1,0 +1,10 @@
+//! The sync protocol's messages and the summary of a shared document set. Pure:
+//! the node drives them over `regiosync-net`. Specified in docs/PROTOCOL.md.
+
+pub mod message;
+pub mod summary;
+
+pub use message::{
+    DocMessage, MAX_SYNC_MESSAGE, Refusal, Request, Response, SYNC_FORMAT, SignedChange, SyncError,
+};
+pub use summary::{BUCKETS, DigestSet, Summary, doc_digest};
