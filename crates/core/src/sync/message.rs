@@ -34,6 +34,9 @@ pub struct DocMessage {
     pub sync: Vec<u8>,
     /// Changes the other side lacks, each with its signed envelope.
     pub changes: Vec<SignedChange>,
+    /// Hashes of changes this side still lacks (after a bloom false positive, or a
+    /// change whose dependencies did not arrive); the other side sends them next.
+    pub need: Vec<[u8; 32]>,
 }
 
 /// An Automerge change with its envelope, as it travels.
@@ -224,6 +227,7 @@ mod tests {
                     .into_iter()
                     .map(|(change, envelope)| SignedChange { change, envelope })
                     .collect(),
+                need: vec![[d[0]; 32]],
             })
     }
 

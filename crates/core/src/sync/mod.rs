@@ -2,9 +2,11 @@
 //! the node drives them over `regiosync-net`. Specified in docs/PROTOCOL.md.
 
 pub mod message;
+pub mod needs;
 pub mod summary;
 
 pub use message::{
     DocMessage, MAX_SYNC_MESSAGE, Refusal, Request, Response, SYNC_FORMAT, SignedChange, SyncError,
 };
+pub use needs::{changes_they_lack, missing, opening_message};
 pub use summary::{BUCKETS, DigestSet, Summary, doc_digest};
