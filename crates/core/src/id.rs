@@ -42,6 +42,18 @@ impl NodeId {
         }
     }
 
+    /// The node id of a libp2p peer id, if it is an Ed25519 key (every regiosync node).
+    pub fn from_peer_id(peer: &libp2p_identity::PeerId) -> Result<Self, IdError> {
+        // An Ed25519 peer id is the identity multihash of the protobuf-encoded key:
+        // 0x00 (identity), 36 (length), then 0x08 0x01 0x12 0x20 and the 32 key bytes.
+        let bytes = peer.to_bytes();
+        let key = bytes
+            .strip_prefix(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20])
+            .ok_or(IdError::BadNodeId)?;
+        let key: [u8; 32] = key.try_into().map_err(|_| IdError::BadNodeId)?;
+        Self::from_public_key_bytes(key)
+    }
+
     /// The Automerge actor id that this device writes with: its public key, so every
     /// change names its author device (see DESIGN.md, "Identities and keys").
     pub fn actor_id(&self) -> automerge::ActorId {
@@ -86,14 +98,7 @@ impl FromStr for NodeId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let peer: libp2p_identity::PeerId = s.parse().map_err(|_| IdError::BadNodeId)?;
-        // An Ed25519 peer id is the identity multihash of the protobuf-encoded key:
-        // 0x00 (identity), 36 (length), then 0x08 0x01 0x12 0x20 and the 32 key bytes.
-        let bytes = peer.to_bytes();
-        let key = bytes
-            .strip_prefix(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20])
-            .ok_or(IdError::BadNodeId)?;
-        let key: [u8; 32] = key.try_into().map_err(|_| IdError::BadNodeId)?;
-        Self::from_public_key_bytes(key)
+        Self::from_peer_id(&peer)
     }
 }
 

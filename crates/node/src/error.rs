@@ -127,6 +127,9 @@ pub enum NodeError {
     /// An envelope could not be made.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    /// A sync session with a peer failed.
+    #[error("sync failed: {0}")]
+    Sync(String),
     /// The stored changes of a document do not load.
     #[error(
         "document {id} cannot be loaded from the store ({detail}): re-sync it from a peer or restore a backup"

@@ -31,6 +31,7 @@ pub mod data_dir;
 pub mod documents;
 mod error;
 pub mod region;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,7 @@ pub use data_dir::{KeyProtection, NodeInfo};
 pub use documents::{DocSummary, Edited, HistoryEntry};
 pub use error::NodeError;
 pub use region::{Accepted, Imported};
+pub use sync::{SyncReport, Transport, sync_with};
 
 /// An open node: its description, its store and, once unlocked, its secret keys.
 #[derive(Debug)]
@@ -107,6 +109,14 @@ impl Node {
             self.unlock(None)?;
         }
         self.secret.as_ref().ok_or(NodeError::Locked)
+    }
+
+    /// The libp2p identity of this node: the same Ed25519 key as its node id.
+    pub fn network_key(&mut self) -> Result<regiosync_net::Keypair, NodeError> {
+        let mut bytes = self.signer()?.signing_key_bytes();
+        let secret: &mut [u8] = &mut bytes[..];
+        regiosync_net::Keypair::ed25519_from_bytes(secret)
+            .map_err(|e| NodeError::Sync(format!("cannot use the node key for networking: {e}")))
     }
 
     /// The underlying store (for maintenance commands and tests).

@@ -140,6 +140,9 @@ pub enum Refusal {
     /// The responder is overloaded; try later.
     #[error("the peer is busy")]
     Busy,
+    /// The requester is not an active device of the region (as the responder sees it).
+    #[error("the peer does not see this device as an active member of the region")]
+    NotAMember,
 }
 
 /// Why a sync message could not be decoded.

@@ -1,0 +1,566 @@
+//! A sync session with one peer over `/regiosync/sync/1` (messages in
+//! `regiosync_core::sync`, framing in `regiosync-net`).
+//!
+//! The requester drives: `Hello` (one round trip when nothing changed), `Ops` when the
+//! control heads differ (control ops first: they decide what may be shared), then
+//! `Buckets` and `DocDigests` to name the documents that differ, then `Docs` rounds:
+//! Automerge's sync messages decide what each side lacks, the signed changes travel
+//! with their envelopes, and `need` repairs bloom false positives. Every received
+//! op and change is verified before it is stored. The responder answers each request
+//! from its store (`Node::respond`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+
+use automerge::{Automerge, ChangeHash, ReadDoc};
+use regiosync_core::control::WriteDenied;
+use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
+use regiosync_core::envelope::{ChangeEnvelope, ChangeMeta, ChangeRejection, verify_change};
+use regiosync_core::id::{DocId, NodeId, PartyName};
+use regiosync_core::sync::{
+    DigestSet, DocMessage, Refusal, Request, Response, SignedChange, Summary, changes_they_lack,
+    missing, opening_message,
+};
+use regiosync_store::{ChangeRow, DocumentRow};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::Node;
+use crate::documents::{KIND_PLAN, load_verified, now_ms};
+use crate::error::NodeError;
+use crate::region::decode_stored_ops;
+
+/// Most `need` repair rounds per session.
+const MAX_NEED_ROUNDS: usize = 4;
+
+/// Sends one request to a peer and returns the response frame.
+pub trait Transport {
+    /// One request/response exchange.
+    fn request(
+        &self,
+        peer: NodeId,
+        frame: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+impl Transport for regiosync_net::NetHandle {
+    async fn request(&self, peer: NodeId, frame: Vec<u8>) -> Result<Vec<u8>, String> {
+        regiosync_net::NetHandle::request(self, peer.to_peer_id(), frame)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What a sync session did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Request/response exchanges.
+    pub round_trips: usize,
+    /// Bytes of requests sent.
+    pub bytes_sent: usize,
+    /// Bytes of responses received.
+    pub bytes_received: usize,
+    /// Control ops stored.
+    pub ops_received: usize,
+    /// Documents that differed.
+    pub docs_differing: usize,
+    /// Changes stored.
+    pub changes_received: usize,
+    /// Changes refused (forged, unauthorised).
+    pub changes_rejected: usize,
+}
+
+/// Runs one sync session with `peer` as the requesting side.
+pub async fn sync_with(
+    node: &Mutex<Node>,
+    net: &impl Transport,
+    peer: NodeId,
+) -> Result<SyncReport, NodeError> {
+    let mut report = SyncReport::default();
+    let ask = |req: Request| {
+        let frame = req.encode();
+        async move { (frame.len(), net.request(peer, frame).await) }
+    };
+    macro_rules! exchange {
+        ($req:expr) => {{
+            let (sent, resp) = ask($req).await;
+            report.round_trips += 1;
+            report.bytes_sent += sent;
+            let bytes = resp.map_err(|e| NodeError::Sync(format!("peer {}: {e}", peer.short())))?;
+            report.bytes_received += bytes.len();
+            match Response::decode(&bytes) {
+                Ok(Response::Refused { reason }) => {
+                    return Err(NodeError::Sync(format!(
+                        "peer {} refused: {reason}",
+                        peer.short()
+                    )));
+                }
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(NodeError::Sync(format!(
+                        "peer {} sent a bad response: {e}",
+                        peer.short()
+                    )));
+                }
+            }
+        }};
+    }
+
+    // 1. Hello.
+    let hello = node.lock().await.hello(&peer)?;
+    let Response::Hello {
+        control_heads,
+        summary,
+    } = exchange!(hello.clone())
+    else {
+        return Err(unexpected(&peer));
+    };
+    let Request::Hello {
+        control_heads: mine,
+        summary: my_summary,
+        ..
+    } = &hello
+    else {
+        return Err(unexpected(&peer));
+    };
+    let mut their_summary = summary;
+    let mut my_summary = *my_summary;
+
+    // 2. Control ops first.
+    if control_heads != *mine {
+        let have = node.lock().await.op_hashes()?;
+        let Response::Ops { have: theirs, ops } = exchange!(Request::Ops {
+            have: have.clone(),
+            ops: vec![]
+        }) else {
+            return Err(unexpected(&peer));
+        };
+        report.ops_received += node.lock().await.receive_ops(&ops)?;
+        let theirs: HashSet<OpHash> = theirs.into_iter().collect();
+        let lacking = node.lock().await.ops_except(&theirs)?;
+        if !lacking.is_empty() {
+            let have = node.lock().await.op_hashes()?;
+            exchange!(Request::Ops { have, ops: lacking });
+        }
+        // What may be shared can have changed: compare summaries afresh.
+        let hello = node.lock().await.hello(&peer)?;
+        if let Request::Hello { summary, .. } = &hello {
+            my_summary = *summary;
+        }
+        let Response::Hello { summary, .. } = exchange!(hello) else {
+            return Err(unexpected(&peer));
+        };
+        their_summary = summary;
+    }
+    if my_summary == their_summary {
+        return Ok(report);
+    }
+
+    // 3. Narrow down to the differing documents.
+    let set = node.lock().await.digest_set(&peer)?;
+    let Response::Buckets { differing: buckets } = exchange!(Request::Buckets {
+        buckets: set.buckets()
+    }) else {
+        return Err(unexpected(&peer));
+    };
+    let Response::DocDigests { differing } = exchange!(Request::DocDigests {
+        buckets: buckets.clone(),
+        docs: set.in_buckets(&buckets)
+    }) else {
+        return Err(unexpected(&peer));
+    };
+    report.docs_differing = differing.len();
+    if differing.is_empty() {
+        return Ok(report);
+    }
+
+    // 4. Documents: opening messages, the changes each side lacks, then `need` repair.
+    let opening = node.lock().await.opening_messages(&differing)?;
+    let Response::Docs { docs } = exchange!(Request::Docs { docs: opening }) else {
+        return Err(unexpected(&peer));
+    };
+    let mut outgoing = {
+        let mut n = node.lock().await;
+        let (acc, rej) = n.receive_docs(&peer, &docs)?;
+        report.changes_received += acc;
+        report.changes_rejected += rej;
+        n.answer_docs(&peer, &docs)?
+    };
+    for _ in 0..MAX_NEED_ROUNDS {
+        if outgoing
+            .iter()
+            .all(|d| d.changes.is_empty() && d.need.is_empty())
+        {
+            break;
+        }
+        let Response::Docs { docs } = exchange!(Request::Docs { docs: outgoing }) else {
+            return Err(unexpected(&peer));
+        };
+        let mut n = node.lock().await;
+        let (acc, rej) = n.receive_docs(&peer, &docs)?;
+        report.changes_received += acc;
+        report.changes_rejected += rej;
+        outgoing = n.answer_docs(&peer, &docs)?;
+    }
+    Ok(report)
+}
+
+fn unexpected(peer: &NodeId) -> NodeError {
+    NodeError::Sync(format!("peer {} answered out of turn", peer.short()))
+}
+
+impl Node {
+    /// Answers a sync request from `peer`. Never fails: problems become `Refused`.
+    pub fn respond(&mut self, peer: &NodeId, frame: &[u8]) -> Vec<u8> {
+        let response = match Request::decode(frame) {
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "undecodable sync request");
+                Response::Refused {
+                    reason: Refusal::BadMessage,
+                }
+            }
+            Ok(req) => self.respond_to(peer, req).unwrap_or_else(|e| {
+                tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
+                Response::Refused {
+                    reason: Refusal::Busy,
+                }
+            }),
+        };
+        response.encode()
+    }
+
+    fn respond_to(&mut self, peer: &NodeId, req: Request) -> Result<Response, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        if folded.state.active_device(peer).is_none() {
+            return Ok(Response::Refused {
+                reason: Refusal::NotAMember,
+            });
+        }
+        Ok(match req {
+            Request::Hello { region, .. } if region != folded.state.region => Response::Refused {
+                reason: Refusal::WrongRegion,
+            },
+            Request::Hello { .. } => {
+                let summary = self.digest_set_with(&folded, peer)?.summary();
+                Response::Hello {
+                    control_heads: folded.state.heads.clone(),
+                    summary,
+                }
+            }
+            Request::Ops { have, ops } => {
+                self.receive_ops(&ops)?;
+                let theirs: HashSet<OpHash> = have.into_iter().collect();
+                Response::Ops {
+                    have: self.op_hashes()?,
+                    ops: self.ops_except(&theirs)?,
+                }
+            }
+            Request::Buckets { buckets } => Response::Buckets {
+                differing: self
+                    .digest_set_with(&folded, peer)?
+                    .differing_buckets(&buckets),
+            },
+            Request::DocDigests { buckets, docs } => Response::DocDigests {
+                differing: self
+                    .digest_set_with(&folded, peer)?
+                    .differing_docs(&buckets, &docs),
+            },
+            Request::Docs { docs } => {
+                self.receive_docs(peer, &docs)?;
+                Response::Docs {
+                    docs: self.answer_docs(peer, &docs)?,
+                }
+            }
+            _ => Response::Refused {
+                reason: Refusal::BadMessage,
+            },
+        })
+    }
+
+    fn hello(&self, peer: &NodeId) -> Result<Request, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let summary: Summary = self.digest_set_with(&folded, peer)?.summary();
+        Ok(Request::Hello {
+            region: folded.state.region,
+            control_heads: folded.state.heads.clone(),
+            summary,
+        })
+    }
+
+    fn digest_set(&self, peer: &NodeId) -> Result<DigestSet, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        self.digest_set_with(&folded, peer)
+    }
+
+    /// The digests of the documents this node and `peer` may both read.
+    fn digest_set_with(&self, folded: &Folded, peer: &NodeId) -> Result<DigestSet, NodeError> {
+        let heads: BTreeMap<DocId, Vec<[u8; 32]>> =
+            shared_docs(&folded.state, &self.info.party, peer)
+                .into_iter()
+                .map(|d| Ok((d, self.heads_of(folded, &d)?)))
+                .collect::<Result<_, NodeError>>()?;
+        Ok(DigestSet::new(heads.iter()))
+    }
+
+    fn heads_of(&self, folded: &Folded, doc: &DocId) -> Result<Vec<[u8; 32]>, NodeError> {
+        if self.store.document(doc)?.is_none() {
+            return Ok(vec![]);
+        }
+        Ok(load_verified(&self.store, doc, folded)?
+            .doc
+            .get_heads()
+            .iter()
+            .map(|h| h.0)
+            .collect())
+    }
+
+    fn op_hashes(&self) -> Result<Vec<OpHash>, NodeError> {
+        Ok(decode_stored_ops(&self.store.ops()?)
+            .iter()
+            .map(SignedOp::hash)
+            .collect())
+    }
+
+    fn ops_except(&self, theirs: &HashSet<OpHash>) -> Result<Vec<Vec<u8>>, NodeError> {
+        Ok(decode_stored_ops(&self.store.ops()?)
+            .iter()
+            .filter(|o| !theirs.contains(&o.hash()))
+            .map(SignedOp::encode)
+            .collect())
+    }
+
+    /// Verifies and stores ops from a peer; returns how many were new.
+    pub fn receive_ops(&mut self, ops: &[Vec<u8>]) -> Result<usize, NodeError> {
+        let region = self.region()?.ok_or(NodeError::NotInRegion)?;
+        let known: HashSet<OpHash> = self.op_hashes()?.into_iter().collect();
+        let mut new = Vec::new();
+        for wire in ops {
+            match SignedOp::decode(wire) {
+                Ok(op) if op.op().region == Some(region) && !known.contains(&op.hash()) => {
+                    new.push(op)
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "refusing an invalid control op from a peer"),
+            }
+        }
+        self.store.write(|tx| {
+            for op in &new {
+                tx.put_op(&op.hash().0, &op.encode(), now_ms())?;
+            }
+            Ok::<_, NodeError>(())
+        })?;
+        Ok(new.len())
+    }
+
+    fn opening_messages(&self, docs: &[DocId]) -> Result<Vec<DocMessage>, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        docs.iter()
+            .map(|d| {
+                let doc = self.doc_or_empty(&folded, d)?;
+                Ok(DocMessage {
+                    doc: *d,
+                    sync: opening_message(&doc),
+                    changes: vec![],
+                    need: vec![],
+                })
+            })
+            .collect()
+    }
+
+    fn doc_or_empty(&self, folded: &Folded, doc: &DocId) -> Result<Automerge, NodeError> {
+        if self.store.document(doc)?.is_none() {
+            return Ok(Automerge::new());
+        }
+        Ok(load_verified(&self.store, doc, folded)?.doc)
+    }
+
+    /// For each incoming document message: the changes the peer lacks (by its sync
+    /// message and its `need`), and what this side still needs.
+    fn answer_docs(
+        &self,
+        peer: &NodeId,
+        incoming: &[DocMessage],
+    ) -> Result<Vec<DocMessage>, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let shared: HashSet<DocId> = shared_docs(&folded.state, &self.info.party, peer)
+            .into_iter()
+            .collect();
+        let mut out = Vec::new();
+        for m in incoming.iter().filter(|m| shared.contains(&m.doc)) {
+            let doc = self.doc_or_empty(&folded, &m.doc)?;
+            let msg = if m.sync.is_empty() {
+                None
+            } else {
+                automerge::sync::Message::decode(&m.sync).ok()
+            };
+            let mut send: Vec<ChangeHash> = msg
+                .as_ref()
+                .map(|msg| changes_they_lack(&doc, msg))
+                .unwrap_or_default();
+            send.extend(
+                m.need
+                    .iter()
+                    .map(|h| ChangeHash(*h))
+                    .filter(|h| doc.get_change_by_hash(h).is_some()),
+            );
+            send.dedup();
+            let need: Vec<[u8; 32]> = msg
+                .as_ref()
+                .map(|msg| missing(&doc, &msg.heads))
+                .unwrap_or_default()
+                .iter()
+                .map(|h| h.0)
+                .collect();
+            let changes = self.signed_changes(&m.doc, &send)?;
+            out.push(DocMessage {
+                doc: m.doc,
+                sync: if m.sync.is_empty() {
+                    vec![]
+                } else {
+                    opening_message(&doc)
+                },
+                changes,
+                need,
+            });
+        }
+        Ok(out)
+    }
+
+    fn signed_changes(
+        &self,
+        doc: &DocId,
+        hashes: &[ChangeHash],
+    ) -> Result<Vec<SignedChange>, NodeError> {
+        if hashes.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows: BTreeMap<[u8; 32], ChangeRow> = self
+            .store
+            .changes(doc)?
+            .into_iter()
+            .map(|r| (r.hash, r))
+            .collect();
+        Ok(hashes
+            .iter()
+            .filter_map(|h| rows.get(&h.0))
+            .filter_map(|r| {
+                r.envelope.clone().map(|envelope| SignedChange {
+                    change: r.bytes.clone(),
+                    envelope,
+                })
+            })
+            .collect())
+    }
+
+    /// Verifies and stores the changes in incoming document messages; returns
+    /// (stored, refused).
+    fn receive_docs(
+        &mut self,
+        peer: &NodeId,
+        incoming: &[DocMessage],
+    ) -> Result<(usize, usize), NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let shared: HashSet<DocId> = shared_docs(&folded.state, &self.info.party, peer)
+            .into_iter()
+            .collect();
+        let known: HashSet<OpHash> = folded
+            .order
+            .iter()
+            .chain(&folded.pending)
+            .copied()
+            .collect();
+        let (mut stored, mut refused) = (0, 0);
+        for m in incoming
+            .iter()
+            .filter(|m| shared.contains(&m.doc) && !m.changes.is_empty())
+        {
+            let Some(acl) = folded.state.docs.get(&m.doc) else {
+                continue;
+            };
+            let mut rows = Vec::new();
+            for sc in &m.changes {
+                let verdict = automerge::Change::from_bytes(sc.change.clone())
+                    .map_err(|_| ChangeRejection::Unsigned)
+                    .and_then(|c| {
+                        let env = ChangeEnvelope::decode(&sc.envelope)
+                            .map_err(|_| ChangeRejection::Unsigned)?;
+                        let meta = ChangeMeta {
+                            hash: c.hash().0,
+                            actor: c.actor_id().to_bytes(),
+                            seq: c.seq(),
+                        };
+                        match verify_change(&env, &m.doc, meta, &folded.state, |h| {
+                            known.contains(h)
+                        }) {
+                            // Kept: may be rescued, or become valid when the ops arrive.
+                            Ok(())
+                            | Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))
+                            | Err(ChangeRejection::UnknownControlHeads) => Ok(c),
+                            Err(e) => Err(e),
+                        }
+                    });
+                match verdict {
+                    Ok(c) => rows.push(ChangeRow {
+                        hash: c.hash().0,
+                        actor: c.actor_id().to_bytes().to_vec(),
+                        seq: c.seq(),
+                        bytes: sc.change.clone(),
+                        stored_ms: now_ms(),
+                        envelope: Some(sc.envelope.clone()),
+                    }),
+                    Err(why) => {
+                        refused += 1;
+                        tracing::warn!(peer = %peer, doc = %m.doc, reason = %why, "refusing a change from a peer");
+                    }
+                }
+            }
+            let doc = m.doc;
+            let kind = acl.kind;
+            stored += self.store.write(|tx| {
+                if tx.load(&doc).is_err() {
+                    tx.insert_document(&DocumentRow {
+                        id: doc,
+                        kind: KIND_PLAN.into(),
+                        subkind: kind.as_str().into(),
+                        title: String::new(),
+                        created_ms: now_ms(),
+                    })?;
+                }
+                let mut n = 0;
+                for r in &rows {
+                    if tx.append_change(&doc, r)?.is_some() {
+                        n += 1;
+                    }
+                }
+                Ok::<_, NodeError>(n)
+            })?;
+            self.refresh_title(&folded, &doc);
+        }
+        Ok((stored, refused))
+    }
+
+    /// Updates the cached title after remote changes (best effort: a document whose
+    /// dependencies have not all arrived may not read yet).
+    fn refresh_title(&mut self, folded: &Folded, doc: &DocId) {
+        let title = load_verified(&self.store, doc, folded)
+            .ok()
+            .and_then(|v| regiosync_core::plan::read_plan(&v.doc).ok())
+            .map(|p| p.title);
+        if let Some(t) = title {
+            let _ = self.store.write(|tx| tx.set_title(doc, &t));
+        }
+    }
+}
+
+/// Documents this node's party and the peer's party may both read.
+fn shared_docs(state: &RegionState, mine: &PartyName, peer: &NodeId) -> Vec<DocId> {
+    let Some(theirs) = state.active_device(peer).map(|d| d.party.clone()) else {
+        return vec![];
+    };
+    state
+        .docs
+        .keys()
+        .filter(|d| state.may_read(d, mine) && state.may_read(d, &theirs))
+        .copied()
+        .collect()
+}

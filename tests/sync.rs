@@ -1,0 +1,183 @@
+//! Nodes syncing over real libp2p connections on loopback, several in one process:
+//! a plan made on one node reaches the other, edits flow both ways, concurrent edits
+//! of one section merge, and an idle re-sync costs one round trip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use regiosync_core::id::{NodeId, PartyName, Role};
+use regiosync_core::plan::PlanKind;
+use regiosync_net::{Config, Multiaddr, NetEvent, NetHandle, NetTask, spawn};
+use regiosync_node::{Node, sync_with};
+use tokio::sync::Mutex;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Peer {
+    node: Arc<Mutex<Node>>,
+    net: NetHandle,
+    task: NetTask,
+    id: NodeId,
+    addr: Multiaddr,
+}
+
+/// Starts networking for a node: listens on loopback TCP (mDNS off), allows the
+/// region's active devices, and answers sync requests from the store.
+async fn start(mut node: Node) -> Peer {
+    let key = node.network_key().unwrap();
+    let id = node.info().node_id;
+    let config = Config {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        ..Config::default()
+    };
+    let (net, mut events, task) = spawn(key, config).unwrap();
+    let addr = loop {
+        match timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+            NetEvent::Listening { addr } => break addr,
+            _ => continue,
+        }
+    };
+    let members: Vec<_> = node
+        .region_state()
+        .unwrap()
+        .devices
+        .keys()
+        .filter(|d| **d != id)
+        .map(NodeId::to_peer_id)
+        .collect();
+    net.set_members(members).await.unwrap();
+    let node = Arc::new(Mutex::new(node));
+    let responder = node.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let NetEvent::Request { peer, data, reply } = ev {
+                let Ok(from) = NodeId::from_peer_id(&peer) else {
+                    continue;
+                };
+                let answer = responder.lock().await.respond(&from, &data);
+                let _ = reply.send(answer);
+            }
+        }
+    });
+    Peer {
+        node,
+        net,
+        task,
+        id,
+        addr,
+    }
+}
+
+fn party(s: &str) -> PartyName {
+    PartyName::new(s).unwrap()
+}
+
+/// A kerngemeente node that founded the region, and a ROC node that joined it by files.
+fn region(tmp: &std::path::Path) -> (Node, Node) {
+    Node::init(
+        &tmp.join("kern"),
+        party("gemeente-utrecht"),
+        Role::Kerngemeente,
+        None,
+    )
+    .unwrap();
+    Node::init(&tmp.join("roc"), party("roc-midden"), Role::Roc, None).unwrap();
+    let mut kern = Node::open(&tmp.join("kern")).unwrap();
+    let mut roc = Node::open(&tmp.join("roc")).unwrap();
+    kern.create_region("Regio Utrecht").unwrap();
+    let code = kern
+        .invite(party("roc-midden"), Role::Roc, false, 3600)
+        .unwrap();
+    let (_, bundle) = kern
+        .accept(&roc.join_request(&code.encode()).unwrap())
+        .unwrap();
+    roc.import(&bundle).unwrap();
+    (kern, roc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut kern, roc) = region(tmp.path());
+    // A plan made after the ROC joined: its CreateDoc op must travel too.
+    let doc = kern
+        .create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")
+        .unwrap();
+    kern.set_section(&doc, "Inleiding", "Samen met het onderwijs.\n")
+        .unwrap();
+
+    let kern = start(kern).await;
+    let roc = start(roc).await;
+    roc.net
+        .add_address(kern.id.to_peer_id(), kern.addr.clone())
+        .await
+        .unwrap();
+    kern.net
+        .add_address(roc.id.to_peer_id(), roc.addr.clone())
+        .await
+        .unwrap();
+
+    // The ROC syncs with the kerngemeente and gets the plan.
+    let r = timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.ops_received >= 1, "{r:?}");
+    assert_eq!(r.docs_differing, 1);
+    assert!(r.changes_received >= 2);
+    assert_eq!(
+        roc.node.lock().await.plan(&doc).unwrap(),
+        kern.node.lock().await.plan(&doc).unwrap()
+    );
+
+    // Both edit the same section offline: different paragraphs.
+    kern.node
+        .lock()
+        .await
+        .set_section(&doc, "Inleiding", "Samen met het onderwijs.\nEn de zorg.\n")
+        .unwrap();
+    roc.node
+        .lock()
+        .await
+        .set_section(&doc, "Inleiding", "Samen met het mbo.\n")
+        .unwrap();
+    roc.node
+        .lock()
+        .await
+        .set_section(&doc, "Doelen", "Minder uitval.\n")
+        .unwrap();
+    let r = timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.changes_received >= 1, "{r:?}");
+    let a = kern.node.lock().await.plan(&doc).unwrap();
+    let b = roc.node.lock().await.plan(&doc).unwrap();
+    assert_eq!(a, b, "both nodes converge");
+    assert_eq!(a.sections.len(), 2);
+    assert!(
+        a.sections[0].text.contains("mbo") && a.sections[0].text.contains("zorg"),
+        "{:?}",
+        a.sections[0].text
+    );
+
+    // Nothing changed: one round trip, a few hundred bytes.
+    let r = timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.round_trips, 1, "{r:?}");
+    assert!(r.bytes_sent + r.bytes_received < 400, "{r:?}");
+    // The other direction too.
+    let r = timeout(WAIT, sync_with(&kern.node, &kern.net, roc.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.round_trips, 1, "{r:?}");
+
+    for p in [kern, roc] {
+        p.task.shutdown().await;
+    }
+}
