@@ -57,7 +57,7 @@ async fn start(mut node: Node) -> Peer {
                     continue;
                 };
                 let answer = responder.lock().await.respond(&from, &data);
-                let _ = reply.send(answer);
+                let _ = reply.send(answer.frame);
             }
         }
     });

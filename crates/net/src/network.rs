@@ -113,6 +113,9 @@ enum Command {
         peer: PeerId,
         reason: String,
     },
+    DialPeer {
+        peer: PeerId,
+    },
     ListenAddrs {
         done: oneshot::Sender<Vec<Multiaddr>>,
     },
@@ -193,6 +196,12 @@ impl NetHandle {
             reason: reason.into(),
         })
         .await
+    }
+
+    /// Dials a member by id, using the addresses known for it (from `add_address`,
+    /// identify or mDNS). Does nothing if it is connected.
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<(), NetError> {
+        self.send(Command::DialPeer { peer }).await
     }
 
     /// The addresses the node listens on.
@@ -397,6 +406,13 @@ impl Actor {
                 self.pending.insert(id, (peer, done));
             }
             Command::Disconnect { peer, reason } => self.misbehaved(peer, reason),
+            Command::DialPeer { peer } => {
+                if !self.swarm.is_connected(&peer)
+                    && let Err(e) = self.swarm.dial(peer)
+                {
+                    tracing::debug!(peer = %peer, error = %e, "redial failed");
+                }
+            }
             Command::ListenAddrs { done } => {
                 let _ = done.send(self.swarm.listeners().cloned().collect());
             }

@@ -31,6 +31,7 @@ pub mod data_dir;
 pub mod documents;
 mod error;
 pub mod region;
+pub mod service;
 pub mod sync;
 
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ pub use data_dir::{KeyProtection, NodeInfo};
 pub use documents::{DocSummary, Edited, HistoryEntry};
 pub use error::NodeError;
 pub use region::{Accepted, Imported};
-pub use sync::{SyncReport, Transport, sync_with};
+pub use sync::{Answer, SyncReport, Transport, sync_with};
 
 /// An open node: its description, its store and, once unlocked, its secret keys.
 #[derive(Debug)]

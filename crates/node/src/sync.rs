@@ -51,6 +51,17 @@ impl Transport for regiosync_net::NetHandle {
     }
 }
 
+/// The answer to a sync request.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The response frame.
+    pub frame: Vec<u8>,
+    /// Set if the peer broke the protocol and should be disconnected.
+    pub misbehaved: Option<String>,
+    /// How many ops and changes the request brought that were new here.
+    pub stored: usize,
+}
+
 /// What a sync session did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SyncReport {
@@ -211,25 +222,53 @@ fn unexpected(peer: &NodeId) -> NodeError {
 
 impl Node {
     /// Answers a sync request from `peer`. Never fails: problems become `Refused`.
-    pub fn respond(&mut self, peer: &NodeId, frame: &[u8]) -> Vec<u8> {
-        let response = match Request::decode(frame) {
+    /// `misbehaved` says why the peer should be disconnected (an undecodable request,
+    /// or changes that fail verification: honest nodes verify before they store, so
+    /// they never pass such changes on).
+    pub fn respond(&mut self, peer: &NodeId, frame: &[u8]) -> Answer {
+        let (response, misbehaved) = match Request::decode(frame) {
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "undecodable sync request");
-                Response::Refused {
+                let r = Response::Refused {
                     reason: Refusal::BadMessage,
+                };
+                (r, Some(format!("undecodable request: {e}")))
+            }
+            Ok(req) => {
+                let mut refused = 0;
+                let mut stored = 0;
+                match self.respond_to(peer, req, &mut refused, &mut stored) {
+                    Ok(r) if refused == 0 => (r, None),
+                    Ok(r) => (
+                        r,
+                        Some(format!("sent {refused} changes that fail verification")),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
+                        (
+                            Response::Refused {
+                                reason: Refusal::Busy,
+                            },
+                            None,
+                        )
+                    }
                 }
             }
-            Ok(req) => self.respond_to(peer, req).unwrap_or_else(|e| {
-                tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
-                Response::Refused {
-                    reason: Refusal::Busy,
-                }
-            }),
         };
-        response.encode()
+        Answer {
+            frame: response.encode(),
+            misbehaved,
+            stored: 0,
+        }
     }
 
-    fn respond_to(&mut self, peer: &NodeId, req: Request) -> Result<Response, NodeError> {
+    fn respond_to(
+        &mut self,
+        peer: &NodeId,
+        req: Request,
+        refused: &mut usize,
+        stored: &mut usize,
+    ) -> Result<Response, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         if folded.state.active_device(peer).is_none() {
             return Ok(Response::Refused {
@@ -248,7 +287,7 @@ impl Node {
                 }
             }
             Request::Ops { have, ops } => {
-                self.receive_ops(&ops)?;
+                *stored += self.receive_ops(&ops)?;
                 let theirs: HashSet<OpHash> = have.into_iter().collect();
                 Response::Ops {
                     have: self.op_hashes()?,
@@ -266,7 +305,9 @@ impl Node {
                     .differing_docs(&buckets, &docs),
             },
             Request::Docs { docs } => {
-                self.receive_docs(peer, &docs)?;
+                let (acc, rej) = self.receive_docs(peer, &docs)?;
+                *stored += acc;
+                *refused += rej;
                 Response::Docs {
                     docs: self.answer_docs(peer, &docs)?,
                 }

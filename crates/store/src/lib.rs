@@ -211,6 +211,14 @@ impl Store {
     pub fn invite(&self, id: &[u8; 16]) -> Result<Option<InviteRow>, StoreError> {
         control::invite(&self.conn, &self.path, id)
     }
+
+    /// SQLite's `data_version`: changes when *another* connection (another regiosync
+    /// process) commits to this store. A running node polls it to notice CLI edits.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .at(&self.path)
+    }
 }
 
 /// An open write transaction; see [`Store::write`].

@@ -1,0 +1,307 @@
+//! The running node behind `regiosync up`: one task that owns the network events and
+//! answers sync requests, with sync sessions spawned per peer (two nodes syncing each
+//! other at once cannot deadlock), at most one per peer at a time.
+//!
+//! What triggers a session with a peer: it connects; this store changed (another
+//! `regiosync` process committed an edit: SQLite's `data_version` moves; or this node
+//! stored changes from another peer, which it passes on at once); and a periodic
+//! anti-entropy tick. Members that are not connected are redialled with exponential
+//! backoff and jitter. After new control ops the member set of the gate is updated, so
+//! a removed device is cut off at once. Other CLI commands keep working while the node
+//! runs: they share the store (SQLite serialises writers), and `regiosync status`
+//! reads the status file this task writes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use regiosync_core::id::NodeId;
+use regiosync_net::{Multiaddr, NetEvent, NetHandle};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::Node;
+use crate::error::NodeError;
+use crate::sync::{SyncReport, sync_with};
+
+/// The status file in the data dir, rewritten while the node runs.
+pub const STATUS_FILE: &str = "status.json";
+
+/// Settings of a running node.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses to dial at start (`--peer`).
+    pub peers: Vec<Multiaddr>,
+    /// mDNS on the LAN.
+    pub mdns: bool,
+    /// Anti-entropy: sync with every connected member this often.
+    pub sync_interval: Duration,
+    /// How often to look for local changes and due redials.
+    pub poll_interval: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![],
+            peers: vec![],
+            mdns: true,
+            sync_interval: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What `regiosync status` shows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// This node.
+    pub node_id: String,
+    /// Where it listens.
+    pub listen: Vec<String>,
+    /// When the status was written, Unix seconds.
+    pub updated: i64,
+    /// Per member device.
+    pub peers: BTreeMap<String, PeerStatus>,
+}
+
+/// What the node knows of one member.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Its party.
+    pub party: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Last successful sync, Unix seconds.
+    pub last_contact: Option<i64>,
+    /// Documents that differed in the last session (0: in sync then).
+    pub docs_differing: usize,
+    /// Changes received in the last session.
+    pub changes_received: usize,
+    /// The last error, if the last session failed.
+    pub last_error: Option<String>,
+}
+
+struct Redial {
+    due: Instant,
+    attempts: u32,
+}
+
+/// Runs a node until `cancel` fires: networking, sync, status file. Committed edits
+/// are durable whenever it stops.
+pub async fn run(
+    mut node: Node,
+    config: ServiceConfig,
+    cancel: CancellationToken,
+) -> Result<(), NodeError> {
+    let me = node.info().node_id;
+    let status_path: PathBuf = node.dir().join(STATUS_FILE);
+    let key = node.network_key()?;
+    let net_config = regiosync_net::Config {
+        listen: config.listen.clone(),
+        mdns: config.mdns,
+        ..regiosync_net::Config::default()
+    };
+    let (net, mut events, net_task) =
+        regiosync_net::spawn(key, net_config).map_err(|e| NodeError::Sync(e.to_string()))?;
+    let node = Arc::new(Mutex::new(node));
+    let mut members = update_members(&node, &net, me).await?;
+    for addr in &config.peers {
+        if let Err(e) = net.dial(addr.clone()).await {
+            tracing::warn!(%addr, error = %e, "cannot dial peer");
+        }
+    }
+    let mut status = Status {
+        node_id: me.to_string(),
+        ..Status::default()
+    };
+    let mut sessions: JoinSet<(NodeId, Result<SyncReport, NodeError>)> = JoinSet::new();
+    let mut running: HashSet<NodeId> = HashSet::new();
+    let mut again: HashSet<NodeId> = HashSet::new();
+    let mut connected: HashSet<NodeId> = HashSet::new();
+    let mut redial: HashMap<NodeId, Redial> = HashMap::new();
+    let mut data_version = node.lock().await.store().data_version().unwrap_or(0);
+    let mut tick = tokio::time::interval(config.sync_interval);
+    let mut poll = tokio::time::interval(config.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let start = |peer: NodeId,
+                 sessions: &mut JoinSet<_>,
+                 running: &mut HashSet<NodeId>,
+                 again: &mut HashSet<NodeId>| {
+        if running.insert(peer) {
+            let (node, net) = (node.clone(), net.clone());
+            sessions.spawn(async move { (peer, sync_with(&node, &net, peer).await) });
+        } else {
+            again.insert(peer);
+        }
+    };
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    NetEvent::Request { peer, data, reply } => {
+                        let Ok(from) = NodeId::from_peer_id(&peer) else { continue };
+                        let answer = node.lock().await.respond(&from, &data);
+                        let _ = reply.send(answer.frame);
+                        if let Some(why) = answer.misbehaved {
+                            let _ = net.disconnect(peer, why).await;
+                        } else if answer.stored > 0 {
+                            // Pass new data on to the other members at once.
+                            for p in connected.iter().filter(|p| **p != from) {
+                                start(*p, &mut sessions, &mut running, &mut again);
+                            }
+                            members = update_members(&node, &net, me).await?;
+                        }
+                    }
+                    NetEvent::Connected { peer } => {
+                        if let Ok(id) = NodeId::from_peer_id(&peer) {
+                            connected.insert(id);
+                            redial.remove(&id);
+                            start(id, &mut sessions, &mut running, &mut again);
+                        }
+                    }
+                    NetEvent::Disconnected { peer } => {
+                        if let Ok(id) = NodeId::from_peer_id(&peer) {
+                            connected.remove(&id);
+                        }
+                    }
+                    NetEvent::Listening { addr } => status.listen.push(addr.to_string()),
+                    NetEvent::Misbehaved { peer, reason } => tracing::warn!(peer = %peer, %reason, "peer misbehaved"),
+                    _ => {}
+                }
+            }
+            Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                let Ok((peer, result)) = done else { continue };
+                running.remove(&peer);
+                let entry = status.peers.entry(peer.to_string()).or_default();
+                match result {
+                    Ok(report) => {
+                        entry.last_contact = Some(crate::region::now_secs());
+                        entry.docs_differing = report.docs_differing;
+                        entry.changes_received = report.changes_received;
+                        entry.last_error = None;
+                        if report.ops_received > 0 {
+                            members = update_members(&node, &net, me).await?;
+                        }
+                        if report.changes_received > 0 || report.ops_received > 0 {
+                            for p in connected.iter().filter(|p| **p != peer) {
+                                start(*p, &mut sessions, &mut running, &mut again);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %peer, error = %e, "sync session failed");
+                        entry.last_error = Some(e.to_string());
+                    }
+                }
+                if again.remove(&peer) && connected.contains(&peer) {
+                    start(peer, &mut sessions, &mut running, &mut again);
+                }
+            }
+            _ = poll.tick() => {
+                let v = node.lock().await.store().data_version().unwrap_or(data_version);
+                if v != data_version {
+                    data_version = v;
+                    members = update_members(&node, &net, me).await?;
+                    for p in connected.clone() {
+                        start(p, &mut sessions, &mut running, &mut again);
+                    }
+                }
+                let now = Instant::now();
+                for m in members.iter().filter(|m| !connected.contains(m)) {
+                    let r = redial.entry(*m).or_insert(Redial { due: now, attempts: 0 });
+                    if r.due <= now {
+                        let _ = net.dial_peer(m.to_peer_id()).await;
+                        r.attempts += 1;
+                        r.due = now + backoff(r.attempts);
+                    }
+                }
+                write_status(&status_path, &mut status, &node, &connected).await;
+            }
+            _ = tick.tick() => {
+                for p in connected.clone() {
+                    start(p, &mut sessions, &mut running, &mut again);
+                }
+            }
+        }
+    }
+    sessions.abort_all();
+    net_task.shutdown().await;
+    let _ = std::fs::remove_file(&status_path);
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+/// Exponential backoff from 1 s to 60 s, with up to 50% random jitter so that nodes
+/// that lost a common peer do not all redial at the same moment.
+fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << attempts.min(6)).min(Duration::from_secs(60));
+    let mut r = [0u8; 2];
+    let _ = regiosync_core::id::fill_random(&mut r);
+    let jitter =
+        u64::from(u16::from_le_bytes(r)) * (base.as_millis() as u64 / 2) / u64::from(u16::MAX);
+    base + Duration::from_millis(jitter)
+}
+
+/// Sets the gate to the region's active devices (other than this one) and returns them.
+async fn update_members(
+    node: &Mutex<Node>,
+    net: &NetHandle,
+    me: NodeId,
+) -> Result<Vec<NodeId>, NodeError> {
+    let state = node.lock().await.region_state()?;
+    let members: Vec<NodeId> = state
+        .devices
+        .keys()
+        .filter(|d| **d != me && state.active_device(d).is_some())
+        .copied()
+        .collect();
+    net.set_members(members.iter().map(NodeId::to_peer_id))
+        .await
+        .map_err(|e| NodeError::Sync(e.to_string()))?;
+    Ok(members)
+}
+
+async fn write_status(
+    path: &std::path::Path,
+    status: &mut Status,
+    node: &Mutex<Node>,
+    connected: &HashSet<NodeId>,
+) {
+    if let Ok(state) = node.lock().await.region_state() {
+        let me = status.node_id.clone();
+        for (id, d) in state
+            .devices
+            .iter()
+            .filter(|(id, d)| id.to_string() != me && !d.removed)
+        {
+            let e = status.peers.entry(id.to_string()).or_default();
+            e.party = d.party.to_string();
+            e.connected = connected.contains(id);
+        }
+    }
+    status.updated = crate::region::now_secs();
+    if let Ok(json) = serde_json::to_vec_pretty(status) {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, json).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+}
+
+/// Reads the status file of a running node.
+pub fn read_status(dir: &std::path::Path) -> Option<Status> {
+    let bytes = std::fs::read(dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
