@@ -103,6 +103,32 @@ pub(crate) enum Command {
         #[arg(long, value_name = "BUNDLE")]
         out: PathBuf,
     },
+    /// Run the node in the foreground: sync with the region's members until Ctrl-C
+    Up {
+        /// Address to listen on (repeatable) [default: /ip4/0.0.0.0/tcp/4100 and /ip4/0.0.0.0/udp/4100/quic-v1]
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<regiosync_net::Multiaddr>,
+        /// Address of a member to dial at start (repeatable), e.g. /ip4/192.0.2.7/tcp/4100
+        #[arg(long, value_name = "MULTIADDR")]
+        peer: Vec<regiosync_net::Multiaddr>,
+        /// Do not look for members on the local network (mDNS)
+        #[arg(long)]
+        no_mdns: bool,
+        /// Sync with every connected member at least this often, in seconds
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        sync_interval: u64,
+    },
+    /// Show the running node's peers and their sync state
+    Status,
+    /// Start a five-party region on this machine (loopback only) and show it converge
+    Demo {
+        /// Keep the region running this many seconds after the scenario (0: stop)
+        #[arg(long, default_value_t = 0)]
+        duration: u64,
+        /// Put the five nodes here instead of a temporary folder (kept afterwards)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Parties of the region
     #[command(subcommand)]
     Party(PartyCommand),

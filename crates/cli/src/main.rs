@@ -36,7 +36,8 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_tracing(cli.global.verbose);
+    let long_running = matches!(cli.command, Command::Up { .. });
+    init_tracing(cli.global.verbose, long_running);
     let out = Output {
         json: cli.global.json,
     };
@@ -60,6 +61,14 @@ fn main() -> ExitCode {
         Command::Import { bundle } => commands::region::import(&cli.global, out, &bundle),
         Command::Export { out: path } => commands::region::export(&cli.global, out, &path),
         Command::Party(cmd) => commands::region::party(&cli.global, out, cmd),
+        Command::Up {
+            listen,
+            peer,
+            no_mdns,
+            sync_interval,
+        } => commands::up::up(&cli.global, out, listen, peer, !no_mdns, sync_interval),
+        Command::Status => commands::up::status(&cli.global, out),
+        Command::Demo { duration, dir } => commands::demo::run(out, duration, dir),
         Command::Device(cmd) => commands::region::device(&cli.global, out, cmd),
     };
     match result {
@@ -86,10 +95,11 @@ fn one_line(e: &anyhow::Error) -> String {
     msg.replace('\n', " ")
 }
 
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+fn init_tracing(verbose: u8, long_running: bool) {
+    // A running node logs what it does (connections, sync) by default.
+    let default = match (verbose, long_running) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info,libp2p=warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

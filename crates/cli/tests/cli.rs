@@ -698,3 +698,159 @@ fn invitation_flow_through_files_and_device_removal() {
         "not an active member",
     );
 }
+
+#[test]
+fn demo_converges_five_parties_on_loopback() {
+    let env = Env::new();
+    let dir = env._tmp.path().join("demo");
+    let out = env.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert_eq!(text.matches("all five nodes agree").count(), 3, "{text}");
+    assert!(
+        text.contains("/ip4/127.0.0.1/tcp/"),
+        "loopback only: {text}"
+    );
+    // The nodes are kept with --dir and agree afterwards too.
+    let list = |p: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_regiosync"));
+        let o = c
+            .args(["doc", "list", "--json", "--data-dir"])
+            .arg(dir.join(p))
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        let mut docs = serde_json::from_slice::<Value>(&o.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        docs.sort_by_key(|d| d["id"].as_str().unwrap().to_owned());
+        docs
+    };
+    assert_eq!(list("roc-midden").len(), 2);
+    assert_eq!(list("swv-utrecht"), list("gemeente-houten"));
+}
+
+/// A free loopback TCP port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn two_up_processes_sync_and_stop_cleanly_on_sigterm() {
+    let kern = Env::new();
+    kern.json(&[
+        "init",
+        "--party",
+        "gemeente-utrecht",
+        "--role",
+        "kerngemeente",
+    ]);
+    kern.json(&["region", "create", "Regio Utrecht"]);
+    let roc = Env::new();
+    roc.json(&["init", "--party", "roc-midden", "--role", "roc"]);
+    let code = kern.json(&["invite", "--party", "roc-midden", "--role", "roc"])["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let req = roc._tmp.path().join("join.req");
+    roc.json(&["join", &code, "--request-out", req.to_str().unwrap()]);
+    let bundle = kern._tmp.path().join("r.bundle");
+    kern.json(&[
+        "accept",
+        req.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    roc.json(&["import", bundle.to_str().unwrap()]);
+
+    let (pk, pr) = (free_port(), free_port());
+    let up = |env: &Env, port: u16, peer: Option<u16>| {
+        let mut c = env.cmd(&[
+            "up",
+            "--no-mdns",
+            "--sync-interval",
+            "1",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+        ]);
+        if let Some(p) = peer {
+            c.args(["--peer", &format!("/ip4/127.0.0.1/tcp/{p}")]);
+        }
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut kern_up = up(&kern, pk, None);
+    let mut roc_up = up(&roc, pr, Some(pk));
+
+    // An edit made with the CLI while the node runs reaches the other node.
+    let doc = kern.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Jeugdplan 2027",
+    ]);
+    let id = doc["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = roc.run(&["doc", "show", &id, "--json"]);
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plan did not reach the ROC"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The running node reports its peer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let o = roc.run(&["status", "--json"]);
+        if o.status.success() {
+            let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+            if s["peers"]
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|p| p["connected"] == true && p["party"] == "gemeente-utrecht")
+            {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never showed the peer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    for child in [&mut kern_up, &mut roc_up] {
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    for child in [kern_up, roc_up] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Node stopped"));
+    }
+    // Stopped: status says so.
+    assert_fails(&roc.run(&["status"]), 1, "is not running");
+}

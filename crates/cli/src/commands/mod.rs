@@ -1,8 +1,10 @@
 //! One module per command group; each takes parsed arguments and an [`Output`].
 
+pub(crate) mod demo;
 pub(crate) mod doc;
 pub(crate) mod init;
 pub(crate) mod region;
+pub(crate) mod up;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,126 @@
+//! `regiosync up` (run the node) and `regiosync status` (ask the running node).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use regiosync_net::Multiaddr;
+use regiosync_node::service::{ServiceConfig, read_status, run};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::GlobalArgs;
+use crate::output::Output;
+
+/// How old the status file may be before the node counts as not running.
+const STALE_SECS: i64 = 10;
+
+pub(crate) fn up(
+    global: &GlobalArgs,
+    out: Output,
+    listen: Vec<Multiaddr>,
+    peers: Vec<Multiaddr>,
+    mdns: bool,
+    sync_interval: u64,
+) -> anyhow::Result<()> {
+    let node = super::open_node(global)?;
+    node.region_state()?; // a node outside a region has nobody to sync with
+    let listen = if listen.is_empty() {
+        vec![
+            "/ip4/0.0.0.0/tcp/4100".parse()?,
+            "/ip4/0.0.0.0/udp/4100/quic-v1".parse()?,
+        ]
+    } else {
+        listen
+    };
+    let config = ServiceConfig {
+        listen,
+        peers,
+        mdns,
+        sync_interval: Duration::from_secs(sync_interval),
+        ..ServiceConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let id = node.info().node_id;
+    rt.block_on(async move {
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping (signal received)");
+            stop.cancel();
+        });
+        tracing::info!(node = %id, "node starting; Ctrl-C stops it");
+        run(node, config, cancel).await
+    })?;
+    out.emit(&serde_json::json!({ "stopped": true }), || {
+        "Node stopped.\n".into()
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(crate) fn status(global: &GlobalArgs, out: Output) -> anyhow::Result<()> {
+    let dir = super::data_dir(global)?;
+    // Opening checks that this is a node, with a clear error otherwise.
+    regiosync_node::Node::open(&dir)?;
+    let status = read_status(&dir)
+        .filter(|s| now() - s.updated <= STALE_SECS)
+        .with_context(|| {
+            format!(
+                "the node in {} is not running: start it with `regiosync up`",
+                dir.display()
+            )
+        })?;
+    out.emit(&status, || {
+        let mut s = format!(
+            "Node {}\nListening on: {}\n\nMembers:\n",
+            status.node_id,
+            status.listen.join(", ")
+        );
+        for (id, p) in &status.peers {
+            let short = &id[id.len().saturating_sub(8)..];
+            let contact = p
+                .last_contact
+                .map(super::human_time)
+                .unwrap_or_else(|| "never".into());
+            let state = match (&p.last_error, p.connected, p.docs_differing) {
+                (Some(e), _, _) => format!("error: {e}"),
+                (None, false, _) => "offline".into(),
+                (None, true, 0) => "in sync".into(),
+                (None, true, n) => format!("syncing ({n} documents differed)"),
+            };
+            s.push_str(&format!(
+                "  …{short}  {:<22} last contact {contact:<24} {state}\n",
+                p.party
+            ));
+        }
+        s
+    })
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
