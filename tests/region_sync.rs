@@ -206,3 +206,255 @@ async fn five_parties_converge_and_an_offline_node_catches_up() {
         n.stop().await;
     }
 }
+
+/// Starts nodes `which` of the region, each dialling only the addresses in `peers_of(i)`.
+fn start_some(
+    dirs: &[PathBuf],
+    addrs: &[Multiaddr],
+    which: &[usize],
+    peers_of: impl Fn(usize) -> Vec<usize>,
+) -> Vec<(usize, Running)> {
+    which
+        .iter()
+        .map(|&i| {
+            let peers: Vec<Multiaddr> = peers_of(i)
+                .into_iter()
+                .filter(|j| *j != i)
+                .map(|j| addrs[j].clone())
+                .collect();
+            (i, start(&dirs[i], &addrs[i], &peers))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_heals_to_one_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, doc) = build_region(tmp.path());
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    // Everyone gets the plan first.
+    let all = start_some(&dirs, &addrs, &[0, 1, 2, 3, 4], |_| (0..5).collect());
+    converge(&dirs, &doc, |p| p.sections.len() == 1, "initial").await;
+    for (_, r) in all {
+        r.stop().await;
+    }
+    // {kerngemeente, ROC} and {buurgemeenten, SWV} cannot reach each other.
+    let left = [0usize, 1];
+    let right = [2usize, 3, 4];
+    let mut nodes = start_some(&dirs, &addrs, &left, |_| left.to_vec());
+    nodes.extend(start_some(&dirs, &addrs, &right, |_| right.to_vec()));
+    Node::open(&dirs[0])
+        .unwrap()
+        .add_agreement(&doc, &agreement("Links", "gemeente-utrecht"))
+        .unwrap();
+    Node::open(&dirs[3])
+        .unwrap()
+        .add_agreement(&doc, &agreement("Rechts", "gemeente-houten"))
+        .unwrap();
+    Node::open(&dirs[1])
+        .unwrap()
+        .set_section(
+            &doc,
+            "Agenda",
+            "1. Opening\n2. Jeugdplan (ROC)\n3. Rondvraag\n",
+        )
+        .unwrap();
+    Node::open(&dirs[4])
+        .unwrap()
+        .set_section(
+            &doc,
+            "Agenda",
+            "1. Opening\n2. Jeugdplan\n3. Rondvraag\n4. Sluiting (SWV)\n",
+        )
+        .unwrap();
+    converge(&dirs[..2], &doc, |p| p.agreements.len() == 1, "left side").await;
+    converge(&dirs[2..], &doc, |p| p.agreements.len() == 1, "right side").await;
+    // Heal: the kerngemeente restarts knowing everyone.
+    let pos = nodes.iter().position(|(i, _)| *i == 0).unwrap();
+    nodes.remove(pos).1.stop().await;
+    nodes.extend(start_some(&dirs, &addrs, &[0], |_| (0..5).collect()));
+    let plan = converge(&dirs, &doc, |p| p.agreements.len() == 2, "healed").await;
+    assert!(
+        plan.sections[0].text.contains("(ROC)") && plan.sections[0].text.contains("(SWV)"),
+        "{}",
+        plan.sections[0].text
+    );
+    for (_, r) in nodes {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_is_cut_off_and_receives_nothing_after_removal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, doc) = build_region(tmp.path());
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    let nodes = start_some(&dirs, &addrs, &[0, 1, 4], |_| vec![0, 1, 4]);
+    converge(
+        &[dirs[0].clone(), dirs[1].clone(), dirs[4].clone()],
+        &doc,
+        |p| p.sections.len() == 1,
+        "initial",
+    )
+    .await;
+
+    // The SWV's laptop is lost: the kerngemeente (admin) removes it.
+    let swv_id = Node::open(&dirs[4]).unwrap().info().node_id;
+    Node::open(&dirs[0]).unwrap().remove_device(swv_id).unwrap();
+    // Work after the removal.
+    Node::open(&dirs[0])
+        .unwrap()
+        .add_agreement(&doc, &agreement("Na verwijdering", "gemeente-utrecht"))
+        .unwrap();
+    Node::open(&dirs[4])
+        .unwrap()
+        .add_agreement(&doc, &agreement("Van de gestolen laptop", "swv-utrecht"))
+        .unwrap();
+    let members = [dirs[0].clone(), dirs[1].clone()];
+    converge(
+        &members,
+        &doc,
+        |p| p.agreements.iter().any(|a| a.title == "Na verwijdering"),
+        "members",
+    )
+    .await;
+    // Give the removed device every chance: several sync intervals.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let swv = Node::open(&dirs[4]).unwrap().plan(&doc).unwrap();
+    assert!(
+        !swv.agreements.iter().any(|a| a.title == "Na verwijdering"),
+        "the removed device received new work"
+    );
+    for d in &members {
+        let p = Node::open(d).unwrap().plan(&doc).unwrap();
+        assert!(
+            !p.agreements
+                .iter()
+                .any(|a| a.title == "Van de gestolen laptop"),
+            "the removed device's later edit got in"
+        );
+    }
+    for (_, r) in nodes {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_sending_forged_changes_or_garbage_is_cut_off_while_others_keep_syncing() {
+    use regiosync_core::automerge::transaction::Transactable;
+    use regiosync_core::envelope::{ChangeEnvelope, SignedFields};
+    use regiosync_core::sync::{DocMessage, Request, SignedChange};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, doc) = build_region(tmp.path());
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    let nodes = start_some(&dirs, &addrs, &[0, 1], |_| vec![0, 1]);
+    converge(&dirs[..2], &doc, |p| p.sections.len() == 1, "initial").await;
+
+    // Gemeente Zeist's device is a member, but runs a hostile client.
+    let mut zeist = Node::open(&dirs[2]).unwrap();
+    let state = zeist.region_state().unwrap();
+    let me = zeist.info().node_id;
+    let key = zeist.network_key().unwrap();
+    let (net, _events, task) = regiosync_net::spawn(
+        key,
+        regiosync_net::Config {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            ..regiosync_net::Config::default()
+        },
+    )
+    .unwrap();
+    let kern_id = Node::open(&dirs[0]).unwrap().info().node_id;
+    net.set_members([kern_id.to_peer_id()]).await.unwrap();
+    net.add_address(kern_id.to_peer_id(), addrs[0].clone())
+        .await
+        .unwrap();
+
+    // A change with a forged envelope (valid shape, broken signature).
+    let mut am = regiosync_core::automerge::Automerge::new();
+    am.set_actor(me.actor_id());
+    let mut tx = am.transaction();
+    tx.put(regiosync_core::automerge::ROOT, "vals", "vervalst")
+        .unwrap();
+    tx.commit();
+    let change = am.get_last_local_change().unwrap();
+    let mut envelope = ChangeEnvelope::sign(
+        SignedFields {
+            region: state.region,
+            doc,
+            change_hash: change.hash().0,
+            author: me,
+            control_heads: state.heads.clone(),
+        },
+        zeist.signing_key_for_tests().unwrap(),
+    )
+    .unwrap()
+    .encode();
+    envelope[10] ^= 1;
+    let forged = Request::Docs {
+        docs: vec![DocMessage {
+            doc,
+            sync: vec![],
+            changes: vec![SignedChange {
+                change: change.raw_bytes().to_vec(),
+                envelope,
+            }],
+            need: vec![],
+        }],
+    };
+    // Refused, and the connection is closed (possibly before the refusal arrives).
+    let _ = net.request(kern_id.to_peer_id(), forged.encode()).await;
+    // Cut off: further requests fail (garbage included), for the ban's duration.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = net.request(kern_id.to_peer_id(), b"garbage".to_vec()).await;
+        if r.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hostile member was never cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Banned: even a well-formed request is refused now.
+    let hello = Request::Hello {
+        region: state.region,
+        control_heads: state.heads.clone(),
+        summary: regiosync_core::sync::DigestSet::default().summary(),
+    };
+    assert!(
+        net.request(kern_id.to_peer_id(), hello.encode())
+            .await
+            .is_err(),
+        "a banned member was served"
+    );
+    // Nothing forged got in, and the honest members keep syncing.
+    Node::open(&dirs[1])
+        .unwrap()
+        .add_agreement(&doc, &agreement("Gewoon verder", "roc-midden"))
+        .unwrap();
+    let plan = converge(
+        &dirs[..2],
+        &doc,
+        |p| p.agreements.iter().any(|a| a.title == "Gewoon verder"),
+        "honest sync",
+    )
+    .await;
+    assert_eq!(plan.agreements.len(), 1);
+    assert_eq!(
+        Node::open(&dirs[0])
+            .unwrap()
+            .store()
+            .changes(&doc)
+            .unwrap()
+            .iter()
+            .filter(|c| c.actor == me.as_bytes())
+            .count(),
+        0
+    );
+    task.shutdown().await;
+    for (_, r) in nodes {
+        r.stop().await;
+    }
+}

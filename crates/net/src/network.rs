@@ -40,6 +40,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long an idle connection stays open.
     pub idle_timeout: Duration,
+    /// How long a member that broke the protocol is refused before it may reconnect.
+    pub ban_duration: Duration,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             max_frame: DEFAULT_MAX_FRAME,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
+            ban_duration: Duration::from_secs(300),
         }
     }
 }
@@ -275,6 +278,8 @@ pub fn spawn(
         pending: HashMap::new(),
         replies: FuturesUnordered::new(),
         members: HashSet::new(),
+        banned: HashMap::new(),
+        ban_duration: config.ban_duration,
     };
     let join = tokio::spawn(actor.run(cancel.clone()));
     Ok((
@@ -351,14 +356,19 @@ struct Actor {
     pending: HashMap<OutboundRequestId, PendingRequest>,
     replies: FuturesUnordered<Reply>,
     members: HashSet<PeerId>,
+    /// Members refused until the instant, after breaking the protocol.
+    banned: HashMap<PeerId, tokio::time::Instant>,
+    ban_duration: Duration,
 }
 
 impl Actor {
     async fn run(mut self, cancel: CancellationToken) {
+        let mut unban = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                _ = unban.tick(), if !self.banned.is_empty() => self.lift_bans(),
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => break,
@@ -381,7 +391,7 @@ impl Actor {
                 for gone in self.members.difference(&peers) {
                     gate.disallow_peer(*gone);
                 }
-                for p in &peers {
+                for p in peers.iter().filter(|p| !self.banned.contains_key(p)) {
                     gate.allow_peer(*p);
                 }
                 self.members = peers;
@@ -539,11 +549,32 @@ impl Actor {
         }
     }
 
-    /// Disconnects a peer that broke the protocol, logs it and tells the node.
+    /// Disconnects a peer that broke the protocol and refuses it for `ban_duration`,
+    /// logs it and tells the node.
     fn misbehaved(&mut self, peer: PeerId, reason: String) {
-        tracing::warn!(peer = %peer, %reason, "protocol violation; disconnecting");
+        tracing::warn!(peer = %peer, %reason, ban_secs = self.ban_duration.as_secs(), "protocol violation; disconnecting");
+        self.banned
+            .insert(peer, tokio::time::Instant::now() + self.ban_duration);
+        self.swarm.behaviour_mut().gate.disallow_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
         self.emit(NetEvent::Misbehaved { peer, reason });
+    }
+
+    /// Re-allows banned members whose ban has run out.
+    fn lift_bans(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in expired {
+            self.banned.remove(&p);
+            if self.members.contains(&p) {
+                self.swarm.behaviour_mut().gate.allow_peer(p);
+            }
+        }
     }
 
     fn emit(&self, ev: NetEvent) {

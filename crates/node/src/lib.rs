@@ -120,6 +120,14 @@ impl Node {
             .map_err(|e| NodeError::Sync(format!("cannot use the node key for networking: {e}")))
     }
 
+    /// The signing key, for tests that play a hostile member.
+    #[doc(hidden)]
+    pub fn signing_key_for_tests(
+        &mut self,
+    ) -> Result<&regiosync_core::identity::SigningKey, NodeError> {
+        Ok(self.signer()?.signing_key())
+    }
+
     /// The underlying store (for maintenance commands and tests).
     pub fn store(&self) -> &Store {
         &self.store
