@@ -61,6 +61,21 @@ struct Running {
     join: tokio::task::JoinHandle<()>,
 }
 
+/// The tests of this file each run five nodes; on a 2-core machine they run one at a
+/// time, so that a slow machine does not turn into a failed test.
+static ONE_REGION_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Warnings of the nodes (refused changes, bans) go to the test output, which is
+/// shown when a test fails.
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 fn start(dir: &Path, listen: &Multiaddr, peers: &[Multiaddr]) -> Running {
     let node = Node::open(dir).unwrap();
     let config = ServiceConfig {
@@ -122,6 +137,8 @@ fn agreement(title: &str, owner: &str) -> AgreementInput {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_parties_converge_and_an_offline_node_catches_up() {
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    logs();
     let tmp = tempfile::tempdir().unwrap();
     let (dirs, doc) = build_region(tmp.path());
     let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
@@ -229,6 +246,8 @@ fn start_some(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_heals_to_one_state() {
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    logs();
     let tmp = tempfile::tempdir().unwrap();
     let (dirs, doc) = build_region(tmp.path());
     let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
@@ -286,6 +305,8 @@ async fn a_partition_heals_to_one_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_device_is_cut_off_and_receives_nothing_after_removal() {
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    logs();
     let tmp = tempfile::tempdir().unwrap();
     let (dirs, doc) = build_region(tmp.path());
     let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
@@ -341,6 +362,8 @@ async fn a_removed_device_is_cut_off_and_receives_nothing_after_removal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_sending_forged_changes_or_garbage_is_cut_off_while_others_keep_syncing() {
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    logs();
     use regiosync_core::automerge::transaction::Transactable;
     use regiosync_core::envelope::{ChangeEnvelope, SignedFields};
     use regiosync_core::sync::{DocMessage, Request, SignedChange};

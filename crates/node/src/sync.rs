@@ -494,7 +494,7 @@ impl Node {
     }
 
     /// Verifies and stores the changes in incoming document messages; returns
-    /// (stored, refused).
+    /// (stored, forged): changes refused for lack of authority are logged, not counted.
     fn receive_docs(
         &mut self,
         peer: &NodeId,
@@ -550,7 +550,11 @@ impl Node {
                         envelope: Some(sc.envelope.clone()),
                     }),
                     Err(why) => {
-                        refused += 1;
+                        // Only forgery counts against the peer: an authority failure
+                        // can mean that this node's region state lags behind the peer's.
+                        if is_forgery(&why) {
+                            refused += 1;
+                        }
                         tracing::warn!(peer = %peer, doc = %m.doc, reason = %why, "refusing a change from a peer");
                     }
                 }
@@ -591,6 +595,22 @@ impl Node {
             let _ = self.store.write(|tx| tx.set_title(doc, &t));
         }
     }
+}
+
+/// Whether a rejection proves the sender forged or mangled the change (a bad
+/// signature, a signature for another change, document or region, an actor that is
+/// not the signer, bytes that do not parse), as opposed to an authority question that
+/// depends on how far each node's region state has got.
+fn is_forgery(why: &ChangeRejection) -> bool {
+    matches!(
+        why,
+        ChangeRejection::BadSignature
+            | ChangeRejection::HashMismatch
+            | ChangeRejection::ActorMismatch
+            | ChangeRejection::WrongDocument
+            | ChangeRejection::WrongRegion
+            | ChangeRejection::Unsigned
+    )
 }
 
 /// Documents this node's party and the peer's party may both read.
