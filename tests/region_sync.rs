@@ -82,7 +82,8 @@ fn start(dir: &Path, listen: &Multiaddr, peers: &[Multiaddr]) -> Running {
         listen: vec![listen.clone()],
         peers: peers.to_vec(),
         mdns: false,
-        sync_interval: Duration::from_secs(1),
+        // Longer than any test: only pushes and connection events may drive sync.
+        sync_interval: Duration::from_secs(120),
         poll_interval: Duration::from_millis(50),
     };
     let cancel = CancellationToken::new();
@@ -477,6 +478,47 @@ async fn a_member_sending_forged_changes_or_garbage_is_cut_off_while_others_keep
         0
     );
     task.shutdown().await;
+    for (_, r) in nodes {
+        r.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_are_passed_on_through_a_node_in_the_middle() {
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, doc) = build_region(tmp.path());
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    // A line: ROC — kerngemeente — SWV. The ROC and the SWV never connect.
+    let nodes = start_some(&dirs, &addrs, &[0, 1, 4], |i| {
+        if i == 0 { vec![1, 4] } else { vec![0] }
+    });
+    let line = [dirs[0].clone(), dirs[1].clone(), dirs[4].clone()];
+    converge(&line, &doc, |p| p.sections.len() == 1, "initial").await;
+    for round in 0..5 {
+        Node::open(&dirs[1])
+            .unwrap()
+            .add_agreement(
+                &doc,
+                &agreement(&format!("Van het ROC {round}"), "roc-midden"),
+            )
+            .unwrap();
+        Node::open(&dirs[4])
+            .unwrap()
+            .add_agreement(
+                &doc,
+                &agreement(&format!("Van het SWV {round}"), "swv-utrecht"),
+            )
+            .unwrap();
+        converge(
+            &line,
+            &doc,
+            |p| p.agreements.len() == 2 * (round + 1),
+            "through the middle",
+        )
+        .await;
+    }
     for (_, r) in nodes {
         r.stop().await;
     }

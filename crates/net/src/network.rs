@@ -42,6 +42,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a member that broke the protocol is refused before it may reconnect.
     pub ban_duration: Duration,
+    /// Members allowed from the start, before the node listens: a member that dials
+    /// at once is not refused by a gate that is still empty.
+    pub members: Vec<PeerId>,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             ban_duration: Duration::from_secs(300),
+            members: Vec::new(),
         }
     }
 }
@@ -260,6 +264,9 @@ pub fn spawn(
 ) -> Result<(NetHandle, mpsc::Receiver<NetEvent>, NetTask), NetError> {
     let local = key.public().to_peer_id();
     let mut swarm = build_swarm(key, &config)?;
+    for p in &config.members {
+        swarm.behaviour_mut().gate.allow_peer(*p);
+    }
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -277,7 +284,7 @@ pub fn spawn(
         events: ev_tx,
         pending: HashMap::new(),
         replies: FuturesUnordered::new(),
-        members: HashSet::new(),
+        members: config.members.iter().copied().collect(),
         banned: HashMap::new(),
         ban_duration: config.ban_duration,
     };
@@ -440,11 +447,20 @@ impl Actor {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                endpoint,
                 num_established,
                 ..
-            } if num_established.get() == 1 => {
-                tracing::info!(peer = %peer_id, "connected");
-                self.emit(NetEvent::Connected { peer: peer_id });
+            } => {
+                if endpoint.is_dialer() {
+                    // Remember where a dialled peer was found (a `--peer` address carries
+                    // no peer id), so that a later redial by id knows where to go.
+                    self.swarm
+                        .add_peer_address(peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, "connected");
+                    self.emit(NetEvent::Connected { peer: peer_id });
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,

@@ -253,6 +253,36 @@ impl Node {
             .collect())
     }
 
+    /// Appends `n` signed changes (one agreement each) to a plan in one transaction,
+    /// for benchmarks that need large histories fast. Not for normal use: a real edit
+    /// goes through [`Node::add_agreement`].
+    #[doc(hidden)]
+    pub fn bulk_agreements_for_bench(&mut self, id: &DocId, n: usize) -> Result<(), NodeError> {
+        let actor = self.info.node_id.actor_id();
+        let author = self.info.node_id;
+        let key = self.signer()?.signing_key().clone();
+        let owner = self.info.party.clone();
+        self.store.write(|tx| {
+            let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
+            let mut doc = load_verified(tx, id, &folded)?.doc;
+            doc.set_actor(actor.clone());
+            for i in 0..n {
+                let mut t = doc.transaction();
+                let input = AgreementInput {
+                    title: format!("Afspraak {i}"),
+                    owner: owner.clone(),
+                    deadline: None,
+                };
+                plan::add_agreement(&mut t, &input)?;
+                commit(t, "bench");
+                if let Some(c) = doc.get_last_local_change() {
+                    tx.append_change(id, &signed_row(&c, id, &folded, author, &key)?)?;
+                }
+            }
+            Ok::<_, NodeError>(())
+        })
+    }
+
     /// Runs one plan edit as one signed Automerge change in one store transaction.
     fn edit_plan<T>(
         &mut self,

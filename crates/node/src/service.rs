@@ -102,9 +102,16 @@ pub async fn run(
     let me = node.info().node_id;
     let status_path: PathBuf = node.dir().join(STATUS_FILE);
     let key = node.network_key()?;
+    let state = node.region_state()?;
     let net_config = regiosync_net::Config {
         listen: config.listen.clone(),
         mdns: config.mdns,
+        members: state
+            .devices
+            .keys()
+            .filter(|d| **d != me && state.active_device(d).is_some())
+            .map(NodeId::to_peer_id)
+            .collect(),
         ..regiosync_net::Config::default()
     };
     let (net, mut events, net_task) =
@@ -212,6 +219,7 @@ pub async fn run(
             _ = poll.tick() => {
                 let v = node.lock().await.store().data_version().unwrap_or(data_version);
                 if v != data_version {
+                    tracing::debug!(from = data_version, to = v, peers = connected.len(), "store changed; pushing");
                     data_version = v;
                     members = update_members(&node, &net, me).await?;
                     for p in connected.clone() {

@@ -226,39 +226,34 @@ impl Node {
     /// or changes that fail verification: honest nodes verify before they store, so
     /// they never pass such changes on).
     pub fn respond(&mut self, peer: &NodeId, frame: &[u8]) -> Answer {
-        let (response, misbehaved) = match Request::decode(frame) {
+        let req = match Request::decode(frame) {
+            Ok(req) => req,
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "undecodable sync request");
-                let r = Response::Refused {
+                let refused = Response::Refused {
                     reason: Refusal::BadMessage,
                 };
-                (r, Some(format!("undecodable request: {e}")))
-            }
-            Ok(req) => {
-                let mut refused = 0;
-                let mut stored = 0;
-                match self.respond_to(peer, req, &mut refused, &mut stored) {
-                    Ok(r) if refused == 0 => (r, None),
-                    Ok(r) => (
-                        r,
-                        Some(format!("sent {refused} changes that fail verification")),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
-                        (
-                            Response::Refused {
-                                reason: Refusal::Busy,
-                            },
-                            None,
-                        )
-                    }
-                }
+                return Answer {
+                    frame: refused.encode(),
+                    misbehaved: Some(format!("undecodable request: {e}")),
+                    stored: 0,
+                };
             }
         };
+        let (mut forged, mut stored) = (0, 0);
+        let response = self
+            .respond_to(peer, req, &mut forged, &mut stored)
+            .unwrap_or_else(|e| {
+                tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
+                Response::Refused {
+                    reason: Refusal::Busy,
+                }
+            });
         Answer {
             frame: response.encode(),
-            misbehaved,
-            stored: 0,
+            misbehaved: (forged > 0)
+                .then(|| format!("sent {forged} changes that fail verification")),
+            stored,
         }
     }
 

@@ -336,3 +336,18 @@ fn control_ops_settings_and_invites() {
     );
     assert_eq!(store.invite(&[1; 16]).unwrap().unwrap().used_ms, Some(7));
 }
+
+#[test]
+fn data_version_moves_when_another_connection_commits() {
+    let (dir, store) = new_store();
+    let v0 = store.data_version().unwrap();
+    let mut other = Store::open(&dir.path().join("store.sqlite")).unwrap();
+    other.write(|tx| tx.insert_document(&doc_row("x"))).unwrap();
+    let v1 = store.data_version().unwrap();
+    assert_ne!(v0, v1, "a commit by another connection must be visible");
+    assert_eq!(
+        store.data_version().unwrap(),
+        v1,
+        "stable without new commits"
+    );
+}
