@@ -181,3 +181,46 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
         p.task.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_larger_than_one_batch_takes_several_rounds_and_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut kern, roc) = region(tmp.path());
+    let doc = kern.create_plan(PlanKind::Jeugdplan, "Groot").unwrap();
+    // ~12,000 signed changes: more than one 4 MiB batch of changes and envelopes.
+    kern.bulk_agreements_for_bench(&doc, 12_000).unwrap();
+    let total = kern.store().changes(&doc).unwrap().len();
+    let bytes: usize = kern
+        .store()
+        .changes(&doc)
+        .unwrap()
+        .iter()
+        .map(|c| c.bytes.len() + c.envelope.as_ref().map_or(0, Vec::len))
+        .sum();
+    assert!(
+        bytes > 4 * 1024 * 1024,
+        "the test needs more than one batch: {bytes}"
+    );
+
+    let kern = start(kern).await;
+    let roc = start(roc).await;
+    roc.net
+        .add_address(kern.id.to_peer_id(), kern.addr.clone())
+        .await
+        .unwrap();
+    let r = timeout(
+        Duration::from_secs(240),
+        sync_with(&roc.node, &roc.net, kern.id),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r.changes_received, total, "{r:?}");
+    assert_eq!(
+        roc.node.lock().await.plan(&doc).unwrap().agreements.len(),
+        12_000
+    );
+    for p in [kern, roc] {
+        p.task.shutdown().await;
+    }
+}

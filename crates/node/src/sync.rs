@@ -30,8 +30,14 @@ use crate::documents::{KIND_PLAN, load_verified, now_ms};
 use crate::error::NodeError;
 use crate::region::decode_stored_ops;
 
-/// Most `need` repair rounds per session.
+/// Most `need` repair rounds per batch.
 const MAX_NEED_ROUNDS: usize = 4;
+/// Most narrowing-and-exchange rounds per session.
+const MAX_ROUNDS: usize = 64;
+/// Documents per `Docs` request.
+const MAX_DOCS_PER_ROUND: usize = 256;
+/// Bytes of changes per `Docs` message, well under the 16 MiB frame limit.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Sends one request to a peer and returns the response frame.
 pub trait Transport {
@@ -79,6 +85,8 @@ pub struct SyncReport {
     pub changes_received: usize,
     /// Changes refused (forged, unauthorised).
     pub changes_rejected: usize,
+    /// Changes sent.
+    pub changes_sent: usize,
 }
 
 /// Runs one sync session with `peer` as the requesting side.
@@ -167,51 +175,67 @@ pub async fn sync_with(
         return Ok(report);
     }
 
-    // 3. Narrow down to the differing documents.
-    let set = node.lock().await.digest_set(&peer)?;
-    let Response::Buckets { differing: buckets } = exchange!(Request::Buckets {
-        buckets: set.buckets()
-    }) else {
-        return Err(unexpected(&peer));
-    };
-    let Response::DocDigests { differing } = exchange!(Request::DocDigests {
-        buckets: buckets.clone(),
-        docs: set.in_buckets(&buckets)
-    }) else {
-        return Err(unexpected(&peer));
-    };
-    report.docs_differing = differing.len();
-    if differing.is_empty() {
-        return Ok(report);
-    }
-
-    // 4. Documents: opening messages, the changes each side lacks, then `need` repair.
-    let opening = node.lock().await.opening_messages(&differing)?;
-    let Response::Docs { docs } = exchange!(Request::Docs { docs: opening }) else {
-        return Err(unexpected(&peer));
-    };
-    let mut outgoing = {
-        let mut n = node.lock().await;
-        let (acc, rej) = n.receive_docs(&peer, &docs)?;
-        report.changes_received += acc;
-        report.changes_rejected += rej;
-        n.answer_docs(&peer, &docs)?
-    };
-    for _ in 0..MAX_NEED_ROUNDS {
-        if outgoing
-            .iter()
-            .all(|d| d.changes.is_empty() && d.need.is_empty())
-        {
-            break;
-        }
-        let Response::Docs { docs } = exchange!(Request::Docs { docs: outgoing }) else {
+    // 3 and 4, in rounds: narrow down to the differing documents, then exchange
+    // changes in batches of at most MAX_BATCH_BYTES; a large catch-up takes several
+    // rounds, each starting from what this side has by then.
+    for round in 0..MAX_ROUNDS {
+        let set = node.lock().await.digest_set(&peer)?;
+        let Response::Buckets { differing: buckets } = exchange!(Request::Buckets {
+            buckets: set.buckets()
+        }) else {
             return Err(unexpected(&peer));
         };
-        let mut n = node.lock().await;
-        let (acc, rej) = n.receive_docs(&peer, &docs)?;
-        report.changes_received += acc;
-        report.changes_rejected += rej;
-        outgoing = n.answer_docs(&peer, &docs)?;
+        if buckets.is_empty() {
+            return Ok(report);
+        }
+        let Response::DocDigests { differing } = exchange!(Request::DocDigests {
+            buckets: buckets.clone(),
+            docs: set.in_buckets(&buckets)
+        }) else {
+            return Err(unexpected(&peer));
+        };
+        if round == 0 {
+            report.docs_differing = differing.len();
+        }
+        if differing.is_empty() {
+            return Ok(report);
+        }
+        let moved_before = report.changes_received + report.changes_sent;
+        for batch in differing.chunks(MAX_DOCS_PER_ROUND) {
+            let opening = node.lock().await.opening_messages(batch)?;
+            let Response::Docs { docs } = exchange!(Request::Docs { docs: opening }) else {
+                return Err(unexpected(&peer));
+            };
+            let mut outgoing = {
+                let mut n = node.lock().await;
+                let (acc, rej) = n.receive_docs(&peer, &docs)?;
+                report.changes_received += acc;
+                report.changes_rejected += rej;
+                n.answer_docs(&peer, &docs)?
+            };
+            for _ in 0..MAX_NEED_ROUNDS {
+                if outgoing
+                    .iter()
+                    .all(|d| d.changes.is_empty() && d.need.is_empty())
+                {
+                    break;
+                }
+                report.changes_sent += outgoing.iter().map(|d| d.changes.len()).sum::<usize>();
+                let Response::Docs { docs } = exchange!(Request::Docs { docs: outgoing }) else {
+                    return Err(unexpected(&peer));
+                };
+                let mut n = node.lock().await;
+                let (acc, rej) = n.receive_docs(&peer, &docs)?;
+                report.changes_received += acc;
+                report.changes_rejected += rej;
+                outgoing = n.answer_docs(&peer, &docs)?;
+            }
+        }
+        if report.changes_received + report.changes_sent == moved_before {
+            // Nothing moved although documents differ (e.g. changes this side cannot
+            // verify yet): stop instead of looping; a later session retries.
+            return Ok(report);
+        }
     }
     Ok(report)
 }
@@ -422,6 +446,7 @@ impl Node {
             .into_iter()
             .collect();
         let mut out = Vec::new();
+        let mut budget = MAX_BATCH_BYTES;
         for m in incoming.iter().filter(|m| shared.contains(&m.doc)) {
             let doc = self.doc_or_empty(&folded, &m.doc)?;
             let msg = if m.sync.is_empty() {
@@ -447,7 +472,19 @@ impl Node {
                 .iter()
                 .map(|h| h.0)
                 .collect();
-            let changes = self.signed_changes(&m.doc, &send)?;
+            let mut changes = self.signed_changes(&m.doc, &send)?;
+            // Keep to the batch budget (changes are in causal order, so what is cut
+            // off comes in a later round, after what it depends on).
+            let mut keep = 0;
+            for c in &changes {
+                let size = c.change.len() + c.envelope.len();
+                if size > budget {
+                    break;
+                }
+                budget -= size;
+                keep += 1;
+            }
+            changes.truncate(keep);
             out.push(DocMessage {
                 doc: m.doc,
                 sync: if m.sync.is_empty() {
