@@ -328,7 +328,11 @@ impl Node {
             // the edit's commit (the edit is durable either way), so a failed snapshot
             // never fails the edit.
             let snapshot = match covers {
-                Some(rowid) if v.tail_len + 1 >= SNAPSHOT_EVERY || !v.snapshot_fresh => {
+                // Not while a stored change is held back: see `Verified::snapshot`.
+                Some(rowid)
+                    if v.rejected == 0
+                        && (v.tail_len + 1 >= SNAPSHOT_EVERY || !v.snapshot_fresh) =>
+                {
                     Some((v.doc, rowid, heads_key(&folded)))
                 }
                 _ => None,
@@ -358,6 +362,24 @@ pub(crate) struct Verified {
     pub(crate) tail_len: usize,
     /// Whether a snapshot verified under the current control heads was used.
     pub(crate) snapshot_fresh: bool,
+    /// The store position of the newest change at load time.
+    pub(crate) last_change: i64,
+}
+
+impl Verified {
+    /// A snapshot worth writing: the loaded document, if every stored change up to
+    /// `last_change` is in it. A snapshot covers every stored row up to its position,
+    /// so one taken while some change was held back (missing dependencies, control
+    /// ops not yet known, a removed device's change awaiting rescue) would skip that
+    /// change for good; such documents get no snapshot until nothing is held back.
+    pub(crate) fn snapshot(&self, folded: &Folded) -> Option<Snapshot> {
+        let useful = !self.snapshot_fresh || self.tail_len >= SNAPSHOT_EVERY;
+        (useful && self.rejected == 0 && self.last_change > 0).then(|| Snapshot {
+            bytes: self.doc.save(),
+            covers_upto: self.last_change,
+            control_heads: heads_key(folded),
+        })
+    }
 }
 
 /// Rebuilds a plan from the store, keeping only accepted changes. A snapshot is used
@@ -430,6 +452,7 @@ pub(crate) fn load_verified(
         rejected,
         tail_len,
         snapshot_fresh: fresh,
+        last_change: stored.last_change,
     })
 }
 

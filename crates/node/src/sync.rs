@@ -611,21 +611,31 @@ impl Node {
                 }
                 Ok::<_, NodeError>(n)
             })?;
-            self.refresh_title(&folded, &doc);
+            self.after_receive(&folded, &doc);
         }
         Ok((stored, refused))
     }
 
-    /// Updates the cached title after remote changes (best effort: a document whose
-    /// dependencies have not all arrived may not read yet).
-    fn refresh_title(&mut self, folded: &Folded, doc: &DocId) {
-        let title = load_verified(&self.store, doc, folded)
+    /// After remote changes: updates the cached title and writes a verified snapshot,
+    /// so that the next read verifies only what comes after it (best effort: a
+    /// document whose dependencies have not all arrived may not read yet).
+    fn after_receive(&mut self, folded: &Folded, doc: &DocId) {
+        let Ok(v) = load_verified(&self.store, doc, folded) else {
+            return;
+        };
+        let title = regiosync_core::plan::read_plan(&v.doc)
             .ok()
-            .and_then(|v| regiosync_core::plan::read_plan(&v.doc).ok())
             .map(|p| p.title);
-        if let Some(t) = title {
-            let _ = self.store.write(|tx| tx.set_title(doc, &t));
-        }
+        let snapshot = v.snapshot(folded);
+        let _ = self.store.write(|tx| {
+            if let Some(t) = &title {
+                tx.set_title(doc, t)?;
+            }
+            if let Some(s) = &snapshot {
+                tx.put_snapshot(doc, s, now_ms())?;
+            }
+            Ok::<_, NodeError>(())
+        });
     }
 }
 
