@@ -224,3 +224,71 @@ async fn a_catch_up_larger_than_one_batch_takes_several_rounds_and_completes() {
         p.task.shutdown().await;
     }
 }
+
+#[test]
+fn a_change_that_arrives_before_its_dependency_is_not_lost_to_a_snapshot() {
+    use regiosync_core::sync::{DocMessage, Request, SignedChange};
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut kern, mut roc) = region(tmp.path());
+    let doc = kern.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    roc.import(&kern.export().unwrap()).unwrap(); // the plan's CreateDoc op
+    // The ROC gets the plan's changes through the responder, in memory.
+    let ask = |from: &mut Node, to: &mut Node, req: Request| {
+        let id = from.info().node_id;
+        regiosync_core::sync::Response::decode(&to.respond(&id, &req.encode()).frame).unwrap()
+    };
+    let rows = kern.store().changes(&doc).unwrap();
+    let first = Request::Docs {
+        docs: vec![DocMessage {
+            doc,
+            sync: vec![],
+            changes: rows
+                .iter()
+                .map(|r| SignedChange {
+                    change: r.bytes.clone(),
+                    envelope: r.envelope.clone().unwrap(),
+                })
+                .collect(),
+            need: vec![],
+        }],
+    };
+    ask(&mut kern, &mut roc, first);
+    assert_eq!(roc.plan(&doc).unwrap().title, "Jeugdplan");
+    // The ROC makes two edits, C1 then C2 (C2 depends on C1).
+    roc.set_section(&doc, "Een", "eerste").unwrap();
+    roc.set_section(&doc, "Twee", "tweede").unwrap();
+    let roc_rows: Vec<_> = roc
+        .store()
+        .changes(&doc)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .take(2)
+        .collect();
+    let (c2, c1) = (&roc_rows[0], &roc_rows[1]);
+    let send = |r: &regiosync_store::ChangeRow| Request::Docs {
+        docs: vec![DocMessage {
+            doc,
+            sync: vec![],
+            changes: vec![SignedChange {
+                change: r.bytes.clone(),
+                envelope: r.envelope.clone().unwrap(),
+            }],
+            need: vec![],
+        }],
+    };
+    // C2 reaches the kerngemeente first; then it edits enough to want a snapshot.
+    ask(&mut roc, &mut kern, send(c2));
+    for i in 0..70 {
+        kern.set_section(&doc, "Drie", &format!("versie {i}"))
+            .unwrap();
+    }
+    // C1 arrives: C2 must now apply, not be skipped.
+    ask(&mut roc, &mut kern, send(c1));
+    let plan = kern.plan(&doc).unwrap();
+    let titles: Vec<&str> = plan.sections.iter().map(|s| s.title.as_str()).collect();
+    assert!(
+        titles.contains(&"Een") && titles.contains(&"Twee"),
+        "{titles:?}"
+    );
+}
