@@ -29,6 +29,9 @@ use crate::sync::{SyncReport, sync_with};
 
 /// The status file in the data dir, rewritten while the node runs.
 pub const STATUS_FILE: &str = "status.json";
+/// The status file is rewritten at least this often (readers call a node that has not
+/// written it for 10 s "not running").
+const STATUS_REFRESH: Duration = Duration::from_secs(3);
 
 /// Settings of a running node.
 #[derive(Clone, Debug)]
@@ -127,6 +130,7 @@ pub async fn run(
         node_id: me.to_string(),
         ..Status::default()
     };
+    let mut last_status = (String::new(), Instant::now());
     let mut sessions: JoinSet<(NodeId, Result<SyncReport, NodeError>)> = JoinSet::new();
     let mut running: HashSet<NodeId> = HashSet::new();
     let mut again: HashSet<NodeId> = HashSet::new();
@@ -227,7 +231,7 @@ pub async fn run(
                     }
                 }
                 let now = Instant::now();
-                for m in members.iter().filter(|m| !connected.contains(m)) {
+                for (m, _) in members.iter().filter(|(m, _)| !connected.contains(m)) {
                     let r = redial.entry(*m).or_insert(Redial { due: now, attempts: 0 });
                     if r.due <= now {
                         let _ = net.dial_peer(m.to_peer_id()).await;
@@ -235,7 +239,7 @@ pub async fn run(
                         r.due = now + backoff(r.attempts);
                     }
                 }
-                write_status(&status_path, &mut status, &node, &connected).await;
+                write_status(&status_path, &mut status, &members, &connected, &mut last_status);
             }
             _ = tick.tick() => {
                 for p in connected.clone() {
@@ -262,48 +266,59 @@ fn backoff(attempts: u32) -> Duration {
     base + Duration::from_millis(jitter)
 }
 
-/// Sets the gate to the region's active devices (other than this one) and returns them.
+/// Sets the gate to the region's active devices (other than this one) and returns
+/// them with their parties.
 async fn update_members(
     node: &Mutex<Node>,
     net: &NetHandle,
     me: NodeId,
-) -> Result<Vec<NodeId>, NodeError> {
+) -> Result<Vec<(NodeId, String)>, NodeError> {
     let state = node.lock().await.region_state()?;
-    let members: Vec<NodeId> = state
+    let members: Vec<(NodeId, String)> = state
         .devices
-        .keys()
-        .filter(|d| **d != me && state.active_device(d).is_some())
-        .copied()
+        .iter()
+        .filter(|(d, _)| **d != me && state.active_device(d).is_some())
+        .map(|(d, dev)| (*d, dev.party.to_string()))
         .collect();
-    net.set_members(members.iter().map(NodeId::to_peer_id))
+    net.set_members(members.iter().map(|(d, _)| d.to_peer_id()))
         .await
         .map_err(|e| NodeError::Sync(e.to_string()))?;
     Ok(members)
 }
 
-async fn write_status(
+/// Refreshes the status from the cached member list (no fold of the control log) and
+/// writes `status.json` when something changed, or every few seconds so readers can
+/// tell the node is alive. Not on every poll: that would be five disk writes a second.
+fn write_status(
     path: &std::path::Path,
     status: &mut Status,
-    node: &Mutex<Node>,
+    members: &[(NodeId, String)],
     connected: &HashSet<NodeId>,
+    last: &mut (String, Instant),
 ) {
-    if let Ok(state) = node.lock().await.region_state() {
-        let me = status.node_id.clone();
-        for (id, d) in state
-            .devices
-            .iter()
-            .filter(|(id, d)| id.to_string() != me && !d.removed)
-        {
-            let e = status.peers.entry(id.to_string()).or_default();
-            e.party = d.party.to_string();
-            e.connected = connected.contains(id);
-        }
+    for (id, party) in members {
+        let e = status.peers.entry(id.to_string()).or_default();
+        e.party.clone_from(party);
+        e.connected = connected.contains(id);
+    }
+    let gone: Vec<String> = status
+        .peers
+        .keys()
+        .filter(|k| !members.iter().any(|(id, _)| id.to_string() == **k))
+        .cloned()
+        .collect();
+    for k in gone {
+        status.peers.remove(&k);
+    }
+    let content = serde_json::to_string(&(&status.listen, &status.peers)).unwrap_or_default();
+    if content == last.0 && last.1.elapsed() < STATUS_REFRESH {
+        return;
     }
     status.updated = crate::region::now_secs();
     if let Ok(json) = serde_json::to_vec_pretty(status) {
         let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, json).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
+        if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, path).is_ok() {
+            *last = (content, Instant::now());
         }
     }
 }
