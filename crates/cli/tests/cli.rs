@@ -787,8 +787,10 @@ fn two_up_processes_sync_and_stop_cleanly_on_sigterm() {
             .spawn()
             .unwrap()
     };
-    let mut kern_up = up(&kern, pk, None);
+    // The ROC starts first: its first dial finds nobody listening, and it must keep
+    // redialling its --peer address (a partner's server that is down).
     let mut roc_up = up(&roc, pr, Some(pk));
+    let mut kern_up = up(&kern, pk, None);
 
     // An edit made with the CLI while the node runs reaches the other node.
     let doc = kern.json(&[

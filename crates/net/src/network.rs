@@ -79,6 +79,14 @@ pub enum NetEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// An outbound connection is up: `addr` (as dialled) reached `peer`. Lets the node
+    /// learn which peer stands behind a configured `--peer` address.
+    Dialled {
+        /// The peer.
+        peer: PeerId,
+        /// The address dialled.
+        addr: Multiaddr,
+    },
     /// The last connection to a peer closed.
     Disconnected {
         /// The peer.
@@ -454,8 +462,12 @@ impl Actor {
                 if endpoint.is_dialer() {
                     // Remember where a dialled peer was found (a `--peer` address carries
                     // no peer id), so that a later redial by id knows where to go.
-                    self.swarm
-                        .add_peer_address(peer_id, endpoint.get_remote_address().clone());
+                    let addr = endpoint.get_remote_address().clone();
+                    self.swarm.add_peer_address(peer_id, addr.clone());
+                    self.emit(NetEvent::Dialled {
+                        peer: peer_id,
+                        addr,
+                    });
                 }
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, "connected");

@@ -95,6 +95,21 @@ struct Redial {
     attempts: u32,
 }
 
+/// A `--peer` address: dialled until a connection through it is up, then again
+/// whenever the peer behind it is not connected (a partner's server down for a week).
+struct StaticPeer {
+    addr: Multiaddr,
+    /// The peer found behind the address, once a dial succeeded.
+    peer: Option<NodeId>,
+    redial: Redial,
+}
+
+/// An address without its `/p2p/…` part, for matching dialled addresses.
+fn addr_key(a: &Multiaddr) -> String {
+    let s = a.to_string();
+    s.split("/p2p/").next().unwrap_or(&s).to_owned()
+}
+
 /// Runs a node until `cancel` fires: networking, sync, status file. Committed edits
 /// are durable whenever it stops.
 pub async fn run(
@@ -121,11 +136,19 @@ pub async fn run(
         regiosync_net::spawn(key, net_config).map_err(|e| NodeError::Sync(e.to_string()))?;
     let node = Arc::new(Mutex::new(node));
     let mut members = update_members(&node, &net, me).await?;
-    for addr in &config.peers {
-        if let Err(e) = net.dial(addr.clone()).await {
-            tracing::warn!(%addr, error = %e, "cannot dial peer");
-        }
-    }
+    let now = Instant::now();
+    let mut static_peers: Vec<StaticPeer> = config
+        .peers
+        .iter()
+        .map(|addr| StaticPeer {
+            addr: addr.clone(),
+            peer: None,
+            redial: Redial {
+                due: now,
+                attempts: 0,
+            },
+        })
+        .collect();
     let mut status = Status {
         node_id: me.to_string(),
         ..Status::default()
@@ -187,6 +210,14 @@ pub async fn run(
                             connected.remove(&id);
                         }
                     }
+                    NetEvent::Dialled { peer, addr } => {
+                        if let Ok(id) = NodeId::from_peer_id(&peer) {
+                            let key = addr_key(&addr);
+                            for sp in static_peers.iter_mut().filter(|sp| addr_key(&sp.addr) == key) {
+                                sp.peer = Some(id);
+                            }
+                        }
+                    }
                     NetEvent::Listening { addr } => status.listen.push(addr.to_string()),
                     NetEvent::Misbehaved { peer, reason } => tracing::warn!(peer = %peer, %reason, "peer misbehaved"),
                     _ => {}
@@ -231,6 +262,19 @@ pub async fn run(
                     }
                 }
                 let now = Instant::now();
+                for sp in &mut static_peers {
+                    if sp.peer.is_some_and(|p| connected.contains(&p)) {
+                        sp.redial.attempts = 0;
+                        continue;
+                    }
+                    if sp.redial.due <= now {
+                        if let Err(e) = net.dial(sp.addr.clone()).await {
+                            tracing::warn!(addr = %sp.addr, error = %e, "cannot dial peer");
+                        }
+                        sp.redial.attempts += 1;
+                        sp.redial.due = now + backoff(sp.redial.attempts);
+                    }
+                }
                 for (m, _) in members.iter().filter(|(m, _)| !connected.contains(m)) {
                     let r = redial.entry(*m).or_insert(Redial { due: now, attempts: 0 });
                     if r.due <= now {
