@@ -523,3 +523,48 @@ async fn edits_are_passed_on_through_a_node_in_the_middle() {
         r.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_is_full_stops_syncing_with_a_clear_error() {
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, doc) = build_region(tmp.path());
+    Node::open(&dirs[0])
+        .unwrap()
+        .bulk_agreements_for_bench(&doc, 300)
+        .unwrap();
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    let nodes = start_some(&dirs, &addrs, &[0], |_| vec![1]);
+
+    // The ROC's disk is full: its store cannot grow.
+    let roc = Node::open(&dirs[1]).unwrap();
+    let before = roc.store().changes(&doc).map(|c| c.len()).unwrap_or(0);
+    roc.store().fill_disk_for_tests().unwrap();
+    let config = ServiceConfig {
+        listen: vec![addrs[1].clone()],
+        peers: vec![addrs[0].clone()],
+        mdns: false,
+        sync_interval: Duration::from_secs(120),
+        poll_interval: Duration::from_millis(50),
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        run(roc, config, CancellationToken::new()),
+    )
+    .await;
+    let err = result
+        .expect("the node kept running on a full disk")
+        .expect_err("the node must stop");
+    assert!(err.to_string().contains("full"), "{err}");
+    // Nothing half-stored: the store opens cleanly and holds what it held.
+    let roc = Node::open(&dirs[1]).unwrap();
+    roc.store().integrity_check().unwrap();
+    assert_eq!(
+        roc.store().changes(&doc).map(|c| c.len()).unwrap_or(0),
+        before
+    );
+    for (_, r) in nodes {
+        r.stop().await;
+    }
+}

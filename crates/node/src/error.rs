@@ -157,6 +157,25 @@ fn describe_io(e: &std::io::Error) -> String {
 }
 
 impl NodeError {
+    /// Whether the node's own storage failed (full, damaged, read-only, I/O): a running
+    /// node stops syncing on such an error rather than carry on with a store that
+    /// cannot keep what it would acknowledge.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            NodeError::Store(
+                StoreError::DiskFull { .. }
+                    | StoreError::Corrupt { .. }
+                    | StoreError::ReadOnly { .. }
+                    | StoreError::Io { .. }
+                    | StoreError::NotADatabase { .. }
+                    | StoreError::Malformed { .. }
+            ) | NodeError::Io { .. }
+                | NodeError::DamagedDocument { .. }
+                | NodeError::MissingStore { .. }
+        )
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> NodeError {
         let path = path.into();
         move |source| NodeError::Io { path, source }

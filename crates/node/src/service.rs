@@ -188,6 +188,12 @@ pub async fn run(
                         let Ok(from) = NodeId::from_peer_id(&peer) else { continue };
                         let answer = node.lock().await.respond(&from, &data);
                         let _ = reply.send(answer.frame);
+                        if let Some(e) = answer.storage_failure {
+                            tracing::error!(error = %e, "the store failed; stopping sync");
+                            sessions.abort_all();
+                            net_task.shutdown().await;
+                            return Err(e);
+                        }
                         if let Some(why) = answer.misbehaved {
                             let _ = net.disconnect(peer, why).await;
                         } else if answer.stored > 0 {
@@ -241,6 +247,12 @@ pub async fn run(
                                 start(*p, &mut sessions, &mut running, &mut again);
                             }
                         }
+                    }
+                    Err(e) if e.is_storage_failure() => {
+                        tracing::error!(error = %e, "the store failed; stopping sync");
+                        sessions.abort_all();
+                        net_task.shutdown().await;
+                        return Err(e);
                     }
                     Err(e) => {
                         tracing::info!(peer = %peer, error = %e, "sync session failed");

@@ -58,7 +58,7 @@ impl Transport for regiosync_net::NetHandle {
 }
 
 /// The answer to a sync request.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Answer {
     /// The response frame.
     pub frame: Vec<u8>,
@@ -66,6 +66,9 @@ pub struct Answer {
     pub misbehaved: Option<String>,
     /// How many ops and changes the request brought that were new here.
     pub stored: usize,
+    /// Set if this node's own store failed while answering (full, damaged): the
+    /// running node stops syncing.
+    pub storage_failure: Option<NodeError>,
 }
 
 /// What a sync session did.
@@ -261,14 +264,19 @@ impl Node {
                     frame: refused.encode(),
                     misbehaved: Some(format!("undecodable request: {e}")),
                     stored: 0,
+                    storage_failure: None,
                 };
             }
         };
         let (mut forged, mut stored) = (0, 0);
+        let mut storage_failure = None;
         let response = self
             .respond_to(peer, req, &mut forged, &mut stored)
             .unwrap_or_else(|e| {
                 tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
+                if e.is_storage_failure() {
+                    storage_failure = Some(e);
+                }
                 Response::Refused {
                     reason: Refusal::Busy,
                 }
@@ -278,6 +286,7 @@ impl Node {
             misbehaved: (forged > 0)
                 .then(|| format!("sent {forged} changes that fail verification")),
             stored,
+            storage_failure,
         }
     }
 

@@ -212,6 +212,19 @@ impl Store {
         control::invite(&self.conn, &self.path, id)
     }
 
+    /// Caps the store at its current size, so the next growth fails as on a full disk.
+    /// For tests of disk-full handling.
+    #[doc(hidden)]
+    pub fn fill_disk_for_tests(&self) -> Result<(), StoreError> {
+        let pages: i64 = self
+            .conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))
+            .at(&self.path)?;
+        self.conn
+            .pragma_update(None, "max_page_count", pages)
+            .at(&self.path)
+    }
+
     /// SQLite's `data_version`: changes when *another* connection (another regiosync
     /// process) commits to this store. A running node polls it to notice CLI edits.
     pub fn data_version(&self) -> Result<i64, StoreError> {
