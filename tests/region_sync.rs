@@ -76,16 +76,21 @@ fn logs() {
         .try_init();
 }
 
-fn start(dir: &Path, listen: &Multiaddr, peers: &[Multiaddr]) -> Running {
-    let node = Node::open(dir).unwrap();
-    let config = ServiceConfig {
+/// A loopback node's settings: mDNS off, and an anti-entropy interval longer than any
+/// test, so only pushes and connection events may drive sync.
+fn service_config(listen: &Multiaddr, peers: &[Multiaddr]) -> ServiceConfig {
+    ServiceConfig {
         listen: vec![listen.clone()],
         peers: peers.to_vec(),
         mdns: false,
-        // Longer than any test: only pushes and connection events may drive sync.
         sync_interval: Duration::from_secs(120),
         poll_interval: Duration::from_millis(50),
-    };
+    }
+}
+
+fn start(dir: &Path, listen: &Multiaddr, peers: &[Multiaddr]) -> Running {
+    let node = Node::open(dir).unwrap();
+    let config = service_config(listen, peers);
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let join = tokio::spawn(async move {
@@ -541,13 +546,7 @@ async fn a_node_whose_disk_is_full_stops_syncing_with_a_clear_error() {
     let roc = Node::open(&dirs[1]).unwrap();
     let before = roc.store().changes(&doc).map(|c| c.len()).unwrap_or(0);
     roc.store().fill_disk_for_tests().unwrap();
-    let config = ServiceConfig {
-        listen: vec![addrs[1].clone()],
-        peers: vec![addrs[0].clone()],
-        mdns: false,
-        sync_interval: Duration::from_secs(120),
-        poll_interval: Duration::from_millis(50),
-    };
+    let config = service_config(&addrs[1], &addrs[..1]);
     let result = tokio::time::timeout(
         Duration::from_secs(60),
         run(roc, config, CancellationToken::new()),

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, Change, ChangeHash};
-use regiosync_core::control::{Folded, OpBody, OpHash};
+use regiosync_core::control::{Folded, OpBody};
 use regiosync_core::envelope::{Candidate, ChangeEnvelope, SignedFields, select_changes};
 use regiosync_core::id::{
     DocId, NodeId, PartyName, normalize_doc_id_prefix, shortest_unique_prefix,
@@ -427,12 +427,7 @@ pub(crate) fn load_verified(
             envelope: e.as_ref(),
         })
         .collect();
-    let known: HashSet<OpHash> = folded
-        .order
-        .iter()
-        .chain(&folded.pending)
-        .copied()
-        .collect();
+    let known = folded.known_ops();
     let in_doc: HashSet<[u8; 32]> = doc.get_changes(&[]).iter().map(|c| c.hash().0).collect();
     let selection = select_changes(
         id,
@@ -477,14 +472,20 @@ fn signed_row(
         },
         key,
     )?;
-    Ok(ChangeRow {
+    Ok(change_row(c, c.raw_bytes().to_vec(), env.encode()))
+}
+
+/// The store row of a change with its envelope (`bytes`: the change as it arrived or
+/// was made).
+pub(crate) fn change_row(c: &Change, bytes: Vec<u8>, envelope: Vec<u8>) -> ChangeRow {
+    ChangeRow {
         hash: c.hash().0,
         actor: c.actor_id().to_bytes().to_vec(),
         seq: c.seq(),
-        bytes: c.raw_bytes().to_vec(),
+        bytes,
         stored_ms: now_ms(),
-        envelope: Some(env.encode()),
-    })
+        envelope: Some(envelope),
+    }
 }
 
 fn commit(t: Transaction<'_>, message: &str) -> Option<ChangeHash> {

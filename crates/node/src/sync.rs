@@ -18,15 +18,15 @@ use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
 use regiosync_core::envelope::{ChangeEnvelope, ChangeMeta, ChangeRejection, verify_change};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::{
-    DigestSet, DocMessage, Refusal, Request, Response, SignedChange, Summary, changes_they_lack,
-    missing, opening_message,
+    DigestSet, DocMessage, Refusal, Request, Response, SignedChange, changes_they_lack, missing,
+    opening_message,
 };
 use regiosync_store::{ChangeRow, DocumentRow};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::Node;
-use crate::documents::{KIND_PLAN, load_verified, now_ms};
+use crate::documents::{KIND_PLAN, change_row, load_verified, now_ms};
 use crate::error::NodeError;
 use crate::region::decode_stored_ops;
 
@@ -129,7 +129,8 @@ pub async fn sync_with(
     }
 
     // 1. Hello.
-    let hello = node.lock().await.hello(&peer)?;
+    let (hello, set) = node.lock().await.hello(&peer)?;
+    let mut digests = Some(set);
     let Response::Hello {
         control_heads,
         summary,
@@ -165,7 +166,8 @@ pub async fn sync_with(
             exchange!(Request::Ops { have, ops: lacking });
         }
         // What may be shared can have changed: compare summaries afresh.
-        let hello = node.lock().await.hello(&peer)?;
+        let (hello, set) = node.lock().await.hello(&peer)?;
+        digests = Some(set);
         if let Request::Hello { summary, .. } = &hello {
             my_summary = *summary;
         }
@@ -182,7 +184,11 @@ pub async fn sync_with(
     // changes in batches of at most MAX_BATCH_BYTES; a large catch-up takes several
     // rounds, each starting from what this side has by then.
     for round in 0..MAX_ROUNDS {
-        let set = node.lock().await.digest_set(&peer)?;
+        // Round 0 narrows with the digests of the last Hello; later rounds read afresh.
+        let set = match digests.take() {
+            Some(set) => set,
+            None => node.lock().await.digest_set(&peer)?,
+        };
         let Response::Buckets { differing: buckets } = exchange!(Request::Buckets {
             buckets: set.buckets()
         }) else {
@@ -211,10 +217,11 @@ pub async fn sync_with(
             };
             let mut outgoing = {
                 let mut n = node.lock().await;
-                let (acc, rej) = n.receive_docs(&peer, &docs)?;
+                let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
+                let (acc, rej) = n.receive_docs(&folded, &peer, &docs)?;
                 report.changes_received += acc;
                 report.changes_rejected += rej;
-                n.answer_docs(&peer, &docs)?
+                n.answer_docs(&folded, &peer, &docs)?
             };
             for _ in 0..MAX_NEED_ROUNDS {
                 if outgoing
@@ -228,10 +235,11 @@ pub async fn sync_with(
                     return Err(unexpected(&peer));
                 };
                 let mut n = node.lock().await;
-                let (acc, rej) = n.receive_docs(&peer, &docs)?;
+                let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
+                let (acc, rej) = n.receive_docs(&folded, &peer, &docs)?;
                 report.changes_received += acc;
                 report.changes_rejected += rej;
-                outgoing = n.answer_docs(&peer, &docs)?;
+                outgoing = n.answer_docs(&folded, &peer, &docs)?;
             }
         }
         if report.changes_received + report.changes_sent == moved_before {
@@ -333,11 +341,11 @@ impl Node {
                     .differing_docs(&buckets, &docs),
             },
             Request::Docs { docs } => {
-                let (acc, rej) = self.receive_docs(peer, &docs)?;
+                let (acc, rej) = self.receive_docs(&folded, peer, &docs)?;
                 *stored += acc;
                 *refused += rej;
                 Response::Docs {
-                    docs: self.answer_docs(peer, &docs)?,
+                    docs: self.answer_docs(&folded, peer, &docs)?,
                 }
             }
             _ => Response::Refused {
@@ -346,14 +354,17 @@ impl Node {
         })
     }
 
-    fn hello(&self, peer: &NodeId) -> Result<Request, NodeError> {
+    /// The opening `Hello`, and the digests it summarises (the first narrowing round
+    /// reuses them instead of reading every shared document again).
+    fn hello(&self, peer: &NodeId) -> Result<(Request, DigestSet), NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        let summary: Summary = self.digest_set_with(&folded, peer)?.summary();
-        Ok(Request::Hello {
+        let set = self.digest_set_with(&folded, peer)?;
+        let hello = Request::Hello {
             region: folded.state.region,
             control_heads: folded.state.heads.clone(),
-            summary,
-        })
+            summary: set.summary(),
+        };
+        Ok((hello, set))
     }
 
     fn digest_set(&self, peer: &NodeId) -> Result<DigestSet, NodeError> {
@@ -447,17 +458,17 @@ impl Node {
     /// message and its `need`), and what this side still needs.
     fn answer_docs(
         &self,
+        folded: &Folded,
         peer: &NodeId,
         incoming: &[DocMessage],
     ) -> Result<Vec<DocMessage>, NodeError> {
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let shared: HashSet<DocId> = shared_docs(&folded.state, &self.info.party, peer)
             .into_iter()
             .collect();
         let mut out = Vec::new();
         let mut budget = MAX_BATCH_BYTES;
         for m in incoming.iter().filter(|m| shared.contains(&m.doc)) {
-            let doc = self.doc_or_empty(&folded, &m.doc)?;
+            let doc = self.doc_or_empty(folded, &m.doc)?;
             let msg = if m.sync.is_empty() {
                 None
             } else {
@@ -538,19 +549,14 @@ impl Node {
     /// (stored, forged): changes refused for lack of authority are logged, not counted.
     fn receive_docs(
         &mut self,
+        folded: &Folded,
         peer: &NodeId,
         incoming: &[DocMessage],
     ) -> Result<(usize, usize), NodeError> {
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let shared: HashSet<DocId> = shared_docs(&folded.state, &self.info.party, peer)
             .into_iter()
             .collect();
-        let known: HashSet<OpHash> = folded
-            .order
-            .iter()
-            .chain(&folded.pending)
-            .copied()
-            .collect();
+        let known = folded.known_ops();
         let (mut stored, mut refused) = (0, 0);
         for m in incoming
             .iter()
@@ -582,14 +588,7 @@ impl Node {
                         }
                     });
                 match verdict {
-                    Ok(c) => rows.push(ChangeRow {
-                        hash: c.hash().0,
-                        actor: c.actor_id().to_bytes().to_vec(),
-                        seq: c.seq(),
-                        bytes: sc.change.clone(),
-                        stored_ms: now_ms(),
-                        envelope: Some(sc.envelope.clone()),
-                    }),
+                    Ok(c) => rows.push(change_row(&c, sc.change.clone(), sc.envelope.clone())),
                     Err(why) => {
                         // Only forgery counts against the peer: an authority failure
                         // can mean that this node's region state lags behind the peer's.
@@ -620,7 +619,7 @@ impl Node {
                 }
                 Ok::<_, NodeError>(n)
             })?;
-            self.after_receive(&folded, &doc);
+            self.after_receive(folded, &doc);
         }
         Ok((stored, refused))
     }

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::{SqliteResultExt, StoreError};
 
 /// An invitation issued by this node (the secret never leaves this store except in
-/// the invite code itself).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// the invite code itself). Its `Debug` form leaves the secret out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct InviteRow {
     /// Random id, public (it names the invite in a join request).
     pub id: [u8; 16],
@@ -26,6 +26,18 @@ pub struct InviteRow {
     pub created_ms: i64,
     /// When it was used, if it was.
     pub used_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for InviteRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviteRow")
+            .field("party", &self.party)
+            .field("role", &self.role)
+            .field("admin", &self.admin)
+            .field("expires_s", &self.expires_s)
+            .field("used_ms", &self.used_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) fn ops(conn: &Connection, path: &Path) -> Result<Vec<Vec<u8>>, StoreError> {

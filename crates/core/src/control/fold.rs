@@ -79,6 +79,12 @@ pub struct Folded {
 }
 
 impl Folded {
+    /// Every op this node has placed or holds pending: what a change envelope's control
+    /// heads may name to count as known (see `envelope::verify_change`).
+    pub fn known_ops(&self) -> HashSet<OpHash> {
+        self.order.iter().chain(&self.pending).copied().collect()
+    }
+
     /// Whether the op was applied.
     pub fn accepted(&self, hash: &OpHash) -> bool {
         !self.rejected.contains_key(hash)

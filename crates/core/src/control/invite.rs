@@ -36,8 +36,8 @@ pub const MAX_BUNDLE_OPS: usize = 200_000;
 const PROOF_CONTEXT: &[u8] = b"regiosync/join-proof/1\0";
 const JOIN_SIG_CONTEXT: &[u8] = b"regiosync/join-request/1\0";
 
-/// What an invite code carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What an invite code carries. Its `Debug` form leaves the secret out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteCode {
     /// The region.
     pub region: RegionId,
@@ -57,6 +57,21 @@ pub struct InviteCode {
     pub admin: bool,
     /// Addresses where the inviter can be reached (filled once networking exists).
     pub addrs: Vec<String>,
+}
+
+impl std::fmt::Debug for InviteCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviteCode")
+            .field("region", &self.region)
+            .field("inviter", &self.inviter)
+            .field("invite_id", &hex::encode(self.invite_id))
+            .field("secret", &"<redacted>")
+            .field("expires", &self.expires)
+            .field("party", &self.party)
+            .field("role", &self.role)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl InviteCode {
@@ -281,6 +296,16 @@ mod tests {
             admin: false,
             addrs: vec![],
         }
+    }
+
+    #[test]
+    fn debug_output_leaves_the_secret_out() {
+        let c = code(&NodeSecret::generate().unwrap());
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains(&format!("{:?}", c.secret)) && !shown.contains(&hex::encode(c.secret))
+        );
+        assert!(shown.contains("redacted"));
     }
 
     #[test]
