@@ -75,14 +75,26 @@ pub(crate) enum Command {
         /// How long the code is valid, e.g. 30m, 12h, 7d
         #[arg(long, default_value = "7d", value_parser = parse_duration)]
         expires: i64,
+        /// Address where the new device can reach this node (repeatable), e.g.
+        /// /dns4/regiosync.roc.example/tcp/4100 [default: the running node's listen addresses]
+        #[arg(long = "addr", value_name = "MULTIADDR")]
+        addrs: Vec<regiosync_net::Multiaddr>,
     },
-    /// On a new node: ask to join a region with an invite code
+    /// On a new node: join a region with an invite code, over the network (the
+    /// inviter's node must be running) or with files (--request-out)
     Join {
         /// The invite code (regiosync-invite-1:…)
         code: String,
-        /// Write the signed join request to this file (carry it to the inviter)
+        /// Do not connect: write the signed join request to this file instead (carry it
+        /// to the inviter, who runs `regiosync accept`)
         #[arg(long, value_name = "FILE")]
-        request_out: PathBuf,
+        request_out: Option<PathBuf>,
+        /// Another address of the inviter's node to try (repeatable)
+        #[arg(long, value_name = "MULTIADDR")]
+        peer: Vec<regiosync_net::Multiaddr>,
+        /// Give up reaching the inviter after this many seconds
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+        timeout: u64,
     },
     /// On the inviter's node: accept a join request and write the region's log
     Accept {

@@ -50,10 +50,19 @@ fn main() -> ExitCode {
             role,
             admin,
             expires,
-        } => commands::region::invite(&cli.global, out, party, role, admin, expires),
-        Command::Join { code, request_out } => {
-            commands::region::join(&cli.global, out, &code, &request_out)
-        }
+            addrs,
+        } => commands::region::invite(&cli.global, out, party, role, admin, expires, addrs),
+        Command::Join {
+            code,
+            request_out: Some(request_out),
+            ..
+        } => commands::region::join(&cli.global, out, &code, &request_out),
+        Command::Join {
+            code,
+            request_out: None,
+            peer,
+            timeout,
+        } => commands::region::join_network(&cli.global, out, &code, &peer, timeout),
         Command::Accept {
             request,
             out: bundle,

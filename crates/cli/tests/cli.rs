@@ -856,3 +856,95 @@ fn two_up_processes_sync_and_stop_cleanly_on_sigterm() {
     // Stopped: status says so.
     assert_fails(&roc.run(&["status"]), 1, "is not running");
 }
+
+#[test]
+fn join_over_the_network_between_processes() {
+    let kern = Env::new();
+    kern.json(&[
+        "init",
+        "--party",
+        "gemeente-utrecht",
+        "--role",
+        "kerngemeente",
+    ]);
+    kern.json(&["region", "create", "Regio Utrecht"]);
+    let port = free_port();
+    let mut kern_up = kern
+        .cmd(&[
+            "up",
+            "--no-mdns",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the node runs, an invite carries its address.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let code = loop {
+        if kern.run(&["status"]).status.success() {
+            let inv = kern.json(&["invite", "--party", "roc-midden", "--role", "roc"]);
+            assert_eq!(
+                inv["addrs"],
+                serde_json::json!([format!("/ip4/127.0.0.1/tcp/{port}")])
+            );
+            break inv["code"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "the node never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let roc = Env::new();
+    roc.json(&["init", "--party", "roc-midden", "--role", "roc"]);
+    let joined = roc.json(&["join", &code, "--timeout", "30"]);
+    assert_eq!(joined["joined"], true);
+    // Used: a second node is refused with the reason, exit 1.
+    let other = Env::new();
+    other.json(&["init", "--party", "roc-midden", "--role", "roc"]);
+    assert_fails(
+        &other.run(&["join", &code, "--timeout", "20"]),
+        1,
+        "already used",
+    );
+
+    // The ROC's node finds the kerngemeente by itself (remembered from the join).
+    let mut roc_up = roc
+        .cmd(&["up", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = kern.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Jeugdplan 2027",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !roc.run(&["doc", "show", &id]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plan did not reach the joined node"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for child in [&mut kern_up, &mut roc_up] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for child in [kern_up, roc_up] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

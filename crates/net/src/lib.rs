@@ -35,5 +35,6 @@ mod network;
 pub use codec::{DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL};
 pub use error::NetError;
 pub use libp2p::identity::Keypair;
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{Config, NetEvent, NetHandle, NetTask, spawn};

@@ -30,6 +30,8 @@
 pub mod data_dir;
 pub mod documents;
 mod error;
+pub mod join;
+mod peers;
 pub mod region;
 pub mod service;
 pub mod sync;
@@ -43,6 +45,7 @@ use regiosync_store::Store;
 pub use data_dir::{KeyProtection, NodeInfo};
 pub use documents::{DocSummary, Edited, HistoryEntry};
 pub use error::NodeError;
+pub use join::join_over_network;
 pub use region::{Accepted, Imported};
 pub use sync::{Answer, SyncReport, Transport, sync_with};
 

@@ -134,6 +134,9 @@ pub async fn run(
     };
     let (net, mut events, net_task) =
         regiosync_net::spawn(key, net_config).map_err(|e| NodeError::Sync(e.to_string()))?;
+    for (peer, addr) in node.peer_addrs()? {
+        let _ = net.add_address(peer.to_peer_id(), addr).await;
+    }
     let node = Arc::new(Mutex::new(node));
     let mut members = update_members(&node, &net, me).await?;
     let now = Instant::now();
@@ -205,7 +208,10 @@ pub async fn run(
                         }
                     }
                     NetEvent::Connected { peer } => {
-                        if let Ok(id) = NodeId::from_peer_id(&peer) {
+                        // Join identities are admitted but are not members: no sync.
+                        if let Ok(id) = NodeId::from_peer_id(&peer)
+                            && members.iter().any(|(m, _)| *m == id)
+                        {
                             connected.insert(id);
                             redial.remove(&id);
                             start(id, &mut sessions, &mut running, &mut again);
@@ -218,6 +224,11 @@ pub async fn run(
                     }
                     NetEvent::Dialled { peer, addr } => {
                         if let Ok(id) = NodeId::from_peer_id(&peer) {
+                            if members.iter().any(|(m, _)| *m == id)
+                                && let Err(e) = node.lock().await.remember_addr(&id, &addr)
+                            {
+                                tracing::warn!(error = %e, "cannot remember a peer address");
+                            }
                             let key = addr_key(&addr);
                             for sp in static_peers.iter_mut().filter(|sp| addr_key(&sp.addr) == key) {
                                 sp.peer = Some(id);
@@ -298,6 +309,8 @@ pub async fn run(
                 write_status(&status_path, &mut status, &members, &connected, &mut last_status);
             }
             _ = tick.tick() => {
+                // Also closes the gate behind invites that expired or were used.
+                members = update_members(&node, &net, me).await?;
                 for p in connected.clone() {
                     start(p, &mut sessions, &mut running, &mut again);
                 }
@@ -322,21 +335,26 @@ fn backoff(attempts: u32) -> Duration {
     base + Duration::from_millis(jitter)
 }
 
-/// Sets the gate to the region's active devices (other than this one) and returns
-/// them with their parties.
+/// Sets the gate to the region's active devices (other than this one) plus the
+/// one-time join identities of open invites (they may only ask to join), and returns
+/// the members with their parties.
 async fn update_members(
     node: &Mutex<Node>,
     net: &NetHandle,
     me: NodeId,
 ) -> Result<Vec<(NodeId, String)>, NodeError> {
-    let state = node.lock().await.region_state()?;
+    let (state, join_peers) = {
+        let n = node.lock().await;
+        (n.region_state()?, n.join_peers()?)
+    };
     let members: Vec<(NodeId, String)> = state
         .devices
         .iter()
         .filter(|(d, _)| **d != me && state.active_device(d).is_some())
         .map(|(d, dev)| (*d, dev.party.to_string()))
         .collect();
-    net.set_members(members.iter().map(|(d, _)| d.to_peer_id()))
+    let admitted = members.iter().map(|(d, _)| d).chain(&join_peers);
+    net.set_members(admitted.map(NodeId::to_peer_id))
         .await
         .map_err(|e| NodeError::Sync(e.to_string()))?;
     Ok(members)

@@ -305,6 +305,14 @@ impl Node {
         refused: &mut usize,
         stored: &mut usize,
     ) -> Result<Response, NodeError> {
+        if let Request::Join { request } = &req {
+            let response = self.answer_join(peer, request)?;
+            if matches!(response, Response::Joined { .. }) {
+                // New control ops: the running node updates its gate and pushes them.
+                *stored += 1;
+            }
+            return Ok(response);
+        }
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         if folded.state.active_device(peer).is_none() {
             return Ok(Response::Refused {

@@ -119,47 +119,76 @@ pub(crate) fn insert_invite(
     Ok(())
 }
 
+const INVITE_COLUMNS: &str =
+    "SELECT id, secret, party, role, admin, expires_s, created_ms, used_ms FROM invites";
+
 pub(crate) fn invite(
     conn: &Connection,
     path: &Path,
     id: &[u8; 16],
 ) -> Result<Option<InviteRow>, StoreError> {
-    let row = conn
-        .query_row(
-            "SELECT id, secret, party, role, admin, expires_s, created_ms, used_ms FROM invites WHERE id = ?1",
-            [&id[..]],
-            |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, bool>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, Option<i64>>(7)?,
-                ))
-            },
-        )
-        .optional()
+    let mut rows = invites_where(conn, path, "WHERE id = ?1", params![&id[..]])?;
+    Ok(rows.pop())
+}
+
+/// Invites that have not expired at `now_s` and were not used, or were used at
+/// `used_since_ms` or later.
+pub(crate) fn open_invites(
+    conn: &Connection,
+    path: &Path,
+    now_s: i64,
+    used_since_ms: i64,
+) -> Result<Vec<InviteRow>, StoreError> {
+    invites_where(
+        conn,
+        path,
+        "WHERE expires_s >= ?1 AND (used_ms IS NULL OR used_ms >= ?2)",
+        params![now_s, used_since_ms],
+    )
+}
+
+fn invites_where(
+    conn: &Connection,
+    path: &Path,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<InviteRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!("{INVITE_COLUMNS} {filter}"))
         .at(path)?;
-    let Some((id, secret, party, role, admin, expires_s, created_ms, used_ms)) = row else {
-        return Ok(None);
-    };
+    let rows = stmt
+        .query_map(args, |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ))
+        })
+        .at(path)?;
     let malformed = || StoreError::Malformed {
         path: path.to_owned(),
         detail: "invite row".into(),
     };
-    Ok(Some(InviteRow {
-        id: id.try_into().map_err(|_| malformed())?,
-        secret: secret.try_into().map_err(|_| malformed())?,
-        party,
-        role,
-        admin,
-        expires_s,
-        created_ms,
-        used_ms,
-    }))
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, secret, party, role, admin, expires_s, created_ms, used_ms) = row.at(path)?;
+        out.push(InviteRow {
+            id: id.try_into().map_err(|_| malformed())?,
+            secret: secret.try_into().map_err(|_| malformed())?,
+            party,
+            role,
+            admin,
+            expires_s,
+            created_ms,
+            used_ms,
+        });
+    }
+    Ok(out)
 }
 
 /// Marks an unused invite as used; `false` if it was already used.

@@ -43,6 +43,7 @@ mod control;
 mod documents;
 mod error;
 mod migrations;
+mod peers;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ pub use control::InviteRow;
 pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc};
 use error::SqliteResultExt;
 pub use error::StoreError;
+pub use peers::MAX_ADDRS_PER_PEER;
 
 /// How long a write waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -212,6 +214,27 @@ impl Store {
         control::invite(&self.conn, &self.path, id)
     }
 
+    /// Invitations still open at `now_s` (Unix seconds): not expired, and unused or
+    /// used at `used_since_ms` (Unix milliseconds) or later. The running node admits
+    /// their one-time join identities.
+    pub fn open_invites(
+        &self,
+        now_s: i64,
+        used_since_ms: i64,
+    ) -> Result<Vec<InviteRow>, StoreError> {
+        control::open_invites(&self.conn, &self.path, now_s, used_since_ms)
+    }
+
+    /// Remembered peer addresses as (peer public key, multiaddr), newest first per peer.
+    pub fn peer_addrs(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
+        peers::peer_addrs(&self.conn, &self.path)
+    }
+
+    /// The sync state saved for a peer (format owned by the sync layer).
+    pub fn peer_sync(&self, peer: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        peers::peer_sync(&self.conn, &self.path, peer)
+    }
+
     /// Caps the store at its current size, so the next growth fails as on a full disk.
     /// For tests of disk-full handling.
     #[doc(hidden)]
@@ -287,7 +310,27 @@ impl WriteTx<'_> {
         control::delete_setting(&self.tx, self.path, key)
     }
 
-    /// Records a new invitation.
+    /// Remembers that `addr` reached `peer` (keeps the newest few per peer).
+    pub fn remember_addr(
+        &self,
+        peer: &[u8; 32],
+        addr: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        peers::remember_addr(&self.tx, self.path, peer, addr, now_ms)
+    }
+
+    /// Saves the sync state of a peer (replacing the previous one).
+    pub fn set_peer_sync(
+        &self,
+        peer: &[u8; 32],
+        state: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        peers::set_peer_sync(&self.tx, self.path, peer, state, now_ms)
+    }
+
+    /// Records an invitation.
     pub fn insert_invite(&self, invite: &InviteRow) -> Result<(), StoreError> {
         control::insert_invite(&self.tx, self.path, invite)
     }

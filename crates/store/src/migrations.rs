@@ -57,6 +57,19 @@ const MIGRATIONS: &[&str] = &[
         used_ms     INTEGER,
         used_by     BLOB
      ) STRICT;",
+    // 3: what a node remembers of its peers across restarts: addresses that reached
+    //    them, and the per-peer sync state (what each peer was last seen to hold).
+    "CREATE TABLE peer_addrs (
+        peer        BLOB NOT NULL CHECK (length(peer) = 32),
+        addr        TEXT NOT NULL,
+        seen_ms     INTEGER NOT NULL,
+        PRIMARY KEY (peer, addr)
+     ) STRICT, WITHOUT ROWID;
+     CREATE TABLE peer_sync (
+        peer        BLOB PRIMARY KEY NOT NULL CHECK (length(peer) = 32),
+        state       BLOB NOT NULL,
+        updated_ms  INTEGER NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -335,6 +335,52 @@ fn control_ops_settings_and_invites() {
         "an invite is used once"
     );
     assert_eq!(store.invite(&[1; 16]).unwrap().unwrap().used_ms, Some(7));
+    // Open invites: unexpired, and unused or used recently.
+    assert_eq!(store.open_invites(100, 7).unwrap().len(), 1);
+    assert!(
+        store.open_invites(100, 8).unwrap().is_empty(),
+        "used before 8"
+    );
+    assert!(store.open_invites(101, 0).unwrap().is_empty(), "expired");
+}
+
+#[test]
+fn peer_addresses_and_sync_state_survive_reopening() {
+    let (dir, mut store) = new_store();
+    store
+        .write(|tx| {
+            for i in 0..(MAX_ADDRS_PER_PEER as i64 + 3) {
+                tx.remember_addr(&[1; 32], &format!("/ip4/127.0.0.1/tcp/{}", 4000 + i), i)?;
+            }
+            tx.remember_addr(&[2; 32], "/ip4/10.0.0.2/tcp/4100", 1)?;
+            // Seen again: refreshed, not duplicated.
+            tx.remember_addr(&[2; 32], "/ip4/10.0.0.2/tcp/4100", 50)?;
+            tx.set_peer_sync(&[1; 32], b"old", 1)?;
+            tx.set_peer_sync(&[1; 32], b"state", 2)
+        })
+        .unwrap();
+    drop(store);
+    let store = Store::open(&dir.path().join("store.sqlite")).unwrap();
+    let addrs = store.peer_addrs().unwrap();
+    let of = |p: u8| -> Vec<String> {
+        addrs
+            .iter()
+            .filter(|(k, _)| *k == [p; 32])
+            .map(|(_, a)| a.clone())
+            .collect()
+    };
+    assert_eq!(of(1).len(), MAX_ADDRS_PER_PEER, "the oldest are forgotten");
+    assert_eq!(
+        of(1)[0],
+        format!("/ip4/127.0.0.1/tcp/{}", 4000 + MAX_ADDRS_PER_PEER + 2)
+    );
+    assert!(!of(1).contains(&"/ip4/127.0.0.1/tcp/4000".to_string()));
+    assert_eq!(of(2), vec!["/ip4/10.0.0.2/tcp/4100".to_string()]);
+    assert_eq!(
+        store.peer_sync(&[1; 32]).unwrap().as_deref(),
+        Some(&b"state"[..])
+    );
+    assert_eq!(store.peer_sync(&[3; 32]).unwrap(), None);
 }
 
 #[test]

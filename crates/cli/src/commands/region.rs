@@ -98,15 +98,71 @@ pub(crate) fn invite(
     role: Role,
     admin: bool,
     ttl: i64,
+    addrs: Vec<regiosync_net::Multiaddr>,
 ) -> anyhow::Result<()> {
     let mut node = super::open_node(global)?;
-    let code = node.invite(party.clone(), role, admin, ttl)?;
+    let mut code = node.invite(party.clone(), role, admin, ttl)?;
+    code.addrs = if addrs.is_empty() {
+        running_node_addrs(node.dir())
+    } else {
+        addrs.iter().map(ToString::to_string).collect()
+    };
     let text = code.encode();
-    out.emit(&json!({ "code": text, "party": party, "role": role, "admin": admin, "expires": code.expires }), || {
+    let reach = if code.addrs.is_empty() {
+        "This node is not running, so the code carries no address: start `regiosync up` and make a new code, or join with files:\n             regiosync join CODE --request-out join.req\nthen bring join.req here and run: regiosync accept join.req --out region.bundle\n".to_string()
+    } else {
         format!(
-            "One-time invite for a device of {party} ({role}{}), valid until {}:\n\n{text}\n\nOn the new node: regiosync init --party {party} --role {role}\n             regiosync join CODE --request-out join.req\nthen bring join.req here and run: regiosync accept join.req --out region.bundle\n",
+            "             regiosync join CODE\n(it connects to this node at {}; keep `regiosync up` running here until then)\n",
+            code.addrs.join(", ")
+        )
+    };
+    out.emit(&json!({ "code": text, "party": party, "role": role, "admin": admin, "expires": code.expires, "addrs": code.addrs }), || {
+        format!(
+            "One-time invite for a device of {party} ({role}{}), valid until {}:\n\n{text}\n\nOn the new node: regiosync init --party {party} --role {role}\n{reach}",
             if admin { ", region admin" } else { "" },
             super::human_time(code.expires)
+        )
+    })
+}
+
+/// The addresses the running node listens on, routable ones first (from its status
+/// file; none if it is not running). Loopback addresses stay in for a second node on
+/// the same machine.
+fn running_node_addrs(dir: &Path) -> Vec<String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let Some(status) = regiosync_node::service::read_status(dir)
+        .filter(|s| now - s.updated <= super::up::STALE_SECS)
+    else {
+        return vec![];
+    };
+    let mut addrs = status.listen;
+    addrs.sort_by_key(|a| a.starts_with("/ip4/127.") || a.starts_with("/ip6/::1/"));
+    addrs
+}
+
+pub(crate) fn join_network(
+    global: &GlobalArgs,
+    out: Output,
+    code: &str,
+    peers: &[regiosync_net::Multiaddr],
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let mut node = super::open_node(global)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let imported = rt.block_on(regiosync_node::join_over_network(
+        &mut node,
+        code,
+        peers,
+        std::time::Duration::from_secs(timeout),
+    ))?;
+    out.emit(&imported, || {
+        format!(
+            "Joined region {} ({} ops). Start the node with: regiosync up\n",
+            &imported.region[..12.min(imported.region.len())],
+            imported.new_ops
         )
     })
 }

@@ -11,7 +11,7 @@ use crate::cli::GlobalArgs;
 use crate::output::Output;
 
 /// How old the status file may be before the node counts as not running.
-const STALE_SECS: i64 = 10;
+pub(crate) const STALE_SECS: i64 = 10;
 
 pub(crate) fn up(
     global: &GlobalArgs,

@@ -35,6 +35,7 @@ pub const MAX_BUNDLE_OPS: usize = 200_000;
 
 const PROOF_CONTEXT: &[u8] = b"regiosync/join-proof/1\0";
 const JOIN_SIG_CONTEXT: &[u8] = b"regiosync/join-request/1\0";
+const JOIN_PEER_CONTEXT: &[u8] = b"regiosync/join-peer/1\0";
 
 /// What an invite code carries. Its `Debug` form leaves the secret out.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +103,12 @@ impl InviteCode {
         }
     }
 
+    /// The network identity a device uses to reach the inviter before it is a member:
+    /// see [`join_peer_seed`].
+    pub fn join_peer_seed(&self) -> [u8; 32] {
+        join_peer_seed(&self.secret)
+    }
+
     /// The proof that a device holding this invite's secret asks to join with these keys.
     pub fn proof(&self, device: &NodeId, age_recipient: &str) -> [u8; 32] {
         proof(&self.secret, device, age_recipient)
@@ -116,6 +123,31 @@ pub fn proof(secret: &[u8; 32], device: &NodeId, age_recipient: &str) -> [u8; 32
     h.update(device.as_bytes());
     h.update(age_recipient.as_bytes());
     h.finalize().into()
+}
+
+/// The Ed25519 seed of the one-time network identity that a joining device uses to
+/// reach the inviter, `SHA-256("regiosync/join-peer/1\0" || secret)`.
+///
+/// The inviter's gate admits only region members. While an invite is open, the
+/// inviter also admits the peer id derived from its secret: the Noise handshake then
+/// proves that whoever connects holds the secret, strangers stay outside the gate, and
+/// that peer may only send a join request. Nothing else about the joiner is known
+/// before its request arrives.
+pub fn join_peer_seed(secret: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(JOIN_PEER_CONTEXT);
+    h.update(secret);
+    h.finalize().into()
+}
+
+/// The node id of the one-time join identity of an invite (see [`join_peer_seed`]).
+pub fn join_peer_id(secret: &[u8; 32]) -> NodeId {
+    let key = SigningKey::from_bytes(&join_peer_seed(secret));
+    match NodeId::from_public_key_bytes(key.verifying_key().to_bytes()) {
+        Ok(id) => id,
+        // A verifying key derived from a signing key is always a valid point.
+        Err(_) => unreachable!("derived Ed25519 public keys are valid points"),
+    }
 }
 
 /// The signed fields of a join request.

@@ -39,7 +39,8 @@ mod state;
 pub use fold::{FoldError, Folded, Rejection, fold};
 pub use invite::{
     BUNDLE_MAGIC, INVITE_PREFIX, InviteCode, InviteError, JOIN_MAGIC, JoinFields, JoinRequest,
-    MAX_BUNDLE, MAX_BUNDLE_OPS, MAX_JOIN_REQUEST, decode_bundle, encode_bundle, proof,
+    MAX_BUNDLE, MAX_BUNDLE_OPS, MAX_JOIN_REQUEST, decode_bundle, encode_bundle, join_peer_id,
+    join_peer_seed, proof,
 };
 pub use op::{
     Cutoff, MAX_LIST, MAX_OP_BYTES, MAX_PARENTS, MAX_REGION_NAME, OP_FORMAT, Op, OpBody, OpError,

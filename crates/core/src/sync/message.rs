@@ -85,6 +85,13 @@ pub enum Request {
         /// The documents.
         docs: Vec<DocMessage>,
     },
+    /// A join request (`JoinRequest::encode`), sent by a device that is not yet a
+    /// member under the one-time identity derived from the invite's secret
+    /// (`control::join_peer_seed`). The only request such a peer may send.
+    Join {
+        /// The signed join request.
+        request: Vec<u8>,
+    },
 }
 
 /// A response of the sync protocol.
@@ -125,7 +132,22 @@ pub enum Response {
         /// Why.
         reason: Refusal,
     },
+    /// Answers `Join`: the region's control log as a bundle (`encode_bundle`), which
+    /// now adds the joining device.
+    Joined {
+        /// The bundle.
+        bundle: Vec<u8>,
+    },
+    /// Answers `Join` when the inviter refuses it (used or expired invite, wrong
+    /// party, …), with the reason for the joining user.
+    JoinRefused {
+        /// Why, at most [`MAX_REASON`] bytes.
+        reason: String,
+    },
 }
+
+/// Longest reason text in a `JoinRefused` response.
+pub const MAX_REASON: usize = 512;
 
 /// Why a request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -268,6 +290,7 @@ mod tests {
                         .collect()
                 }),
             prop::collection::vec(doc_message(), 0..3).prop_map(|docs| Request::Docs { docs }),
+            prop::collection::vec(any::<u8>(), 0..64).prop_map(|request| Request::Join { request }),
         ]
     }
 
@@ -283,6 +306,8 @@ mod tests {
                 Response::Docs { docs: docs.clone() },
                 Response::DocDigests { differing: d.iter().map(|i| DocId::from_bytes(*i)).collect() },
                 Response::Refused { reason: Refusal::WrongRegion },
+                Response::Joined { bundle: d.iter().flatten().copied().collect() },
+                Response::JoinRefused { reason: format!("{} docs", d.len()) },
             ] {
                 prop_assert_eq!(Response::decode(&r.encode()).unwrap(), r);
             }
