@@ -230,9 +230,9 @@ impl Store {
         peers::peer_addrs(&self.conn, &self.path)
     }
 
-    /// The sync state saved for a peer (format owned by the sync layer).
-    pub fn peer_sync(&self, peer: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        peers::peer_sync(&self.conn, &self.path, peer)
+    /// Per document, the heads `peer` was last known to hold.
+    pub fn peer_docs(&self, peer: &[u8; 32]) -> Result<Vec<(DocId, Vec<[u8; 32]>)>, StoreError> {
+        peers::peer_docs(&self.conn, &self.path, peer)
     }
 
     /// Caps the store at its current size, so the next growth fails as on a full disk.
@@ -320,14 +320,15 @@ impl WriteTx<'_> {
         peers::remember_addr(&self.tx, self.path, peer, addr, now_ms)
     }
 
-    /// Saves the sync state of a peer (replacing the previous one).
-    pub fn set_peer_sync(
+    /// Records the heads `peer` is known to hold of `doc` (replacing older ones).
+    pub fn set_peer_heads(
         &self,
         peer: &[u8; 32],
-        state: &[u8],
+        doc: &DocId,
+        heads: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        peers::set_peer_sync(&self.tx, self.path, peer, state, now_ms)
+        peers::set_peer_heads(&self.tx, self.path, peer, doc, heads, now_ms)
     }
 
     /// Records an invitation.

@@ -58,18 +58,21 @@ const MIGRATIONS: &[&str] = &[
         used_by     BLOB
      ) STRICT;",
     // 3: what a node remembers of its peers across restarts: addresses that reached
-    //    them, and the per-peer sync state (what each peer was last seen to hold).
+    //    them, and the per-peer sync state: the heads each peer was last known to hold
+    //    per document.
     "CREATE TABLE peer_addrs (
         peer        BLOB NOT NULL CHECK (length(peer) = 32),
         addr        TEXT NOT NULL,
         seen_ms     INTEGER NOT NULL,
         PRIMARY KEY (peer, addr)
      ) STRICT, WITHOUT ROWID;
-     CREATE TABLE peer_sync (
-        peer        BLOB PRIMARY KEY NOT NULL CHECK (length(peer) = 32),
-        state       BLOB NOT NULL,
-        updated_ms  INTEGER NOT NULL
-     ) STRICT;",
+     CREATE TABLE peer_docs (
+        peer        BLOB NOT NULL CHECK (length(peer) = 32),
+        doc_id      BLOB NOT NULL CHECK (length(doc_id) = 16),
+        heads       BLOB NOT NULL CHECK (length(heads) % 32 = 0),
+        updated_ms  INTEGER NOT NULL,
+        PRIMARY KEY (peer, doc_id)
+     ) STRICT, WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -1,11 +1,12 @@
 //! What a node remembers of its peers across restarts: the addresses that reached
-//! them (so a restarted node can dial its members without mDNS or `--peer`), and one
-//! opaque per-peer sync-state blob whose format belongs to the sync layer
-//! (docs/PROTOCOL.md, "Per-peer sync state").
+//! them (so a restarted node can dial its members without mDNS or `--peer`), and per
+//! peer and document the heads the peer was last known to hold (the per-peer sync
+//! state: it shortens the next sync and tells `status` who is ahead or behind).
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use regiosync_core::id::DocId;
+use rusqlite::{Connection, params};
 
 use crate::error::{SqliteResultExt, StoreError};
 
@@ -58,32 +59,54 @@ pub(crate) fn remember_addr(
     Ok(())
 }
 
-pub(crate) fn peer_sync(
-    conn: &Connection,
-    path: &Path,
-    peer: &[u8; 32],
-) -> Result<Option<Vec<u8>>, StoreError> {
-    conn.query_row(
-        "SELECT state FROM peer_sync WHERE peer = ?1",
-        [&peer[..]],
-        |r| r.get(0),
-    )
-    .optional()
-    .at(path)
+/// Splits a `heads` column into hashes (its length is a multiple of 32 by the
+/// table's CHECK).
+fn split_heads(bytes: &[u8]) -> Vec<[u8; 32]> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| c.try_into().ok())
+        .collect()
 }
 
-pub(crate) fn set_peer_sync(
+pub(crate) fn peer_docs(
     conn: &Connection,
     path: &Path,
     peer: &[u8; 32],
-    state: &[u8],
+) -> Result<Vec<(DocId, Vec<[u8; 32]>)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT doc_id, heads FROM peer_docs WHERE peer = ?1")
+        .at(path)?;
+    let rows = stmt
+        .query_map([&peer[..]], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .at(path)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (doc, heads) = row.at(path)?;
+        let doc: [u8; 16] = doc.try_into().map_err(|_| StoreError::Malformed {
+            path: path.to_owned(),
+            detail: "peer document row".into(),
+        })?;
+        out.push((DocId::from_bytes(doc), split_heads(&heads)));
+    }
+    Ok(out)
+}
+
+pub(crate) fn set_peer_heads(
+    conn: &Connection,
+    path: &Path,
+    peer: &[u8; 32],
+    doc: &DocId,
+    heads: &[[u8; 32]],
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO peer_sync (peer, state, updated_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT (peer) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
-        params![&peer[..], state, now_ms],
+    conn.prepare_cached(
+        "INSERT INTO peer_docs (peer, doc_id, heads, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (peer, doc_id) DO UPDATE SET heads = excluded.heads, updated_ms = excluded.updated_ms",
     )
+    .at(path)?
+    .execute(params![&peer[..], &doc.as_bytes()[..], heads.concat(), now_ms])
     .at(path)?;
     Ok(())
 }

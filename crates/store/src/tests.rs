@@ -347,6 +347,7 @@ fn control_ops_settings_and_invites() {
 #[test]
 fn peer_addresses_and_sync_state_survive_reopening() {
     let (dir, mut store) = new_store();
+    let doc = DocId::from_bytes([4; 16]);
     store
         .write(|tx| {
             for i in 0..(MAX_ADDRS_PER_PEER as i64 + 3) {
@@ -355,8 +356,8 @@ fn peer_addresses_and_sync_state_survive_reopening() {
             tx.remember_addr(&[2; 32], "/ip4/10.0.0.2/tcp/4100", 1)?;
             // Seen again: refreshed, not duplicated.
             tx.remember_addr(&[2; 32], "/ip4/10.0.0.2/tcp/4100", 50)?;
-            tx.set_peer_sync(&[1; 32], b"old", 1)?;
-            tx.set_peer_sync(&[1; 32], b"state", 2)
+            tx.set_peer_heads(&[1; 32], &doc, &[[5; 32]], 1)?;
+            tx.set_peer_heads(&[1; 32], &doc, &[[6; 32], [7; 32]], 2)
         })
         .unwrap();
     drop(store);
@@ -377,10 +378,11 @@ fn peer_addresses_and_sync_state_survive_reopening() {
     assert!(!of(1).contains(&"/ip4/127.0.0.1/tcp/4000".to_string()));
     assert_eq!(of(2), vec!["/ip4/10.0.0.2/tcp/4100".to_string()]);
     assert_eq!(
-        store.peer_sync(&[1; 32]).unwrap().as_deref(),
-        Some(&b"state"[..])
+        store.peer_docs(&[1; 32]).unwrap(),
+        vec![(doc, vec![[6; 32], [7; 32]])],
+        "replaced, not added"
     );
-    assert_eq!(store.peer_sync(&[3; 32]).unwrap(), None);
+    assert!(store.peer_docs(&[3; 32]).unwrap().is_empty());
 }
 
 #[test]
