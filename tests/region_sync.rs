@@ -263,7 +263,10 @@ async fn a_partition_heals_to_one_state() {
     for (_, r) in all {
         r.stop().await;
     }
-    // {kerngemeente, ROC} and {buurgemeenten, SWV} cannot reach each other.
+    // {kerngemeente, ROC} and {buurgemeenten, SWV} cannot reach each other: every
+    // node comes back on a new port (nodes remember the addresses that reached their
+    // peers, so the old ones must be dead) and learns only its own side's.
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
     let left = [0usize, 1];
     let right = [2usize, 3, 4];
     let mut nodes = start_some(&dirs, &addrs, &left, |_| left.to_vec());

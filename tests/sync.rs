@@ -8,7 +8,7 @@ use std::time::Duration;
 use regiosync_core::id::{NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_net::{Config, Multiaddr, NetEvent, NetHandle, NetTask, spawn};
-use regiosync_node::{Node, sync_with};
+use regiosync_node::{DocStates, Node, sync_with};
 use tokio::sync::Mutex;
 use tokio::time::timeout;
 
@@ -176,6 +176,33 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
         .unwrap()
         .unwrap();
     assert_eq!(r.round_trips, 1, "{r:?}");
+    assert_eq!(r.docs.in_sync, 1, "{r:?}");
+
+    // The per-peer sync state: each knows the other holds the plan at its heads,
+    // after a restart too; an edit here makes this node "ahead" of the peer.
+    assert_eq!(
+        roc.node.lock().await.sync_state(&kern.id).unwrap(),
+        DocStates {
+            in_sync: 1,
+            ..DocStates::default()
+        }
+    );
+    let reopened = Node::open(&tmp.path().join("roc")).unwrap();
+    assert_eq!(reopened.sync_state(&kern.id).unwrap().in_sync, 1);
+    roc.node
+        .lock()
+        .await
+        .set_section(&doc, "Doelen", "Minder uitval, meer startkwalificaties.\n")
+        .unwrap();
+    let after_edit = reopened.sync_state(&kern.id).unwrap();
+    assert_eq!(after_edit.ahead, vec![doc], "{after_edit:?}");
+    assert_eq!(after_edit.in_sync, 0);
+    // The session that pushes the edit ends with both in sync again.
+    let r = timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.docs.in_sync, r.docs.ahead.len()), (1, 0), "{r:?}");
 
     for p in [kern, roc] {
         p.task.shutdown().await;

@@ -32,6 +32,7 @@ pub mod documents;
 mod error;
 pub mod join;
 mod peers;
+pub use peers::{DocStates, MAX_LISTED_DOCS};
 pub mod region;
 pub mod service;
 pub mod sync;
@@ -56,6 +57,9 @@ pub struct Node {
     info: NodeInfo,
     store: Store,
     secret: Option<NodeSecret>,
+    /// Per peer, the summary at which all shared documents were last recorded in
+    /// sync (see `peers.rs`), so an idle re-sync writes nothing.
+    in_sync: std::collections::HashMap<regiosync_core::id::NodeId, regiosync_core::sync::Summary>,
 }
 
 impl Node {
@@ -84,6 +88,7 @@ impl Node {
             info,
             store,
             secret: None,
+            in_sync: Default::default(),
         })
     }
 

@@ -1,12 +1,19 @@
 //! What a node remembers of its peers across restarts: addresses that reached them,
 //! so a restarted node (or one that just joined over the network) can dial its
-//! members without mDNS or `--peer`.
+//! members without mDNS or `--peer`; and per document the heads each peer was last
+//! known to hold (the per-peer sync state), which shortens the next sync's bloom
+//! filters and tells `regiosync status` which documents are ahead or behind.
 
-use regiosync_core::id::NodeId;
+use std::collections::{BTreeMap, HashMap};
+
+use regiosync_core::control::Folded;
+use regiosync_core::id::{DocId, NodeId};
+use regiosync_core::sync::{Heads, Summary};
 use regiosync_net::{Multiaddr, Protocol};
+use serde::{Deserialize, Serialize};
 
 use crate::Node;
-use crate::documents::now_ms;
+use crate::documents::{load_verified, now_ms};
 use crate::error::NodeError;
 
 /// `addr` without a trailing `/p2p/<peer>`: the peer is stored beside it.
@@ -43,5 +50,141 @@ impl Node {
         self.store
             .write(|tx| tx.remember_addr(peer.as_bytes(), &addr, now_ms()))?;
         Ok(())
+    }
+}
+
+/// The heads of each document a node shares with a peer.
+pub(crate) type SharedHeads = BTreeMap<DocId, Heads>;
+
+/// Most documents listed by name as ahead or behind in a [`DocStates`]; beyond that
+/// they are counted only.
+pub const MAX_LISTED_DOCS: usize = 1000;
+
+/// How the documents a node shares with a peer compare, as far as the node knows at
+/// the end of a sync session (from the heads the peer last reported, see
+/// docs/PROTOCOL.md "Per-peer sync state").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocStates {
+    /// Documents both hold at the same heads.
+    pub in_sync: usize,
+    /// Documents with changes here that the peer is not known to hold.
+    pub ahead: Vec<DocId>,
+    /// Documents where the peer holds changes this node lacks (not arrived yet, or
+    /// refused here as unverifiable).
+    pub behind: Vec<DocId>,
+    /// Documents ahead or behind beyond [`MAX_LISTED_DOCS`].
+    pub unlisted: usize,
+}
+
+impl Node {
+    /// Per document, the heads `peer` was last known to hold.
+    pub(crate) fn known_heads(&self, peer: &NodeId) -> Result<HashMap<DocId, Heads>, NodeError> {
+        Ok(self.store.peer_docs(peer.as_bytes())?.into_iter().collect())
+    }
+
+    /// Records the heads `peer` reported for some documents.
+    pub(crate) fn note_peer_heads(
+        &mut self,
+        peer: &NodeId,
+        heads: &[(DocId, Heads)],
+    ) -> Result<(), NodeError> {
+        if heads.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        self.store.write(|tx| {
+            for (doc, h) in heads {
+                let mut h = h.clone();
+                h.sort_unstable();
+                tx.set_peer_heads(peer.as_bytes(), doc, &h, now)?;
+            }
+            Ok::<_, NodeError>(())
+        })
+    }
+
+    /// Records that `peer` holds every shared document at the heads this node has
+    /// (their summaries were equal). Writes only what changed, and nothing when the
+    /// same summary was recorded before.
+    pub(crate) fn note_in_sync(
+        &mut self,
+        peer: &NodeId,
+        summary: Summary,
+        shared: &SharedHeads,
+    ) -> Result<(), NodeError> {
+        if self.in_sync.get(peer) == Some(&summary) {
+            return Ok(());
+        }
+        let known = self.known_heads(peer)?;
+        let changed: Vec<(DocId, Heads)> = shared
+            .iter()
+            .filter(|(d, h)| known.get(d) != Some(h))
+            .map(|(d, h)| (*d, h.clone()))
+            .collect();
+        self.note_peer_heads(peer, &changed)?;
+        self.in_sync.insert(*peer, summary);
+        Ok(())
+    }
+
+    /// How the documents shared with `peer` compare with what it was last known to
+    /// hold (what `regiosync status` shows per member).
+    pub fn sync_state(&self, peer: &NodeId) -> Result<DocStates, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let shared = self.shared_with(&folded, peer)?;
+        self.doc_states(&folded, peer, &shared.heads)
+    }
+
+    /// The hashes of the accepted changes of a document here.
+    fn change_hashes(
+        &self,
+        folded: &Folded,
+        doc: &DocId,
+    ) -> Result<std::collections::HashSet<[u8; 32]>, NodeError> {
+        if self.store.document(doc)?.is_none() {
+            return Ok(Default::default());
+        }
+        let doc = load_verified(&self.store, doc, folded)?.doc;
+        Ok(doc.get_changes(&[]).iter().map(|c| c.hash().0).collect())
+    }
+
+    /// Compares this node's heads of the shared documents with what `peer` was last
+    /// known to hold.
+    pub(crate) fn doc_states(
+        &self,
+        folded: &Folded,
+        peer: &NodeId,
+        shared: &SharedHeads,
+    ) -> Result<DocStates, NodeError> {
+        let known = self.known_heads(peer)?;
+        let mut states = DocStates::default();
+        for (doc, ours) in shared {
+            let (ahead, behind) = match known.get(doc) {
+                Some(theirs) if theirs == ours => (false, false),
+                None => (!ours.is_empty(), false),
+                Some(theirs) => {
+                    let have = self.change_hashes(folded, doc)?;
+                    // They hold a change this node lacks: behind (whether this node
+                    // also holds one they lack cannot be told without their history).
+                    // Otherwise their heads are in this node's history and differ from
+                    // its heads, so this node holds more: ahead.
+                    let behind = theirs.iter().any(|h| !have.contains(h));
+                    (!behind, behind)
+                }
+            };
+            if !ahead && !behind {
+                states.in_sync += 1;
+                continue;
+            }
+            if states.ahead.len() + states.behind.len() >= MAX_LISTED_DOCS {
+                states.unlisted += 1;
+                continue;
+            }
+            if ahead {
+                states.ahead.push(*doc);
+            }
+            if behind {
+                states.behind.push(*doc);
+            }
+        }
+        Ok(states)
     }
 }

@@ -82,8 +82,11 @@ pub struct PeerStatus {
     pub connected: bool,
     /// Last successful sync, Unix seconds.
     pub last_contact: Option<i64>,
-    /// Documents that differed in the last session (0: in sync then).
+    /// Documents that differed at the start of the last session.
     pub docs_differing: usize,
+    /// How the shared documents compared with the peer's at the end of the last
+    /// session: in sync, ahead (changes here it is not known to hold), behind.
+    pub docs: crate::DocStates,
     /// Changes received in the last session.
     pub changes_received: usize,
     /// The last error, if the last session failed.
@@ -248,6 +251,7 @@ pub async fn run(
                     Ok(report) => {
                         entry.last_contact = Some(crate::region::now_secs());
                         entry.docs_differing = report.docs_differing;
+                        entry.docs = report.docs;
                         entry.changes_received = report.changes_received;
                         entry.last_error = None;
                         if report.ops_received > 0 {

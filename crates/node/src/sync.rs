@@ -28,6 +28,7 @@ use tokio::sync::Mutex;
 use crate::Node;
 use crate::documents::{KIND_PLAN, change_row, load_verified, now_ms};
 use crate::error::NodeError;
+use crate::peers::{DocStates, SharedHeads};
 use crate::region::decode_stored_ops;
 
 /// Most `need` repair rounds per batch.
@@ -90,6 +91,14 @@ pub struct SyncReport {
     pub changes_rejected: usize,
     /// Changes sent.
     pub changes_sent: usize,
+    /// How the shared documents compare with the peer's at the end of the session.
+    pub docs: DocStates,
+}
+
+/// The documents a node shares with a peer: their heads and digests.
+pub(crate) struct Shared {
+    pub(crate) heads: SharedHeads,
+    pub(crate) set: DigestSet,
 }
 
 /// Runs one sync session with `peer` as the requesting side.
@@ -129,8 +138,7 @@ pub async fn sync_with(
     }
 
     // 1. Hello.
-    let (hello, set) = node.lock().await.hello(&peer)?;
-    let mut digests = Some(set);
+    let (hello, shared) = node.lock().await.hello(&peer)?;
     let Response::Hello {
         control_heads,
         summary,
@@ -140,14 +148,13 @@ pub async fn sync_with(
     };
     let Request::Hello {
         control_heads: mine,
-        summary: my_summary,
         ..
     } = &hello
     else {
         return Err(unexpected(&peer));
     };
     let mut their_summary = summary;
-    let mut my_summary = *my_summary;
+    let mut digests = Some(shared);
 
     // 2. Control ops first.
     if control_heads != *mine {
@@ -166,88 +173,96 @@ pub async fn sync_with(
             exchange!(Request::Ops { have, ops: lacking });
         }
         // What may be shared can have changed: compare summaries afresh.
-        let (hello, set) = node.lock().await.hello(&peer)?;
-        digests = Some(set);
-        if let Request::Hello { summary, .. } = &hello {
-            my_summary = *summary;
-        }
+        let (hello, shared) = node.lock().await.hello(&peer)?;
+        digests = Some(shared);
         let Response::Hello { summary, .. } = exchange!(hello) else {
             return Err(unexpected(&peer));
         };
         their_summary = summary;
     }
-    if my_summary == their_summary {
-        return Ok(report);
-    }
 
     // 3 and 4, in rounds: narrow down to the differing documents, then exchange
     // changes in batches of at most MAX_BATCH_BYTES; a large catch-up takes several
-    // rounds, each starting from what this side has by then.
-    for round in 0..MAX_ROUNDS {
-        // Round 0 narrows with the digests of the last Hello; later rounds read afresh.
-        let set = match digests.take() {
-            Some(set) => set,
-            None => node.lock().await.digest_set(&peer)?,
-        };
-        let Response::Buckets { differing: buckets } = exchange!(Request::Buckets {
-            buckets: set.buckets()
-        }) else {
-            return Err(unexpected(&peer));
-        };
-        if buckets.is_empty() {
-            return Ok(report);
+    // rounds, each starting from what this side has by then. The session ends in
+    // sync (with the documents both hold) or with what is left for a later session.
+    let (end, in_sync): (Option<Shared>, bool) = 'session: {
+        if digests.as_ref().map(|d| d.set.summary()) == Some(their_summary) {
+            break 'session (digests, true);
         }
-        let Response::DocDigests { differing } = exchange!(Request::DocDigests {
-            buckets: buckets.clone(),
-            docs: set.in_buckets(&buckets)
-        }) else {
-            return Err(unexpected(&peer));
-        };
-        if round == 0 {
-            report.docs_differing = differing.len();
-        }
-        if differing.is_empty() {
-            return Ok(report);
-        }
-        let moved_before = report.changes_received + report.changes_sent;
-        for batch in differing.chunks(MAX_DOCS_PER_ROUND) {
-            let opening = node.lock().await.opening_messages(batch)?;
-            let Response::Docs { docs } = exchange!(Request::Docs { docs: opening }) else {
+        for round in 0..MAX_ROUNDS {
+            // Round 0 narrows with the digests of the last Hello; later rounds read afresh.
+            let shared = match digests.take() {
+                Some(shared) => shared,
+                None => node.lock().await.shared(&peer)?,
+            };
+            let Response::Buckets { differing: buckets } = exchange!(Request::Buckets {
+                buckets: shared.set.buckets()
+            }) else {
                 return Err(unexpected(&peer));
             };
-            let mut outgoing = {
-                let mut n = node.lock().await;
-                let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
-                let (acc, rej) = n.receive_docs(&folded, &peer, &docs)?;
-                report.changes_received += acc;
-                report.changes_rejected += rej;
-                n.answer_docs(&folded, &peer, &docs)?
+            if buckets.is_empty() {
+                break 'session (Some(shared), true);
+            }
+            let Response::DocDigests { differing } = exchange!(Request::DocDigests {
+                buckets: buckets.clone(),
+                docs: shared.set.in_buckets(&buckets)
+            }) else {
+                return Err(unexpected(&peer));
             };
-            for _ in 0..MAX_NEED_ROUNDS {
-                if outgoing
-                    .iter()
-                    .all(|d| d.changes.is_empty() && d.need.is_empty())
-                {
-                    break;
-                }
-                report.changes_sent += outgoing.iter().map(|d| d.changes.len()).sum::<usize>();
-                let Response::Docs { docs } = exchange!(Request::Docs { docs: outgoing }) else {
+            if round == 0 {
+                report.docs_differing = differing.len();
+            }
+            if differing.is_empty() {
+                break 'session (None, false);
+            }
+            let moved_before = report.changes_received + report.changes_sent;
+            for batch in differing.chunks(MAX_DOCS_PER_ROUND) {
+                let opening = node.lock().await.opening_messages(&peer, batch)?;
+                let Response::Docs { docs } = exchange!(Request::Docs { docs: opening }) else {
                     return Err(unexpected(&peer));
                 };
-                let mut n = node.lock().await;
-                let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
-                let (acc, rej) = n.receive_docs(&folded, &peer, &docs)?;
-                report.changes_received += acc;
-                report.changes_rejected += rej;
-                outgoing = n.answer_docs(&folded, &peer, &docs)?;
+                let mut outgoing = {
+                    let mut n = node.lock().await;
+                    let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
+                    let (acc, rej) = n.receive_docs(&folded, &peer, &docs)?;
+                    report.changes_received += acc;
+                    report.changes_rejected += rej;
+                    n.answer_docs(&folded, &peer, &docs)?
+                };
+                for _ in 0..MAX_NEED_ROUNDS {
+                    if outgoing
+                        .iter()
+                        .all(|d| d.changes.is_empty() && d.need.is_empty())
+                    {
+                        break;
+                    }
+                    report.changes_sent += outgoing.iter().map(|d| d.changes.len()).sum::<usize>();
+                    let Response::Docs { docs } = exchange!(Request::Docs { docs: outgoing })
+                    else {
+                        return Err(unexpected(&peer));
+                    };
+                    let mut n = node.lock().await;
+                    let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
+                    let (acc, rej) = n.receive_docs(&folded, &peer, &docs)?;
+                    report.changes_received += acc;
+                    report.changes_rejected += rej;
+                    outgoing = n.answer_docs(&folded, &peer, &docs)?;
+                }
+            }
+            if report.changes_received + report.changes_sent == moved_before {
+                // Nothing moved although documents differ (e.g. changes this side
+                // cannot verify yet): stop instead of looping; a later session retries.
+                break 'session (None, false);
             }
         }
-        if report.changes_received + report.changes_sent == moved_before {
-            // Nothing moved although documents differ (e.g. changes this side cannot
-            // verify yet): stop instead of looping; a later session retries.
-            return Ok(report);
-        }
-    }
+        (None, false)
+    };
+    let mut n = node.lock().await;
+    let shared = match end {
+        Some(shared) => shared,
+        None => n.shared(&peer)?,
+    };
+    report.docs = n.finish_session(&peer, &shared, in_sync)?;
     Ok(report)
 }
 
@@ -323,8 +338,14 @@ impl Node {
             Request::Hello { region, .. } if region != folded.state.region => Response::Refused {
                 reason: Refusal::WrongRegion,
             },
-            Request::Hello { .. } => {
-                let summary = self.digest_set_with(&folded, peer)?.summary();
+            Request::Hello {
+                summary: theirs, ..
+            } => {
+                let shared = self.shared_with(&folded, peer)?;
+                let summary = shared.set.summary();
+                if summary == theirs {
+                    self.note_in_sync(peer, summary, &shared.heads)?;
+                }
                 Response::Hello {
                     control_heads: folded.state.heads.clone(),
                     summary,
@@ -340,12 +361,14 @@ impl Node {
             }
             Request::Buckets { buckets } => Response::Buckets {
                 differing: self
-                    .digest_set_with(&folded, peer)?
+                    .shared_with(&folded, peer)?
+                    .set
                     .differing_buckets(&buckets),
             },
             Request::DocDigests { buckets, docs } => Response::DocDigests {
                 differing: self
-                    .digest_set_with(&folded, peer)?
+                    .shared_with(&folded, peer)?
+                    .set
                     .differing_docs(&buckets, &docs),
             },
             Request::Docs { docs } => {
@@ -364,30 +387,45 @@ impl Node {
 
     /// The opening `Hello`, and the digests it summarises (the first narrowing round
     /// reuses them instead of reading every shared document again).
-    fn hello(&self, peer: &NodeId) -> Result<(Request, DigestSet), NodeError> {
+    fn hello(&self, peer: &NodeId) -> Result<(Request, Shared), NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        let set = self.digest_set_with(&folded, peer)?;
+        let shared = self.shared_with(&folded, peer)?;
         let hello = Request::Hello {
             region: folded.state.region,
             control_heads: folded.state.heads.clone(),
-            summary: set.summary(),
+            summary: shared.set.summary(),
         };
-        Ok((hello, set))
+        Ok((hello, shared))
     }
 
-    fn digest_set(&self, peer: &NodeId) -> Result<DigestSet, NodeError> {
+    fn shared(&self, peer: &NodeId) -> Result<Shared, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        self.digest_set_with(&folded, peer)
+        self.shared_with(&folded, peer)
     }
 
-    /// The digests of the documents this node and `peer` may both read.
-    fn digest_set_with(&self, folded: &Folded, peer: &NodeId) -> Result<DigestSet, NodeError> {
-        let heads: BTreeMap<DocId, Vec<[u8; 32]>> =
-            shared_docs(&folded.state, &self.info.party, peer)
-                .into_iter()
-                .map(|d| Ok((d, self.heads_of(folded, &d)?)))
-                .collect::<Result<_, NodeError>>()?;
-        Ok(DigestSet::new(heads.iter()))
+    /// The heads and digests of the documents this node and `peer` may both read.
+    pub(crate) fn shared_with(&self, folded: &Folded, peer: &NodeId) -> Result<Shared, NodeError> {
+        let heads: SharedHeads = shared_docs(&folded.state, &self.info.party, peer)
+            .into_iter()
+            .map(|d| Ok((d, self.heads_of(folded, &d)?)))
+            .collect::<Result<_, NodeError>>()?;
+        let set = DigestSet::new(heads.iter());
+        Ok(Shared { heads, set })
+    }
+
+    /// At the end of a session: records the peer in sync if it is, and compares the
+    /// shared documents with what the peer is known to hold.
+    fn finish_session(
+        &mut self,
+        peer: &NodeId,
+        shared: &Shared,
+        in_sync: bool,
+    ) -> Result<DocStates, NodeError> {
+        if in_sync {
+            self.note_in_sync(peer, shared.set.summary(), &shared.heads)?;
+        }
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        self.doc_states(&folded, peer, &shared.heads)
     }
 
     fn heads_of(&self, folded: &Folded, doc: &DocId) -> Result<Vec<[u8; 32]>, NodeError> {
@@ -440,14 +478,23 @@ impl Node {
         Ok(new.len())
     }
 
-    fn opening_messages(&self, docs: &[DocId]) -> Result<Vec<DocMessage>, NodeError> {
+    fn opening_messages(
+        &self,
+        peer: &NodeId,
+        docs: &[DocId],
+    ) -> Result<Vec<DocMessage>, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let known = self.known_heads(peer)?;
         docs.iter()
             .map(|d| {
                 let doc = self.doc_or_empty(&folded, d)?;
+                let shared: Vec<ChangeHash> = known
+                    .get(d)
+                    .map(|h| h.iter().map(|h| ChangeHash(*h)).collect())
+                    .unwrap_or_default();
                 Ok(DocMessage {
                     doc: *d,
-                    sync: opening_message(&doc),
+                    sync: opening_message(&doc, &shared),
                     changes: vec![],
                     need: vec![],
                 })
@@ -473,6 +520,7 @@ impl Node {
         let shared: HashSet<DocId> = shared_docs(&folded.state, &self.info.party, peer)
             .into_iter()
             .collect();
+        let known = self.known_heads(peer)?;
         let mut out = Vec::new();
         let mut budget = MAX_BATCH_BYTES;
         for m in incoming.iter().filter(|m| shared.contains(&m.doc)) {
@@ -518,7 +566,17 @@ impl Node {
                 sync: if m.sync.is_empty() {
                     vec![]
                 } else {
-                    opening_message(&doc)
+                    // The peer holds the heads it just sent, and those it was known to
+                    // hold: the filter need only cover what came after them.
+                    let mut theirs = msg.as_ref().map(|m| m.heads.clone()).unwrap_or_default();
+                    theirs.extend(
+                        known
+                            .get(&m.doc)
+                            .into_iter()
+                            .flatten()
+                            .map(|h| ChangeHash(*h)),
+                    );
+                    opening_message(&doc, &theirs)
                 },
                 changes,
                 need,
@@ -629,6 +687,16 @@ impl Node {
             })?;
             self.after_receive(folded, &doc);
         }
+        // What the peer holds now, per its sync messages: the per-peer sync state.
+        let reported: Vec<(DocId, Vec<[u8; 32]>)> = incoming
+            .iter()
+            .filter(|m| shared.contains(&m.doc) && !m.sync.is_empty())
+            .filter_map(|m| {
+                let msg = automerge::sync::Message::decode(&m.sync).ok()?;
+                Some((m.doc, msg.heads.iter().map(|h| h.0).collect()))
+            })
+            .collect();
+        self.note_peer_heads(peer, &reported)?;
         Ok((stored, refused))
     }
 

@@ -207,3 +207,47 @@ fn damaged_change_row_is_reported_not_skipped() {
         Err(NodeError::DamagedDocument { .. })
     ));
 }
+
+#[test]
+fn sync_state_tells_ahead_behind_and_in_sync_from_the_peers_known_heads() {
+    let (d, mut kern) = new_node();
+    let roc_dir = d.path().join("roc");
+    Node::init(&roc_dir, party("roc-b"), Role::Roc, None).unwrap();
+    let mut roc = Node::open(&roc_dir).unwrap();
+    let code = kern.invite(party("roc-b"), Role::Roc, false, 600).unwrap();
+    let (_, bundle) = kern
+        .accept(&roc.join_request(&code.encode()).unwrap())
+        .unwrap();
+    roc.import(&bundle).unwrap();
+    let peer = roc.info().node_id;
+    let doc = kern.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    let first: Vec<[u8; 32]> = kern.store().changes(&doc).unwrap()[..1]
+        .iter()
+        .map(|c| c.hash)
+        .collect();
+    kern.set_section(&doc, "Inleiding", "Tekst.\n").unwrap();
+    // Never synced: everything here is ahead.
+    assert_eq!(kern.sync_state(&peer).unwrap().ahead, vec![doc]);
+    // The peer holds an older version: ahead.
+    kern.note_peer_heads(&peer, &[(doc, first.clone())])
+        .unwrap();
+    assert_eq!(kern.sync_state(&peer).unwrap().ahead, vec![doc]);
+    // The peer holds a change this node lacks: behind.
+    kern.note_peer_heads(&peer, &[(doc, vec![[9; 32]])])
+        .unwrap();
+    let s = kern.sync_state(&peer).unwrap();
+    assert_eq!((s.behind, s.ahead, s.in_sync), (vec![doc], vec![], 0));
+    // The same heads: in sync; and it survives reopening.
+    let folded = kern.control().unwrap().unwrap();
+    let shared = kern.shared_with(&folded, &peer).unwrap();
+    kern.note_in_sync(&peer, shared.set.summary(), &shared.heads)
+        .unwrap();
+    let reopened = Node::open(kern.dir()).unwrap();
+    assert_eq!(
+        reopened.sync_state(&peer).unwrap(),
+        DocStates {
+            in_sync: 1,
+            ..DocStates::default()
+        }
+    );
+}

@@ -56,7 +56,7 @@ pub use control::InviteRow;
 pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc};
 use error::SqliteResultExt;
 pub use error::StoreError;
-pub use peers::MAX_ADDRS_PER_PEER;
+pub use peers::{MAX_ADDRS_PER_PEER, PeerDocHeads};
 
 /// How long a write waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -231,7 +231,7 @@ impl Store {
     }
 
     /// Per document, the heads `peer` was last known to hold.
-    pub fn peer_docs(&self, peer: &[u8; 32]) -> Result<Vec<(DocId, Vec<[u8; 32]>)>, StoreError> {
+    pub fn peer_docs(&self, peer: &[u8; 32]) -> Result<Vec<PeerDocHeads>, StoreError> {
         peers::peer_docs(&self.conn, &self.path, peer)
     }
 

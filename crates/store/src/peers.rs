@@ -10,6 +10,9 @@ use rusqlite::{Connection, params};
 
 use crate::error::{SqliteResultExt, StoreError};
 
+/// A document and the heads a peer was last known to hold of it.
+pub type PeerDocHeads = (DocId, Vec<[u8; 32]>);
+
 /// Most addresses remembered per peer; the oldest are forgotten first.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
 
@@ -72,7 +75,7 @@ pub(crate) fn peer_docs(
     conn: &Connection,
     path: &Path,
     peer: &[u8; 32],
-) -> Result<Vec<(DocId, Vec<[u8; 32]>)>, StoreError> {
+) -> Result<Vec<PeerDocHeads>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT doc_id, heads FROM peer_docs WHERE peer = ?1")
         .at(path)?;

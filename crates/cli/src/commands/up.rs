@@ -106,17 +106,32 @@ pub(crate) fn status(global: &GlobalArgs, out: Output) -> anyhow::Result<()> {
                 .last_contact
                 .map(super::human_time)
                 .unwrap_or_else(|| "never".into());
-            let state = match (&p.last_error, p.connected, p.docs_differing) {
-                (Some(e), _, _) => format!("error: {e}"),
-                (None, false, _) => "offline".into(),
-                (None, true, 0) => "in sync".into(),
-                (None, true, n) => format!("syncing ({n} documents differed)"),
+            let state = match (&p.last_error, p.connected) {
+                (Some(e), _) => format!("error: {e}"),
+                (None, false) => "offline".into(),
+                (None, true) => "connected".into(),
             };
             s.push_str(&format!(
                 "  …{short}  {:<22} last contact {contact:<24} {state}\n",
                 p.party
             ));
+            if p.last_contact.is_some() {
+                let d = &p.docs;
+                s.push_str(&format!(
+                    "      documents: {} in sync, {} ahead, {} behind{}\n",
+                    d.in_sync,
+                    d.ahead.len(),
+                    d.behind.len(),
+                    if d.unlisted > 0 { format!(" ({} more not listed)", d.unlisted) } else { String::new() }
+                ));
+                for (what, ids) in [("ahead ", &d.ahead), ("behind", &d.behind)] {
+                    for id in ids {
+                        s.push_str(&format!("        {what} {id}\n"));
+                    }
+                }
+            }
         }
+        s.push_str("\n(ahead: changes here the peer is not known to hold yet; behind: the peer holds changes this node lacks)\n");
         s
     })
 }

@@ -10,4 +10,4 @@ pub use message::{
     SignedChange, SyncError,
 };
 pub use needs::{changes_they_lack, missing, opening_message};
-pub use summary::{BUCKETS, DigestSet, Summary, doc_digest};
+pub use summary::{BUCKETS, DigestSet, Heads, Summary, doc_digest};

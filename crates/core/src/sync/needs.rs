@@ -10,10 +10,20 @@ use std::collections::{BTreeSet, HashMap};
 use automerge::sync::Message;
 use automerge::{Automerge, ChangeHash, ReadDoc};
 
-/// Our opening sync message for a document: its heads and a bloom filter of all its
-/// changes. Sent with no changes in it.
-pub fn opening_message(doc: &Automerge) -> Vec<u8> {
+/// Our opening sync message for a document: its heads and a bloom filter of its
+/// changes since `shared`, heads the peer is known to hold (from an earlier sync; the
+/// per-peer sync state). With no shared heads the filter covers every change. Hashes
+/// this side does not have are ignored. Sent with no changes in it.
+pub fn opening_message(doc: &Automerge, shared: &[ChangeHash]) -> Vec<u8> {
     let mut state = automerge::sync::State::new();
+    state.shared_heads = shared
+        .iter()
+        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .copied()
+        .collect();
+    // Automerge encodes them as a sorted list.
+    state.shared_heads.sort_unstable();
+    state.shared_heads.dedup();
     automerge::sync::SyncDoc::generate_sync_message(doc, &mut state)
         .map(Message::encode)
         .unwrap_or_default()
@@ -98,13 +108,16 @@ mod tests {
     /// disjoint, shared and empty histories, without resending much.
     #[test]
     fn exchanges_converge_with_little_overshoot() {
-        for (shared, only_a, only_b) in [
-            (0, 3, 0),
-            (5, 2, 3),
-            (5, 0, 0),
-            (0, 0, 4),
-            (20, 7, 1),
-            (200, 150, 120),
+        for (shared, only_a, only_b, round_with_state) in [
+            (0, 3, 0, false),
+            (5, 2, 3, false),
+            (5, 0, 0, false),
+            (0, 0, 4, false),
+            (20, 7, 1, false),
+            (200, 150, 120, false),
+            (5, 2, 3, true),
+            (20, 7, 1, true),
+            (200, 150, 120, true),
         ] {
             let mut base = Automerge::new();
             base.set_actor(ActorId::from(&[1u8; 32][..]));
@@ -119,8 +132,28 @@ mod tests {
             for i in 0..only_b {
                 edit(&mut b, &format!("b{i}"));
             }
-            let msg_a = Message::decode(&opening_message(&a)).unwrap();
-            let msg_b = Message::decode(&opening_message(&b)).unwrap();
+            // Without and with the heads both are known to share.
+            // Unknown, duplicated and unsorted hashes are tolerated.
+            let shared_heads = if round_with_state {
+                [
+                    base.get_heads(),
+                    vec![ChangeHash([0xee; 32])],
+                    base.get_heads(),
+                ]
+                .concat()
+            } else {
+                vec![]
+            };
+            let open_a = opening_message(&a, &shared_heads);
+            let open_b = opening_message(&b, &shared_heads);
+            if round_with_state && shared >= 200 {
+                assert!(
+                    open_a.len() < opening_message(&a, &[]).len(),
+                    "known shared heads shrink the bloom filter"
+                );
+            }
+            let msg_a = Message::decode(&open_a).unwrap();
+            let msg_b = Message::decode(&open_b).unwrap();
             let to_a = changes_they_lack(&b, &msg_a);
             let to_b = changes_they_lack(&a, &msg_b);
             let mut sent = to_a.len() + to_b.len();
@@ -143,7 +176,10 @@ mod tests {
             let (mut ha, mut hb) = (a.get_heads(), b.get_heads());
             ha.sort();
             hb.sort();
-            assert_eq!(ha, hb, "converged for {shared}/{only_a}/{only_b}");
+            assert_eq!(
+                ha, hb,
+                "converged for {shared}/{only_a}/{only_b}/{round_with_state}"
+            );
             assert!(
                 sent <= only_a + only_b + 2,
                 "sent {sent} for {only_a}+{only_b} missing changes"
