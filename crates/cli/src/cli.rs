@@ -126,6 +126,12 @@ pub(crate) enum Command {
         /// Do not look for members on the local network (mDNS)
         #[arg(long)]
         no_mdns: bool,
+        /// Relay connections between members that cannot reach each other directly
+        /// (circuit relay v2; for an always-on node with a reachable address). Members
+        /// find it by themselves once connected, and switch to a direct connection
+        /// where their NATs allow (DCUtR)
+        #[arg(long)]
+        relay: bool,
         /// Sync with every connected member at least this often, in seconds
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         sync_interval: u64,

@@ -2,7 +2,7 @@
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{allow_block_list, identify, mdns, ping, request_response};
+use libp2p::{allow_block_list, dcutr, identify, mdns, ping, relay, request_response};
 
 use crate::codec::FrameCodec;
 
@@ -19,6 +19,16 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     /// Finds members on the local network (off with `--no-mdns`, and in tests).
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Circuit relay v2 server (`--relay`, an always-on node): relays connections
+    /// between members that cannot reach each other directly. Only members get past
+    /// the gate, so only members can reserve or open circuits.
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    /// Circuit relay v2 client: reserves a slot at a member that runs a relay, so
+    /// that members behind NAT can reach this node through it, and dials through it.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Direct connection upgrade through relay (hole punching): replaces a relayed
+    /// connection by a direct one where the NATs allow it.
+    pub(crate) dcutr: dcutr::Behaviour,
     /// The sync protocol `/regiosync/sync/1`.
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
 }

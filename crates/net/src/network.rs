@@ -9,10 +9,14 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{Multiaddr, PeerId, Swarm, allow_block_list, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, allow_block_list, dcutr, identify, mdns, noise, ping, relay, tcp,
+    yamux,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +49,10 @@ pub struct Config {
     /// Members allowed from the start, before the node listens: a member that dials
     /// at once is not refused by a gate that is still empty.
     pub members: Vec<PeerId>,
+    /// Run a circuit relay v2 server for the region's members (`--relay`; for an
+    /// always-on node that members behind NAT can reach). Its listen addresses are
+    /// announced as its external addresses.
+    pub relay_server: bool,
 }
 
 impl Default for Config {
@@ -57,6 +65,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(120),
             ban_duration: Duration::from_secs(300),
             members: Vec::new(),
+            relay_server: false,
         }
     }
 }
@@ -295,6 +304,9 @@ pub fn spawn(
         members: config.members.iter().copied().collect(),
         banned: HashMap::new(),
         ban_duration: config.ban_duration,
+        relay_server: config.relay_server,
+        relays: HashMap::new(),
+        dialled: HashMap::new(),
     };
     let join = tokio::spawn(actor.run(cancel.clone()));
     Ok((
@@ -316,6 +328,8 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
     let codec = FrameCodec::new(config.max_frame);
     let rr_config =
         request_response::Config::default().with_request_timeout(config.request_timeout);
+    let relay_on = config.relay_server;
+    let (dns_config, dns_opts) = dns_settings();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -325,13 +339,17 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
         )
         .map_err(|e| build(&e))?
         .with_quic()
-        .with_behaviour(|key| {
+        .with_dns_config(dns_config, dns_opts)
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| build(&e))?
+        .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
             let mdns = if mdns_on {
                 Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
             } else {
                 None
             };
+            let relay = relay_on.then(|| relay::Behaviour::new(peer, relay_config()));
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 gate: allow_block_list::Behaviour::default(),
                 identify: identify::Behaviour::new(identify::Config::new(
@@ -340,6 +358,9 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 mdns: Toggle::from(mdns),
+                relay: Toggle::from(relay),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer),
                 sync: request_response::Behaviour::with_codec(
                     codec,
                     [(SYNC_PROTOCOL, ProtocolSupport::Full)],
@@ -351,6 +372,38 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// The system's DNS settings for `/dns…` addresses. Without them (no
+/// /etc/resolv.conf, e.g. in a minimal container) names do not resolve, with a warning,
+/// rather than falling back to some public resolver the admin did not choose.
+fn dns_settings() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok(settings) => settings,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the system's DNS settings; /dns addresses will not resolve");
+            (
+                libp2p::dns::ResolverConfig::from_parts(None, vec![], vec![]),
+                libp2p::dns::ResolverOpts::default(),
+            )
+        }
+    }
+}
+
+/// Relay limits for a region's relay: only members reach it (the gate), so circuits
+/// may carry a whole catch-up; the defaults of libp2p (2 minutes, 128 KiB per
+/// circuit) are meant for public relays that only help a hole punch.
+fn relay_config() -> relay::Config {
+    relay::Config {
+        max_circuit_duration: Duration::from_secs(60 * 60),
+        max_circuit_bytes: 1 << 30,
+        ..relay::Config::default()
+    }
+}
+
+/// Whether an address goes through a relay.
+fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
 /// Who is waiting for the response to an outbound request.
@@ -374,6 +427,13 @@ struct Actor {
     /// Members refused until the instant, after breaking the protocol.
     banned: HashMap<PeerId, tokio::time::Instant>,
     ban_duration: Duration,
+    /// This node runs a relay server.
+    relay_server: bool,
+    /// Members running a relay where this node holds a reservation, with the address
+    /// that reaches them.
+    relays: HashMap<PeerId, Multiaddr>,
+    /// The address of this node's outbound connection to a peer.
+    dialled: HashMap<PeerId, Multiaddr>,
 }
 
 impl Actor {
@@ -410,6 +470,8 @@ impl Actor {
                     gate.allow_peer(*p);
                 }
                 self.members = peers;
+                self.relays.retain(|r, _| self.members.contains(r));
+                self.add_relayed_addrs();
                 let _ = done.send(());
             }
             Command::AddAddress { peer, addr } => {
@@ -451,6 +513,11 @@ impl Actor {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(addr = %address, "listening");
+                if self.relay_server && !is_circuit(&address) {
+                    // A relay tells its clients where it can be reached; an always-on
+                    // node's listen addresses are those.
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(NetEvent::Listening { addr: address });
             }
             SwarmEvent::ConnectionEstablished {
@@ -464,6 +531,9 @@ impl Actor {
                     // no peer id), so that a later redial by id knows where to go.
                     let addr = endpoint.get_remote_address().clone();
                     self.swarm.add_peer_address(peer_id, addr.clone());
+                    if !is_circuit(&addr) {
+                        self.dialled.insert(peer_id, addr.clone());
+                    }
                     self.emit(NetEvent::Dialled {
                         peer: peer_id,
                         addr,
@@ -480,6 +550,9 @@ impl Actor {
                 ..
             } => {
                 tracing::info!(peer = %peer_id, "disconnected");
+                // Its reservation listener closes with the connection; reserve again
+                // when it is back (identify tells).
+                self.relays.remove(&peer_id);
                 self.emit(NetEvent::Disconnected { peer: peer_id });
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
@@ -491,9 +564,24 @@ impl Actor {
                 info,
                 ..
             })) => {
-                for addr in info.listen_addrs {
-                    self.swarm.add_peer_address(peer_id, addr);
+                let is_relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                for addr in &info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr.clone());
                 }
+                if is_relay && self.members.contains(&peer_id) {
+                    self.reserve_at(peer_id, &info.listen_addrs);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                tracing::info!(relay = %relay_peer_id, "reachable through the relay of a member");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => {
+                tracing::debug!(peer = %ev.remote_peer_id, result = ?ev.result.as_ref().map(|_| ()), "direct connection upgrade");
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::info!(%error, "a listener failed");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
@@ -586,6 +674,61 @@ impl Actor {
         self.swarm.behaviour_mut().gate.disallow_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
         self.emit(NetEvent::Misbehaved { peer, reason });
+    }
+
+    /// Listens through the relay of member `relay` (a reservation), once, and makes
+    /// every other member dialable through it.
+    fn reserve_at(&mut self, relay: PeerId, listen_addrs: &[Multiaddr]) {
+        if self.relays.contains_key(&relay) || relay == *self.swarm.local_peer_id() {
+            return;
+        }
+        let base = self
+            .dialled
+            .get(&relay)
+            .cloned()
+            .or_else(|| listen_addrs.iter().find(|a| !is_circuit(a)).cloned());
+        let Some(mut base) = base else { return };
+        if matches!(base.iter().last(), Some(Protocol::P2p(_))) {
+            base.pop();
+        }
+        let circuit = base
+            .clone()
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit) {
+            Ok(_) => {
+                tracing::info!(relay = %relay, "reserving a slot at a member's relay");
+                self.relays.insert(relay, base);
+                self.add_relayed_addrs();
+            }
+            Err(e) => tracing::warn!(relay = %relay, error = %e, "cannot listen through a relay"),
+        }
+    }
+
+    /// Adds, for every member, its address through each relay this node uses (a
+    /// member behind NAT that holds a reservation there is reached that way).
+    fn add_relayed_addrs(&mut self) {
+        let local = *self.swarm.local_peer_id();
+        let routes: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .iter()
+            .flat_map(|(r, base)| {
+                self.members
+                    .iter()
+                    .filter(move |m| **m != *r && **m != local)
+                    .map(move |m| {
+                        (
+                            *m,
+                            base.clone()
+                                .with(Protocol::P2p(*r))
+                                .with(Protocol::P2pCircuit),
+                        )
+                    })
+            })
+            .collect();
+        for (m, addr) in routes {
+            self.swarm.add_peer_address(m, addr);
+        }
     }
 
     /// Re-allows banned members whose ban has run out.

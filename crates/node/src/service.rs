@@ -46,6 +46,8 @@ pub struct ServiceConfig {
     pub sync_interval: Duration,
     /// How often to look for local changes and due redials.
     pub poll_interval: Duration,
+    /// Run a circuit relay for the region's members (`--relay`).
+    pub relay: bool,
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +58,7 @@ impl Default for ServiceConfig {
             mdns: true,
             sync_interval: Duration::from_secs(30),
             poll_interval: Duration::from_millis(200),
+            relay: false,
         }
     }
 }
@@ -127,6 +130,7 @@ pub async fn run(
     let net_config = regiosync_net::Config {
         listen: config.listen.clone(),
         mdns: config.mdns,
+        relay_server: config.relay,
         members: state
             .devices
             .keys()

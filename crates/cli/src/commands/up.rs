@@ -19,6 +19,7 @@ pub(crate) fn up(
     listen: Vec<Multiaddr>,
     peers: Vec<Multiaddr>,
     mdns: bool,
+    relay: bool,
     sync_interval: u64,
 ) -> anyhow::Result<()> {
     let node = super::open_node(global)?;
@@ -35,6 +36,7 @@ pub(crate) fn up(
         listen,
         peers,
         mdns,
+        relay,
         sync_interval: Duration::from_secs(sync_interval),
         ..ServiceConfig::default()
     };
