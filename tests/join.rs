@@ -33,7 +33,7 @@ fn start(dir: &Path, listen: &Multiaddr) -> (CancellationToken, tokio::task::Joi
         mdns: false,
         sync_interval: Duration::from_secs(120),
         poll_interval: Duration::from_millis(50),
-        relay: false,
+        ..ServiceConfig::default()
     };
     let cancel = CancellationToken::new();
     let c = cancel.clone();

@@ -85,7 +85,7 @@ fn service_config(listen: &Multiaddr, peers: &[Multiaddr]) -> ServiceConfig {
         mdns: false,
         sync_interval: Duration::from_secs(120),
         poll_interval: Duration::from_millis(50),
-        relay: false,
+        ..ServiceConfig::default()
     }
 }
 

@@ -132,6 +132,11 @@ pub(crate) enum Command {
         /// where their NATs allow (DCUtR)
         #[arg(long)]
         relay: bool,
+        /// Address members should dial to reach this node (repeatable), published in
+        /// the region log, e.g. /dns4/regiosync.roc.example/tcp/4100 behind a port
+        /// forward [default: the listen addresses]
+        #[arg(long, value_name = "MULTIADDR")]
+        announce: Vec<regiosync_net::Multiaddr>,
         /// Sync with every connected member at least this often, in seconds
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         sync_interval: u64,

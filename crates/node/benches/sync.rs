@@ -267,7 +267,7 @@ async fn edit_to_visible(edits: usize) {
             mdns: false,
             sync_interval: Duration::from_secs(5),
             poll_interval: Duration::from_millis(200),
-            relay: false,
+            ..ServiceConfig::default()
         };
         let node = Node::open(&dirs[i]).unwrap();
         let c = cancel.clone();

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use regiosync_core::control::Folded;
+use regiosync_core::control::{Folded, MAX_ADDR_LEN, MAX_ADDRS, OpBody};
 use regiosync_core::id::{DocId, NodeId};
 use regiosync_core::sync::{Heads, Summary};
 use regiosync_net::{Multiaddr, Protocol};
@@ -41,6 +41,39 @@ impl Node {
                     }
                 },
             )
+            .collect())
+    }
+
+    /// Publishes where this device can be reached (a `SetAddrs` op in the region
+    /// log), unless the log already says so. Returns whether an op was issued.
+    pub fn publish_addrs(&mut self, addrs: &[Multiaddr]) -> Result<bool, NodeError> {
+        let mut addrs: Vec<String> = addrs
+            .iter()
+            .map(|a| without_peer(a).to_string())
+            .filter(|a| a.len() <= MAX_ADDR_LEN)
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        addrs.truncate(MAX_ADDRS);
+        let state = self.region_state()?;
+        let me = self.info.node_id;
+        match state.active_device(&me) {
+            Some(d) if d.addrs != addrs => {}
+            _ => return Ok(false),
+        }
+        self.issue_ops(vec![OpBody::SetAddrs { addrs }], |_| Ok(()))?;
+        Ok(true)
+    }
+
+    /// The addresses members published in the region log, as (device, address);
+    /// unreadable ones are skipped.
+    pub fn published_addrs(&self) -> Result<Vec<(NodeId, Multiaddr)>, NodeError> {
+        let state = self.region_state()?;
+        Ok(state
+            .devices
+            .iter()
+            .filter(|(d, _)| **d != self.info.node_id && state.active_device(d).is_some())
+            .flat_map(|(d, dev)| dev.addrs.iter().filter_map(|a| Some((*d, a.parse().ok()?))))
             .collect())
     }
 

@@ -48,6 +48,10 @@ pub struct ServiceConfig {
     pub poll_interval: Duration,
     /// Run a circuit relay for the region's members (`--relay`).
     pub relay: bool,
+    /// Addresses to publish in the region log for members to dial (`--announce`);
+    /// empty: the listen addresses (routable ones; loopback only when there is
+    /// nothing else, as in a demo on one machine).
+    pub announce: Vec<Multiaddr>,
 }
 
 impl Default for ServiceConfig {
@@ -59,6 +63,7 @@ impl Default for ServiceConfig {
             sync_interval: Duration::from_secs(30),
             poll_interval: Duration::from_millis(200),
             relay: false,
+            announce: vec![],
         }
     }
 }
@@ -164,6 +169,7 @@ pub async fn run(
         ..Status::default()
     };
     let mut last_status = (String::new(), Instant::now());
+    let mut publish_due: Option<Instant> = None;
     let mut sessions: JoinSet<(NodeId, Result<SyncReport, NodeError>)> = JoinSet::new();
     let mut running: HashSet<NodeId> = HashSet::new();
     let mut again: HashSet<NodeId> = HashSet::new();
@@ -242,7 +248,11 @@ pub async fn run(
                             }
                         }
                     }
-                    NetEvent::Listening { addr } => status.listen.push(addr.to_string()),
+                    NetEvent::Listening { addr } => {
+                        status.listen.push(addr.to_string());
+                        // Publish once the listeners have settled.
+                        publish_due = Some(Instant::now() + Duration::from_secs(1));
+                    }
                     NetEvent::Misbehaved { peer, reason } => tracing::warn!(peer = %peer, %reason, "peer misbehaved"),
                     _ => {}
                 }
@@ -283,6 +293,26 @@ pub async fn run(
                 }
             }
             _ = poll.tick() => {
+                if publish_due.is_some_and(|t| t <= Instant::now()) {
+                    publish_due = None;
+                    let addrs = to_announce(&config.announce, &status.listen);
+                    match node.lock().await.publish_addrs(&addrs) {
+                        Ok(true) => {
+                            tracing::info!(addrs = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), "published this node's addresses to the region");
+                            for p in connected.clone() {
+                                start(p, &mut sessions, &mut running, &mut again);
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) if e.is_storage_failure() => {
+                            tracing::error!(error = %e, "the store failed; stopping sync");
+                            sessions.abort_all();
+                            net_task.shutdown().await;
+                            return Err(e);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot publish this node's addresses"),
+                    }
+                }
                 let v = node.lock().await.store().data_version().unwrap_or(data_version);
                 if v != data_version {
                     tracing::debug!(from = data_version, to = v, peers = connected.len(), "store changed; pushing");
@@ -332,6 +362,34 @@ pub async fn run(
     Ok(())
 }
 
+/// What to publish: `--announce` addresses if given, else the listen addresses that
+/// others could dial: routable ones, or loopback ones when there is nothing else.
+fn to_announce(announce: &[Multiaddr], listen: &[String]) -> Vec<Multiaddr> {
+    if !announce.is_empty() {
+        return announce.to_vec();
+    }
+    let all: Vec<Multiaddr> = listen
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .filter(|a: &Multiaddr| {
+            !a.iter()
+                .any(|p| matches!(p, regiosync_net::Protocol::P2pCircuit))
+        })
+        .collect();
+    let loopback = |a: &Multiaddr| {
+        a.iter().any(|p| match p {
+            regiosync_net::Protocol::Ip4(ip) => ip.is_loopback(),
+            regiosync_net::Protocol::Ip6(ip) => ip.is_loopback(),
+            _ => false,
+        })
+    };
+    if all.iter().any(|a| !loopback(a)) {
+        all.into_iter().filter(|a| !loopback(a)).collect()
+    } else {
+        all
+    }
+}
+
 /// Exponential backoff from 1 s to 60 s, with up to 50% random jitter so that nodes
 /// that lost a common peer do not all redial at the same moment.
 fn backoff(attempts: u32) -> Duration {
@@ -351,10 +409,13 @@ async fn update_members(
     net: &NetHandle,
     me: NodeId,
 ) -> Result<Vec<(NodeId, String)>, NodeError> {
-    let (state, join_peers) = {
+    let (state, join_peers, published) = {
         let n = node.lock().await;
-        (n.region_state()?, n.join_peers()?)
+        (n.region_state()?, n.join_peers()?, n.published_addrs()?)
     };
+    for (peer, addr) in published {
+        let _ = net.add_address(peer.to_peer_id(), addr).await;
+    }
     let members: Vec<(NodeId, String)> = state
         .devices
         .iter()

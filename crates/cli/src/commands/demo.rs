@@ -199,7 +199,7 @@ fn start(dir: &Path, addrs: &[Multiaddr], me: usize) -> Running {
             mdns: false,
             sync_interval: Duration::from_secs(2),
             poll_interval: Duration::from_millis(100),
-            relay: false,
+            ..ServiceConfig::default()
         };
         run_node(node, config, c).await?;
         Ok(())

@@ -13,15 +13,25 @@ use crate::output::Output;
 /// How old the status file may be before the node counts as not running.
 pub(crate) const STALE_SECS: i64 = 10;
 
-pub(crate) fn up(
-    global: &GlobalArgs,
-    out: Output,
-    listen: Vec<Multiaddr>,
-    peers: Vec<Multiaddr>,
-    mdns: bool,
-    relay: bool,
-    sync_interval: u64,
-) -> anyhow::Result<()> {
+/// The options of `regiosync up`.
+pub(crate) struct UpArgs {
+    pub(crate) listen: Vec<Multiaddr>,
+    pub(crate) peers: Vec<Multiaddr>,
+    pub(crate) mdns: bool,
+    pub(crate) relay: bool,
+    pub(crate) announce: Vec<Multiaddr>,
+    pub(crate) sync_interval: u64,
+}
+
+pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        listen,
+        peers,
+        mdns,
+        relay,
+        announce,
+        sync_interval,
+    } = args;
     let node = super::open_node(global)?;
     node.region_state()?; // a node outside a region has nobody to sync with
     let listen = if listen.is_empty() {
@@ -37,6 +47,7 @@ pub(crate) fn up(
         peers,
         mdns,
         relay,
+        announce,
         sync_interval: Duration::from_secs(sync_interval),
         ..ServiceConfig::default()
     };

@@ -143,6 +143,7 @@ pub fn fold<'a>(
                 age_recipient: age_recipient.clone(),
                 added_by: region.0,
                 removed: false,
+                addrs: vec![],
             },
         )]),
         docs: BTreeMap::new(),
@@ -467,6 +468,7 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
                     age_recipient: age_recipient.clone(),
                     added_by: hash,
                     removed: false,
+                    addrs: vec![],
                 },
             );
             Ok(Applied { needs_admin: !own })
@@ -589,6 +591,13 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
             }
             merge_cutoffs(state, cutoffs.iter().filter(|c| c.doc == *doc));
             Ok(Applied { needs_admin: !own })
+        }
+        OpBody::SetAddrs { addrs } => {
+            // A device speaks only for itself (`authority` checked it is active).
+            if let Some(d) = state.devices.get_mut(&op.op().author) {
+                d.addrs.clone_from(addrs);
+            }
+            Ok(Applied { needs_admin: false })
         }
     }
 }

@@ -30,6 +30,10 @@ pub const MAX_PARENTS: usize = 64;
 pub const MAX_LIST: usize = 1024;
 /// Longest region name, in characters.
 pub const MAX_REGION_NAME: usize = 120;
+/// Most addresses a device publishes.
+pub const MAX_ADDRS: usize = 8;
+/// Longest published address, in bytes.
+pub const MAX_ADDR_LEN: usize = 256;
 
 const HASH_CONTEXT: &[u8] = b"regiosync/op/1\0";
 const SIG_CONTEXT: &[u8] = b"regiosync/op-signature/1\0";
@@ -190,6 +194,13 @@ pub enum OpBody {
         /// For devices of parties that lose write access: which changes stay valid.
         cutoffs: Vec<Cutoff>,
     },
+    /// Publishes the addresses (multiaddrs) where the author device can be reached,
+    /// replacing the ones it published before. Members dial them; they are hints,
+    /// never trusted for identity (the connection proves the peer id).
+    SetAddrs {
+        /// At most [`MAX_ADDRS`] multiaddrs, each at most [`MAX_ADDR_LEN`] bytes.
+        addrs: Vec<String>,
+    },
 }
 
 impl OpBody {
@@ -204,6 +215,7 @@ impl OpBody {
             OpBody::RemoveParty { .. } => "remove-party",
             OpBody::CreateDoc { .. } => "create-doc",
             OpBody::SetAcl { .. } => "set-acl",
+            OpBody::SetAddrs { .. } => "set-addrs",
         }
     }
 
@@ -450,6 +462,21 @@ fn check_structure(op: &Op) -> Result<(), OpError> {
             check_party_list(readers)?;
             check_party_list(writers)?;
             check_cutoffs(cutoffs)?;
+        }
+        OpBody::SetAddrs { addrs } => {
+            if addrs.len() > MAX_ADDRS {
+                return Err(OpError::Structure("too many addresses"));
+            }
+            if addrs.iter().any(|a| {
+                a.is_empty()
+                    || a.len() > MAX_ADDR_LEN
+                    || !a.starts_with('/')
+                    || a.chars().any(|c| c.is_whitespace() || c.is_control())
+            }) {
+                return Err(OpError::Structure(
+                    "an address is empty, too long or not a multiaddr",
+                ));
+            }
         }
         OpBody::AddParty { .. } | OpBody::SetAdmin { .. } => {}
     }

@@ -35,6 +35,8 @@ pub struct DeviceState {
     pub added_by: OpHash,
     /// Whether it was removed.
     pub removed: bool,
+    /// Where it says it can be reached (its latest `SetAddrs`).
+    pub addrs: Vec<String>,
 }
 
 /// The access lists of a shared plan document.

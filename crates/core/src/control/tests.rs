@@ -992,3 +992,57 @@ fn rejected_ops_do_not_become_heads() {
     assert!(f.rejected.contains_key(&bad));
     assert_eq!(f.state.heads, heads);
 }
+
+#[test]
+fn a_device_publishes_only_its_own_addresses_and_only_while_active() {
+    let (mut w, founder, roc, _) = standard();
+    let addrs = vec!["/ip4/192.0.2.7/tcp/4100".to_string()];
+    w.issue(
+        &roc,
+        OpBody::SetAddrs {
+            addrs: addrs.clone(),
+        },
+    );
+    let state = w.folded().state;
+    assert_eq!(state.devices[&roc.id()].addrs, addrs);
+    assert!(
+        state.devices[&founder.id()].addrs.is_empty(),
+        "not another's"
+    );
+    // A newer publication replaces the older one.
+    w.issue(&roc, OpBody::SetAddrs { addrs: vec![] });
+    assert!(w.folded().state.devices[&roc.id()].addrs.is_empty());
+    // Malformed lists are refused (the same structure check runs when an op is
+    // decoded from a peer).
+    for bad in [
+        vec!["not an address".to_string()],
+        vec!["/ip4/1.2.3.4/tcp/1 /x".to_string()],
+        vec![format!("/dns4/{}/tcp/1", "a".repeat(300))],
+        vec!["/ip4/1.2.3.4/tcp/1".to_string(); MAX_ADDRS + 1],
+    ] {
+        let op = Op {
+            region: Some(w.region),
+            parents: w.heads(),
+            author: roc.id(),
+            time: 0,
+            body: OpBody::SetAddrs { addrs: bad },
+        };
+        assert!(SignedOp::sign(op, roc.secret.signing_key()).is_err());
+    }
+    // A removed device cannot point members somewhere else.
+    w.issue(
+        &founder,
+        OpBody::RemoveDevice {
+            device: roc.id(),
+            cutoffs: vec![],
+        },
+    );
+    let op = roc.sign(
+        Some(w.region),
+        w.heads(),
+        OpBody::SetAddrs {
+            addrs: vec!["/ip4/203.0.113.9/tcp/4100".into()],
+        },
+    );
+    assert_rejected(&w, &op, |r| *r == Rejection::AuthorRemoved);
+}

@@ -1,5 +1,8 @@
-//! Members that cannot reach each other directly sync through a member that runs a
-//! circuit relay (`regiosync up --relay`), on loopback. The ROC and the municipality
+//! How members find each other, on loopback: through the addresses members publish
+//! in the region log, and through a member that runs a circuit relay.
+//!
+//! Relay: members that cannot reach each other directly sync through a member that
+//! runs a circuit relay (`regiosync up --relay`). The ROC and the municipality
 //! know only the relay's address (the relay is the kerngemeente, which may not read
 //! the plan they share, so it cannot have passed the plan on by syncing it itself):
 //! the plan still arrives, through a relayed connection or the direct one that DCUtR
@@ -30,6 +33,7 @@ fn start(
     listen: &Multiaddr,
     peers: &[Multiaddr],
     relay: bool,
+    announce: &[Multiaddr],
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let node = Node::open(dir).unwrap();
     let config = ServiceConfig {
@@ -39,6 +43,7 @@ fn start(
         sync_interval: Duration::from_secs(120),
         poll_interval: Duration::from_millis(50),
         relay,
+        announce: announce.to_vec(),
     };
     let cancel = CancellationToken::new();
     let c = cancel.clone();
@@ -50,19 +55,15 @@ fn start(
     (cancel, join)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_that_know_only_the_relay_sync_through_it() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_test_writer()
-        .try_init();
-    let tmp = tempfile::tempdir().unwrap();
+/// A kerngemeente, a ROC and a municipality in one region, all knowing the whole
+/// log (joined by files).
+fn three_parties(root: &Path) -> Vec<PathBuf> {
     let parties = [
         ("gemeente-utrecht", Role::Kerngemeente),
         ("roc-midden", Role::Roc),
         ("gemeente-zeist", Role::Gemeente),
     ];
-    let dirs: Vec<PathBuf> = parties.iter().map(|(p, _)| tmp.path().join(p)).collect();
+    let dirs: Vec<PathBuf> = parties.iter().map(|(p, _)| root.join(p)).collect();
     for ((p, role), dir) in parties.iter().zip(&dirs) {
         Node::init(dir, party(p), *role, None).unwrap();
     }
@@ -76,10 +77,82 @@ async fn members_that_know_only_the_relay_sync_through_it() {
             .unwrap();
         n.import(&bundle).unwrap();
     }
+    for dir in &dirs[1..] {
+        Node::open(dir)
+            .unwrap()
+            .import(&kern.export().unwrap())
+            .unwrap();
+    }
+    dirs
+}
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_no_address_configured_dials_the_addresses_published_in_the_log() {
+    logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = three_parties(tmp.path());
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    let kern = start(&dirs[0], &addrs[0], &[], false, &[]);
+    let roc = start(&dirs[1], &addrs[1], &[addrs[0].clone()], false, &[]);
+    // The kerngemeente publishes where it listens; the ROC receives that op.
+    let kern_id = Node::open(&dirs[0]).unwrap().info().node_id;
+    wait_for("the ROC learns the kerngemeente's address", || {
+        Node::open(&dirs[1])
+            .unwrap()
+            .published_addrs()
+            .unwrap()
+            .contains(&(kern_id, addrs[0].clone()))
+    })
+    .await;
+    // Zeist gets the log by file (sneakernet) and starts with no --peer, no mDNS and
+    // nothing remembered: the published address is all it has.
+    let log = Node::open(&dirs[1]).unwrap().export().unwrap();
+    Node::open(&dirs[2]).unwrap().import(&log).unwrap();
+    assert!(
+        Node::open(&dirs[2])
+            .unwrap()
+            .peer_addrs()
+            .unwrap()
+            .is_empty()
+    );
+    let zeist = start(&dirs[2], &addrs[2], &[], false, &[]);
+    let doc = Node::open(&dirs[0])
+        .unwrap()
+        .create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")
+        .unwrap();
+    wait_for("the plan reaches Zeist", || {
+        Node::open(&dirs[2]).unwrap().plan(&doc).is_ok()
+    })
+    .await;
+    for (c, t) in [zeist, roc, kern] {
+        c.cancel();
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_know_only_the_relay_sync_through_it() {
+    logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = three_parties(tmp.path());
     // The ROC's plan, readable by the ROC and Zeist only; the kerngemeente learns of
     // it (the region log) but may not read it.
     let mut roc = Node::open(&dirs[1]).unwrap();
-    roc.import(&kern.export().unwrap()).unwrap();
     let doc = roc
         .create_plan(PlanKind::Ondersteuningsplan, "Overstap Zeist")
         .unwrap();
@@ -91,12 +164,14 @@ async fn members_that_know_only_the_relay_sync_through_it() {
     .unwrap();
     roc.set_section(&doc, "Afspraken", "Warme overdracht in januari.\n")
         .unwrap();
-    drop((kern, roc));
+    drop(roc);
 
     let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
-    let relay = start(&dirs[0], &addrs[0], &[], true);
-    let roc = start(&dirs[1], &addrs[1], &[addrs[0].clone()], false);
-    let zeist = start(&dirs[2], &addrs[2], &[addrs[0].clone()], false);
+    let relay = start(&dirs[0], &addrs[0], &[], true, &[]);
+    // They publish a dead address, so the log cannot tell them where the other is.
+    let dead = [free_addr()];
+    let roc = start(&dirs[1], &addrs[1], &[addrs[0].clone()], false, &dead);
+    let zeist = start(&dirs[2], &addrs[2], &[addrs[0].clone()], false, &dead);
 
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
