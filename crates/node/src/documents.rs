@@ -7,7 +7,8 @@
 //! transaction commits. Because the rebuild happens under the write lock, two
 //! processes editing the same document cannot both take the same sequence number.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, Change, ChangeHash};
@@ -196,7 +197,7 @@ impl Node {
     /// Reads a plan, from its accepted changes only.
     pub fn plan(&self, id: &DocId) -> Result<Plan, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        let v = load_verified(&self.store, id, &folded)?;
+        let v = self.verified(id, &folded)?;
         Ok(plan::read_plan(&v.doc)?)
     }
 
@@ -204,7 +205,7 @@ impl Node {
     /// a cutoff, or built on such a change).
     pub fn rejected_changes(&self, id: &DocId) -> Result<usize, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        Ok(load_verified(&self.store, id, &folded)?.rejected)
+        Ok(self.verified(id, &folded)?.rejected)
     }
 
     /// Sets a section's text (creating the section if needed); see
@@ -233,7 +234,7 @@ impl Node {
     /// on), accepted changes only.
     pub fn history(&self, id: &DocId) -> Result<Vec<HistoryEntry>, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        let v = load_verified(&self.store, id, &folded)?;
+        let v = self.verified(id, &folded)?;
         Ok(v.doc
             .get_changes(&[])
             .into_iter()
@@ -367,6 +368,17 @@ pub(crate) struct Verified {
 }
 
 impl Verified {
+    /// A document with no changes (one this node does not hold yet).
+    pub(crate) fn empty() -> Self {
+        Self {
+            doc: Automerge::new(),
+            rejected: 0,
+            tail_len: 0,
+            snapshot_fresh: false,
+            last_change: 0,
+        }
+    }
+
     /// A snapshot worth writing: the loaded document, if every stored change up to
     /// `last_change` is in it. A snapshot covers every stored row up to its position,
     /// so one taken while some change was held back (missing dependencies, control
@@ -398,21 +410,39 @@ pub(crate) fn load_verified(
         ));
     }
     let key = heads_key(folded);
-    let damaged = |detail: String| NodeError::DamagedDocument { id: *id, detail };
-    let (mut doc, rows, fresh) = match stored.snapshot {
+    let (doc, rows, fresh) = match stored.snapshot {
         Some(s) if s.control_heads == key => {
-            let doc = Automerge::load(&s.bytes).map_err(|e| damaged(e.to_string()))?;
+            let doc = Automerge::load(&s.bytes).map_err(|e| damaged(id, e.to_string()))?;
             (doc, stored.tail, true)
         }
         _ => (Automerge::new(), src.changes(id)?, false),
     };
-    let tail_len = rows.len();
+    let mut v = apply_verified(doc, &rows, id, folded)?;
+    v.tail_len = rows.len();
+    v.snapshot_fresh = fresh;
+    v.last_change = stored.last_change;
+    Ok(v)
+}
+
+fn damaged(id: &DocId, detail: String) -> NodeError {
+    NodeError::DamagedDocument { id: *id, detail }
+}
+
+/// Verifies stored change rows against the region state and applies the accepted
+/// ones to `doc` (which holds only accepted changes).
+fn apply_verified(
+    mut doc: Automerge,
+    rows: &[ChangeRow],
+    id: &DocId,
+    folded: &Folded,
+) -> Result<Verified, NodeError> {
     let mut changes = Vec::with_capacity(rows.len());
     let mut envelopes = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         // A change that does not parse means the store is damaged: refuse instead of
         // skipping it, which could make the next local edit reuse its sequence number.
-        changes.push(Change::from_bytes(row.bytes.clone()).map_err(|e| damaged(e.to_string()))?);
+        changes
+            .push(Change::from_bytes(row.bytes.clone()).map_err(|e| damaged(id, e.to_string()))?);
         envelopes.push(
             row.envelope
                 .as_deref()
@@ -441,14 +471,88 @@ pub(crate) fn load_verified(
         tracing::debug!(doc = %id, rejected, "ignoring rejected changes");
     }
     doc.apply_changes(selection.accepted.iter().map(|&i| changes[i].clone()))
-        .map_err(|e| damaged(e.to_string()))?;
+        .map_err(|e| damaged(id, e.to_string()))?;
     Ok(Verified {
         doc,
         rejected,
-        tail_len,
-        snapshot_fresh: fresh,
-        last_change: stored.last_change,
+        tail_len: rows.len(),
+        snapshot_fresh: false,
+        last_change: 0,
     })
+}
+
+/// Most verified documents a node keeps in memory.
+const RESIDENT_DOCS: usize = 256;
+
+/// Verified documents kept in memory between reads, so that a running node does not
+/// rebuild and re-verify a document for every sync message. An entry is valid for
+/// the control heads it was verified under; changes stored since (by this or another
+/// process: store positions only grow) are verified and applied on top, as after a
+/// snapshot.
+#[derive(Default)]
+pub(crate) struct ResidentDocs {
+    docs: HashMap<DocId, (u64, Vec<u8>, Arc<Verified>)>,
+    tick: u64,
+}
+
+impl std::fmt::Debug for ResidentDocs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResidentDocs")
+            .field("docs", &self.docs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Drops a document from memory (its next read loads it from the store).
+    pub(crate) fn forget_resident(&self, id: &DocId) {
+        self.resident
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .docs
+            .remove(id);
+    }
+
+    /// The verified document, from memory when nothing changed since it was loaded.
+    pub(crate) fn verified(&self, id: &DocId, folded: &Folded) -> Result<Arc<Verified>, NodeError> {
+        let key = heads_key(folded);
+        let last = self.store.last_change(id)?;
+        let cached = {
+            let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+            r.tick += 1;
+            let tick = r.tick;
+            match r.docs.get_mut(id) {
+                Some(e) if e.1 == key => {
+                    e.0 = tick;
+                    Some(e.2.clone())
+                }
+                _ => None,
+            }
+        };
+        let v = match cached {
+            Some(v) if v.last_change == last => return Ok(v),
+            Some(v) if v.rejected == 0 && v.last_change < last => {
+                let (rows, upto) = self.store.changes_after(id, v.last_change)?;
+                let mut next = apply_verified(v.doc.clone(), &rows, id, folded)?;
+                next.tail_len = v.tail_len + rows.len();
+                next.snapshot_fresh = v.snapshot_fresh;
+                next.last_change = upto;
+                next
+            }
+            _ => load_verified(&self.store, id, folded)?,
+        };
+        let v = Arc::new(v);
+        let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+        if r.docs.len() >= RESIDENT_DOCS && !r.docs.contains_key(id) {
+            // Forget the least recently used.
+            if let Some(oldest) = r.docs.iter().min_by_key(|(_, e)| e.0).map(|(k, _)| *k) {
+                r.docs.remove(&oldest);
+            }
+        }
+        let tick = r.tick;
+        r.docs.insert(*id, (tick, key, v.clone()));
+        Ok(v)
+    }
 }
 
 fn heads_key(folded: &Folded) -> Vec<u8> {

@@ -60,6 +60,8 @@ pub struct Node {
     /// Per peer, the summary at which all shared documents were last recorded in
     /// sync (see `peers.rs`), so an idle re-sync writes nothing.
     in_sync: std::collections::HashMap<regiosync_core::id::NodeId, regiosync_core::sync::Summary>,
+    /// Verified documents kept in memory (see `documents::ResidentDocs`).
+    resident: std::sync::Mutex<documents::ResidentDocs>,
 }
 
 impl Node {
@@ -89,6 +91,7 @@ impl Node {
             store,
             secret: None,
             in_sync: Default::default(),
+            resident: Default::default(),
         })
     }
 

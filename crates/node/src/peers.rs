@@ -13,7 +13,7 @@ use regiosync_net::{Multiaddr, Protocol};
 use serde::{Deserialize, Serialize};
 
 use crate::Node;
-use crate::documents::{load_verified, now_ms};
+use crate::documents::now_ms;
 use crate::error::NodeError;
 
 /// `addr` without a trailing `/p2p/<peer>`: the peer is stored beside it.
@@ -175,8 +175,8 @@ impl Node {
         if self.store.document(doc)?.is_none() {
             return Ok(Default::default());
         }
-        let doc = load_verified(&self.store, doc, folded)?.doc;
-        Ok(doc.get_changes(&[]).iter().map(|c| c.hash().0).collect())
+        let v = self.verified(doc, folded)?;
+        Ok(v.doc.get_changes(&[]).iter().map(|c| c.hash().0).collect())
     }
 
     /// Compares this node's heads of the shared documents with what `peer` was last

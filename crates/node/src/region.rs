@@ -441,7 +441,7 @@ impl Node {
             if self.store.document(doc)?.is_none() {
                 continue;
             }
-            let verified = crate::documents::load_verified(&self.store, doc, &folded)?;
+            let verified = self.verified(doc, &folded)?;
             let mut last: std::collections::BTreeMap<NodeId, (u64, [u8; 32])> = Default::default();
             for c in verified.doc.get_changes(&[]) {
                 if let Some(dev) = NodeId::from_actor_id(c.actor_id())

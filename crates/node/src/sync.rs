@@ -11,8 +11,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{ChangeHash, ReadDoc};
 use regiosync_core::control::WriteDenied;
 use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
 use regiosync_core::envelope::{ChangeEnvelope, ChangeMeta, ChangeRejection, verify_change};
@@ -26,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::Node;
-use crate::documents::{KIND_PLAN, change_row, load_verified, now_ms};
+use crate::documents::{KIND_PLAN, Verified, change_row, now_ms};
 use crate::error::NodeError;
 use crate::peers::{DocStates, SharedHeads};
 use crate::region::decode_stored_ops;
@@ -432,7 +433,8 @@ impl Node {
         if self.store.document(doc)?.is_none() {
             return Ok(vec![]);
         }
-        Ok(load_verified(&self.store, doc, folded)?
+        Ok(self
+            .verified(doc, folded)?
             .doc
             .get_heads()
             .iter()
@@ -487,7 +489,8 @@ impl Node {
         let known = self.known_heads(peer)?;
         docs.iter()
             .map(|d| {
-                let doc = self.doc_or_empty(&folded, d)?;
+                let v = self.doc_or_empty(&folded, d)?;
+                let doc = &v.doc;
                 let shared: Vec<ChangeHash> = known
                     .get(d)
                     .map(|h| h.iter().map(|h| ChangeHash(*h)).collect())
@@ -502,11 +505,11 @@ impl Node {
             .collect()
     }
 
-    fn doc_or_empty(&self, folded: &Folded, doc: &DocId) -> Result<Automerge, NodeError> {
+    fn doc_or_empty(&self, folded: &Folded, doc: &DocId) -> Result<Arc<Verified>, NodeError> {
         if self.store.document(doc)?.is_none() {
-            return Ok(Automerge::new());
+            return Ok(Arc::new(Verified::empty()));
         }
-        Ok(load_verified(&self.store, doc, folded)?.doc)
+        self.verified(doc, folded)
     }
 
     /// For each incoming document message: the changes the peer lacks (by its sync
@@ -524,7 +527,8 @@ impl Node {
         let mut out = Vec::new();
         let mut budget = MAX_BATCH_BYTES;
         for m in incoming.iter().filter(|m| shared.contains(&m.doc)) {
-            let doc = self.doc_or_empty(folded, &m.doc)?;
+            let v = self.doc_or_empty(folded, &m.doc)?;
+            let doc = &v.doc;
             let msg = if m.sync.is_empty() {
                 None
             } else {
@@ -704,7 +708,7 @@ impl Node {
     /// so that the next read verifies only what comes after it (best effort: a
     /// document whose dependencies have not all arrived may not read yet).
     fn after_receive(&mut self, folded: &Folded, doc: &DocId) {
-        let Ok(v) = load_verified(&self.store, doc, folded) else {
+        let Ok(v) = self.verified(doc, folded) else {
             return;
         };
         let title = regiosync_core::plan::read_plan(&v.doc)
@@ -720,6 +724,10 @@ impl Node {
             }
             Ok::<_, NodeError>(())
         });
+        if snapshot.is_some() {
+            // The resident copy still counts the changes since the old snapshot.
+            self.forget_resident(doc);
+        }
     }
 }
 

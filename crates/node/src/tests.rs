@@ -251,3 +251,21 @@ fn sync_state_tells_ahead_behind_and_in_sync_from_the_peers_known_heads() {
         }
     );
 }
+
+#[test]
+fn a_resident_document_sees_edits_of_other_handles_and_new_control_state() {
+    let (_d, mut node) = new_node();
+    let doc = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    node.set_section(&doc, "Inleiding", "Een.\n").unwrap();
+    let reader = Node::open(node.dir()).unwrap();
+    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Een.\n");
+    // Another handle (the CLI while the node runs) edits: the resident copy catches up.
+    node.set_section(&doc, "Inleiding", "Een.\nTwee.\n")
+        .unwrap();
+    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Een.\nTwee.\n");
+    // A control op (new heads) makes the copy stale: it is verified afresh.
+    node.set_acl(&doc, Some(vec![]), None).unwrap();
+    node.set_section(&doc, "Inleiding", "Drie.\n").unwrap();
+    assert_eq!(reader.plan(&doc).unwrap(), node.plan(&doc).unwrap());
+    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Drie.\n");
+}

@@ -157,8 +157,16 @@ pub(crate) fn load(conn: &Connection, path: &Path, id: &DocId) -> Result<StoredD
     })
 }
 
+/// The store position of the newest change of a document (0: none).
+pub(crate) fn last_change(conn: &Connection, path: &Path, id: &DocId) -> Result<i64, StoreError> {
+    conn.prepare_cached("SELECT coalesce(max(rowid), 0) FROM changes WHERE doc_id = ?1")
+        .at(path)?
+        .query_row(params![&id.as_bytes()[..]], |r| r.get(0))
+        .at(path)
+}
+
 /// The changes of a document stored after position `after`, and the last position.
-fn change_rows(
+pub(crate) fn change_rows(
     conn: &Connection,
     path: &Path,
     id: &DocId,

@@ -225,6 +225,23 @@ impl Store {
         control::open_invites(&self.conn, &self.path, now_s, used_since_ms)
     }
 
+    /// The store position of the newest change of a document (0: none). Positions
+    /// only grow, so a reader that loaded a document up to this position can tell
+    /// whether anything was added since (by any process).
+    pub fn last_change(&self, id: &DocId) -> Result<i64, StoreError> {
+        documents::last_change(&self.conn, &self.path, id)
+    }
+
+    /// The changes of a document stored after position `after`, and the position of
+    /// the last one (`after` if none).
+    pub fn changes_after(
+        &self,
+        id: &DocId,
+        after: i64,
+    ) -> Result<(Vec<ChangeRow>, i64), StoreError> {
+        documents::change_rows(&self.conn, &self.path, id, after)
+    }
+
     /// Remembered peer addresses as (peer public key, multiaddr), newest first per peer.
     pub fn peer_addrs(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
         peers::peer_addrs(&self.conn, &self.path)
