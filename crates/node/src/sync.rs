@@ -497,7 +497,7 @@ impl Node {
                     .unwrap_or_default();
                 Ok(DocMessage {
                     doc: *d,
-                    sync: opening_message(&doc, &shared),
+                    sync: opening_message(doc, &shared),
                     changes: vec![],
                     need: vec![],
                 })
@@ -536,7 +536,7 @@ impl Node {
             };
             let mut send: Vec<ChangeHash> = msg
                 .as_ref()
-                .map(|msg| changes_they_lack(&doc, msg))
+                .map(|msg| changes_they_lack(doc, msg))
                 .unwrap_or_default();
             send.extend(
                 m.need
@@ -547,7 +547,7 @@ impl Node {
             send.dedup();
             let need: Vec<[u8; 32]> = msg
                 .as_ref()
-                .map(|msg| missing(&doc, &msg.heads))
+                .map(|msg| missing(doc, &msg.heads))
                 .unwrap_or_default()
                 .iter()
                 .map(|h| h.0)
@@ -580,7 +580,7 @@ impl Node {
                             .flatten()
                             .map(|h| ChangeHash(*h)),
                     );
-                    opening_message(&doc, &theirs)
+                    opening_message(doc, &theirs)
                 },
                 changes,
                 need,
