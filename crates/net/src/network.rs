@@ -49,6 +49,12 @@ pub struct Config {
     /// Members allowed from the start, before the node listens: a member that dials
     /// at once is not refused by a gate that is still empty.
     pub members: Vec<PeerId>,
+    /// Requests a peer may send in a burst before the rate limit applies.
+    pub request_burst: u32,
+    /// Sustained requests per second a peer may send; a peer that sends more (a
+    /// flood) is disconnected and banned like one that breaks the protocol. Honest
+    /// sessions send one request at a time.
+    pub requests_per_sec: u32,
     /// Run a circuit relay v2 server for the region's members (`--relay`; for an
     /// always-on node that members behind NAT can reach). Its listen addresses are
     /// announced as its external addresses.
@@ -65,6 +71,8 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(120),
             ban_duration: Duration::from_secs(300),
             members: Vec::new(),
+            request_burst: 300,
+            requests_per_sec: 50,
             relay_server: false,
         }
     }
@@ -307,6 +315,9 @@ pub fn spawn(
         relay_server: config.relay_server,
         relays: HashMap::new(),
         dialled: HashMap::new(),
+        request_budget: HashMap::new(),
+        request_burst: f64::from(config.request_burst.max(1)),
+        requests_per_sec: f64::from(config.requests_per_sec.max(1)),
     };
     let join = tokio::spawn(actor.run(cancel.clone()));
     Ok((
@@ -434,6 +445,10 @@ struct Actor {
     relays: HashMap<PeerId, Multiaddr>,
     /// The address of this node's outbound connection to a peer.
     dialled: HashMap<PeerId, Multiaddr>,
+    /// Per peer, a token bucket of inbound requests: (tokens, last refill).
+    request_budget: HashMap<PeerId, (f64, tokio::time::Instant)>,
+    request_burst: f64,
+    requests_per_sec: f64,
 }
 
 impl Actor {
@@ -553,6 +568,7 @@ impl Actor {
                 // Its reservation listener closes with the connection; reserve again
                 // when it is back (identify tells).
                 self.relays.remove(&peer_id);
+                self.request_budget.remove(&peer_id);
                 self.emit(NetEvent::Disconnected { peer: peer_id });
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
@@ -619,6 +635,14 @@ impl Actor {
                     },
                 ..
             } => {
+                if !self.admit_request(peer) {
+                    let why = format!(
+                        "sent requests faster than {} per second (burst {})",
+                        self.requests_per_sec, self.request_burst
+                    );
+                    self.misbehaved(peer, why);
+                    return;
+                }
                 let (reply, rx) = oneshot::channel();
                 match self.events.try_send(NetEvent::Request {
                     peer,
@@ -728,6 +752,24 @@ impl Actor {
             .collect();
         for (m, addr) in routes {
             self.swarm.add_peer_address(m, addr);
+        }
+    }
+
+    /// Takes one token from the peer's request bucket (a token bucket: up to
+    /// `request_burst` tokens, refilled at `requests_per_sec`); false when empty.
+    /// Hand-written: a dozen lines, where a rate-limit crate would bring a clock and
+    /// keyed-store abstraction this task does not need.
+    fn admit_request(&mut self, peer: PeerId) -> bool {
+        let now = tokio::time::Instant::now();
+        let (burst, rate) = (self.request_burst, self.requests_per_sec);
+        let (tokens, last) = self.request_budget.entry(peer).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 

@@ -1,5 +1,6 @@
 //! Real libp2p nodes on loopback: requests over TCP and QUIC, gating of non-members,
-//! disconnection of removed members, and a peer that sends an oversized frame.
+//! disconnection of removed members, and peers that send an oversized frame or flood
+//! requests.
 //! Convergence is awaited with timeouts, never with fixed sleeps as the check.
 
 use std::time::Duration;
@@ -20,15 +21,26 @@ struct Node {
 /// Starts a node listening on loopback TCP and QUIC that answers every request with
 /// the request reversed, and reports its events on `events`.
 async fn node(max_frame: usize, events: mpsc::UnboundedSender<(PeerId, String)>) -> Node {
+    node_with(
+        Config {
+            max_frame,
+            ..Config::default()
+        },
+        events,
+    )
+    .await
+}
+
+/// [`node`] with other settings (listen addresses, mDNS and timeout are the test's).
+async fn node_with(config: Config, events: mpsc::UnboundedSender<(PeerId, String)>) -> Node {
     let config = Config {
         listen: vec![
             "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
             "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
         ],
         mdns: false,
-        max_frame,
         request_timeout: Duration::from_secs(10),
-        ..Config::default()
+        ..config
     };
     let (handle, mut rx, task) = spawn(Keypair::generate_ed25519(), config).unwrap();
     let me = handle.local_peer_id();
@@ -259,6 +271,78 @@ async fn an_oversized_frame_disconnects_the_sender_and_others_keep_working() {
     )
     .await;
     // An honest peer is still served.
+    let r = timeout(
+        WAIT,
+        c.handle.request(a.handle.local_peer_id(), b"ok".to_vec()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r, b"ko");
+    for n in [a, b, c] {
+        n.task.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_flooding_requests_is_cut_off_and_others_keep_working() {
+    let (ev, mut rx) = mpsc::unbounded_channel();
+    // A allows bursts of 20 requests and 5 a second after that.
+    let a = node_with(
+        Config {
+            request_burst: 20,
+            requests_per_sec: 5,
+            ..Config::default()
+        },
+        ev.clone(),
+    )
+    .await;
+    let b = node(1 << 20, ev.clone()).await;
+    let c = node(1 << 20, ev).await;
+    a.handle
+        .set_members([b.handle.local_peer_id(), c.handle.local_peer_id()])
+        .await
+        .unwrap();
+    for n in [&b, &c] {
+        n.handle
+            .set_members([a.handle.local_peer_id()])
+            .await
+            .unwrap();
+        n.handle
+            .add_address(a.handle.local_peer_id(), tcp(&a))
+            .await
+            .unwrap();
+    }
+    // An honest burst is served.
+    for _ in 0..10 {
+        let r = timeout(
+            WAIT,
+            c.handle.request(a.handle.local_peer_id(), b"ok".to_vec()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(r, b"ko");
+    }
+    // B sends 200 requests at once.
+    let flood = (0..200).map(|i| {
+        let h = b.handle.clone();
+        let to = a.handle.local_peer_id();
+        tokio::spawn(async move { h.request(to, vec![i as u8; 8]).await })
+    });
+    let results = futures::future::join_all(flood).await;
+    let failed = results
+        .into_iter()
+        .filter(|r| !matches!(r, Ok(Ok(_))))
+        .count();
+    assert!(failed > 0, "a flood must not be served in full");
+    wait_for(
+        &mut rx,
+        a.handle.local_peer_id(),
+        &format!("misbehaved {}", b.handle.local_peer_id()),
+    )
+    .await;
+    // C keeps being served.
     let r = timeout(
         WAIT,
         c.handle.request(a.handle.local_peer_id(), b"ok".to_vec()),
