@@ -121,6 +121,14 @@ pub enum NodeError {
     /// A join request or bundle was refused.
     #[error("{0}")]
     JoinRefused(String),
+    /// A membership change (invite, device removal) this node will not make.
+    #[error("{0}")]
+    Membership(String),
+    /// The region's control log in the store does not fold or decode.
+    #[error(
+        "the region's control log in the store is damaged ({0}): import the log again from a member (`regiosync export` there, `regiosync import` here) or restore a backup"
+    )]
+    DamagedControlLog(String),
     /// An op could not be made.
     #[error(transparent)]
     Op(#[from] OpError),
@@ -172,6 +180,7 @@ impl NodeError {
                     | StoreError::Malformed { .. }
             ) | NodeError::Io { .. }
                 | NodeError::DamagedDocument { .. }
+                | NodeError::DamagedControlLog(_)
                 | NodeError::MissingStore { .. }
         )
     }

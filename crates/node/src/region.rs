@@ -107,17 +107,17 @@ impl Node {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let state = &folded.state;
         let me = state.active_device(&self.info.node_id).ok_or_else(|| {
-            NodeError::JoinRefused("this device is not an active member of the region".into())
+            NodeError::Membership("this device is not an active member of the region".into())
         })?;
         let we_are_admin = state.active_party(&me.party).is_some_and(|p| p.admin);
         match state.parties.get(&party) {
             Some(p) if p.removed => {
-                return Err(NodeError::JoinRefused(format!(
+                return Err(NodeError::Membership(format!(
                     "party {party} was removed from the region; names are not reused"
                 )));
             }
             Some(p) if p.role != role => {
-                return Err(NodeError::JoinRefused(format!(
+                return Err(NodeError::Membership(format!(
                     "party {party} exists with role {}, not {role}",
                     p.role
                 )));
@@ -135,7 +135,7 @@ impl Node {
             _ => {}
         }
         if admin && state.parties.contains_key(&party) {
-            return Err(NodeError::JoinRefused(format!(
+            return Err(NodeError::Membership(format!(
                 "party {party} already exists; --admin applies to new parties only"
             )));
         }
@@ -145,7 +145,7 @@ impl Node {
             ));
         }
         if ttl_secs <= 0 {
-            return Err(NodeError::JoinRefused(
+            return Err(NodeError::Membership(
                 "the invite must expire in the future".into(),
             ));
         }
@@ -370,7 +370,7 @@ impl Node {
     pub fn remove_device(&mut self, device: NodeId) -> Result<OpHash, NodeError> {
         let state = self.region_state()?;
         if state.active_device(&device).is_none() {
-            return Err(NodeError::JoinRefused(format!(
+            return Err(NodeError::Membership(format!(
                 "device {device} is not an active member"
             )));
         }
@@ -479,7 +479,7 @@ impl Node {
         self.store.write(|tx| {
             let mut all = decode_stored_ops(&tx.ops()?);
             let mut heads = fold(region, &all)
-                .map_err(|e| NodeError::JoinRefused(e.to_string()))?
+                .map_err(|e| NodeError::DamagedControlLog(e.to_string()))?
                 .state
                 .heads;
             let mut made = Vec::new();
@@ -496,7 +496,7 @@ impl Node {
                 )?;
                 all.push(op.clone());
                 let folded =
-                    fold(region, &all).map_err(|e| NodeError::JoinRefused(e.to_string()))?;
+                    fold(region, &all).map_err(|e| NodeError::DamagedControlLog(e.to_string()))?;
                 if let Some(why) = folded.rejected.get(&op.hash()) {
                     return Err(NodeError::Refused(why.clone()));
                 }
@@ -522,7 +522,7 @@ pub(crate) fn control_of(src: &impl DocSource) -> Result<Option<Folded>, NodeErr
     };
     let ops = decode_stored_ops(&src.ops()?);
     let folded = fold(region, &ops).map_err(|e| {
-        NodeError::JoinRefused(format!("the stored control log is incomplete: {e}"))
+        NodeError::DamagedControlLog(format!("the stored control log is incomplete: {e}"))
     })?;
     Ok(Some(folded))
 }
@@ -545,7 +545,7 @@ pub(crate) fn decode_stored_ops(raw: &[Vec<u8>]) -> Vec<SignedOp> {
 fn region_from_bytes(b: &[u8]) -> Result<RegionId, NodeError> {
     let arr: [u8; 32] = b
         .try_into()
-        .map_err(|_| NodeError::JoinRefused("the stored region id is damaged".into()))?;
+        .map_err(|_| NodeError::DamagedControlLog("the stored region id is damaged".into()))?;
     Ok(RegionId(OpHash(arr)))
 }
 
