@@ -30,6 +30,7 @@ pub mod envelope;
 pub mod id;
 pub mod identity;
 pub mod plan;
+pub mod seal;
 pub mod sync;
 
 pub use automerge;

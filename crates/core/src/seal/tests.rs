@@ -1,0 +1,155 @@
+//! Sealing: round trips, and the attacks of issue 5 failing with a typed reason.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::identity::NodeSecret;
+
+fn setup() -> (DocId, ContentKey, KeyRing) {
+    let dossier = DocId::random().unwrap();
+    let key = ContentKey::generate().unwrap();
+    let mut ring = KeyRing::new(dossier);
+    ring.insert(0, key.clone());
+    (dossier, key, ring)
+}
+
+#[test]
+fn seals_and_opens_with_45_bytes_overhead() {
+    let (dossier, key, ring) = setup();
+    let plain = b"verzuimsignaal 3 november";
+    let sealed = seal_change(&key, &dossier, 0, &[1; 32], plain).unwrap();
+    assert_eq!(sealed.len(), plain.len() + SEAL_OVERHEAD);
+    assert!(
+        SEAL_OVERHEAD <= 48,
+        "issue 7 target: at most 48 bytes per change"
+    );
+    assert_eq!(&ring.unseal(&[1; 32], &sealed).unwrap()[..], plain);
+    assert_eq!(sealed_epoch(&sealed), Ok(0));
+    // The plaintext does not appear in the sealed bytes, and two seals differ (nonce).
+    assert!(!sealed.windows(plain.len()).any(|w| w == plain));
+    assert_ne!(
+        sealed,
+        seal_change(&key, &dossier, 0, &[1; 32], plain).unwrap()
+    );
+}
+
+#[test]
+fn attack_tampered_ciphertext_is_refused() {
+    let (dossier, key, ring) = setup();
+    let sealed = seal_change(&key, &dossier, 0, &[1; 32], b"tekst").unwrap();
+    for i in 5..sealed.len() {
+        let mut bad = sealed.clone();
+        bad[i] ^= 0x01;
+        assert_eq!(
+            ring.unseal(&[1; 32], &bad),
+            Err(SealError::Tampered),
+            "byte {i}"
+        );
+    }
+    let mut truncated = sealed.clone();
+    truncated.truncate(SEAL_OVERHEAD - 1);
+    assert_eq!(ring.unseal(&[1; 32], &truncated), Err(SealError::Malformed));
+}
+
+#[test]
+fn attack_ciphertext_moved_to_another_change_dossier_or_epoch() {
+    let (dossier, key, ring) = setup();
+    let sealed = seal_change(&key, &dossier, 0, &[1; 32], b"tekst").unwrap();
+    // Presented as another change's bytes.
+    assert_eq!(ring.unseal(&[2; 32], &sealed), Err(SealError::Tampered));
+    // In another dossier that happens to hold the same key.
+    let mut other = KeyRing::new(DocId::random().unwrap());
+    other.insert(0, key.clone());
+    assert_eq!(other.unseal(&[1; 32], &sealed), Err(SealError::Tampered));
+    // Relabelled with another epoch whose key is the same.
+    let mut ring2 = ring.clone();
+    ring2.insert(1, key.clone());
+    let mut relabelled = sealed.clone();
+    relabelled[1..5].copy_from_slice(&1u32.to_be_bytes());
+    assert_eq!(
+        ring2.unseal(&[1; 32], &relabelled),
+        Err(SealError::Tampered)
+    );
+}
+
+#[test]
+fn a_device_without_the_new_epoch_reads_old_changes_only() {
+    let (dossier, key0, ring) = setup();
+    let key1 = ContentKey::generate().unwrap();
+    let old = seal_change(&key0, &dossier, 0, &[1; 32], b"voor").unwrap();
+    let new = seal_change(&key1, &dossier, 1, &[2; 32], b"na").unwrap();
+    // `ring` (a revoked party's) holds epoch 0 only.
+    assert_eq!(&ring.unseal(&[1; 32], &old).unwrap()[..], b"voor");
+    assert_eq!(
+        ring.unseal(&[2; 32], &new),
+        Err(SealError::NoKeyForEpoch(1))
+    );
+    let mut full = ring.clone();
+    full.insert(1, key1);
+    assert_eq!(&full.unseal(&[2; 32], &new).unwrap()[..], b"na");
+    assert_eq!(full.latest().map(|(e, _)| e), Some(1));
+    full.destroy();
+    assert_eq!(
+        full.unseal(&[1; 32], &old),
+        Err(SealError::NoKeyForEpoch(0))
+    );
+}
+
+#[test]
+fn wrapped_keys_open_only_for_their_device_dossier_and_epoch() {
+    let (dossier, key, _) = setup();
+    let a = NodeSecret::generate().unwrap();
+    let b = NodeSecret::generate().unwrap();
+    let wrapped = wrap_key(&key, &dossier, 3, &a.age_recipient()).unwrap();
+    assert!(wrapped.len() < MAX_WRAPPED_KEY, "{}", wrapped.len());
+    assert_eq!(
+        unwrap_key(&wrapped, &dossier, 3, a.age_identity()).unwrap(),
+        key
+    );
+    // Another device's wrapping.
+    assert_eq!(
+        unwrap_key(&wrapped, &dossier, 3, b.age_identity()),
+        Err(SealError::NotForThisDevice)
+    );
+    // Replayed for another dossier or epoch.
+    assert_eq!(
+        unwrap_key(&wrapped, &DocId::random().unwrap(), 3, a.age_identity()),
+        Err(SealError::WrongBinding)
+    );
+    assert_eq!(
+        unwrap_key(&wrapped, &dossier, 4, a.age_identity()),
+        Err(SealError::WrongBinding)
+    );
+    // Altered.
+    let mut bad = wrapped.clone();
+    let n = bad.len();
+    bad[n - 5] ^= 1;
+    assert!(unwrap_key(&bad, &dossier, 3, a.age_identity()).is_err());
+    assert_eq!(
+        unwrap_key(&vec![0; MAX_WRAPPED_KEY + 1], &dossier, 3, a.age_identity()),
+        Err(SealError::Malformed)
+    );
+}
+
+#[test]
+fn keys_never_show_in_debug_output() {
+    let key = ContentKey::generate().unwrap();
+    let shown = format!("{key:?} {:?}", KeyRing::new(DocId::random().unwrap()));
+    assert!(!shown.contains(&hex::encode(key.expose())));
+    assert!(shown.contains("redacted"));
+}
+
+proptest! {
+    #[test]
+    fn unsealing_garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let (_, _, ring) = setup();
+        let _ = ring.unseal(&[0; 32], &bytes);
+        let _ = sealed_epoch(&bytes);
+    }
+
+    #[test]
+    fn unwrapping_garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let id = NodeSecret::generate().unwrap();
+        let _ = unwrap_key(&bytes, &DocId::random().unwrap(), 0, id.age_identity());
+    }
+}
