@@ -39,6 +39,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![deny(missing_docs)]
 
+mod audit;
 mod control;
 mod documents;
 mod error;
@@ -52,6 +53,7 @@ use std::time::Duration;
 use regiosync_core::id::DocId;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use audit::AuditRow;
 pub use control::InviteRow;
 pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc};
 use error::SqliteResultExt;
@@ -242,6 +244,11 @@ impl Store {
         documents::change_rows(&self.conn, &self.path, id, after)
     }
 
+    /// The audit log, in order (check it with `regiosync_core::audit::verify_chain`).
+    pub fn audit_log(&self) -> Result<Vec<AuditRow>, StoreError> {
+        audit::entries(&self.conn, &self.path)
+    }
+
     /// Remembered peer addresses as (peer public key, multiaddr), newest first per peer.
     pub fn peer_addrs(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
         peers::peer_addrs(&self.conn, &self.path)
@@ -325,6 +332,14 @@ impl WriteTx<'_> {
     /// Deletes a node setting.
     pub fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
         control::delete_setting(&self.tx, self.path, key)
+    }
+
+    /// Appends an audit entry, chained to the last one; returns its sequence number.
+    pub fn append_audit(
+        &self,
+        entry: &regiosync_core::audit::AuditEntry,
+    ) -> Result<i64, StoreError> {
+        audit::append(&self.tx, self.path, entry)
     }
 
     /// Remembers that `addr` reached `peer` (keeps the newest few per peer).

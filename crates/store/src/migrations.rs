@@ -73,6 +73,22 @@ const MIGRATIONS: &[&str] = &[
         updated_ms  INTEGER NOT NULL,
         PRIMARY KEY (peer, doc_id)
      ) STRICT, WITHOUT ROWID;",
+    // 4: the audit log of unseals: append-only (triggers refuse UPDATE and DELETE)
+    //    and hash-chained (regiosync_core::audit).
+    "CREATE TABLE audit_log (
+        seq         INTEGER PRIMARY KEY NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        device      BLOB NOT NULL CHECK (length(device) = 32),
+        user        TEXT NOT NULL,
+        dossier     BLOB NOT NULL CHECK (length(dossier) = 16),
+        action      TEXT NOT NULL,
+        purpose     TEXT NOT NULL,
+        hash        BLOB NOT NULL CHECK (length(hash) = 32)
+     ) STRICT;
+     CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 /// The schema version this build writes.

@@ -399,3 +399,49 @@ fn data_version_moves_when_another_connection_commits() {
         "stable without new commits"
     );
 }
+
+#[test]
+fn the_audit_log_is_append_only_and_a_flipped_byte_is_detected() {
+    use regiosync_core::audit::{AuditEntry, verify_chain};
+    let (dir, mut store) = new_store();
+    let entry = |i: i64| AuditEntry {
+        at_ms: 1000 + i,
+        device: [7; 32],
+        user: "m.jansen".into(),
+        dossier: DocId::from_bytes([i as u8; 16]),
+        action: "read".into(),
+        purpose: "voorbereiding zorgoverleg".into(),
+    };
+    for i in 1..=4 {
+        let seq = store.write(|tx| tx.append_audit(&entry(i))).unwrap();
+        assert_eq!(seq, i);
+    }
+    let log = store.audit_log().unwrap();
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[2].1, entry(3));
+    assert_eq!(verify_chain(log), Ok(4));
+    // The store refuses to change or drop entries.
+    for sql in [
+        "UPDATE audit_log SET purpose = 'x' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 4",
+    ] {
+        let e = store
+            .write(|tx| tx.tx.execute(sql, []).at(tx.path).map(|_| ()))
+            .unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+    }
+    assert_eq!(verify_chain(store.audit_log().unwrap()), Ok(4));
+    drop(store);
+    // Someone with the file drops the guard and flips one byte of entry 2.
+    let path = dir.path().join("store.sqlite");
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "DROP TRIGGER audit_log_no_update;
+         UPDATE audit_log SET purpose = 'voorbereiding zorgoverlef' WHERE seq = 2;",
+    )
+    .unwrap();
+    drop(raw);
+    let store = Store::open(&path).unwrap();
+    let broken = verify_chain(store.audit_log().unwrap()).unwrap_err();
+    assert_eq!(broken.seq, 2);
+}
