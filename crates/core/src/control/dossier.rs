@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use super::fold::linear_order;
-use super::op::{MAX_PARENTS, OpError, OpHash, Payload, RegionId, Signed};
+use super::op::{MAX_LIST, MAX_PARENTS, OpError, OpHash, Payload, RegionId, Signed};
 use super::state::RegionState;
 use crate::id::{DocId, NodeId, PartyName};
+use crate::seal::{KeyRing, MAX_WRAPPED_KEY, SealError, unwrap_key};
 
 /// Longest purpose or reason text, in characters.
 pub const MAX_PURPOSE: usize = 500;
@@ -78,6 +79,27 @@ pub enum DossierBody {
     },
     /// Erases the dossier (crypto-shredding). Carries no data at all.
     Erase,
+    /// Content keys, wrapped for devices: starts a new epoch (`new`: a fresh key after
+    /// a revocation, a device removal or an expired grant; the first epoch after
+    /// `Open`) or adds wrappings of an existing epoch's key (a newly granted party, a
+    /// new device of a party with access: they see the history).
+    Keys {
+        /// The epoch: a random id chosen by whoever starts it (sealed changes name it).
+        epoch: u32,
+        /// Whether this op starts the epoch.
+        new: bool,
+        /// One wrapping per device, sorted by device.
+        wraps: Vec<KeyWrap>,
+    },
+}
+
+/// An epoch key wrapped with age to one device (`seal::wrap_key`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyWrap {
+    /// The device that can unwrap it.
+    pub device: NodeId,
+    /// The age file.
+    pub wrapped: Vec<u8>,
 }
 
 /// A signed dossier op.
@@ -120,6 +142,22 @@ impl Payload for DossierOp {
                 return Err(OpError::Structure(
                     "a revocation needs a reason of 1-500 characters",
                 ));
+            }
+            DossierBody::Keys { wraps, .. } => {
+                if wraps.is_empty() || wraps.len() > MAX_LIST {
+                    return Err(OpError::Structure("a keys op has 1-1024 wrappings"));
+                }
+                if !wraps.windows(2).all(|w| w[0].device < w[1].device) {
+                    return Err(OpError::Structure(
+                        "wrappings must be sorted by device, one per device",
+                    ));
+                }
+                if wraps
+                    .iter()
+                    .any(|w| w.wrapped.is_empty() || w.wrapped.len() > MAX_WRAPPED_KEY)
+                {
+                    return Err(OpError::Structure("a wrapped key is empty or too large"));
+                }
             }
             _ => {}
         }
@@ -191,7 +229,36 @@ pub enum DossierRejection {
     /// A second `Open`.
     #[error("the dossier's log was already opened")]
     SecondOpen,
+    /// Keys from a device whose party has no access to the dossier.
+    #[error("the author's party has no access to the dossier")]
+    NoAccess,
+    /// A key wrapped for a device whose party has no access (or that is not active).
+    #[error("a key is wrapped for a device without access to the dossier")]
+    WrapToOutsider,
+    /// A new epoch with an id already in use.
+    #[error("the epoch id is already in use")]
+    EpochTaken,
+    /// Wrappings for an epoch that was never started.
+    #[error("the epoch is unknown")]
+    UnknownEpoch,
 }
+
+/// One epoch of a dossier's content key: the wrappings made of it, per device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EpochKeys {
+    /// The epoch id (named by sealed changes).
+    pub epoch: u32,
+    /// The op that started it.
+    pub started_by: OpHash,
+    /// Wrapped copies by device, in the order they were made. Later copies never
+    /// replace earlier ones: a member cannot take a device's key away by filing a
+    /// bad copy under it; the device tries each.
+    #[serde(skip)]
+    pub wraps: BTreeMap<NodeId, Vec<Vec<u8>>>,
+}
+
+/// Most wrapped copies of one epoch key kept per device.
+pub const MAX_WRAPS_PER_DEVICE: usize = 4;
 
 /// The access state of a dossier.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -204,6 +271,9 @@ pub struct DossierAccess {
     pub grants: BTreeMap<PartyName, GrantState>,
     /// Set once erased.
     pub erased: Option<Erased>,
+    /// The key epochs, oldest first; the last is the one to seal with. Emptied on
+    /// erasure.
+    pub epochs: Vec<EpochKeys>,
     /// Rejected ops and why.
     #[serde(skip)]
     pub rejected: BTreeMap<OpHash, DossierRejection>,
@@ -228,6 +298,96 @@ impl DossierAccess {
             )
             .filter(|p| region.active_party(p).is_some())
             .cloned()
+            .collect()
+    }
+
+    /// Whether `party` has access at all (owner, or a grant that may have expired).
+    fn has_access(&self, party: &PartyName) -> bool {
+        *party == self.owner || self.grants.contains_key(party)
+    }
+
+    /// The epoch to seal new changes with.
+    pub fn current_epoch(&self) -> Option<&EpochKeys> {
+        self.epochs.last()
+    }
+
+    /// Devices that may hold the dossier's keys on `today`: active devices of the
+    /// parties in force.
+    pub fn devices_in_force(&self, region: &RegionState, today: Date) -> BTreeSet<NodeId> {
+        let parties = self.in_force(region, today);
+        region
+            .devices
+            .iter()
+            .filter(|(d, dev)| region.active_device(d).is_some() && parties.contains(&dev.party))
+            .map(|(d, _)| *d)
+            .collect()
+    }
+
+    /// Whether the next change must be sealed under a new epoch first: the current
+    /// key was given to a device that no longer has access (its party was revoked or
+    /// its grant expired, or the device was removed), or there is no epoch yet.
+    pub fn needs_rotation(&self, region: &RegionState, today: Date) -> bool {
+        let allowed = self.devices_in_force(region, today);
+        match self.current_epoch() {
+            None => true,
+            Some(e) => e.wraps.keys().any(|d| !allowed.contains(d)),
+        }
+    }
+
+    /// Devices with access that lack a wrapping of some epoch, per epoch (a newly
+    /// granted party, a new device): they are given every epoch, the history too.
+    pub fn missing_wraps(&self, region: &RegionState, today: Date) -> BTreeMap<u32, Vec<NodeId>> {
+        let allowed = self.devices_in_force(region, today);
+        self.epochs
+            .iter()
+            .map(|e| {
+                (
+                    e.epoch,
+                    allowed
+                        .iter()
+                        .filter(|d| !e.wraps.contains_key(d))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    }
+
+    /// Unwraps every epoch key addressed to `device` with its age identity. Keys that
+    /// do not unwrap (altered, or bound to another dossier or epoch) are left out and
+    /// reported with the reason; the others still open what they sealed.
+    pub fn key_ring(
+        &self,
+        device: &NodeId,
+        identity: &age::x25519::Identity,
+    ) -> (KeyRing, Vec<(u32, SealError)>) {
+        let mut ring = KeyRing::new(self.dossier);
+        let mut failed = Vec::new();
+        for (epoch, copies) in self.wraps_for(device) {
+            let mut last_error = None;
+            for wrapped in copies {
+                match unwrap_key(wrapped, &self.dossier, epoch, identity) {
+                    Ok(k) => {
+                        ring.insert(epoch, k);
+                        last_error = None;
+                        break;
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            if let Some(e) = last_error {
+                failed.push((epoch, e));
+            }
+        }
+        (ring, failed)
+    }
+
+    /// The wrapped copies addressed to `device`, by epoch.
+    pub fn wraps_for(&self, device: &NodeId) -> Vec<(u32, &[Vec<u8>])> {
+        self.epochs
+            .iter()
+            .filter_map(|e| e.wraps.get(device).map(|w| (e.epoch, w.as_slice())))
             .collect()
     }
 }
@@ -278,6 +438,7 @@ pub fn fold_dossier<'a>(
         owner: owner.clone(),
         grants: BTreeMap::new(),
         erased: None,
+        epochs: Vec::new(),
         rejected,
         pending,
     };
@@ -350,6 +511,40 @@ fn apply_dossier(
                 at: op.time,
             });
             acc.grants.clear();
+            acc.epochs.clear();
+        }
+        DossierBody::Keys { epoch, new, wraps } => {
+            if !acc.has_access(party) {
+                return Err(DossierRejection::NoAccess);
+            }
+            for w in wraps {
+                let ok = region
+                    .active_device(&w.device)
+                    .is_some_and(|d| acc.has_access(&d.party));
+                if !ok {
+                    return Err(DossierRejection::WrapToOutsider);
+                }
+            }
+            let existing = acc.epochs.iter().position(|e| e.epoch == *epoch);
+            let target = match (new, existing) {
+                (true, Some(_)) => return Err(DossierRejection::EpochTaken),
+                (false, None) => return Err(DossierRejection::UnknownEpoch),
+                (true, None) => {
+                    acc.epochs.push(EpochKeys {
+                        epoch: *epoch,
+                        started_by: hash,
+                        wraps: BTreeMap::new(),
+                    });
+                    acc.epochs.len() - 1
+                }
+                (false, Some(i)) => i,
+            };
+            for w in wraps {
+                let copies = acc.epochs[target].wraps.entry(w.device).or_default();
+                if copies.len() < MAX_WRAPS_PER_DEVICE && !copies.contains(&w.wrapped) {
+                    copies.push(w.wrapped.clone());
+                }
+            }
         }
     }
     Ok(())
@@ -606,5 +801,181 @@ mod tests {
             ..bad
         };
         assert!(Signed::sign(bad_date, r.roc.signing_key()).is_err());
+    }
+
+    fn keys(
+        d: DocId,
+        epoch: u32,
+        new: bool,
+        key: &crate::seal::ContentKey,
+        to: &[&NodeSecret],
+    ) -> DossierBody {
+        let mut wraps: Vec<KeyWrap> = to
+            .iter()
+            .map(|s| KeyWrap {
+                device: s.node_id(),
+                wrapped: crate::seal::wrap_key(key, &d, epoch, &s.age_recipient()).unwrap(),
+            })
+            .collect();
+        wraps.sort_by_key(|w| w.device);
+        DossierBody::Keys { epoch, new, wraps }
+    }
+
+    #[test]
+    fn key_epochs_follow_grants_revocations_and_erasure() {
+        use crate::seal::ContentKey;
+        let r = region();
+        let d = DocId::random().unwrap();
+        let today = Date::from_calendar_date(2027, time::Month::January, 1).unwrap();
+        let ring_of = |acc: &DossierAccess, s: &NodeSecret| -> Vec<u32> {
+            let (ring, failed) = acc.key_ring(&s.node_id(), s.age_identity());
+            assert!(failed.is_empty(), "{failed:?}");
+            ring.epochs().collect()
+        };
+        let mut log: Vec<SignedDossierOp> = vec![dop(
+            &r,
+            &r.roc,
+            d,
+            vec![],
+            DossierBody::Open { owner: p("roc-x") },
+        )];
+        let add = |log: &mut Vec<SignedDossierOp>, by: &NodeSecret, body| {
+            let acc = fold_dossier(&r.state, d, log.iter()).unwrap();
+            let heads: Vec<OpHash> = log
+                .iter()
+                .map(|o| o.hash())
+                .filter(|h| !log.iter().any(|o| o.payload().parents.contains(h)))
+                .filter(|h| !acc.rejected.contains_key(h))
+                .collect();
+            let op = dop(&r, by, d, heads, body);
+            log.push(op.clone());
+            op
+        };
+        let folded = |log: &Vec<SignedDossierOp>| fold_dossier(&r.state, d, log.iter()).unwrap();
+        assert!(folded(&log).needs_rotation(&r.state, today), "no epoch yet");
+        let k7 = ContentKey::generate().unwrap();
+        add(&mut log, &r.roc, keys(d, 7, true, &k7, &[&r.roc]));
+        let acc = folded(&log);
+        assert_eq!(acc.current_epoch().map(|e| e.epoch), Some(7));
+        assert!(!acc.needs_rotation(&r.state, today));
+        assert_eq!(ring_of(&acc, &r.roc), vec![7]);
+
+        // Grant A; A's device gets epoch 7.
+        add(&mut log, &r.roc, grant("gemeente-a"));
+        assert_eq!(
+            folded(&log).missing_wraps(&r.state, today),
+            BTreeMap::from([(7, vec![r.gem_a.node_id()])])
+        );
+        add(&mut log, &r.roc, keys(d, 7, false, &k7, &[&r.gem_a]));
+        let acc = folded(&log);
+        assert!(acc.missing_wraps(&r.state, today).is_empty());
+        assert_eq!(ring_of(&acc, &r.gem_a), vec![7]);
+
+        // Attacks: keys from a party without access, a key for an outsider, a reused
+        // epoch id, wrappings for an epoch never started.
+        let k_evil = ContentKey::generate().unwrap();
+        for (by, body, why) in [
+            (
+                &r.gem_b,
+                keys(d, 9, true, &k_evil, &[&r.gem_b]),
+                DossierRejection::NoAccess,
+            ),
+            (
+                &r.roc,
+                keys(d, 7, false, &k7, &[&r.gem_b]),
+                DossierRejection::WrapToOutsider,
+            ),
+            (
+                &r.roc,
+                keys(d, 7, true, &k_evil, &[&r.roc]),
+                DossierRejection::EpochTaken,
+            ),
+            (
+                &r.roc,
+                keys(d, 99, false, &k_evil, &[&r.roc]),
+                DossierRejection::UnknownEpoch,
+            ),
+        ] {
+            let mut l = log.clone();
+            let op = add(&mut l, by, body);
+            let acc = folded(&l);
+            assert_eq!(acc.rejected.get(&op.hash()), Some(&why));
+            assert_eq!(acc.epochs, folded(&log).epochs, "nothing changed");
+        }
+
+        // A key op concurrent with the revocation of A, still wrapping for A.
+        let before_revoke: Vec<OpHash> = vec![log.last().unwrap().hash()];
+        let k_late = ContentKey::generate().unwrap();
+        let concurrent = dop(
+            &r,
+            &r.roc,
+            d,
+            before_revoke,
+            keys(d, 11, true, &k_late, &[&r.gem_a, &r.roc]),
+        );
+        // Revoke A: the current key was given to A, so the next change needs a new one.
+        add(
+            &mut log,
+            &r.roc,
+            DossierBody::Revoke {
+                party: p("gemeente-a"),
+                reason: "verhuisd".into(),
+            },
+        );
+        assert!(folded(&log).needs_rotation(&r.state, today));
+        let k8 = ContentKey::generate().unwrap();
+        add(&mut log, &r.roc, keys(d, 8, true, &k8, &[&r.roc]));
+        let acc = folded(&log);
+        assert!(!acc.needs_rotation(&r.state, today));
+        assert_eq!(acc.current_epoch().map(|e| e.epoch), Some(8));
+        assert_eq!(ring_of(&acc, &r.gem_a), vec![7], "A keeps the old key only");
+        let mut with_concurrent = log.clone();
+        with_concurrent.push(concurrent.clone());
+        assert_eq!(
+            folded(&with_concurrent).rejected.get(&concurrent.hash()),
+            Some(&DossierRejection::WrapToOutsider),
+            "the revocation sorts first"
+        );
+
+        // Grant B: it is given every epoch, the history too.
+        add(&mut log, &r.roc, grant("gemeente-b"));
+        assert_eq!(
+            folded(&log).missing_wraps(&r.state, today),
+            BTreeMap::from([(7, vec![r.gem_b.node_id()]), (8, vec![r.gem_b.node_id()])])
+        );
+        add(&mut log, &r.roc, keys(d, 7, false, &k7, &[&r.gem_b]));
+        add(&mut log, &r.roc, keys(d, 8, false, &k8, &[&r.gem_b]));
+        assert_eq!(ring_of(&folded(&log), &r.gem_b), vec![7, 8]);
+
+        // A bad copy filed under a device (here B's wrapping filed as the ROC's) does
+        // not take the ROC's key away: it keeps every earlier copy and tries each.
+        let mut misfiled = keys(d, 8, false, &k8, &[&r.gem_b]);
+        if let DossierBody::Keys { wraps, .. } = &mut misfiled {
+            wraps[0].device = r.roc.node_id();
+        }
+        add(&mut log, &r.roc, misfiled);
+        let acc = folded(&log);
+        assert_eq!(acc.epochs[1].wraps[&r.roc.node_id()].len(), 2);
+        assert_eq!(ring_of(&acc, &r.roc), vec![7, 8]);
+        // A device that holds only a bad copy is told why.
+        let mut only_bad = acc.clone();
+        only_bad.epochs[1].wraps.insert(
+            r.roc.node_id(),
+            vec![acc.epochs[1].wraps[&r.roc.node_id()][1].clone()],
+        );
+        let (ring, failed) = only_bad.key_ring(&r.roc.node_id(), r.roc.age_identity());
+        assert_eq!(ring.epochs().collect::<Vec<_>>(), vec![7]);
+        assert_eq!(failed, vec![(8, SealError::NotForThisDevice)]);
+
+        // Erase: no keys are left in the state.
+        add(&mut log, &r.roc, DossierBody::Erase);
+        let acc = folded(&log);
+        assert!(acc.epochs.is_empty());
+        assert!(
+            acc.key_ring(&r.gem_b.node_id(), r.gem_b.age_identity())
+                .0
+                .latest()
+                .is_none()
+        );
     }
 }
