@@ -27,6 +27,7 @@
 
 pub mod audit;
 pub mod control;
+mod docschema;
 pub mod envelope;
 pub mod id;
 pub mod identity;

@@ -267,6 +267,17 @@ pub enum PlanError {
     Automerge(#[from] automerge::AutomergeError),
 }
 
+impl From<crate::docschema::SchemaError> for PlanError {
+    fn from(e: crate::docschema::SchemaError) -> Self {
+        use crate::docschema::SchemaError as S;
+        match e {
+            S::Automerge(e) => PlanError::Automerge(e),
+            S::Violation(why) => PlanError::Schema(why),
+            S::NoRandomness => PlanError::NoRandomness,
+        }
+    }
+}
+
 /// Checks a one-line title: non-empty, at most [`MAX_TITLE_CHARS`], no control characters.
 pub fn validate_title(what: &'static str, title: &str) -> Result<String, PlanError> {
     let t = title.trim();

@@ -16,12 +16,13 @@
 //! guessing: a document can arrive from any peer.
 
 use automerge::transaction::Transactable;
-use automerge::{ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 
 use super::{
     Agreement, AgreementStatus, MAX_SECTION_BYTES, Plan, PlanError, PlanKind, Section, date_format,
     validate_title,
 };
+use crate::docschema::{get_date_opt, get_obj, get_str, get_uint, new_local_id, violation};
 use crate::id::PartyName;
 
 /// The plan schema version this code writes and reads.
@@ -145,15 +146,7 @@ pub fn read_plan<R: ReadDoc>(doc: &R) -> Result<Plan, PlanError> {
     let mut agreements = Vec::new();
     for i in 0..doc.length(&agreements_obj) {
         let a = get_obj(doc, &agreements_obj, i, ObjType::Map)?;
-        let deadline = match doc.get(&a, "deadline")? {
-            None => None,
-            Some((Value::Scalar(v), _)) if v.is_null() => None,
-            Some((Value::Scalar(v), _)) => match v.as_str() {
-                Some(s) => Some(super::parse_date(s).map_err(|_| schema_err("deadline"))?),
-                None => return Err(schema_err("deadline")),
-            },
-            Some(_) => return Err(schema_err("deadline")),
-        };
+        let deadline = get_date_opt(doc, &a, "deadline")?;
         agreements.push(Agreement {
             id: get_str(doc, &a, "id")?,
             title: get_str(doc, &a, "title")?,
@@ -180,13 +173,7 @@ fn check_header<R: ReadDoc>(doc: &R) -> Result<u64, PlanError> {
     if get_str(doc, &ROOT, "type")? != TYPE_PLAN {
         return Err(PlanError::Schema("the document is not a plan".into()));
     }
-    let schema = match doc.get(ROOT, "schema")? {
-        Some((Value::Scalar(v), _)) => match v.as_ref() {
-            ScalarValue::Uint(n) => *n,
-            _ => return Err(schema_err("schema")),
-        },
-        _ => return Err(schema_err("schema")),
-    };
+    let schema = get_uint(doc, &ROOT, "schema")?;
     if schema > PLAN_SCHEMA_VERSION {
         return Err(PlanError::NewerSchema(schema));
     }
@@ -220,42 +207,12 @@ fn find_section<R: ReadDoc>(
     }
 }
 
-fn get_obj<R: ReadDoc, P: Into<automerge::Prop>>(
-    doc: &R,
-    obj: &ObjId,
-    prop: P,
-    want: ObjType,
-) -> Result<ObjId, PlanError> {
-    let prop = prop.into();
-    match doc.get(obj, prop.clone())? {
-        Some((Value::Object(t), id)) if t == want => Ok(id),
-        _ => Err(PlanError::Schema(format!(
-            "'{prop}' is missing or not a {want:?}"
-        ))),
-    }
-}
-
-fn get_str<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Result<String, PlanError> {
-    match doc.get(obj, key)? {
-        Some((Value::Scalar(v), _)) => v.as_str().map(str::to_owned).ok_or_else(|| schema_err(key)),
-        _ => Err(schema_err(key)),
-    }
-}
-
 fn party(s: &str) -> Result<PartyName, PlanError> {
     PartyName::new(s).map_err(|_| schema_err("owner"))
 }
 
 fn schema_err(key: &str) -> PlanError {
-    PlanError::Schema(format!("'{key}' is missing or has the wrong type"))
-}
-
-/// A short random id for a section or agreement, unique within its plan with
-/// overwhelming probability (32 bits, and plans have tens of sections).
-fn new_local_id(prefix: &str) -> Result<String, PlanError> {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).map_err(|_| PlanError::NoRandomness)?;
-    Ok(format!("{prefix}-{}", hex::encode(b)))
+    violation(key).into()
 }
 
 #[cfg(test)]
