@@ -28,6 +28,7 @@
 pub mod audit;
 pub mod control;
 mod docschema;
+pub mod dossier;
 pub mod envelope;
 pub mod id;
 pub mod identity;

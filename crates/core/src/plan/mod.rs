@@ -203,6 +203,11 @@ pub mod date_format {
         d.format(FORMAT).unwrap_or_else(|_| d.to_string())
     }
 
+    /// Serialises a date as `"YYYY-MM-DD"`.
+    pub fn serialize<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
     /// Serde helpers for `Option<Date>`.
     pub mod option {
         use serde::{Deserialize, Deserializer, Serializer};
