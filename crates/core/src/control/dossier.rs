@@ -392,6 +392,34 @@ impl DossierAccess {
     }
 }
 
+/// Folds the part of a dossier's access log that an author had seen: the ops in the
+/// causal past of `heads` (inclusive). This is the state a change was made under
+/// when its envelope names those heads, e.g. the epoch it had to be sealed with.
+/// `None` if a head is unknown here (the op has not arrived yet) or there is no
+/// `Open` in that past.
+pub fn fold_dossier_at<'a>(
+    region: &RegionState,
+    dossier: DocId,
+    ops: impl IntoIterator<Item = &'a SignedDossierOp>,
+    heads: &[OpHash],
+) -> Option<DossierAccess> {
+    let by_hash: BTreeMap<OpHash, &SignedDossierOp> =
+        ops.into_iter().map(|o| (o.hash(), o)).collect();
+    let mut past: BTreeSet<OpHash> = BTreeSet::new();
+    let mut stack: Vec<OpHash> = heads.to_vec();
+    while let Some(h) = stack.pop() {
+        let op = by_hash.get(&h)?;
+        if past.insert(h) {
+            stack.extend(op.payload().parents.iter().copied());
+        }
+    }
+    fold_dossier(
+        region,
+        dossier,
+        past.iter().filter_map(|h| by_hash.get(h).copied()),
+    )
+}
+
 /// Folds a dossier's access log, validated against the region state. `None` if the
 /// log has no `Open` op for `dossier` yet.
 pub fn fold_dossier<'a>(
@@ -966,6 +994,24 @@ mod tests {
         let (ring, failed) = only_bad.key_ring(&r.roc.node_id(), r.roc.age_identity());
         assert_eq!(ring.epochs().collect::<Vec<_>>(), vec![7]);
         assert_eq!(failed, vec![(8, SealError::NotForThisDevice)]);
+
+        // The state an author had seen: before the revocation of A, epoch 7 was the
+        // one to seal with; at the current heads it is 8.
+        let revoke_at = log
+            .iter()
+            .position(|o| matches!(o.payload().body, DossierBody::Revoke { .. }))
+            .unwrap();
+        let before = log[revoke_at - 1].hash();
+        let then = fold_dossier_at(&r.state, d, log.iter(), &[before]).unwrap();
+        assert_eq!(then.current_epoch().map(|e| e.epoch), Some(7));
+        assert!(then.grants.contains_key(&p("gemeente-a")));
+        let heads = vec![log.last().unwrap().hash()];
+        let now = fold_dossier_at(&r.state, d, log.iter(), &heads).unwrap();
+        assert_eq!(now.current_epoch().map(|e| e.epoch), Some(8));
+        assert!(
+            fold_dossier_at(&r.state, d, log.iter(), &[OpHash([0xaa; 32])]).is_none(),
+            "an unknown head"
+        );
 
         // Erase: no keys are left in the state.
         add(&mut log, &r.roc, DossierBody::Erase);
