@@ -37,6 +37,17 @@ pub struct NodeSecret {
     age: age::x25519::Identity,
 }
 
+#[cfg(test)]
+impl NodeSecret {
+    /// A copy, for fixtures that need the same device twice.
+    pub(crate) fn clone_for_tests(&self) -> Self {
+        Self {
+            signing: self.signing.clone(),
+            age: self.age.clone(),
+        }
+    }
+}
+
 impl NodeSecret {
     /// Generates fresh keys from the operating system's CSPRNG.
     pub fn generate() -> Result<Self, IdentityError> {

@@ -43,39 +43,77 @@ pub struct SignedFields {
     pub control_heads: Vec<OpHash>,
 }
 
-/// A change's envelope: the signed fields and the signature.
+/// The signed fields of an envelope kind: plain changes ([`SignedFields`]) and sealed
+/// dossier changes ([`sealed::SealedFields`]) share the wire form and differ in their
+/// fields and signature context.
+pub trait EnvelopeFields: Serialize + for<'de> Deserialize<'de> + Clone + PartialEq {
+    /// Domain separation of the signature.
+    const SIG_CONTEXT: &'static [u8];
+    /// The signing device.
+    fn author(&self) -> &NodeId;
+    /// Sorts and deduplicates head lists before signing.
+    fn normalise(&mut self);
+    /// Structural checks (bounded, sorted head lists), on signing and decoding.
+    fn check(&self) -> Result<(), EnvelopeError>;
+}
+
+impl EnvelopeFields for SignedFields {
+    const SIG_CONTEXT: &'static [u8] = SIG_CONTEXT;
+    fn author(&self) -> &NodeId {
+        &self.author
+    }
+    fn normalise(&mut self) {
+        self.control_heads.sort();
+        self.control_heads.dedup();
+    }
+    fn check(&self) -> Result<(), EnvelopeError> {
+        check_heads(&self.control_heads)
+    }
+}
+
+/// Checks a head list: sorted, unique, at most [`MAX_CONTROL_HEADS`].
+pub(crate) fn check_heads(heads: &[OpHash]) -> Result<(), EnvelopeError> {
+    if heads.len() > MAX_CONTROL_HEADS || !heads.windows(2).all(|w| w[0] < w[1]) {
+        return Err(EnvelopeError::Malformed(
+            "heads must be sorted, unique, bounded",
+        ));
+    }
+    Ok(())
+}
+
+/// An envelope: the signed fields and the signature.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ChangeEnvelope {
-    fields: SignedFields,
+pub struct Envelope<F> {
+    fields: F,
     signature: [u8; 64],
 }
 
-impl std::fmt::Debug for ChangeEnvelope {
+/// A plain change's envelope.
+pub type ChangeEnvelope = Envelope<SignedFields>;
+
+impl<F: std::fmt::Debug> std::fmt::Debug for Envelope<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangeEnvelope")
+        f.debug_struct("Envelope")
             .field("fields", &self.fields)
             .finish_non_exhaustive()
     }
 }
 
-impl ChangeEnvelope {
+impl<F: EnvelopeFields> Envelope<F> {
     /// Signs the fields with the author's key. The signature is checked later by
-    /// [`verify_change`], never trusted on decode.
-    pub fn sign(mut fields: SignedFields, key: &SigningKey) -> Result<Self, EnvelopeError> {
-        if key.verifying_key().to_bytes() != *fields.author.as_bytes() {
+    /// [`verify_change`] (or `sealed::verify_sealed`), never trusted on decode.
+    pub fn sign(mut fields: F, key: &SigningKey) -> Result<Self, EnvelopeError> {
+        if key.verifying_key().to_bytes() != *fields.author().as_bytes() {
             return Err(EnvelopeError::WrongKey);
         }
-        fields.control_heads.sort();
-        fields.control_heads.dedup();
-        if fields.control_heads.len() > MAX_CONTROL_HEADS {
-            return Err(EnvelopeError::Malformed("too many control heads"));
-        }
+        fields.normalise();
+        fields.check()?;
         let signature = key.sign(&message(&fields)?).to_bytes();
         Ok(Self { fields, signature })
     }
 
     /// The signed fields (not yet verified).
-    pub fn fields(&self) -> &SignedFields {
+    pub fn fields(&self) -> &F {
         &self.fields
     }
 
@@ -90,7 +128,7 @@ impl ChangeEnvelope {
     }
 
     /// Decodes the wire form from untrusted bytes (size, version, canonical encoding).
-    /// The signature is *not* checked here: see [`verify_change`].
+    /// The signature is *not* checked here.
     pub fn decode(wire: &[u8]) -> Result<Self, EnvelopeError> {
         if wire.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge(wire.len()));
@@ -105,18 +143,12 @@ impl ChangeEnvelope {
             return Err(EnvelopeError::Malformed("truncated signature"));
         }
         let (sig, body) = rest.split_at(64);
-        let fields: SignedFields =
+        let fields: F =
             postcard::from_bytes(body).map_err(|_| EnvelopeError::Malformed("fields"))?;
         if postcard::to_allocvec(&fields).ok().as_deref() != Some(body) {
             return Err(EnvelopeError::Malformed("non-canonical encoding"));
         }
-        if fields.control_heads.len() > MAX_CONTROL_HEADS
-            || !fields.control_heads.windows(2).all(|w| w[0] < w[1])
-        {
-            return Err(EnvelopeError::Malformed(
-                "control heads must be sorted, unique, bounded",
-            ));
-        }
+        fields.check()?;
         let signature: [u8; 64] = sig
             .try_into()
             .map_err(|_| EnvelopeError::Malformed("signature"))?;
@@ -124,7 +156,7 @@ impl ChangeEnvelope {
     }
 
     fn signature_ok(&self) -> bool {
-        let Ok(vk) = VerifyingKey::from_bytes(self.fields.author.as_bytes()) else {
+        let Ok(vk) = VerifyingKey::from_bytes(self.fields.author().as_bytes()) else {
             return false;
         };
         let Ok(msg) = message(&self.fields) else {
@@ -135,10 +167,10 @@ impl ChangeEnvelope {
     }
 }
 
-fn message(fields: &SignedFields) -> Result<Vec<u8>, EnvelopeError> {
+fn message<F: EnvelopeFields>(fields: &F) -> Result<Vec<u8>, EnvelopeError> {
     let body = postcard::to_allocvec(fields).map_err(|_| EnvelopeError::Malformed("encoding"))?;
-    let mut m = Vec::with_capacity(SIG_CONTEXT.len() + body.len());
-    m.extend_from_slice(SIG_CONTEXT);
+    let mut m = Vec::with_capacity(F::SIG_CONTEXT.len() + body.len());
+    m.extend_from_slice(F::SIG_CONTEXT);
     m.extend_from_slice(&body);
     Ok(m)
 }
@@ -385,6 +417,8 @@ pub enum EnvelopeError {
     #[error("the signing key is not the envelope author's")]
     WrongKey,
 }
+
+pub mod sealed;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,491 @@
+//! Envelopes of sealed dossier changes. The signature covers the sealed bytes (by
+//! hash), so a node that cannot read the dossier (a designated relay) still verifies
+//! who wrote what it stores and forwards; readers check after unsealing that the
+//! plaintext is the change the author signed.
+//!
+//! The envelope names the dossier access-log heads the author had seen: the access
+//! state there decides whether the author's party had access and which epoch the
+//! change had to be sealed with, so a change sealed under a retired epoch after a
+//! rotation is refused, by readers and relays alike.
+//!
+//! Devices removed from the region: all their sealed changes are refused. A removed
+//! laptop still holds the old keys and could backdate a change to old access heads;
+//! the cutoffs that keep a removed device's earlier plan edits (the region log) cannot
+//! name dossiers, so per-dossier cutoffs are future work (docs/AUTH.md).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Envelope, EnvelopeError, EnvelopeFields, check_heads};
+use crate::control::dossier::{SignedDossierOp, fold_dossier_at};
+use crate::control::{OpHash, RegionId, RegionState};
+use crate::id::{DocId, NodeId};
+use crate::seal::sealed_epoch;
+
+const SEALED_SIG_CONTEXT: &[u8] = b"regiosync/sealed-change/1\0";
+
+/// The signed fields of a sealed change's envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedFields {
+    /// The region.
+    pub region: RegionId,
+    /// The dossier.
+    pub dossier: DocId,
+    /// The Automerge hash of the plaintext change (readers check it after unsealing).
+    pub change_hash: [u8; 32],
+    /// SHA-256 of the sealed bytes (anyone holding them checks it).
+    pub sealed_hash: [u8; 32],
+    /// The author device.
+    pub author: NodeId,
+    /// The region-log heads the author had (sorted).
+    pub control_heads: Vec<OpHash>,
+    /// The dossier access-log heads the author had (sorted).
+    pub access_heads: Vec<OpHash>,
+}
+
+impl EnvelopeFields for SealedFields {
+    const SIG_CONTEXT: &'static [u8] = SEALED_SIG_CONTEXT;
+    fn author(&self) -> &NodeId {
+        &self.author
+    }
+    fn normalise(&mut self) {
+        self.control_heads.sort();
+        self.control_heads.dedup();
+        self.access_heads.sort();
+        self.access_heads.dedup();
+    }
+    fn check(&self) -> Result<(), EnvelopeError> {
+        check_heads(&self.control_heads)?;
+        check_heads(&self.access_heads)?;
+        if self.access_heads.is_empty() {
+            return Err(EnvelopeError::Malformed(
+                "a sealed change names the access log it was made under",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A sealed change's envelope.
+pub type SealedEnvelope = Envelope<SealedFields>;
+
+/// SHA-256 of sealed bytes, as signed in [`SealedFields::sealed_hash`].
+pub fn sealed_hash(sealed: &[u8]) -> [u8; 32] {
+    Sha256::digest(sealed).into()
+}
+
+/// Why a sealed change was refused. Refused changes are never stored or forwarded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
+#[non_exhaustive]
+pub enum SealedRejection {
+    /// Another region.
+    #[error("the change belongs to another region")]
+    WrongRegion,
+    /// The envelope is for another dossier.
+    #[error("the envelope is for another dossier")]
+    WrongDossier,
+    /// The envelope signs other sealed bytes.
+    #[error("the envelope signs different sealed bytes")]
+    SealedHashMismatch,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Control ops this node has not seen yet.
+    #[error("the change was made under control ops this node has not seen yet")]
+    UnknownControlHeads,
+    /// Access-log ops this node has not seen yet.
+    #[error("the change was made under access-log ops this node has not seen yet")]
+    UnknownAccessHeads,
+    /// The author is not an active device of the region.
+    #[error("the author device is not an active member of the region")]
+    AuthorNotActive,
+    /// The author's party had no access where the change was made.
+    #[error("the author's party had no access to the dossier")]
+    NoAccess,
+    /// The dossier was erased.
+    #[error("the dossier is erased")]
+    Erased,
+    /// Sealed under another epoch than the one in force where it was made.
+    #[error("sealed under epoch {used}, but epoch {current} was in force")]
+    RetiredEpoch {
+        /// The epoch used.
+        used: u32,
+        /// The epoch in force.
+        current: u32,
+    },
+    /// The sealed bytes do not parse.
+    #[error("the sealed bytes are malformed")]
+    Malformed,
+    /// After unsealing: the plaintext is not the change the author signed.
+    #[error("the unsealed change is not the one the author signed")]
+    ChangeMismatch,
+}
+
+/// Decides whether a sealed change is accepted, without reading it: what a relay
+/// and a reader both check. Returns the epoch it is sealed under.
+pub fn verify_sealed(
+    envelope: &SealedEnvelope,
+    sealed: &[u8],
+    dossier: &DocId,
+    state: &RegionState,
+    access_log: &[SignedDossierOp],
+    known_op: impl Fn(&OpHash) -> bool,
+) -> Result<u32, SealedRejection> {
+    let f = envelope.fields();
+    if f.region != state.region {
+        return Err(SealedRejection::WrongRegion);
+    }
+    if f.dossier != *dossier {
+        return Err(SealedRejection::WrongDossier);
+    }
+    if f.sealed_hash != sealed_hash(sealed) {
+        return Err(SealedRejection::SealedHashMismatch);
+    }
+    if !envelope.signature_ok() {
+        return Err(SealedRejection::BadSignature);
+    }
+    if !f.control_heads.iter().all(known_op) {
+        return Err(SealedRejection::UnknownControlHeads);
+    }
+    let device = state
+        .active_device(&f.author)
+        .ok_or(SealedRejection::AuthorNotActive)?;
+    let access = fold_dossier_at(state, *dossier, access_log, &f.access_heads)
+        .ok_or(SealedRejection::UnknownAccessHeads)?;
+    if access.erased.is_some() {
+        return Err(SealedRejection::Erased);
+    }
+    if device.party != access.owner && !access.grants.contains_key(&device.party) {
+        return Err(SealedRejection::NoAccess);
+    }
+    let used = sealed_epoch(sealed).map_err(|_| SealedRejection::Malformed)?;
+    let current = access
+        .current_epoch()
+        .map(|e| e.epoch)
+        .ok_or(SealedRejection::RetiredEpoch { used, current: 0 })?;
+    if used != current {
+        return Err(SealedRejection::RetiredEpoch { used, current });
+    }
+    Ok(used)
+}
+
+/// After unsealing: checks that the plaintext is the change the envelope's author
+/// signed (its hash and its Automerge actor).
+pub fn check_unsealed(
+    envelope: &SealedEnvelope,
+    change: &automerge::Change,
+) -> Result<(), SealedRejection> {
+    let f = envelope.fields();
+    if change.hash().0 != f.change_hash || change.actor_id().to_bytes() != f.author.as_bytes() {
+        return Err(SealedRejection::ChangeMismatch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, Automerge, ROOT};
+
+    use super::*;
+    use crate::control::dossier::{Basis, DossierBody, DossierOp, KeyWrap};
+    use crate::control::{OpBody, Signed, fold};
+    use crate::id::Role;
+    use crate::identity::NodeSecret;
+    use crate::seal::{ContentKey, seal_change, wrap_key};
+    use crate::testkit::{genesis, party, sign_op};
+
+    /// A region (kerngemeente admin; a ROC and two municipalities with one device
+    /// each) and a dossier opened by the ROC and granted to municipality A.
+    struct World {
+        region_ops: Vec<crate::control::SignedOp>,
+        state: RegionState,
+        admin: NodeSecret,
+        roc: NodeSecret,
+        a: NodeSecret,
+        b: NodeSecret,
+        dossier: DocId,
+        log: Vec<SignedDossierOp>,
+        keys: Vec<(u32, ContentKey)>,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let admin = NodeSecret::generate().unwrap();
+            let g = genesis(&admin, "gemeente-kern", Role::Kerngemeente);
+            let region = Some(RegionId(g.hash()));
+            let mut region_ops = vec![g];
+            let (roc, a, b) = (
+                NodeSecret::generate().unwrap(),
+                NodeSecret::generate().unwrap(),
+                NodeSecret::generate().unwrap(),
+            );
+            for (name, role, dev) in [
+                ("roc-x", Role::Roc, &roc),
+                ("gemeente-a", Role::Gemeente, &a),
+                ("gemeente-b", Role::Gemeente, &b),
+            ] {
+                for body in [
+                    OpBody::AddParty {
+                        party: party(name),
+                        role,
+                    },
+                    OpBody::AddDevice {
+                        party: party(name),
+                        device: dev.node_id(),
+                        age_recipient: dev.age_recipient().to_string(),
+                    },
+                ] {
+                    let last = region_ops.last().unwrap().hash();
+                    region_ops.push(sign_op(&admin, region, vec![last], body));
+                }
+            }
+            let state = fold(RegionId(region_ops[0].hash()), &region_ops)
+                .unwrap()
+                .state;
+            let mut w = World {
+                region_ops,
+                state,
+                admin,
+                roc,
+                a,
+                b,
+                dossier: DocId::random().unwrap(),
+                log: vec![],
+                keys: vec![],
+            };
+            let roc = w.roc.clone_for_tests();
+            w.access(
+                &roc,
+                DossierBody::Open {
+                    owner: party("roc-x"),
+                },
+            );
+            w.rotate(1, &[&roc]);
+            w.access(
+                &roc,
+                DossierBody::Grant {
+                    party: party("gemeente-a"),
+                    basis: Basis::WettelijkeTaak,
+                    purpose: "Jeugdwet".into(),
+                    until: None,
+                },
+            );
+            let a = w.a.clone_for_tests();
+            w.wrap(1, &[&a]);
+            w
+        }
+
+        fn heads(&self) -> Vec<OpHash> {
+            self.log
+                .iter()
+                .map(|o| o.hash())
+                .filter(|h| !self.log.iter().any(|o| o.payload().parents.contains(h)))
+                .collect()
+        }
+
+        fn access(&mut self, by: &NodeSecret, body: DossierBody) -> OpHash {
+            let op = Signed::sign(
+                DossierOp {
+                    region: self.state.region,
+                    dossier: self.dossier,
+                    parents: self.heads(),
+                    author: by.node_id(),
+                    time: 0,
+                    body,
+                },
+                by.signing_key(),
+            )
+            .unwrap();
+            self.log.push(op.clone());
+            op.hash()
+        }
+
+        fn wraps(&self, epoch: u32, key: &ContentKey, to: &[&NodeSecret]) -> Vec<KeyWrap> {
+            let mut w: Vec<KeyWrap> = to
+                .iter()
+                .map(|s| KeyWrap {
+                    device: s.node_id(),
+                    wrapped: wrap_key(key, &self.dossier, epoch, &s.age_recipient()).unwrap(),
+                })
+                .collect();
+            w.sort_by_key(|k| k.device);
+            w
+        }
+
+        fn rotate(&mut self, epoch: u32, to: &[&NodeSecret]) {
+            let key = ContentKey::generate().unwrap();
+            let wraps = self.wraps(epoch, &key, to);
+            let roc = self.roc.clone_for_tests();
+            self.access(
+                &roc,
+                DossierBody::Keys {
+                    epoch,
+                    new: true,
+                    wraps,
+                },
+            );
+            self.keys.push((epoch, key));
+        }
+
+        fn wrap(&mut self, epoch: u32, to: &[&NodeSecret]) {
+            let key = self.key(epoch).clone();
+            let wraps = self.wraps(epoch, &key, to);
+            let roc = self.roc.clone_for_tests();
+            self.access(
+                &roc,
+                DossierBody::Keys {
+                    epoch,
+                    new: false,
+                    wraps,
+                },
+            );
+        }
+
+        fn key(&self, epoch: u32) -> &ContentKey {
+            &self.keys.iter().find(|(e, _)| *e == epoch).unwrap().1
+        }
+
+        /// A change by `by`, sealed under `epoch`, made under `access_heads`.
+        fn change(
+            &self,
+            by: &NodeSecret,
+            epoch: u32,
+            access_heads: Vec<OpHash>,
+        ) -> (SealedEnvelope, Vec<u8>, automerge::Change) {
+            let mut doc = Automerge::new().with_actor(ActorId::from(&by.node_id().as_bytes()[..]));
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "contact", "huisbezoek").unwrap();
+            tx.commit();
+            let change = doc.get_changes(&[]).pop().unwrap().clone();
+            let sealed = seal_change(
+                self.key(epoch),
+                &self.dossier,
+                epoch,
+                &change.hash().0,
+                change.raw_bytes(),
+            )
+            .unwrap();
+            let env = SealedEnvelope::sign(
+                SealedFields {
+                    region: self.state.region,
+                    dossier: self.dossier,
+                    change_hash: change.hash().0,
+                    sealed_hash: sealed_hash(&sealed),
+                    author: by.node_id(),
+                    control_heads: self.state.heads.clone(),
+                    access_heads,
+                },
+                by.signing_key(),
+            )
+            .unwrap();
+            (env, sealed, change)
+        }
+
+        fn verify(&self, env: &SealedEnvelope, sealed: &[u8]) -> Result<u32, SealedRejection> {
+            let known: Vec<OpHash> = self.region_ops.iter().map(|o| o.hash()).collect();
+            verify_sealed(env, sealed, &self.dossier, &self.state, &self.log, |h| {
+                known.contains(h)
+            })
+        }
+    }
+
+    #[test]
+    fn a_granted_party_writes_and_anyone_can_verify_without_reading() {
+        let w = World::new();
+        let (env, sealed, change) = w.change(&w.a, 1, w.heads());
+        assert_eq!(w.verify(&env, &sealed), Ok(1));
+        assert_eq!(check_unsealed(&env, &change), Ok(()));
+        assert_eq!(SealedEnvelope::decode(&env.encode()).unwrap(), env);
+        // The plaintext change of someone else is not the one signed.
+        let (_, _, other) = w.change(&w.roc, 1, w.heads());
+        assert_eq!(
+            check_unsealed(&env, &other),
+            Err(SealedRejection::ChangeMismatch)
+        );
+    }
+
+    #[test]
+    fn attacks_on_sealed_changes_are_refused_with_a_reason() {
+        let mut w = World::new();
+        // Tampered ciphertext (the relay or the network flipped a byte).
+        let (env, mut sealed, _) = w.change(&w.a, 1, w.heads());
+        sealed[10] ^= 1;
+        assert_eq!(
+            w.verify(&env, &sealed),
+            Err(SealedRejection::SealedHashMismatch)
+        );
+        // A party without a grant (B) writes with a key it somehow obtained.
+        let (env, sealed, _) = w.change(&w.b, 1, w.heads());
+        assert_eq!(w.verify(&env, &sealed), Err(SealedRejection::NoAccess));
+        // Access heads this node does not have.
+        let (env, sealed, _) = w.change(&w.a, 1, vec![OpHash([0xcc; 32])]);
+        assert_eq!(
+            w.verify(&env, &sealed),
+            Err(SealedRejection::UnknownAccessHeads)
+        );
+        // A signature by another key over the same fields.
+        let (env, sealed, _) = w.change(&w.a, 1, w.heads());
+        let forged = SealedEnvelope::sign(
+            SealedFields {
+                author: w.b.node_id(),
+                ..env.fields().clone()
+            },
+            w.b.signing_key(),
+        )
+        .unwrap();
+        let mut wire = env.encode();
+        let forged_wire = forged.encode();
+        wire[1..65].copy_from_slice(&forged_wire[1..65]);
+        let spliced = SealedEnvelope::decode(&wire).unwrap();
+        assert_eq!(
+            w.verify(&spliced, &sealed),
+            Err(SealedRejection::BadSignature)
+        );
+
+        // The student moves: A is revoked and the key rotated. A change sealed with
+        // the retired epoch under the new access state is refused.
+        let roc = w.roc.clone_for_tests();
+        w.access(
+            &roc,
+            DossierBody::Revoke {
+                party: party("gemeente-a"),
+                reason: "verhuisd".into(),
+            },
+        );
+        w.rotate(2, &[&roc]);
+        let (env, sealed, _) = w.change(&w.roc, 1, w.heads());
+        assert_eq!(
+            w.verify(&env, &sealed),
+            Err(SealedRejection::RetiredEpoch {
+                used: 1,
+                current: 2
+            })
+        );
+        let (env, sealed, _) = w.change(&w.a, 1, w.heads());
+        assert_eq!(w.verify(&env, &sealed), Err(SealedRejection::NoAccess));
+        let (env, sealed, _) = w.change(&w.roc, 2, w.heads());
+        assert_eq!(w.verify(&env, &sealed), Ok(2));
+
+        // A removed device: every sealed change of it is refused, also one that
+        // names old access heads with a key it still holds.
+        let old_heads = vec![w.log[1].hash()];
+        let (env, sealed, _) = w.change(&w.roc, 1, old_heads);
+        assert_eq!(w.verify(&env, &sealed), Ok(1), "before the removal");
+        let last = w.region_ops.last().unwrap().hash();
+        w.region_ops.push(sign_op(
+            &w.admin,
+            Some(w.state.region),
+            vec![last],
+            OpBody::RemoveDevice {
+                device: w.roc.node_id(),
+                cutoffs: vec![],
+            },
+        ));
+        w.state = fold(w.state.region, &w.region_ops).unwrap().state;
+        assert_eq!(
+            w.verify(&env, &sealed),
+            Err(SealedRejection::AuthorNotActive)
+        );
+    }
+}
