@@ -208,9 +208,13 @@ pub enum DossierRejection {
     /// The op belongs to another dossier or region.
     #[error("the op belongs to another dossier or region")]
     WrongDossier,
-    /// The author is not an active device of the region.
-    #[error("the author device is not an active member of the region")]
+    /// The author device is not a device of the region.
+    #[error("the author device is not a device of the region")]
     UnknownAuthor,
+    /// The author device was removed from the region, and no active device built on
+    /// this op.
+    #[error("the author device was removed from the region")]
+    AuthorRemoved,
     /// Only the owner party may grant or revoke.
     #[error("only the dossier's owner party may do this")]
     NotOwner,
@@ -250,6 +254,9 @@ pub struct EpochKeys {
     pub epoch: u32,
     /// The op that started it.
     pub started_by: OpHash,
+    /// Every device that held this key: the ones it was wrapped for and the authors
+    /// of its key ops (who had it in the clear).
+    pub holders: BTreeSet<NodeId>,
     /// Wrapped copies by device, in the order they were made. Later copies never
     /// replace earlier ones: a member cannot take a device's key away by filing a
     /// bad copy under it; the device tries each.
@@ -323,14 +330,15 @@ impl DossierAccess {
             .collect()
     }
 
-    /// Whether the next change must be sealed under a new epoch first: the current
-    /// key was given to a device that no longer has access (its party was revoked or
-    /// its grant expired, or the device was removed), or there is no epoch yet.
+    /// Whether the next change must be sealed under a new epoch first: a device that
+    /// held the current key (it was wrapped for it, or it made a key op of it) no
+    /// longer has access (its party was revoked or its grant expired, or the device
+    /// was removed), or there is no epoch yet.
     pub fn needs_rotation(&self, region: &RegionState, today: Date) -> bool {
         let allowed = self.devices_in_force(region, today);
         match self.current_epoch() {
             None => true,
-            Some(e) => e.wraps.keys().any(|d| !allowed.contains(d)),
+            Some(e) => e.holders.iter().any(|d| !allowed.contains(d)),
         }
     }
 
@@ -461,6 +469,22 @@ pub fn fold_dossier<'a>(
             )
         }),
     );
+    // Ops by devices removed from the region stand only where an active device built
+    // on them (it saw them before it learned of the removal): a lost laptop's past
+    // work stays, what it signs afterwards does not.
+    let mut vouched: BTreeSet<OpHash> = BTreeSet::new();
+    let mut stack: Vec<OpHash> = all
+        .values()
+        .filter(|o| region.active_device(&o.payload().author).is_some())
+        .flat_map(|o| o.payload().parents.iter().copied())
+        .collect();
+    while let Some(h) = stack.pop() {
+        if let Some(op) = all.get(&h)
+            && vouched.insert(h)
+        {
+            stack.extend(op.payload().parents.iter().copied());
+        }
+    }
     let mut acc = DossierAccess {
         dossier,
         owner: owner.clone(),
@@ -472,7 +496,7 @@ pub fn fold_dossier<'a>(
     };
     for h in order {
         let op = all[&h].payload();
-        if let Err(why) = apply_dossier(&mut acc, region, op, h) {
+        if let Err(why) = apply_dossier(&mut acc, region, op, h, vouched.contains(&h)) {
             acc.rejected.insert(h, why);
         }
     }
@@ -484,14 +508,19 @@ fn apply_dossier(
     region: &RegionState,
     op: &DossierOp,
     hash: OpHash,
+    vouched: bool,
 ) -> Result<(), DossierRejection> {
     if acc.erased.is_some() {
         return Err(DossierRejection::Erased);
     }
-    let party = &region
-        .active_device(&op.author)
-        .ok_or(DossierRejection::UnknownAuthor)?
-        .party;
+    let party = match region.active_device(&op.author) {
+        Some(d) => &d.party,
+        None => match region.devices.get(&op.author) {
+            Some(d) if vouched => &d.party,
+            Some(_) => return Err(DossierRejection::AuthorRemoved),
+            None => return Err(DossierRejection::UnknownAuthor),
+        },
+    };
     let owner = *party == acc.owner;
     match &op.body {
         DossierBody::Open { owner: o } => {
@@ -546,9 +575,14 @@ fn apply_dossier(
                 return Err(DossierRejection::NoAccess);
             }
             for w in wraps {
-                let ok = region
-                    .active_device(&w.device)
-                    .is_some_and(|d| acc.has_access(&d.party));
+                // A device removed since counts where the op stands on its own past
+                // (vouched): the wrapping was made while the device was a member.
+                let device = match region.active_device(&w.device) {
+                    Some(d) => Some(d),
+                    None if vouched => region.devices.get(&w.device),
+                    None => None,
+                };
+                let ok = device.is_some_and(|d| acc.has_access(&d.party));
                 if !ok {
                     return Err(DossierRejection::WrapToOutsider);
                 }
@@ -561,13 +595,16 @@ fn apply_dossier(
                     acc.epochs.push(EpochKeys {
                         epoch: *epoch,
                         started_by: hash,
+                        holders: BTreeSet::new(),
                         wraps: BTreeMap::new(),
                     });
                     acc.epochs.len() - 1
                 }
                 (false, Some(i)) => i,
             };
+            acc.epochs[target].holders.insert(op.author);
             for w in wraps {
+                acc.epochs[target].holders.insert(w.device);
                 let copies = acc.epochs[target].wraps.entry(w.device).or_default();
                 if copies.len() < MAX_WRAPS_PER_DEVICE && !copies.contains(&w.wrapped) {
                     copies.push(w.wrapped.clone());
@@ -1022,6 +1059,160 @@ mod tests {
                 .0
                 .latest()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_party_that_made_a_key_without_wrapping_it_to_itself_still_forces_a_rotation() {
+        use crate::seal::ContentKey;
+        let r = region();
+        let d = DocId::random().unwrap();
+        let today = Date::from_calendar_date(2027, time::Month::January, 1).unwrap();
+        let open = dop(
+            &r,
+            &r.roc,
+            d,
+            vec![],
+            DossierBody::Open { owner: p("roc-x") },
+        );
+        let k1 = ContentKey::generate().unwrap();
+        let e1 = dop(
+            &r,
+            &r.roc,
+            d,
+            vec![open.hash()],
+            keys(d, 1, true, &k1, &[&r.roc]),
+        );
+        let g = dop(&r, &r.roc, d, vec![e1.hash()], grant("gemeente-a"));
+        // A starts an epoch and wraps it only for the ROC: A knows the key anyway.
+        let k2 = ContentKey::generate().unwrap();
+        let e2 = dop(
+            &r,
+            &r.gem_a,
+            d,
+            vec![g.hash()],
+            keys(d, 2, true, &k2, &[&r.roc]),
+        );
+        let revoke = dop(
+            &r,
+            &r.roc,
+            d,
+            vec![e2.hash()],
+            DossierBody::Revoke {
+                party: p("gemeente-a"),
+                reason: "verhuisd".into(),
+            },
+        );
+        let acc = fold_dossier(&r.state, d, [&open, &e1, &g, &e2, &revoke]).unwrap();
+        assert_eq!(acc.current_epoch().map(|e| e.epoch), Some(2));
+        assert!(
+            acc.current_epoch()
+                .unwrap()
+                .holders
+                .contains(&r.gem_a.node_id())
+        );
+        assert!(
+            acc.needs_rotation(&r.state, today),
+            "A made the current key: it must not seal anything new"
+        );
+    }
+
+    #[test]
+    fn a_removed_devices_past_ops_stand_where_others_built_on_them() {
+        use crate::control::{OpBody, fold};
+        use crate::seal::ContentKey;
+        let admin = NodeSecret::generate().unwrap();
+        let (laptop, desktop) = (
+            NodeSecret::generate().unwrap(),
+            NodeSecret::generate().unwrap(),
+        );
+        let g = crate::testkit::genesis(&admin, "roc-x", Role::Roc);
+        let region_id = RegionId(g.hash());
+        let mut ops = vec![g];
+        for dev in [&laptop, &desktop] {
+            let last = ops.last().unwrap().hash();
+            ops.push(crate::testkit::sign_op(
+                &admin,
+                Some(region_id),
+                vec![last],
+                OpBody::AddDevice {
+                    party: p("roc-x"),
+                    device: dev.node_id(),
+                    age_recipient: dev.age_recipient().to_string(),
+                },
+            ));
+        }
+        let state = fold(region_id, &ops).unwrap().state;
+        let r = R {
+            state,
+            roc: laptop,
+            gem_a: desktop,
+            gem_b: NodeSecret::generate().unwrap(),
+            admin,
+        };
+        let (laptop, desktop) = (&r.roc, &r.gem_a);
+        let d = DocId::random().unwrap();
+        let today = Date::from_calendar_date(2027, time::Month::January, 1).unwrap();
+        // The laptop opens the dossier and makes the first key; the desktop builds on it.
+        let open = dop(
+            &r,
+            laptop,
+            d,
+            vec![],
+            DossierBody::Open { owner: p("roc-x") },
+        );
+        let k1 = ContentKey::generate().unwrap();
+        let e1 = dop(
+            &r,
+            laptop,
+            d,
+            vec![open.hash()],
+            keys(d, 1, true, &k1, &[laptop, desktop]),
+        );
+        let seen = dop(
+            &r,
+            desktop,
+            d,
+            vec![e1.hash()],
+            keys(d, 1, false, &k1, &[desktop]),
+        );
+        // The laptop is lost and removed; whoever has it signs a new op.
+        let last = ops.last().unwrap().hash();
+        ops.push(crate::testkit::sign_op(
+            &r.admin,
+            Some(region_id),
+            vec![last],
+            OpBody::RemoveDevice {
+                device: laptop.node_id(),
+                cutoffs: vec![],
+            },
+        ));
+        let state = fold(region_id, &ops).unwrap().state;
+        let thief = dop(&r, laptop, d, vec![seen.hash()], grant("roc-x"));
+        let acc = fold_dossier(&state, d, [&open, &e1, &seen, &thief]).unwrap();
+        assert_eq!(acc.owner, p("roc-x"));
+        assert_eq!(
+            acc.current_epoch().map(|e| e.epoch),
+            Some(1),
+            "history kept"
+        );
+        assert_eq!(
+            acc.rejected.get(&thief.hash()),
+            Some(&DossierRejection::AuthorRemoved)
+        );
+        assert!(acc.needs_rotation(&state, today), "the laptop held the key");
+        // Nothing built on the laptop's last op: it does not stand.
+        let lone = dop(
+            &r,
+            laptop,
+            d,
+            vec![open.hash()],
+            keys(d, 9, true, &k1, &[laptop]),
+        );
+        let acc = fold_dossier(&state, d, [&open, &e1, &seen, &lone]).unwrap();
+        assert_eq!(
+            acc.rejected.get(&lone.hash()),
+            Some(&DossierRejection::AuthorRemoved)
         );
     }
 }

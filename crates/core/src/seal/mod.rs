@@ -15,7 +15,7 @@
 //!   names what it is for, so a wrapping replayed under another dossier or epoch is
 //!   refused after unwrapping.
 //!
-//! age costs ~0.5 ms and ~200 bytes per recipient: it wraps keys (once per device and
+//! age costs ~70 µs and ~200 bytes per recipient (docs/PERFORMANCE.md): it wraps keys (once per device and
 //! epoch), never changes. XChaCha20's 192-bit nonces are drawn at random, which is
 //! safe for any number of changes under one key.
 //!
