@@ -132,9 +132,9 @@ pub(crate) enum Command {
         /// where their NATs allow (DCUtR)
         #[arg(long)]
         relay: bool,
-        /// Address members should dial to reach this node (repeatable), published in
-        /// the region log, e.g. /dns4/regiosync.roc.example/tcp/4100 behind a port
-        /// forward [default: the listen addresses]
+        /// Stable address members should dial to reach this node (repeatable),
+        /// published in the region log, e.g. /dns4/regiosync.roc.example/tcp/4100 for an
+        /// always-on node behind a port forward [default: publish nothing]
         #[arg(long, value_name = "MULTIADDR")]
         announce: Vec<regiosync_net::Multiaddr>,
         /// Sync with every connected member at least this often, in seconds

@@ -71,8 +71,8 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(120),
             ban_duration: Duration::from_secs(300),
             members: Vec::new(),
-            request_burst: 300,
-            requests_per_sec: 50,
+            request_burst: 1000,
+            requests_per_sec: 200,
             relay_server: false,
         }
     }

@@ -515,7 +515,10 @@ impl Node {
 
     /// The verified document, from memory when nothing changed since it was loaded.
     pub(crate) fn verified(&self, id: &DocId, folded: &Folded) -> Result<Arc<Verified>, NodeError> {
-        let key = heads_key(folded);
+        // The heads, and how many ops are known (a pending op leaves the heads as they
+        // are but can make a held-back change verifiable).
+        let mut key = heads_key(folded);
+        key.extend_from_slice(&((folded.order.len() + folded.pending.len()) as u64).to_be_bytes());
         let last = self.store.last_change(id)?;
         let cached = {
             let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());

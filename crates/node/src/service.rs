@@ -48,9 +48,10 @@ pub struct ServiceConfig {
     pub poll_interval: Duration,
     /// Run a circuit relay for the region's members (`--relay`).
     pub relay: bool,
-    /// Addresses to publish in the region log for members to dial (`--announce`);
-    /// empty: the listen addresses (routable ones; loopback only when there is
-    /// nothing else, as in a demo on one machine).
+    /// Addresses to publish in the region log for members to dial (`--announce`):
+    /// stable addresses of an always-on node. Nothing is published without it: every
+    /// control op invalidates every node's verified documents, so addresses that
+    /// change with each network a laptop joins must not go into the log.
     pub announce: Vec<Multiaddr>,
 }
 
@@ -251,7 +252,9 @@ pub async fn run(
                     NetEvent::Listening { addr } => {
                         status.listen.push(addr.to_string());
                         // Publish once the listeners have settled.
-                        publish_due = Some(Instant::now() + Duration::from_secs(1));
+                        if !config.announce.is_empty() {
+                            publish_due = Some(Instant::now() + Duration::from_secs(1));
+                        }
                     }
                     NetEvent::Misbehaved { peer, reason } => tracing::warn!(peer = %peer, %reason, "peer misbehaved"),
                     _ => {}
@@ -295,7 +298,7 @@ pub async fn run(
             _ = poll.tick() => {
                 if publish_due.is_some_and(|t| t <= Instant::now()) {
                     publish_due = None;
-                    let addrs = to_announce(&config.announce, &status.listen);
+                    let addrs = config.announce.clone();
                     match node.lock().await.publish_addrs(&addrs) {
                         Ok(true) => {
                             tracing::info!(addrs = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), "published this node's addresses to the region");
@@ -360,34 +363,6 @@ pub async fn run(
     let _ = std::fs::remove_file(&status_path);
     tracing::info!("node stopped");
     Ok(())
-}
-
-/// What to publish: `--announce` addresses if given, else the listen addresses that
-/// others could dial: routable ones, or loopback ones when there is nothing else.
-fn to_announce(announce: &[Multiaddr], listen: &[String]) -> Vec<Multiaddr> {
-    if !announce.is_empty() {
-        return announce.to_vec();
-    }
-    let all: Vec<Multiaddr> = listen
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .filter(|a: &Multiaddr| {
-            !a.iter()
-                .any(|p| matches!(p, regiosync_net::Protocol::P2pCircuit))
-        })
-        .collect();
-    let loopback = |a: &Multiaddr| {
-        a.iter().any(|p| match p {
-            regiosync_net::Protocol::Ip4(ip) => ip.is_loopback(),
-            regiosync_net::Protocol::Ip6(ip) => ip.is_loopback(),
-            _ => false,
-        })
-    };
-    if all.iter().any(|a| !loopback(a)) {
-        all.into_iter().filter(|a| !loopback(a)).collect()
-    } else {
-        all
-    }
 }
 
 /// Exponential backoff from 1 s to 60 s, with up to 50% random jitter so that nodes
