@@ -229,8 +229,19 @@ fn a_join_request_is_answered_only_on_the_invites_own_connection() {
         panic!("not joined");
     };
     assert!(roc.import(&bundle).unwrap().joined);
+    // The same device asking again (its answer was lost) gets the log again; another
+    // device with the same code is refused.
     assert!(matches!(
         Response::decode(&kern.respond(&peer, &frame).frame).unwrap(),
+        Response::Joined { .. }
+    ));
+    let mut other_dev = init(&tmp.path().join("o2"), "roc-midden", Role::Roc);
+    let frame2 = Request::Join {
+        request: other_dev.join_request(&code.encode()).unwrap(),
+    }
+    .encode();
+    assert!(matches!(
+        Response::decode(&kern.respond(&peer, &frame2).frame).unwrap(),
         Response::JoinRefused { reason } if reason.contains("already used")
     ));
     // A member (not a join identity) asking to sync is served; the join identity is not.
@@ -243,5 +254,9 @@ fn a_join_request_is_answered_only_on_the_invites_own_connection() {
     assert!(matches!(
         Response::decode(&kern.respond(&peer, &hello).frame).unwrap(),
         Response::Refused { .. }
+    ));
+    assert!(matches!(
+        Response::decode(&kern.respond(&roc.info().node_id, &hello).frame).unwrap(),
+        Response::Hello { .. }
     ));
 }

@@ -173,6 +173,7 @@ fn reused_expired_foreign_and_forged_join_requests_are_refused() {
                 expires_s: 1_000,
                 created_ms: 0,
                 used_ms: None,
+                used_by: None,
             })
         })
         .unwrap();

@@ -37,8 +37,9 @@ pub const MAX_AUDIT_TEXT: usize = 512;
 
 const AUDIT_CONTEXT: &[u8] = b"regiosync/audit/1\0";
 
-/// One audit entry. It names the dossier by its pseudonymous id only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One audit entry. It names the dossier by its pseudonymous id only; its `Debug`
+/// form leaves out the user name and the purpose.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// When, Unix milliseconds.
     pub at_ms: i64,
@@ -52,6 +53,41 @@ pub struct AuditEntry {
     pub action: String,
     /// Why (the purpose the user stated).
     pub purpose: String,
+}
+
+impl std::fmt::Debug for AuditEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditEntry")
+            .field("at_ms", &self.at_ms)
+            .field("dossier", &self.dossier)
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditEntry {
+    /// Checks the text fields against [`MAX_AUDIT_TEXT`] (no control characters in
+    /// user and action).
+    pub fn check(&self) -> Result<(), &'static str> {
+        if [&self.user, &self.action, &self.purpose]
+            .iter()
+            .any(|t| t.len() > MAX_AUDIT_TEXT)
+        {
+            return Err("an audit text is longer than 512 bytes");
+        }
+        if self.user.trim().is_empty() || self.action.trim().is_empty() {
+            return Err("an audit entry needs a user and an action");
+        }
+        if self
+            .user
+            .chars()
+            .chain(self.action.chars())
+            .any(char::is_control)
+        {
+            return Err("user and action must be one line");
+        }
+        Ok(())
+    }
 }
 
 /// The hash of entry `seq` that follows `prev`.
@@ -125,6 +161,25 @@ mod tests {
                 (i, e, prev)
             })
             .collect()
+    }
+
+    #[test]
+    fn entries_are_checked_and_debug_shows_no_user_or_purpose() {
+        assert_eq!(entry(1).check(), Ok(()));
+        let mut e = entry(1);
+        e.purpose = "x".repeat(MAX_AUDIT_TEXT + 1);
+        assert!(e.check().is_err());
+        let mut e = entry(1);
+        e.user = "a\nb".into();
+        assert!(e.check().is_err());
+        let mut e = entry(1);
+        e.action = " ".into();
+        assert!(e.check().is_err());
+        let shown = format!("{:?}", entry(7));
+        assert!(
+            !shown.contains("user7") && !shown.contains("zorgoverleg"),
+            "{shown}"
+        );
     }
 
     #[test]

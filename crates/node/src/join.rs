@@ -58,14 +58,27 @@ impl Node {
             Err(e) => return refuse(e.to_string()),
         };
         let invite = self.store().invite(&req.fields().invite_id)?;
-        match invite {
-            Some(inv) if join_peer_id(&inv.secret) == *peer => {}
+        let invite = match invite {
+            Some(inv) if join_peer_id(&inv.secret) == *peer => inv,
             _ => {
                 tracing::warn!(peer = %peer, "join request from a peer that is not the invite's join identity");
                 return refuse(
                     "this connection does not belong to the invite the request names".into(),
                 );
             }
+        };
+        // The same device asking again (its `Joined` answer was lost): it was added, so
+        // it gets the log again instead of "already used".
+        let device = req.fields().device;
+        if invite.used_by.as_deref() == Some(&device.as_bytes()[..])
+            && invite
+                .used_ms
+                .is_some_and(|t| now_ms() - t <= JOIN_GRACE_MS)
+        {
+            tracing::info!(device = %device, "answering a repeated join request");
+            return Ok(Response::Joined {
+                bundle: self.export()?,
+            });
         }
         match self.accept(request) {
             Ok((accepted, bundle)) => {

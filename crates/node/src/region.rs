@@ -174,6 +174,7 @@ impl Node {
                 expires_s: code.expires,
                 created_ms: now_ms(),
                 used_ms: None,
+                used_by: None,
             })
         })?;
         Ok(code)

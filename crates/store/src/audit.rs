@@ -18,6 +18,10 @@ pub(crate) fn append(
     path: &Path,
     entry: &AuditEntry,
 ) -> Result<i64, StoreError> {
+    entry.check().map_err(|why| StoreError::Malformed {
+        path: path.to_owned(),
+        detail: why.into(),
+    })?;
     let last: Option<(i64, Vec<u8>)> = conn
         .query_row(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",

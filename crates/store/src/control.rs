@@ -26,6 +26,8 @@ pub struct InviteRow {
     pub created_ms: i64,
     /// When it was used, if it was.
     pub used_ms: Option<i64>,
+    /// The device that used it (its public key), if it was used.
+    pub used_by: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for InviteRow {
@@ -102,8 +104,8 @@ pub(crate) fn insert_invite(
     inv: &InviteRow,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO invites (id, secret, party, role, admin, expires_s, created_ms, used_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO invites (id, secret, party, role, admin, expires_s, created_ms, used_ms, used_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             &inv.id[..],
             &inv.secret[..],
@@ -112,7 +114,8 @@ pub(crate) fn insert_invite(
             inv.admin,
             inv.expires_s,
             inv.created_ms,
-            inv.used_ms
+            inv.used_ms,
+            inv.used_by
         ],
     )
     .at(path)?;
@@ -120,7 +123,7 @@ pub(crate) fn insert_invite(
 }
 
 const INVITE_COLUMNS: &str =
-    "SELECT id, secret, party, role, admin, expires_s, created_ms, used_ms FROM invites";
+    "SELECT id, secret, party, role, admin, expires_s, created_ms, used_ms, used_by FROM invites";
 
 pub(crate) fn invite(
     conn: &Connection,
@@ -167,6 +170,7 @@ fn invites_where(
                 r.get::<_, i64>(5)?,
                 r.get::<_, i64>(6)?,
                 r.get::<_, Option<i64>>(7)?,
+                r.get::<_, Option<Vec<u8>>>(8)?,
             ))
         })
         .at(path)?;
@@ -176,7 +180,8 @@ fn invites_where(
     };
     let mut out = Vec::new();
     for row in rows {
-        let (id, secret, party, role, admin, expires_s, created_ms, used_ms) = row.at(path)?;
+        let (id, secret, party, role, admin, expires_s, created_ms, used_ms, used_by) =
+            row.at(path)?;
         out.push(InviteRow {
             id: id.try_into().map_err(|_| malformed())?,
             secret: secret.try_into().map_err(|_| malformed())?,
@@ -186,6 +191,7 @@ fn invites_where(
             expires_s,
             created_ms,
             used_ms,
+            used_by,
         });
     }
     Ok(out)

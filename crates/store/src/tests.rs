@@ -305,6 +305,7 @@ fn control_ops_settings_and_invites() {
         expires_s: 100,
         created_ms: 5,
         used_ms: None,
+        used_by: None,
     };
     store
         .write(|tx| {
@@ -424,6 +425,7 @@ fn the_audit_log_is_append_only_and_a_flipped_byte_is_detected() {
     for sql in [
         "UPDATE audit_log SET purpose = 'x' WHERE seq = 2",
         "DELETE FROM audit_log WHERE seq = 4",
+        "INSERT OR REPLACE INTO audit_log SELECT * FROM audit_log WHERE seq = 3",
     ] {
         let e = store
             .write(|tx| tx.tx.execute(sql, []).at(tx.path).map(|_| ()))

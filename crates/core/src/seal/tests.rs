@@ -133,8 +133,13 @@ fn wrapped_keys_open_only_for_their_device_dossier_and_epoch() {
 #[test]
 fn keys_never_show_in_debug_output() {
     let key = ContentKey::generate().unwrap();
-    let shown = format!("{key:?} {:?}", KeyRing::new(DocId::random().unwrap()));
-    assert!(!shown.contains(&hex::encode(key.expose())));
+    let mut ring = KeyRing::new(DocId::random().unwrap());
+    ring.insert(3, key.clone());
+    let shown = format!("{key:?} {ring:?} {ring:#?}");
+    let bytes = key.expose();
+    assert!(!shown.contains(&hex::encode(bytes)));
+    assert!(!shown.contains(&format!("{:?}", &bytes[..])), "{shown}");
+    assert!(!shown.contains(&format!("{}, {}, {}", bytes[0], bytes[1], bytes[2])));
     assert!(shown.contains("redacted"));
 }
 
