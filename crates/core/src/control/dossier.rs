@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use time::Date;
 
 use super::fold::linear_order;
@@ -54,10 +55,14 @@ pub struct DossierOp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum DossierBody {
-    /// Starts the dossier's log; the author's party becomes its owner.
+    /// Starts the dossier's log; the author's party becomes its owner. The dossier's
+    /// id is derived from this op ([`dossier_id`]), so nobody else can open a
+    /// competing log for it.
     Open {
         /// The owning party (the author's).
         owner: PartyName,
+        /// Random, so that the id is unpredictable.
+        nonce: [u8; 16],
     },
     /// Gives a party access, with the legal basis and purpose recorded.
     Grant {
@@ -76,6 +81,10 @@ pub enum DossierBody {
         party: PartyName,
         /// Why; no personal data.
         reason: String,
+        /// Hashes of the party's changes the revoker holds (sorted): they stay valid.
+        /// Any other change of the party, also one that names access heads from
+        /// before the revocation, is refused: a revoked party cannot backdate.
+        keep: Vec<[u8; 32]>,
     },
     /// Erases the dossier (crypto-shredding). Carries no data at all.
     Erase,
@@ -91,6 +100,21 @@ pub enum DossierBody {
         /// One wrapping per device, sorted by device.
         wraps: Vec<KeyWrap>,
     },
+}
+
+/// The id of the dossier an `Open` by `author` for `owner` with `nonce` creates: the
+/// first 16 bytes of `SHA-256("regiosync/dossier-id/1\0" || author || owner || nonce)`.
+pub fn dossier_id(author: &NodeId, owner: &PartyName, nonce: &[u8; 16]) -> DocId {
+    let mut h = Sha256::new();
+    h.update(b"regiosync/dossier-id/1\0");
+    h.update(author.as_bytes());
+    h.update(owner.as_str().as_bytes());
+    h.update([0]);
+    h.update(nonce);
+    let d: [u8; 32] = h.finalize().into();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    DocId::from_bytes(id)
 }
 
 /// An epoch key wrapped with age to one device (`seal::wrap_key`).
@@ -138,10 +162,17 @@ impl Payload for DossierOp {
                         .ok_or(OpError::Structure("the grant's end date does not exist"))?;
                 }
             }
-            DossierBody::Revoke { reason, .. } if !text_ok(reason) => {
-                return Err(OpError::Structure(
-                    "a revocation needs a reason of 1-500 characters",
-                ));
+            DossierBody::Revoke { reason, keep, .. } => {
+                if !text_ok(reason) {
+                    return Err(OpError::Structure(
+                        "a revocation needs a reason of 1-500 characters",
+                    ));
+                }
+                if keep.len() > MAX_LIST || !keep.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(OpError::Structure(
+                        "kept changes must be sorted, unique, at most 1024",
+                    ));
+                }
             }
             DossierBody::Keys { wraps, .. } => {
                 if wraps.is_empty() || wraps.len() > MAX_LIST {
@@ -281,6 +312,10 @@ pub struct DossierAccess {
     /// The key epochs, oldest first; the last is the one to seal with. Emptied on
     /// erasure.
     pub epochs: Vec<EpochKeys>,
+    /// Per revoked party, its changes that stay valid (the `keep` lists of its
+    /// revocations).
+    #[serde(skip)]
+    pub kept: BTreeMap<PartyName, BTreeSet<[u8; 32]>>,
     /// Rejected ops and why.
     #[serde(skip)]
     pub rejected: BTreeMap<OpHash, DossierRejection>,
@@ -309,7 +344,7 @@ impl DossierAccess {
     }
 
     /// Whether `party` has access at all (owner, or a grant that may have expired).
-    fn has_access(&self, party: &PartyName) -> bool {
+    pub fn has_access(&self, party: &PartyName) -> bool {
         *party == self.owner || self.grants.contains_key(party)
     }
 
@@ -445,17 +480,22 @@ pub fn fold_dossier<'a>(
             rejected.insert(op.hash(), DossierRejection::WrongDossier);
         }
     }
-    // The root: the smallest-hash `Open`; any other `Open` is rejected.
-    let mut opens = all
-        .iter()
-        .filter(|(_, o)| matches!(o.payload().body, DossierBody::Open { .. }));
-    let (&root, root_op) = opens.next()?;
-    for (h, _) in opens {
+    // The root: the `Open` the dossier's id was derived from (only its author can
+    // make it; should it sign two, the smaller hash). Any other `Open` is refused.
+    let mut opens: Vec<(OpHash, &PartyName)> = Vec::new();
+    for (h, o) in &all {
+        if let DossierBody::Open { owner, nonce } = &o.payload().body {
+            if dossier_id(&o.payload().author, owner, nonce) == dossier {
+                opens.push((*h, owner));
+            } else {
+                rejected.insert(*h, DossierRejection::WrongDossier);
+            }
+        }
+    }
+    let &(root, owner) = opens.first()?;
+    for (h, _) in &opens[1..] {
         rejected.insert(*h, DossierRejection::SecondOpen);
     }
-    let DossierBody::Open { owner } = &root_op.payload().body else {
-        return None;
-    };
     let (order, pending) = linear_order(
         root,
         all.iter().map(|(h, o)| {
@@ -491,6 +531,7 @@ pub fn fold_dossier<'a>(
         grants: BTreeMap::new(),
         erased: None,
         epochs: Vec::new(),
+        kept: BTreeMap::new(),
         rejected,
         pending,
     };
@@ -523,7 +564,7 @@ fn apply_dossier(
     };
     let owner = *party == acc.owner;
     match &op.body {
-        DossierBody::Open { owner: o } => {
+        DossierBody::Open { owner: o, .. } => {
             if o != party {
                 return Err(DossierRejection::NotOwner);
             }
@@ -550,13 +591,21 @@ fn apply_dossier(
                 },
             );
         }
-        DossierBody::Revoke { party: grantee, .. } => {
+        DossierBody::Revoke {
+            party: grantee,
+            keep,
+            ..
+        } => {
             if !owner {
                 return Err(DossierRejection::NotOwner);
             }
             if acc.grants.remove(grantee).is_none() {
                 return Err(DossierRejection::NoGrant);
             }
+            acc.kept
+                .entry(grantee.clone())
+                .or_default()
+                .extend(keep.iter().copied());
         }
         DossierBody::Erase => {
             let admin = region.active_party(party).is_some_and(|p| p.admin);
@@ -586,6 +635,10 @@ fn apply_dossier(
                 if !ok {
                     return Err(DossierRejection::WrapToOutsider);
                 }
+            }
+            if *new && !owner {
+                // Starting an epoch decides which key writers must use: the owner's.
+                return Err(DossierRejection::NotOwner);
             }
             let existing = acc.epochs.iter().position(|e| e.epoch == *epoch);
             let target = match (new, existing) {
@@ -704,6 +757,29 @@ mod tests {
         .unwrap()
     }
 
+    /// Opens a new dossier by `by` for `owner`: its id and the `Open` op.
+    fn open_dossier(r: &R, by: &NodeSecret, owner: &str) -> (DocId, SignedDossierOp) {
+        let nonce: [u8; 16] = rand_nonce();
+        let d = dossier_id(&by.node_id(), &p(owner), &nonce);
+        let op = dop(
+            r,
+            by,
+            d,
+            vec![],
+            DossierBody::Open {
+                owner: p(owner),
+                nonce,
+            },
+        );
+        (d, op)
+    }
+
+    fn rand_nonce() -> [u8; 16] {
+        let mut n = [0u8; 16];
+        crate::id::fill_random(&mut n).unwrap();
+        n
+    }
+
     fn grant(party: &str) -> DossierBody {
         DossierBody::Grant {
             party: p(party),
@@ -716,14 +792,7 @@ mod tests {
     #[test]
     fn owner_grants_revokes_and_erases() {
         let r = region();
-        let d = DocId::random().unwrap();
-        let open = dop(
-            &r,
-            &r.roc,
-            d,
-            vec![],
-            DossierBody::Open { owner: p("roc-x") },
-        );
+        let (d, open) = open_dossier(&r, &r.roc, "roc-x");
         let g = dop(&r, &r.roc, d, vec![open.hash()], grant("gemeente-a"));
         let acc = fold_dossier(&r.state, d, [&open, &g]).unwrap();
         let today = Date::from_calendar_date(2027, time::Month::January, 1).unwrap();
@@ -740,6 +809,7 @@ mod tests {
             DossierBody::Revoke {
                 party: p("gemeente-a"),
                 reason: "verhuisd".into(),
+                keep: vec![],
             },
         );
         let gb = dop(&r, &r.roc, d, vec![rv.hash()], grant("gemeente-b"));
@@ -763,14 +833,7 @@ mod tests {
     #[test]
     fn attacks_on_the_access_log_are_rejected() {
         let r = region();
-        let d = DocId::random().unwrap();
-        let open = dop(
-            &r,
-            &r.roc,
-            d,
-            vec![],
-            DossierBody::Open { owner: p("roc-x") },
-        );
+        let (d, open) = open_dossier(&r, &r.roc, "roc-x");
         // A grant by a party without authority (gemeente-a grants itself gemeente-b).
         let by_other = dop(&r, &r.gem_a, d, vec![open.hash()], grant("gemeente-b"));
         // A grant to an unknown party.
@@ -797,16 +860,40 @@ mod tests {
         );
         assert_eq!(acc.rejected[&other.hash()], DossierRejection::WrongDossier);
         assert!(acc.grants.is_empty() && acc.erased.is_none());
-        // Open by someone claiming another owner.
+        // A competing `Open` for this dossier by someone else: it cannot derive to the
+        // dossier's id, so it is refused, whatever its hash.
         let fake_open = dop(
             &r,
             &r.gem_a,
             d,
             vec![],
-            DossierBody::Open { owner: p("roc-x") },
+            DossierBody::Open {
+                owner: p("gemeente-a"),
+                nonce: rand_nonce(),
+            },
         );
-        let acc = fold_dossier(&r.state, d, [&fake_open]).unwrap();
-        assert_eq!(acc.rejected[&fake_open.hash()], DossierRejection::NotOwner);
+        assert!(fold_dossier(&r.state, d, [&fake_open]).is_none());
+        let acc = fold_dossier(&r.state, d, [&open, &fake_open]).unwrap();
+        assert_eq!(acc.owner, p("roc-x"));
+        assert_eq!(
+            acc.rejected[&fake_open.hash()],
+            DossierRejection::WrongDossier
+        );
+        // An `Open` whose id derives but names another party as owner.
+        let nonce = rand_nonce();
+        let d2 = dossier_id(&r.roc.node_id(), &p("gemeente-a"), &nonce);
+        let claimed = dop(
+            &r,
+            &r.roc,
+            d2,
+            vec![],
+            DossierBody::Open {
+                owner: p("gemeente-a"),
+                nonce,
+            },
+        );
+        let acc = fold_dossier(&r.state, d2, [&claimed]).unwrap();
+        assert_eq!(acc.rejected[&claimed.hash()], DossierRejection::NotOwner);
         // A dossier op is not a region op: it does not decode as one.
         assert!(SignedOp::decode(&open.encode()).is_err());
     }
@@ -814,14 +901,7 @@ mod tests {
     #[test]
     fn expired_grants_are_not_in_force() {
         let r = region();
-        let d = DocId::random().unwrap();
-        let open = dop(
-            &r,
-            &r.roc,
-            d,
-            vec![],
-            DossierBody::Open { owner: p("roc-x") },
-        );
+        let (d, open) = open_dossier(&r, &r.roc, "roc-x");
         let until = Date::from_calendar_date(2027, time::Month::July, 31).unwrap();
         let g = dop(
             &r,
@@ -890,20 +970,14 @@ mod tests {
     fn key_epochs_follow_grants_revocations_and_erasure() {
         use crate::seal::ContentKey;
         let r = region();
-        let d = DocId::random().unwrap();
         let today = Date::from_calendar_date(2027, time::Month::January, 1).unwrap();
         let ring_of = |acc: &DossierAccess, s: &NodeSecret| -> Vec<u32> {
             let (ring, failed) = acc.key_ring(&s.node_id(), s.age_identity());
             assert!(failed.is_empty(), "{failed:?}");
             ring.epochs().collect()
         };
-        let mut log: Vec<SignedDossierOp> = vec![dop(
-            &r,
-            &r.roc,
-            d,
-            vec![],
-            DossierBody::Open { owner: p("roc-x") },
-        )];
+        let (d, open) = open_dossier(&r, &r.roc, "roc-x");
+        let mut log: Vec<SignedDossierOp> = vec![open];
         let add = |log: &mut Vec<SignedDossierOp>, by: &NodeSecret, body| {
             let acc = fold_dossier(&r.state, d, log.iter()).unwrap();
             let heads: Vec<OpHash> = log
@@ -985,6 +1059,7 @@ mod tests {
             DossierBody::Revoke {
                 party: p("gemeente-a"),
                 reason: "verhuisd".into(),
+                keep: vec![],
             },
         );
         assert!(folded(&log).needs_rotation(&r.state, today));
@@ -1066,15 +1141,8 @@ mod tests {
     fn a_party_that_made_a_key_without_wrapping_it_to_itself_still_forces_a_rotation() {
         use crate::seal::ContentKey;
         let r = region();
-        let d = DocId::random().unwrap();
         let today = Date::from_calendar_date(2027, time::Month::January, 1).unwrap();
-        let open = dop(
-            &r,
-            &r.roc,
-            d,
-            vec![],
-            DossierBody::Open { owner: p("roc-x") },
-        );
+        let (d, open) = open_dossier(&r, &r.roc, "roc-x");
         let k1 = ContentKey::generate().unwrap();
         let e1 = dop(
             &r,
@@ -1084,14 +1152,27 @@ mod tests {
             keys(d, 1, true, &k1, &[&r.roc]),
         );
         let g = dop(&r, &r.roc, d, vec![e1.hash()], grant("gemeente-a"));
-        // A starts an epoch and wraps it only for the ROC: A knows the key anyway.
+        // A may not start an epoch (the owner decides which key writers use), but it
+        // may file wrappings of one it holds: then it is a holder of that key.
         let k2 = ContentKey::generate().unwrap();
-        let e2 = dop(
+        let started = dop(
             &r,
             &r.gem_a,
             d,
             vec![g.hash()],
             keys(d, 2, true, &k2, &[&r.roc]),
+        );
+        let with_start = fold_dossier(&r.state, d, [&open, &e1, &g, &started]).unwrap();
+        assert_eq!(
+            with_start.rejected.get(&started.hash()),
+            Some(&DossierRejection::NotOwner)
+        );
+        let e2 = dop(
+            &r,
+            &r.gem_a,
+            d,
+            vec![g.hash()],
+            keys(d, 1, false, &k1, &[&r.roc]),
         );
         let revoke = dop(
             &r,
@@ -1101,10 +1182,11 @@ mod tests {
             DossierBody::Revoke {
                 party: p("gemeente-a"),
                 reason: "verhuisd".into(),
+                keep: vec![],
             },
         );
         let acc = fold_dossier(&r.state, d, [&open, &e1, &g, &e2, &revoke]).unwrap();
-        assert_eq!(acc.current_epoch().map(|e| e.epoch), Some(2));
+        assert_eq!(acc.current_epoch().map(|e| e.epoch), Some(1));
         assert!(
             acc.current_epoch()
                 .unwrap()
@@ -1113,7 +1195,7 @@ mod tests {
         );
         assert!(
             acc.needs_rotation(&r.state, today),
-            "A made the current key: it must not seal anything new"
+            "A handled the current key: it must not read anything new"
         );
     }
 
@@ -1151,16 +1233,9 @@ mod tests {
             admin,
         };
         let (laptop, desktop) = (&r.roc, &r.gem_a);
-        let d = DocId::random().unwrap();
         let today = Date::from_calendar_date(2027, time::Month::January, 1).unwrap();
         // The laptop opens the dossier and makes the first key; the desktop builds on it.
-        let open = dop(
-            &r,
-            laptop,
-            d,
-            vec![],
-            DossierBody::Open { owner: p("roc-x") },
-        );
+        let (d, open) = open_dossier(&r, laptop, "roc-x");
         let k1 = ContentKey::generate().unwrap();
         let e1 = dop(
             &r,

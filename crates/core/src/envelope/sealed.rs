@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Envelope, EnvelopeError, EnvelopeFields, check_heads};
-use crate::control::dossier::{SignedDossierOp, fold_dossier_at};
+use crate::control::dossier::{SignedDossierOp, fold_dossier, fold_dossier_at};
 use crate::control::{OpHash, RegionId, RegionState};
 use crate::id::{DocId, NodeId};
 use crate::seal::sealed_epoch;
@@ -96,6 +96,9 @@ pub enum SealedRejection {
     /// Access-log ops this node has not seen yet.
     #[error("the change was made under access-log ops this node has not seen yet")]
     UnknownAccessHeads,
+    /// Access-log ops this node refused (a forked or unauthorised access state).
+    #[error("the change was made under access-log ops this node refused")]
+    RefusedAccessHeads,
     /// The author is not an active device of the region.
     #[error("the author device is not an active member of the region")]
     AuthorNotActive,
@@ -150,12 +153,30 @@ pub fn verify_sealed(
     let device = state
         .active_device(&f.author)
         .ok_or(SealedRejection::AuthorNotActive)?;
-    let access = fold_dossier_at(state, *dossier, access_log, &f.access_heads)
-        .ok_or(SealedRejection::UnknownAccessHeads)?;
-    if access.erased.is_some() {
+    // The access state the author names must be part of the log as this node folds
+    // it (not a fork, not ops refused here), and its party must have access now, or
+    // the change must be one its revocation kept: a revoked party cannot backdate.
+    let full =
+        fold_dossier(state, *dossier, access_log).ok_or(SealedRejection::UnknownAccessHeads)?;
+    if f.access_heads
+        .iter()
+        .any(|h| full.rejected.contains_key(h) || full.pending.contains(h))
+    {
+        return Err(SealedRejection::RefusedAccessHeads);
+    }
+    if full.erased.is_some() {
         return Err(SealedRejection::Erased);
     }
-    if device.party != access.owner && !access.grants.contains_key(&device.party) {
+    let kept = full
+        .kept
+        .get(&device.party)
+        .is_some_and(|k| k.contains(&f.change_hash));
+    if !full.has_access(&device.party) && !kept {
+        return Err(SealedRejection::NoAccess);
+    }
+    let access = fold_dossier_at(state, *dossier, access_log, &f.access_heads)
+        .ok_or(SealedRejection::UnknownAccessHeads)?;
+    if !access.has_access(&device.party) {
         return Err(SealedRejection::NoAccess);
     }
     let used = sealed_epoch(sealed).map_err(|_| SealedRejection::Malformed)?;
@@ -188,7 +209,7 @@ mod tests {
     use automerge::{ActorId, Automerge, ROOT};
 
     use super::*;
-    use crate::control::dossier::{Basis, DossierBody, DossierOp, KeyWrap};
+    use crate::control::dossier::{Basis, DossierBody, DossierOp, KeyWrap, dossier_id};
     use crate::control::{OpBody, Signed, fold};
     use crate::id::Role;
     use crate::identity::NodeSecret;
@@ -250,15 +271,18 @@ mod tests {
                 roc,
                 a,
                 b,
-                dossier: DocId::random().unwrap(),
+                dossier: DocId::from_bytes([0; 16]),
                 log: vec![],
                 keys: vec![],
             };
             let roc = w.roc.clone_for_tests();
+            let nonce = [5u8; 16];
+            w.dossier = dossier_id(&roc.node_id(), &party("roc-x"), &nonce);
             w.access(
                 &roc,
                 DossierBody::Open {
                     owner: party("roc-x"),
+                    nonce,
                 },
             );
             w.rotate(1, &[&roc]);
@@ -355,7 +379,10 @@ mod tests {
         ) -> (SealedEnvelope, Vec<u8>, automerge::Change) {
             let mut doc = Automerge::new().with_actor(ActorId::from(&by.node_id().as_bytes()[..]));
             let mut tx = doc.transaction();
-            tx.put(ROOT, "contact", "huisbezoek").unwrap();
+            // A fresh value each time: two changes are never the same change.
+            let mut salt = [0u8; 8];
+            crate::id::fill_random(&mut salt).unwrap();
+            tx.put(ROOT, "contact", hex::encode(salt)).unwrap();
             tx.commit();
             let change = doc.get_changes(&[]).pop().unwrap().clone();
             let sealed = seal_change(
@@ -443,14 +470,18 @@ mod tests {
             Err(SealedRejection::BadSignature)
         );
 
-        // The student moves: A is revoked and the key rotated. A change sealed with
-        // the retired epoch under the new access state is refused.
+        // The student moves: A is revoked (keeping the note it wrote before) and the
+        // key rotated. A change sealed with the retired epoch under the new access
+        // state is refused.
+        let (kept_env, kept_sealed, kept_change) = w.change(&w.a, 1, w.heads());
+        let before_revoke = w.heads();
         let roc = w.roc.clone_for_tests();
         w.access(
             &roc,
             DossierBody::Revoke {
                 party: party("gemeente-a"),
                 reason: "verhuisd".into(),
+                keep: vec![kept_change.hash().0],
             },
         );
         w.rotate(2, &[&roc]);
@@ -464,8 +495,39 @@ mod tests {
         );
         let (env, sealed, _) = w.change(&w.a, 1, w.heads());
         assert_eq!(w.verify(&env, &sealed), Err(SealedRejection::NoAccess));
+        // A's note from before stays; a new one backdated to before the revocation,
+        // sealed with the old key A still holds, does not.
+        assert_eq!(w.verify(&kept_env, &kept_sealed), Ok(1));
+        let (env, sealed, _) = w.change(&w.a, 1, before_revoke.clone());
+        assert_eq!(w.verify(&env, &sealed), Err(SealedRejection::NoAccess));
         let (env, sealed, _) = w.change(&w.roc, 2, w.heads());
         assert_eq!(w.verify(&env, &sealed), Ok(2));
+
+        // A fork: B opens its own log under this dossier id and names it. The fork's
+        // ops are refused in the full log, so is the change.
+        let b = w.b.clone_for_tests();
+        let fork = Signed::sign(
+            DossierOp {
+                region: w.state.region,
+                dossier: w.dossier,
+                parents: vec![],
+                author: b.node_id(),
+                time: 0,
+                body: DossierBody::Open {
+                    owner: party("gemeente-b"),
+                    nonce: [9; 16],
+                },
+            },
+            b.signing_key(),
+        )
+        .unwrap();
+        w.log.push(fork.clone());
+        let (env, sealed, _) = w.change(&w.b, 2, vec![fork.hash()]);
+        assert_eq!(
+            w.verify(&env, &sealed),
+            Err(SealedRejection::RefusedAccessHeads)
+        );
+        w.log.pop();
 
         // A removed device: every sealed change of it is refused, also one that
         // names old access heads with a key it still holds.
