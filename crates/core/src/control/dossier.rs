@@ -103,7 +103,8 @@ pub enum DossierBody {
 }
 
 /// The id of the dossier an `Open` by `author` for `owner` with `nonce` creates: the
-/// first 16 bytes of `SHA-256("regiosync/dossier-id/1\0" || author || owner || nonce)`.
+/// first 16 bytes of `SHA-256("regiosync/dossier-id/1\0" || author || owner || 0x00 ||
+/// nonce)`.
 pub fn dossier_id(author: &NodeId, owner: &PartyName, nonce: &[u8; 16]) -> DocId {
     let mut h = Sha256::new();
     h.update(b"regiosync/dossier-id/1\0");
@@ -538,6 +539,10 @@ pub fn fold_dossier<'a>(
     for h in order {
         let op = all[&h].payload();
         if let Err(why) = apply_dossier(&mut acc, region, op, h, vouched.contains(&h)) {
+            if h == root {
+                // Without a valid root there is no dossier to apply anything to.
+                return None;
+            }
             acc.rejected.insert(h, why);
         }
     }
@@ -892,8 +897,9 @@ mod tests {
                 nonce,
             },
         );
-        let acc = fold_dossier(&r.state, d2, [&claimed]).unwrap();
-        assert_eq!(acc.rejected[&claimed.hash()], DossierRejection::NotOwner);
+        // Its root is invalid, so there is no dossier at all, whatever builds on it.
+        let on_top = dop(&r, &r.roc, d2, vec![claimed.hash()], grant("gemeente-b"));
+        assert!(fold_dossier(&r.state, d2, [&claimed, &on_top]).is_none());
         // A dossier op is not a region op: it does not decode as one.
         assert!(SignedOp::decode(&open.encode()).is_err());
     }

@@ -109,7 +109,13 @@ impl<F: EnvelopeFields> Envelope<F> {
         fields.normalise();
         fields.check()?;
         let signature = key.sign(&message(&fields)?).to_bytes();
-        Ok(Self { fields, signature })
+        let envelope = Self { fields, signature };
+        // What a receiver would refuse to decode must not be made.
+        let size = envelope.encode().len();
+        if size > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge(size));
+        }
+        Ok(envelope)
     }
 
     /// The signed fields (not yet verified).

@@ -433,6 +433,22 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_too_large_to_decode_is_not_made() {
+        let w = World::new();
+        let (env, _, _) = w.change(&w.a, 1, w.heads());
+        let many: Vec<OpHash> = (0..64u8).map(|i| OpHash([i; 32])).collect();
+        let big = SealedEnvelope::sign(
+            SealedFields {
+                control_heads: many.clone(),
+                access_heads: many,
+                ..env.fields().clone()
+            },
+            w.a.signing_key(),
+        );
+        assert!(matches!(big, Err(EnvelopeError::TooLarge(_))), "{big:?}");
+    }
+
+    #[test]
     fn attacks_on_sealed_changes_are_refused_with_a_reason() {
         let mut w = World::new();
         // Tampered ciphertext (the relay or the network flipped a byte).
