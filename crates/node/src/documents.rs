@@ -158,9 +158,11 @@ impl Node {
         Ok(id)
     }
 
-    /// All documents on this node, oldest first.
+    /// All plans on this node, oldest first (dossiers are listed by
+    /// [`Node::dossier_ids`]: they have no title that may be shown).
     pub fn documents(&self) -> Result<Vec<DocSummary>, NodeError> {
-        let rows = self.store.documents()?;
+        let mut rows = self.store.documents()?;
+        rows.retain(|r| r.kind == KIND_PLAN);
         let ids: Vec<DocId> = rows.iter().map(|r| r.id).collect();
         Ok(rows
             .into_iter()

@@ -135,6 +135,25 @@ pub enum NodeError {
     /// An envelope could not be made.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    /// A dossier operation this node will not do (no access, no key, not the owner).
+    #[error("{0}")]
+    DossierRefused(String),
+    /// The dossier was erased.
+    #[error(
+        "the dossier was erased (by {by}, at {at} Unix time): nothing of it can be read or written"
+    )]
+    Erased {
+        /// The erasing party.
+        by: String,
+        /// When, Unix seconds (the eraser's clock).
+        at: i64,
+    },
+    /// A dossier edit broke the dossier schema or a field's rules.
+    #[error(transparent)]
+    Dossier(#[from] regiosync_core::dossier::DossierError),
+    /// Sealing or key wrapping failed.
+    #[error(transparent)]
+    Seal(#[from] regiosync_core::seal::SealError),
     /// A sync session with a peer failed.
     #[error("sync failed: {0}")]
     Sync(String),

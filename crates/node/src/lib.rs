@@ -29,6 +29,7 @@
 
 pub mod data_dir;
 pub mod documents;
+pub mod dossiers;
 mod error;
 pub mod join;
 mod peers;

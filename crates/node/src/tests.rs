@@ -269,3 +269,108 @@ fn a_resident_document_sees_edits_of_other_handles_and_new_control_state() {
     assert_eq!(reader.plan(&doc).unwrap(), node.plan(&doc).unwrap());
     assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Drie.\n");
 }
+
+#[test]
+fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::audit::verify_chain;
+    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::DossierField;
+    use regiosync_core::seal::SealError;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mk = |name: &str, p: &str, role: Role| {
+        let dir = tmp.path().join(name);
+        Node::init(&dir, party(p), role, None).unwrap();
+        Node::open(&dir).unwrap()
+    };
+    let mut kern = mk("kern", "gemeente-utrecht", Role::Kerngemeente);
+    kern.create_region("Regio Utrecht").unwrap();
+    let mut roc = mk("roc", "roc-midden", Role::Roc);
+    let mut a = mk("a", "gemeente-zeist", Role::Gemeente);
+    let mut b = mk("b", "gemeente-houten", Role::Gemeente);
+    for (n, p, role) in [
+        (&mut roc, "roc-midden", Role::Roc),
+        (&mut a, "gemeente-zeist", Role::Gemeente),
+        (&mut b, "gemeente-houten", Role::Gemeente),
+    ] {
+        let code = kern.invite(party(p), role, false, 600).unwrap();
+        let (_, bundle) = kern
+            .accept(&n.join_request(&code.encode()).unwrap())
+            .unwrap();
+        n.import(&bundle).unwrap();
+    }
+    roc.import(&kern.export().unwrap()).unwrap();
+    let mentor = Reader {
+        user: "j.bakker".into(),
+        purpose: "begeleiding".into(),
+    };
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Jeugdwet: ondersteuning".into(),
+                fields: vec![
+                    (DossierField::Naam, "Sanne de Vries".into()),
+                    (DossierField::Opleiding, "Verzorgende IG".into()),
+                ],
+            },
+            &mentor,
+        )
+        .unwrap();
+    let d = roc.read_dossier(&id, &mentor).unwrap();
+    assert_eq!(
+        (d.naam.as_str(), d.woongemeente.as_str()),
+        ("Sanne de Vries", "gemeente-zeist")
+    );
+    // Nothing readable is stored: the name is in no stored change.
+    let rows = roc.store().changes(&id).unwrap();
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.bytes.windows(5).any(|w| w == b"Sanne"))
+    );
+    // Not listed with the plans.
+    assert!(roc.documents().unwrap().iter().all(|s| s.id != id));
+
+    // Zeist's device holds the key; Houten's does not.
+    let access = roc.dossier_access(&id).unwrap();
+    let ring_of = |n: &mut Node| {
+        let me = n.info().node_id;
+        let secret = n.signer().unwrap();
+        access.key_ring(&me, secret.age_identity()).0
+    };
+    let a_ring = ring_of(&mut a);
+    let first = &rows[0];
+    assert!(a_ring.unseal(&first.hash, &first.bytes).is_ok());
+    assert!(ring_of(&mut b).latest().is_none());
+
+    // The student moves: revoke Zeist. The next note is sealed under a new epoch that
+    // Zeist's keys do not open; the old change still opens with them.
+    roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd naar Houten")
+        .unwrap();
+    roc.add_dossier_note(&id, "Intake bij de nieuwe gemeente gepland.", &mentor)
+        .unwrap();
+    let access = roc.dossier_access(&id).unwrap();
+    let a_ring = {
+        let me = a.info().node_id;
+        let secret = a.signer().unwrap();
+        access.key_ring(&me, secret.age_identity()).0
+    };
+    let rows = roc.store().changes(&id).unwrap();
+    let last = rows.last().unwrap();
+    assert!(matches!(
+        a_ring.unseal(&last.hash, &last.bytes),
+        Err(SealError::NoKeyForEpoch(_))
+    ));
+    assert!(a_ring.unseal(&rows[0].hash, &rows[0].bytes).is_ok());
+    let d = roc.read_dossier(&id, &mentor).unwrap();
+    assert_eq!(d.contacten.len(), 1);
+
+    // Every read and write is in the audit log, and the chain verifies.
+    let log = roc.store().audit_log().unwrap();
+    let actions: Vec<&str> = log.iter().map(|(_, e, _)| e.action.as_str()).collect();
+    assert_eq!(actions, ["create", "read", "note", "read"]);
+    assert_eq!(verify_chain(log), Ok(4));
+}

@@ -42,6 +42,7 @@
 mod audit;
 mod control;
 mod documents;
+mod dossiers;
 mod error;
 mod migrations;
 mod peers;
@@ -244,6 +245,16 @@ impl Store {
         documents::change_rows(&self.conn, &self.path, id, after)
     }
 
+    /// The ops of a dossier's access log (wire bytes), ordered by hash.
+    pub fn dossier_ops(&self, dossier: &DocId) -> Result<Vec<Vec<u8>>, StoreError> {
+        dossiers::dossier_ops(&self.conn, &self.path, dossier)
+    }
+
+    /// The dossiers whose access logs this store holds.
+    pub fn dossier_ids(&self) -> Result<Vec<DocId>, StoreError> {
+        dossiers::dossier_ids(&self.conn, &self.path)
+    }
+
     /// The audit log, in order (check it with `regiosync_core::audit::verify_chain`).
     pub fn audit_log(&self) -> Result<Vec<AuditRow>, StoreError> {
         audit::entries(&self.conn, &self.path)
@@ -332,6 +343,22 @@ impl WriteTx<'_> {
     /// Deletes a node setting.
     pub fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
         control::delete_setting(&self.tx, self.path, key)
+    }
+
+    /// Stores an op of a dossier's access log; `false` if it was already stored.
+    pub fn put_dossier_op(
+        &self,
+        dossier: &DocId,
+        hash: &[u8; 32],
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        dossiers::put_dossier_op(&self.tx, self.path, dossier, hash, bytes, now_ms)
+    }
+
+    /// The ops of a dossier's access log, inside the transaction.
+    pub fn dossier_ops(&self, dossier: &DocId) -> Result<Vec<Vec<u8>>, StoreError> {
+        dossiers::dossier_ops(&self.tx, self.path, dossier)
     }
 
     /// Appends an audit entry, chained to the last one; returns its sequence number.

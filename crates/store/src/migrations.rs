@@ -92,6 +92,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE TRIGGER audit_log_no_replace BEFORE INSERT ON audit_log
         WHEN EXISTS (SELECT 1 FROM audit_log WHERE seq = NEW.seq)
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 5: the access logs of dossiers (kept apart from the region log, which never
+    //    names a dossier).
+    "CREATE TABLE dossier_ops (
+        hash        BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),
+        dossier     BLOB NOT NULL CHECK (length(dossier) = 16),
+        bytes       BLOB NOT NULL,
+        stored_ms   INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX dossier_ops_by_dossier ON dossier_ops (dossier);",
 ];
 
 /// The schema version this build writes.

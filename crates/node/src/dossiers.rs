@@ -1,0 +1,547 @@
+//! Sealed student dossiers on a node: creating one (its access log with the first key
+//! epoch and the grant to the student's municipality), reading it (unsealing every
+//! accepted change with this device's keys, and writing an audit entry), editing it
+//! (rotating the key first when someone lost access), granting and revoking.
+//!
+//! The access log lives in `dossier_ops` (never in the region log); the sealed
+//! changes are rows of `changes` under a `documents` row of kind `dossier` with an
+//! empty title, each with its [`SealedEnvelope`]. Nothing here syncs dossiers yet.
+
+use std::collections::BTreeSet;
+
+use automerge::{Automerge, Change};
+use regiosync_core::audit::AuditEntry;
+use regiosync_core::control::dossier::{
+    Basis, DossierAccess, DossierBody, DossierOp, KeyWrap, SignedDossierOp, dossier_id,
+    fold_dossier, until_of,
+};
+use regiosync_core::control::{OpHash, Signed};
+use regiosync_core::dossier::{self as schema, Dossier, DossierField};
+use regiosync_core::envelope::sealed::{
+    SealedEnvelope, SealedFields, check_unsealed, sealed_hash, verify_sealed,
+};
+use regiosync_core::id::{DocId, NodeId, PartyName, fill_random};
+use regiosync_core::seal::{ContentKey, KeyRing, seal_change, wrap_key};
+use regiosync_store::{ChangeRow, DocumentRow};
+use time::Date;
+
+use crate::Node;
+use crate::documents::now_ms;
+use crate::error::NodeError;
+
+/// The `documents.kind` of a dossier.
+pub const KIND_DOSSIER: &str = "dossier";
+
+/// What a new dossier starts with.
+#[derive(Clone)]
+pub struct NewDossier {
+    /// The municipality the student lives in: it is granted access at once.
+    pub woongemeente: PartyName,
+    /// The legal basis of that grant.
+    pub basis: Basis,
+    /// Its purpose.
+    pub purpose: String,
+    /// Initial field values.
+    pub fields: Vec<(DossierField, String)>,
+}
+
+/// Who reads or writes a dossier, for the audit log.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    /// The user's name.
+    pub user: String,
+    /// Why.
+    pub purpose: String,
+}
+
+fn today() -> Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+fn refused(why: impl Into<String>) -> NodeError {
+    NodeError::DossierRefused(why.into())
+}
+
+impl Node {
+    /// The dossiers whose access logs this node holds.
+    pub fn dossier_ids(&self) -> Result<Vec<DocId>, NodeError> {
+        Ok(self.store.dossier_ids()?)
+    }
+
+    /// A dossier's access log as stored (ops that do not decode are skipped).
+    fn access_log(&self, id: &DocId) -> Result<Vec<SignedDossierOp>, NodeError> {
+        Ok(self
+            .store
+            .dossier_ops(id)?
+            .iter()
+            .filter_map(|b| match Signed::<DossierOp>::decode(b) {
+                Ok(op) => Some(op),
+                Err(e) => {
+                    tracing::warn!(dossier = %id, error = %e, "skipping a stored dossier op that does not decode");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Who may read a dossier, its grants, its key epochs.
+    pub fn dossier_access(&self, id: &DocId) -> Result<DossierAccess, NodeError> {
+        let state = self.region_state()?;
+        let log = self.access_log(id)?;
+        fold_dossier(&state, *id, &log).ok_or_else(|| NodeError::UnknownDocument(id.to_string()))
+    }
+
+    /// Signs and stores an op of a dossier's access log on top of its heads, if the
+    /// fold accepts it.
+    fn issue_dossier_op(&mut self, id: &DocId, body: DossierBody) -> Result<OpHash, NodeError> {
+        let state = self.region_state()?;
+        let log = self.access_log(id)?;
+        let parents = log_heads(&log, &state, id);
+        let author = self.info.node_id;
+        let key = self.signer()?.signing_key().clone();
+        let op = Signed::sign(
+            DossierOp {
+                region: state.region,
+                dossier: *id,
+                parents,
+                author,
+                time: crate::region::now_secs(),
+                body,
+            },
+            &key,
+        )?;
+        let mut all = log;
+        all.push(op.clone());
+        let folded = fold_dossier(&state, *id, &all)
+            .ok_or_else(|| refused("the dossier has no valid root"))?;
+        if let Some(why) = folded.rejected.get(&op.hash()) {
+            return Err(refused(why.to_string()));
+        }
+        self.store.write(|tx| {
+            tx.put_dossier_op(id, &op.hash().0, &op.encode(), now_ms())
+                .map(|_| ())
+        })?;
+        Ok(op.hash())
+    }
+
+    /// Starts a new key epoch for the devices in force (owner party only).
+    fn rotate(&mut self, id: &DocId) -> Result<(), NodeError> {
+        let state = self.region_state()?;
+        let access = self.dossier_access(id)?;
+        let taken: BTreeSet<u32> = access.epochs.iter().map(|e| e.epoch).collect();
+        let epoch = loop {
+            let mut b = [0u8; 4];
+            fill_random(&mut b)?;
+            let e = u32::from_be_bytes(b);
+            if !taken.contains(&e) {
+                break e;
+            }
+        };
+        let key = ContentKey::generate()?;
+        let wraps = wraps_for(
+            &state,
+            &access.devices_in_force(&state, today()),
+            &key,
+            id,
+            epoch,
+        )?;
+        self.issue_dossier_op(
+            id,
+            DossierBody::Keys {
+                epoch,
+                new: true,
+                wraps,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Wraps every epoch key this device holds for the devices in force that lack it
+    /// (a new grantee reads the history; a new device of a party with access too).
+    fn wrap_missing(&mut self, id: &DocId) -> Result<(), NodeError> {
+        let state = self.region_state()?;
+        let access = self.dossier_access(id)?;
+        let missing = access.missing_wraps(&state, today());
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let ring = self.key_ring(&access)?;
+        for (epoch, devices) in missing {
+            let Some(key) = ring.get(epoch) else { continue };
+            let to: BTreeSet<NodeId> = devices.into_iter().collect();
+            let wraps = wraps_for(&state, &to, key, id, epoch)?;
+            if !wraps.is_empty() {
+                self.issue_dossier_op(
+                    id,
+                    DossierBody::Keys {
+                        epoch,
+                        new: false,
+                        wraps,
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn key_ring(&mut self, access: &DossierAccess) -> Result<KeyRing, NodeError> {
+        let me = self.info.node_id;
+        let secret = self.signer()?;
+        let (ring, failed) = access.key_ring(&me, secret.age_identity());
+        for (epoch, why) in failed {
+            tracing::warn!(dossier = %access.dossier, epoch, reason = %why, "a wrapped key for this device does not open");
+        }
+        Ok(ring)
+    }
+
+    /// Creates a dossier owned by this node's party, grants the student's
+    /// municipality, and writes the initial fields. Returns its id.
+    pub fn create_dossier(&mut self, new: &NewDossier, by: &Reader) -> Result<DocId, NodeError> {
+        let state = self.region_state()?;
+        if state.active_party(&new.woongemeente).is_none() {
+            return Err(refused(format!(
+                "{} is not a party of the region",
+                new.woongemeente
+            )));
+        }
+        let owner = self.info.party.clone();
+        let mut nonce = [0u8; 16];
+        fill_random(&mut nonce)?;
+        let id = dossier_id(&self.info.node_id, &owner, &nonce);
+        self.store.write(|tx| {
+            tx.insert_document(&DocumentRow {
+                id,
+                kind: KIND_DOSSIER.into(),
+                subkind: String::new(),
+                title: String::new(),
+                created_ms: now_ms(),
+            })
+        })?;
+        self.issue_dossier_op(
+            &id,
+            DossierBody::Open {
+                owner: owner.clone(),
+                nonce,
+            },
+        )?;
+        self.rotate(&id)?;
+        if new.woongemeente != owner {
+            self.issue_dossier_op(
+                &id,
+                DossierBody::Grant {
+                    party: new.woongemeente.clone(),
+                    basis: new.basis,
+                    purpose: new.purpose.clone(),
+                    until: None,
+                },
+            )?;
+            self.wrap_missing(&id)?;
+        }
+        let woongemeente = new.woongemeente.clone();
+        let fields = new.fields.clone();
+        self.write_dossier(&id, by, "create", move |tx| {
+            schema::init_dossier(tx, &woongemeente)?;
+            for (f, v) in &fields {
+                schema::set_field(tx, *f, v)?;
+            }
+            Ok(())
+        })?;
+        tracing::info!(dossier = %id, "created dossier");
+        Ok(id)
+    }
+
+    /// Reads a dossier for a user: unseals every accepted change this device has a
+    /// key for, and writes an audit entry.
+    pub fn read_dossier(&mut self, id: &DocId, by: &Reader) -> Result<Dossier, NodeError> {
+        let doc = self.unsealed_doc(id)?;
+        let dossier = schema::read_dossier(&doc)?;
+        self.audit(id, by, "read")?;
+        Ok(dossier)
+    }
+
+    /// Sets a field of a dossier.
+    pub fn edit_dossier(
+        &mut self,
+        id: &DocId,
+        field: DossierField,
+        value: &str,
+        by: &Reader,
+    ) -> Result<(), NodeError> {
+        let value = value.to_owned();
+        self.write_dossier(id, by, "edit", move |tx| {
+            schema::set_field(tx, field, &value)
+        })
+    }
+
+    /// Adds an entry to a dossier's contact log, written by this node's party today.
+    pub fn add_dossier_note(
+        &mut self,
+        id: &DocId,
+        text: &str,
+        by: &Reader,
+    ) -> Result<(), NodeError> {
+        let party = self.info.party.clone();
+        let text = text.to_owned();
+        self.write_dossier(id, by, "note", move |tx| {
+            schema::add_contact(tx, today(), &party, &text)
+        })
+    }
+
+    /// Grants a party access (owner party only) and gives its devices every key.
+    pub fn grant_dossier(
+        &mut self,
+        id: &DocId,
+        party: PartyName,
+        basis: Basis,
+        purpose: &str,
+        until: Option<Date>,
+    ) -> Result<(), NodeError> {
+        self.issue_dossier_op(
+            id,
+            DossierBody::Grant {
+                party,
+                basis,
+                purpose: purpose.to_owned(),
+                until: until.map(until_of),
+            },
+        )?;
+        self.wrap_missing(id)
+    }
+
+    /// Revokes a party's access (owner party only), keeping the changes of its
+    /// devices this node holds, and starts a new key epoch without it.
+    pub fn revoke_dossier(
+        &mut self,
+        id: &DocId,
+        party: PartyName,
+        reason: &str,
+    ) -> Result<(), NodeError> {
+        let state = self.region_state()?;
+        let mut keep: Vec<[u8; 32]> = self
+            .store
+            .changes(id)?
+            .into_iter()
+            .filter_map(|r| {
+                let env = SealedEnvelope::decode(r.envelope.as_deref()?).ok()?;
+                let dev = state.devices.get(&env.fields().author)?;
+                (dev.party == party).then_some(r.hash)
+            })
+            .collect();
+        keep.sort_unstable();
+        keep.dedup();
+        self.issue_dossier_op(
+            id,
+            DossierBody::Revoke {
+                party,
+                reason: reason.to_owned(),
+                keep,
+            },
+        )?;
+        self.rotate(id)
+    }
+
+    /// Makes one change: rotates first if a holder of the current key lost access,
+    /// seals the change under the current epoch and stores it with its envelope.
+    fn write_dossier(
+        &mut self,
+        id: &DocId,
+        by: &Reader,
+        action: &str,
+        f: impl FnOnce(
+            &mut automerge::transaction::Transaction<'_>,
+        ) -> Result<(), regiosync_core::dossier::DossierError>,
+    ) -> Result<(), NodeError> {
+        let state = self.region_state()?;
+        let access = self.dossier_access(id)?;
+        if let Some(e) = &access.erased {
+            return Err(erased(e));
+        }
+        if !access.has_access(&self.info.party) {
+            return Err(refused("this party has no access to the dossier"));
+        }
+        if access.needs_rotation(&state, today()) {
+            if access.owner != self.info.party {
+                return Err(refused(
+                    "someone lost access to this dossier: its owner must start a new key first (any edit by the owner does)",
+                ));
+            }
+            self.rotate(id)?;
+        }
+        self.wrap_missing(id)?;
+        let access = self.dossier_access(id)?;
+        let ring = self.key_ring(&access)?;
+        let epoch = access
+            .current_epoch()
+            .map(|e| e.epoch)
+            .ok_or_else(|| refused("the dossier has no key yet"))?;
+        let key = ring
+            .get(epoch)
+            .ok_or_else(|| refused("this device has no key of the dossier's current epoch"))?
+            .clone();
+        let mut doc = self.unsealed_doc(id)?;
+        doc.set_actor(self.info.node_id.actor_id());
+        let mut tx = doc.transaction();
+        if let Err(e) = f(&mut tx) {
+            tx.rollback();
+            return Err(e.into());
+        }
+        tx.commit();
+        let Some(change) = doc.get_last_local_change() else {
+            return Ok(());
+        };
+        let log = self.access_log(id)?;
+        let sealed = seal_change(&key, id, epoch, &change.hash().0, change.raw_bytes())?;
+        let author = self.info.node_id;
+        let signing = self.signer()?.signing_key().clone();
+        let envelope = SealedEnvelope::sign(
+            SealedFields {
+                region: state.region,
+                dossier: *id,
+                change_hash: change.hash().0,
+                sealed_hash: sealed_hash(&sealed),
+                author,
+                control_heads: state.heads.clone(),
+                access_heads: log_heads(&log, &state, id),
+            },
+            &signing,
+        )?;
+        let row = ChangeRow {
+            hash: change.hash().0,
+            actor: author.as_bytes().to_vec(),
+            seq: change.seq(),
+            bytes: sealed,
+            stored_ms: now_ms(),
+            envelope: Some(envelope.encode()),
+        };
+        self.store
+            .write(|tx| tx.append_change(id, &row).map(|_| ()))?;
+        self.audit(id, by, action)
+    }
+
+    /// The dossier's document from every accepted change this device can open.
+    fn unsealed_doc(&mut self, id: &DocId) -> Result<Automerge, NodeError> {
+        let state = self.region_state()?;
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let known = folded.known_ops();
+        let log = self.access_log(id)?;
+        let access = fold_dossier(&state, *id, &log)
+            .ok_or_else(|| NodeError::UnknownDocument(id.to_string()))?;
+        if let Some(e) = &access.erased {
+            return Err(erased(e));
+        }
+        let ring = self.key_ring(&access)?;
+        if ring.latest().is_none() {
+            return Err(refused(
+                "this device holds no key of this dossier: its party has no access",
+            ));
+        }
+        let mut changes: Vec<Change> = Vec::new();
+        for row in self.store.changes(id)? {
+            let Some(env) = row
+                .envelope
+                .as_deref()
+                .and_then(|b| SealedEnvelope::decode(b).ok())
+            else {
+                tracing::warn!(dossier = %id, "a stored dossier change has no readable envelope");
+                continue;
+            };
+            if let Err(why) =
+                verify_sealed(&env, &row.bytes, id, &state, &log, |h| known.contains(h))
+            {
+                tracing::info!(dossier = %id, reason = %why, "ignoring a refused dossier change");
+                continue;
+            }
+            let plain = match ring.unseal(&env.fields().change_hash, &row.bytes) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::info!(dossier = %id, reason = %why, "a dossier change this device cannot open");
+                    continue;
+                }
+            };
+            match Change::from_bytes(plain.to_vec()) {
+                Ok(c) if check_unsealed(&env, &c).is_ok() => changes.push(c),
+                _ => {
+                    tracing::warn!(dossier = %id, "a sealed change is not the change its author signed")
+                }
+            }
+        }
+        let mut doc = Automerge::new();
+        doc.apply_changes(changes)
+            .map_err(|e| NodeError::DamagedDocument {
+                id: *id,
+                detail: e.to_string(),
+            })?;
+        Ok(doc)
+    }
+
+    fn audit(&mut self, id: &DocId, by: &Reader, action: &str) -> Result<(), NodeError> {
+        let entry = AuditEntry {
+            at_ms: now_ms(),
+            device: *self.info.node_id.as_bytes(),
+            user: by.user.clone(),
+            dossier: *id,
+            action: action.to_owned(),
+            purpose: by.purpose.clone(),
+        };
+        self.store.write(|tx| tx.append_audit(&entry).map(|_| ()))?;
+        Ok(())
+    }
+}
+
+fn erased(e: &regiosync_core::control::dossier::Erased) -> NodeError {
+    NodeError::Erased {
+        by: e.by.to_string(),
+        at: e.at,
+    }
+}
+
+/// The heads of an access log: accepted ops nothing else names as a parent.
+fn log_heads(
+    log: &[SignedDossierOp],
+    state: &regiosync_core::control::RegionState,
+    id: &DocId,
+) -> Vec<OpHash> {
+    let folded = fold_dossier(state, *id, log);
+    let named: BTreeSet<OpHash> = log
+        .iter()
+        .flat_map(|o| o.payload().parents.iter().copied())
+        .collect();
+    let mut heads: Vec<OpHash> = log
+        .iter()
+        .map(|o| o.hash())
+        .filter(|h| !named.contains(h))
+        .filter(|h| {
+            folded
+                .as_ref()
+                .is_none_or(|f| !f.rejected.contains_key(h) && !f.pending.contains(h))
+        })
+        .collect();
+    heads.sort();
+    heads.dedup();
+    heads
+}
+
+/// Wraps `key` for each of `devices`.
+fn wraps_for(
+    state: &regiosync_core::control::RegionState,
+    devices: &BTreeSet<NodeId>,
+    key: &ContentKey,
+    id: &DocId,
+    epoch: u32,
+) -> Result<Vec<KeyWrap>, NodeError> {
+    let mut wraps = Vec::new();
+    for d in devices {
+        let Some(dev) = state.devices.get(d) else {
+            continue;
+        };
+        let Ok(recipient) = dev.age_recipient.parse::<age::x25519::Recipient>() else {
+            tracing::warn!(device = %d, "a device's age recipient does not parse; it gets no key");
+            continue;
+        };
+        wraps.push(KeyWrap {
+            device: *d,
+            wrapped: wrap_key(key, id, epoch, &recipient)?,
+        });
+    }
+    Ok(wraps)
+}
