@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use regiosync_core::control::dossier::Basis;
+use regiosync_core::dossier::DossierField;
 use regiosync_core::id::{PartyName, Role};
 use regiosync_core::plan::PlanKind;
 
@@ -58,6 +60,20 @@ pub(crate) enum Command {
     /// Work with documents (plans)
     #[command(subcommand)]
     Doc(DocCommand),
+    /// Sealed student dossiers (read and written on this node; syncing them follows)
+    Dossier {
+        /// Who you are, for the audit log [default: $USER]
+        #[arg(long, global = true, value_name = "NAME")]
+        user: Option<String>,
+        #[command(subcommand)]
+        cmd: DossierCommand,
+    },
+    /// The audit log of dossier reads and writes on this node
+    Audit {
+        /// Check that the hash chain is intact (exit 1 if not)
+        #[arg(long)]
+        verify: bool,
+    },
     /// Found or inspect the region
     #[command(subcommand)]
     Region(RegionCommand),
@@ -189,6 +205,82 @@ pub(crate) enum DeviceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum DossierCommand {
+    /// Create a dossier for a student (owned by this node's party; the woongemeente
+    /// is granted access)
+    New {
+        /// The municipality the student lives in (a party of the region)
+        #[arg(long, value_parser = parse_party)]
+        woongemeente: PartyName,
+        /// Legal basis of the woongemeente's access: toestemming or wettelijke-taak
+        #[arg(long, default_value = "wettelijke-taak", value_parser = parse_basis)]
+        basis: Basis,
+        /// Purpose of the woongemeente's access
+        #[arg(long)]
+        purpose: String,
+        /// A field to set, e.g. --set naam="Sanne de Vries" (repeatable)
+        #[arg(long = "set", value_name = "FIELD=VALUE", value_parser = parse_field_value)]
+        set: Vec<(DossierField, String)>,
+    },
+    /// List the dossiers this node holds (ids only: names are sealed)
+    List,
+    /// Show a dossier (recorded in the audit log with the purpose)
+    Show {
+        /// Dossier id or an unambiguous prefix (8+ hex digits)
+        id: String,
+        /// Why you read it (purpose limitation; recorded in the audit log)
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Set a field: naam, geboortedatum, woongemeente, opleiding, locatie,
+    /// ondersteuningsbehoefte, zorg
+    Edit {
+        /// Dossier id or prefix
+        id: String,
+        /// The field
+        #[arg(value_parser = parse_field)]
+        field: DossierField,
+        /// The new value
+        value: String,
+    },
+    /// Add an entry to the contact log (dated today, by this node's party)
+    Note {
+        /// Dossier id or prefix
+        id: String,
+        /// What happened
+        text: String,
+    },
+    /// Grant a party access (owner party only); its devices get every key
+    Grant {
+        /// Dossier id or prefix
+        id: String,
+        /// The party
+        #[arg(long, value_parser = parse_party)]
+        party: PartyName,
+        /// Legal basis: toestemming or wettelijke-taak
+        #[arg(long, value_parser = parse_basis)]
+        basis: Basis,
+        /// Purpose
+        #[arg(long)]
+        purpose: String,
+        /// Last day of the grant (YYYY-MM-DD)
+        #[arg(long, value_parser = parse_date)]
+        until: Option<time::Date>,
+    },
+    /// Revoke a party's access (owner party only); new writes get a key it lacks
+    Revoke {
+        /// Dossier id or prefix
+        id: String,
+        /// The party
+        #[arg(long, value_parser = parse_party)]
+        party: PartyName,
+        /// Why (no personal data)
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum DocCommand {
     /// Create a document
     #[command(subcommand)]
@@ -284,6 +376,28 @@ pub(crate) enum ShowFormat {
 
 fn parse_party(s: &str) -> Result<PartyName, String> {
     PartyName::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_basis(s: &str) -> Result<Basis, String> {
+    match s.trim() {
+        "toestemming" => Ok(Basis::Toestemming),
+        "wettelijke-taak" => Ok(Basis::WettelijkeTaak),
+        _ => Err(format!(
+            "'{s}' is not a legal basis: use toestemming or wettelijke-taak"
+        )),
+    }
+}
+
+fn parse_field(s: &str) -> Result<DossierField, String> {
+    s.parse()
+        .map_err(|e: regiosync_core::dossier::DossierError| e.to_string())
+}
+
+fn parse_field_value(s: &str) -> Result<(DossierField, String), String> {
+    let (f, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not FIELD=VALUE"))?;
+    Ok((parse_field(f)?, v.to_owned()))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {

@@ -44,6 +44,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init { party, role } => commands::init::run(&cli.global, out, party, role),
         Command::Doc(cmd) => commands::doc::run(&cli.global, out, cmd),
+        Command::Dossier { user, cmd } => {
+            commands::dossier::run(&cli.global, out, user.as_deref(), cmd)
+        }
+        Command::Audit { verify } => commands::dossier::audit(&cli.global, out, verify),
         Command::Region(cmd) => commands::region::region(&cli.global, out, cmd),
         Command::Invite {
             party,

@@ -948,3 +948,104 @@ fn join_over_the_network_between_processes() {
         );
     }
 }
+
+#[test]
+fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() {
+    let env = Env::new();
+    env.init();
+    let id = env.json(&[
+        "dossier",
+        "new",
+        "--woongemeente",
+        "roc-midden",
+        "--purpose",
+        "begeleiding",
+        "--set",
+        "naam=Sanne de Vries",
+        "--set",
+        "geboortedatum=2008-04-12",
+        "--user",
+        "j.bakker",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.json(&[
+        "dossier",
+        "note",
+        &id,
+        "Huisbezoek met ouders.",
+        "--user",
+        "j.bakker",
+    ]);
+    // A read needs a purpose.
+    assert_fails(
+        &env.run(&["dossier", "show", &id, "--user", "j.bakker"]),
+        2,
+        "--purpose",
+    );
+    let shown = env.json(&[
+        "dossier",
+        "show",
+        &id,
+        "--purpose",
+        "zorgoverleg",
+        "--user",
+        "j.bakker",
+    ]);
+    assert_eq!(shown["dossier"]["naam"], "Sanne de Vries");
+    assert_eq!(shown["dossier"]["geboortedatum"], "2008-04-12");
+    assert_eq!(
+        shown["dossier"]["contacten"][0]["tekst"],
+        "Huisbezoek met ouders."
+    );
+    // Bad input changes nothing.
+    assert_fails(
+        &env.run(&[
+            "dossier",
+            "edit",
+            &id,
+            "geboortedatum",
+            "12-04-2008",
+            "--user",
+            "x",
+        ]),
+        1,
+        "YYYY-MM-DD",
+    );
+    assert_fails(
+        &env.run(&["dossier", "edit", &id, "bsn", "123", "--user", "x"]),
+        2,
+        "unknown dossier field",
+    );
+    // Listed by id only; the store file holds no name in clear.
+    let list = env.json(&["dossier", "list"]);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["readable"], true);
+    for f in std::fs::read_dir(&env.dir).unwrap() {
+        let f = f.unwrap();
+        if f.file_name().to_string_lossy().starts_with("store.sqlite") {
+            let bytes = std::fs::read(f.path()).unwrap();
+            assert!(
+                !bytes.windows(5).any(|w| w == b"Sanne"),
+                "{:?}",
+                f.file_name()
+            );
+        }
+    }
+    // The audit log names every read and write, and its chain verifies.
+    let log = env.json(&["audit"]);
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["create", "note", "read"]);
+    assert_eq!(log[2]["purpose"], "zorgoverleg");
+    let v = env.json(&["audit", "--verify"]);
+    assert_eq!(
+        (v["entries"].as_i64(), v["intact"].as_bool()),
+        (Some(3), Some(true))
+    );
+}

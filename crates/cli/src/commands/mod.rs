@@ -2,6 +2,7 @@
 
 pub(crate) mod demo;
 pub(crate) mod doc;
+pub(crate) mod dossier;
 pub(crate) mod init;
 pub(crate) mod region;
 pub(crate) mod up;

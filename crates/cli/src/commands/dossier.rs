@@ -1,0 +1,229 @@
+//! `regiosync dossier …` and `regiosync audit`: sealed student dossiers on this node,
+//! and the audit log of every read and write.
+
+use regiosync_core::audit::verify_chain;
+use regiosync_core::dossier::Dossier;
+use regiosync_core::plan::date_format;
+use regiosync_node::dossiers::{NewDossier, Reader};
+use serde_json::json;
+
+use crate::cli::{DossierCommand, GlobalArgs};
+use crate::output::Output;
+
+/// The user for the audit log: `--user`, else the login name.
+fn user(given: Option<&str>) -> anyhow::Result<String> {
+    let name = given
+        .map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        !name.trim().is_empty(),
+        "who is reading? pass --user NAME (it goes into the audit log)"
+    );
+    Ok(name.trim().to_owned())
+}
+
+pub(crate) fn run(
+    global: &GlobalArgs,
+    out: Output,
+    user_arg: Option<&str>,
+    cmd: DossierCommand,
+) -> anyhow::Result<()> {
+    let mut node = super::open_node(global)?;
+    let reader = |purpose: &str| -> anyhow::Result<Reader> {
+        Ok(Reader {
+            user: user(user_arg)?,
+            purpose: purpose.to_owned(),
+        })
+    };
+    match cmd {
+        DossierCommand::New {
+            woongemeente,
+            basis,
+            purpose,
+            set,
+        } => {
+            let id = node.create_dossier(
+                &NewDossier {
+                    woongemeente: woongemeente.clone(),
+                    basis,
+                    purpose,
+                    fields: set,
+                },
+                &reader("aanmaken dossier")?,
+            )?;
+            out.emit(&json!({ "id": id, "woongemeente": woongemeente }), || {
+                format!("Created dossier {id} (readable by this party and {woongemeente}).\n")
+            })
+        }
+        DossierCommand::List => {
+            let ids = node.dossier_ids()?;
+            let rows: Vec<serde_json::Value> = ids
+                .iter()
+                .map(|id| {
+                    let access = node.dossier_access(id).ok();
+                    let readable = access
+                        .as_ref()
+                        .is_some_and(|a| a.has_access(&node.info().party) && a.erased.is_none());
+                    json!({
+                        "id": id,
+                        "owner": access.as_ref().map(|a| a.owner.to_string()),
+                        "readable": readable,
+                    })
+                })
+                .collect();
+            let sealed = rows.iter().filter(|r| r["readable"] == false).count();
+            out.emit(&rows, || {
+                let mut s: String = rows
+                    .iter()
+                    .filter(|r| r["readable"] == true)
+                    .map(|r| {
+                        format!(
+                            "{}  owner {}\n",
+                            r["id"].as_str().unwrap_or(""),
+                            r["owner"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                if s.is_empty() {
+                    s = "No dossiers this party can read.\n".into();
+                }
+                if sealed > 0 {
+                    s.push_str(&format!("({sealed} sealed dossiers held for others)\n"));
+                }
+                s
+            })
+        }
+        DossierCommand::Show { id, purpose } => {
+            let id = node.resolve(&id)?;
+            let dossier = node.read_dossier(&id, &reader(&purpose)?)?;
+            let access = node.dossier_access(&id)?;
+            out.emit(
+                &json!({ "id": id, "dossier": dossier, "owner": access.owner, "grants": access.grants }),
+                || render(&id.to_string(), &dossier, &access),
+            )
+        }
+        DossierCommand::Edit { id, field, value } => {
+            let id = node.resolve(&id)?;
+            node.edit_dossier(&id, field, &value, &reader("bijwerken dossier")?)?;
+            out.emit(&json!({ "id": id, "field": field.as_str() }), || {
+                format!("Set {field} of dossier {id}.\n")
+            })
+        }
+        DossierCommand::Note { id, text } => {
+            let id = node.resolve(&id)?;
+            node.add_dossier_note(&id, &text, &reader("contactmoment")?)?;
+            out.emit(&json!({ "id": id }), || {
+                format!("Added a note to dossier {id}.\n")
+            })
+        }
+        DossierCommand::Grant {
+            id,
+            party,
+            basis,
+            purpose,
+            until,
+        } => {
+            let id = node.resolve(&id)?;
+            node.grant_dossier(&id, party.clone(), basis, &purpose, until)?;
+            out.emit(&json!({ "id": id, "granted": party }), || {
+                format!("Granted {party} access to dossier {id}; its devices got every key.\n")
+            })
+        }
+        DossierCommand::Revoke { id, party, reason } => {
+            let id = node.resolve(&id)?;
+            node.revoke_dossier(&id, party.clone(), &reason)?;
+            out.emit(&json!({ "id": id, "revoked": party }), || {
+                format!("Revoked {party}'s access to dossier {id}; what is written from now on is sealed with a new key.\n")
+            })
+        }
+    }
+}
+
+fn render(
+    id: &str,
+    d: &Dossier,
+    access: &regiosync_core::control::dossier::DossierAccess,
+) -> String {
+    let date = |x: Option<time::Date>| x.map(date_format::format).unwrap_or_else(|| "-".into());
+    let mut s = format!(
+        "Dossier {id}\n\nNaam:                   {}\nGeboortedatum:          {}\nWoongemeente:           {}\nOpleiding:              {}\nLocatie:                {}\nZorg:                   {}\n\nOndersteuningsbehoefte:\n{}\n",
+        d.naam,
+        date(d.geboortedatum),
+        d.woongemeente,
+        d.opleiding,
+        d.locatie,
+        d.zorg,
+        d.ondersteuningsbehoefte
+    );
+    s.push_str("\nAfspraken (bijlage onderwijsovereenkomst):\n");
+    for a in &d.afspraken {
+        s.push_str(&format!(
+            "  - {} (evaluatie {})\n",
+            a.tekst,
+            date(a.evaluatie)
+        ));
+    }
+    s.push_str("\nVerzuimsignalen:\n");
+    for v in &d.verzuim {
+        s.push_str(&format!(
+            "  - {}: {}\n",
+            date_format::format(v.datum),
+            v.signaal
+        ));
+    }
+    s.push_str("\nContactlog:\n");
+    for c in &d.contacten {
+        s.push_str(&format!(
+            "  - {} {}: {}\n",
+            date_format::format(c.datum),
+            c.partij,
+            c.tekst
+        ));
+    }
+    s.push_str(&format!("\nToegang: {} (eigenaar)", access.owner));
+    for (p, g) in &access.grants {
+        s.push_str(&format!(", {p} ({:?}: {})", g.basis, g.purpose));
+    }
+    s.push('\n');
+    s
+}
+
+pub(crate) fn audit(global: &GlobalArgs, out: Output, verify: bool) -> anyhow::Result<()> {
+    let node = super::open_node(global)?;
+    let log = node.store().audit_log()?;
+    if verify {
+        let n = verify_chain(log.clone())?;
+        return out.emit(&json!({ "entries": n, "intact": true }), || {
+            format!("The audit log is intact: {n} entries, hash chain verified.\n")
+        });
+    }
+    let rows: Vec<serde_json::Value> = log
+        .iter()
+        .map(|(seq, e, _)| {
+            json!({
+                "seq": seq,
+                "at_ms": e.at_ms,
+                "user": e.user,
+                "dossier": e.dossier,
+                "action": e.action,
+                "purpose": e.purpose,
+            })
+        })
+        .collect();
+    out.emit(&rows, || {
+        log.iter()
+            .map(|(seq, e, _)| {
+                format!(
+                    "{seq:>5}  {}  {:<12} {:<8} {}  {}\n",
+                    super::human_time(e.at_ms / 1000),
+                    e.user,
+                    e.action,
+                    e.dossier,
+                    e.purpose
+                )
+            })
+            .collect()
+    })
+}
