@@ -267,6 +267,12 @@ pub(crate) enum DossierCommand {
         #[arg(long, value_parser = parse_date)]
         until: Option<time::Date>,
     },
+    /// Erase a dossier (owner party or a region admin): every key and every sealed
+    /// change is destroyed; what stays is who erased it and when
+    Erase {
+        /// Dossier id or prefix
+        id: String,
+    },
     /// Revoke a party's access (owner party only); new writes get a key it lacks
     Revoke {
         /// Dossier id or prefix

@@ -1048,4 +1048,21 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
         (v["entries"].as_i64(), v["intact"].as_bool()),
         (Some(3), Some(true))
     );
+    // Erased: reading says by whom and when; the audit chain still verifies.
+    env.json(&["dossier", "erase", &id, "--user", "j.bakker"]);
+    assert_fails(
+        &env.run(&[
+            "dossier",
+            "show",
+            &id,
+            "--purpose",
+            "x",
+            "--user",
+            "j.bakker",
+        ]),
+        1,
+        "erased on",
+    );
+    let v = env.json(&["audit", "--verify"]);
+    assert_eq!(v["entries"].as_i64(), Some(4));
 }

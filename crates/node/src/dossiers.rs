@@ -84,8 +84,51 @@ impl Node {
             .collect())
     }
 
+    /// Resolves a dossier reference (an id or an unambiguous prefix); a full id of an
+    /// erased dossier resolves too, so that reading it says it was erased.
+    pub fn resolve_dossier(&self, reference: &str) -> Result<DocId, NodeError> {
+        if let Ok(id) = reference.trim().parse::<DocId>()
+            && self.store.dossier_erased(&id)?.is_some()
+        {
+            return Ok(id);
+        }
+        self.resolve(reference)
+    }
+
+    /// Erases a dossier (owner party or a region admin): the `Erase` op, then every
+    /// key (wrapped in the access log) and every sealed change is destroyed here,
+    /// leaving a tombstone without personal data. Reads afterwards fail with who
+    /// erased it and when.
+    pub fn erase_dossier(&mut self, id: &DocId, by: &Reader) -> Result<(), NodeError> {
+        self.check_not_erased(id)?;
+        let hash = self.issue_dossier_op(id, DossierBody::Erase)?;
+        let log = self.access_log(id)?;
+        let op = log
+            .iter()
+            .find(|o| o.hash() == hash)
+            .ok_or_else(|| refused("the erase op was not stored"))?
+            .clone();
+        let party = self.info.party.to_string();
+        let at = op.payload().time;
+        self.audit(id, by, "erase")?;
+        self.store
+            .write(|tx| tx.purge_dossier(id, &party, at, &op.encode()))?;
+        self.store.checkpoint_truncate()?;
+        self.forget_resident(id);
+        tracing::info!(dossier = %id, "erased dossier");
+        Ok(())
+    }
+
+    fn check_not_erased(&self, id: &DocId) -> Result<(), NodeError> {
+        match self.store.dossier_erased(id)? {
+            Some((by, at, _)) => Err(NodeError::Erased { by, at }),
+            None => Ok(()),
+        }
+    }
+
     /// Who may read a dossier, its grants, its key epochs.
     pub fn dossier_access(&self, id: &DocId) -> Result<DossierAccess, NodeError> {
+        self.check_not_erased(id)?;
         let state = self.region_state()?;
         let log = self.access_log(id)?;
         fold_dossier(&state, *id, &log).ok_or_else(|| NodeError::UnknownDocument(id.to_string()))
@@ -420,6 +463,7 @@ impl Node {
 
     /// The dossier's document from every accepted change this device can open.
     fn unsealed_doc(&mut self, id: &DocId) -> Result<Automerge, NodeError> {
+        self.check_not_erased(id)?;
         let state = self.region_state()?;
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let known = folded.known_ops();

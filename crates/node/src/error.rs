@@ -139,9 +139,7 @@ pub enum NodeError {
     #[error("{0}")]
     DossierRefused(String),
     /// The dossier was erased.
-    #[error(
-        "the dossier was erased (by {by}, at {at} Unix time): nothing of it can be read or written"
-    )]
+    #[error("the dossier was erased on {} by {by}: nothing of it can be read or written", erased_on(*at))]
     Erased {
         /// The erasing party.
         by: String,
@@ -167,6 +165,13 @@ pub enum NodeError {
         /// What Automerge reported.
         detail: String,
     },
+}
+
+/// The day of an erasure, `YYYY-MM-DD` (UTC, by the eraser's clock).
+fn erased_on(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .map(|t| regiosync_core::plan::date_format::format(t.date()))
+        .unwrap_or_else(|_| "an unknown day".into())
 }
 
 fn describe_io(e: &std::io::Error) -> String {

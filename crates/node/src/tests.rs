@@ -373,4 +373,47 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     let actions: Vec<&str> = log.iter().map(|(_, e, _)| e.action.as_str()).collect();
     assert_eq!(actions, ["create", "read", "note", "read"]);
     assert_eq!(verify_chain(log), Ok(4));
+
+    // Erase: reads fail with who erased it and when, and no byte of its wrapped keys,
+    // its sealed changes or its plaintext is left in the store files.
+    let wrapped: Vec<Vec<u8>> = access
+        .epochs
+        .iter()
+        .flat_map(|e| e.wraps.values().flatten().cloned())
+        .collect();
+    let sealed: Vec<Vec<u8>> = rows.iter().map(|r| r.bytes.clone()).collect();
+    assert!(!wrapped.is_empty() && !sealed.is_empty());
+    roc.erase_dossier(&id, &mentor).unwrap();
+    let e = roc.read_dossier(&id, &mentor).unwrap_err();
+    assert!(
+        e.to_string().contains("erased on") && e.to_string().contains("roc-midden"),
+        "{e}"
+    );
+    assert!(roc.add_dossier_note(&id, "x", &mentor).is_err());
+    assert_eq!(roc.resolve_dossier(&id.to_string()).unwrap(), id);
+    drop(roc);
+    let mut files = Vec::new();
+    for f in std::fs::read_dir(tmp.path().join("roc")).unwrap() {
+        let f = f.unwrap();
+        if f.file_name().to_string_lossy().starts_with("store.sqlite") {
+            files.push(std::fs::read(f.path()).unwrap());
+        }
+    }
+    assert!(!files.is_empty());
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    for bytes in &files {
+        for w in &wrapped {
+            assert!(
+                !contains(bytes, &w[w.len() - 48..]),
+                "a wrapped key survived"
+            );
+        }
+        for c in &sealed {
+            assert!(
+                !contains(bytes, &c[c.len() - 32..]),
+                "a sealed change survived"
+            );
+        }
+        assert!(!contains(bytes, b"Sanne"));
+    }
 }

@@ -48,6 +48,53 @@ pub(crate) fn dossier_ops(
     Ok(out)
 }
 
+/// Destroys everything of an erased dossier (its access log with the wrapped keys,
+/// its sealed changes, snapshots and document row) and keeps a tombstone: who
+/// erased it, when, and the signed `Erase` op (no personal data). With
+/// `secure_delete` on, the freed pages are overwritten.
+pub(crate) fn purge_dossier(
+    conn: &Connection,
+    path: &Path,
+    dossier: &DocId,
+    erased_by: &str,
+    erased_at: i64,
+    erase_op: &[u8],
+) -> Result<(), StoreError> {
+    let id = &dossier.as_bytes()[..];
+    conn.execute(
+        "INSERT INTO erased_dossiers (dossier, erased_by, erased_at, erase_op) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (dossier) DO NOTHING",
+        params![id, erased_by, erased_at, erase_op],
+    )
+    .at(path)?;
+    for sql in [
+        "DELETE FROM dossier_ops WHERE dossier = ?1",
+        "DELETE FROM snapshots WHERE doc_id = ?1",
+        "DELETE FROM changes WHERE doc_id = ?1",
+        "DELETE FROM peer_docs WHERE doc_id = ?1",
+        "DELETE FROM documents WHERE id = ?1",
+    ] {
+        conn.execute(sql, [id]).at(path)?;
+    }
+    Ok(())
+}
+
+/// The tombstone of an erased dossier: (erasing party, Unix seconds, the Erase op).
+pub(crate) fn erased(
+    conn: &Connection,
+    path: &Path,
+    dossier: &DocId,
+) -> Result<Option<(String, i64, Vec<u8>)>, StoreError> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT erased_by, erased_at, erase_op FROM erased_dossiers WHERE dossier = ?1",
+        [&dossier.as_bytes()[..]],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+    .at(path)
+}
+
 /// The ids of the dossiers whose access logs this store holds.
 pub(crate) fn dossier_ids(conn: &Connection, path: &Path) -> Result<Vec<DocId>, StoreError> {
     let mut stmt = conn

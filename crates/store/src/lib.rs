@@ -250,6 +250,22 @@ impl Store {
         dossiers::dossier_ops(&self.conn, &self.path, dossier)
     }
 
+    /// The tombstone of an erased dossier: (erasing party, Unix seconds, Erase op).
+    pub fn dossier_erased(
+        &self,
+        dossier: &DocId,
+    ) -> Result<Option<(String, i64, Vec<u8>)>, StoreError> {
+        dossiers::erased(&self.conn, &self.path, dossier)
+    }
+
+    /// Moves every committed page from the WAL into the main file and truncates the
+    /// WAL, so that data deleted with `secure_delete` leaves no copy in the WAL.
+    pub fn checkpoint_truncate(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .at(&self.path)
+    }
+
     /// The dossiers whose access logs this store holds.
     pub fn dossier_ids(&self) -> Result<Vec<DocId>, StoreError> {
         dossiers::dossier_ids(&self.conn, &self.path)
@@ -343,6 +359,17 @@ impl WriteTx<'_> {
     /// Deletes a node setting.
     pub fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
         control::delete_setting(&self.tx, self.path, key)
+    }
+
+    /// Destroys an erased dossier's data and keeps a tombstone (see the store docs).
+    pub fn purge_dossier(
+        &self,
+        dossier: &DocId,
+        erased_by: &str,
+        erased_at: i64,
+        erase_op: &[u8],
+    ) -> Result<(), StoreError> {
+        dossiers::purge_dossier(&self.tx, self.path, dossier, erased_by, erased_at, erase_op)
     }
 
     /// Stores an op of a dossier's access log; `false` if it was already stored.

@@ -100,7 +100,13 @@ const MIGRATIONS: &[&str] = &[
         bytes       BLOB NOT NULL,
         stored_ms   INTEGER NOT NULL
      ) STRICT;
-     CREATE INDEX dossier_ops_by_dossier ON dossier_ops (dossier);",
+     CREATE INDEX dossier_ops_by_dossier ON dossier_ops (dossier);
+     CREATE TABLE erased_dossiers (
+        dossier     BLOB PRIMARY KEY NOT NULL CHECK (length(dossier) = 16),
+        erased_by   TEXT NOT NULL,
+        erased_at   INTEGER NOT NULL,
+        erase_op    BLOB NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -96,7 +96,7 @@ pub(crate) fn run(
             })
         }
         DossierCommand::Show { id, purpose } => {
-            let id = node.resolve(&id)?;
+            let id = node.resolve_dossier(&id)?;
             let dossier = node.read_dossier(&id, &reader(&purpose)?)?;
             let access = node.dossier_access(&id)?;
             out.emit(
@@ -129,6 +129,15 @@ pub(crate) fn run(
             node.grant_dossier(&id, party.clone(), basis, &purpose, until)?;
             out.emit(&json!({ "id": id, "granted": party }), || {
                 format!("Granted {party} access to dossier {id}; its devices got every key.\n")
+            })
+        }
+        DossierCommand::Erase { id } => {
+            let id = node.resolve_dossier(&id)?;
+            node.erase_dossier(&id, &reader("wissen dossier")?)?;
+            out.emit(&json!({ "id": id, "erased": true }), || {
+                format!(
+                    "Erased dossier {id}: its keys and sealed changes are destroyed on this node.\n"
+                )
             })
         }
         DossierCommand::Revoke { id, party, reason } => {
