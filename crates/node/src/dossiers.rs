@@ -113,7 +113,9 @@ impl Node {
         self.audit(id, by, "erase")?;
         self.store
             .write(|tx| tx.purge_dossier(id, &party, at, &op.encode()))?;
-        self.store.checkpoint_truncate()?;
+        if !self.store.checkpoint_truncate()? {
+            tracing::warn!(dossier = %id, "another process holds the store open: the WAL file keeps old pages until the next checkpoint (stop `regiosync up` and run any command to clear it)");
+        }
         self.forget_resident(id);
         tracing::info!(dossier = %id, "erased dossier");
         Ok(())
@@ -456,9 +458,13 @@ impl Node {
             stored_ms: now_ms(),
             envelope: Some(envelope.encode()),
         };
-        self.store
-            .write(|tx| tx.append_change(id, &row).map(|_| ()))?;
-        self.audit(id, by, action)
+        // The change and its audit entry commit together: no write without its entry.
+        let entry = self.audit_entry(id, by, action);
+        self.store.write(|tx| {
+            tx.append_change(id, &row)?;
+            tx.append_audit(&entry).map(|_| ())
+        })?;
+        Ok(())
     }
 
     /// The dossier's document from every accepted change this device can open.
@@ -518,15 +524,19 @@ impl Node {
         Ok(doc)
     }
 
-    fn audit(&mut self, id: &DocId, by: &Reader, action: &str) -> Result<(), NodeError> {
-        let entry = AuditEntry {
+    fn audit_entry(&self, id: &DocId, by: &Reader, action: &str) -> AuditEntry {
+        AuditEntry {
             at_ms: now_ms(),
             device: *self.info.node_id.as_bytes(),
             user: by.user.clone(),
             dossier: *id,
             action: action.to_owned(),
             purpose: by.purpose.clone(),
-        };
+        }
+    }
+
+    fn audit(&mut self, id: &DocId, by: &Reader, action: &str) -> Result<(), NodeError> {
+        let entry = self.audit_entry(id, by, action);
         self.store.write(|tx| tx.append_audit(&entry).map(|_| ()))?;
         Ok(())
     }

@@ -260,10 +260,13 @@ impl Store {
 
     /// Moves every committed page from the WAL into the main file and truncates the
     /// WAL, so that data deleted with `secure_delete` leaves no copy in the WAL.
-    pub fn checkpoint_truncate(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .at(&self.path)
+    /// `false` when another connection kept it from completing.
+    pub fn checkpoint_truncate(&self) -> Result<bool, StoreError> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .at(&self.path)?;
+        Ok(busy == 0)
     }
 
     /// The dossiers whose access logs this store holds.
