@@ -28,6 +28,7 @@ use time::Date;
 use crate::Node;
 use crate::documents::now_ms;
 use crate::error::NodeError;
+use crate::region::control_of;
 
 /// The `documents.kind` of a dossier.
 pub const KIND_DOSSIER: &str = "dossier";
@@ -70,18 +71,7 @@ impl Node {
 
     /// A dossier's access log as stored (ops that do not decode are skipped).
     fn access_log(&self, id: &DocId) -> Result<Vec<SignedDossierOp>, NodeError> {
-        Ok(self
-            .store
-            .dossier_ops(id)?
-            .iter()
-            .filter_map(|b| match Signed::<DossierOp>::decode(b) {
-                Ok(op) => Some(op),
-                Err(e) => {
-                    tracing::warn!(dossier = %id, error = %e, "skipping a stored dossier op that does not decode");
-                    None
-                }
-            })
-            .collect())
+        Ok(decode_log(id, &self.store.dossier_ops(id)?))
     }
 
     /// Resolves a dossier reference (an id or an unambiguous prefix); a full id of an
@@ -413,58 +403,73 @@ impl Node {
             self.rotate(id)?;
         }
         self.wrap_missing(id)?;
-        let access = self.dossier_access(id)?;
-        let ring = self.key_ring(&access)?;
-        let epoch = access
-            .current_epoch()
-            .map(|e| e.epoch)
-            .ok_or_else(|| refused("the dossier has no key yet"))?;
-        let key = ring
-            .get(epoch)
-            .ok_or_else(|| refused("this device has no key of the dossier's current epoch"))?
-            .clone();
-        let mut doc = self.unsealed_doc(id)?;
-        doc.set_actor(self.info.node_id.actor_id());
-        let mut tx = doc.transaction();
-        if let Err(e) = f(&mut tx) {
-            tx.rollback();
-            return Err(e.into());
-        }
-        tx.commit();
-        let Some(change) = doc.get_last_local_change() else {
-            return Ok(());
-        };
-        let log = self.access_log(id)?;
-        let sealed = seal_change(&key, id, epoch, &change.hash().0, change.raw_bytes())?;
-        let author = self.info.node_id;
-        let signing = self.signer()?.signing_key().clone();
-        let envelope = SealedEnvelope::sign(
-            SealedFields {
-                region: state.region,
-                dossier: *id,
-                change_hash: change.hash().0,
-                sealed_hash: sealed_hash(&sealed),
-                author,
-                control_heads: state.heads.clone(),
-                access_heads: log_heads(&log, &state, id),
-            },
-            &signing,
-        )?;
-        let row = ChangeRow {
-            hash: change.hash().0,
-            actor: author.as_bytes().to_vec(),
-            seq: change.seq(),
-            bytes: sealed,
-            stored_ms: now_ms(),
-            envelope: Some(envelope.encode()),
-        };
-        // The change and its audit entry commit together: no write without its entry.
+        let me = self.info.node_id;
+        let secret = self.signer()?;
+        let identity = secret.age_identity().clone();
+        let signing = secret.signing_key().clone();
         let entry = self.audit_entry(id, by, action);
+        // Rebuild, edit, seal and store in one write transaction: a second process
+        // writing the same dossier waits, and sees this change when it rebuilds.
         self.store.write(|tx| {
-            tx.append_change(id, &row)?;
-            tx.append_audit(&entry).map(|_| ())
-        })?;
-        Ok(())
+            let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
+            let state = &folded.state;
+            let log = decode_log(id, &tx.dossier_ops(id)?);
+            let access = fold_dossier(state, *id, &log)
+                .ok_or_else(|| NodeError::UnknownDocument(id.to_string()))?;
+            let (ring, _) = access.key_ring(&me, &identity);
+            let epoch = access
+                .current_epoch()
+                .map(|e| e.epoch)
+                .ok_or_else(|| refused("the dossier has no key yet"))?;
+            let key = ring
+                .get(epoch)
+                .ok_or_else(|| refused("this device has no key of the dossier's current epoch"))?;
+            let mut doc = build_doc(
+                id,
+                &tx.changes(id)?,
+                &log,
+                state,
+                &folded.known_ops(),
+                &ring,
+            )?;
+            doc.set_actor(me.actor_id());
+            let mut t = doc.transaction();
+            if let Err(e) = f(&mut t) {
+                t.rollback();
+                return Err(e.into());
+            }
+            t.commit();
+            let Some(change) = doc.get_last_local_change() else {
+                return Ok(());
+            };
+            let sealed = seal_change(key, id, epoch, &change.hash().0, change.raw_bytes())?;
+            let envelope = SealedEnvelope::sign(
+                SealedFields {
+                    region: state.region,
+                    dossier: *id,
+                    change_hash: change.hash().0,
+                    sealed_hash: sealed_hash(&sealed),
+                    author: me,
+                    control_heads: state.heads.clone(),
+                    access_heads: log_heads(&log, state, id),
+                },
+                &signing,
+            )?;
+            tx.append_change(
+                id,
+                &ChangeRow {
+                    hash: change.hash().0,
+                    actor: me.as_bytes().to_vec(),
+                    seq: change.seq(),
+                    bytes: sealed,
+                    stored_ms: now_ms(),
+                    envelope: Some(envelope.encode()),
+                },
+            )?;
+            // The change and its audit entry commit together.
+            tx.append_audit(&entry)?;
+            Ok(())
+        })
     }
 
     /// The dossier's document from every accepted change this device can open.
@@ -485,43 +490,7 @@ impl Node {
                 "this device holds no key of this dossier: its party has no access",
             ));
         }
-        let mut changes: Vec<Change> = Vec::new();
-        for row in self.store.changes(id)? {
-            let Some(env) = row
-                .envelope
-                .as_deref()
-                .and_then(|b| SealedEnvelope::decode(b).ok())
-            else {
-                tracing::warn!(dossier = %id, "a stored dossier change has no readable envelope");
-                continue;
-            };
-            if let Err(why) =
-                verify_sealed(&env, &row.bytes, id, &state, &log, |h| known.contains(h))
-            {
-                tracing::info!(dossier = %id, reason = %why, "ignoring a refused dossier change");
-                continue;
-            }
-            let plain = match ring.unseal(&env.fields().change_hash, &row.bytes) {
-                Ok(p) => p,
-                Err(why) => {
-                    tracing::info!(dossier = %id, reason = %why, "a dossier change this device cannot open");
-                    continue;
-                }
-            };
-            match Change::from_bytes(plain.to_vec()) {
-                Ok(c) if check_unsealed(&env, &c).is_ok() => changes.push(c),
-                _ => {
-                    tracing::warn!(dossier = %id, "a sealed change is not the change its author signed")
-                }
-            }
-        }
-        let mut doc = Automerge::new();
-        doc.apply_changes(changes)
-            .map_err(|e| NodeError::DamagedDocument {
-                id: *id,
-                detail: e.to_string(),
-            })?;
-        Ok(doc)
+        build_doc(id, &self.store.changes(id)?, &log, &state, &known, &ring)
     }
 
     fn audit_entry(&self, id: &DocId, by: &Reader, action: &str) -> AuditEntry {
@@ -540,6 +509,68 @@ impl Node {
         self.store.write(|tx| tx.append_audit(&entry).map(|_| ()))?;
         Ok(())
     }
+}
+
+/// Decodes a stored access log; ops that do not decode are skipped with a warning.
+fn decode_log(id: &DocId, stored: &[Vec<u8>]) -> Vec<SignedDossierOp> {
+    stored
+        .iter()
+        .filter_map(|b| match Signed::<DossierOp>::decode(b) {
+            Ok(op) => Some(op),
+            Err(e) => {
+                tracing::warn!(dossier = %id, error = %e, "skipping a stored dossier op that does not decode");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The dossier document from the stored sealed changes: each verified
+/// (`verify_sealed`), unsealed with `ring` and checked against its envelope; the rest
+/// is skipped with the reason in the log.
+fn build_doc(
+    id: &DocId,
+    rows: &[ChangeRow],
+    log: &[SignedDossierOp],
+    state: &regiosync_core::control::RegionState,
+    known: &std::collections::HashSet<OpHash>,
+    ring: &KeyRing,
+) -> Result<Automerge, NodeError> {
+    let mut changes: Vec<Change> = Vec::new();
+    for row in rows {
+        let Some(env) = row
+            .envelope
+            .as_deref()
+            .and_then(|b| SealedEnvelope::decode(b).ok())
+        else {
+            tracing::warn!(dossier = %id, "a stored dossier change has no readable envelope");
+            continue;
+        };
+        if let Err(why) = verify_sealed(&env, &row.bytes, id, state, log, |h| known.contains(h)) {
+            tracing::info!(dossier = %id, reason = %why, "ignoring a refused dossier change");
+            continue;
+        }
+        let plain = match ring.unseal(&env.fields().change_hash, &row.bytes) {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::info!(dossier = %id, reason = %why, "a dossier change this device cannot open");
+                continue;
+            }
+        };
+        match Change::from_bytes(plain.to_vec()) {
+            Ok(c) if check_unsealed(&env, &c).is_ok() => changes.push(c),
+            _ => {
+                tracing::warn!(dossier = %id, "a sealed change is not the change its author signed")
+            }
+        }
+    }
+    let mut doc = Automerge::new();
+    doc.apply_changes(changes)
+        .map_err(|e| NodeError::DamagedDocument {
+            id: *id,
+            detail: e.to_string(),
+        })?;
+    Ok(doc)
 }
 
 fn erased(e: &regiosync_core::control::dossier::Erased) -> NodeError {

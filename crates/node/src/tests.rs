@@ -417,3 +417,44 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
         assert!(!contains(bytes, b"Sanne"));
     }
 }
+
+#[test]
+fn two_processes_writing_one_dossier_at_once_lose_nothing() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::control::dossier::Basis;
+    let (_d, mut node) = new_node();
+    let by = Reader {
+        user: "t".into(),
+        purpose: "test".into(),
+    };
+    let id = node
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("roc-midden"),
+                basis: Basis::Toestemming,
+                purpose: "begeleiding".into(),
+                fields: vec![],
+            },
+            &by,
+        )
+        .unwrap();
+    let dir = node.dir().to_owned();
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let dir = dir.clone();
+            let by = by.clone();
+            std::thread::spawn(move || {
+                let mut n = Node::open(&dir).unwrap();
+                for i in 0..8 {
+                    n.add_dossier_note(&id, &format!("notitie {w}-{i}"), &by)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let d = node.read_dossier(&id, &by).unwrap();
+    assert_eq!(d.contacten.len(), 16, "every note of both writers");
+}
