@@ -20,8 +20,9 @@ pub(crate) struct Behaviour {
     /// Finds members on the local network (off with `--no-mdns`, and in tests).
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     /// Circuit relay v2 server (`--relay`, an always-on node): relays connections
-    /// between members that cannot reach each other directly. Only members get past
-    /// the gate, so only members can reserve or open circuits.
+    /// between members that cannot reach each other directly. Only members and
+    /// guests (join identities) get past the gate, and a guest that reserves or opens
+    /// a circuit is cut off at once, so only members use the relay.
     pub(crate) relay: Toggle<relay::Behaviour>,
     /// Circuit relay v2 client: reserves a slot at a member that runs a relay, so
     /// that members behind NAT can reach this node through it, and dials through it.

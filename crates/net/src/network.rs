@@ -126,6 +126,7 @@ pub enum NetEvent {
 enum Command {
     SetMembers {
         peers: HashSet<PeerId>,
+        guests: HashSet<PeerId>,
         done: oneshot::Sender<()>,
     },
     AddAddress {
@@ -184,9 +185,23 @@ impl NetHandle {
         &self,
         peers: impl IntoIterator<Item = PeerId>,
     ) -> Result<(), NetError> {
+        self.set_members_and_guests(peers, []).await
+    }
+
+    /// Sets the members and the guests: peers admitted by the gate that are not
+    /// members (the one-time join identities of open invites). A guest may connect
+    /// and send requests (the node decides what it answers), but it is not dialled,
+    /// not given relayed routes, and a guest that reserves or opens a circuit at this
+    /// node's relay is cut off like a peer that breaks the protocol.
+    pub async fn set_members_and_guests(
+        &self,
+        peers: impl IntoIterator<Item = PeerId>,
+        guests: impl IntoIterator<Item = PeerId>,
+    ) -> Result<(), NetError> {
         let (done, rx) = oneshot::channel();
         self.send(Command::SetMembers {
             peers: peers.into_iter().collect(),
+            guests: guests.into_iter().collect(),
             done,
         })
         .await?;
@@ -315,6 +330,7 @@ pub fn spawn(
         relay_server: config.relay_server,
         relays: HashMap::new(),
         dialled: HashMap::new(),
+        guests: HashSet::new(),
         request_budget: HashMap::new(),
         request_burst: f64::from(config.request_burst.max(1)),
         requests_per_sec: f64::from(config.requests_per_sec.max(1)),
@@ -445,6 +461,8 @@ struct Actor {
     relays: HashMap<PeerId, Multiaddr>,
     /// The address of this node's outbound connection to a peer.
     dialled: HashMap<PeerId, Multiaddr>,
+    /// Peers the gate admits that are not members (see `set_members_and_guests`).
+    guests: HashSet<PeerId>,
     /// Per peer, a token bucket of inbound requests: (tokens, last refill).
     request_budget: HashMap<PeerId, (f64, tokio::time::Instant)>,
     request_burst: f64,
@@ -476,15 +494,22 @@ impl Actor {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::SetMembers { peers, done } => {
+            Command::SetMembers {
+                peers,
+                guests,
+                done,
+            } => {
+                let before: HashSet<PeerId> = self.members.union(&self.guests).copied().collect();
+                let after: HashSet<PeerId> = peers.union(&guests).copied().collect();
                 let gate = &mut self.swarm.behaviour_mut().gate;
-                for gone in self.members.difference(&peers) {
+                for gone in before.difference(&after) {
                     gate.disallow_peer(*gone);
                 }
-                for p in peers.iter().filter(|p| !self.banned.contains_key(p)) {
+                for p in after.iter().filter(|p| !self.banned.contains_key(p)) {
                     gate.allow_peer(*p);
                 }
                 self.members = peers;
+                self.guests = guests;
                 self.relays.retain(|r, _| self.members.contains(r));
                 self.add_relayed_addrs();
                 let _ = done.send(());
@@ -592,6 +617,12 @@ impl Actor {
                 relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
             )) => {
                 tracing::info!(relay = %relay_peer_id, "reachable through the relay of a member");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(
+                relay::Event::ReservationReqAccepted { src_peer_id, .. }
+                | relay::Event::CircuitReqAccepted { src_peer_id, .. },
+            )) if self.guests.contains(&src_peer_id) && !self.members.contains(&src_peer_id) => {
+                self.misbehaved(src_peer_id, "a join identity used the relay".into());
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => {
                 tracing::debug!(peer = %ev.remote_peer_id, result = ?ev.result.as_ref().map(|_| ()), "direct connection upgrade");

@@ -355,3 +355,55 @@ async fn a_peer_flooding_requests_is_cut_off_and_others_keep_working() {
         n.task.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_uses_the_relay_is_cut_off() {
+    let (ev, mut rx) = mpsc::unbounded_channel();
+    let relay = node_with(
+        Config {
+            relay_server: true,
+            ..Config::default()
+        },
+        ev.clone(),
+    )
+    .await;
+    let guest = node(1 << 20, ev.clone()).await;
+    let member = node(1 << 20, ev).await;
+    relay
+        .handle
+        .set_members_and_guests(
+            [member.handle.local_peer_id()],
+            [guest.handle.local_peer_id()],
+        )
+        .await
+        .unwrap();
+    // The guest and the member know the relay as a member of theirs: once connected,
+    // identify tells them it relays, and each tries to reserve a slot there.
+    for n in [&guest, &member] {
+        n.handle
+            .set_members([relay.handle.local_peer_id()])
+            .await
+            .unwrap();
+        n.handle.dial(tcp(&relay)).await.unwrap();
+    }
+    wait_for(
+        &mut rx,
+        relay.handle.local_peer_id(),
+        &format!("misbehaved {}", guest.handle.local_peer_id()),
+    )
+    .await;
+    // The member keeps its connection and is served.
+    let r = timeout(
+        WAIT,
+        member
+            .handle
+            .request(relay.handle.local_peer_id(), b"ok".to_vec()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r, b"ko");
+    for n in [relay, guest, member] {
+        n.task.shutdown().await;
+    }
+}

@@ -397,10 +397,12 @@ async fn update_members(
         .filter(|(d, _)| **d != me && state.active_device(d).is_some())
         .map(|(d, dev)| (*d, dev.party.to_string()))
         .collect();
-    let admitted = members.iter().map(|(d, _)| d).chain(&join_peers);
-    net.set_members(admitted.map(NodeId::to_peer_id))
-        .await
-        .map_err(|e| NodeError::Sync(e.to_string()))?;
+    net.set_members_and_guests(
+        members.iter().map(|(d, _)| d.to_peer_id()),
+        join_peers.iter().map(NodeId::to_peer_id),
+    )
+    .await
+    .map_err(|e| NodeError::Sync(e.to_string()))?;
     Ok(members)
 }
 
