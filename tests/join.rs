@@ -8,41 +8,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use regiosync_core::control::InviteCode;
-use regiosync_core::id::{PartyName, Role};
+use regiosync_core::id::Role;
 use regiosync_core::plan::PlanKind;
 use regiosync_net::Multiaddr;
-use regiosync_node::service::{ServiceConfig, run};
 use regiosync_node::{Node, NodeError, join_over_network};
-use tokio_util::sync::CancellationToken;
+use regiosync_tests::{Running, free_addr, logs, loopback_config, party, start_node};
 
-fn party(s: &str) -> PartyName {
-    PartyName::new(s).unwrap()
-}
-
-fn free_addr() -> Multiaddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
-}
-
-fn start(dir: &Path, listen: &Multiaddr) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let node = Node::open(dir).unwrap();
-    let config = ServiceConfig {
-        listen: vec![listen.clone()],
-        peers: vec![],
-        mdns: false,
-        sync_interval: Duration::from_secs(120),
-        poll_interval: Duration::from_millis(50),
-        ..ServiceConfig::default()
-    };
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let join = tokio::spawn(async move {
-        if let Err(e) = run(node, config, c).await {
-            panic!("node failed: {e}");
-        }
-    });
-    (cancel, join)
+fn start(dir: &Path, listen: &Multiaddr) -> Running {
+    start_node(dir, loopback_config(listen, &[]))
 }
 
 fn init(dir: &Path, p: &str, role: Role) -> Node {
@@ -52,16 +25,13 @@ fn init(dir: &Path, p: &str, role: Role) -> Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_joins_over_the_network_and_then_syncs_as_a_member() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_test_writer()
-        .try_init();
+    logs();
     let tmp = tempfile::tempdir().unwrap();
     let (kern_dir, roc_dir) = (tmp.path().join("kern"), tmp.path().join("roc"));
     let mut kern = init(&kern_dir, "gemeente-utrecht", Role::Kerngemeente);
     kern.create_region("Regio Utrecht").unwrap();
     let kern_addr = free_addr();
-    let (stop_kern, kern_task) = start(&kern_dir, &kern_addr);
+    let kern_node = start(&kern_dir, &kern_addr);
 
     // The invite is made (as by the CLI) while the node runs, with its address.
     let mut code = kern
@@ -120,7 +90,7 @@ async fn a_device_joins_over_the_network_and_then_syncs_as_a_member() {
 
     // The new member starts with no --peer and no mDNS: it dials the inviter at the
     // remembered address, and the plan arrives.
-    let (stop_roc, roc_task) = start(&roc_dir, &free_addr());
+    let roc_node = start(&roc_dir, &free_addr());
     let deadline = Instant::now() + Duration::from_secs(60);
     while Node::open(&roc_dir).unwrap().plan(&doc).is_err() {
         assert!(
@@ -147,9 +117,8 @@ async fn a_device_joins_over_the_network_and_then_syncs_as_a_member() {
         assert!(Instant::now() < deadline, "the joiner's edit never arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for (c, t) in [(stop_roc, roc_task), (stop_kern, kern_task)] {
-        c.cancel();
-        t.await.unwrap();
+    for r in [roc_node, kern_node] {
+        r.stop().await;
     }
 }
 

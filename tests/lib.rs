@@ -1,1 +1,88 @@
-//! Integration tests live in the test targets of this package.
+//! Shared harness of the integration tests (their targets live beside this file):
+//! party names, free loopback addresses, running node services in-process, and
+//! waiting for a condition with a deadline instead of a fixed sleep.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use regiosync_core::id::PartyName;
+use regiosync_net::Multiaddr;
+use regiosync_node::Node;
+use regiosync_node::service::{ServiceConfig, run};
+use tokio_util::sync::CancellationToken;
+
+/// A party name that must be valid.
+pub fn party(s: &str) -> PartyName {
+    PartyName::new(s).expect("a valid party name")
+}
+
+/// A free loopback TCP address (bound and released; the node binds it right after).
+pub fn free_addr() -> Multiaddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = l.local_addr().expect("a local address").port();
+    format!("/ip4/127.0.0.1/tcp/{port}")
+        .parse()
+        .expect("a multiaddr")
+}
+
+/// Warnings of the nodes (refused changes, bans) go to the test output, which is
+/// shown when a test fails. `RUST_LOG` overrides the level.
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A loopback node's settings: mDNS off, and an anti-entropy interval longer than any
+/// test, so only pushes and connection events may drive sync.
+pub fn loopback_config(listen: &Multiaddr, peers: &[Multiaddr]) -> ServiceConfig {
+    ServiceConfig {
+        listen: vec![listen.clone()],
+        peers: peers.to_vec(),
+        mdns: false,
+        sync_interval: Duration::from_secs(120),
+        poll_interval: Duration::from_millis(50),
+        ..ServiceConfig::default()
+    }
+}
+
+/// A node service running in this process (`regiosync up`).
+pub struct Running {
+    cancel: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the node in `dir` with `config`; the test fails if the node stops with an
+/// error.
+pub fn start_node(dir: &Path, config: ServiceConfig) -> Running {
+    let node = Node::open(dir).expect("the node opens");
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let join = tokio::spawn(async move {
+        if let Err(e) = run(node, config, c).await {
+            panic!("node failed: {e}");
+        }
+    });
+    Running { cancel, join }
+}
+
+impl Running {
+    /// Stops the node and waits until it has.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.join.await.expect("the node task ends");
+    }
+}
+
+/// Waits until `ok` holds, checking every 100 ms; fails the test with `what` after
+/// `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -11,22 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use regiosync_core::id::{PartyName, Role};
+use regiosync_core::id::Role;
 use regiosync_core::plan::PlanKind;
 use regiosync_net::Multiaddr;
 use regiosync_node::Node;
-use regiosync_node::service::{ServiceConfig, run};
-use tokio_util::sync::CancellationToken;
-
-fn party(s: &str) -> PartyName {
-    PartyName::new(s).unwrap()
-}
-
-fn free_addr() -> Multiaddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
-}
+use regiosync_node::service::ServiceConfig;
+use regiosync_tests::{Running, free_addr, logs, loopback_config, party, start_node, wait_until};
 
 fn start(
     dir: &Path,
@@ -34,25 +24,15 @@ fn start(
     peers: &[Multiaddr],
     relay: bool,
     announce: &[Multiaddr],
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let node = Node::open(dir).unwrap();
-    let config = ServiceConfig {
-        listen: vec![listen.clone()],
-        peers: peers.to_vec(),
-        mdns: false,
-        sync_interval: Duration::from_secs(120),
-        poll_interval: Duration::from_millis(50),
-        relay,
-        announce: announce.to_vec(),
-    };
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let join = tokio::spawn(async move {
-        if let Err(e) = run(node, config, c).await {
-            panic!("node failed: {e}");
-        }
-    });
-    (cancel, join)
+) -> Running {
+    start_node(
+        dir,
+        ServiceConfig {
+            relay,
+            announce: announce.to_vec(),
+            ..loopback_config(listen, peers)
+        },
+    )
 }
 
 /// A kerngemeente, a ROC and a municipality in one region, all knowing the whole
@@ -86,19 +66,8 @@ fn three_parties(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-fn logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_test_writer()
-        .try_init();
-}
-
-async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(90), ok).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,9 +109,8 @@ async fn a_member_with_no_address_configured_dials_the_addresses_published_in_th
         Node::open(&dirs[2]).unwrap().plan(&doc).is_ok()
     })
     .await;
-    for (c, t) in [zeist, roc, kern] {
-        c.cancel();
-        t.await.unwrap();
+    for r in [zeist, roc, kern] {
+        r.stop().await;
     }
 }
 
@@ -195,8 +163,7 @@ async fn members_that_know_only_the_relay_sync_through_it() {
         "the relay holds no copy of a plan it may not read"
     );
     assert!(kern.plan(&doc).is_err());
-    for (c, t) in [zeist, roc, relay] {
-        c.cancel();
-        t.await.unwrap();
+    for r in [zeist, roc, relay] {
+        r.stop().await;
     }
 }

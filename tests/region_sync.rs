@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use regiosync_core::id::{DocId, PartyName, Role};
+use regiosync_core::id::{DocId, Role};
 use regiosync_core::plan::{AgreementInput, Plan, PlanKind};
 use regiosync_net::Multiaddr;
 use regiosync_node::Node;
-use regiosync_node::service::{ServiceConfig, run};
+use regiosync_node::service::run;
+use regiosync_tests::{Running, free_addr, logs, loopback_config, party, start_node};
 use tokio_util::sync::CancellationToken;
 
 const PARTIES: [(&str, Role); 5] = [
@@ -20,17 +21,6 @@ const PARTIES: [(&str, Role); 5] = [
     ("gemeente-houten", Role::Gemeente),
     ("swv-utrecht", Role::Swv),
 ];
-
-fn party(s: &str) -> PartyName {
-    PartyName::new(s).unwrap()
-}
-
-/// A free loopback TCP port (bound and released; the node binds it right after).
-fn free_addr() -> Multiaddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
-}
 
 /// Five nodes in one region (joined by files), and a plan everyone may write.
 fn build_region(root: &Path) -> (Vec<PathBuf>, DocId) {
@@ -56,57 +46,12 @@ fn build_region(root: &Path) -> (Vec<PathBuf>, DocId) {
     (dirs, doc)
 }
 
-struct Running {
-    cancel: CancellationToken,
-    join: tokio::task::JoinHandle<()>,
-}
-
 /// The tests of this file each run five nodes; on a 2-core machine they run one at a
 /// time, so that a slow machine does not turn into a failed test.
 static ONE_REGION_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Warnings of the nodes (refused changes, bans) go to the test output, which is
-/// shown when a test fails.
-fn logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// A loopback node's settings: mDNS off, and an anti-entropy interval longer than any
-/// test, so only pushes and connection events may drive sync.
-fn service_config(listen: &Multiaddr, peers: &[Multiaddr]) -> ServiceConfig {
-    ServiceConfig {
-        listen: vec![listen.clone()],
-        peers: peers.to_vec(),
-        mdns: false,
-        sync_interval: Duration::from_secs(120),
-        poll_interval: Duration::from_millis(50),
-        ..ServiceConfig::default()
-    }
-}
-
 fn start(dir: &Path, listen: &Multiaddr, peers: &[Multiaddr]) -> Running {
-    let node = Node::open(dir).unwrap();
-    let config = service_config(listen, peers);
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let join = tokio::spawn(async move {
-        if let Err(e) = run(node, config, c).await {
-            panic!("node failed: {e}");
-        }
-    });
-    Running { cancel, join }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.cancel.cancel();
-        self.join.await.unwrap();
-    }
+    start_node(dir, loopback_config(listen, peers))
 }
 
 /// The plan as each node reads it (through its own handle on the store).
@@ -550,7 +495,7 @@ async fn a_node_whose_disk_is_full_stops_syncing_with_a_clear_error() {
     let roc = Node::open(&dirs[1]).unwrap();
     let before = roc.store().changes(&doc).map(|c| c.len()).unwrap_or(0);
     roc.store().fill_disk_for_tests().unwrap();
-    let config = service_config(&addrs[1], &addrs[..1]);
+    let config = loopback_config(&addrs[1], &addrs[..1]);
     let result = tokio::time::timeout(
         Duration::from_secs(60),
         run(roc, config, CancellationToken::new()),
