@@ -89,6 +89,10 @@ impl Node {
 /// The heads of each document a node shares with a peer.
 pub(crate) type SharedHeads = BTreeMap<DocId, Heads>;
 
+/// Most heads of one document kept for a peer (a document has a handful; more is a
+/// peer's message that is not worth storing).
+const MAX_KEPT_HEADS: usize = 64;
+
 /// Most documents listed by name as ahead or behind in a [`DocStates`]; beyond that
 /// they are counted only.
 pub const MAX_LISTED_DOCS: usize = 1000;
@@ -124,12 +128,27 @@ impl Node {
         if heads.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        self.store.write(|tx| {
-            for (doc, h) in heads {
+        // Only what changed is written, and a head list longer than any document's
+        // (a peer's message is not trusted for size) is not kept at all.
+        let known = self.known_heads(peer)?;
+        let changed: Vec<(DocId, Heads)> = heads
+            .iter()
+            .filter(|(_, h)| h.len() <= MAX_KEPT_HEADS)
+            .map(|(d, h)| {
                 let mut h = h.clone();
                 h.sort_unstable();
-                tx.set_peer_heads(peer.as_bytes(), doc, &h, now)?;
+                h.dedup();
+                (*d, h)
+            })
+            .filter(|(d, h)| known.get(d) != Some(h))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        self.store.write(|tx| {
+            for (doc, h) in &changed {
+                tx.set_peer_heads(peer.as_bytes(), doc, h, now)?;
             }
             Ok::<_, NodeError>(())
         })

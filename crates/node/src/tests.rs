@@ -232,6 +232,10 @@ fn sync_state_tells_ahead_behind_and_in_sync_from_the_peers_known_heads() {
     kern.note_peer_heads(&peer, &[(doc, first.clone())])
         .unwrap();
     assert_eq!(kern.sync_state(&peer).unwrap().ahead, vec![doc]);
+    // A head list longer than any document's is not kept.
+    let flood: Vec<[u8; 32]> = (0..65u8).map(|i| [i; 32]).collect();
+    kern.note_peer_heads(&peer, &[(doc, flood)]).unwrap();
+    assert_eq!(kern.known_heads(&peer).unwrap().get(&doc), Some(&first));
     // The peer holds a change this node lacks: behind.
     kern.note_peer_heads(&peer, &[(doc, vec![[9; 32]])])
         .unwrap();
