@@ -25,6 +25,20 @@ pub(crate) fn without_peer(addr: &Multiaddr) -> Multiaddr {
     a
 }
 
+/// The addresses other active devices published in a region state (unreadable ones
+/// skipped).
+pub(crate) fn published_in(
+    state: &regiosync_core::control::RegionState,
+    me: &NodeId,
+) -> Vec<(NodeId, Multiaddr)> {
+    state
+        .devices
+        .iter()
+        .filter(|(d, _)| *d != me && state.active_device(d).is_some())
+        .flat_map(|(d, dev)| dev.addrs.iter().filter_map(|a| Some((*d, a.parse().ok()?))))
+        .collect()
+}
+
 impl Node {
     /// The remembered addresses of peers, newest first per peer. Rows that do not
     /// parse (a damaged or hand-edited store) are skipped with a warning.
@@ -68,13 +82,7 @@ impl Node {
     /// The addresses members published in the region log, as (device, address);
     /// unreadable ones are skipped.
     pub fn published_addrs(&self) -> Result<Vec<(NodeId, Multiaddr)>, NodeError> {
-        let state = self.region_state()?;
-        Ok(state
-            .devices
-            .iter()
-            .filter(|(d, _)| **d != self.info.node_id && state.active_device(d).is_some())
-            .flat_map(|(d, dev)| dev.addrs.iter().filter_map(|a| Some((*d, a.parse().ok()?))))
-            .collect())
+        Ok(published_in(&self.region_state()?, &self.info.node_id))
     }
 
     /// Remembers that `addr` reached `peer`.

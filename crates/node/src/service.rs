@@ -384,10 +384,11 @@ async fn update_members(
     net: &NetHandle,
     me: NodeId,
 ) -> Result<Vec<(NodeId, String)>, NodeError> {
-    let (state, join_peers, published) = {
+    let (state, join_peers) = {
         let n = node.lock().await;
-        (n.region_state()?, n.join_peers()?, n.published_addrs()?)
+        (n.region_state()?, n.join_peers()?)
     };
+    let published = crate::peers::published_in(&state, &me);
     for (peer, addr) in published {
         let _ = net.add_address(peer.to_peer_id(), addr).await;
     }
