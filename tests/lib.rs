@@ -2,10 +2,10 @@
 //! party names, free loopback addresses, running node services in-process, and
 //! waiting for a condition with a deadline instead of a fixed sleep.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use regiosync_core::id::PartyName;
+use regiosync_core::id::{PartyName, Role};
 use regiosync_net::Multiaddr;
 use regiosync_node::Node;
 use regiosync_node::service::{ServiceConfig, run};
@@ -34,6 +34,35 @@ pub fn logs() {
         )
         .with_test_writer()
         .try_init();
+}
+
+/// Initialises a node per party in `root/<party>`, founds the region on the first and
+/// joins the others by files (invite, join request, accept, import). With
+/// `share_log`, every joiner also imports the founder's final log, so each knows all
+/// members from the start; without it, earlier joiners learn later ones by syncing.
+pub fn region_by_files(root: &Path, parties: &[(&str, Role)], share_log: bool) -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = parties.iter().map(|(p, _)| root.join(p)).collect();
+    for ((p, role), dir) in parties.iter().zip(&dirs) {
+        Node::init(dir, party(p), *role, None).expect("init");
+    }
+    let mut founder = Node::open(&dirs[0]).expect("open");
+    founder.create_region("Regio Utrecht").expect("region");
+    for ((p, role), dir) in parties.iter().zip(&dirs).skip(1) {
+        let mut n = Node::open(dir).expect("open");
+        let code = founder
+            .invite(party(p), *role, false, 3600)
+            .expect("invite");
+        let request = n.join_request(&code.encode()).expect("join request");
+        let (_, bundle) = founder.accept(&request).expect("accept");
+        n.import(&bundle).expect("import");
+    }
+    if share_log {
+        let log = founder.export().expect("export");
+        for dir in &dirs[1..] {
+            Node::open(dir).expect("open").import(&log).expect("import");
+        }
+    }
+    dirs
 }
 
 /// A loopback node's settings: mDNS off, and an anti-entropy interval longer than any

@@ -16,7 +16,9 @@ use regiosync_core::plan::PlanKind;
 use regiosync_net::Multiaddr;
 use regiosync_node::Node;
 use regiosync_node::service::ServiceConfig;
-use regiosync_tests::{Running, free_addr, logs, loopback_config, party, start_node, wait_until};
+use regiosync_tests::{
+    Running, free_addr, logs, loopback_config, party, region_by_files, start_node, wait_until,
+};
 
 fn start(
     dir: &Path,
@@ -38,32 +40,15 @@ fn start(
 /// A kerngemeente, a ROC and a municipality in one region, all knowing the whole
 /// log (joined by files).
 fn three_parties(root: &Path) -> Vec<PathBuf> {
-    let parties = [
-        ("gemeente-utrecht", Role::Kerngemeente),
-        ("roc-midden", Role::Roc),
-        ("gemeente-zeist", Role::Gemeente),
-    ];
-    let dirs: Vec<PathBuf> = parties.iter().map(|(p, _)| root.join(p)).collect();
-    for ((p, role), dir) in parties.iter().zip(&dirs) {
-        Node::init(dir, party(p), *role, None).unwrap();
-    }
-    let mut kern = Node::open(&dirs[0]).unwrap();
-    kern.create_region("Regio Utrecht").unwrap();
-    for ((p, role), dir) in parties.iter().zip(&dirs).skip(1) {
-        let mut n = Node::open(dir).unwrap();
-        let code = kern.invite(party(p), *role, false, 3600).unwrap();
-        let (_, bundle) = kern
-            .accept(&n.join_request(&code.encode()).unwrap())
-            .unwrap();
-        n.import(&bundle).unwrap();
-    }
-    for dir in &dirs[1..] {
-        Node::open(dir)
-            .unwrap()
-            .import(&kern.export().unwrap())
-            .unwrap();
-    }
-    dirs
+    region_by_files(
+        root,
+        &[
+            ("gemeente-utrecht", Role::Kerngemeente),
+            ("roc-midden", Role::Roc),
+            ("gemeente-zeist", Role::Gemeente),
+        ],
+        true,
+    )
 }
 
 async fn wait_for(what: &str, ok: impl FnMut() -> bool) {

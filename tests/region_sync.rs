@@ -11,7 +11,9 @@ use regiosync_core::plan::{AgreementInput, Plan, PlanKind};
 use regiosync_net::Multiaddr;
 use regiosync_node::Node;
 use regiosync_node::service::run;
-use regiosync_tests::{Running, free_addr, logs, loopback_config, party, start_node};
+use regiosync_tests::{
+    Running, free_addr, logs, loopback_config, party, region_by_files, start_node,
+};
 use tokio_util::sync::CancellationToken;
 
 const PARTIES: [(&str, Role); 5] = [
@@ -24,20 +26,8 @@ const PARTIES: [(&str, Role); 5] = [
 
 /// Five nodes in one region (joined by files), and a plan everyone may write.
 fn build_region(root: &Path) -> (Vec<PathBuf>, DocId) {
-    let dirs: Vec<PathBuf> = PARTIES.iter().map(|(p, _)| root.join(p)).collect();
-    for ((p, role), dir) in PARTIES.iter().zip(&dirs) {
-        Node::init(dir, party(p), *role, None).unwrap();
-    }
+    let dirs = region_by_files(root, &PARTIES, false);
     let mut kern = Node::open(&dirs[0]).unwrap();
-    kern.create_region("Regio Utrecht").unwrap();
-    for ((p, role), dir) in PARTIES.iter().zip(&dirs).skip(1) {
-        let mut n = Node::open(dir).unwrap();
-        let code = kern.invite(party(p), *role, false, 3600).unwrap();
-        let (_, bundle) = kern
-            .accept(&n.join_request(&code.encode()).unwrap())
-            .unwrap();
-        n.import(&bundle).unwrap();
-    }
     let doc = kern
         .create_plan(PlanKind::OogoVerslag, "OOGO-verslag november")
         .unwrap();

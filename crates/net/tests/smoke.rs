@@ -107,6 +107,38 @@ async fn wait_for(rx: &mut mpsc::UnboundedReceiver<(PeerId, String)>, who: PeerI
     .unwrap_or_else(|_| panic!("timed out waiting for '{what}'"));
 }
 
+/// Makes `a` and each of `spokes` members of each other, the spokes knowing `a`'s
+/// address.
+async fn hub(a: &Node, spokes: &[&Node]) {
+    a.handle
+        .set_members(spokes.iter().map(|n| n.handle.local_peer_id()))
+        .await
+        .unwrap();
+    for n in spokes {
+        n.handle
+            .set_members([a.handle.local_peer_id()])
+            .await
+            .unwrap();
+        n.handle
+            .add_address(a.handle.local_peer_id(), tcp(a))
+            .await
+            .unwrap();
+    }
+}
+
+/// `from` gets an answer from `to` (which echoes requests reversed).
+async fn assert_served(from: &Node, to: &Node) {
+    let r = timeout(
+        WAIT,
+        from.handle
+            .request(to.handle.local_peer_id(), b"ok".to_vec()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r, b"ko");
+}
+
 async fn members(a: &Node, b: &Node) {
     a.handle
         .set_members([b.handle.local_peer_id()])
@@ -243,20 +275,7 @@ async fn an_oversized_frame_disconnects_the_sender_and_others_keep_working() {
     let a = node(1024, ev.clone()).await;
     let b = node(1 << 20, ev.clone()).await;
     let c = node(1 << 20, ev).await;
-    a.handle
-        .set_members([b.handle.local_peer_id(), c.handle.local_peer_id()])
-        .await
-        .unwrap();
-    for n in [&b, &c] {
-        n.handle
-            .set_members([a.handle.local_peer_id()])
-            .await
-            .unwrap();
-        n.handle
-            .add_address(a.handle.local_peer_id(), tcp(&a))
-            .await
-            .unwrap();
-    }
+    hub(&a, &[&b, &c]).await;
     let r = timeout(
         WAIT,
         b.handle.request(a.handle.local_peer_id(), vec![7; 100_000]),
@@ -271,14 +290,7 @@ async fn an_oversized_frame_disconnects_the_sender_and_others_keep_working() {
     )
     .await;
     // An honest peer is still served.
-    let r = timeout(
-        WAIT,
-        c.handle.request(a.handle.local_peer_id(), b"ok".to_vec()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(r, b"ko");
+    assert_served(&c, &a).await;
     for n in [a, b, c] {
         n.task.shutdown().await;
     }
@@ -299,30 +311,10 @@ async fn a_peer_flooding_requests_is_cut_off_and_others_keep_working() {
     .await;
     let b = node(1 << 20, ev.clone()).await;
     let c = node(1 << 20, ev).await;
-    a.handle
-        .set_members([b.handle.local_peer_id(), c.handle.local_peer_id()])
-        .await
-        .unwrap();
-    for n in [&b, &c] {
-        n.handle
-            .set_members([a.handle.local_peer_id()])
-            .await
-            .unwrap();
-        n.handle
-            .add_address(a.handle.local_peer_id(), tcp(&a))
-            .await
-            .unwrap();
-    }
+    hub(&a, &[&b, &c]).await;
     // An honest burst is served.
     for _ in 0..10 {
-        let r = timeout(
-            WAIT,
-            c.handle.request(a.handle.local_peer_id(), b"ok".to_vec()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert_eq!(r, b"ko");
+        assert_served(&c, &a).await;
     }
     // B sends 200 requests at once.
     let flood = (0..200).map(|i| {
@@ -343,14 +335,7 @@ async fn a_peer_flooding_requests_is_cut_off_and_others_keep_working() {
     )
     .await;
     // C keeps being served.
-    let r = timeout(
-        WAIT,
-        c.handle.request(a.handle.local_peer_id(), b"ok".to_vec()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(r, b"ko");
+    assert_served(&c, &a).await;
     for n in [a, b, c] {
         n.task.shutdown().await;
     }
@@ -393,16 +378,7 @@ async fn a_guest_that_uses_the_relay_is_cut_off() {
     )
     .await;
     // The member keeps its connection and is served.
-    let r = timeout(
-        WAIT,
-        member
-            .handle
-            .request(relay.handle.local_peer_id(), b"ok".to_vec()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(r, b"ko");
+    assert_served(&member, &relay).await;
     for n in [relay, guest, member] {
         n.task.shutdown().await;
     }

@@ -475,11 +475,11 @@ impl Node {
     /// The dossier's document from every accepted change this device can open.
     fn unsealed_doc(&mut self, id: &DocId) -> Result<Automerge, NodeError> {
         self.check_not_erased(id)?;
-        let state = self.region_state()?;
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let state = &folded.state;
         let known = folded.known_ops();
         let log = self.access_log(id)?;
-        let access = fold_dossier(&state, *id, &log)
+        let access = fold_dossier(state, *id, &log)
             .ok_or_else(|| NodeError::UnknownDocument(id.to_string()))?;
         if let Some(e) = &access.erased {
             return Err(erased(e));
@@ -490,7 +490,7 @@ impl Node {
                 "this device holds no key of this dossier: its party has no access",
             ));
         }
-        build_doc(id, &self.store.changes(id)?, &log, &state, &known, &ring)
+        build_doc(id, &self.store.changes(id)?, &log, state, &known, &ring)
     }
 
     fn audit_entry(&self, id: &DocId, by: &Reader, action: &str) -> AuditEntry {
