@@ -5,7 +5,7 @@
 //!
 //! The access log lives in `dossier_ops` (never in the region log); the sealed
 //! changes are rows of `changes` under a `documents` row of kind `dossier` with an
-//! empty title, each with its [`SealedEnvelope`]. Nothing here syncs dossiers yet.
+//! empty title, each with its [`SealedEnvelope`]. Sync is in `dossier_sync.rs`.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +13,7 @@ use automerge::{Automerge, Change};
 use regiosync_core::audit::AuditEntry;
 use regiosync_core::control::dossier::{
     Basis, DossierAccess, DossierBody, DossierOp, KeyWrap, SignedDossierOp, dossier_id,
-    fold_dossier, until_of,
+    ever_granted, fold_dossier, until_of,
 };
 use regiosync_core::control::{OpHash, Signed};
 use regiosync_core::dossier::{self as schema, Dossier, DossierField};
@@ -55,7 +55,7 @@ pub struct Reader {
     pub purpose: String,
 }
 
-fn today() -> Date {
+pub(crate) fn today() -> Date {
     time::OffsetDateTime::now_utc().date()
 }
 
@@ -70,7 +70,7 @@ impl Node {
     }
 
     /// A dossier's access log as stored (ops that do not decode are skipped).
-    fn access_log(&self, id: &DocId) -> Result<Vec<SignedDossierOp>, NodeError> {
+    pub(crate) fn access_log(&self, id: &DocId) -> Result<Vec<SignedDossierOp>, NodeError> {
         Ok(decode_log(id, &self.store.dossier_ops(id)?))
     }
 
@@ -98,22 +98,34 @@ impl Node {
             .find(|o| o.hash() == hash)
             .ok_or_else(|| refused("the erase op was not stored"))?
             .clone();
-        let party = self.info.party.to_string();
-        let at = op.payload().time;
+        let state = self.region_state()?;
+        let access = fold_dossier(&state, *id, &log)
+            .ok_or_else(|| NodeError::UnknownDocument(id.to_string()))?;
+        let erased = access
+            .erased
+            .clone()
+            .ok_or_else(|| refused("the erase op was not accepted"))?;
+        let open = log
+            .iter()
+            .find(|o| {
+                matches!(o.payload().body, DossierBody::Open { .. })
+                    && !access.rejected.contains_key(&o.hash())
+            })
+            .ok_or_else(|| refused("the dossier has no valid root"))?
+            .clone();
+        let audience = ever_granted(&access, &log);
         self.audit(id, by, "erase")?;
-        self.store
-            .write(|tx| tx.purge_dossier(id, &party, at, &op.encode()))?;
-        if !self.store.checkpoint_truncate()? {
-            tracing::warn!(dossier = %id, "another process holds the store open: the WAL file keeps old pages until the next checkpoint (stop `regiosync up` and run any command to clear it)");
-        }
-        self.forget_resident(id);
+        self.purge_dossier(id, &erased, &open, &op, &audience)?;
         tracing::info!(dossier = %id, "erased dossier");
         Ok(())
     }
 
     fn check_not_erased(&self, id: &DocId) -> Result<(), NodeError> {
         match self.store.dossier_erased(id)? {
-            Some((by, at, _)) => Err(NodeError::Erased { by, at }),
+            Some(t) => Err(NodeError::Erased {
+                by: t.erased_by,
+                at: t.erased_at,
+            }),
             None => Ok(()),
         }
     }
@@ -193,7 +205,7 @@ impl Node {
 
     /// Wraps every epoch key this device holds for the devices in force that lack it
     /// (a new grantee reads the history; a new device of a party with access too).
-    fn wrap_missing(&mut self, id: &DocId) -> Result<(), NodeError> {
+    pub(crate) fn wrap_missing(&mut self, id: &DocId) -> Result<(), NodeError> {
         let state = self.region_state()?;
         let access = self.dossier_access(id)?;
         let missing = access.missing_wraps(&state, today());
@@ -217,6 +229,13 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// The keys this device can unwrap from `access` (another node's view of the
+    /// dossier's access log, say), for tests that check what a device can open.
+    #[doc(hidden)]
+    pub fn key_ring_for_tests(&mut self, access: &DossierAccess) -> Result<KeyRing, NodeError> {
+        self.key_ring(access)
     }
 
     fn key_ring(&mut self, access: &DossierAccess) -> Result<KeyRing, NodeError> {
@@ -512,10 +531,11 @@ impl Node {
 }
 
 /// Decodes a stored access log; ops that do not decode are skipped with a warning.
-fn decode_log(id: &DocId, stored: &[Vec<u8>]) -> Vec<SignedDossierOp> {
+/// Signatures were checked before the ops were stored (as for the region log).
+pub(crate) fn decode_log(id: &DocId, stored: &[Vec<u8>]) -> Vec<SignedDossierOp> {
     stored
         .iter()
-        .filter_map(|b| match Signed::<DossierOp>::decode(b) {
+        .filter_map(|b| match Signed::<DossierOp>::decode_stored(b) {
             Ok(op) => Some(op),
             Err(e) => {
                 tracing::warn!(dossier = %id, error = %e, "skipping a stored dossier op that does not decode");

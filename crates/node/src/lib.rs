@@ -29,6 +29,7 @@
 
 pub mod data_dir;
 pub mod documents;
+mod dossier_sync;
 pub mod dossiers;
 mod error;
 pub mod join;
@@ -63,6 +64,10 @@ pub struct Node {
     in_sync: std::collections::HashMap<regiosync_core::id::NodeId, regiosync_core::sync::Summary>,
     /// Verified documents kept in memory (see `documents::ResidentDocs`).
     resident: std::sync::Mutex<documents::ResidentDocs>,
+    /// (peer, dossier) pairs the peer answered `withheld` for: not offered again.
+    withheld: std::collections::HashSet<(regiosync_core::id::NodeId, regiosync_core::id::DocId)>,
+    /// Per dossier, the parties its access is in force for (see `dossier_sync.rs`).
+    dossier_readers: std::sync::Mutex<dossier_sync::DossierReaders>,
 }
 
 impl Node {
@@ -93,6 +98,8 @@ impl Node {
             secret: None,
             in_sync: Default::default(),
             resident: Default::default(),
+            withheld: Default::default(),
+            dossier_readers: Default::default(),
         })
     }
 

@@ -380,6 +380,20 @@ impl Node {
         Ok(h[0])
     }
 
+    /// Designates a device as a dossier relay, or ends that (region admins only): it
+    /// then receives, checks, stores and forwards every dossier's sealed changes and
+    /// access log, and can read none of them.
+    pub fn set_dossier_relay(&mut self, device: NodeId, relay: bool) -> Result<OpHash, NodeError> {
+        let state = self.region_state()?;
+        if state.active_device(&device).is_none() {
+            return Err(NodeError::Membership(format!(
+                "device {device} is not an active member"
+            )));
+        }
+        let h = self.issue_ops(vec![OpBody::SetDossierRelay { device, relay }], |_| Ok(()))?;
+        Ok(h[0])
+    }
+
     /// Replaces a document's access lists (`None` keeps a list as it is).
     pub fn set_acl(
         &mut self,

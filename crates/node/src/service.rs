@@ -274,7 +274,10 @@ pub async fn run(
                         if report.ops_received > 0 {
                             members = update_members(&node, &net, me).await?;
                         }
-                        if report.changes_received > 0 || report.ops_received > 0 {
+                        if report.changes_received > 0
+                            || report.ops_received > 0
+                            || report.dossier_items_received > 0
+                        {
                             for p in connected.iter().filter(|p| **p != peer) {
                                 start(*p, &mut sessions, &mut running, &mut again);
                             }

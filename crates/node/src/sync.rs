@@ -92,6 +92,10 @@ pub struct SyncReport {
     pub changes_rejected: usize,
     /// Changes sent.
     pub changes_sent: usize,
+    /// Sealed-dossier ops and changes stored (and dossiers purged on erasure).
+    pub dossier_items_received: usize,
+    /// Sealed-dossier ops and changes sent.
+    pub dossier_items_sent: usize,
     /// How the shared documents compare with the peer's at the end of the session.
     pub docs: DocStates,
 }
@@ -216,8 +220,52 @@ pub async fn sync_with(
             if differing.is_empty() {
                 break 'session (None, false);
             }
-            let moved_before = report.changes_received + report.changes_sent;
-            for batch in differing.chunks(MAX_DOCS_PER_ROUND) {
+            let moved = |r: &SyncReport| {
+                r.changes_received
+                    + r.changes_sent
+                    + r.dossier_items_received
+                    + r.dossier_items_sent
+            };
+            let moved_before = moved(&report);
+            // Plans are in the region log; anything else is a sealed dossier.
+            let (plans, dossiers): (Vec<DocId>, Vec<DocId>) = {
+                let folded = node.lock().await.control()?.ok_or(NodeError::NotInRegion)?;
+                differing
+                    .iter()
+                    .partition(|d| folded.state.docs.contains_key(*d))
+            };
+            for batch in dossiers.chunks(MAX_DOCS_PER_ROUND) {
+                let mut outgoing = {
+                    let n = node.lock().await;
+                    let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
+                    n.opening_dossiers(&folded.state, &peer, batch)?
+                };
+                for _ in 0..=MAX_NEED_ROUNDS {
+                    if outgoing.is_empty() {
+                        break;
+                    }
+                    report.dossier_items_sent += outgoing
+                        .iter()
+                        .map(|m| m.ops.len() + m.changes.len())
+                        .sum::<usize>();
+                    let Response::Dossiers { dossiers } =
+                        exchange!(Request::Dossiers { dossiers: outgoing })
+                    else {
+                        return Err(unexpected(&peer));
+                    };
+                    let mut n = node.lock().await;
+                    let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
+                    let got = n.receive_dossiers(&folded, &peer, &dossiers)?;
+                    report.dossier_items_received += got.stored;
+                    report.changes_rejected += got.forged;
+                    outgoing = n
+                        .answer_dossiers(&folded.state, &peer, &dossiers)?
+                        .into_iter()
+                        .filter(|m| !m.ops.is_empty() || !m.changes.is_empty())
+                        .collect();
+                }
+            }
+            for batch in plans.chunks(MAX_DOCS_PER_ROUND) {
                 let opening = node.lock().await.opening_messages(&peer, batch)?;
                 let Response::Docs { docs } = exchange!(Request::Docs { docs: opening }) else {
                     return Err(unexpected(&peer));
@@ -250,7 +298,7 @@ pub async fn sync_with(
                     outgoing = n.answer_docs(&folded, &peer, &docs)?;
                 }
             }
-            if report.changes_received + report.changes_sent == moved_before {
+            if moved(&report) == moved_before {
                 // Nothing moved although documents differ (e.g. changes this side
                 // cannot verify yet): stop instead of looping; a later session retries.
                 break 'session (None, false);
@@ -372,6 +420,14 @@ impl Node {
                     .set
                     .differing_docs(&buckets, &docs),
             },
+            Request::Dossiers { dossiers } => {
+                let got = self.receive_dossiers(&folded, peer, &dossiers)?;
+                *stored += got.stored;
+                *refused += got.forged;
+                Response::Dossiers {
+                    dossiers: self.answer_dossiers(&folded.state, peer, &dossiers)?,
+                }
+            }
             Request::Docs { docs } => {
                 let (acc, rej) = self.receive_docs(&folded, peer, &docs)?;
                 *stored += acc;
@@ -410,7 +466,10 @@ impl Node {
             .into_iter()
             .map(|d| Ok((d, self.heads_of(folded, &d)?)))
             .collect::<Result<_, NodeError>>()?;
-        let set = DigestSet::new(heads.iter());
+        // Sealed dossiers count by the hashes of what is held of them (a relay cannot
+        // know their Automerge heads); ids never collide with plans'.
+        let dossiers = self.shared_dossiers(&folded.state, peer)?;
+        let set = DigestSet::new(heads.iter().chain(dossiers.iter()));
         Ok(Shared { heads, set })
     }
 

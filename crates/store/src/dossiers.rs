@@ -48,23 +48,48 @@ pub(crate) fn dossier_ops(
     Ok(out)
 }
 
+/// The tombstone of an erased dossier: no personal data, only what proves the
+/// erasure and who must learn of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The dossier.
+    pub dossier: DocId,
+    /// The party that erased it.
+    pub erased_by: String,
+    /// When (Unix seconds, from the `Erase` op).
+    pub erased_at: i64,
+    /// The signed `Erase` op.
+    pub erase_op: Vec<u8>,
+    /// The signed `Open` op (owner party and nonce: the dossier id derives from it),
+    /// empty in tombstones written before schema version 6.
+    pub open_op: Vec<u8>,
+    /// The parties that ever had access: they may hold ciphertext, so they are sent
+    /// the erasure.
+    pub audience: Vec<String>,
+}
+
 /// Destroys everything of an erased dossier (its access log with the wrapped keys,
-/// its sealed changes, snapshots and document row) and keeps a tombstone: who
-/// erased it, when, and the signed `Erase` op (no personal data). With
-/// `secure_delete` on, the freed pages are overwritten.
+/// its sealed changes, snapshots and document row) and keeps a tombstone (no
+/// personal data). With `secure_delete` on, the freed pages are overwritten. A
+/// second erasure of the same dossier keeps the first tombstone.
 pub(crate) fn purge_dossier(
     conn: &Connection,
     path: &Path,
-    dossier: &DocId,
-    erased_by: &str,
-    erased_at: i64,
-    erase_op: &[u8],
+    t: &Tombstone,
 ) -> Result<(), StoreError> {
-    let id = &dossier.as_bytes()[..];
+    let id = &t.dossier.as_bytes()[..];
     conn.execute(
-        "INSERT INTO erased_dossiers (dossier, erased_by, erased_at, erase_op) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO erased_dossiers (dossier, erased_by, erased_at, erase_op, open_op, audience)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (dossier) DO NOTHING",
-        params![id, erased_by, erased_at, erase_op],
+        params![
+            id,
+            t.erased_by,
+            t.erased_at,
+            t.erase_op,
+            t.open_op,
+            t.audience.join("\n")
+        ],
     )
     .at(path)?;
     for sql in [
@@ -79,20 +104,130 @@ pub(crate) fn purge_dossier(
     Ok(())
 }
 
-/// The tombstone of an erased dossier: (erasing party, Unix seconds, the Erase op).
+fn doc_id(path: &Path, bytes: Vec<u8>) -> Result<DocId, StoreError> {
+    let b: [u8; 16] = bytes.try_into().map_err(|_| StoreError::Malformed {
+        path: path.to_owned(),
+        detail: "dossier id".into(),
+    })?;
+    Ok(DocId::from_bytes(b))
+}
+
+fn hash32(path: &Path, bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Malformed {
+        path: path.to_owned(),
+        detail: "hash".into(),
+    })
+}
+
+const TOMBSTONE_COLUMNS: &str =
+    "SELECT dossier, erased_by, erased_at, erase_op, open_op, audience FROM erased_dossiers";
+
+type TombstoneRow = (Vec<u8>, String, i64, Vec<u8>, Vec<u8>, String);
+
+fn tombstone(path: &Path, r: TombstoneRow) -> Result<Tombstone, StoreError> {
+    let (dossier, erased_by, erased_at, erase_op, open_op, audience) = r;
+    Ok(Tombstone {
+        dossier: doc_id(path, dossier)?,
+        erased_by,
+        erased_at,
+        erase_op,
+        open_op,
+        audience: audience
+            .split('\n')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+fn tombstone_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TombstoneRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+/// The tombstone of an erased dossier.
 pub(crate) fn erased(
     conn: &Connection,
     path: &Path,
     dossier: &DocId,
-) -> Result<Option<(String, i64, Vec<u8>)>, StoreError> {
+) -> Result<Option<Tombstone>, StoreError> {
     use rusqlite::OptionalExtension;
     conn.query_row(
-        "SELECT erased_by, erased_at, erase_op FROM erased_dossiers WHERE dossier = ?1",
+        &format!("{TOMBSTONE_COLUMNS} WHERE dossier = ?1"),
         [&dossier.as_bytes()[..]],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        tombstone_row,
     )
     .optional()
-    .at(path)
+    .at(path)?
+    .map(|r| tombstone(path, r))
+    .transpose()
+}
+
+/// Every tombstone.
+pub(crate) fn tombstones(conn: &Connection, path: &Path) -> Result<Vec<Tombstone>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!("{TOMBSTONE_COLUMNS} ORDER BY dossier"))
+        .at(path)?;
+    let rows = stmt.query_map([], tombstone_row).at(path)?;
+    rows.map(|r| tombstone(path, r.at(path)?)).collect()
+}
+
+/// What a store holds of one dossier, by hash: what sync compares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DossierItems {
+    /// Hashes of its access-log ops.
+    pub ops: Vec<[u8; 32]>,
+    /// Hashes of its sealed changes.
+    pub changes: Vec<[u8; 32]>,
+}
+
+/// The hashes of every access-log op and sealed change of every dossier held, in two
+/// queries (sync summarises them on every session).
+pub(crate) fn dossier_items(
+    conn: &Connection,
+    path: &Path,
+) -> Result<std::collections::BTreeMap<DocId, DossierItems>, StoreError> {
+    let mut out: std::collections::BTreeMap<DocId, DossierItems> = Default::default();
+    let mut stmt = conn
+        .prepare_cached("SELECT dossier, hash FROM dossier_ops")
+        .at(path)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .at(path)?;
+    for r in rows {
+        let (d, h) = r.at(path)?;
+        out.entry(doc_id(path, d)?)
+            .or_default()
+            .ops
+            .push(hash32(path, h)?);
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT c.doc_id, c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
+             WHERE d.kind = 'dossier'",
+        )
+        .at(path)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .at(path)?;
+    for r in rows {
+        let (d, h) = r.at(path)?;
+        out.entry(doc_id(path, d)?)
+            .or_default()
+            .changes
+            .push(hash32(path, h)?);
+    }
+    Ok(out)
 }
 
 /// The ids of the dossiers whose access logs this store holds.
@@ -101,13 +236,5 @@ pub(crate) fn dossier_ids(conn: &Connection, path: &Path) -> Result<Vec<DocId>, 
         .prepare_cached("SELECT DISTINCT dossier FROM dossier_ops ORDER BY dossier")
         .at(path)?;
     let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).at(path)?;
-    let mut out = Vec::new();
-    for r in rows {
-        let b: [u8; 16] = r.at(path)?.try_into().map_err(|_| StoreError::Malformed {
-            path: path.to_owned(),
-            detail: "dossier id".into(),
-        })?;
-        out.push(DocId::from_bytes(b));
-    }
-    Ok(out)
+    rows.map(|r| doc_id(path, r.at(path)?)).collect()
 }

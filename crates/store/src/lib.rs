@@ -47,6 +47,7 @@ mod error;
 mod migrations;
 mod peers;
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,6 +58,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use audit::AuditRow;
 pub use control::InviteRow;
 pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc};
+pub use dossiers::{DossierItems, Tombstone};
 use error::SqliteResultExt;
 pub use error::StoreError;
 pub use peers::{MAX_ADDRS_PER_PEER, PeerDocHeads};
@@ -250,12 +252,19 @@ impl Store {
         dossiers::dossier_ops(&self.conn, &self.path, dossier)
     }
 
-    /// The tombstone of an erased dossier: (erasing party, Unix seconds, Erase op).
-    pub fn dossier_erased(
-        &self,
-        dossier: &DocId,
-    ) -> Result<Option<(String, i64, Vec<u8>)>, StoreError> {
+    /// The tombstone of an erased dossier.
+    pub fn dossier_erased(&self, dossier: &DocId) -> Result<Option<Tombstone>, StoreError> {
         dossiers::erased(&self.conn, &self.path, dossier)
+    }
+
+    /// Every tombstone of an erased dossier.
+    pub fn tombstones(&self) -> Result<Vec<Tombstone>, StoreError> {
+        dossiers::tombstones(&self.conn, &self.path)
+    }
+
+    /// The hashes of every access-log op and sealed change of every dossier held.
+    pub fn dossier_items(&self) -> Result<BTreeMap<DocId, DossierItems>, StoreError> {
+        dossiers::dossier_items(&self.conn, &self.path)
     }
 
     /// Moves every committed page from the WAL into the main file and truncates the
@@ -365,14 +374,13 @@ impl WriteTx<'_> {
     }
 
     /// Destroys an erased dossier's data and keeps a tombstone (see the store docs).
-    pub fn purge_dossier(
-        &self,
-        dossier: &DocId,
-        erased_by: &str,
-        erased_at: i64,
-        erase_op: &[u8],
-    ) -> Result<(), StoreError> {
-        dossiers::purge_dossier(&self.tx, self.path, dossier, erased_by, erased_at, erase_op)
+    pub fn purge_dossier(&self, tombstone: &Tombstone) -> Result<(), StoreError> {
+        dossiers::purge_dossier(&self.tx, self.path, tombstone)
+    }
+
+    /// The tombstone of an erased dossier, inside the transaction.
+    pub fn dossier_erased(&self, dossier: &DocId) -> Result<Option<Tombstone>, StoreError> {
+        dossiers::erased(&self.tx, self.path, dossier)
     }
 
     /// Stores an op of a dossier's access log; `false` if it was already stored.

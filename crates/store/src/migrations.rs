@@ -107,6 +107,11 @@ const MIGRATIONS: &[&str] = &[
         erased_at   INTEGER NOT NULL,
         erase_op    BLOB NOT NULL
      ) STRICT;",
+    // 6: a tombstone keeps the dossier's `Open` op (so the erasure can be checked by
+    //    a node that never held the dossier's log) and the parties that ever had
+    //    access (who must learn of the erasure), newline-separated.
+    "ALTER TABLE erased_dossiers ADD COLUMN open_op BLOB NOT NULL DEFAULT x'';
+     ALTER TABLE erased_dossiers ADD COLUMN audience TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes.

@@ -549,6 +549,66 @@ pub fn fold_dossier<'a>(
     Some(acc)
 }
 
+/// Checks an `Erase` op on its own, against the dossier's `Open`: what a node checks
+/// when it lacks part of the access log (a revoked party was not sent what came after
+/// its revocation) before it destroys its copy. The author must be an active device
+/// of the owner party or of a region admin party; the op's parents do not matter
+/// (erasure is final whatever it was built on). Returns who erased it and when.
+pub fn check_erase(
+    region: &RegionState,
+    dossier: DocId,
+    open: &SignedDossierOp,
+    erase: &SignedDossierOp,
+) -> Result<Erased, DossierRejection> {
+    let (o, e) = (open.payload(), erase.payload());
+    let DossierBody::Open { owner, nonce } = &o.body else {
+        return Err(DossierRejection::WrongDossier);
+    };
+    if !matches!(e.body, DossierBody::Erase)
+        || dossier_id(&o.author, owner, nonce) != dossier
+        || o.dossier != dossier
+        || e.dossier != dossier
+        || o.region != region.region
+        || e.region != region.region
+    {
+        return Err(DossierRejection::WrongDossier);
+    }
+    let device = match region.active_device(&e.author) {
+        Some(d) => d,
+        None if region.devices.contains_key(&e.author) => {
+            return Err(DossierRejection::AuthorRemoved);
+        }
+        None => return Err(DossierRejection::UnknownAuthor),
+    };
+    let admin = region.active_party(&device.party).is_some_and(|p| p.admin);
+    if device.party != *owner && !admin {
+        return Err(DossierRejection::NotOwnerOrAdmin);
+    }
+    Ok(Erased {
+        by: device.party.clone(),
+        at: e.time,
+    })
+}
+
+/// Every party that ever had access by `log`: the owner and every party of an
+/// accepted grant, revoked ones included. They may hold ciphertext of the dossier,
+/// so they are the ones that must learn of its erasure.
+pub fn ever_granted<'a>(
+    access: &DossierAccess,
+    log: impl IntoIterator<Item = &'a SignedDossierOp>,
+) -> BTreeSet<PartyName> {
+    let mut out = BTreeSet::from([access.owner.clone()]);
+    for op in log {
+        if let DossierBody::Grant { party, .. } = &op.payload().body {
+            let h = op.hash();
+            if !access.rejected.contains_key(&h) && !access.pending.contains(&h) {
+                out.insert(party.clone());
+            }
+        }
+    }
+    out
+}
+
 fn apply_dossier(
     acc: &mut DossierAccess,
     region: &RegionState,
@@ -832,6 +892,77 @@ mod tests {
         assert_eq!(
             acc.rejected.get(&late.hash()),
             Some(&DossierRejection::Erased)
+        );
+    }
+
+    #[test]
+    fn an_erase_checks_on_its_own_and_former_parties_are_listed() {
+        let r = region();
+        let (d, open) = open_dossier(&r, &r.roc, "roc-x");
+        let g = dop(&r, &r.roc, d, vec![open.hash()], grant("gemeente-a"));
+        let rv = dop(
+            &r,
+            &r.roc,
+            d,
+            vec![g.hash()],
+            DossierBody::Revoke {
+                party: p("gemeente-a"),
+                reason: "verhuisd".into(),
+                keep: vec![],
+            },
+        );
+        let gb = dop(&r, &r.roc, d, vec![rv.hash()], grant("gemeente-b"));
+        let bad = dop(&r, &r.gem_a, d, vec![gb.hash()], grant("gemeente-a"));
+        let log = [&open, &g, &rv, &gb, &bad];
+        let acc = fold_dossier(&r.state, d, log).unwrap();
+        // The revoked party is still listed (it holds old ciphertext); a refused
+        // grant adds nobody.
+        assert_eq!(
+            ever_granted(&acc, log),
+            BTreeSet::from([p("roc-x"), p("gemeente-a"), p("gemeente-b")])
+        );
+        // An erase whose parents a revoked party never received still checks.
+        let er = dop(&r, &r.admin, d, vec![gb.hash()], DossierBody::Erase);
+        let e = check_erase(&r.state, d, &open, &er).unwrap();
+        assert_eq!(e.by, p("gemeente-kern"));
+        assert_eq!(
+            check_erase(
+                &r.state,
+                d,
+                &open,
+                &dop(&r, &r.roc, d, vec![open.hash()], DossierBody::Erase)
+            )
+            .unwrap()
+            .by,
+            p("roc-x")
+        );
+        // Attacks: erase by a party that is neither owner nor admin, an erase of
+        // another dossier, a non-erase op, a wrong open.
+        let by_b = dop(&r, &r.gem_b, d, vec![open.hash()], DossierBody::Erase);
+        assert_eq!(
+            check_erase(&r.state, d, &open, &by_b),
+            Err(DossierRejection::NotOwnerOrAdmin)
+        );
+        let (d2, open2) = open_dossier(&r, &r.roc, "roc-x");
+        let er2 = dop(&r, &r.roc, d2, vec![open2.hash()], DossierBody::Erase);
+        assert_eq!(
+            check_erase(&r.state, d, &open, &er2),
+            Err(DossierRejection::WrongDossier)
+        );
+        assert_eq!(
+            check_erase(&r.state, d, &open2, &er),
+            Err(DossierRejection::WrongDossier)
+        );
+        assert_eq!(
+            check_erase(&r.state, d, &open, &g),
+            Err(DossierRejection::WrongDossier)
+        );
+        // A removed device cannot erase.
+        let stranger = NodeSecret::generate().unwrap();
+        let by_stranger = dop(&r, &stranger, d, vec![open.hash()], DossierBody::Erase);
+        assert_eq!(
+            check_erase(&r.state, d, &open, &by_stranger),
+            Err(DossierRejection::UnknownAuthor)
         );
     }
 

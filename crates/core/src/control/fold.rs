@@ -144,6 +144,7 @@ pub fn fold<'a>(
                 added_by: region.0,
                 removed: false,
                 addrs: vec![],
+                dossier_relay: false,
             },
         )]),
         docs: BTreeMap::new(),
@@ -469,6 +470,7 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
                     added_by: hash,
                     removed: false,
                     addrs: vec![],
+                    dossier_relay: false,
                 },
             );
             Ok(Applied { needs_admin: !own })
@@ -598,6 +600,16 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
                 d.addrs.clone_from(addrs);
             }
             Ok(Applied { needs_admin: false })
+        }
+        OpBody::SetDossierRelay { device, relay } => {
+            need_admin(&auth)?;
+            if state.active_device(device).is_none() {
+                return Err(Rejection::Invalid("unknown or removed device"));
+            }
+            if let Some(d) = state.devices.get_mut(device) {
+                d.dossier_relay = *relay;
+            }
+            Ok(Applied { needs_admin: true })
         }
     }
 }

@@ -201,6 +201,16 @@ pub enum OpBody {
         /// At most [`MAX_ADDRS`] multiaddrs, each at most [`MAX_ADDR_LEN`] bytes.
         addrs: Vec<String>,
     },
+    /// Designates a device as a dossier relay, or ends that (region admins only). A
+    /// dossier relay receives every dossier's access log and sealed changes, checks
+    /// their signatures and authority, stores them and forwards them to the devices
+    /// of the parties with access; it holds no key and cannot read them.
+    SetDossierRelay {
+        /// The device.
+        device: NodeId,
+        /// Relay or not.
+        relay: bool,
+    },
 }
 
 impl OpBody {
@@ -216,6 +226,7 @@ impl OpBody {
             OpBody::CreateDoc { .. } => "create-doc",
             OpBody::SetAcl { .. } => "set-acl",
             OpBody::SetAddrs { .. } => "set-addrs",
+            OpBody::SetDossierRelay { .. } => "set-dossier-relay",
         }
     }
 
@@ -226,6 +237,7 @@ impl OpBody {
             OpBody::RemoveDevice { .. }
                 | OpBody::RemoveParty { .. }
                 | OpBody::SetAdmin { admin: false, .. }
+                | OpBody::SetDossierRelay { relay: false, .. }
         )
     }
 }
@@ -478,7 +490,7 @@ fn check_structure(op: &Op) -> Result<(), OpError> {
                 ));
             }
         }
-        OpBody::AddParty { .. } | OpBody::SetAdmin { .. } => {}
+        OpBody::AddParty { .. } | OpBody::SetAdmin { .. } | OpBody::SetDossierRelay { .. } => {}
     }
     Ok(())
 }

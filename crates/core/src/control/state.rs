@@ -37,6 +37,8 @@ pub struct DeviceState {
     pub removed: bool,
     /// Where it says it can be reached (its latest `SetAddrs`).
     pub addrs: Vec<String>,
+    /// Whether region admins designated it a dossier relay (`SetDossierRelay`).
+    pub dossier_relay: bool,
 }
 
 /// The access lists of a shared plan document.
@@ -89,6 +91,11 @@ impl RegionState {
         self.devices
             .iter()
             .filter(move |(id, d)| &d.party == party && self.active_device(id).is_some())
+    }
+
+    /// Whether the device is an active, designated dossier relay.
+    pub fn is_dossier_relay(&self, device: &NodeId) -> bool {
+        self.active_device(device).is_some_and(|d| d.dossier_relay)
     }
 
     /// Whether the party exists and was not removed.

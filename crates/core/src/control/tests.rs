@@ -1046,3 +1046,65 @@ fn a_device_publishes_only_its_own_addresses_and_only_while_active() {
     );
     assert_rejected(&w, &op, |r| *r == Rejection::AuthorRemoved);
 }
+
+#[test]
+fn only_admins_designate_dossier_relays_and_only_active_devices() {
+    let (mut w, founder, roc, _) = standard();
+    // The ROC (not an admin) cannot make itself a relay.
+    let op = roc.sign(
+        Some(w.region),
+        w.heads(),
+        OpBody::SetDossierRelay {
+            device: roc.id(),
+            relay: true,
+        },
+    );
+    assert_rejected(&w, &op, |r| *r == Rejection::NotAdmin);
+    // An admin can; and end it again.
+    w.issue(
+        &founder,
+        OpBody::SetDossierRelay {
+            device: founder.id(),
+            relay: true,
+        },
+    );
+    let s = w.folded().state;
+    assert!(s.is_dossier_relay(&founder.id()));
+    assert!(!s.is_dossier_relay(&roc.id()));
+    w.issue(
+        &founder,
+        OpBody::SetDossierRelay {
+            device: founder.id(),
+            relay: false,
+        },
+    );
+    assert!(!w.folded().state.is_dossier_relay(&founder.id()));
+    // An unknown device cannot be designated.
+    let stranger = Device::new();
+    let op = founder.sign(
+        Some(w.region),
+        w.heads(),
+        OpBody::SetDossierRelay {
+            device: stranger.id(),
+            relay: true,
+        },
+    );
+    assert_rejected(&w, &op, |r| matches!(r, Rejection::Invalid(_)));
+    // A removed relay stops being one.
+    w.issue(
+        &founder,
+        OpBody::SetDossierRelay {
+            device: roc.id(),
+            relay: true,
+        },
+    );
+    assert!(w.folded().state.is_dossier_relay(&roc.id()));
+    w.issue(
+        &founder,
+        OpBody::RemoveDevice {
+            device: roc.id(),
+            cutoffs: vec![],
+        },
+    );
+    assert!(!w.folded().state.is_dossier_relay(&roc.id()));
+}

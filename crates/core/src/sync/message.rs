@@ -9,7 +9,9 @@
 //! 3. If summaries differ: `Buckets` ⇄ `Buckets`, then `DocDigests` ⇄ `DocDigests` for
 //!    the differing buckets, which names the differing documents.
 //! 4. `Docs` ⇄ `Docs`: for many documents per round trip, Automerge's sync message
-//!    (what each side has) and the signed changes the other side lacks.
+//!    (what each side has) and the signed changes the other side lacks. Sealed
+//!    dossiers go in `Dossiers` ⇄ `Dossiers` instead: the hashes each side holds, and
+//!    the access-log ops and sealed changes the other lacks (see [`DossierMessage`]).
 //!
 //! Either side may answer `Refused` with a reason instead.
 
@@ -37,6 +39,27 @@ pub struct DocMessage {
     /// Hashes of changes this side still lacks (after a bloom false positive, or a
     /// change whose dependencies did not arrive); the other side sends them next.
     pub need: Vec<[u8; 32]>,
+}
+
+/// One sealed dossier in a `Dossiers` message. Dossiers are reconciled by id, not
+/// with Automerge's sync protocol: a relay cannot read the sealed changes, so it
+/// cannot know their dependencies; it knows their hashes (from the signed envelopes)
+/// and the hashes of the access-log ops.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierMessage {
+    /// The dossier.
+    pub dossier: DocId,
+    /// Hashes of every access-log op and sealed change the sender holds of it (after
+    /// storing what this message's counterpart brought).
+    pub have: Vec<[u8; 32]>,
+    /// Access-log ops the other side lacks (wire form of `SignedDossierOp`).
+    pub ops: Vec<Vec<u8>>,
+    /// Sealed changes the other side lacks: `change` holds the sealed bytes,
+    /// `envelope` the `SealedEnvelope`.
+    pub changes: Vec<SignedChange>,
+    /// Set by the responder when it will not share this dossier with the requester
+    /// (its party has no access any more): the requester stops offering it.
+    pub withheld: bool,
 }
 
 /// An Automerge change with its envelope, as it travels.
@@ -92,6 +115,11 @@ pub enum Request {
         /// The signed join request.
         request: Vec<u8>,
     },
+    /// Sealed-dossier reconciliation for the dossiers that differ.
+    Dossiers {
+        /// The dossiers.
+        dossiers: Vec<DossierMessage>,
+    },
 }
 
 /// A response of the sync protocol.
@@ -143,6 +171,11 @@ pub enum Response {
     JoinRefused {
         /// Why, at most [`MAX_REASON`] bytes.
         reason: String,
+    },
+    /// Answers `Dossiers`.
+    Dossiers {
+        /// The dossiers.
+        dossiers: Vec<DossierMessage>,
     },
 }
 
@@ -256,6 +289,23 @@ mod tests {
             })
     }
 
+    fn dossier_message() -> impl Strategy<Value = DossierMessage> {
+        (
+            any::<[u8; 16]>(),
+            prop::collection::vec(any::<[u8; 32]>(), 0..4),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..32), 0..3),
+            doc_message(),
+            any::<bool>(),
+        )
+            .prop_map(|(d, have, ops, m, withheld)| DossierMessage {
+                dossier: DocId::from_bytes(d),
+                have,
+                ops,
+                changes: m.changes,
+                withheld,
+            })
+    }
+
     fn request() -> impl Strategy<Value = Request> {
         prop_oneof![
             (
@@ -291,6 +341,8 @@ mod tests {
                 }),
             prop::collection::vec(doc_message(), 0..3).prop_map(|docs| Request::Docs { docs }),
             prop::collection::vec(any::<u8>(), 0..64).prop_map(|request| Request::Join { request }),
+            prop::collection::vec(dossier_message(), 0..3)
+                .prop_map(|dossiers| Request::Dossiers { dossiers }),
         ]
     }
 
@@ -308,6 +360,13 @@ mod tests {
                 Response::Refused { reason: Refusal::WrongRegion },
                 Response::Joined { bundle: d.iter().flatten().copied().collect() },
                 Response::JoinRefused { reason: format!("{} docs", d.len()) },
+                Response::Dossiers { dossiers: docs.iter().map(|m| DossierMessage {
+                    dossier: m.doc,
+                    have: m.need.clone(),
+                    ops: vec![m.sync.clone()],
+                    changes: m.changes.clone(),
+                    withheld: m.sync.is_empty(),
+                }).collect() },
             ] {
                 prop_assert_eq!(Response::decode(&r.encode()).unwrap(), r);
             }

@@ -6,8 +6,8 @@ pub mod needs;
 pub mod summary;
 
 pub use message::{
-    DocMessage, MAX_REASON, MAX_SYNC_MESSAGE, Refusal, Request, Response, SYNC_FORMAT,
-    SignedChange, SyncError,
+    DocMessage, DossierMessage, MAX_REASON, MAX_SYNC_MESSAGE, Refusal, Request, Response,
+    SYNC_FORMAT, SignedChange, SyncError,
 };
 pub use needs::{changes_they_lack, missing, opening_message};
 pub use summary::{BUCKETS, DigestSet, Heads, Summary, doc_digest};

@@ -3,7 +3,10 @@
 //! (hash buckets, as range-based set reconciliation does) when one does.
 //!
 //! - The **document digest** is the first 8 bytes of
-//!   `SHA-256("regiosync/doc-digest/1\0" || doc id || sorted heads)`.
+//!   `SHA-256("regiosync/doc-digest/1\0" || doc id || sorted heads)`. For a sealed
+//!   dossier the "heads" are the hashes of every access-log op and sealed change held
+//!   (an erased dossier: its `Open` and `Erase` ops), since a relay cannot read the
+//!   changes' dependencies.
 //! - The **total** is `SHA-256` over the sorted (doc id, document digest) pairs, with the
 //!   count: equal totals mean equal sets (up to SHA-256 collisions).
 //! - The **buckets**: 256 digests, one per first byte of the doc id, each over the

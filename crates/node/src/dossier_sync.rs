@@ -1,0 +1,490 @@
+//! Sealed dossiers in sync sessions: who is sent a dossier, what it adds to the
+//! summary, and the `Dossiers` exchange (messages in `regiosync_core::sync`).
+//!
+//! **Sync policy.** A node sends a dossier only to the active devices of the parties
+//! whose access is in force by its own fold of the dossier's access log, and to
+//! designated dossier relays (`SetDossierRelay` in the region log). To anyone else
+//! the dossier does not exist: it is not in their summary and no message to them
+//! names it. A receiver stores a dossier only if, by its own fold of the log it then
+//! holds, its party has access or it is a designated relay; every op's signature and
+//! every sealed change's envelope (`verify_sealed`) is checked first, so a relay
+//! forwards only what its authors were entitled to write, without reading it.
+//!
+//! **Reconciliation by id.** A relay cannot read sealed changes, so it cannot know
+//! their dependencies: dossiers are compared by the hashes of their access-log ops
+//! and sealed changes (in the summary, and in `DossierMessage::have`), and each side
+//! sends what the other's list lacks.
+//!
+//! **Erasure.** A node that learns of a valid `Erase` (checked on its own against
+//! the dossier's `Open`: a revoked party lacks the ops in between) destroys its copy
+//! and keeps a tombstone, which it sends on to the devices of every party that ever
+//! had access and to relays, so that they purge theirs.
+//!
+//! **Withheld.** A party whose access ended does not hold the ops that ended it, and
+//! keeps offering the dossier; the other side answers `withheld`, and the offer stops
+//! (until new access-log ops for that dossier arrive, or the node restarts).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use regiosync_core::control::dossier::{
+    DossierBody, DossierOp, SignedDossierOp, check_erase, dossier_id, ever_granted, fold_dossier,
+};
+use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
+use regiosync_core::envelope::sealed::{SealedEnvelope, SealedRejection, verify_sealed};
+use regiosync_core::id::{DocId, NodeId, PartyName};
+use regiosync_core::sync::{DossierMessage, SignedChange};
+use regiosync_store::{ChangeRow, DocumentRow, DossierItems, Tombstone};
+use time::Date;
+
+use crate::Node;
+use crate::documents::now_ms;
+use crate::dossiers::{KIND_DOSSIER, today};
+use crate::error::NodeError;
+
+/// Bytes of ops and sealed changes per `Dossiers` message, well under the 16 MiB
+/// frame limit.
+const MAX_DOSSIER_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Per dossier, the parties whose access is in force, cached while the region's
+/// control heads, the dossier's access-log ops and the date stay the same (a fold
+/// per dossier and session would dominate an idle sync of thousands of dossiers).
+#[derive(Debug, Default)]
+pub(crate) struct DossierReaders {
+    map: HashMap<DocId, (ReadersKey, Arc<BTreeSet<PartyName>>)>,
+}
+
+type ReadersKey = (Vec<OpHash>, Vec<[u8; 32]>, Date);
+
+/// The hashes a tombstone stands for in the summary: its `Open` and `Erase` ops.
+fn tombstone_items(t: &Tombstone) -> Vec<[u8; 32]> {
+    [&t.open_op, &t.erase_op]
+        .into_iter()
+        .filter(|b| !b.is_empty())
+        .filter_map(|b| Signed::<DossierOp>::decode_stored(b).ok())
+        .map(|o| o.hash().0)
+        .collect()
+}
+
+fn all_items(items: &DossierItems) -> Vec<[u8; 32]> {
+    items.ops.iter().chain(&items.changes).copied().collect()
+}
+
+/// Whether a rejection proves that the sender forged or mangled a sealed change,
+/// as opposed to a question of how far each node's logs have got.
+fn is_sealed_forgery(why: &SealedRejection) -> bool {
+    matches!(
+        why,
+        SealedRejection::WrongRegion
+            | SealedRejection::WrongDossier
+            | SealedRejection::SealedHashMismatch
+            | SealedRejection::BadSignature
+            | SealedRejection::Malformed
+    )
+}
+
+/// What receiving dossier messages did.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Received {
+    /// Ops and sealed changes stored (and dossiers purged).
+    pub(crate) stored: usize,
+    /// Ops and changes that fail verification (the sender forged or mangled them).
+    pub(crate) forged: usize,
+}
+
+impl Node {
+    /// The parties whose access to `id` is in force, by this node's fold of its log.
+    fn dossier_readers(
+        &self,
+        state: &RegionState,
+        id: &DocId,
+        op_hashes: &[[u8; 32]],
+    ) -> Result<Arc<BTreeSet<PartyName>>, NodeError> {
+        let mut ops = op_hashes.to_vec();
+        ops.sort_unstable();
+        let key: ReadersKey = (state.heads.clone(), ops, today());
+        if let Ok(cache) = self.dossier_readers.lock()
+            && let Some((k, readers)) = cache.map.get(id)
+            && *k == key
+        {
+            return Ok(readers.clone());
+        }
+        let log = self.access_log(id)?;
+        let readers = Arc::new(
+            fold_dossier(state, *id, &log)
+                .map(|a| a.in_force(state, key.2))
+                .unwrap_or_default(),
+        );
+        if let Ok(mut cache) = self.dossier_readers.lock() {
+            cache.map.insert(*id, (key, readers.clone()));
+        }
+        Ok(readers)
+    }
+
+    /// Whether this node may send the dossier to `peer`: a relay, or a device of a
+    /// party whose access is in force.
+    fn may_send_dossier(
+        &self,
+        state: &RegionState,
+        peer: &NodeId,
+        id: &DocId,
+        items: &DossierItems,
+    ) -> Result<bool, NodeError> {
+        let Some(dev) = state.active_device(peer) else {
+            return Ok(false);
+        };
+        Ok(state.is_dossier_relay(peer)
+            || self
+                .dossier_readers(state, id, &items.ops)?
+                .contains(&dev.party))
+    }
+
+    /// Whether this node may send a tombstone to `peer`: a relay, or a device of a
+    /// party that ever had access.
+    fn may_send_tombstone(state: &RegionState, peer: &NodeId, t: &Tombstone) -> bool {
+        let Some(dev) = state.active_device(peer) else {
+            return false;
+        };
+        state.is_dossier_relay(peer) || t.audience.iter().any(|p| p == dev.party.as_str())
+    }
+
+    /// The dossiers (and tombstones) this node may send to `peer`, with the hashes
+    /// the summary covers; dossiers `peer` withheld from this node are left out.
+    pub(crate) fn shared_dossiers(
+        &self,
+        state: &RegionState,
+        peer: &NodeId,
+    ) -> Result<BTreeMap<DocId, Vec<[u8; 32]>>, NodeError> {
+        let mut out = BTreeMap::new();
+        if state.active_device(peer).is_none() {
+            return Ok(out);
+        }
+        for (id, items) in self.store.dossier_items()? {
+            if !self.withheld.contains(&(*peer, id))
+                && self.may_send_dossier(state, peer, &id, &items)?
+            {
+                out.insert(id, all_items(&items));
+            }
+        }
+        for t in self.store.tombstones()? {
+            if Self::may_send_tombstone(state, peer, &t) {
+                out.insert(t.dossier, tombstone_items(&t));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The opening `Dossiers` messages for differing documents that are not plans:
+    /// what this node holds of each (nothing for one it does not hold); a dossier it
+    /// may not send to `peer` is left out.
+    pub(crate) fn opening_dossiers(
+        &self,
+        state: &RegionState,
+        peer: &NodeId,
+        ids: &[DocId],
+    ) -> Result<Vec<DossierMessage>, NodeError> {
+        let mut held = self.store.dossier_items()?;
+        let mut out = Vec::new();
+        for id in ids {
+            let have = if let Some(t) = self.store.dossier_erased(id)? {
+                if !Self::may_send_tombstone(state, peer, &t) {
+                    continue;
+                }
+                tombstone_items(&t)
+            } else if let Some(items) = held.remove(id) {
+                if !self.may_send_dossier(state, peer, id, &items)? {
+                    continue;
+                }
+                all_items(&items)
+            } else {
+                vec![]
+            };
+            out.push(DossierMessage {
+                dossier: *id,
+                have,
+                ops: vec![],
+                changes: vec![],
+                withheld: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// For each incoming dossier message: what this node holds of it and what the
+    /// other side lacks (within the batch budget), or `withheld`.
+    pub(crate) fn answer_dossiers(
+        &self,
+        state: &RegionState,
+        peer: &NodeId,
+        incoming: &[DossierMessage],
+    ) -> Result<Vec<DossierMessage>, NodeError> {
+        let mut budget = MAX_DOSSIER_BATCH_BYTES;
+        let mut held = self.store.dossier_items()?;
+        let mut out = Vec::new();
+        for m in incoming.iter().filter(|m| !m.withheld) {
+            let id = m.dossier;
+            let theirs: HashSet<[u8; 32]> = m.have.iter().copied().collect();
+            let mut reply = DossierMessage {
+                dossier: id,
+                have: vec![],
+                ops: vec![],
+                changes: vec![],
+                withheld: false,
+            };
+            if let Some(t) = self.store.dossier_erased(&id)? {
+                if Self::may_send_tombstone(state, peer, &t) {
+                    reply.have = tombstone_items(&t);
+                    for op in [&t.open_op, &t.erase_op] {
+                        if let Ok(o) = Signed::<DossierOp>::decode_stored(op)
+                            && !theirs.contains(&o.hash().0)
+                        {
+                            reply.ops.push(op.clone());
+                        }
+                    }
+                } else {
+                    reply.withheld = true;
+                }
+            } else if let Some(items) = held.remove(&id) {
+                if self.may_send_dossier(state, peer, &id, &items)? {
+                    reply.have = all_items(&items);
+                    for b in self.store.dossier_ops(&id)? {
+                        if let Ok(o) = Signed::<DossierOp>::decode_stored(&b)
+                            && !theirs.contains(&o.hash().0)
+                            && b.len() <= budget
+                        {
+                            budget -= b.len();
+                            reply.ops.push(b);
+                        }
+                    }
+                    for r in self.store.changes(&id)? {
+                        let Some(envelope) = r.envelope else { continue };
+                        let size = r.bytes.len() + envelope.len();
+                        if theirs.contains(&r.hash) || size > budget {
+                            continue;
+                        }
+                        budget -= size;
+                        reply.changes.push(SignedChange {
+                            change: r.bytes,
+                            envelope,
+                        });
+                    }
+                } else {
+                    reply.withheld = true;
+                }
+            }
+            out.push(reply);
+        }
+        Ok(out)
+    }
+
+    /// Verifies and stores the ops and sealed changes in incoming dossier messages,
+    /// purges dossiers whose erasure arrived, and notes the dossiers withheld.
+    pub(crate) fn receive_dossiers(
+        &mut self,
+        folded: &Folded,
+        peer: &NodeId,
+        incoming: &[DossierMessage],
+    ) -> Result<Received, NodeError> {
+        let mut total = Received::default();
+        for m in incoming {
+            if m.withheld {
+                self.withheld.insert((*peer, m.dossier));
+                continue;
+            }
+            if m.ops.is_empty() && m.changes.is_empty() {
+                continue;
+            }
+            let r = self.receive_dossier(folded, peer, m)?;
+            total.stored += r.stored;
+            total.forged += r.forged;
+        }
+        Ok(total)
+    }
+
+    fn receive_dossier(
+        &mut self,
+        folded: &Folded,
+        peer: &NodeId,
+        m: &DossierMessage,
+    ) -> Result<Received, NodeError> {
+        let id = m.dossier;
+        let state = &folded.state;
+        let mut got = Received::default();
+        if self.store.dossier_erased(&id)?.is_some() {
+            // Erased here: nothing of it is taken in again.
+            return Ok(got);
+        }
+        let log = self.access_log(&id)?;
+        let mut known: HashSet<OpHash> = log.iter().map(Signed::hash).collect();
+        let mut new_ops: Vec<SignedDossierOp> = Vec::new();
+        for wire in &m.ops {
+            match Signed::<DossierOp>::decode(wire) {
+                Ok(op) if op.payload().dossier != id || op.payload().region != state.region => {
+                    got.forged += 1;
+                    tracing::warn!(peer = %peer, dossier = %id, "refusing a dossier op filed under another dossier or region");
+                }
+                Ok(op) => {
+                    if known.insert(op.hash()) {
+                        new_ops.push(op);
+                    }
+                }
+                Err(e) => {
+                    got.forged += 1;
+                    tracing::warn!(peer = %peer, dossier = %id, error = %e, "refusing an invalid dossier op");
+                }
+            }
+        }
+        let mut all = log;
+        all.extend(new_ops.iter().cloned());
+
+        // Erasure first: it is final, whatever it was built on.
+        if let Some(erase) = new_ops
+            .iter()
+            .find(|o| matches!(o.payload().body, DossierBody::Erase))
+        {
+            let open = all.iter().find(|o| match &o.payload().body {
+                DossierBody::Open { owner, nonce } => {
+                    dossier_id(&o.payload().author, owner, nonce) == id
+                }
+                _ => false,
+            });
+            match open.map(|open| (open, check_erase(state, id, open, erase))) {
+                Some((open, Ok(erased))) => {
+                    let audience = fold_dossier(state, id, &all)
+                        .map(|a| ever_granted(&a, &all))
+                        .unwrap_or_else(|| BTreeSet::from([self.info.party.clone()]));
+                    let (open, erase) = (open.clone(), erase.clone());
+                    self.purge_dossier(&id, &erased, &open, &erase, &audience)?;
+                    tracing::info!(dossier = %id, by = %erased.by, "erased dossier (erasure received from a peer)");
+                    got.stored += 1;
+                    return Ok(got);
+                }
+                Some((_, Err(why))) => {
+                    tracing::warn!(peer = %peer, dossier = %id, reason = %why, "refusing an erasure");
+                    let h = erase.hash();
+                    new_ops.retain(|o| o.hash() != h);
+                    all.retain(|o| o.hash() != h);
+                }
+                None => {
+                    tracing::info!(dossier = %id, "an erasure of a dossier whose root this node lacks waits");
+                }
+            }
+        }
+
+        let Some(access) = fold_dossier(state, id, &all) else {
+            tracing::info!(peer = %peer, dossier = %id, "dossier ops without a valid root are not stored");
+            return Ok(got);
+        };
+        let me = self.info.node_id;
+        if !state.is_dossier_relay(&me)
+            && !access.in_force(state, today()).contains(&self.info.party)
+        {
+            // Not for this node (the sender's view of the access is ahead or behind):
+            // nothing is stored.
+            tracing::info!(peer = %peer, dossier = %id, "not storing a dossier this party has no access to");
+            return Ok(got);
+        }
+        let known_ops = folded.known_ops();
+        let mut rows = Vec::new();
+        for sc in &m.changes {
+            let env = match SealedEnvelope::decode(&sc.envelope) {
+                Ok(env) => env,
+                Err(e) => {
+                    got.forged += 1;
+                    tracing::warn!(peer = %peer, dossier = %id, error = %e, "refusing a sealed change without a valid envelope");
+                    continue;
+                }
+            };
+            match verify_sealed(&env, &sc.change, &id, state, &all, |h| {
+                known_ops.contains(h)
+            }) {
+                Ok(_) => rows.push(ChangeRow {
+                    hash: env.fields().change_hash,
+                    actor: env.fields().author.as_bytes().to_vec(),
+                    // The sequence number is inside the sealed bytes.
+                    seq: 0,
+                    bytes: sc.change.clone(),
+                    stored_ms: now_ms(),
+                    envelope: Some(sc.envelope.clone()),
+                }),
+                Err(why) => {
+                    if is_sealed_forgery(&why) {
+                        got.forged += 1;
+                    }
+                    tracing::warn!(peer = %peer, dossier = %id, reason = %why, "refusing a sealed change");
+                }
+            }
+        }
+        let stored = self.store.write(|tx| {
+            if tx.load(&id).is_err() {
+                tx.insert_document(&DocumentRow {
+                    id,
+                    kind: KIND_DOSSIER.into(),
+                    subkind: String::new(),
+                    title: String::new(),
+                    created_ms: now_ms(),
+                })?;
+            }
+            let mut n = 0;
+            for op in &new_ops {
+                if tx.put_dossier_op(&id, &op.hash().0, &op.encode(), now_ms())? {
+                    n += 1;
+                }
+            }
+            for r in &rows {
+                if tx.append_change(&id, r)?.is_some() {
+                    n += 1;
+                }
+            }
+            Ok::<_, NodeError>(n)
+        })?;
+        if !new_ops.is_empty() {
+            // The access may have changed: offer the dossier to everyone again.
+            self.withheld.retain(|(_, d)| *d != id);
+            self.wrap_for_new_devices(&id);
+        }
+        got.stored += stored;
+        Ok(got)
+    }
+
+    /// Gives devices in force that lack a key of the dossier every key this device
+    /// holds (best effort: a locked node or a device without keys does nothing).
+    pub(crate) fn wrap_for_new_devices(&mut self, id: &DocId) {
+        if self.secret.is_none() {
+            return;
+        }
+        if let Err(e) = self.wrap_missing(id) {
+            tracing::debug!(dossier = %id, error = %e, "could not wrap keys for new devices");
+        }
+    }
+
+    /// Destroys a dossier's access log, keys and sealed changes and keeps a
+    /// tombstone (no personal data): after a local erasure or one received.
+    pub(crate) fn purge_dossier(
+        &mut self,
+        id: &DocId,
+        erased: &regiosync_core::control::dossier::Erased,
+        open: &SignedDossierOp,
+        erase: &SignedDossierOp,
+        audience: &BTreeSet<PartyName>,
+    ) -> Result<(), NodeError> {
+        let tombstone = Tombstone {
+            dossier: *id,
+            erased_by: erased.by.to_string(),
+            erased_at: erased.at,
+            erase_op: erase.encode(),
+            open_op: open.encode(),
+            audience: audience.iter().map(ToString::to_string).collect(),
+        };
+        self.store.write(|tx| tx.purge_dossier(&tombstone))?;
+        if !self.store.checkpoint_truncate()? {
+            tracing::warn!(dossier = %id, "another process holds the store open: the WAL file keeps old pages until the next checkpoint (stop `regiosync up` and run any command to clear it)");
+        }
+        self.forget_resident(id);
+        self.withheld.retain(|(_, d)| d != id);
+        if let Ok(mut cache) = self.dossier_readers.lock() {
+            cache.map.remove(id);
+        }
+        Ok(())
+    }
+}
