@@ -530,3 +530,51 @@ async fn erasure_reaches_every_holder_and_leaves_no_trace_and_the_audit_chain_ho
         "a flipped byte in the audit log went unnoticed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_added_later_gets_the_keys_and_reads_the_dossier() {
+    logs();
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    let mut r = build();
+    r.start_all();
+    let id = open_dossier(&r);
+    wait_until("Zeist reads the dossier", LIMIT, || {
+        r.read(ZEIST, &id).is_ok_and(|d| d.naam == "Sanne de Vries")
+    })
+    .await;
+    // Zeist adds a third device while everything runs (its own party: no admin needed).
+    let dir = r._tmp.path().join("zeist-3");
+    Node::init(&dir, party("gemeente-zeist"), Role::Gemeente, None).unwrap();
+    {
+        let mut n = Node::open(&dir).unwrap();
+        let mut zeist = r.node(ZEIST);
+        let code = zeist
+            .invite(party("gemeente-zeist"), Role::Gemeente, false, 600)
+            .unwrap();
+        let (_, bundle) = zeist
+            .accept(&n.join_request(&code.encode()).unwrap())
+            .unwrap();
+        n.import(&bundle).unwrap();
+        n.import(&zeist.export().unwrap()).unwrap();
+    }
+    r.dirs.push(dir);
+    r.addrs.push(free_addr());
+    r.running.push(None);
+    let new = r.dirs.len() - 1;
+    assert!(r.read(new, &id).is_err(), "no keys yet");
+    r.start(new);
+    wait_until("the new device reads the dossier", LIMIT, || {
+        r.read(new, &id).is_ok_and(|d| d.naam == "Sanne de Vries")
+    })
+    .await;
+    // Devices of the owner party and of its own party wrap for it (each may, being
+    // online when it learns of the device); the access log keeps a bounded number.
+    let access = r.node(ROC).dossier_access(&id).unwrap();
+    let new_id = r.id(new);
+    let copies = access.epochs[0].wraps.get(&new_id).map_or(0, Vec::len);
+    assert!(
+        (1..=regiosync_core::control::dossier::MAX_WRAPS_PER_DEVICE).contains(&copies),
+        "{copies} copies"
+    );
+    r.stop_all().await;
+}

@@ -60,7 +60,7 @@ pub(crate) enum Command {
     /// Work with documents (plans)
     #[command(subcommand)]
     Doc(DocCommand),
-    /// Sealed student dossiers (read and written on this node; syncing them follows)
+    /// Sealed student dossiers (synced only to the parties with access and to dossier relays)
     Dossier {
         /// Who you are, for the audit log [default: $USER]
         #[arg(long, global = true, value_name = "NAME")]
@@ -174,6 +174,26 @@ pub(crate) enum Command {
     /// Devices of the region
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Dossier relays: always-on nodes that store and forward sealed dossiers they
+    /// cannot read (region admins designate them)
+    #[command(subcommand)]
+    Relay(RelayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RelayCommand {
+    /// List the designated dossier relays
+    List,
+    /// Designate a device as a dossier relay (region admins only)
+    Designate {
+        /// The device's node id (12D3KooW…) or the last 8+ characters of it
+        id: String,
+    },
+    /// End a device's designation as a dossier relay (region admins only)
+    Undesignate {
+        /// The device's node id (12D3KooW…) or the last 8+ characters of it
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

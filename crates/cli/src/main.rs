@@ -96,6 +96,7 @@ fn main() -> ExitCode {
         Command::Status => commands::up::status(&cli.global, out),
         Command::Demo { duration, dir } => commands::demo::run(out, duration, dir),
         Command::Device(cmd) => commands::region::device(&cli.global, out, cmd),
+        Command::Relay(cmd) => commands::region::relay(&cli.global, out, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1066,3 +1066,140 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
     let v = env.json(&["audit", "--verify"]);
     assert_eq!(v["entries"].as_i64(), Some(4));
 }
+
+/// Runs `regiosync up` on loopback with `--peer` addresses; killed on drop.
+struct Up(std::process::Child);
+
+impl Up {
+    fn start(env: &Env, port: u16, peers: &[u16]) -> Self {
+        let mut c = env.cmd(&[
+            "up",
+            "--no-mdns",
+            "--sync-interval",
+            "1",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+        ]);
+        for p in peers {
+            c.args(["--peer", &format!("/ip4/127.0.0.1/tcp/{p}")]);
+        }
+        Self(
+            c.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `ok` every 100 ms for up to 60 s.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_relay_process_forwards_a_sealed_dossier_it_cannot_read_while_the_roc_is_offline() {
+    // Three separate data dirs and processes: the kerngemeente (founder, relay), the
+    // ROC, and Zeist, where the student lives.
+    let kern = Env::new();
+    let kern_id = kern.json(&[
+        "init",
+        "--party",
+        "gemeente-utrecht",
+        "--role",
+        "kerngemeente",
+    ])["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    kern.json(&["region", "create", "Regio Utrecht"]);
+    let roc = Env::new();
+    let zeist = Env::new();
+    for (env, p, role) in [
+        (&roc, "roc-midden", "roc"),
+        (&zeist, "gemeente-zeist", "gemeente"),
+    ] {
+        env.json(&["init", "--party", p, "--role", role]);
+        let code = kern.json(&["invite", "--party", p, "--role", role])["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let req = env._tmp.path().join("join.req");
+        env.json(&["join", &code, "--request-out", req.to_str().unwrap()]);
+        let bundle = kern._tmp.path().join(format!("{p}.bundle"));
+        kern.json(&[
+            "accept",
+            req.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ]);
+        env.json(&["import", bundle.to_str().unwrap()]);
+    }
+    // Only an admin designates relays.
+    assert_fails(&roc.run(&["relay", "designate", &kern_id]), 1, "admin");
+    kern.json(&["relay", "designate", &kern_id]);
+    let log = kern._tmp.path().join("all.bundle");
+    kern.json(&["export", "--out", log.to_str().unwrap()]);
+    for env in [&roc, &zeist] {
+        env.json(&["import", log.to_str().unwrap()]);
+    }
+    assert_eq!(roc.json(&["relay", "list"])[0]["device"], kern_id.as_str());
+
+    let (pk, pr, pz) = (free_port(), free_port(), free_port());
+    let kern_up = Up::start(&kern, pk, &[]);
+    let roc_up = Up::start(&roc, pr, &[pk]);
+    let id = roc.json(&[
+        "dossier",
+        "new",
+        "--woongemeente",
+        "gemeente-zeist",
+        "--purpose",
+        "Jeugdwet: ondersteuning",
+        "--set",
+        "naam=Sanne de Vries",
+        "--user",
+        "j.bakker",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The relay holds it sealed and cannot open it.
+    eventually("the relay holds the dossier", || {
+        let o = kern.run(&["dossier", "list", "--json"]);
+        o.status.success()
+            && serde_json::from_slice::<Value>(&o.stdout)
+                .is_ok_and(|v| v[0]["id"] == id.as_str() && v[0]["readable"] == false)
+    });
+    let o = kern.run(&["dossier", "show", &id, "--purpose", "x", "--user", "beheer"]);
+    assert!(!o.status.success());
+    // The ROC goes offline before Zeist comes online: Zeist gets it from the relay.
+    drop(roc_up);
+    let _zeist_up = Up::start(&zeist, pz, &[pk]);
+    eventually("Zeist reads the dossier", || {
+        let o = zeist.run(&[
+            "dossier",
+            "show",
+            &id,
+            "--purpose",
+            "intake",
+            "--user",
+            "m.jansen",
+            "--json",
+        ]);
+        o.status.success()
+            && serde_json::from_slice::<Value>(&o.stdout)
+                .is_ok_and(|v| v["dossier"]["naam"] == "Sanne de Vries")
+    });
+    drop(kern_up);
+}

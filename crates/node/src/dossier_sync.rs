@@ -449,12 +449,44 @@ impl Node {
 
     /// Gives devices in force that lack a key of the dossier every key this device
     /// holds (best effort: a locked node or a device without keys does nothing).
+    /// Devices of the owner party wrap for every device; others only for devices of
+    /// their own party, so that a new device does not get a copy from every member.
     pub(crate) fn wrap_for_new_devices(&mut self, id: &DocId) {
         if self.secret.is_none() {
             return;
         }
+        let Ok(state) = self.region_state() else {
+            return;
+        };
+        let Ok(access) = self.dossier_access(id) else {
+            return;
+        };
+        let mine = &self.info.party;
+        let missing = access.missing_wraps(&state, today());
+        let for_us = access.owner == *mine
+            || missing
+                .values()
+                .flatten()
+                .any(|d| state.devices.get(d).is_some_and(|d| d.party == *mine));
+        if missing.is_empty() || !for_us || !access.in_force(&state, today()).contains(mine) {
+            return;
+        }
         if let Err(e) = self.wrap_missing(id) {
             tracing::debug!(dossier = %id, error = %e, "could not wrap keys for new devices");
+        }
+    }
+
+    /// After control ops that added devices: wraps the keys of every dossier this
+    /// device holds for the new devices of parties with access.
+    pub(crate) fn wrap_dossiers_for_new_devices(&mut self) {
+        if self.secret.is_none() {
+            return;
+        }
+        let Ok(ids) = self.store.dossier_ids() else {
+            return;
+        };
+        for id in ids {
+            self.wrap_for_new_devices(&id);
         }
     }
 

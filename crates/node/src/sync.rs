@@ -536,6 +536,15 @@ impl Node {
             }
             Ok::<_, NodeError>(())
         })?;
+        if new.iter().any(|o| {
+            matches!(
+                o.op().body,
+                regiosync_core::control::OpBody::AddDevice { .. }
+            )
+        }) {
+            // A new device of a party with access gets the dossiers' keys.
+            self.wrap_dossiers_for_new_devices();
+        }
         Ok(new.len())
     }
 

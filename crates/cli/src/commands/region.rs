@@ -8,7 +8,7 @@ use regiosync_core::id::{NodeId, PartyName, Role};
 use regiosync_node::Node;
 use serde_json::json;
 
-use crate::cli::{DeviceCommand, GlobalArgs, PartyCommand, RegionCommand};
+use crate::cli::{DeviceCommand, GlobalArgs, PartyCommand, RegionCommand, RelayCommand};
 use crate::output::Output;
 
 /// Largest file `accept` and `import` read (the formats have their own, lower limits).
@@ -263,6 +263,51 @@ pub(crate) fn device(global: &GlobalArgs, out: Output, cmd: DeviceCommand) -> an
             out.emit(&json!({ "removed": device, "op": op.to_string() }), || {
                 format!("Removed device {device}. Its changes after this point are rejected by every node.\n")
             })
+        }
+    }
+}
+
+pub(crate) fn relay(global: &GlobalArgs, out: Output, cmd: RelayCommand) -> anyhow::Result<()> {
+    let mut node = super::open_node(global)?;
+    let state = node.region_state()?;
+    let relay = matches!(cmd, RelayCommand::Designate { .. });
+    match cmd {
+        RelayCommand::List => {
+            let relays: Vec<(NodeId, String)> = state
+                .devices
+                .keys()
+                .filter(|d| state.is_dossier_relay(d))
+                .map(|d| (*d, state.devices[d].party.to_string()))
+                .collect();
+            out.emit(
+                &relays
+                    .iter()
+                    .map(|(d, p)| json!({ "device": d, "party": p }))
+                    .collect::<Vec<_>>(),
+                || {
+                    if relays.is_empty() {
+                        return "No dossier relays: dossiers travel only between the parties with access.\n".to_string();
+                    }
+                    relays
+                        .iter()
+                        .map(|(d, p)| format!("{d}  {p}\n"))
+                        .collect()
+                },
+            )
+        }
+        RelayCommand::Designate { id } | RelayCommand::Undesignate { id } => {
+            let device = resolve_device(&state, &id)?;
+            let op = node.set_dossier_relay(device, relay)?;
+            out.emit(
+                &json!({ "device": device, "relay": relay, "op": op.to_string() }),
+                || {
+                    if relay {
+                        format!("Designated {device} as a dossier relay: it stores and forwards sealed dossiers it cannot read.\n")
+                    } else {
+                        format!("{device} is no longer a dossier relay.\n")
+                    }
+                },
+            )
         }
     }
 }
