@@ -9,7 +9,12 @@
 //!    a separate store handle (as the CLI makes it) until it is stored on all four
 //!    other nodes; p50 and p99 over 40 edits.
 //!
-//! Run: `cargo bench -p regiosync-node --bench sync` (add `-- --quick` for a smaller run).
+//! 3. **sealed dossiers**: a new device catches up 1,000 dossiers of 20 sealed changes
+//!    each. Baseline: the same dossiers unsealed (their plaintext documents) in
+//!    Automerge's in-memory sync.
+//!
+//! Run: `cargo bench -p regiosync-node --bench sync` (add `-- --quick` for a smaller
+//! run, `-- --dossiers` for the dossier workload alone).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)] // a bench prints and may panic
 
@@ -114,39 +119,9 @@ async fn catch_up(plans: usize, changes: usize, reps: usize) {
     let mut base_ms = Vec::new();
     let mut base_bytes = 0;
     for _ in 0..reps {
-        let mut pairs: Vec<(Automerge, Automerge)> = sources
-            .iter()
-            .map(|s| (s.clone(), Automerge::new()))
-            .collect();
-        let t = Instant::now();
-        base_bytes = 0;
-        for (src, dst) in &mut pairs {
-            let (mut s1, mut s2) = (sync::State::new(), sync::State::new());
-            loop {
-                let mut moved = false;
-                if let Some(m) = src.generate_sync_message(&mut s1) {
-                    let b = m.encode();
-                    base_bytes += b.len();
-                    dst.receive_sync_message(&mut s2, sync::Message::decode(&b).unwrap())
-                        .unwrap();
-                    moved = true;
-                }
-                if let Some(m) = dst.generate_sync_message(&mut s2) {
-                    let b = m.encode();
-                    base_bytes += b.len();
-                    src.receive_sync_message(&mut s1, sync::Message::decode(&b).unwrap())
-                        .unwrap();
-                    moved = true;
-                }
-                if !moved {
-                    break;
-                }
-            }
-        }
-        base_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        for (src, dst) in &pairs {
-            assert_eq!(src.get_heads(), dst.get_heads());
-        }
+        let (ms, b) = automerge_sync(&sources);
+        base_ms.push(ms);
+        base_bytes = b;
     }
 
     // regiosync: a fresh node joins and syncs from the kerngemeente over loopback.
@@ -154,58 +129,14 @@ async fn catch_up(plans: usize, changes: usize, reps: usize) {
     let mut last = None;
     for _ in 0..reps {
         let fresh = fresh_nodes.remove(0);
-        let mut kern_node = Node::open(&tmp.path().join("kern")).unwrap();
-        let (kern_net, mut events, kern_task) = regiosync_net::spawn(
-            kern_node.network_key().unwrap(),
-            regiosync_net::Config {
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-                ..regiosync_net::Config::default()
-            },
-        )
-        .unwrap();
-        let addr = loop {
-            if let Some(NetEvent::Listening { addr }) = events.recv().await {
-                break addr;
-            }
-        };
-        let fresh_id = fresh.info().node_id;
-        kern_net.set_members([fresh_id.to_peer_id()]).await.unwrap();
-        let kern_id = kern_node.info().node_id;
-        let responder = Arc::new(Mutex::new(kern_node));
-        let r2 = responder.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                if let NetEvent::Request { peer, data, reply } = ev {
-                    let from = regiosync_core::id::NodeId::from_peer_id(&peer).unwrap();
-                    let _ = reply.send(r2.lock().await.respond(&from, &data).frame);
-                }
-            }
-        });
-        let mut fresh = fresh;
-        let (net, _ev, task) = regiosync_net::spawn(
-            fresh.network_key().unwrap(),
-            regiosync_net::Config {
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-                ..regiosync_net::Config::default()
-            },
-        )
-        .unwrap();
-        net.set_members([kern_id.to_peer_id()]).await.unwrap();
-        net.add_address(kern_id.to_peer_id(), addr).await.unwrap();
-        let fresh = Mutex::new(fresh);
-        let t = Instant::now();
-        let report = sync_with(&fresh, &net, kern_id).await.unwrap();
-        ours_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        let got: usize = {
-            let f = fresh.lock().await;
-            docs.iter()
-                .map(|d| f.store().changes(d).map(|c| c.len()).unwrap_or(0))
-                .sum()
-        };
+        let (ms, report, fresh) = session(&tmp.path().join("kern"), fresh).await;
+        ours_ms.push(ms);
+        let got: usize = docs
+            .iter()
+            .map(|d| fresh.store().changes(d).map(|c| c.len()).unwrap_or(0))
+            .sum();
         assert_eq!(got, total_changes, "the fresh node must have every change");
         last = Some(report);
-        task.shutdown().await;
-        kern_task.shutdown().await;
     }
     let report = last.unwrap();
     let (b, o) = (median(&mut base_ms), median(&mut ours_ms));
@@ -225,6 +156,214 @@ async fn catch_up(plans: usize, changes: usize, reps: usize) {
         report.round_trips
     );
     println!("\nratio regiosync / baseline (wall): {:.1}x", o / b);
+}
+
+/// One sync session over libp2p on loopback: the node in `source_dir` answers, the
+/// `fresh` node asks. Returns the session's wall time in ms, its report and the node.
+async fn session(source_dir: &Path, fresh: Node) -> (f64, regiosync_node::SyncReport, Node) {
+    let mut kern_node = Node::open(source_dir).unwrap();
+    let (kern_net, mut events, kern_task) = regiosync_net::spawn(
+        kern_node.network_key().unwrap(),
+        regiosync_net::Config {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            ..regiosync_net::Config::default()
+        },
+    )
+    .unwrap();
+    let addr = loop {
+        if let Some(NetEvent::Listening { addr }) = events.recv().await {
+            break addr;
+        }
+    };
+    let fresh_id = fresh.info().node_id;
+    kern_net.set_members([fresh_id.to_peer_id()]).await.unwrap();
+    let kern_id = kern_node.info().node_id;
+    let responder = Arc::new(Mutex::new(kern_node));
+    let r2 = responder.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let NetEvent::Request { peer, data, reply } = ev {
+                let from = regiosync_core::id::NodeId::from_peer_id(&peer).unwrap();
+                let _ = reply.send(r2.lock().await.respond(&from, &data).frame);
+            }
+        }
+    });
+    let mut fresh = fresh;
+    let (net, _ev, task) = regiosync_net::spawn(
+        fresh.network_key().unwrap(),
+        regiosync_net::Config {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            ..regiosync_net::Config::default()
+        },
+    )
+    .unwrap();
+    net.set_members([kern_id.to_peer_id()]).await.unwrap();
+    net.add_address(kern_id.to_peer_id(), addr).await.unwrap();
+    let fresh = Mutex::new(fresh);
+    let t = Instant::now();
+    let report = sync_with(&fresh, &net, kern_id).await.unwrap();
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    task.shutdown().await;
+    kern_task.shutdown().await;
+    (ms, report, fresh.into_inner())
+}
+
+/// Automerge's in-memory sync of `sources` into empty documents: (ms, bytes).
+fn automerge_sync(sources: &[Automerge]) -> (f64, usize) {
+    let mut pairs: Vec<(Automerge, Automerge)> = sources
+        .iter()
+        .map(|s| (s.clone(), Automerge::new()))
+        .collect();
+    let t = Instant::now();
+    let mut bytes = 0;
+    for (src, dst) in &mut pairs {
+        let (mut s1, mut s2) = (sync::State::new(), sync::State::new());
+        loop {
+            let mut moved = false;
+            if let Some(m) = src.generate_sync_message(&mut s1) {
+                let b = m.encode();
+                bytes += b.len();
+                dst.receive_sync_message(&mut s2, sync::Message::decode(&b).unwrap())
+                    .unwrap();
+                moved = true;
+            }
+            if let Some(m) = dst.generate_sync_message(&mut s2) {
+                let b = m.encode();
+                bytes += b.len();
+                src.receive_sync_message(&mut s1, sync::Message::decode(&b).unwrap())
+                    .unwrap();
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    for (src, dst) in &pairs {
+        assert_eq!(src.get_heads(), dst.get_heads());
+    }
+    (ms, bytes)
+}
+
+/// Catch-up of sealed dossiers: a new device of the owner party syncs `n` dossiers
+/// of `changes` sealed changes each (plus their access logs) from the owner's node.
+/// Baseline: the same dossiers unsealed (their plaintext Automerge documents) in
+/// Automerge's in-memory sync: no sealing, no signatures, no network, no store.
+async fn dossier_catch_up(n: usize, changes: usize, reps: usize) {
+    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::DossierField;
+    use regiosync_node::dossiers::{NewDossier, Reader};
+    let tmp = tempfile::tempdir().unwrap();
+    let src_dir = tmp.path().join("roc");
+    Node::init(&src_dir, party("roc-midden"), Role::Roc, None).unwrap();
+    let mut roc = Node::open(&src_dir).unwrap();
+    roc.create_region("Bench").unwrap();
+    // The new devices join first: every dossier's keys are wrapped for them.
+    let mut fresh_nodes: Vec<Node> = (0..reps)
+        .map(|r| {
+            join(
+                &mut roc,
+                &tmp.path().join(format!("laptop{r}")),
+                "roc-midden",
+                Role::Roc,
+            )
+        })
+        .collect();
+    let by = Reader {
+        user: "bench".into(),
+        purpose: "bench".into(),
+    };
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = roc
+            .create_dossier(
+                &NewDossier {
+                    woongemeente: party("roc-midden"),
+                    basis: Basis::Toestemming,
+                    purpose: "bench".into(),
+                    fields: vec![
+                        (DossierField::Naam, format!("Student {i}")),
+                        (DossierField::Opleiding, "Verzorgende IG niveau 3".into()),
+                    ],
+                },
+                &by,
+            )
+            .unwrap();
+        for k in 1..changes {
+            roc.add_dossier_note(
+                &id,
+                &format!("Contactmoment {k}: gesprek over voortgang en aanwezigheid."),
+                &by,
+            )
+            .unwrap();
+        }
+        ids.push(id);
+    }
+    // The plaintext documents, as a device with the keys reads them.
+    let mut sources = Vec::new();
+    let mut sealed_bytes = 0;
+    for id in &ids {
+        let access = roc.dossier_access(id).unwrap();
+        let ring = roc.key_ring_for_tests(&access).unwrap();
+        let mut am = Automerge::new();
+        for c in roc.store().changes(id).unwrap() {
+            sealed_bytes += c.bytes.len() + c.envelope.as_ref().map_or(0, Vec::len);
+            am.load_incremental(&ring.unseal(&c.hash, &c.bytes).unwrap())
+                .unwrap();
+        }
+        sources.push(am);
+    }
+    let saved: usize = sources.iter().map(|a| a.clone().save().len()).sum();
+    let total: usize = ids
+        .iter()
+        .map(|d| roc.store().changes(d).unwrap().len())
+        .sum();
+    drop(roc);
+    let mut base_ms = Vec::new();
+    let mut base_bytes = 0;
+    for _ in 0..reps {
+        let (ms, b) = automerge_sync(&sources);
+        base_ms.push(ms);
+        base_bytes = b;
+    }
+    let mut ours_ms = Vec::new();
+    let mut last = None;
+    for _ in 0..reps {
+        let fresh = fresh_nodes.remove(0);
+        let (ms, report, fresh) = session(&src_dir, fresh).await;
+        ours_ms.push(ms);
+        let got: usize = ids
+            .iter()
+            .map(|d| fresh.store().changes(d).map(|c| c.len()).unwrap_or(0))
+            .sum();
+        assert_eq!(got, total, "the new device must hold every sealed change");
+        let mut fresh = fresh;
+        let d = fresh.read_dossier(&ids[n - 1], &by).unwrap();
+        assert_eq!(d.contacten.len(), changes - 1);
+        last = Some(report);
+    }
+    let report = last.unwrap();
+    let wire = report.bytes_sent + report.bytes_received;
+    let (b, o) = (median(&mut base_ms), median(&mut ours_ms));
+    println!(
+        "\n## catch-up of {n} dossiers, {total} changes: sealed through regiosync vs the same dossiers unsealed\n"
+    );
+    println!(
+        "plaintext saved size {saved} bytes; sealed changes with envelopes {sealed_bytes} bytes\n"
+    );
+    println!("| system | median wall | bytes on the wire | bytes / saved size | round trips |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| unsealed: automerge in-memory sync (baseline) | {b:.0} ms | {base_bytes} | {:.2} | - |",
+        base_bytes as f64 / saved as f64
+    );
+    println!(
+        "| sealed: regiosync over libp2p (verified, stored) | {o:.0} ms | {wire} | {:.2} | {} |",
+        wire as f64 / saved as f64,
+        report.round_trips
+    );
+    println!("\nratio sealed / unsealed (wall): {:.1}x", o / b);
 }
 
 async fn edit_to_visible(edits: usize) {
@@ -330,18 +469,24 @@ fn main() {
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let only_latency = std::env::args().any(|a| a == "--latency");
-    let (plans, changes, reps, edits) = if quick {
-        (4, 2_000, 1, 10)
+    let only_dossiers = std::env::args().any(|a| a == "--dossiers");
+    let (plans, changes, reps, edits, dossiers) = if quick {
+        (4, 2_000, 1, 10, 50)
     } else {
-        (20, 50_000, 3, 40)
+        (20, 50_000, 3, 40, 1_000)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
+        if only_dossiers {
+            dossier_catch_up(dossiers, 20, reps).await;
+            return;
+        }
         if !only_latency {
             catch_up(plans, changes, reps).await;
+            dossier_catch_up(dossiers, 20, reps).await;
         }
         edit_to_visible(edits).await;
     });

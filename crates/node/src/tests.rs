@@ -462,3 +462,159 @@ fn two_processes_writing_one_dossier_at_once_lose_nothing() {
     let d = node.read_dossier(&id, &by).unwrap();
     assert_eq!(d.contacten.len(), 16, "every note of both writers");
 }
+
+#[test]
+fn hostile_dossier_messages_are_refused_and_never_stored() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::control::Signed;
+    use regiosync_core::control::dossier::{Basis, DossierBody, DossierOp};
+    use regiosync_core::id::DocId;
+    use regiosync_core::sync::{DossierMessage, Request, SignedChange};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mk = |name: &str, p: &str, role: Role| {
+        let dir = tmp.path().join(name);
+        Node::init(&dir, party(p), role, None).unwrap();
+        Node::open(&dir).unwrap()
+    };
+    let mut kern = mk("kern", "gemeente-utrecht", Role::Kerngemeente);
+    kern.create_region("Regio Utrecht").unwrap();
+    let mut roc = mk("roc", "roc-midden", Role::Roc);
+    let mut zeist = mk("zeist", "gemeente-zeist", Role::Gemeente);
+    let mut houten = mk("houten", "gemeente-houten", Role::Gemeente);
+    for (n, p, role) in [
+        (&mut roc, "roc-midden", Role::Roc),
+        (&mut zeist, "gemeente-zeist", Role::Gemeente),
+        (&mut houten, "gemeente-houten", Role::Gemeente),
+    ] {
+        let code = kern.invite(party(p), role, false, 600).unwrap();
+        let (_, bundle) = kern
+            .accept(&n.join_request(&code.encode()).unwrap())
+            .unwrap();
+        n.import(&bundle).unwrap();
+    }
+    let log = kern.export().unwrap();
+    for n in [&mut roc, &mut zeist, &mut houten] {
+        n.import(&log).unwrap();
+    }
+    let by = Reader {
+        user: "j.bakker".into(),
+        purpose: "begeleiding".into(),
+    };
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Jeugdwet".into(),
+                fields: vec![(regiosync_core::dossier::DossierField::Naam, "Sanne".into())],
+            },
+            &by,
+        )
+        .unwrap();
+    let roc_id = roc.info().node_id;
+    let ops = roc.store().dossier_ops(&id).unwrap();
+    let changes: Vec<SignedChange> = roc
+        .store()
+        .changes(&id)
+        .unwrap()
+        .into_iter()
+        .map(|r| SignedChange {
+            change: r.bytes,
+            envelope: r.envelope.unwrap(),
+        })
+        .collect();
+    let frame = |dossier: DocId, ops: Vec<Vec<u8>>, changes: Vec<SignedChange>| {
+        Request::Dossiers {
+            dossiers: vec![DossierMessage {
+                dossier,
+                have: vec![],
+                ops,
+                changes,
+                withheld: false,
+            }],
+        }
+        .encode()
+    };
+    let held = |n: &Node| {
+        n.store()
+            .dossier_items()
+            .unwrap()
+            .get(&id)
+            .map_or(0, |i| i.ops.len() + i.changes.len())
+    };
+
+    // Tampered ciphertext: the sender is cut off, nothing of the change is stored.
+    let mut tampered = changes.clone();
+    let last = tampered[0].change.len() - 1;
+    tampered[0].change[last] ^= 1;
+    let a = zeist.respond(&roc_id, &frame(id, ops.clone(), tampered));
+    assert!(a.misbehaved.is_some());
+    assert!(zeist.store().changes(&id).unwrap().is_empty());
+    // A forged op signature: refused, counted against the sender.
+    let mut forged = ops.clone();
+    let end = forged[0].len() - 1;
+    forged[0][end] ^= 1;
+    let a = zeist.respond(&roc_id, &frame(id, forged, vec![]));
+    assert!(a.misbehaved.is_some());
+    // Another dossier's content filed under this id.
+    let other = DocId::random().unwrap();
+    let a = zeist.respond(&roc_id, &frame(other, ops.clone(), changes.clone()));
+    assert!(a.misbehaved.is_some());
+    assert!(zeist.store().dossier_ops(&other).unwrap().is_empty());
+    // A party without access is sent the dossier: it stores nothing (not an attack by
+    // the sender necessarily: its view of the access may be ahead).
+    let a = houten.respond(&roc_id, &frame(id, ops.clone(), changes.clone()));
+    assert!(a.misbehaved.is_none());
+    assert_eq!(held(&houten), 0);
+    assert!(houten.store().document(&id).unwrap().is_none());
+
+    // The honest message is taken in whole, and reads.
+    let a = zeist.respond(&roc_id, &frame(id, ops.clone(), changes.clone()));
+    assert!(a.misbehaved.is_none(), "{:?}", a.misbehaved);
+    assert_eq!(held(&zeist), held(&roc));
+    assert_eq!(zeist.read_dossier(&id, &by).unwrap().naam, "Sanne");
+
+    // An erasure by a party that is neither the owner nor an admin changes nothing.
+    let state = roc.region_state().unwrap();
+    let open = ops
+        .iter()
+        .map(|b| Signed::<DossierOp>::decode(b).unwrap())
+        .find(|o| matches!(o.payload().body, DossierBody::Open { .. }))
+        .unwrap();
+    let houten_id = houten.info().node_id;
+    let erase = Signed::sign(
+        DossierOp {
+            region: state.region,
+            dossier: id,
+            parents: vec![open.hash()],
+            author: houten_id,
+            time: 1_800_000_000,
+            body: DossierBody::Erase,
+        },
+        houten.signing_key_for_tests().unwrap(),
+    )
+    .unwrap();
+    zeist.respond(&houten_id, &frame(id, vec![erase.encode()], vec![]));
+    assert!(zeist.store().dossier_erased(&id).unwrap().is_none());
+    assert_eq!(zeist.read_dossier(&id, &by).unwrap().naam, "Sanne");
+    // The owner's erasure is final: the data is gone and comes back from no one.
+    let erase = Signed::sign(
+        DossierOp {
+            region: state.region,
+            dossier: id,
+            parents: vec![open.hash()],
+            author: roc_id,
+            time: 1_800_000_000,
+            body: DossierBody::Erase,
+        },
+        roc.signing_key_for_tests().unwrap(),
+    )
+    .unwrap();
+    zeist.respond(&roc_id, &frame(id, vec![erase.encode()], vec![]));
+    assert!(zeist.store().dossier_erased(&id).unwrap().is_some());
+    assert_eq!(held(&zeist), 0);
+    zeist.respond(&roc_id, &frame(id, ops, changes));
+    assert_eq!(held(&zeist), 0, "an erased dossier was taken in again");
+    assert!(zeist.read_dossier(&id, &by).is_err());
+}
