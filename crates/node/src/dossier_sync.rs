@@ -221,7 +221,11 @@ impl Node {
         let mut budget = MAX_DOSSIER_BATCH_BYTES;
         let mut held = self.store.dossier_items()?;
         let mut out = Vec::new();
-        for m in incoming.iter().filter(|m| !m.withheld) {
+        let mut seen = HashSet::new();
+        for m in incoming
+            .iter()
+            .filter(|m| !m.withheld && seen.insert(m.dossier))
+        {
             let id = m.dossier;
             let theirs: HashSet<[u8; 32]> = m.have.iter().copied().collect();
             let mut reply = DossierMessage {
@@ -237,7 +241,9 @@ impl Node {
                     for op in [&t.open_op, &t.erase_op] {
                         if let Ok(o) = Signed::<DossierOp>::decode_stored(op)
                             && !theirs.contains(&o.hash().0)
+                            && op.len() <= budget
                         {
+                            budget -= op.len();
                             reply.ops.push(op.clone());
                         }
                     }
@@ -245,8 +251,19 @@ impl Node {
                     reply.withheld = true;
                 }
             } else if let Some(items) = held.remove(&id) {
-                if self.may_send_dossier(state, peer, &id, &items)? {
-                    reply.have = all_items(&items);
+                let mine = all_items(&items);
+                if !self.may_send_dossier(state, peer, &id, &items)? {
+                    // The peer holds what this node lacks: this node may be behind
+                    // (a grant it has not seen). It says what it has, so the peer
+                    // sends the rest; otherwise it withholds.
+                    let ours: HashSet<&[u8; 32]> = mine.iter().collect();
+                    if m.have.iter().all(|h| ours.contains(h)) {
+                        reply.withheld = true;
+                    } else {
+                        reply.have = mine;
+                    }
+                } else {
+                    reply.have = mine;
                     for b in self.store.dossier_ops(&id)? {
                         if let Ok(o) = Signed::<DossierOp>::decode_stored(&b)
                             && !theirs.contains(&o.hash().0)
@@ -268,8 +285,6 @@ impl Node {
                             envelope,
                         });
                     }
-                } else {
-                    reply.withheld = true;
                 }
             }
             out.push(reply);
@@ -286,9 +301,16 @@ impl Node {
         incoming: &[DossierMessage],
     ) -> Result<Received, NodeError> {
         let mut total = Received::default();
+        let mut seen = HashSet::new();
         for m in incoming {
+            if !seen.insert(m.dossier) {
+                // A dossier named twice in one message: only the first counts.
+                continue;
+            }
             if m.withheld {
-                self.withheld.insert((*peer, m.dossier));
+                if self.store.document(&m.dossier)?.is_some() {
+                    self.withheld.insert((*peer, m.dossier));
+                }
                 continue;
             }
             if m.ops.is_empty() && m.changes.is_empty() {
@@ -337,36 +359,42 @@ impl Node {
         let mut all = log;
         all.extend(new_ops.iter().cloned());
 
-        // Erasure first: it is final, whatever it was built on.
-        if let Some(erase) = new_ops
+        // Erasure first: it is final, whatever it was built on. Every new `Erase` is
+        // checked (a refused one must not hide a valid one behind it).
+        let open = all
             .iter()
-            .find(|o| matches!(o.payload().body, DossierBody::Erase))
-        {
-            let open = all.iter().find(|o| match &o.payload().body {
+            .find(|o| match &o.payload().body {
                 DossierBody::Open { owner, nonce } => {
                     dossier_id(&o.payload().author, owner, nonce) == id
                 }
                 _ => false,
-            });
-            match open.map(|open| (open, check_erase(state, id, open, erase))) {
-                Some((open, Ok(erased))) => {
+            })
+            .cloned();
+        let erases: Vec<SignedDossierOp> = new_ops
+            .iter()
+            .filter(|o| matches!(o.payload().body, DossierBody::Erase))
+            .cloned()
+            .collect();
+        for erase in erases {
+            let Some(open) = &open else {
+                tracing::info!(dossier = %id, "an erasure of a dossier whose root this node lacks waits");
+                break;
+            };
+            match check_erase(state, id, open, &erase) {
+                Ok(erased) => {
                     let audience = fold_dossier(state, id, &all)
                         .map(|a| ever_granted(&a, &all))
                         .unwrap_or_else(|| BTreeSet::from([self.info.party.clone()]));
-                    let (open, erase) = (open.clone(), erase.clone());
-                    self.purge_dossier(&id, &erased, &open, &erase, &audience)?;
+                    self.purge_dossier(&id, &erased, open, &erase, &audience)?;
                     tracing::info!(dossier = %id, by = %erased.by, "erased dossier (erasure received from a peer)");
                     got.stored += 1;
                     return Ok(got);
                 }
-                Some((_, Err(why))) => {
+                Err(why) => {
                     tracing::warn!(peer = %peer, dossier = %id, reason = %why, "refusing an erasure");
                     let h = erase.hash();
                     new_ops.retain(|o| o.hash() != h);
                     all.retain(|o| o.hash() != h);
-                }
-                None => {
-                    tracing::info!(dossier = %id, "an erasure of a dossier whose root this node lacks waits");
                 }
             }
         }
@@ -384,6 +412,9 @@ impl Node {
             tracing::info!(peer = %peer, dossier = %id, "not storing a dossier this party has no access to");
             return Ok(got);
         }
+        // Ops the fold refuses (no authority, another dossier's root, ...) are neither
+        // stored nor passed on; ops waiting for their parents are kept.
+        new_ops.retain(|o| !access.rejected.contains_key(&o.hash()));
         let known_ops = folded.known_ops();
         let mut rows = Vec::new();
         for sc in &m.changes {
@@ -519,4 +550,24 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// Leaves out of `msgs` every op and sealed change already in `sent` (by hash), adds
+/// the rest to it, and drops messages left empty.
+pub(crate) fn not_sent_yet(
+    msgs: Vec<DossierMessage>,
+    sent: &mut HashSet<[u8; 32]>,
+) -> Vec<DossierMessage> {
+    msgs.into_iter()
+        .filter_map(|mut m| {
+            m.ops.retain(|b| {
+                Signed::<DossierOp>::decode_stored(b).is_ok_and(|o| sent.insert(o.hash().0))
+            });
+            m.changes.retain(|c| {
+                SealedEnvelope::decode(&c.envelope)
+                    .is_ok_and(|e| sent.insert(e.fields().change_hash))
+            });
+            (!m.ops.is_empty() || !m.changes.is_empty()).then_some(m)
+        })
+        .collect()
 }

@@ -194,6 +194,9 @@ pub async fn sync_with(
         if digests.as_ref().map(|d| d.set.summary()) == Some(their_summary) {
             break 'session (digests, true);
         }
+        // Dossier items sent this session: what the peer refuses (it may be behind,
+        // or refuse for good) is not in its next `have` either, and goes at most once.
+        let mut sent = HashSet::new();
         for round in 0..MAX_ROUNDS {
             // Round 0 narrows with the digests of the last Hello; later rounds read afresh.
             let shared = match digests.take() {
@@ -240,6 +243,7 @@ pub async fn sync_with(
                     let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
                     n.opening_dossiers(&folded.state, &peer, batch)?
                 };
+
                 for _ in 0..=MAX_NEED_ROUNDS {
                     if outgoing.is_empty() {
                         break;
@@ -258,11 +262,10 @@ pub async fn sync_with(
                     let got = n.receive_dossiers(&folded, &peer, &dossiers)?;
                     report.dossier_items_received += got.stored;
                     report.changes_rejected += got.forged;
-                    outgoing = n
-                        .answer_dossiers(&folded.state, &peer, &dossiers)?
-                        .into_iter()
-                        .filter(|m| !m.ops.is_empty() || !m.changes.is_empty())
-                        .collect();
+                    outgoing = crate::dossier_sync::not_sent_yet(
+                        n.answer_dossiers(&folded.state, &peer, &dossiers)?,
+                        &mut sent,
+                    );
                 }
             }
             for batch in plans.chunks(MAX_DOCS_PER_ROUND) {

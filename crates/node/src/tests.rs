@@ -618,3 +618,114 @@ fn hostile_dossier_messages_are_refused_and_never_stored() {
     assert_eq!(held(&zeist), 0, "an erased dossier was taken in again");
     assert!(zeist.read_dossier(&id, &by).is_err());
 }
+
+/// Answers sync requests from `from` with `responder`, in memory.
+struct Direct {
+    responder: std::sync::Mutex<Node>,
+    from: regiosync_core::id::NodeId,
+}
+
+impl crate::sync::Transport for Direct {
+    async fn request(
+        &self,
+        _peer: regiosync_core::id::NodeId,
+        frame: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let mut n = self.responder.lock().map_err(|e| e.to_string())?;
+        Ok(n.respond(&self.from, &frame).frame)
+    }
+}
+
+#[test]
+fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::control::dossier::Basis;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mk = |name: &str, p: &str, role: Role| {
+        let dir = tmp.path().join(name);
+        Node::init(&dir, party(p), role, None).unwrap();
+        Node::open(&dir).unwrap()
+    };
+    let mut roc = mk("roc", "roc-midden", Role::Roc);
+    roc.create_region("Regio Midden").unwrap();
+    let mut zeist = mk("zeist", "gemeente-zeist", Role::Gemeente);
+    let code = roc
+        .invite(party("gemeente-zeist"), Role::Gemeente, false, 600)
+        .unwrap();
+    let (_, bundle) = roc
+        .accept(&zeist.join_request(&code.encode()).unwrap())
+        .unwrap();
+    zeist.import(&bundle).unwrap();
+    let by = Reader {
+        user: "t".into(),
+        purpose: "test".into(),
+    };
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Jeugdwet".into(),
+                fields: vec![],
+            },
+            &by,
+        )
+        .unwrap();
+    let (roc_id, zeist_id) = (roc.info().node_id, zeist.info().node_id);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let held = |n: &Node| {
+        n.store()
+            .dossier_items()
+            .unwrap()
+            .get(&id)
+            .map_or(0, |i| i.ops.len() + i.changes.len())
+    };
+    // Zeist catches up.
+    let zeist = tokio::sync::Mutex::new(zeist);
+    let net = Direct {
+        responder: std::sync::Mutex::new(roc),
+        from: zeist_id,
+    };
+    rt.block_on(crate::sync::sync_with(&zeist, &net, roc_id))
+        .unwrap();
+    let mut zeist = zeist.into_inner();
+    let mut roc = net.responder.into_inner().unwrap();
+    assert_eq!(held(&zeist), held(&roc));
+
+    // The ROC revokes Zeist; Zeist, not knowing, writes a note offline.
+    roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd")
+        .unwrap();
+    zeist
+        .add_dossier_note(&id, "Geschreven na de intrekking.", &by)
+        .unwrap();
+    let roc_before = held(&roc);
+    let zeist_before = held(&zeist);
+    let zeist = tokio::sync::Mutex::new(zeist);
+    let net = Direct {
+        responder: std::sync::Mutex::new(roc),
+        from: zeist_id,
+    };
+    let report = rt
+        .block_on(crate::sync::sync_with(&zeist, &net, roc_id))
+        .unwrap();
+    // The note is offered once and refused; the session ends in a few round trips
+    // (not MAX_ROUNDS of resending), and Zeist is told nothing new.
+    assert!(report.round_trips <= 8, "{report:?}");
+    assert_eq!(report.dossier_items_sent, 1);
+    let roc = net.responder.into_inner().unwrap();
+    let zeist = zeist.into_inner();
+    assert_eq!(
+        held(&roc),
+        roc_before,
+        "the ROC stored the revoked party's note"
+    );
+    assert_eq!(
+        held(&zeist),
+        zeist_before,
+        "Zeist was sent something after its revocation"
+    );
+}
