@@ -480,8 +480,10 @@ impl Node {
 
     /// Gives devices in force that lack a key of the dossier every key this device
     /// holds (best effort: a locked node or a device without keys does nothing).
-    /// Devices of the owner party wrap for every device; others only for devices of
-    /// their own party, so that a new device does not get a copy from every member.
+    /// A device of the owner party wraps whenever a device lacks a key; a device of
+    /// another party in force only when a device of its own party lacks one (it then
+    /// wraps for every device lacking one), so that a new device does not get a copy
+    /// from every member.
     pub(crate) fn wrap_for_new_devices(&mut self, id: &DocId) {
         if self.secret.is_none() {
             return;
