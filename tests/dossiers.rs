@@ -192,6 +192,25 @@ fn has_note(d: &Dossier, text: &str) -> bool {
     d.contacten.iter().any(|c| c.tekst == text)
 }
 
+/// The student moves to Houten: the ROC revokes Zeist's access and grants Houten.
+fn move_to_houten(r: &Region, id: &DocId, basis: Basis, purpose: &str) {
+    let mut roc = r.node(ROC);
+    roc.revoke_dossier(id, party("gemeente-zeist"), "verhuisd naar Houten")
+        .unwrap();
+    roc.grant_dossier(id, party("gemeente-houten"), basis, purpose, None)
+        .unwrap();
+}
+
+/// Waits until each of `nodes` reads the note `text` in the dossier.
+async fn wait_for_note(r: &Region, nodes: &[usize], id: &DocId, text: &str) {
+    for &i in nodes {
+        wait_until(&format!("node {i} reads the note"), LIMIT, || {
+            r.read(i, id).is_ok_and(|d| has_note(&d, text))
+        })
+        .await;
+    }
+}
+
 /// A plan everyone reads, edited by `by` and awaited on `on`: shows sync is alive.
 async fn plans_still_sync(r: &Region, plan: &DocId, by: usize, on: &[usize], text: &str) {
     wait_until(&format!("node {by} has the plan"), LIMIT, || {
@@ -313,27 +332,15 @@ async fn the_student_moves_and_a_lost_laptop_is_removed() {
     let id = open_dossier(&r);
     let before = "Intake: ondersteuning bij plannen.";
     note(&r, ROC, &id, before);
-    for i in [ZEIST, ZEIST_2, ROC_LAPTOP] {
-        wait_until(&format!("node {i} reads the intake"), LIMIT, || {
-            r.read(i, &id).is_ok_and(|d| has_note(&d, before))
-        })
-        .await;
-    }
+    wait_for_note(&r, &[ZEIST, ZEIST_2, ROC_LAPTOP], &id, before).await;
 
     // The student moves to Houten: revoke Zeist, grant Houten.
-    {
-        let mut roc = r.node(ROC);
-        roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd naar Houten")
-            .unwrap();
-        roc.grant_dossier(
-            &id,
-            party("gemeente-houten"),
-            Basis::WettelijkeTaak,
-            "Jeugdwet: ondersteuning na verhuizing",
-            None,
-        )
-        .unwrap();
-    }
+    move_to_houten(
+        &r,
+        &id,
+        Basis::WettelijkeTaak,
+        "Jeugdwet: ondersteuning na verhuizing",
+    );
     let after = "Overdracht aan Houten besproken.";
     note(&r, ROC, &id, after);
     // Houten reads the whole history.
@@ -409,26 +416,9 @@ async fn erasure_reaches_every_holder_and_leaves_no_trace_and_the_audit_chain_ho
     let id = open_dossier(&r);
     let text = "Verzuimgesprek: afspraken over aanwezigheid.";
     note(&r, ROC, &id, text);
-    for i in [ZEIST, ZEIST_2, ROC_LAPTOP] {
-        wait_until(&format!("node {i} reads the note"), LIMIT, || {
-            r.read(i, &id).is_ok_and(|d| has_note(&d, text))
-        })
-        .await;
-    }
+    wait_for_note(&r, &[ZEIST, ZEIST_2, ROC_LAPTOP], &id, text).await;
     // Zeist becomes a former party (it keeps its old copy); Houten a new one.
-    {
-        let mut roc = r.node(ROC);
-        roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd naar Houten")
-            .unwrap();
-        roc.grant_dossier(
-            &id,
-            party("gemeente-houten"),
-            Basis::Toestemming,
-            "begeleiding na verhuizing",
-            None,
-        )
-        .unwrap();
-    }
+    move_to_houten(&r, &id, Basis::Toestemming, "begeleiding na verhuizing");
     wait_until("Houten reads the dossier", LIMIT, || {
         r.read(HOUTEN, &id).is_ok_and(|d| has_note(&d, text))
     })

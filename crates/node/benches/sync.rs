@@ -94,17 +94,6 @@ async fn catch_up(plans: usize, changes: usize, reps: usize) {
         .iter()
         .map(|d| kern.store().changes(d).unwrap().len())
         .sum();
-    let saved: usize = docs
-        .iter()
-        .map(|d| {
-            let mut am = Automerge::new();
-            for c in kern.store().changes(d).unwrap() {
-                am.load_incremental(&c.bytes).unwrap();
-            }
-            am.save().len()
-        })
-        .sum();
-
     // Baseline: Automerge's in-memory sync of the same documents.
     let sources: Vec<Automerge> = docs
         .iter()
@@ -116,13 +105,8 @@ async fn catch_up(plans: usize, changes: usize, reps: usize) {
             am
         })
         .collect();
-    let mut base_ms = Vec::new();
-    let mut base_bytes = 0;
-    for _ in 0..reps {
-        let (ms, b) = automerge_sync(&sources);
-        base_ms.push(ms);
-        base_bytes = b;
-    }
+    let saved: usize = sources.iter().map(|a| a.clone().save().len()).sum();
+    let (b, base_bytes) = baseline(&sources, reps);
 
     // regiosync: a fresh node joins and syncs from the kerngemeente over loopback.
     let mut ours_ms = Vec::new();
@@ -139,7 +123,7 @@ async fn catch_up(plans: usize, changes: usize, reps: usize) {
         last = Some(report);
     }
     let report = last.unwrap();
-    let (b, o) = (median(&mut base_ms), median(&mut ours_ms));
+    let o = median(&mut ours_ms);
     println!(
         "\n## catch-up of a fresh node: {plans} plans, {total_changes} changes, saved size {saved} bytes\n"
     );
@@ -246,6 +230,18 @@ fn automerge_sync(sources: &[Automerge]) -> (f64, usize) {
     (ms, bytes)
 }
 
+/// The median time of `reps` in-memory syncs of `sources`, and their bytes.
+fn baseline(sources: &[Automerge], reps: usize) -> (f64, usize) {
+    let mut ms = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..reps {
+        let (t, b) = automerge_sync(sources);
+        ms.push(t);
+        bytes = b;
+    }
+    (median(&mut ms), bytes)
+}
+
 /// Catch-up of sealed dossiers: a new device of the owner party syncs `n` dossiers
 /// of `changes` sealed changes each (plus their access logs) from the owner's node.
 /// Baseline: the same dossiers unsealed (their plaintext Automerge documents) in
@@ -320,13 +316,7 @@ async fn dossier_catch_up(n: usize, changes: usize, reps: usize) {
         .map(|d| roc.store().changes(d).unwrap().len())
         .sum();
     drop(roc);
-    let mut base_ms = Vec::new();
-    let mut base_bytes = 0;
-    for _ in 0..reps {
-        let (ms, b) = automerge_sync(&sources);
-        base_ms.push(ms);
-        base_bytes = b;
-    }
+    let (b, base_bytes) = baseline(&sources, reps);
     let mut ours_ms = Vec::new();
     let mut last = None;
     for _ in 0..reps {
@@ -345,7 +335,7 @@ async fn dossier_catch_up(n: usize, changes: usize, reps: usize) {
     }
     let report = last.unwrap();
     let wire = report.bytes_sent + report.bytes_received;
-    let (b, o) = (median(&mut base_ms), median(&mut ours_ms));
+    let o = median(&mut ours_ms);
     println!(
         "\n## catch-up of {n} dossiers, {total} changes: sealed through regiosync vs the same dossiers unsealed\n"
     );

@@ -34,12 +34,12 @@ use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
 use regiosync_core::envelope::sealed::{SealedEnvelope, SealedRejection, verify_sealed};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::{DossierMessage, SignedChange};
-use regiosync_store::{ChangeRow, DocumentRow, DossierItems, Tombstone};
+use regiosync_store::{ChangeRow, DossierItems, Tombstone};
 use time::Date;
 
 use crate::Node;
 use crate::documents::now_ms;
-use crate::dossiers::{KIND_DOSSIER, today};
+use crate::dossiers::{dossier_row, today};
 use crate::error::NodeError;
 
 /// Bytes of ops and sealed changes per `Dossiers` message, well under the 16 MiB
@@ -447,14 +447,8 @@ impl Node {
             }
         }
         let stored = self.store.write(|tx| {
-            if tx.load(&id).is_err() {
-                tx.insert_document(&DocumentRow {
-                    id,
-                    kind: KIND_DOSSIER.into(),
-                    subkind: String::new(),
-                    title: String::new(),
-                    created_ms: now_ms(),
-                })?;
+            if tx.document(&id)?.is_none() {
+                tx.insert_document(&dossier_row(id))?;
             }
             let mut n = 0;
             for op in &new_ops {

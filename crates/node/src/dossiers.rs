@@ -262,15 +262,8 @@ impl Node {
         let mut nonce = [0u8; 16];
         fill_random(&mut nonce)?;
         let id = dossier_id(&self.info.node_id, &owner, &nonce);
-        self.store.write(|tx| {
-            tx.insert_document(&DocumentRow {
-                id,
-                kind: KIND_DOSSIER.into(),
-                subkind: String::new(),
-                title: String::new(),
-                created_ms: now_ms(),
-            })
-        })?;
+        self.store
+            .write(|tx| tx.insert_document(&dossier_row(id)))?;
         self.issue_dossier_op(
             &id,
             DossierBody::Open {
@@ -527,6 +520,17 @@ impl Node {
         let entry = self.audit_entry(id, by, action);
         self.store.write(|tx| tx.append_audit(&entry).map(|_| ()))?;
         Ok(())
+    }
+}
+
+/// The `documents` row of a dossier: no title, nothing that says whose it is.
+pub(crate) fn dossier_row(id: DocId) -> DocumentRow {
+    DocumentRow {
+        id,
+        kind: KIND_DOSSIER.into(),
+        subkind: String::new(),
+        title: String::new(),
+        created_ms: now_ms(),
     }
 }
 

@@ -743,7 +743,7 @@ impl Node {
             let doc = m.doc;
             let kind = acl.kind;
             stored += self.store.write(|tx| {
-                if tx.load(&doc).is_err() {
+                if tx.document(&doc)?.is_none() {
                     tx.insert_document(&DocumentRow {
                         id: doc,
                         kind: KIND_PLAN.into(),

@@ -274,6 +274,38 @@ fn a_resident_document_sees_edits_of_other_handles_and_new_control_state() {
     assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Drie.\n");
 }
 
+/// A region of four parties in `root` (the kerngemeente, founder and admin; the ROC;
+/// gemeente-zeist; gemeente-houten), joined by files, each knowing every device.
+fn dossier_region(root: &std::path::Path) -> [Node; 4] {
+    let mk = |name: &str, p: &str, role: Role| {
+        let dir = root.join(name);
+        Node::init(&dir, party(p), role, None).unwrap();
+        Node::open(&dir).unwrap()
+    };
+    let mut kern = mk("kern", "gemeente-utrecht", Role::Kerngemeente);
+    kern.create_region("Regio Utrecht").unwrap();
+    let mut others = [
+        ("roc", "roc-midden", Role::Roc),
+        ("zeist", "gemeente-zeist", Role::Gemeente),
+        ("houten", "gemeente-houten", Role::Gemeente),
+    ]
+    .map(|(name, p, role)| {
+        let mut n = mk(name, p, role);
+        let code = kern.invite(party(p), role, false, 600).unwrap();
+        let (_, bundle) = kern
+            .accept(&n.join_request(&code.encode()).unwrap())
+            .unwrap();
+        n.import(&bundle).unwrap();
+        n
+    });
+    let log = kern.export().unwrap();
+    for n in &mut others {
+        n.import(&log).unwrap();
+    }
+    let [roc, zeist, houten] = others;
+    [kern, roc, zeist, houten]
+}
+
 #[test]
 fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     use crate::dossiers::{NewDossier, Reader};
@@ -283,28 +315,7 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     use regiosync_core::seal::SealError;
 
     let tmp = tempfile::tempdir().unwrap();
-    let mk = |name: &str, p: &str, role: Role| {
-        let dir = tmp.path().join(name);
-        Node::init(&dir, party(p), role, None).unwrap();
-        Node::open(&dir).unwrap()
-    };
-    let mut kern = mk("kern", "gemeente-utrecht", Role::Kerngemeente);
-    kern.create_region("Regio Utrecht").unwrap();
-    let mut roc = mk("roc", "roc-midden", Role::Roc);
-    let mut a = mk("a", "gemeente-zeist", Role::Gemeente);
-    let mut b = mk("b", "gemeente-houten", Role::Gemeente);
-    for (n, p, role) in [
-        (&mut roc, "roc-midden", Role::Roc),
-        (&mut a, "gemeente-zeist", Role::Gemeente),
-        (&mut b, "gemeente-houten", Role::Gemeente),
-    ] {
-        let code = kern.invite(party(p), role, false, 600).unwrap();
-        let (_, bundle) = kern
-            .accept(&n.join_request(&code.encode()).unwrap())
-            .unwrap();
-        n.import(&bundle).unwrap();
-    }
-    roc.import(&kern.export().unwrap()).unwrap();
+    let [_kern, mut roc, mut a, mut b] = dossier_region(tmp.path());
     let mentor = Reader {
         user: "j.bakker".into(),
         purpose: "begeleiding".into(),
@@ -472,31 +483,7 @@ fn hostile_dossier_messages_are_refused_and_never_stored() {
     use regiosync_core::sync::{DossierMessage, Request, SignedChange};
 
     let tmp = tempfile::tempdir().unwrap();
-    let mk = |name: &str, p: &str, role: Role| {
-        let dir = tmp.path().join(name);
-        Node::init(&dir, party(p), role, None).unwrap();
-        Node::open(&dir).unwrap()
-    };
-    let mut kern = mk("kern", "gemeente-utrecht", Role::Kerngemeente);
-    kern.create_region("Regio Utrecht").unwrap();
-    let mut roc = mk("roc", "roc-midden", Role::Roc);
-    let mut zeist = mk("zeist", "gemeente-zeist", Role::Gemeente);
-    let mut houten = mk("houten", "gemeente-houten", Role::Gemeente);
-    for (n, p, role) in [
-        (&mut roc, "roc-midden", Role::Roc),
-        (&mut zeist, "gemeente-zeist", Role::Gemeente),
-        (&mut houten, "gemeente-houten", Role::Gemeente),
-    ] {
-        let code = kern.invite(party(p), role, false, 600).unwrap();
-        let (_, bundle) = kern
-            .accept(&n.join_request(&code.encode()).unwrap())
-            .unwrap();
-        n.import(&bundle).unwrap();
-    }
-    let log = kern.export().unwrap();
-    for n in [&mut roc, &mut zeist, &mut houten] {
-        n.import(&log).unwrap();
-    }
+    let [_kern, mut roc, mut zeist, mut houten] = dossier_region(tmp.path());
     let by = Reader {
         user: "j.bakker".into(),
         purpose: "begeleiding".into(),
@@ -642,21 +629,7 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
     use regiosync_core::control::dossier::Basis;
 
     let tmp = tempfile::tempdir().unwrap();
-    let mk = |name: &str, p: &str, role: Role| {
-        let dir = tmp.path().join(name);
-        Node::init(&dir, party(p), role, None).unwrap();
-        Node::open(&dir).unwrap()
-    };
-    let mut roc = mk("roc", "roc-midden", Role::Roc);
-    roc.create_region("Regio Midden").unwrap();
-    let mut zeist = mk("zeist", "gemeente-zeist", Role::Gemeente);
-    let code = roc
-        .invite(party("gemeente-zeist"), Role::Gemeente, false, 600)
-        .unwrap();
-    let (_, bundle) = roc
-        .accept(&zeist.join_request(&code.encode()).unwrap())
-        .unwrap();
-    zeist.import(&bundle).unwrap();
+    let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
     let by = Reader {
         user: "t".into(),
         purpose: "test".into(),

@@ -187,45 +187,39 @@ pub struct DossierItems {
     pub changes: Vec<[u8; 32]>,
 }
 
-/// The hashes of every access-log op and sealed change of every dossier held, in two
-/// queries (sync summarises them on every session).
+/// The hashes of every access-log op and sealed change of every dossier held, in one
+/// query (sync summarises them on every session).
 pub(crate) fn dossier_items(
     conn: &Connection,
     path: &Path,
 ) -> Result<std::collections::BTreeMap<DocId, DossierItems>, StoreError> {
     let mut out: std::collections::BTreeMap<DocId, DossierItems> = Default::default();
     let mut stmt = conn
-        .prepare_cached("SELECT dossier, hash FROM dossier_ops")
-        .at(path)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })
-        .at(path)?;
-    for r in rows {
-        let (d, h) = r.at(path)?;
-        out.entry(doc_id(path, d)?)
-            .or_default()
-            .ops
-            .push(hash32(path, h)?);
-    }
-    let mut stmt = conn
         .prepare_cached(
-            "SELECT c.doc_id, c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
+            "SELECT dossier, hash, 0 FROM dossier_ops
+             UNION ALL
+             SELECT c.doc_id, c.hash, 1 FROM changes c JOIN documents d ON d.id = c.doc_id
              WHERE d.kind = 'dossier'",
         )
         .at(path)?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })
         .at(path)?;
     for r in rows {
-        let (d, h) = r.at(path)?;
-        out.entry(doc_id(path, d)?)
-            .or_default()
-            .changes
-            .push(hash32(path, h)?);
+        let (d, h, is_change) = r.at(path)?;
+        let items = out.entry(doc_id(path, d)?).or_default();
+        let list = if is_change == 1 {
+            &mut items.changes
+        } else {
+            &mut items.ops
+        };
+        list.push(hash32(path, h)?);
     }
     Ok(out)
 }

@@ -332,6 +332,11 @@ impl WriteTx<'_> {
         documents::insert_document(&self.tx, self.path, row)
     }
 
+    /// A document's row inside this transaction, without its changes.
+    pub fn document(&self, id: &DocId) -> Result<Option<DocumentRow>, StoreError> {
+        documents::document(&self.tx, self.path, id)
+    }
+
     /// Reads a document inside this transaction (sees this transaction's writes).
     pub fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
         documents::load(&self.tx, self.path, id)
