@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use super::op::{OpBody, OpHash, RegionId, SignedOp};
-use super::state::{DeviceState, DocAcl, PartyState, RegionState};
+use super::state::{Approval, DeviceState, DocAcl, PartyState, RegionState};
 use crate::id::{NodeId, PartyName};
 
 /// Why an op was not applied.
@@ -148,6 +148,7 @@ pub fn fold<'a>(
             },
         )]),
         docs: BTreeMap::new(),
+        approvals: BTreeMap::new(),
         cutoffs: BTreeMap::new(),
         heads: vec![],
     };
@@ -610,6 +611,34 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
                 d.dossier_relay = *relay;
             }
             Ok(Applied { needs_admin: true })
+        }
+        OpBody::Approve {
+            doc,
+            heads,
+            comment,
+        } => {
+            // Only a party that may read the plan can consent to it; the heads are
+            // bound by the signature, whether this node has them is the reader's
+            // concern (an approval can arrive before the changes it names).
+            if !state.docs.contains_key(doc) {
+                return Err(Rejection::Invalid("unknown document"));
+            }
+            if !state.may_read(doc, &auth.party) {
+                return Err(Rejection::NotAuthorised(
+                    "only a party that reads a plan can approve it",
+                ));
+            }
+            state.approvals.entry(*doc).or_default().insert(
+                auth.party.clone(),
+                Approval {
+                    heads: heads.clone(),
+                    device: op.op().author,
+                    time: op.op().time,
+                    comment: comment.clone(),
+                    op: hash,
+                },
+            );
+            Ok(Applied { needs_admin: false })
         }
     }
 }

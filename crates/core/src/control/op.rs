@@ -34,6 +34,8 @@ pub const MAX_REGION_NAME: usize = 120;
 pub const MAX_ADDRS: usize = 8;
 /// Longest published address, in bytes.
 pub const MAX_ADDR_LEN: usize = 256;
+/// Longest approval comment, in characters.
+pub const MAX_APPROVAL_COMMENT: usize = 500;
 
 const HASH_CONTEXT: &[u8] = b"regiosync/op/1\0";
 const SIG_CONTEXT: &[u8] = b"regiosync/op-signature/1\0";
@@ -211,6 +213,18 @@ pub enum OpBody {
         /// Relay or not.
         relay: bool,
     },
+    /// Records that the author's party consents to a plan at exactly these heads
+    /// ("op overeenstemming gericht overleg"). The op's signature binds the region,
+    /// the document, the heads and the comment to the approving device; a later
+    /// approval by the same party replaces the earlier one. See docs/AUTH.md.
+    Approve {
+        /// The plan.
+        doc: DocId,
+        /// The Automerge heads of the approved version, sorted, no duplicates.
+        heads: Vec<[u8; 32]>,
+        /// A short remark for the minutes, at most [`MAX_APPROVAL_COMMENT`] characters.
+        comment: Option<String>,
+    },
 }
 
 impl OpBody {
@@ -227,6 +241,7 @@ impl OpBody {
             OpBody::SetAcl { .. } => "set-acl",
             OpBody::SetAddrs { .. } => "set-addrs",
             OpBody::SetDossierRelay { .. } => "set-dossier-relay",
+            OpBody::Approve { .. } => "approve",
         }
     }
 
@@ -487,6 +502,26 @@ fn check_structure(op: &Op) -> Result<(), OpError> {
             }) {
                 return Err(OpError::Structure(
                     "an address is empty, too long or not a multiaddr",
+                ));
+            }
+        }
+        OpBody::Approve { heads, comment, .. } => {
+            if heads.is_empty() || heads.len() > MAX_PARENTS {
+                return Err(OpError::Structure(
+                    "an approval names between 1 and 64 heads",
+                ));
+            }
+            if !heads.windows(2).all(|w| w[0] < w[1]) {
+                return Err(OpError::Structure(
+                    "approval heads must be sorted and unique",
+                ));
+            }
+            if let Some(c) = comment
+                && (c.chars().count() > MAX_APPROVAL_COMMENT
+                    || c.chars().any(|ch| ch.is_control() && ch != '\n'))
+            {
+                return Err(OpError::Structure(
+                    "an approval comment is too long or has control characters",
                 ));
             }
         }

@@ -54,6 +54,27 @@ pub struct DocAcl {
     pub writers: BTreeSet<PartyName>,
 }
 
+/// A party's consent to one exact version of a plan (the latest `Approve` op of
+/// that party for that document, in fold order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// The approved version: Automerge heads, sorted.
+    #[serde(serialize_with = "hex_heads")]
+    pub heads: Vec<[u8; 32]>,
+    /// The device that signed it.
+    pub device: NodeId,
+    /// The device's clock when it approved, Unix seconds (advisory).
+    pub time: i64,
+    /// The remark, if any.
+    pub comment: Option<String>,
+    /// The signed op that carries it (its hash), for audits.
+    pub op: OpHash,
+}
+
+fn hex_heads<S: serde::Serializer>(heads: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(heads.iter().map(hex::encode))
+}
+
 /// The state folded from a region's control log. Same ops, same state, on every node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RegionState {
@@ -67,6 +88,8 @@ pub struct RegionState {
     pub devices: BTreeMap<NodeId, DeviceState>,
     /// Shared plan documents.
     pub docs: BTreeMap<DocId, DocAcl>,
+    /// Approvals of plans: per document, per party, its latest approval.
+    pub approvals: BTreeMap<DocId, BTreeMap<PartyName, Approval>>,
     /// Write cutoffs by (document, device).
     #[serde(skip)]
     pub cutoffs: BTreeMap<(DocId, NodeId), Cutoff>,

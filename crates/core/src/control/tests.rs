@@ -1108,3 +1108,119 @@ fn only_admins_designate_dossier_relays_and_only_active_devices() {
     );
     assert!(!w.folded().state.is_dossier_relay(&roc.id()));
 }
+
+fn approve(doc: DocId, head: u8, comment: Option<&str>) -> OpBody {
+    OpBody::Approve {
+        doc,
+        heads: vec![[head; 32]],
+        comment: comment.map(str::to_owned),
+    }
+}
+
+#[test]
+fn approvals_record_each_partys_latest_version() {
+    let (mut w, founder, roc, doc) = standard();
+    w.issue(&founder, approve(doc, 1, Some("akkoord")));
+    let a = w.issue(&roc, approve(doc, 1, None));
+    let s = w.folded().state;
+    let approvals = &s.approvals[&doc];
+    assert_eq!(approvals.len(), 2);
+    assert_eq!(approvals[&party("roc-midden")].heads, vec![[1; 32]]);
+    assert_eq!(approvals[&party("roc-midden")].device, roc.id());
+    assert_eq!(approvals[&party("roc-midden")].op, a);
+    assert_eq!(
+        approvals[&party("gemeente-utrecht")].comment.as_deref(),
+        Some("akkoord")
+    );
+    // A later approval replaces the earlier one; re-delivering the earlier op (a
+    // replay) does not bring it back.
+    let first = w.ops.iter().find(|o| o.hash() == a).unwrap().clone();
+    w.issue(&roc, approve(doc, 2, None));
+    w.ops.push(first);
+    let s = w.folded().state;
+    assert_eq!(s.approvals[&doc][&party("roc-midden")].heads, vec![[2; 32]]);
+}
+
+#[test]
+fn approvals_by_outsiders_or_of_unknown_plans_are_rejected() {
+    let (mut w, founder, roc, doc) = standard();
+    // A member party that does not read the plan cannot consent to it.
+    let swv = Device::new();
+    w.issue(&founder, add_party("swv-utrecht", Role::Swv));
+    w.issue(&founder, add_device("swv-utrecht", &swv));
+    let op = swv.sign(Some(w.region), w.heads(), approve(doc, 1, None));
+    assert_rejected(&w, &op, |r| matches!(r, Rejection::NotAuthorised(_)));
+    // A device outside the region cannot either.
+    let stranger = Device::new();
+    let op = stranger.sign(Some(w.region), w.heads(), approve(doc, 1, None));
+    assert_rejected(&w, &op, |r| *r == Rejection::UnknownAuthor);
+    // Nor can anyone approve a document the region does not know.
+    let op = roc.sign(
+        Some(w.region),
+        w.heads(),
+        approve(DocId::random().unwrap(), 1, None),
+    );
+    assert_rejected(&w, &op, |r| matches!(r, Rejection::Invalid(_)));
+    // A removed device's approval is refused.
+    w.issue(
+        &founder,
+        OpBody::RemoveDevice {
+            device: roc.id(),
+            cutoffs: vec![],
+        },
+    );
+    let op = roc.sign(Some(w.region), w.heads(), approve(doc, 1, None));
+    assert_rejected(&w, &op, |r| *r == Rejection::AuthorRemoved);
+}
+
+#[test]
+fn an_approval_cannot_be_moved_to_other_heads_or_another_region() {
+    let (w, _founder, roc, doc) = standard();
+    let op = roc.sign(Some(w.region), w.heads(), approve(doc, 7, None));
+    // Moving it to other heads: rewrite the approved head inside the signed bytes.
+    let wire = op.encode();
+    let at = wire
+        .windows(32)
+        .position(|win| win == [7u8; 32])
+        .expect("the head is in the op bytes");
+    let mut moved = wire.clone();
+    moved[at..at + 32].copy_from_slice(&[8u8; 32]);
+    assert!(
+        SignedOp::decode(&moved).is_err(),
+        "a moved approval decoded"
+    );
+    // Pointing it at another document fails the same way.
+    let doc_at = wire
+        .windows(doc.as_bytes().len())
+        .position(|win| win == doc.as_bytes())
+        .expect("the doc id is in the op bytes");
+    let mut other = wire;
+    other[doc_at] ^= 1;
+    assert!(SignedOp::decode(&other).is_err());
+    // Replayed into another region, it is not accepted there.
+    let founder2 = Device::new();
+    let w2 = World::found(&founder2, "gemeente-zeist");
+    let mut ops = w2.ops.clone();
+    ops.push(op);
+    let f = fold(w2.region, &ops).unwrap();
+    assert!(f.state.approvals.is_empty());
+    // Structure: unsorted heads and control characters are refused at signing.
+    let bad = OpBody::Approve {
+        doc,
+        heads: vec![[2; 32], [1; 32]],
+        comment: None,
+    };
+    assert!(
+        Signed::sign(
+            Op {
+                region: Some(w.region),
+                parents: w.heads(),
+                author: roc.id(),
+                time: 0,
+                body: bad
+            },
+            roc.secret.signing_key()
+        )
+        .is_err()
+    );
+}
