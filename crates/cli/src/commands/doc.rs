@@ -47,7 +47,12 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 Output { json: true }.emit(&Shown { id, plan: &plan }, String::new)
             } else {
                 let short = node.short_id(&id)?;
-                out.emit(&(), || plan::markdown::render(&plan, &short))
+                let ctx = plan::markdown::ExportContext {
+                    id: short,
+                    comments: true,
+                    ..Default::default()
+                };
+                out.emit(&(), || plan::markdown::render(&plan, &ctx))
             }
         }
         DocCommand::Section(SectionCommand::Set { id, section, file }) => {

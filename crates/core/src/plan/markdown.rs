@@ -1,21 +1,82 @@
-//! Markdown rendering of a plan, the default output of `regiosync doc show`.
+//! Markdown rendering of a plan: the default output of `regiosync doc show` and the
+//! `md` format of `doc export` (the agenda of an OOGO meeting).
 
 use std::fmt::Write;
 
 use super::{Plan, date_format};
 
-/// Renders a plan as Markdown: title, kind and owner, the sections in order, then the
-/// agreements as a table. `id` is printed under the title so a reader can refer to it.
-pub fn render(plan: &Plan, id: &str) -> String {
+/// What a rendering prints besides the plan itself: which document and version it
+/// is, and who approved which version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportContext {
+    /// The document id as shown to people (short form).
+    pub id: String,
+    /// The rendered version: its heads, shortened, comma-separated.
+    pub version: String,
+    /// One line per approving party.
+    pub approvals: Vec<ApprovalLine>,
+    /// Whether to list open comments (`doc show`) or not (printed exports).
+    pub comments: bool,
+}
+
+/// A party's approval, as a rendering shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalLine {
+    /// The approving party.
+    pub party: String,
+    /// The approved version, shortened heads.
+    pub version: String,
+    /// When, as `YYYY-MM-DD HH:MM UTC`.
+    pub time: String,
+    /// The comment, if any.
+    pub comment: Option<String>,
+    /// How many changes came after the approved version; `None` when this node does
+    /// not have that version (yet).
+    pub changes_since: Option<usize>,
+}
+
+impl ApprovalLine {
+    /// "approved this version" / "N changes since" / "version not on this node".
+    pub fn status(&self) -> String {
+        match self.changes_since {
+            Some(0) => "deze versie".into(),
+            Some(1) => "1 wijziging sinds".into(),
+            Some(n) => format!("{n} wijzigingen sinds"),
+            None => "versie nog niet op dit knooppunt".into(),
+        }
+    }
+}
+
+/// Formats Unix seconds as `YYYY-MM-DD HH:MM UTC`.
+pub fn format_time(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// Renders a plan as Markdown: title, kind, owner and version, the sections in order,
+/// the agreements as a table, the approvals and (if asked) the open comments.
+pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; ignore the fmt::Result.
     let _ = writeln!(out, "# {}\n", plan.title);
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "*{}* · eigenaar: {} · document `{id}`\n",
+        "*{}* · eigenaar: {} · document `{}`",
         plan.kind.label(),
-        plan.owner
+        plan.owner,
+        ctx.id
     );
+    if !ctx.version.is_empty() {
+        let _ = write!(out, " · versie `{}`", ctx.version);
+    }
+    out.push_str("\n\n");
     for s in &plan.sections {
         let _ = writeln!(out, "## {}\n", s.title);
         let text = s.text.trim_end();
@@ -25,24 +86,80 @@ pub fn render(plan: &Plan, id: &str) -> String {
     }
     if !plan.agreements.is_empty() {
         let _ = writeln!(out, "## Afspraken\n");
-        let _ = writeln!(out, "| id | afspraak | eigenaar | deadline | status |");
-        let _ = writeln!(out, "|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| id | afspraak | eigenaar | deadline | status | financiering |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
         for a in &plan.agreements {
             let deadline = a
                 .deadline
                 .map(date_format::format)
                 .unwrap_or_else(|| "–".into());
+            let target = format!("agreement {}", a.id);
+            let conflicted = |f: &str| {
+                plan.conflicts_of(&target)
+                    .find(|c| c.field == f)
+                    .map(|c| {
+                        let v: Vec<_> = c.values.iter().map(|v| v.value.as_str()).collect();
+                        format!(" ⚠ conflict: {}", v.join(" / "))
+                    })
+                    .unwrap_or_default()
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {}{} | {}{} | {} |",
                 a.id,
                 escape_cell(&a.title),
                 a.owner,
                 deadline,
-                a.status
+                escape_cell(&conflicted("deadline")),
+                a.status,
+                escape_cell(&conflicted("status")),
+                escape_cell(a.funding.as_deref().unwrap_or("–")),
             );
         }
         out.push('\n');
+        for a in plan
+            .agreements
+            .iter()
+            .filter(|a| !a.description.trim().is_empty())
+        {
+            let _ = writeln!(out, "**{}** {}\n", a.id, a.description.trim());
+        }
+    }
+    if !ctx.approvals.is_empty() {
+        let _ = writeln!(out, "## Instemming\n");
+        let _ = writeln!(out, "| partij | versie | wanneer | stand | opmerking |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for a in &ctx.approvals {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} | {} | {} |",
+                a.party,
+                a.version,
+                a.time,
+                a.status(),
+                escape_cell(a.comment.as_deref().unwrap_or("–"))
+            );
+        }
+        out.push('\n');
+    }
+    if ctx.comments {
+        let open: Vec<_> = plan.comments.iter().filter(|c| !c.resolved).collect();
+        if !open.is_empty() {
+            let _ = writeln!(out, "## Opmerkingen\n");
+            for c in open {
+                let on = c.anchored.as_deref().unwrap_or("(tekst verwijderd)");
+                let section = plan.section(&c.section).map_or("?", |s| s.title.as_str());
+                let _ = writeln!(
+                    out,
+                    "- `{}` {} over \"{}\" in {}: {}",
+                    c.id, c.author, on, section, c.text
+                );
+            }
+            out.push('\n');
+        }
     }
     while out.ends_with("\n\n") {
         out.pop();
@@ -52,39 +169,7 @@ pub fn render(plan: &Plan, id: &str) -> String {
 
 /// Escapes the characters that would break a Markdown table cell.
 fn escape_cell(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::id::PartyName;
-    use crate::plan::{Agreement, AgreementStatus, PlanKind, Section};
-
-    #[test]
-    fn renders_sections_and_agreements() {
-        let plan = Plan {
-            schema: 1,
-            kind: PlanKind::Ondersteuningsplan,
-            title: "Ondersteuningsplan 2027".into(),
-            owner: PartyName::new("swv-utrecht").unwrap(),
-            sections: vec![Section {
-                id: "s-1".into(),
-                title: "Inleiding".into(),
-                text: "Tekst\n".into(),
-            }],
-            agreements: vec![Agreement {
-                id: "a-1".into(),
-                title: "A | B".into(),
-                owner: PartyName::new("roc-midden").unwrap(),
-                deadline: None,
-                status: AgreementStatus::Open,
-            }],
-        };
-        let md = render(&plan, "abcd1234");
-        assert_eq!(
-            md,
-            "# Ondersteuningsplan 2027\n\n*Ondersteuningsplan* · eigenaar: swv-utrecht · document `abcd1234`\n\n## Inleiding\n\nTekst\n\n## Afspraken\n\n| id | afspraak | eigenaar | deadline | status |\n|---|---|---|---|---|\n| a-1 | A \\| B | roc-midden | – | open |\n"
-        );
-    }
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('\n', " ")
 }

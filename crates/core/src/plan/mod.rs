@@ -1,11 +1,17 @@
 //! Regional plan documents (kind `plan`): the typed view of a plan and its kinds.
 //!
 //! A plan is an Automerge document; [`schema`] maps it to and from the typed [`Plan`]
-//! view, [`markdown`] renders that view for people. The mapping is documented for
-//! other implementations in docs/PROTOCOL.md (\"Plan document schema\").
+//! view, [`richtext`] maps section text to and from Markdown, [`template`] holds the
+//! usual sections of each kind, [`markdown`] and [`html`] render a plan for people
+//! and [`diff`] compares two versions. The mapping is documented for other
+//! implementations in docs/SCHEMA.md.
 
+pub mod diff;
+pub mod html;
 pub mod markdown;
+pub mod richtext;
 pub mod schema;
+pub mod template;
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,9 +21,11 @@ use time::Date;
 
 use crate::id::PartyName;
 
+pub use richtext::{Block, BlockKind, Run};
 pub use schema::{
-    AgreementInput, PLAN_SCHEMA_VERSION, SectionEdit, add_agreement, init_plan, read_plan,
-    set_section,
+    AgreementInput, AgreementUpdate, CommentInput, PLAN_SCHEMA_VERSION, SectionEdit, add_agreement,
+    add_comment, init_plan, read_plan, rename_section, resolve_comment, set_section,
+    update_agreement,
 };
 
 /// Longest title of a plan, section or agreement, in characters.
@@ -111,6 +119,20 @@ impl AgreementStatus {
         AgreementStatus::Vervallen,
     ];
 
+    /// Whether an agreement may go from this status to `to`: work starts, ends or
+    /// lapses; finished work can be reopened and a lapsed agreement revived, but what
+    /// was finished does not lapse and what lapsed is not finished.
+    pub fn may_become(self, to: AgreementStatus) -> bool {
+        use AgreementStatus::*;
+        matches!(
+            (self, to),
+            (Open, InUitvoering | Afgerond | Vervallen)
+                | (InUitvoering, Open | Afgerond | Vervallen)
+                | (Afgerond, InUitvoering)
+                | (Vervallen, Open)
+        )
+    }
+
     /// The name stored in the document.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -154,6 +176,69 @@ pub struct Plan {
     pub sections: Vec<Section>,
     /// Agreements in the order they were added.
     pub agreements: Vec<Agreement>,
+    /// Comments in the order they were added.
+    #[serde(default)]
+    pub comments: Vec<Comment>,
+    /// Fields written concurrently with different values, not yet resolved.
+    #[serde(default)]
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Plan {
+    /// The section with this id.
+    pub fn section(&self, id: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.id == id)
+    }
+
+    /// The conflicts of one target (`"agreement a-…"`, `"section s-…"`, `"plan"`).
+    pub fn conflicts_of<'a>(&'a self, target: &'a str) -> impl Iterator<Item = &'a Conflict> {
+        self.conflicts.iter().filter(move |c| c.target == target)
+    }
+}
+
+/// A comment on a passage of a section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comment {
+    /// Stable id within the plan (`c-` and 8 hex digits).
+    pub id: String,
+    /// The section it is on.
+    pub section: String,
+    /// The text that was quoted when the comment was made.
+    pub quote: String,
+    /// The text the anchor covers now (`None` when all of it was deleted or the
+    /// section is gone).
+    pub anchored: Option<String>,
+    /// The anchor's character range in the section's text object (block markers
+    /// count as one), when anchored.
+    pub range: Option<(usize, usize)>,
+    /// The commenting party.
+    pub author: PartyName,
+    /// When, Unix seconds (the author's clock).
+    pub time: i64,
+    /// The comment.
+    pub text: String,
+    /// Whether it was resolved.
+    pub resolved: bool,
+}
+
+/// One field with concurrent values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// What holds the field: `plan`, `section s-…` or `agreement a-…`.
+    pub target: String,
+    /// The field (`status`, `deadline`, …).
+    pub field: String,
+    /// Every value, the one shown by default first.
+    pub values: Vec<ConflictValue>,
+}
+
+/// One of the values of a conflict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictValue {
+    /// The value as text (`(none)` for an empty deadline).
+    pub value: String,
+    /// The Automerge actor (hex) that wrote it: the writing device.
+    pub actor: String,
 }
 
 /// A section of a plan: a title and its text.
@@ -163,8 +248,11 @@ pub struct Section {
     pub id: String,
     /// Section heading.
     pub title: String,
-    /// Section text.
+    /// Section text, as Markdown.
     pub text: String,
+    /// Section text as blocks with marks (what [`Section::text`] is written from).
+    #[serde(default)]
+    pub blocks: Vec<Block>,
 }
 
 /// An agreement (afspraak): who does what, by when.
@@ -174,6 +262,9 @@ pub struct Agreement {
     pub id: String,
     /// What is agreed.
     pub title: String,
+    /// More about it (plain text).
+    #[serde(default)]
+    pub description: String,
     /// The party that carries it out.
     pub owner: PartyName,
     /// By when, if agreed.
@@ -181,6 +272,12 @@ pub struct Agreement {
     pub deadline: Option<Date>,
     /// Where it stands.
     pub status: AgreementStatus,
+    /// How it is paid for, if noted.
+    #[serde(default)]
+    pub funding: Option<String>,
+    /// Ids of the sections it belongs to.
+    #[serde(default)]
+    pub sections: Vec<String>,
 }
 
 /// Parses a calendar date written as `YYYY-MM-DD`.
@@ -253,6 +350,40 @@ pub enum PlanError {
     /// A section text is too large.
     #[error("the section text is {0} bytes; the limit is {MAX_SECTION_BYTES} bytes")]
     TextTooLarge(usize),
+    /// No section has this id or title.
+    #[error("no section '{0}' in this plan: see the section ids with `doc show`")]
+    UnknownSection(String),
+    /// No agreement has this id.
+    #[error("no agreement '{0}' in this plan: see the agreement ids with `doc show`")]
+    UnknownAgreement(String),
+    /// No comment has this id.
+    #[error("no comment '{0}' in this plan: see the comment ids with `doc comments`")]
+    UnknownComment(String),
+    /// The quoted text is not in the section.
+    #[error(
+        "the section does not contain the text '{0}': quote it exactly as `doc show` prints it, within one paragraph"
+    )]
+    QuoteNotFound(String),
+    /// The quoted text occurs more than once.
+    #[error(
+        "the text '{quote}' occurs {count} times in the section: quote more words so it is unique"
+    )]
+    AmbiguousQuote {
+        /// The quote.
+        quote: String,
+        /// How often it occurs.
+        count: usize,
+    },
+    /// A status change that is not allowed.
+    #[error(
+        "an agreement cannot go from '{from}' to '{to}' (allowed: open → in-uitvoering, afgerond, vervallen; in-uitvoering → open, afgerond, vervallen; afgerond → in-uitvoering; vervallen → open)"
+    )]
+    BadTransition {
+        /// The current status (several when in conflict).
+        from: String,
+        /// The requested status.
+        to: AgreementStatus,
+    },
     /// A section reference matches more than one section.
     #[error("'{0}' matches more than one section title: use the section id from `doc show`")]
     AmbiguousSection(String),

@@ -1,0 +1,275 @@
+//! What changed between two versions of a plan (`regiosync doc diff`): per section a
+//! line diff of its Markdown, per agreement the fields that changed, each with the
+//! parties whose changes touched it. The line diff is `similar`'s (Myers).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use serde::Serialize;
+use similar::{ChangeTag, TextDiff};
+
+use super::{Agreement, Plan, date_format};
+
+/// How an item differs between the versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// Only in the later version.
+    Added,
+    /// Only in the earlier version.
+    Removed,
+    /// In both, different.
+    Changed,
+}
+
+/// A changed section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SectionDiff {
+    /// Section id.
+    pub id: String,
+    /// Its title in the later version (the earlier one if removed).
+    pub title: String,
+    /// Its earlier title, if it was renamed.
+    pub renamed_from: Option<String>,
+    /// Added, removed or changed.
+    pub change: Change,
+    /// Changed lines with up to one line of context: `(tag, line)`, tag `+`, `-` or ` `;
+    /// `…` lines stand for unchanged text left out.
+    pub lines: Vec<(char, String)>,
+    /// The parties whose changes touched it.
+    pub authors: Vec<String>,
+}
+
+/// A changed agreement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgreementDiff {
+    /// Agreement id.
+    pub id: String,
+    /// Its title in the later version (the earlier one if removed).
+    pub title: String,
+    /// Added, removed or changed.
+    pub change: Change,
+    /// Changed fields: `(field, before, after)`.
+    pub fields: Vec<(String, String, String)>,
+    /// The parties whose changes touched it.
+    pub authors: Vec<String>,
+}
+
+/// Everything that differs between two versions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlanDiff {
+    /// The plan title, if it changed: `(before, after)`.
+    pub title: Option<(String, String)>,
+    /// Changed sections, in the later version's order (removed ones last).
+    pub sections: Vec<SectionDiff>,
+    /// Changed agreements, in the later version's order (removed ones last).
+    pub agreements: Vec<AgreementDiff>,
+}
+
+impl PlanDiff {
+    /// Whether nothing differs.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.sections.is_empty() && self.agreements.is_empty()
+    }
+}
+
+/// Compares two versions. `authors` maps a target (`section s-…`, `agreement a-…`) to
+/// the parties whose changes between the versions touched it.
+pub fn diff(before: &Plan, after: &Plan, authors: &BTreeMap<String, BTreeSet<String>>) -> PlanDiff {
+    let who = |target: String| -> Vec<String> {
+        authors
+            .get(&target)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut sections = Vec::new();
+    for s in &after.sections {
+        let old = before.section(&s.id);
+        let (change, lines) = match old {
+            None => (Change::Added, line_diff("", &s.text)),
+            Some(o) if o.text == s.text && o.title == s.title => continue,
+            Some(o) => (Change::Changed, line_diff(&o.text, &s.text)),
+        };
+        sections.push(SectionDiff {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            renamed_from: old.filter(|o| o.title != s.title).map(|o| o.title.clone()),
+            change,
+            lines,
+            authors: who(format!("section {}", s.id)),
+        });
+    }
+    for o in before
+        .sections
+        .iter()
+        .filter(|o| after.section(&o.id).is_none())
+    {
+        sections.push(SectionDiff {
+            id: o.id.clone(),
+            title: o.title.clone(),
+            renamed_from: None,
+            change: Change::Removed,
+            lines: line_diff(&o.text, ""),
+            authors: who(format!("section {}", o.id)),
+        });
+    }
+    let mut agreements = Vec::new();
+    let find = |p: &'_ Plan, id: &str| p.agreements.iter().find(|a| a.id == id).cloned();
+    for a in &after.agreements {
+        let (change, fields) = match find(before, &a.id) {
+            None => (Change::Added, agreement_fields(None, a)),
+            Some(o) => {
+                let f = agreement_fields(Some(&o), a);
+                if f.is_empty() {
+                    continue;
+                }
+                (Change::Changed, f)
+            }
+        };
+        agreements.push(AgreementDiff {
+            id: a.id.clone(),
+            title: a.title.clone(),
+            change,
+            fields,
+            authors: who(format!("agreement {}", a.id)),
+        });
+    }
+    for o in &before.agreements {
+        if find(after, &o.id).is_none() {
+            agreements.push(AgreementDiff {
+                id: o.id.clone(),
+                title: o.title.clone(),
+                change: Change::Removed,
+                fields: Vec::new(),
+                authors: who(format!("agreement {}", o.id)),
+            });
+        }
+    }
+    PlanDiff {
+        title: (before.title != after.title).then(|| (before.title.clone(), after.title.clone())),
+        sections,
+        agreements,
+    }
+}
+
+fn agreement_fields(old: Option<&Agreement>, new: &Agreement) -> Vec<(String, String, String)> {
+    let view = |a: Option<&Agreement>| -> Vec<(&'static str, String)> {
+        let Some(a) = a else {
+            return [
+                "title",
+                "description",
+                "owner",
+                "deadline",
+                "status",
+                "funding",
+                "sections",
+            ]
+            .into_iter()
+            .map(|f| (f, String::new()))
+            .collect();
+        };
+        vec![
+            ("title", a.title.clone()),
+            ("description", a.description.clone()),
+            ("owner", a.owner.to_string()),
+            (
+                "deadline",
+                a.deadline.map(date_format::format).unwrap_or_default(),
+            ),
+            ("status", a.status.to_string()),
+            ("funding", a.funding.clone().unwrap_or_default()),
+            ("sections", a.sections.join(", ")),
+        ]
+    };
+    view(old)
+        .into_iter()
+        .zip(view(Some(new)))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((f, a), (_, b))| (f.to_owned(), a, b))
+        .collect()
+}
+
+fn line_diff(old: &str, new: &str) -> Vec<(char, String)> {
+    let d = TextDiff::from_lines(old, new);
+    let mut out = Vec::new();
+    for (i, group) in d.grouped_ops(1).iter().enumerate() {
+        if i > 0 {
+            out.push((' ', "…".to_owned()));
+        }
+        for op in group {
+            for c in d.iter_changes(op) {
+                let tag = match c.tag() {
+                    ChangeTag::Delete => '-',
+                    ChangeTag::Insert => '+',
+                    ChangeTag::Equal => ' ',
+                };
+                out.push((tag, c.value().trim_end_matches('\n').to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Renders a diff for people. `from` and `to` name the versions.
+pub fn render(d: &PlanDiff, from: &str, to: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Wijzigingen van {from} naar {to}");
+    if d.is_empty() {
+        out.push_str("\nGeen wijzigingen.\n");
+        return out;
+    }
+    if let Some((a, b)) = &d.title {
+        let _ = writeln!(out, "\nTitel: \"{a}\" → \"{b}\"");
+    }
+    for s in &d.sections {
+        let what = match s.change {
+            Change::Added => "nieuw",
+            Change::Removed => "verwijderd",
+            Change::Changed => "gewijzigd",
+        };
+        let _ = write!(out, "\n## {} ({what}", s.title);
+        if let Some(r) = &s.renamed_from {
+            let _ = write!(out, ", was \"{r}\"");
+        }
+        let _ = writeln!(out, ") door {}", by(&s.authors));
+        for (tag, line) in &s.lines {
+            let _ = writeln!(out, "{tag} {line}");
+        }
+    }
+    if !d.agreements.is_empty() {
+        out.push_str("\n## Afspraken\n");
+        for a in &d.agreements {
+            let what = match a.change {
+                Change::Added => "nieuw",
+                Change::Removed => "verwijderd",
+                Change::Changed => "gewijzigd",
+            };
+            let _ = writeln!(
+                out,
+                "- {} {} ({what}) door {}",
+                a.id,
+                a.title,
+                by(&a.authors)
+            );
+            for (f, old, new) in &a.fields {
+                let show = |v: &str| {
+                    if v.is_empty() {
+                        "–".to_owned()
+                    } else {
+                        v.replace('\n', " ")
+                    }
+                };
+                let _ = writeln!(out, "    {f}: {} → {}", show(old), show(new));
+            }
+        }
+    }
+    out
+}
+
+fn by(authors: &[String]) -> String {
+    if authors.is_empty() {
+        "onbekend".into()
+    } else {
+        authors.join(", ")
+    }
+}
