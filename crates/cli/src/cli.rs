@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use regiosync_core::control::dossier::Basis;
 use regiosync_core::dossier::DossierField;
 use regiosync_core::id::{PartyName, Role};
-use regiosync_core::plan::PlanKind;
+use regiosync_core::plan::{AgreementStatus, PlanKind};
 
 /// regiosync: peer-to-peer, offline-first sync of regional plans and sealed student
 /// dossiers between partners in education and youth care.
@@ -327,10 +327,55 @@ pub(crate) enum DocCommand {
     /// Edit agreements (afspraken)
     #[command(subcommand)]
     Agreement(AgreementCommand),
-    /// Show the history of a document: when, which device
-    Log {
+    /// Comment on a passage of a section, list or resolve comments
+    #[command(subcommand)]
+    Comment(CommentCommand),
+    /// List the versions of a document: when, which party, what changed
+    #[command(alias = "log")]
+    History {
         /// Document id or an unambiguous prefix
         id: String,
+    },
+    /// List fields that parties changed concurrently to different values; resolve
+    /// one by writing the value you agree on (e.g. `doc agreement set … --status …`)
+    Conflicts {
+        /// Document id or an unambiguous prefix
+        id: String,
+    },
+    /// Record that your party consents to the plan as it is now, signed by this device
+    Approve {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// A remark for the minutes (at most 500 characters)
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Show per party which version it approved and how many changes came after
+    Approvals {
+        /// Document id or an unambiguous prefix
+        id: String,
+    },
+    /// Show what changed between two versions, per section, with who changed it
+    Diff {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// From: change hashes (comma-separated, 8+ hex digits each), approval:PARTY, or head
+        #[arg(long)]
+        from: String,
+        /// To (default: the current version)
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Export the current version: Markdown or HTML for the meeting, or the Automerge binary
+    Export {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// md, html or automerge
+        #[arg(long, value_enum)]
+        format: ExportKind,
+        /// Write to this file instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Show or change who may read and write a document
     Acl {
@@ -371,6 +416,51 @@ pub(crate) enum SectionCommand {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Rename a section
+    Rename {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Section id (s-…) or title
+        section: String,
+        /// The new title
+        title: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CommentCommand {
+    /// Comment on a passage: the comment stays on that text while the text around it changes
+    Add {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Section id (s-…) or title
+        #[arg(long)]
+        section: String,
+        /// The exact words the comment is about (must occur once in the section)
+        #[arg(long)]
+        quote: String,
+        /// The comment
+        #[arg(long)]
+        text: String,
+    },
+    /// List the comments
+    List {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Also list resolved comments
+        #[arg(long)]
+        all: bool,
+    },
+    /// Mark a comment resolved
+    Resolve {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Comment id (c-…)
+        comment: String,
+        /// Open it again instead
+        #[arg(long)]
+        reopen: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -389,6 +479,65 @@ pub(crate) enum AgreementCommand {
         #[arg(long, value_parser = parse_date)]
         deadline: Option<time::Date>,
     },
+    /// Change an agreement: fields, status, linked sections
+    Set {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Agreement id (a-…)
+        agreement: String,
+        /// New title
+        #[arg(long)]
+        title: Option<String>,
+        /// New description
+        #[arg(long)]
+        description: Option<String>,
+        /// New owner party
+        #[arg(long, value_parser = parse_party)]
+        owner: Option<PartyName>,
+        /// New deadline (YYYY-MM-DD), or `none`
+        #[arg(long, value_parser = parse_opt_date)]
+        deadline: Option<OptDate>,
+        /// New status: open, in-uitvoering, afgerond, vervallen
+        #[arg(long, value_parser = parse_status)]
+        status: Option<AgreementStatus>,
+        /// Funding note, or `none`
+        #[arg(long)]
+        funding: Option<String>,
+        /// Link a section (id or title); repeat for more
+        #[arg(long)]
+        link: Vec<String>,
+        /// Unlink a section (id or title); repeat for more
+        #[arg(long)]
+        unlink: Vec<String>,
+    },
+}
+
+/// A deadline argument: a date or `none`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OptDate(pub(crate) Option<time::Date>);
+
+fn parse_opt_date(s: &str) -> Result<OptDate, String> {
+    if s.trim() == "none" {
+        return Ok(OptDate(None));
+    }
+    parse_date(s).map(|d| OptDate(Some(d)))
+}
+
+fn parse_status(s: &str) -> Result<AgreementStatus, String> {
+    s.trim()
+        .parse()
+        .map_err(|e: regiosync_core::plan::PlanError| e.to_string())
+}
+
+/// Formats of `doc export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportKind {
+    /// Markdown, with the approvals block
+    Md,
+    /// A standalone printable HTML page, with the approvals block
+    Html,
+    /// The Automerge binary, for any Automerge implementation
+    Automerge,
 }
 
 /// Output formats of `doc show`.

@@ -17,7 +17,9 @@ use regiosync_core::envelope::{Candidate, ChangeEnvelope, SignedFields, select_c
 use regiosync_core::id::{
     DocId, NodeId, PartyName, normalize_doc_id_prefix, shortest_unique_prefix,
 };
-use regiosync_core::plan::{self, AgreementInput, Plan, PlanError, PlanKind, SectionEdit};
+use regiosync_core::plan::{
+    self, AgreementInput, AgreementUpdate, CommentInput, Plan, PlanError, PlanKind, SectionEdit,
+};
 use regiosync_store::{ChangeRow, DocumentRow, Snapshot, Store, StoreError, StoredDoc, WriteTx};
 use serde::Serialize;
 
@@ -222,14 +224,91 @@ impl Node {
         self.edit_plan(id, &message, |t| plan::set_section(t, section, text))
     }
 
-    /// Adds an agreement and returns its id.
+    /// Renames a section.
+    pub fn rename_section(
+        &mut self,
+        id: &DocId,
+        section: &str,
+        title: &str,
+    ) -> Result<Edited<String>, NodeError> {
+        let message = format!("rename section {}", section.trim());
+        self.edit_plan(id, &message, |t| plan::rename_section(t, section, title))
+    }
+
+    /// Adds an agreement and returns its id. Its owner must be an active party of
+    /// the region.
     pub fn add_agreement(
         &mut self,
         id: &DocId,
         input: &AgreementInput,
     ) -> Result<Edited<String>, NodeError> {
+        self.check_party(&input.owner)?;
         let message = format!("add agreement {}", input.title.trim());
         self.edit_plan(id, &message, |t| plan::add_agreement(t, input))
+    }
+
+    /// Changes an agreement (fields, status, linked sections); see
+    /// [`plan::update_agreement`].
+    pub fn update_agreement(
+        &mut self,
+        id: &DocId,
+        agreement: &str,
+        update: &AgreementUpdate,
+    ) -> Result<Edited<()>, NodeError> {
+        if let Some(o) = &update.owner {
+            self.check_party(o)?;
+        }
+        let message = match update.status {
+            Some(s) => format!("agreement {} {s}", agreement.trim()),
+            None => format!("update agreement {}", agreement.trim()),
+        };
+        self.edit_plan(id, &message, |t| {
+            plan::update_agreement(t, agreement, update)
+        })
+    }
+
+    /// Comments on a quoted passage of a section as this node's party.
+    pub fn add_comment(
+        &mut self,
+        id: &DocId,
+        section: &str,
+        quote: &str,
+        text: &str,
+    ) -> Result<Edited<String>, NodeError> {
+        let input = CommentInput {
+            section: section.to_owned(),
+            quote: quote.to_owned(),
+            text: text.to_owned(),
+            author: self.info.party.clone(),
+            time: now_ms() / 1000,
+        };
+        let message = format!("comment on {}", section.trim());
+        self.edit_plan(id, &message, |t| plan::add_comment(t, &input))
+    }
+
+    /// Marks a comment resolved, or open again.
+    pub fn resolve_comment(
+        &mut self,
+        id: &DocId,
+        comment: &str,
+        resolved: bool,
+    ) -> Result<Edited<()>, NodeError> {
+        let message = if resolved {
+            format!("resolve comment {}", comment.trim())
+        } else {
+            format!("reopen comment {}", comment.trim())
+        };
+        self.edit_plan(id, &message, |t| {
+            plan::resolve_comment(t, comment, resolved)
+        })
+    }
+
+    fn check_party(&self, party: &PartyName) -> Result<(), NodeError> {
+        let state = self.region_state()?;
+        if state.active_party(party).is_none() {
+            return Err(NodeError::UnknownParty(party.to_string()));
+        }
+        Ok(())
     }
 
     /// The history of a document in causal order (a change after the ones it builds
@@ -250,7 +329,7 @@ impl Node {
                         .map(|d| d.party.clone()),
                     device,
                     seq: c.seq(),
-                    message: c.message().map(str::to_owned),
+                    message: c.message().map(one_line),
                 }
             })
             .collect())
@@ -605,6 +684,17 @@ fn commit(t: Transaction<'_>, message: &str) -> Option<ChangeHash> {
             .with_time(secs),
     )
     .0
+}
+
+/// A peer's change message as one short line: control characters (a terminal escape
+/// sequence, a forged second line) are dropped, length is capped.
+fn one_line(m: &str) -> String {
+    let s: String = m
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect();
+    s.trim().to_owned()
 }
 
 pub(crate) fn now_ms() -> i64 {

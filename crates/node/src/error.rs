@@ -96,6 +96,20 @@ pub enum NodeError {
     /// The document exists but is not a plan.
     #[error("document {0} is a {1}, not a plan")]
     NotAPlan(DocId, String),
+    /// A party name that is not an active party of the region.
+    #[error("'{0}' is not a party of this region: see `regiosync region show`")]
+    UnknownParty(String),
+    /// This node's party may not read the plan, so it cannot approve it.
+    #[error(
+        "your party cannot read plan {0}, so it cannot approve it: the plan's owner can add it as a reader (`doc acl`)"
+    )]
+    NotAReader(DocId),
+    /// A version (heads) this node does not have.
+    #[error("version '{0}' is not on this node: pick one from `doc history`, or sync first")]
+    UnknownVersion(String),
+    /// A party that has not approved the plan.
+    #[error("party '{0}' has not approved this plan: see `doc approvals`")]
+    NoApproval(String),
     /// The node has not founded or joined a region.
     #[error(
         "this node is not in a region yet: found one with `regiosync region create NAME`, or join one with `regiosync join CODE`"

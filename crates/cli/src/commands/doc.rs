@@ -1,14 +1,18 @@
 //! `regiosync doc …`: create, list, show and edit plan documents.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
-use regiosync_core::plan::{self, AgreementInput, MAX_SECTION_BYTES, date_format};
+use regiosync_core::plan::{self, AgreementInput, AgreementUpdate, MAX_SECTION_BYTES, date_format};
+use regiosync_node::ExportFormat;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::cli::{AgreementCommand, DocCommand, GlobalArgs, NewDoc, SectionCommand, ShowFormat};
+use crate::cli::{
+    AgreementCommand, CommentCommand, DocCommand, ExportKind, GlobalArgs, NewDoc, SectionCommand,
+    ShowFormat,
+};
 use crate::output::Output;
 
 pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::Result<()> {
@@ -46,12 +50,8 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 }
                 Output { json: true }.emit(&Shown { id, plan: &plan }, String::new)
             } else {
-                let short = node.short_id(&id)?;
-                let ctx = plan::markdown::ExportContext {
-                    id: short,
-                    comments: true,
-                    ..Default::default()
-                };
+                let mut ctx = node.export_context(&id)?;
+                ctx.comments = true;
                 out.emit(&(), || plan::markdown::render(&plan, &ctx))
             }
         }
@@ -77,6 +77,205 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                     (false, false) => format!("Section {} is unchanged\n", section.trim()),
                 },
             )
+        }
+        DocCommand::Section(SectionCommand::Rename { id, section, title }) => {
+            let id = node.resolve(&id)?;
+            let edited = node.rename_section(&id, &section, &title)?;
+            out.emit(&json!({ "id": id, "section": edited.value }), || {
+                format!("Renamed section {} to {}\n", edited.value, title.trim())
+            })
+        }
+        DocCommand::Agreement(AgreementCommand::Set {
+            id,
+            agreement,
+            title,
+            description,
+            owner,
+            deadline,
+            status,
+            funding,
+            link,
+            unlink,
+        }) => {
+            let id = node.resolve(&id)?;
+            let update = AgreementUpdate {
+                title,
+                description,
+                owner,
+                deadline: deadline.map(|d| d.0),
+                status,
+                funding: funding.map(|f| (f.trim() != "none").then_some(f)),
+                link,
+                unlink,
+            };
+            let edited = node.update_agreement(&id, &agreement, &update)?;
+            let changed = edited.change.is_some();
+            out.emit(
+                &json!({ "id": id, "agreement": agreement.trim(), "changed": changed }),
+                || {
+                    if changed {
+                        format!("Updated agreement {}\n", agreement.trim())
+                    } else {
+                        format!("Agreement {} is unchanged\n", agreement.trim())
+                    }
+                },
+            )
+        }
+        DocCommand::Comment(CommentCommand::Add {
+            id,
+            section,
+            quote,
+            text,
+        }) => {
+            let id = node.resolve(&id)?;
+            let edited = node.add_comment(&id, &section, &quote, &text)?;
+            out.emit(&json!({ "id": id, "comment": edited.value }), || {
+                format!("Added comment {}\n", edited.value)
+            })
+        }
+        DocCommand::Comment(CommentCommand::Resolve {
+            id,
+            comment,
+            reopen,
+        }) => {
+            let id = node.resolve(&id)?;
+            node.resolve_comment(&id, &comment, !reopen)?;
+            out.emit(
+                &json!({ "id": id, "comment": comment.trim(), "resolved": !reopen }),
+                || {
+                    if reopen {
+                        format!("Reopened comment {}\n", comment.trim())
+                    } else {
+                        format!("Resolved comment {}\n", comment.trim())
+                    }
+                },
+            )
+        }
+        DocCommand::Comment(CommentCommand::List { id, all }) => {
+            let id = node.resolve(&id)?;
+            let p = node.plan(&id)?;
+            let comments: Vec<_> = p.comments.iter().filter(|c| all || !c.resolved).collect();
+            out.emit(&comments, || {
+                if comments.is_empty() {
+                    return "No open comments.\n".into();
+                }
+                comments
+                    .iter()
+                    .map(|c| {
+                        let section = p.section(&c.section).map_or("?", |s| s.title.as_str());
+                        format!(
+                            "{}  {}  {}  {} on \"{}\"{}: {}\n",
+                            c.id,
+                            super::human_time(c.time),
+                            c.author,
+                            section,
+                            c.anchored.as_deref().unwrap_or("(text deleted)"),
+                            if c.resolved { " [resolved]" } else { "" },
+                            c.text
+                        )
+                    })
+                    .collect()
+            })
+        }
+        DocCommand::Conflicts { id } => {
+            let id = node.resolve(&id)?;
+            let conflicts = node.plan_conflicts(&id)?;
+            out.emit(&conflicts, || {
+                if conflicts.is_empty() {
+                    return "No conflicts.\n".into();
+                }
+                let mut s = String::new();
+                for c in &conflicts {
+                    s.push_str(&format!("{} ({}): {}\n", c.target, c.label, c.field));
+                    for v in &c.values {
+                        s.push_str(&format!(
+                            "    {:<24} by {}\n",
+                            v.value,
+                            v.party.as_ref().map_or("(unknown party)", |p| p.as_str())
+                        ));
+                    }
+                }
+                s.push_str("Resolve a conflict by setting the value you agree on.\n");
+                s
+            })
+        }
+        DocCommand::Approve { id, comment } => {
+            let id = node.resolve(&id)?;
+            let heads = node.approve(&id, comment.as_deref())?;
+            let version = regiosync_node::plan_versions::short_heads(&heads);
+            out.emit(&json!({ "id": id, "heads": heads.iter().map(|h| h.to_string()).collect::<Vec<_>>() }), || {
+                format!("Approved version {version} for your party\n")
+            })
+        }
+        DocCommand::Approvals { id } => {
+            let id = node.resolve(&id)?;
+            let approvals = node.approvals(&id)?;
+            out.emit(&approvals, || {
+                if approvals.is_empty() {
+                    return "No party has approved this plan yet.\n".into();
+                }
+                approvals
+                    .iter()
+                    .map(|a| {
+                        let since = match a.changes_since {
+                            Some(0) => "approved the current version".to_owned(),
+                            Some(1) => "1 change since".to_owned(),
+                            Some(n) => format!("{n} changes since"),
+                            None => "approved a version this node does not have yet".to_owned(),
+                        };
+                        let version: Vec<String> = a
+                            .heads
+                            .iter()
+                            .map(|h| h.chars().take(8).collect())
+                            .collect();
+                        format!(
+                            "{:<20}  {}  {}  device …{}  {}{}\n",
+                            a.party,
+                            version.join(","),
+                            super::human_time(a.time),
+                            a.device.short(),
+                            since,
+                            a.comment
+                                .as_deref()
+                                .map(|c| format!("  \"{c}\""))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+        }
+        DocCommand::Diff { id, from, to } => {
+            let id = node.resolve(&id)?;
+            let (diff, from, to) = node.plan_diff(&id, &from, to.as_deref())?;
+            out.emit(&diff, || plan::diff::render(&diff, &from, &to))
+        }
+        DocCommand::Export { id, format, output } => {
+            let id = node.resolve(&id)?;
+            let format = match format {
+                ExportKind::Md => ExportFormat::Markdown,
+                ExportKind::Html => ExportFormat::Html,
+                ExportKind::Automerge => ExportFormat::Automerge,
+            };
+            let bytes = node.export_plan(&id, format)?;
+            match output {
+                Some(path) => {
+                    write_atomically(&path, &bytes)?;
+                    out.emit(
+                        &json!({ "id": id, "file": path, "bytes": bytes.len() }),
+                        || format!("Wrote {} ({} bytes)\n", path.display(), bytes.len()),
+                    )
+                }
+                None => {
+                    anyhow::ensure!(
+                        format != ExportFormat::Automerge || !std::io::stdout().is_terminal(),
+                        "the Automerge export is binary: write it to a file with --output FILE"
+                    );
+                    std::io::stdout()
+                        .write_all(&bytes)
+                        .context("cannot write to stdout")?;
+                    Ok(())
+                }
+            }
         }
         DocCommand::Agreement(AgreementCommand::Add {
             id,
@@ -128,7 +327,7 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 )
             })
         }
-        DocCommand::Log { id } => {
+        DocCommand::History { id } => {
             let id = node.resolve(&id)?;
             let history = node.history(&id)?;
             let rows: Vec<_> = history
@@ -203,4 +402,21 @@ fn rfc3339(secs: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| secs.to_string())
+}
+
+/// Writes a file via a temporary file and a rename, so a reader never sees half an
+/// export and a failed write leaves the old file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
