@@ -156,7 +156,7 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
     let a = kern.node.lock().await.plan(&doc).unwrap();
     let b = roc.node.lock().await.plan(&doc).unwrap();
     assert_eq!(a, b, "both nodes converge");
-    assert_eq!(a.sections.len(), 2);
+    assert!(a.titled("Doelen").is_some());
     assert!(
         a.sections[0].text.contains("mbo") && a.sections[0].text.contains("zorg"),
         "{:?}",

@@ -235,14 +235,13 @@ impl Node {
         self.edit_plan(id, &message, |t| plan::rename_section(t, section, title))
     }
 
-    /// Adds an agreement and returns its id. Its owner must be an active party of
-    /// the region.
+    /// Adds an agreement and returns its id. Its owner is any party name: work can be
+    /// agreed with a partner that has no node (yet).
     pub fn add_agreement(
         &mut self,
         id: &DocId,
         input: &AgreementInput,
     ) -> Result<Edited<String>, NodeError> {
-        self.check_party(&input.owner)?;
         let message = format!("add agreement {}", input.title.trim());
         self.edit_plan(id, &message, |t| plan::add_agreement(t, input))
     }
@@ -255,9 +254,6 @@ impl Node {
         agreement: &str,
         update: &AgreementUpdate,
     ) -> Result<Edited<()>, NodeError> {
-        if let Some(o) = &update.owner {
-            self.check_party(o)?;
-        }
         let message = match update.status {
             Some(s) => format!("agreement {} {s}", agreement.trim()),
             None => format!("update agreement {}", agreement.trim()),
@@ -301,14 +297,6 @@ impl Node {
         self.edit_plan(id, &message, |t| {
             plan::resolve_comment(t, comment, resolved)
         })
-    }
-
-    fn check_party(&self, party: &PartyName) -> Result<(), NodeError> {
-        let state = self.region_state()?;
-        if state.active_party(party).is_none() {
-            return Err(NodeError::UnknownParty(party.to_string()));
-        }
-        Ok(())
     }
 
     /// The history of a document in causal order (a change after the ones it builds

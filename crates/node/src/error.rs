@@ -96,9 +96,6 @@ pub enum NodeError {
     /// The document exists but is not a plan.
     #[error("document {0} is a {1}, not a plan")]
     NotAPlan(DocId, String),
-    /// A party name that is not an active party of the region.
-    #[error("'{0}' is not a party of this region: see `regiosync region show`")]
-    UnknownParty(String),
     /// This node's party may not read the plan, so it cannot approve it.
     #[error(
         "your party cannot read plan {0}, so it cannot approve it: the plan's owner can add it as a reader (`doc acl`)"

@@ -121,7 +121,7 @@ fn edits_are_durable_and_read_back() {
     let reopened = Node::open(node.dir()).unwrap();
     let plan = reopened.plan(&id).unwrap();
     assert_eq!(plan.owner, party("roc-midden"));
-    assert_eq!(plan.sections[0].text, "Tekst");
+    assert_eq!(plan.titled("Aanpak").unwrap().text, "Tekst");
     assert_eq!(plan.agreements[0].title, "Verzuimaanpak");
     let log = reopened.history(&id).unwrap();
     assert_eq!(log.len(), 3);
@@ -156,7 +156,7 @@ fn snapshots_are_written_and_loading_uses_them() {
     assert!(stored.tail.len() < documents::SNAPSHOT_EVERY);
     let plan = Node::open(node.dir()).unwrap().plan(&id).unwrap();
     assert_eq!(
-        plan.sections[0].text,
+        plan.titled("Inleiding").unwrap().text,
         format!("versie {}", documents::SNAPSHOT_EVERY * 2 + 4)
     );
 }
@@ -262,16 +262,16 @@ fn a_resident_document_sees_edits_of_other_handles_and_new_control_state() {
     let doc = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
     node.set_section(&doc, "Inleiding", "Een.\n").unwrap();
     let reader = Node::open(node.dir()).unwrap();
-    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Een.\n");
+    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Een.");
     // Another handle (the CLI while the node runs) edits: the resident copy catches up.
     node.set_section(&doc, "Inleiding", "Een.\nTwee.\n")
         .unwrap();
-    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Een.\nTwee.\n");
+    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Een.\nTwee.");
     // A control op (new heads) makes the copy stale: it is verified afresh.
     node.set_acl(&doc, Some(vec![]), None).unwrap();
     node.set_section(&doc, "Inleiding", "Drie.\n").unwrap();
     assert_eq!(reader.plan(&doc).unwrap(), node.plan(&doc).unwrap());
-    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Drie.\n");
+    assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Drie.");
 }
 
 /// A region of four parties in `root` (the kerngemeente, founder and admin; the ROC;

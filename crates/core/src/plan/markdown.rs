@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::richtext::escape_markdown as esc;
 use super::{Plan, date_format};
 
 /// What a rendering prints besides the plan itself: which document and version it
@@ -65,7 +66,7 @@ pub fn format_time(secs: i64) -> String {
 pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; ignore the fmt::Result.
-    let _ = writeln!(out, "# {}\n", plan.title);
+    let _ = writeln!(out, "# {}\n", esc(&plan.title));
     let _ = write!(
         out,
         "*{}* · eigenaar: {} · document `{}`",
@@ -78,7 +79,7 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
     }
     out.push_str("\n\n");
     for s in &plan.sections {
-        let _ = writeln!(out, "## {}\n", s.title);
+        let _ = writeln!(out, "## {}\n", esc(&s.title));
         let text = s.text.trim_end();
         if !text.is_empty() {
             let _ = writeln!(out, "{text}\n");
@@ -125,7 +126,7 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
             .iter()
             .filter(|a| !a.description.trim().is_empty())
         {
-            let _ = writeln!(out, "**{}** {}\n", a.id, a.description.trim());
+            let _ = writeln!(out, "**{}** {}\n", a.id, esc(a.description.trim()));
         }
     }
     if !ctx.approvals.is_empty() {
@@ -155,7 +156,11 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
                 let _ = writeln!(
                     out,
                     "- `{}` {} over \"{}\" in {}: {}",
-                    c.id, c.author, on, section, c.text
+                    c.id,
+                    c.author,
+                    esc(on),
+                    esc(section),
+                    esc(&c.text).replace('\n', " ")
                 );
             }
             out.push('\n');
@@ -167,9 +172,12 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
     out
 }
 
-/// Escapes the characters that would break a Markdown table cell.
+/// Escapes plain text for a Markdown table cell: Markdown syntax, the cell
+/// separator and line breaks.
 fn escape_cell(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace('\n', " ")
+    s.replace('\n', " ")
+        .split('|')
+        .map(esc)
+        .collect::<Vec<_>>()
+        .join("\\|")
 }

@@ -185,6 +185,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The section with this title (exactly), if any.
+    pub fn titled(&self, title: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.title == title)
+    }
+
     /// The section with this id.
     pub fn section(&self, id: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.id == id)

@@ -377,8 +377,9 @@ fn run_markdown(r: &Run) -> String {
     }
 }
 
-/// Escapes what Markdown would otherwise read as syntax.
-fn escape_markdown(text: &str) -> String {
+/// Escapes what Markdown would otherwise read as syntax (for titles and other plain
+/// text put into Markdown output).
+pub fn escape_markdown(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;

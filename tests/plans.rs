@@ -1,0 +1,286 @@
+//! Co-writing a plan across the region: three nodes edit one section offline and
+//! converge over real libp2p connections on loopback, with marks and comment anchors
+//! where a reader expects them; three parties approve, every node verifies the
+//! approvals and counts the changes made since; forged and replayed approvals fail.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regiosync_core::id::{DocId, Role};
+use regiosync_core::plan::{Plan, PlanKind};
+use regiosync_net::Multiaddr;
+use regiosync_node::Node;
+use regiosync_tests::{
+    Running, free_addr, logs, loopback_config, region_by_files, start_node, wait_until,
+};
+
+const PARTIES: [(&str, Role); 3] = [
+    ("gemeente-utrecht", Role::Kerngemeente),
+    ("roc-midden", Role::Roc),
+    ("swv-utrecht", Role::Swv),
+];
+
+const BASE: &str = "Wij werken samen aan **minder thuiszitters** in de regio.\n\n\
+De aanpak heeft drie sporen: preventie, verzuim en terugkeer.";
+
+fn start_all(dirs: &[PathBuf], addrs: &[Multiaddr]) -> Vec<Running> {
+    dirs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let others: Vec<Multiaddr> = addrs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| a.clone())
+                .collect();
+            start_node(d, loopback_config(&addrs[i], &others))
+        })
+        .collect()
+}
+
+async fn stop_all(nodes: Vec<Running>) {
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+fn plans(dirs: &[PathBuf], doc: &DocId) -> Vec<Option<Plan>> {
+    dirs.iter()
+        .map(|d| Node::open(d).ok().and_then(|n| n.plan(doc).ok()))
+        .collect()
+}
+
+/// Waits until every node reads the same plan and `want` holds for it.
+async fn converge(dirs: &[PathBuf], doc: &DocId, what: &str, want: impl Fn(&Plan) -> bool) -> Plan {
+    wait_until(what, Duration::from_secs(60), || {
+        let all = plans(dirs, doc);
+        matches!(all.first(), Some(Some(p)) if want(p) && all.iter().all(|q| q.as_ref() == Some(p)))
+    })
+    .await;
+    Node::open(&dirs[0]).unwrap().plan(doc).unwrap()
+}
+
+fn edit(dir: &Path, doc: &DocId, text: &str) {
+    Node::open(dir)
+        .unwrap()
+        .set_section(doc, "Inleiding", text)
+        .unwrap();
+}
+
+fn inleiding(p: &Plan) -> &str {
+    &p.titled("Inleiding").unwrap().text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_edit_one_section_offline_and_converge_with_marks_and_anchors() {
+    logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = region_by_files(tmp.path(), &PARTIES, true);
+    let doc = {
+        let mut kern = Node::open(&dirs[0]).unwrap();
+        let doc = kern
+            .create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")
+            .unwrap();
+        kern.set_section(&doc, "Inleiding", BASE).unwrap();
+        kern.add_comment(&doc, "Inleiding", "minder thuiszitters", "Hoeveel minder?")
+            .unwrap();
+        doc
+    };
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    let nodes = start_all(&dirs, &addrs);
+    converge(&dirs, &doc, "the plan reaches everyone", |p| {
+        inleiding(p) == BASE && p.comments.len() == 1
+    })
+    .await;
+    stop_all(nodes).await;
+
+    // Offline, each partner rewrites the same section: inserts in the middle of the
+    // first paragraph and deletions that overlap in the second.
+    edit(
+        &dirs[0],
+        &doc,
+        "Wij werken samen met het onderwijs aan **minder thuiszitters** in de regio.\n\n\
+         De aanpak heeft drie sporen: verzuim en terugkeer.",
+    );
+    edit(
+        &dirs[1],
+        &doc,
+        "Wij werken samen aan **minder thuiszitters**.\n\n\
+         De aanpak heeft drie sporen: terugkeer.",
+    );
+    edit(
+        &dirs[2],
+        &doc,
+        "Wij werken samen aan veel **minder thuiszitters** in de regio.\n\n\
+         De aanpak heeft drie sporen: preventie, verzuim en terugkeer naar school.",
+    );
+
+    let nodes = start_all(&dirs, &addrs);
+    let plan = converge(&dirs, &doc, "the three offline edits merge", |p| {
+        let t = inleiding(p);
+        t.contains("met het onderwijs") && t.contains("veel") && t.contains("naar school")
+    })
+    .await;
+    stop_all(nodes).await;
+
+    let section = plan.titled("Inleiding").unwrap();
+    let paragraphs: Vec<String> = section.blocks.iter().map(|b| b.plain()).collect();
+    // Every insertion survives, every deletion holds.
+    assert_eq!(
+        paragraphs[0], "Wij werken samen met het onderwijs aan veel minder thuiszitters.",
+        "{}",
+        section.text
+    );
+    let second = &paragraphs[1];
+    assert!(second.contains("terugkeer naar school"), "{second}");
+    assert!(
+        !second.contains("preventie") && !second.contains("verzuim"),
+        "{second}"
+    );
+    // The bold run is exactly the words that were bold: not the inserted "veel ".
+    let bold: Vec<&str> = section.blocks[0]
+        .runs
+        .iter()
+        .filter(|r| r.strong)
+        .map(|r| r.text.as_str())
+        .collect();
+    assert_eq!(bold, ["minder thuiszitters"]);
+    // The comment still sits on the words it was made on.
+    assert_eq!(
+        plan.comments[0].anchored.as_deref(),
+        Some("minder thuiszitters")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_by_three_parties_verify_everywhere_and_count_later_changes() {
+    logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = region_by_files(tmp.path(), &PARTIES, true);
+    let doc = {
+        let mut kern = Node::open(&dirs[0]).unwrap();
+        let doc = kern
+            .create_plan(PlanKind::Ondersteuningsplan, "Ondersteuningsplan 2027")
+            .unwrap();
+        kern.set_section(&doc, "Inleiding", BASE).unwrap();
+        doc
+    };
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    let nodes = start_all(&dirs, &addrs);
+    let plan = converge(&dirs, &doc, "the plan reaches everyone", |p| {
+        inleiding(p) == BASE
+    })
+    .await;
+    assert_eq!(plan.kind, PlanKind::Ondersteuningsplan);
+
+    // Each party approves on its own node, the version it has.
+    let mut approved = Vec::new();
+    for d in &dirs {
+        let mut n = Node::open(d).unwrap();
+        approved.push(n.approve(&doc, Some("akkoord in OOGO")).unwrap());
+    }
+    assert!(approved.windows(2).all(|w| w[0] == w[1]));
+    let all_approved = |dirs: &[PathBuf], since: usize| {
+        dirs.iter().all(|d| {
+            let a = Node::open(d).unwrap().approvals(&doc).unwrap();
+            a.len() == 3 && a.iter().all(|a| a.changes_since == Some(since))
+        })
+    };
+    wait_until(
+        "every node sees three approvals of the current version",
+        Duration::from_secs(60),
+        || all_approved(&dirs, 0),
+    )
+    .await;
+
+    // One change after the approvals: every node shows "1 change since" for all.
+    edit(&dirs[1], &doc, "Een nieuwe inleiding.");
+    wait_until(
+        "every node counts the change after the approvals",
+        Duration::from_secs(60),
+        || all_approved(&dirs, 1),
+    )
+    .await;
+    let n = Node::open(&dirs[2]).unwrap();
+    for a in n.approvals(&doc).unwrap() {
+        assert_eq!(a.comment.as_deref(), Some("akkoord in OOGO"));
+        assert_eq!(
+            a.heads,
+            approved[0]
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+        );
+    }
+    // The diff against an approval names the party that made the change.
+    let (diff, _, _) = n.plan_diff(&doc, "approval:swv-utrecht", None).unwrap();
+    assert_eq!(diff.sections.len(), 1);
+    assert_eq!(diff.sections[0].title, "Inleiding");
+    assert_eq!(diff.sections[0].authors, ["roc-midden"]);
+    stop_all(nodes).await;
+
+    // A forged approval: the kerngemeente's approval op, moved to other heads, does
+    // not import anywhere; the approvals stay as they were.
+    let kern = Node::open(&dirs[0]).unwrap();
+    let bundle = kern.export().unwrap();
+    let head = approved[0][0].0;
+    let at = bundle
+        .windows(32)
+        .position(|w| w == head)
+        .expect("an approval's heads are in the log");
+    let mut forged = bundle.clone();
+    forged[at] ^= 0x01;
+    let mut swv = Node::open(&dirs[2]).unwrap();
+    let before = swv.approvals(&doc).unwrap();
+    assert!(
+        swv.import(&forged).is_err(),
+        "a moved approval was accepted"
+    );
+    assert_eq!(
+        format!("{:?}", swv.approvals(&doc).unwrap()),
+        format!("{before:?}")
+    );
+    // A replayed approval (the same signed ops again) changes nothing either.
+    let imported = swv.import(&bundle).unwrap();
+    assert_eq!(imported.new_ops, 0, "{imported:?}");
+    assert_eq!(
+        format!("{:?}", swv.approvals(&doc).unwrap()),
+        format!("{before:?}")
+    );
+}
+
+#[test]
+fn approving_or_diffing_wrongly_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = region_by_files(tmp.path(), &PARTIES, true);
+    let mut kern = Node::open(&dirs[0]).unwrap();
+    let doc = kern.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    // The SWV may not read the plan: it cannot approve it.
+    let roc = vec![regiosync_tests::party("roc-midden")];
+    kern.set_acl(&doc, Some(roc.clone()), Some(roc)).unwrap();
+    let log = kern.export().unwrap();
+    let mut swv = Node::open(&dirs[2]).unwrap();
+    swv.import(&log).unwrap();
+    let err = swv.approve(&doc, None).unwrap_err().to_string();
+    assert!(err.contains("cannot read plan"), "{err}");
+    assert!(swv.region_state().unwrap().approvals.is_empty());
+    // Versions the node does not have, and parties that did not approve.
+    for bad in ["deadbeef", "approval:roc-midden", "xyz", "approval:"] {
+        let err = kern.plan_diff(&doc, bad, None).unwrap_err().to_string();
+        assert!(
+            err.contains("not on this node") || err.contains("has not approved"),
+            "{bad}: {err}"
+        );
+    }
+    // A node outside any region cannot approve.
+    let lone = tmp.path().join("lone");
+    Node::init(
+        &lone,
+        regiosync_tests::party("gemeente-zeist"),
+        Role::Gemeente,
+        None,
+    )
+    .unwrap();
+    let err = Node::open(&lone).unwrap().approve(&doc, None).unwrap_err();
+    assert!(err.to_string().contains("not in a region"), "{err}");
+}
