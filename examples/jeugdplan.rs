@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     // Reopen, as a later process would: everything acknowledged is on disk.
     let node = Node::open(dir.path())?;
     let plan = node.plan(&id)?;
-    println!("{}", markdown::render(&plan, &node.short_id(&id)?));
+    println!("{}", markdown::render(&plan, &node.export_context(&id)?));
     println!("\nhistory:");
     for h in node.history(&id)? {
         println!("  seq {:>2}  {}", h.seq, h.message.unwrap_or_default());
