@@ -503,7 +503,13 @@ fn read_comment<R: ReadDoc>(
 ) -> Result<Comment, PlanError> {
     let section = get_str(doc, c, "section")?;
     let cursor = |key: &str| -> Result<Cursor, PlanError> {
-        Cursor::try_from(get_str(doc, c, key)?.as_str()).map_err(|_| schema_err(key))
+        let raw = get_str(doc, c, key)?;
+        // Automerge's cursor parser slices the string by bytes and panics on an
+        // empty or non-ASCII one; a cursor it wrote is always short ASCII.
+        if raw.is_empty() || raw.len() > 128 || !raw.is_ascii() {
+            return Err(schema_err(key));
+        }
+        Cursor::try_from(raw.as_str()).map_err(|_| schema_err(key))
     };
     let (start, end) = (cursor("start")?, cursor("end")?);
     // The anchor: where the cursors point now, if the section still exists and some
@@ -1232,9 +1238,23 @@ mod tests {
             }
             tx.put(&c, "author", "roc-midden").unwrap();
             tx.put(&c, "start", "garbage@@").unwrap();
+            tx.put(&c, "start", "é").unwrap();
             tx.put(&c, "end", "e").unwrap();
             tx.put(&c, "time", 1).unwrap();
         });
         assert!(matches!(read_plan(&doc), Err(PlanError::Schema(_))));
+        // Empty and non-ASCII cursors (which make Automerge's parser panic) too.
+        for bad in ["garbage@@", "", "é", "-é@x", "1@é"] {
+            let mut d = doc.fork();
+            edit(&mut d, |tx| {
+                let list = get_obj(tx, &ROOT, "comments", ObjType::List).unwrap();
+                let c = get_obj(tx, &list, 0, ObjType::Map).unwrap();
+                tx.put(&c, "start", bad).unwrap();
+            });
+            assert!(
+                matches!(read_plan(&d), Err(PlanError::Schema(_))),
+                "{bad:?}"
+            );
+        }
     }
 }
