@@ -368,21 +368,39 @@ fn show_json_is_exactly_what_the_edits_wrote() {
         "swv-utrecht",
     ]);
 
-    let shown = env.json(&["doc", "show", &short, "--format", "json"]);
+    let mut shown = env.json(&["doc", "show", &short, "--format", "json"]);
+    // The template's other sections are there, empty; the written ones in order.
+    let sections = shown["sections"].take();
+    let written: Vec<Value> = sections
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["text"] != "")
+        .cloned()
+        .collect();
+    assert_eq!(sections.as_array().unwrap().len(), 8, "{sections}");
+    let para = |t: &str| json!({"type": "paragraph", "runs": [{"text": t}]});
+    let item = |t: &str| json!({"type": "numbered", "runs": [{"text": t}]});
+    assert_eq!(
+        written,
+        vec![
+            json!({"id": s1["section"], "title": "Inleiding", "text": "Samen tegen uitval.", "blocks": [para("Samen tegen uitval.")]}),
+            json!({"id": s2["section"], "title": "Aanpak", "text": "1. Verzuim\n2. Thuiszitters", "blocks": [item("Verzuim"), item("Thuiszitters")]}),
+        ]
+    );
     let expected = json!({
         "id": id,
-        "schema": 1,
+        "schema": 2,
         "kind": "vsv-programma",
         "title": "Regionaal programma vsv 2025-2028",
         "owner": "roc-midden",
-        "sections": [
-            {"id": s1["section"], "title": "Inleiding", "text": "Samen tegen uitval.\n"},
-            {"id": s2["section"], "title": "Aanpak", "text": "1. Verzuim\n2. Thuiszitters\n"},
-        ],
+        "sections": null,
         "agreements": [
-            {"id": a1["agreement"], "title": "Sluitende aanpak 18-", "owner": "gemeente-utrecht", "deadline": "2026-12-31", "status": "open"},
-            {"id": a2["agreement"], "title": "Warme overdracht vo-mbo", "owner": "swv-utrecht", "deadline": null, "status": "open"},
+            {"id": a1["agreement"], "title": "Sluitende aanpak 18-", "description": "", "owner": "gemeente-utrecht", "deadline": "2026-12-31", "status": "open", "funding": null, "sections": []},
+            {"id": a2["agreement"], "title": "Warme overdracht vo-mbo", "description": "", "owner": "swv-utrecht", "deadline": null, "status": "open", "funding": null, "sections": []},
         ],
+        "comments": [],
+        "conflicts": [],
     });
     assert_eq!(shown, expected);
 

@@ -48,7 +48,8 @@ pub struct ConflictView {
     pub label: String,
     /// The field.
     pub field: String,
-    /// Every value with who wrote it; the one shown by default first.
+    /// Every value with who wrote it, in Automerge's order (the one shown by default
+    /// is the last).
     pub values: Vec<ConflictEntry>,
 }
 

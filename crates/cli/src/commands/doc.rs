@@ -348,7 +348,8 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                     .iter()
                     .map(|h| {
                         format!(
-                            "{}  {:<20}  device …{}  {}\n",
+                            "{}  {}  {:<20}  device …{}  {}\n",
+                            &h.hash[..8],
                             super::human_time(h.time),
                             h.party.as_ref().map_or("(other party)", |p| p.as_str()),
                             h.device.map_or_else(|| "unknown".into(), |d| d.short()),

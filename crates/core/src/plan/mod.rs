@@ -233,7 +233,7 @@ pub struct Conflict {
     pub target: String,
     /// The field (`status`, `deadline`, …).
     pub field: String,
-    /// Every value, the one shown by default first.
+    /// Every value, in Automerge's order (the one shown by default is the last).
     pub values: Vec<ConflictValue>,
 }
 
@@ -356,13 +356,13 @@ pub enum PlanError {
     #[error("the section text is {0} bytes; the limit is {MAX_SECTION_BYTES} bytes")]
     TextTooLarge(usize),
     /// No section has this id or title.
-    #[error("no section '{0}' in this plan: see the section ids with `doc show`")]
+    #[error("no section '{0}' in this plan: see the section titles with `doc show` (ids with `doc show --format json`)")]
     UnknownSection(String),
     /// No agreement has this id.
     #[error("no agreement '{0}' in this plan: see the agreement ids with `doc show`")]
     UnknownAgreement(String),
     /// No comment has this id.
-    #[error("no comment '{0}' in this plan: see the comment ids with `doc comments`")]
+    #[error("no comment '{0}' in this plan: see the comment ids with `doc comment list`")]
     UnknownComment(String),
     /// The quoted text is not in the section.
     #[error(
