@@ -356,7 +356,9 @@ pub enum PlanError {
     #[error("the section text is {0} bytes; the limit is {MAX_SECTION_BYTES} bytes")]
     TextTooLarge(usize),
     /// No section has this id or title.
-    #[error("no section '{0}' in this plan: see the section titles with `doc show` (ids with `doc show --format json`)")]
+    #[error(
+        "no section '{0}' in this plan: see the section titles with `doc show` (ids with `doc show --format json`)"
+    )]
     UnknownSection(String),
     /// No agreement has this id.
     #[error("no agreement '{0}' in this plan: see the agreement ids with `doc show`")]
