@@ -23,6 +23,22 @@ const PARTIES: [(&str, Role); 3] = [
 const BASE: &str = "Wij werken samen aan **minder thuiszitters** in de regio.\n\n\
 De aanpak heeft drie sporen: preventie, verzuim en terugkeer.";
 
+/// The three parties' region (joined by files) and a plan of `kind` by the
+/// kerngemeente with [`BASE`] as its introduction, then `more` on the kerngemeente.
+fn region_with_plan(
+    root: &Path,
+    kind: PlanKind,
+    more: impl FnOnce(&mut Node, &DocId),
+) -> (Vec<PathBuf>, DocId) {
+    logs();
+    let dirs = region_by_files(root, &PARTIES, true);
+    let mut kern = Node::open(&dirs[0]).unwrap();
+    let doc = kern.create_plan(kind, "Plan 2027").unwrap();
+    kern.set_section(&doc, "Inleiding", BASE).unwrap();
+    more(&mut kern, &doc);
+    (dirs, doc)
+}
+
 fn start_all(dirs: &[PathBuf], addrs: &[Multiaddr]) -> Vec<Running> {
     dirs.iter()
         .enumerate()
@@ -73,19 +89,11 @@ fn inleiding(p: &Plan) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_edit_one_section_offline_and_converge_with_marks_and_anchors() {
-    logs();
     let tmp = tempfile::tempdir().unwrap();
-    let dirs = region_by_files(tmp.path(), &PARTIES, true);
-    let doc = {
-        let mut kern = Node::open(&dirs[0]).unwrap();
-        let doc = kern
-            .create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")
+    let (dirs, doc) = region_with_plan(tmp.path(), PlanKind::Jeugdplan, |kern, doc| {
+        kern.add_comment(doc, "Inleiding", "minder thuiszitters", "Hoeveel minder?")
             .unwrap();
-        kern.set_section(&doc, "Inleiding", BASE).unwrap();
-        kern.add_comment(&doc, "Inleiding", "minder thuiszitters", "Hoeveel minder?")
-            .unwrap();
-        doc
-    };
+    });
     let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
     let nodes = start_all(&dirs, &addrs);
     converge(&dirs, &doc, "the plan reaches everyone", |p| {
@@ -154,17 +162,8 @@ async fn three_nodes_edit_one_section_offline_and_converge_with_marks_and_anchor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_by_three_parties_verify_everywhere_and_count_later_changes() {
-    logs();
     let tmp = tempfile::tempdir().unwrap();
-    let dirs = region_by_files(tmp.path(), &PARTIES, true);
-    let doc = {
-        let mut kern = Node::open(&dirs[0]).unwrap();
-        let doc = kern
-            .create_plan(PlanKind::Ondersteuningsplan, "Ondersteuningsplan 2027")
-            .unwrap();
-        kern.set_section(&doc, "Inleiding", BASE).unwrap();
-        doc
-    };
+    let (dirs, doc) = region_with_plan(tmp.path(), PlanKind::Ondersteuningsplan, |_, _| {});
     let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
     let nodes = start_all(&dirs, &addrs);
     let plan = converge(&dirs, &doc, "the plan reaches everyone", |p| {

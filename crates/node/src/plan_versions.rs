@@ -151,42 +151,7 @@ impl Node {
     ) -> Result<Vec<ChangeHash>, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let v = self.verified(id, &folded)?;
-        let reference = reference.trim();
-        let shown: String = reference.chars().take(80).collect();
-        if reference == "head" || reference == "HEAD" {
-            return Ok(v.doc.get_heads());
-        }
-        if let Some(party) = reference.strip_prefix("approval:") {
-            let a = PartyName::new(party.trim())
-                .ok()
-                .and_then(|p| folded.state.approvals.get(id)?.get(&p).cloned())
-                .ok_or_else(|| NodeError::NoApproval(party.trim().chars().take(60).collect()))?;
-            let heads: Vec<ChangeHash> = a.heads.iter().map(|h| ChangeHash(*h)).collect();
-            if heads.iter().any(|h| v.doc.get_change_by_hash(h).is_none()) {
-                return Err(NodeError::UnknownVersion(shown));
-            }
-            return Ok(heads);
-        }
-        let all: Vec<ChangeHash> = v.doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
-        let mut heads = Vec::new();
-        for part in reference.split(',').map(str::trim) {
-            let lower = part.to_ascii_lowercase();
-            if lower.len() < 8 || lower.len() > 64 || !lower.chars().all(|c| c.is_ascii_hexdigit())
-            {
-                return Err(NodeError::UnknownVersion(shown));
-            }
-            let hits: Vec<&ChangeHash> = all
-                .iter()
-                .filter(|h| hex::encode(h.0).starts_with(&lower))
-                .collect();
-            match hits.as_slice() {
-                [one] => heads.push(**one),
-                _ => return Err(NodeError::UnknownVersion(shown)),
-            }
-        }
-        heads.sort();
-        heads.dedup();
-        Ok(heads)
+        resolve_in(&v.doc, &folded.state, id, reference)
     }
 
     /// The plan as it was at `heads` (which this node must have).
@@ -206,10 +171,10 @@ impl Node {
         from: &str,
         to: Option<&str>,
     ) -> Result<(PlanDiff, String, String), NodeError> {
-        let from = self.resolve_version(id, from)?;
-        let to = self.resolve_version(id, to.unwrap_or("head"))?;
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let v = self.verified(id, &folded)?;
+        let from = resolve_in(&v.doc, &folded.state, id, from)?;
+        let to = resolve_in(&v.doc, &folded.state, id, to.unwrap_or("head"))?;
         let before = plan::read_plan(&fork_at(&v.doc, &from)?)?;
         let at_to = fork_at(&v.doc, &to)?;
         let after = plan::read_plan(&at_to)?;
@@ -310,6 +275,50 @@ impl Node {
             })
             .collect())
     }
+}
+
+/// [`Node::resolve_version`] against a document and region state already at hand.
+fn resolve_in(
+    doc: &Automerge,
+    state: &RegionState,
+    id: &DocId,
+    reference: &str,
+) -> Result<Vec<ChangeHash>, NodeError> {
+    let reference = reference.trim();
+    let shown: String = reference.chars().take(80).collect();
+    if reference == "head" || reference == "HEAD" {
+        return Ok(doc.get_heads());
+    }
+    if let Some(party) = reference.strip_prefix("approval:") {
+        let a = PartyName::new(party.trim())
+            .ok()
+            .and_then(|p| state.approvals.get(id)?.get(&p).cloned())
+            .ok_or_else(|| NodeError::NoApproval(party.trim().chars().take(60).collect()))?;
+        let heads: Vec<ChangeHash> = a.heads.iter().map(|h| ChangeHash(*h)).collect();
+        if heads.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
+            return Err(NodeError::UnknownVersion(shown));
+        }
+        return Ok(heads);
+    }
+    let all: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+    let mut heads = Vec::new();
+    for part in reference.split(',').map(str::trim) {
+        let lower = part.to_ascii_lowercase();
+        if lower.len() < 8 || lower.len() > 64 || !lower.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(NodeError::UnknownVersion(shown));
+        }
+        let hits: Vec<&ChangeHash> = all
+            .iter()
+            .filter(|h| hex::encode(h.0).starts_with(&lower))
+            .collect();
+        match hits.as_slice() {
+            [one] => heads.push(**one),
+            _ => return Err(NodeError::UnknownVersion(shown)),
+        }
+    }
+    heads.sort();
+    heads.dedup();
+    Ok(heads)
 }
 
 /// How many changes the document has that are not in the past of `heads`; `None`

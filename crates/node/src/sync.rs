@@ -782,9 +782,7 @@ impl Node {
         let Ok(v) = self.verified(doc, folded) else {
             return;
         };
-        let title = regiosync_core::plan::read_plan(&v.doc)
-            .ok()
-            .map(|p| p.title);
+        let title = regiosync_core::plan::read_title(&v.doc).ok();
         let snapshot = v.snapshot(folded);
         let _ = self.store.write(|tx| {
             if let Some(t) = &title {

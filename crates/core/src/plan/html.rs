@@ -45,10 +45,8 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
         for a in &plan.agreements {
             let target = format!("agreement {}", a.id);
             let conflicted = |f: &str| {
-                plan.conflicts_of(&target)
-                    .find(|c| c.field == f)
-                    .map(|c| {
-                        let v: Vec<_> = c.values.iter().map(|v| v.value.as_str()).collect();
+                plan.conflict_values(&target, f)
+                    .map(|v| {
                         format!(
                             " <span class=\"conflict\">conflict: {}</span>",
                             esc(&v.join(" / "))

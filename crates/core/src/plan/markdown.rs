@@ -99,12 +99,8 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
                 .unwrap_or_else(|| "–".into());
             let target = format!("agreement {}", a.id);
             let conflicted = |f: &str| {
-                plan.conflicts_of(&target)
-                    .find(|c| c.field == f)
-                    .map(|c| {
-                        let v: Vec<_> = c.values.iter().map(|v| v.value.as_str()).collect();
-                        format!(" ⚠ conflict: {}", v.join(" / "))
-                    })
+                plan.conflict_values(&target, f)
+                    .map(|v| format!(" ⚠ conflict: {}", v.join(" / ")))
                     .unwrap_or_default()
             };
             let _ = writeln!(

@@ -24,7 +24,7 @@ use crate::id::PartyName;
 pub use richtext::{Block, BlockKind, Run};
 pub use schema::{
     AgreementInput, AgreementUpdate, CommentInput, PLAN_SCHEMA_VERSION, SectionEdit, add_agreement,
-    add_comment, init_plan, read_plan, rename_section, resolve_comment, set_section,
+    add_comment, init_plan, read_plan, read_title, rename_section, resolve_comment, set_section,
     update_agreement,
 };
 
@@ -195,9 +195,13 @@ impl Plan {
         self.sections.iter().find(|s| s.id == id)
     }
 
-    /// The conflicts of one target (`"agreement a-…"`, `"section s-…"`, `"plan"`).
-    pub fn conflicts_of<'a>(&'a self, target: &'a str) -> impl Iterator<Item = &'a Conflict> {
-        self.conflicts.iter().filter(move |c| c.target == target)
+    /// The values of a field in conflict (`target`: `"agreement a-…"`, `"section s-…"`
+    /// or `"plan"`), if it is.
+    pub fn conflict_values(&self, target: &str, field: &str) -> Option<Vec<&str>> {
+        self.conflicts
+            .iter()
+            .find(|c| c.target == target && c.field == field)
+            .map(|c| c.values.iter().map(|v| v.value.as_str()).collect())
     }
 }
 

@@ -403,6 +403,13 @@ pub fn resolve_comment<T: Transactable>(
     Err(PlanError::UnknownComment(clip(comment)))
 }
 
+/// Reads only a plan's title (for the store's document list after a sync, where a
+/// full [`read_plan`] would render every section and resolve every comment).
+pub fn read_title<R: ReadDoc>(doc: &R) -> Result<String, PlanError> {
+    check_header(doc)?;
+    Ok(get_str(doc, &ROOT, "title")?)
+}
+
 /// Reads the typed view of a plan document.
 pub fn read_plan<R: ReadDoc>(doc: &R) -> Result<Plan, PlanError> {
     let schema = check_header(doc)?;
