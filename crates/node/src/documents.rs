@@ -328,29 +328,92 @@ impl Node {
     /// goes through [`Node::add_agreement`].
     #[doc(hidden)]
     pub fn bulk_agreements_for_bench(&mut self, id: &DocId, n: usize) -> Result<(), NodeError> {
+        let owner = self.info.party.clone();
+        self.bulk_edit_plan_for_bench(id, n, |t, i| {
+            let input = AgreementInput {
+                title: format!("Afspraak {i}"),
+                owner: owner.clone(),
+                deadline: None,
+            };
+            plan::add_agreement(t, &input).map(|_| ())
+        })
+    }
+
+    /// Appends `n` signed changes made by `f` (given the change's index) to a plan in
+    /// one store transaction, for benchmarks. Not for normal use: `f` is not checked
+    /// against the plan schema.
+    #[doc(hidden)]
+    pub fn bulk_edit_plan_for_bench(
+        &mut self,
+        id: &DocId,
+        n: usize,
+        mut f: impl FnMut(&mut Transaction<'_>, usize) -> Result<(), PlanError>,
+    ) -> Result<(), NodeError> {
         let actor = self.info.node_id.actor_id();
         let author = self.info.node_id;
         let key = self.signer()?.signing_key().clone();
-        let owner = self.info.party.clone();
         self.store.write(|tx| {
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
             let mut doc = load_verified(tx, id, &folded)?.doc;
             doc.set_actor(actor.clone());
             for i in 0..n {
                 let mut t = doc.transaction();
-                let input = AgreementInput {
-                    title: format!("Afspraak {i}"),
-                    owner: owner.clone(),
-                    deadline: None,
-                };
-                plan::add_agreement(&mut t, &input)?;
-                commit(t, "bench");
-                if let Some(c) = doc.get_last_local_change() {
+                f(&mut t, i)?;
+                if commit(t, "bench").is_some()
+                    && let Some(c) = doc.get_last_local_change()
+                {
                     tx.append_change(id, &signed_row(&c, id, &folded, author, &key)?)?;
                 }
             }
             Ok::<_, NodeError>(())
         })
+    }
+
+    /// Stores Automerge changes made elsewhere as a new, unsealed document (a plan of
+    /// `kind` as far as the control plane is concerned), each signed by this device,
+    /// for benchmarks that sync the same changes sealed and unsealed. The changes must
+    /// be this device's own (their actor is its actor), or they fail verification on
+    /// every receiver. Not for normal use.
+    #[doc(hidden)]
+    pub fn import_changes_for_bench(
+        &mut self,
+        kind: PlanKind,
+        changes: &[Change],
+    ) -> Result<DocId, NodeError> {
+        let state = self.region_state()?;
+        let id = DocId::random()?;
+        let owner = self.info.party.clone();
+        let others: Vec<PartyName> = state
+            .parties
+            .iter()
+            .filter(|(n, p)| !p.removed && **n != owner)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let row = DocumentRow {
+            id,
+            kind: KIND_PLAN.into(),
+            subkind: kind.as_str().into(),
+            title: String::new(),
+            created_ms: now_ms(),
+        };
+        let key = self.signer()?.signing_key().clone();
+        let author = self.info.node_id;
+        let body = OpBody::CreateDoc {
+            doc: id,
+            kind,
+            owner,
+            readers: others.clone(),
+            writers: others,
+        };
+        self.issue_ops(vec![body], |tx| {
+            tx.insert_document(&row)?;
+            let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
+            for c in changes {
+                tx.append_change(&id, &signed_row(c, &id, &folded, author, &key)?)?;
+            }
+            Ok(())
+        })?;
+        Ok(id)
     }
 
     /// Runs one plan edit as one signed Automerge change in one store transaction.

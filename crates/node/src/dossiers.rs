@@ -398,6 +398,43 @@ impl Node {
             &mut automerge::transaction::Transaction<'_>,
         ) -> Result<(), regiosync_core::dossier::DossierError>,
     ) -> Result<(), NodeError> {
+        let mut f = Some(f);
+        self.write_dossier_changes(id, by, action, 1, |tx, _| match f.take() {
+            Some(f) => f(tx),
+            None => Ok(()),
+        })
+    }
+
+    /// Appends `n` changes to a dossier in one store transaction, for benchmarks that
+    /// need many dossiers fast (one transaction instead of one per change). Not for
+    /// normal use: a real edit goes through [`Node::add_dossier_note`] and friends.
+    #[doc(hidden)]
+    pub fn bulk_dossier_edits_for_bench(
+        &mut self,
+        id: &DocId,
+        by: &Reader,
+        n: usize,
+        f: impl FnMut(
+            &mut automerge::transaction::Transaction<'_>,
+            usize,
+        ) -> Result<(), regiosync_core::dossier::DossierError>,
+    ) -> Result<(), NodeError> {
+        self.write_dossier_changes(id, by, "bench", n, f)
+    }
+
+    /// Rebuilds a dossier, makes `n` changes with `f` (given the change's index),
+    /// seals, signs and stores them with one audit entry, in one store transaction.
+    fn write_dossier_changes(
+        &mut self,
+        id: &DocId,
+        by: &Reader,
+        action: &str,
+        n: usize,
+        mut f: impl FnMut(
+            &mut automerge::transaction::Transaction<'_>,
+            usize,
+        ) -> Result<(), regiosync_core::dossier::DossierError>,
+    ) -> Result<(), NodeError> {
         let state = self.region_state()?;
         let access = self.dossier_access(id)?;
         if let Some(e) = &access.erased {
@@ -445,41 +482,49 @@ impl Node {
                 &ring,
             )?;
             doc.set_actor(me.actor_id());
-            let mut t = doc.transaction();
-            if let Err(e) = f(&mut t) {
-                t.rollback();
-                return Err(e.into());
+            let mut written = false;
+            for i in 0..n {
+                let mut t = doc.transaction();
+                if let Err(e) = f(&mut t, i) {
+                    t.rollback();
+                    return Err(e.into());
+                }
+                if t.commit().0.is_none() {
+                    continue;
+                }
+                let Some(change) = doc.get_last_local_change() else {
+                    continue;
+                };
+                written = true;
+                let sealed = seal_change(key, id, epoch, &change.hash().0, change.raw_bytes())?;
+                let envelope = SealedEnvelope::sign(
+                    SealedFields {
+                        region: state.region,
+                        dossier: *id,
+                        change_hash: change.hash().0,
+                        sealed_hash: sealed_hash(&sealed),
+                        author: me,
+                        control_heads: state.heads.clone(),
+                        access_heads: log_heads(&log, state, id),
+                    },
+                    &signing,
+                )?;
+                tx.append_change(
+                    id,
+                    &ChangeRow {
+                        hash: change.hash().0,
+                        actor: me.as_bytes().to_vec(),
+                        seq: change.seq(),
+                        bytes: sealed,
+                        stored_ms: now_ms(),
+                        envelope: Some(envelope.encode()),
+                    },
+                )?;
             }
-            t.commit();
-            let Some(change) = doc.get_last_local_change() else {
-                return Ok(());
-            };
-            let sealed = seal_change(key, id, epoch, &change.hash().0, change.raw_bytes())?;
-            let envelope = SealedEnvelope::sign(
-                SealedFields {
-                    region: state.region,
-                    dossier: *id,
-                    change_hash: change.hash().0,
-                    sealed_hash: sealed_hash(&sealed),
-                    author: me,
-                    control_heads: state.heads.clone(),
-                    access_heads: log_heads(&log, state, id),
-                },
-                &signing,
-            )?;
-            tx.append_change(
-                id,
-                &ChangeRow {
-                    hash: change.hash().0,
-                    actor: me.as_bytes().to_vec(),
-                    seq: change.seq(),
-                    bytes: sealed,
-                    stored_ms: now_ms(),
-                    envelope: Some(envelope.encode()),
-                },
-            )?;
-            // The change and its audit entry commit together.
-            tx.append_audit(&entry)?;
+            // The changes and their audit entry commit together.
+            if written {
+                tx.append_audit(&entry)?;
+            }
             Ok(())
         })
     }

@@ -1,0 +1,112 @@
+//! The sync benchmark runner: the same workloads through regiosync (real libp2p on
+//! loopback, signed, sealed, stored), through samod (the Rust automerge-repo, over its
+//! TCP transport on loopback, stored to disk) and through raw Automerge sync in memory
+//! (the floor), in one run, with ratios.
+//!
+//! ```text
+//! cargo run --release -p regiosync-bench -- [--quick] [--json FILE] [--smoke]
+//! ```
+//!
+//! Every workload's data comes from a seed (`--seed`), every catch-up checks that
+//! regiosync's and samod's end states are the same documents as the source's (same
+//! Automerge heads: the same changes), and the run fails if they are not. Times are
+//! medians of `--reps` repetitions; bytes and round trips are those of the last one.
+//! `--smoke` runs tiny sizes (seconds, even in a debug build) for the test suite.
+//! See docs/PERFORMANCE.md for the workloads, targets and a full run.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a runner prints its report
+
+mod automerge_side;
+mod data;
+mod regiosync_side;
+mod report;
+mod samod_side;
+mod workloads;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(
+    name = "regiosync-bench",
+    about = "Sync benchmarks: regiosync vs samod vs raw Automerge"
+)]
+struct Args {
+    /// Smaller sizes and fewer repetitions (under two minutes on two cores); skips
+    /// the 10,000-document workloads.
+    #[arg(long)]
+    quick: bool,
+    /// Tiny sizes, for the test suite: checks the runner and the end states.
+    #[arg(long)]
+    smoke: bool,
+    /// Also write the results as JSON rows to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Repetitions per catch-up (the median is reported).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Run only the workloads whose name contains this text.
+    #[arg(long)]
+    only: Option<String>,
+    /// Internal: serve a node's data folder until stdin closes (the separate process
+    /// of the start-up and memory measurement).
+    #[arg(long, hide = true)]
+    serve_node: Option<PathBuf>,
+    /// Internal: where `--serve-node` listens.
+    #[arg(long, hide = true)]
+    listen: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Some(dir) = &args.serve_node {
+        let listen = args
+            .listen
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--serve-node needs --listen"))?
+            .parse()?;
+        return rt.block_on(regiosync_side::serve(dir, listen));
+    }
+    let sizes = if args.smoke {
+        workloads::Sizes::smoke()
+    } else if args.quick {
+        workloads::Sizes::quick()
+    } else {
+        workloads::Sizes::full()
+    };
+    let sizes = workloads::Sizes {
+        reps: args.reps.unwrap_or(sizes.reps).max(1),
+        ..sizes
+    };
+    let started = std::time::Instant::now();
+    let report = rt.block_on(workloads::run_all(&sizes, args.seed, args.only.as_deref()))?;
+    println!("{}", workloads::header(&sizes, args.seed));
+    println!("{}", report.markdown());
+    if args.smoke {
+        println!("(smoke sizes: the targets of issue 7 are not compared)\n");
+    } else {
+        println!("## Targets (issue 7)\n\n{}", workloads::targets(&report));
+    }
+    println!(
+        "end states: identical (regiosync = samod = source, same Automerge heads for every document)"
+    );
+    println!("run took {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(path) = &args.json {
+        report.write_json(path)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! regiosync over real libp2p on loopback: nodes with their own data folders (SQLite,
+//! keys), a region made by invitations, sessions run by the node's own sync code
+//! (`sync_with` on one side, `Node::respond` on the other), running nodes
+//! (`service::run`) for propagation, and a node in a separate process for start-up
+//! time and memory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use automerge::{Automerge, Change, ChangeHash};
+use regiosync_core::control::dossier::Basis;
+use regiosync_core::dossier as schema;
+use regiosync_core::id::{DocId, NodeId, PartyName, Role};
+use regiosync_core::plan::{AgreementInput, PlanKind};
+use regiosync_net::{Multiaddr, NetEvent};
+use regiosync_node::dossiers::{NewDossier, Reader};
+use regiosync_node::service::{ServiceConfig, run};
+use regiosync_node::{Node, SyncReport, sync_with};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::data::DossierContent;
+
+/// How long a wait in a regiosync run may take before the run fails.
+const PATIENCE: Duration = Duration::from_secs(300);
+
+pub(crate) fn party(s: &str) -> anyhow::Result<PartyName> {
+    PartyName::new(s).map_err(|e| anyhow!("{e}"))
+}
+
+/// The reader named in the audit log of the bench's dossier reads and writes.
+pub(crate) fn reader() -> Reader {
+    Reader {
+        user: "bench".into(),
+        purpose: "benchmark".into(),
+    }
+}
+
+/// A source node (an ROC that made a region) and devices of the same party that
+/// joined before any document exists, so every dossier key is wrapped for them.
+pub(crate) struct Source {
+    pub(crate) dir: PathBuf,
+    pub(crate) node: Node,
+    pub(crate) devices: Vec<PathBuf>,
+}
+
+impl Source {
+    /// Makes the source node in `root/source` and `devices` joined devices.
+    pub(crate) fn new(root: &Path, devices: usize) -> anyhow::Result<Self> {
+        let dir = root.join("source");
+        let roc = party("roc-midden")?;
+        Node::init(&dir, roc.clone(), Role::Roc, None)?;
+        let mut node = Node::open(&dir)?;
+        node.create_region("Benchmark")?;
+        let mut dirs = Vec::new();
+        for i in 0..devices {
+            let d = root.join(format!("device{i}"));
+            Node::init(&d, roc.clone(), Role::Roc, None)?;
+            let mut n = Node::open(&d)?;
+            let code = node.invite(roc.clone(), Role::Roc, false, 3600)?;
+            let (_, bundle) = node.accept(&n.join_request(&code.encode())?)?;
+            n.import(&bundle)?;
+            dirs.push(d);
+        }
+        Ok(Self {
+            dir,
+            node,
+            devices: dirs,
+        })
+    }
+
+    /// Creates a dossier with `content`: its first change holds the fields, then one
+    /// change per contact note (all sealed and signed, in one store transaction).
+    pub(crate) fn create_dossier(&mut self, content: &DossierContent) -> anyhow::Result<DocId> {
+        let by = reader();
+        let me = self.node.info().party.clone();
+        let id = self.node.create_dossier(
+            &NewDossier {
+                woongemeente: me.clone(),
+                basis: Basis::Toestemming,
+                purpose: "benchmark".into(),
+                fields: content.fields.clone(),
+            },
+            &by,
+        )?;
+        let today = time::OffsetDateTime::now_utc().date();
+        self.node
+            .bulk_dossier_edits_for_bench(&id, &by, content.notes.len(), |tx, k| {
+                schema::add_contact(tx, today, &me, &content.notes[k])
+            })?;
+        Ok(id)
+    }
+
+    /// The plaintext changes of a dossier, as a device with its keys reads them.
+    pub(crate) fn plaintext_changes(&mut self, id: &DocId) -> anyhow::Result<Vec<Change>> {
+        plaintext_changes(&mut self.node, id)
+    }
+
+    /// The changes of an unsealed document, as stored.
+    pub(crate) fn plain_changes(&self, id: &DocId) -> anyhow::Result<Vec<Change>> {
+        plain_changes(&self.node, id)
+    }
+}
+
+/// The plaintext changes of a dossier that `node` holds, unsealed with the keys
+/// wrapped for `node`'s device: a real check that the device can open them.
+pub(crate) fn plaintext_changes(node: &mut Node, id: &DocId) -> anyhow::Result<Vec<Change>> {
+    let access = node.dossier_access(id)?;
+    let ring = node.key_ring_for_tests(&access)?;
+    node.store()
+        .changes(id)?
+        .iter()
+        .map(|c| {
+            let plain = ring.unseal(&c.hash, &c.bytes)?;
+            Change::from_bytes(plain.to_vec()).context("a sealed change does not parse")
+        })
+        .collect()
+}
+
+/// The stored changes of an unsealed document.
+pub(crate) fn plain_changes(node: &Node, id: &DocId) -> anyhow::Result<Vec<Change>> {
+    node.store()
+        .changes(id)?
+        .into_iter()
+        .map(|c| Change::from_bytes(c.bytes).context("a stored change does not parse"))
+        .collect()
+}
+
+/// A document made of `changes`.
+pub(crate) fn document(changes: &[Change]) -> anyhow::Result<Automerge> {
+    let mut d = Automerge::new();
+    d.apply_changes(changes.iter().cloned())?;
+    Ok(d)
+}
+
+/// The sorted heads of a document made of `changes`.
+pub(crate) fn heads_of(changes: &[Change]) -> anyhow::Result<Vec<ChangeHash>> {
+    let mut h = document(changes)?.get_heads();
+    h.sort();
+    Ok(h)
+}
+
+/// A free loopback TCP port as a listen address.
+pub(crate) fn tcp_addr() -> anyhow::Result<Multiaddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(format!("/ip4/127.0.0.1/tcp/{}", l.local_addr()?.port()).parse()?)
+}
+
+/// A free loopback UDP port as a QUIC listen address.
+pub(crate) fn quic_addr() -> anyhow::Result<Multiaddr> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    Ok(format!("/ip4/127.0.0.1/udp/{}/quic-v1", s.local_addr()?.port()).parse()?)
+}
+
+fn net_config(listen: Multiaddr, members: Vec<NodeId>) -> regiosync_net::Config {
+    regiosync_net::Config {
+        listen: vec![listen],
+        members: members.iter().map(NodeId::to_peer_id).collect(),
+        ..regiosync_net::Config::default()
+    }
+}
+
+/// One sync session: `node` (a device) asks the node `peer` at `addr`. Returns the
+/// session's wall time in ms (from the first dial) and its report.
+pub(crate) async fn sync_from(
+    node: &Mutex<Node>,
+    peer: NodeId,
+    addr: Multiaddr,
+) -> anyhow::Result<(f64, SyncReport)> {
+    let key = node.lock().await.network_key()?;
+    let (net, _events, task) = regiosync_net::spawn(key, net_config(tcp_addr()?, vec![peer]))?;
+    net.add_address(peer.to_peer_id(), addr).await?;
+    let t = Instant::now();
+    let report = tokio::time::timeout(PATIENCE, sync_with(node, &net, peer)).await;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    task.shutdown().await;
+    Ok((ms, report.context("sync session timed out")??))
+}
+
+/// A session between a device and the source node, both in this process over
+/// libp2p on loopback: the source answers with `Node::respond`.
+pub(crate) async fn session(
+    source_dir: &Path,
+    device: Node,
+) -> anyhow::Result<(f64, SyncReport, Node)> {
+    let mut source = Node::open(source_dir)?;
+    let source_id = source.info().node_id;
+    let device_id = device.info().node_id;
+    let (net, mut events, task) = regiosync_net::spawn(
+        source.network_key()?,
+        net_config(tcp_addr()?, vec![device_id]),
+    )?;
+    let addr = loop {
+        match events.recv().await {
+            Some(NetEvent::Listening { addr }) => break addr,
+            Some(_) => {}
+            None => bail!("the source's network stopped"),
+        }
+    };
+    let responder = Arc::new(Mutex::new(source));
+    let answering = tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let NetEvent::Request { peer, data, reply } = ev {
+                let Ok(from) = NodeId::from_peer_id(&peer) else {
+                    continue;
+                };
+                let _ = reply.send(responder.lock().await.respond(&from, &data).frame);
+            }
+        }
+    });
+    let device = Mutex::new(device);
+    let result = sync_from(&device, source_id, addr).await;
+    drop(net);
+    task.shutdown().await;
+    answering.abort();
+    let (ms, report) = result?;
+    Ok((ms, report, device.into_inner()))
+}
+
+/// A node serving its data folder in this process until stdin closes: the child
+/// side of the start-up and memory measurement.
+pub(crate) async fn serve(dir: &Path, listen: Multiaddr) -> anyhow::Result<()> {
+    let node = Node::open(dir)?;
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        c.cancel();
+    });
+    let config = ServiceConfig {
+        listen: vec![listen],
+        mdns: false,
+        ..ServiceConfig::default()
+    };
+    run(node, config, cancel).await?;
+    Ok(())
+}
+
+/// What the separate-process node measurement found.
+pub(crate) struct Served {
+    /// From starting the process to the end of the first (idle) sync it answered.
+    pub(crate) startup_ms: f64,
+    /// Peak resident set of the node process, MB.
+    pub(crate) rss_mb: f64,
+}
+
+/// Starts the node in `dir` as a separate process (this binary, `--serve-node`),
+/// and syncs `device` (already up to date) with it until that succeeds.
+pub(crate) async fn start_separate(dir: &Path, device: Node) -> anyhow::Result<(Served, Node)> {
+    let node_id = Node::open(dir)?.info().node_id;
+    let addr = tcp_addr()?;
+    let exe = std::env::current_exe()?;
+    let t = Instant::now();
+    let mut child = tokio::process::Command::new(exe)
+        .arg("--serve-node")
+        .arg(dir)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the node process")?;
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow!("node process has no pid"))?;
+    let device = Mutex::new(device);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok((_, r)) = sync_from(&device, node_id, addr.clone()).await
+            && r.round_trips > 0
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the node process never answered");
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the node process exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let startup_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let rss_mb = peak_rss_mb(pid)?;
+    drop(child.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    Ok((Served { startup_ms, rss_mb }, device.into_inner()))
+}
+
+/// A process's peak resident set (`VmHWM`), MB.
+pub(crate) fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow!("no VmHWM in /proc/{pid}/status"))?;
+    Ok(kb / 1024.0)
+}
+
+/// Edit-to-visible in a five-node region of running nodes (`service::run`, full
+/// mesh) on loopback over `transport` ("tcp" or "quic"): an edit made through a
+/// separate handle on one node's folder (as the CLI makes it) until the change is
+/// stored on all four others. Returns the latency of each edit in ms.
+pub(crate) async fn propagation(
+    root: &Path,
+    transport: &str,
+    edits: usize,
+    mut progress: impl FnMut(),
+) -> anyhow::Result<Vec<f64>> {
+    let names = [
+        ("gemeente-utrecht", Role::Kerngemeente),
+        ("roc-midden", Role::Roc),
+        ("gemeente-zeist", Role::Gemeente),
+        ("gemeente-houten", Role::Gemeente),
+        ("swv-utrecht", Role::Swv),
+    ];
+    let dirs: Vec<PathBuf> = names
+        .iter()
+        .map(|(p, _)| root.join(format!("{transport}-{p}")))
+        .collect();
+    Node::init(&dirs[0], party(names[0].0)?, names[0].1, None)?;
+    let mut kern = Node::open(&dirs[0])?;
+    kern.create_region("Benchmark")?;
+    for (i, (p, role)) in names.iter().enumerate().skip(1) {
+        Node::init(&dirs[i], party(p)?, *role, None)?;
+        let mut n = Node::open(&dirs[i])?;
+        let code = kern.invite(party(p)?, *role, false, 3600)?;
+        let (_, bundle) = kern.accept(&n.join_request(&code.encode())?)?;
+        n.import(&bundle)?;
+    }
+    let doc: DocId = kern.create_plan(PlanKind::Jeugdplan, "Latency")?;
+    drop(kern);
+    let addrs: Vec<Multiaddr> = (0..5)
+        .map(|_| match transport {
+            "quic" => quic_addr(),
+            _ => tcp_addr(),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut running = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let cancel = CancellationToken::new();
+        let config = ServiceConfig {
+            listen: vec![addrs[i].clone()],
+            peers: addrs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| a.clone())
+                .collect(),
+            mdns: false,
+            ..ServiceConfig::default()
+        };
+        let node = Node::open(dir)?;
+        let c = cancel.clone();
+        running.push((
+            cancel,
+            tokio::spawn(async move { run(node, config, c).await }),
+        ));
+    }
+    let result = async {
+        let mut watchers = Vec::new();
+        for d in &dirs {
+            watchers.push(Node::open(d)?);
+        }
+        let count = |n: &Node| n.store().changes(&doc).map(|c| c.len()).unwrap_or(0);
+        let deadline = Instant::now() + PATIENCE;
+        while watchers.iter().any(|w| count(w) == 0) {
+            if Instant::now() > deadline {
+                bail!("the plan never reached every node");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut lat = Vec::with_capacity(edits);
+        for k in 0..edits {
+            let i = k % 5;
+            let before: Vec<usize> = watchers.iter().map(count).collect();
+            let t = Instant::now();
+            Node::open(&dirs[i])?.add_agreement(
+                &doc,
+                &AgreementInput {
+                    title: format!("Afspraak {k}"),
+                    owner: party(names[i].0)?,
+                    deadline: None,
+                },
+            )?;
+            let deadline = Instant::now() + PATIENCE;
+            while watchers.iter().zip(&before).any(|(w, b)| count(w) <= *b) {
+                if Instant::now() > deadline {
+                    bail!("edit {k} never became visible on every node");
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            progress();
+        }
+        Ok(lat)
+    }
+    .await;
+    for (c, j) in running {
+        c.cancel();
+        match j.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "a node stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "a node task failed"),
+        }
+    }
+    result
+}
