@@ -57,7 +57,11 @@ struct Args {
     /// of the start-up and memory measurement).
     #[arg(long, hide = true)]
     serve_node: Option<PathBuf>,
-    /// Internal: where `--serve-node` listens.
+    /// Internal: answer sync requests from a node's data folder until stdin closes
+    /// (the source of the catch-ups, in its own process).
+    #[arg(long, hide = true)]
+    answer_node: Option<PathBuf>,
+    /// Internal: where `--serve-node` or `--answer-node` listens.
     #[arg(long, hide = true)]
     listen: Option<String>,
 }
@@ -73,13 +77,17 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    if let Some(dir) = &args.serve_node {
+    if args.serve_node.is_some() || args.answer_node.is_some() {
         let listen = args
             .listen
             .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("--serve-node needs --listen"))?
+            .ok_or_else(|| anyhow::anyhow!("--serve-node and --answer-node need --listen"))?
             .parse()?;
-        return rt.block_on(regiosync_side::serve(dir, listen));
+        return match (&args.serve_node, &args.answer_node) {
+            (Some(dir), _) => rt.block_on(regiosync_side::serve(dir, listen)),
+            (_, Some(dir)) => rt.block_on(regiosync_side::answer(dir, listen)),
+            _ => Ok(()),
+        };
     }
     let sizes = if args.smoke {
         workloads::Sizes::smoke()

@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -180,56 +179,115 @@ pub(crate) async fn sync_from(
     Ok((ms, report.context("sync session timed out")??))
 }
 
-/// A session between a device and the source node, both in this process over
-/// libp2p on loopback: the source answers with `Node::respond`.
-pub(crate) async fn session(
-    source_dir: &Path,
-    device: Node,
-) -> anyhow::Result<(f64, SyncReport, Node)> {
-    let mut source = Node::open(source_dir)?;
-    let source_id = source.info().node_id;
-    let device_id = device.info().node_id;
-    let (net, mut events, task) = regiosync_net::spawn(
-        source.network_key()?,
-        net_config(tcp_addr()?, vec![device_id]),
-    )?;
-    let addr = loop {
-        match events.recv().await {
-            Some(NetEvent::Listening { addr }) => break addr,
-            Some(_) => {}
-            None => bail!("the source's network stopped"),
-        }
-    };
-    let responder = Arc::new(Mutex::new(source));
-    let answering = tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            if let NetEvent::Request { peer, data, reply } = ev {
-                let Ok(from) = NodeId::from_peer_id(&peer) else {
-                    continue;
-                };
-                let _ = reply.send(responder.lock().await.respond(&from, &data).frame);
-            }
-        }
-    });
-    let device = Mutex::new(device);
-    let result = sync_from(&device, source_id, addr).await;
-    drop(net);
-    task.shutdown().await;
-    answering.abort();
-    let (ms, report) = result?;
-    Ok((ms, report, device.into_inner()))
+/// The source node answering sync requests in a separate process (this binary,
+/// `--answer-node`), as a partner's node would: nothing (documents in memory,
+/// remembered signatures) is shared with the devices that sync from it.
+pub(crate) struct Answering {
+    child: tokio::process::Child,
+    id: NodeId,
+    addr: Multiaddr,
 }
 
-/// A node serving its data folder in this process until stdin closes: the child
-/// side of the start-up and memory measurement.
-pub(crate) async fn serve(dir: &Path, listen: Multiaddr) -> anyhow::Result<()> {
-    let node = Node::open(dir)?;
+impl Answering {
+    /// Starts the process on the node in `dir` and waits until it listens.
+    pub(crate) async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let id = Node::open(dir)?.info().node_id;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse()?;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--answer-node")
+            .arg(dir)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the source node process")?;
+        let deadline = Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if let Some(status) = child.try_wait()? {
+                bail!("the source node process exited: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("the source node process never listened");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(Self { child, id, addr })
+    }
+
+    /// One session of `device` with the source: (ms, report, device).
+    pub(crate) async fn session(&self, device: Node) -> anyhow::Result<(f64, SyncReport, Node)> {
+        let device = Mutex::new(device);
+        let (ms, report) = sync_from(&device, self.id, self.addr.clone()).await?;
+        Ok((ms, report, device.into_inner()))
+    }
+
+    /// Closes the process's stdin and waits for it to exit.
+    pub(crate) async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+    }
+}
+
+/// The child side of [`Answering`]: the node in `dir` answers every member's sync
+/// requests (`Node::respond`, as a running node does) until stdin closes. Unlike
+/// `service::run` it starts no session of its own, so the device's session is the
+/// only traffic measured.
+pub(crate) async fn answer(dir: &Path, listen: Multiaddr) -> anyhow::Result<()> {
+    let mut node = Node::open(dir)?;
+    let me = node.info().node_id;
+    let state = node.region_state()?;
+    let members: Vec<NodeId> = state
+        .devices
+        .keys()
+        .filter(|d| **d != me && state.active_device(d).is_some())
+        .copied()
+        .collect();
+    let (net, mut events, task) =
+        regiosync_net::spawn(node.network_key()?, net_config(listen, members))?;
+    let cancel = stdin_closed();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            ev = events.recv() => match ev {
+                Some(NetEvent::Request { peer, data, reply }) => {
+                    if let Ok(from) = NodeId::from_peer_id(&peer) {
+                        let _ = reply.send(node.respond(&from, &data).frame);
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    drop(net);
+    task.shutdown().await;
+    Ok(())
+}
+
+/// A token cancelled when this process's stdin closes (the parent is done with it).
+fn stdin_closed() -> CancellationToken {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         c.cancel();
     });
+    cancel
+}
+
+/// A node serving its data folder in this process until stdin closes: the child
+/// side of the start-up and memory measurement.
+pub(crate) async fn serve(dir: &Path, listen: Multiaddr) -> anyhow::Result<()> {
+    let node = Node::open(dir)?;
+    let cancel = stdin_closed();
     let config = ServiceConfig {
         listen: vec![listen],
         mdns: false,

@@ -34,6 +34,7 @@ pub mod id;
 pub mod identity;
 pub mod plan;
 pub mod seal;
+mod signature_memo;
 pub mod sync;
 
 pub use automerge;

@@ -613,6 +613,19 @@ fn apply_verified(
     })
 }
 
+/// What a resident document (or its heads) is valid for: the control heads, and how
+/// many ops are known (a pending op leaves the heads as they are but can make a
+/// held-back change verifiable).
+fn resident_key(folded: &Folded) -> Vec<u8> {
+    let mut key = heads_key(folded);
+    key.extend_from_slice(&((folded.order.len() + folded.pending.len()) as u64).to_be_bytes());
+    key
+}
+
+/// A document's heads as last computed: the validity key, the store position they
+/// cover, the heads.
+type ResidentHeads = (Vec<u8>, i64, Vec<[u8; 32]>);
+
 /// Most verified documents a node keeps in memory.
 const RESIDENT_DOCS: usize = 256;
 
@@ -621,9 +634,16 @@ const RESIDENT_DOCS: usize = 256;
 /// the control heads it was verified under; changes stored since (by this or another
 /// process: store positions only grow) are verified and applied on top, as after a
 /// snapshot.
+///
+/// The heads of every document read are kept too (a few dozen bytes each, so for
+/// all of them, not only the last [`RESIDENT_DOCS`]): summarising the documents
+/// shared with a peer needs every shared document's heads several times per
+/// session, and re-verifying thousands of documents for that dominated catch-ups.
 #[derive(Default)]
 pub(crate) struct ResidentDocs {
     docs: HashMap<DocId, (u64, Vec<u8>, Arc<Verified>)>,
+    /// Per document: the validity key, the store position covered, the heads.
+    heads: HashMap<DocId, ResidentHeads>,
     tick: u64,
 }
 
@@ -636,6 +656,34 @@ impl std::fmt::Debug for ResidentDocs {
 }
 
 impl Node {
+    /// The heads of a plan's accepted changes, from memory while neither its stored
+    /// changes nor the control state changed since they were computed.
+    pub(crate) fn verified_heads(
+        &self,
+        id: &DocId,
+        folded: &Folded,
+    ) -> Result<Vec<[u8; 32]>, NodeError> {
+        let key = resident_key(folded);
+        let last = self.store.last_change(id)?;
+        {
+            let r = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((k, l, h)) = r.heads.get(id)
+                && *k == key
+                && *l == last
+            {
+                return Ok(h.clone());
+            }
+        }
+        let v = self.verified(id, folded)?;
+        let heads: Vec<[u8; 32]> = v.doc.get_heads().iter().map(|h| h.0).collect();
+        self.resident
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .heads
+            .insert(*id, (key, v.last_change, heads.clone()));
+        Ok(heads)
+    }
+
     /// Drops a document from memory (its next read loads it from the store).
     pub(crate) fn forget_resident(&self, id: &DocId) {
         self.resident
@@ -647,10 +695,7 @@ impl Node {
 
     /// The verified document, from memory when nothing changed since it was loaded.
     pub(crate) fn verified(&self, id: &DocId, folded: &Folded) -> Result<Arc<Verified>, NodeError> {
-        // The heads, and how many ops are known (a pending op leaves the heads as they
-        // are but can make a held-back change verifiable).
-        let mut key = heads_key(folded);
-        key.extend_from_slice(&((folded.order.len() + folded.pending.len()) as u64).to_be_bytes());
+        let key = resident_key(folded);
         let last = self.store.last_change(id)?;
         let cached = {
             let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());

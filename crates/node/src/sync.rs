@@ -495,13 +495,7 @@ impl Node {
         if self.store.document(doc)?.is_none() {
             return Ok(vec![]);
         }
-        Ok(self
-            .verified(doc, folded)?
-            .doc
-            .get_heads()
-            .iter()
-            .map(|h| h.0)
-            .collect())
+        self.verified_heads(doc, folded)
     }
 
     fn op_hashes(&self) -> Result<Vec<OpHash>, NodeError> {

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -370,14 +370,14 @@ impl<P: Payload> Signed<P> {
         let signature: [u8; 64] = sig
             .try_into()
             .map_err(|_| OpError::Malformed("signature"))?;
-        if verify {
-            let vk = VerifyingKey::from_bytes(payload.author().as_bytes())
-                .map_err(|_| OpError::BadSignature)?;
-            vk.verify_strict(
+        if verify
+            && !crate::signature_memo::verify(
+                payload.author().as_bytes(),
+                &signature,
                 &sig_message::<P>(&hash),
-                &ed25519_dalek::Signature::from_bytes(&signature),
             )
-            .map_err(|_| OpError::BadSignature)?;
+        {
+            return Err(OpError::BadSignature);
         }
         Ok(Self {
             payload,

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{OpHash, RegionId, RegionState, WriteDenied};
@@ -162,14 +162,10 @@ impl<F: EnvelopeFields> Envelope<F> {
     }
 
     fn signature_ok(&self) -> bool {
-        let Ok(vk) = VerifyingKey::from_bytes(self.fields.author().as_bytes()) else {
-            return false;
-        };
         let Ok(msg) = message(&self.fields) else {
             return false;
         };
-        vk.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&self.signature))
-            .is_ok()
+        crate::signature_memo::verify(self.fields.author().as_bytes(), &self.signature, &msg)
     }
 }
 

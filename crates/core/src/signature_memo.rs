@@ -1,0 +1,95 @@
+//! A process-wide memo of Ed25519 signatures that verified.
+//!
+//! A node checks the same signature many times: a change when it arrives and again
+//! each time its document is rebuilt from the store, a control or dossier op each
+//! time a log is folded. Verification (`verify_strict`, ≈40 µs with the key's point
+//! decompression) dominated catch-ups of thousands of documents (docs/PERFORMANCE.md).
+//! The memo remembers, per process, the SHA-256 of every (key, signature, message)
+//! triple that verified, so each is checked with the curve once.
+//!
+//! Why it is safe: only triples that passed `verify_strict` are remembered, and a hit
+//! needs the digest of the exact same key, signature and message (a collision of
+//! SHA-256). Authority (who may sign what, under which region state) is never
+//! memoised: callers check it every time. A peer can fill the memo with its own valid
+//! signatures; when full it is emptied, which costs time, not correctness.
+//!
+//! Hand-written rather than a cache crate: a bounded set of 32-byte digests behind a
+//! mutex is all it needs.
+
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// Most digests kept (32 bytes each: 8 MiB), about 260,000 signatures.
+const CAPACITY: usize = 1 << 18;
+
+static VERIFIED: LazyLock<Mutex<HashSet<[u8; 32]>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
+
+fn digest(key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"regiosync signature memo v1");
+    h.update(key);
+    h.update(signature);
+    h.update((message.len() as u64).to_be_bytes());
+    h.update(message);
+    h.finalize().into()
+}
+
+/// Whether `signature` is `key`'s valid (strict) Ed25519 signature of `message`.
+pub(crate) fn verify(key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> bool {
+    let d = digest(key, signature, message);
+    if VERIFIED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&d)
+    {
+        return true;
+    }
+    let Ok(vk) = VerifyingKey::from_bytes(key) else {
+        return false;
+    };
+    if vk
+        .verify_strict(message, &Signature::from_bytes(signature))
+        .is_err()
+    {
+        return false;
+    }
+    let mut memo = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= CAPACITY {
+        memo.clear();
+    }
+    memo.insert(d);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    #[test]
+    fn a_remembered_signature_does_not_vouch_for_anything_else() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let pk = key.verifying_key().to_bytes();
+        let msg = b"change 1 of dossier d";
+        let sig = key.sign(msg).to_bytes();
+        assert!(verify(&pk, &sig, msg));
+        // Remembered now; the same triple still verifies.
+        assert!(verify(&pk, &sig, msg));
+        // Another message, another key, a flipped signature byte: all refused, even
+        // though the original triple is in the memo.
+        assert!(!verify(&pk, &sig, b"change 2 of dossier d"));
+        assert!(!verify(&other.verifying_key().to_bytes(), &sig, msg));
+        let mut bad = sig;
+        bad[5] ^= 1;
+        assert!(!verify(&pk, &bad, msg));
+        // A refused triple is not remembered as valid.
+        assert!(!verify(&pk, &bad, msg));
+        // Length framing: moving bytes between key/signature and message cannot
+        // produce the same digest.
+        assert_ne!(digest(&pk, &sig, msg), digest(&pk, &sig, b""));
+    }
+}
