@@ -35,6 +35,8 @@ pub mod identity;
 pub mod plan;
 pub mod seal;
 mod signature_memo;
+#[doc(hidden)]
+pub use signature_memo::forget_all as forget_verified_signatures_for_bench;
 pub mod sync;
 
 pub use automerge;

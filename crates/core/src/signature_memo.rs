@@ -64,6 +64,14 @@ pub(crate) fn verify(key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> bo
     true
 }
 
+/// Forgets every remembered signature, so the next check of each goes to the curve
+/// again. For benchmarks that run several nodes in one process: each repetition must
+/// verify as a fresh process would, and a run with the memo left warm measures a
+/// catch-up without signature checks.
+pub fn forget_all() {
+    VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
