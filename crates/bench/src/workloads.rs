@@ -294,18 +294,39 @@ struct SamodLink {
 }
 
 impl SamodLink {
-    /// Drops the connection and dials again; waits until the documents `changed`
-    /// have `want` and the connection is quiet. Returns the bytes exchanged.
-    async fn reconnect(&mut self, changed: &[(usize, Vec<ChangeHash>)]) -> anyhow::Result<u64> {
+    /// Drops the connection and dials again; waits until both sides agree on every
+    /// document over the new connection (samod's own per-connection sync state), the
+    /// documents `changed` have `want`, and the connection is quiet. Returns (ms to
+    /// agreement, bytes exchanged).
+    async fn reconnect(
+        &mut self,
+        changed: &[(usize, Vec<ChangeHash>)],
+    ) -> anyhow::Result<(f64, u64)> {
         self.dialer.close();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let bytes = Arc::new(AtomicU64::new(0));
+        let t = Instant::now();
         self.dialer = self.target.dial(&self.source, bytes.clone()).await?;
+        let conn = self
+            .dialer
+            .connection_id()
+            .ok_or_else(|| anyhow!("samod reconnected without a connection"))?;
+        let agreed = self.handles.iter().map(|h| {
+            let (ours, theirs) = (h.we_have_their_changes(conn), h.they_have_our_changes(conn));
+            async move {
+                ours.await;
+                theirs.await;
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(600), futures::future::join_all(agreed))
+            .await
+            .context("samod never agreed on every document after reconnecting")?;
         for (i, want) in changed {
             samod_side::wait_for_heads(&self.handles[*i], want).await?;
         }
-        samod_side::settle(&bytes, Duration::from_millis(500)).await;
-        Ok(bytes.load(Ordering::Relaxed))
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        samod_side::settle(&bytes, Duration::from_millis(300)).await;
+        Ok((ms, bytes.load(Ordering::Relaxed)))
     }
 
     async fn stop(self) {
@@ -499,7 +520,9 @@ async fn small_docs(
         (rep.bytes_sent + rep.bytes_received) as f64,
     );
     report.add(&w, "regiosync", "round_trips", rep.round_trips as f64);
-    report.add(&w, "samod", "bytes", link.reconnect(&[]).await? as f64);
+    let (ms, bytes) = link.reconnect(&[]).await?;
+    report.add(&w, "samod", "wall_ms", ms);
+    report.add(&w, "samod", "bytes", bytes as f64);
     let s = automerge_side::reconnect_all(&mut pairs)?;
     report.add(&w, "automerge", "bytes", s.bytes as f64);
     report.add(&w, "automerge", "round_trips", s.round_trips as f64);
@@ -539,7 +562,9 @@ async fn small_docs(
         (rep.bytes_sent + rep.bytes_received) as f64,
     );
     report.add(&w, "regiosync", "round_trips", rep.round_trips as f64);
-    report.add(&w, "samod", "bytes", link.reconnect(&changed).await? as f64);
+    let (ms, bytes) = link.reconnect(&changed).await?;
+    report.add(&w, "samod", "wall_ms", ms);
+    report.add(&w, "samod", "bytes", bytes as f64);
     let s = automerge_side::reconnect_all(&mut pairs)?;
     report.add(&w, "automerge", "bytes", s.bytes as f64);
     report.add(&w, "automerge", "round_trips", s.round_trips as f64);
