@@ -196,16 +196,7 @@ impl Answering {
             .local_addr()?
             .port();
         let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse()?;
-        let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .arg("--answer-node")
-            .arg(dir)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the source node process")?;
+        let mut child = spawn_node_process("--answer-node", dir, &addr)?;
         let deadline = Instant::now() + PATIENCE;
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -272,6 +263,25 @@ pub(crate) async fn answer(dir: &Path, listen: Multiaddr) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// This binary in `mode` (`--answer-node` or `--serve-node`) on the node in `dir`,
+/// listening on `addr`; it runs until its stdin closes (or it is dropped).
+fn spawn_node_process(
+    mode: &str,
+    dir: &Path,
+    addr: &Multiaddr,
+) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new(std::env::current_exe()?)
+        .arg(mode)
+        .arg(dir)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the node process ({mode})"))
+}
+
 /// A token cancelled when this process's stdin closes (the parent is done with it).
 fn stdin_closed() -> CancellationToken {
     let cancel = CancellationToken::new();
@@ -310,18 +320,8 @@ pub(crate) struct Served {
 pub(crate) async fn start_separate(dir: &Path, device: Node) -> anyhow::Result<(Served, Node)> {
     let node_id = Node::open(dir)?.info().node_id;
     let addr = tcp_addr()?;
-    let exe = std::env::current_exe()?;
     let t = Instant::now();
-    let mut child = tokio::process::Command::new(exe)
-        .arg("--serve-node")
-        .arg(dir)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the node process")?;
+    let mut child = spawn_node_process("--serve-node", dir, &addr)?;
     let pid = child
         .id()
         .ok_or_else(|| anyhow!("node process has no pid"))?;

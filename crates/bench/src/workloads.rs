@@ -254,9 +254,7 @@ async fn regiosync_catchup(
     b.finish_and_clear();
     let (rep, device) = last.ok_or_else(|| anyhow!("no repetition ran"))?;
     let bytes = (rep.bytes_sent + rep.bytes_received) as f64;
-    report.add(w, "regiosync", "wall_ms", median(&ms));
-    report.add(w, "regiosync", "bytes", bytes);
-    report.add(w, "regiosync", "round_trips", rep.round_trips as f64);
+    session_rows(report, w, median(&ms), &rep);
     report.add(w, "regiosync", "saved_bytes", corpus.saved as f64);
     report.add(
         w,
@@ -270,16 +268,21 @@ async fn regiosync_catchup(
         let (t, rep, mut other) = source.session(Node::open(d)?).await?;
         corpus.check(&mut other)?;
         let u = format!("{w}-unverified");
-        report.add(&u, "regiosync", "wall_ms", t);
-        report.add(
-            &u,
-            "regiosync",
-            "bytes",
-            (rep.bytes_sent + rep.bytes_received) as f64,
-        );
-        report.add(&u, "regiosync", "round_trips", rep.round_trips as f64);
+        session_rows(report, &u, t, &rep);
     }
     Ok(device)
+}
+
+/// The rows of one regiosync session: wall time, bytes both ways, round trips.
+fn session_rows(report: &mut Report, w: &str, ms: f64, rep: &regiosync_node::SyncReport) {
+    report.add(w, "regiosync", "wall_ms", ms);
+    report.add(
+        w,
+        "regiosync",
+        "bytes",
+        (rep.bytes_sent + rep.bytes_received) as f64,
+    );
+    report.add(w, "regiosync", "round_trips", rep.round_trips as f64);
 }
 
 /// A samod source holding the corpus and a target that caught up from it.
@@ -512,14 +515,7 @@ async fn small_docs(
     // Reconnect, nothing changed.
     let w = format!("reconnect-idle-{label}");
     let (ms, rep, device) = answering.session(device).await?;
-    report.add(&w, "regiosync", "wall_ms", ms);
-    report.add(
-        &w,
-        "regiosync",
-        "bytes",
-        (rep.bytes_sent + rep.bytes_received) as f64,
-    );
-    report.add(&w, "regiosync", "round_trips", rep.round_trips as f64);
+    session_rows(report, &w, ms, &rep);
     let (ms, bytes) = link.reconnect(&[]).await?;
     report.add(&w, "samod", "wall_ms", ms);
     report.add(&w, "samod", "bytes", bytes as f64);
@@ -554,14 +550,7 @@ async fn small_docs(
     let (ms, rep, mut device) = answering.session(device).await?;
     answering.stop().await;
     corpus.check(&mut device)?;
-    report.add(&w, "regiosync", "wall_ms", ms);
-    report.add(
-        &w,
-        "regiosync",
-        "bytes",
-        (rep.bytes_sent + rep.bytes_received) as f64,
-    );
-    report.add(&w, "regiosync", "round_trips", rep.round_trips as f64);
+    session_rows(report, &w, ms, &rep);
     let (ms, bytes) = link.reconnect(&changed).await?;
     report.add(&w, "samod", "wall_ms", ms);
     report.add(&w, "samod", "bytes", bytes as f64);

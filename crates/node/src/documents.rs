@@ -116,33 +116,12 @@ impl Node {
     /// party of the region (change that with [`Node::set_acl`]), and returns its id.
     pub fn create_plan(&mut self, kind: PlanKind, title: &str) -> Result<DocId, NodeError> {
         let title = plan::validate_title("plan title", title)?;
-        let state = self.region_state()?;
-        let id = DocId::random()?;
+        let (id, row, body) = self.new_plan(kind, &title)?;
         let owner = self.info.party.clone();
-        let others: Vec<PartyName> = state
-            .parties
-            .iter()
-            .filter(|(n, p)| !p.removed && **n != owner)
-            .map(|(n, _)| n.clone())
-            .collect();
-        let row = DocumentRow {
-            id,
-            kind: KIND_PLAN.into(),
-            subkind: kind.as_str().into(),
-            title: title.clone(),
-            created_ms: now_ms(),
-        };
         let actor = self.info.node_id.actor_id();
         let key = self.signer()?.signing_key().clone();
         let author = self.info.node_id;
         let message = format!("create {kind}");
-        let body = OpBody::CreateDoc {
-            doc: id,
-            kind,
-            owner: owner.clone(),
-            readers: others.clone(),
-            writers: others,
-        };
         self.issue_ops(vec![body], |tx| {
             tx.insert_document(&row)?;
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
@@ -158,6 +137,39 @@ impl Node {
         })?;
         tracing::info!(doc = %id, kind = %kind, "created plan");
         Ok(id)
+    }
+
+    /// A new plan's id, its store row and the op that creates it: owned by this
+    /// node's party, readable and writable by every other party of the region.
+    fn new_plan(
+        &self,
+        kind: PlanKind,
+        title: &str,
+    ) -> Result<(DocId, DocumentRow, OpBody), NodeError> {
+        let state = self.region_state()?;
+        let id = DocId::random()?;
+        let owner = self.info.party.clone();
+        let others: Vec<PartyName> = state
+            .parties
+            .iter()
+            .filter(|(n, p)| !p.removed && **n != owner)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let row = DocumentRow {
+            id,
+            kind: KIND_PLAN.into(),
+            subkind: kind.as_str().into(),
+            title: title.to_owned(),
+            created_ms: now_ms(),
+        };
+        let body = OpBody::CreateDoc {
+            doc: id,
+            kind,
+            owner,
+            readers: others.clone(),
+            writers: others,
+        };
+        Ok((id, row, body))
     }
 
     /// All plans on this node, oldest first (dossiers are listed by
@@ -380,31 +392,9 @@ impl Node {
         kind: PlanKind,
         changes: &[Change],
     ) -> Result<DocId, NodeError> {
-        let state = self.region_state()?;
-        let id = DocId::random()?;
-        let owner = self.info.party.clone();
-        let others: Vec<PartyName> = state
-            .parties
-            .iter()
-            .filter(|(n, p)| !p.removed && **n != owner)
-            .map(|(n, _)| n.clone())
-            .collect();
-        let row = DocumentRow {
-            id,
-            kind: KIND_PLAN.into(),
-            subkind: kind.as_str().into(),
-            title: String::new(),
-            created_ms: now_ms(),
-        };
+        let (id, row, body) = self.new_plan(kind, "")?;
         let key = self.signer()?.signing_key().clone();
         let author = self.info.node_id;
-        let body = OpBody::CreateDoc {
-            doc: id,
-            kind,
-            owner,
-            readers: others.clone(),
-            writers: others,
-        };
         self.issue_ops(vec![body], |tx| {
             tx.insert_document(&row)?;
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
