@@ -50,6 +50,9 @@ struct Args {
     /// Repetitions per catch-up (the median is reported).
     #[arg(long)]
     reps: Option<usize>,
+    /// Leave samod out of the small-document workloads.
+    #[arg(long)]
+    without_samod: bool,
     /// Run only the workloads whose name contains this text.
     #[arg(long)]
     only: Option<String>,
@@ -98,6 +101,7 @@ fn main() -> anyhow::Result<()> {
     };
     let sizes = workloads::Sizes {
         reps: args.reps.unwrap_or(sizes.reps).max(1),
+        samod: sizes.samod && !args.without_samod,
         ..sizes
     };
     let started = std::time::Instant::now();

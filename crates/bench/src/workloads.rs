@@ -50,6 +50,9 @@ pub(crate) struct Sizes {
     pub(crate) edits: usize,
     /// Repetitions of each catch-up.
     pub(crate) reps: usize,
+    /// Whether samod runs the small-document workloads too (off: regiosync and
+    /// Automerge only, for a quicker look at one side).
+    pub(crate) samod: bool,
 }
 
 impl Sizes {
@@ -63,6 +66,7 @@ impl Sizes {
             large_ops: 10,
             edits: 5,
             reps: 1,
+            samod: true,
         }
     }
     /// Under two minutes on two cores: the 1,000-document workloads, fewer edits.
@@ -75,6 +79,7 @@ impl Sizes {
             large_ops: 100,
             edits: 100,
             reps: 3,
+            samod: true,
         }
     }
     /// Everything at the sizes of issue 7.
@@ -87,6 +92,7 @@ impl Sizes {
             large_ops: 100,
             edits: 1_000,
             reps: 3,
+            samod: true,
         }
     }
 }
@@ -509,16 +515,21 @@ async fn small_docs(
         report,
     )
     .await?;
-    let mut link = samod_catchup(&w, root, &corpus, reps, report).await?;
+    let mut link = match sizes.samod {
+        true => Some(samod_catchup(&w, root, &corpus, reps, report).await?),
+        false => None,
+    };
     let mut pairs = automerge_catchup(&w, &corpus, reps, report)?;
 
     // Reconnect, nothing changed.
     let w = format!("reconnect-idle-{label}");
     let (ms, rep, device) = answering.session(device).await?;
     session_rows(report, &w, ms, &rep);
-    let (ms, bytes) = link.reconnect(&[]).await?;
-    report.add(&w, "samod", "wall_ms", ms);
-    report.add(&w, "samod", "bytes", bytes as f64);
+    if let Some(link) = &mut link {
+        let (ms, bytes) = link.reconnect(&[]).await?;
+        report.add(&w, "samod", "wall_ms", ms);
+        report.add(&w, "samod", "bytes", bytes as f64);
+    }
     let s = automerge_side::reconnect_all(&mut pairs)?;
     report.add(&w, "automerge", "bytes", s.bytes as f64);
     report.add(&w, "automerge", "round_trips", s.round_trips as f64);
@@ -541,7 +552,9 @@ async fn small_docs(
             .filter(|c| !corpus.changes[i].iter().any(|o| o.hash() == c.hash()))
             .cloned()
             .collect();
-        link.src_handles[i].with_document(|d| d.apply_changes(new.clone()))?;
+        if let Some(link) = &link {
+            link.src_handles[i].with_document(|d| d.apply_changes(new.clone()))?;
+        }
         pairs[i].source.apply_changes(new)?;
         corpus.heads[i] = ours::heads_of(&now)?;
         corpus.changes[i] = now;
@@ -551,13 +564,17 @@ async fn small_docs(
     answering.stop().await;
     corpus.check(&mut device)?;
     session_rows(report, &w, ms, &rep);
-    let (ms, bytes) = link.reconnect(&changed).await?;
-    report.add(&w, "samod", "wall_ms", ms);
-    report.add(&w, "samod", "bytes", bytes as f64);
+    if let Some(link) = &mut link {
+        let (ms, bytes) = link.reconnect(&changed).await?;
+        report.add(&w, "samod", "wall_ms", ms);
+        report.add(&w, "samod", "bytes", bytes as f64);
+    }
     let s = automerge_side::reconnect_all(&mut pairs)?;
     report.add(&w, "automerge", "bytes", s.bytes as f64);
     report.add(&w, "automerge", "round_trips", s.round_trips as f64);
-    link.stop().await;
+    if let Some(link) = link {
+        link.stop().await;
+    }
     drop(pairs);
 
     // Sealed versus plain: the catch-up above, and the same changes unsealed.

@@ -183,7 +183,6 @@ impl Node {
         peer: &NodeId,
         ids: &[DocId],
     ) -> Result<Vec<DossierMessage>, NodeError> {
-        let mut held = self.store.dossier_items()?;
         let mut out = Vec::new();
         for id in ids {
             let have = if let Some(t) = self.store.dossier_erased(id)? {
@@ -191,7 +190,7 @@ impl Node {
                     continue;
                 }
                 tombstone_items(&t)
-            } else if let Some(items) = held.remove(id) {
+            } else if let Some(items) = self.store.dossier_items_of(id)? {
                 if !self.may_send_dossier(state, peer, id, &items)? {
                     continue;
                 }
@@ -219,7 +218,6 @@ impl Node {
         incoming: &[DossierMessage],
     ) -> Result<Vec<DossierMessage>, NodeError> {
         let mut budget = MAX_DOSSIER_BATCH_BYTES;
-        let mut held = self.store.dossier_items()?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for m in incoming
@@ -250,7 +248,7 @@ impl Node {
                 } else {
                     reply.withheld = true;
                 }
-            } else if let Some(items) = held.remove(&id) {
+            } else if let Some(items) = self.store.dossier_items_of(&id)? {
                 let mine = all_items(&items);
                 if !self.may_send_dossier(state, peer, &id, &items)? {
                     // The peer holds what this node lacks: this node may be behind

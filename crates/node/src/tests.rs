@@ -524,11 +524,21 @@ fn hostile_dossier_messages_are_refused_and_never_stored() {
         .encode()
     };
     let held = |n: &Node| {
-        n.store()
-            .dossier_items()
-            .unwrap()
-            .get(&id)
-            .map_or(0, |i| i.ops.len() + i.changes.len())
+        let all = n.store().dossier_items().unwrap().get(&id).cloned();
+        // Read alone (as sync answers a batch), the dossier's items are its entry in
+        // the full scan.
+        let sorted = |i: Option<regiosync_store::DossierItems>| {
+            i.map(|mut i| {
+                i.ops.sort();
+                i.changes.sort();
+                i
+            })
+        };
+        assert_eq!(
+            sorted(n.store().dossier_items_of(&id).unwrap()),
+            sorted(all.clone())
+        );
+        all.map_or(0, |i| i.ops.len() + i.changes.len())
     };
 
     // Tampered ciphertext: the sender is cut off, nothing of the change is stored.
@@ -651,11 +661,21 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
         .build()
         .unwrap();
     let held = |n: &Node| {
-        n.store()
-            .dossier_items()
-            .unwrap()
-            .get(&id)
-            .map_or(0, |i| i.ops.len() + i.changes.len())
+        let all = n.store().dossier_items().unwrap().get(&id).cloned();
+        // Read alone (as sync answers a batch), the dossier's items are its entry in
+        // the full scan.
+        let sorted = |i: Option<regiosync_store::DossierItems>| {
+            i.map(|mut i| {
+                i.ops.sort();
+                i.changes.sort();
+                i
+            })
+        };
+        assert_eq!(
+            sorted(n.store().dossier_items_of(&id).unwrap()),
+            sorted(all.clone())
+        );
+        all.map_or(0, |i| i.ops.len() + i.changes.len())
     };
     // Zeist catches up.
     let zeist = tokio::sync::Mutex::new(zeist);

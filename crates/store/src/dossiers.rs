@@ -224,6 +224,29 @@ pub(crate) fn dossier_items(
     Ok(out)
 }
 
+/// The hashes of the access-log ops and sealed changes of one dossier; `None` if
+/// nothing of it is held. Sync answers a batch of dossiers with this rather than
+/// reading the items of every dossier held for each request.
+pub(crate) fn dossier_items_of(
+    conn: &Connection,
+    path: &Path,
+    dossier: &DocId,
+) -> Result<Option<DossierItems>, StoreError> {
+    let hashes = |sql: &str| -> Result<Vec<[u8; 32]>, StoreError> {
+        let mut stmt = conn.prepare_cached(sql).at(path)?;
+        let rows = stmt
+            .query_map([dossier.as_bytes().as_slice()], |r| r.get::<_, Vec<u8>>(0))
+            .at(path)?;
+        rows.map(|h| hash32(path, h.at(path)?)).collect()
+    };
+    let ops = hashes("SELECT hash FROM dossier_ops WHERE dossier = ?1")?;
+    let changes = hashes(
+        "SELECT c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
+         WHERE c.doc_id = ?1 AND d.kind = 'dossier'",
+    )?;
+    Ok((!ops.is_empty() || !changes.is_empty()).then_some(DossierItems { ops, changes }))
+}
+
 /// The ids of the dossiers whose access logs this store holds.
 pub(crate) fn dossier_ids(conn: &Connection, path: &Path) -> Result<Vec<DocId>, StoreError> {
     let mut stmt = conn

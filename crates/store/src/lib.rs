@@ -267,6 +267,12 @@ impl Store {
         dossiers::dossier_items(&self.conn, &self.path)
     }
 
+    /// The hashes of the access-log ops and sealed changes of one dossier, `None` if
+    /// nothing of it is held.
+    pub fn dossier_items_of(&self, dossier: &DocId) -> Result<Option<DossierItems>, StoreError> {
+        dossiers::dossier_items_of(&self.conn, &self.path, dossier)
+    }
+
     /// Moves every committed page from the WAL into the main file and truncates the
     /// WAL, so that data deleted with `secure_delete` leaves no copy in the WAL.
     /// `false` when another connection kept it from completing.
