@@ -18,11 +18,7 @@ pub fn party(s: &str) -> PartyName {
 
 /// A free loopback TCP address (bound and released; the node binds it right after).
 pub fn free_addr() -> Multiaddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let port = l.local_addr().expect("a local address").port();
-    format!("/ip4/127.0.0.1/tcp/{port}")
-        .parse()
-        .expect("a multiaddr")
+    regiosync_net::free_loopback_tcp().expect("a free loopback port")
 }
 
 /// Warnings of the nodes (refused changes, bans) go to the test output, which is

@@ -14,7 +14,7 @@
 //! `--smoke` runs tiny sizes (seconds, even in a debug build) for the test suite.
 //! See docs/PERFORMANCE.md for the workloads, targets and a full run.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)] // a runner prints its report
+#![allow(clippy::print_stdout)] // a runner prints its report
 
 mod automerge_side;
 mod data;

@@ -142,18 +142,6 @@ pub(crate) fn heads_of(changes: &[Change]) -> anyhow::Result<Vec<ChangeHash>> {
     Ok(h)
 }
 
-/// A free loopback TCP port as a listen address.
-pub(crate) fn tcp_addr() -> anyhow::Result<Multiaddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(format!("/ip4/127.0.0.1/tcp/{}", l.local_addr()?.port()).parse()?)
-}
-
-/// A free loopback UDP port as a QUIC listen address.
-pub(crate) fn quic_addr() -> anyhow::Result<Multiaddr> {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    Ok(format!("/ip4/127.0.0.1/udp/{}/quic-v1", s.local_addr()?.port()).parse()?)
-}
-
 fn net_config(listen: Multiaddr, members: Vec<NodeId>) -> regiosync_net::Config {
     regiosync_net::Config {
         listen: vec![listen],
@@ -170,7 +158,10 @@ pub(crate) async fn sync_from(
     addr: Multiaddr,
 ) -> anyhow::Result<(f64, SyncReport)> {
     let key = node.lock().await.network_key()?;
-    let (net, _events, task) = regiosync_net::spawn(key, net_config(tcp_addr()?, vec![peer]))?;
+    let (net, _events, task) = regiosync_net::spawn(
+        key,
+        net_config(regiosync_net::free_loopback_tcp()?, vec![peer]),
+    )?;
     net.add_address(peer.to_peer_id(), addr).await?;
     let t = Instant::now();
     let report = tokio::time::timeout(PATIENCE, sync_with(node, &net, peer)).await;
@@ -319,7 +310,7 @@ pub(crate) struct Served {
 /// and syncs `device` (already up to date) with it until that succeeds.
 pub(crate) async fn start_separate(dir: &Path, device: Node) -> anyhow::Result<(Served, Node)> {
     let node_id = Node::open(dir)?.info().node_id;
-    let addr = tcp_addr()?;
+    let addr = regiosync_net::free_loopback_tcp()?;
     let t = Instant::now();
     let mut child = spawn_node_process("--serve-node", dir, &addr)?;
     let pid = child
@@ -394,10 +385,10 @@ pub(crate) async fn propagation(
     drop(kern);
     let addrs: Vec<Multiaddr> = (0..5)
         .map(|_| match transport {
-            "quic" => quic_addr(),
-            _ => tcp_addr(),
+            "quic" => regiosync_net::free_loopback_quic(),
+            _ => regiosync_net::free_loopback_tcp(),
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<std::io::Result<_>>()?;
     let mut running = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
         let cancel = CancellationToken::new();

@@ -38,3 +38,27 @@ pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::{Config, NetEvent, NetHandle, NetTask, spawn};
+
+/// A loopback TCP address on a port that was free a moment ago (bound and released:
+/// the caller listens on it right after). For the demo region, tests and benchmarks,
+/// which run several nodes on one machine and must never leave loopback.
+pub fn free_loopback_tcp() -> std::io::Result<Multiaddr> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok(Multiaddr::empty()
+        .with(Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST))
+        .with(Protocol::Tcp(port)))
+}
+
+/// A loopback QUIC address on a UDP port that was free a moment ago (as
+/// [`free_loopback_tcp`]).
+pub fn free_loopback_quic() -> std::io::Result<Multiaddr> {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok(Multiaddr::empty()
+        .with(Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST))
+        .with(Protocol::Udp(port))
+        .with(Protocol::QuicV1))
+}

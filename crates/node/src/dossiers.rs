@@ -482,6 +482,7 @@ impl Node {
                 &ring,
             )?;
             doc.set_actor(me.actor_id());
+            let access_heads = log_heads(&log, state, id);
             let mut written = false;
             for i in 0..n {
                 let mut t = doc.transaction();
@@ -505,7 +506,7 @@ impl Node {
                         sealed_hash: sealed_hash(&sealed),
                         author: me,
                         control_heads: state.heads.clone(),
-                        access_heads: log_heads(&log, state, id),
+                        access_heads: access_heads.clone(),
                     },
                     &signing,
                 )?;

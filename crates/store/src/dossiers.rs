@@ -193,17 +193,49 @@ pub(crate) fn dossier_items(
     conn: &Connection,
     path: &Path,
 ) -> Result<std::collections::BTreeMap<DocId, DossierItems>, StoreError> {
+    collect_items(
+        conn,
+        path,
+        "SELECT dossier, hash, 0 FROM dossier_ops
+         UNION ALL
+         SELECT c.doc_id, c.hash, 1 FROM changes c JOIN documents d ON d.id = c.doc_id
+         WHERE d.kind = 'dossier'",
+        [],
+    )
+}
+
+/// The hashes of the access-log ops and sealed changes of one dossier; `None` if
+/// nothing of it is held. Sync answers a batch of dossiers with this rather than
+/// reading the items of every dossier held for each request.
+pub(crate) fn dossier_items_of(
+    conn: &Connection,
+    path: &Path,
+    dossier: &DocId,
+) -> Result<Option<DossierItems>, StoreError> {
+    let mut items = collect_items(
+        conn,
+        path,
+        "SELECT dossier, hash, 0 FROM dossier_ops WHERE dossier = ?1
+         UNION ALL
+         SELECT c.doc_id, c.hash, 1 FROM changes c JOIN documents d ON d.id = c.doc_id
+         WHERE c.doc_id = ?1 AND d.kind = 'dossier'",
+        [dossier.as_bytes().as_slice()],
+    )?;
+    Ok(items.remove(dossier))
+}
+
+/// Runs `sql` (rows of dossier id, hash, 1 for a change or 0 for an op) and groups
+/// the hashes per dossier.
+fn collect_items(
+    conn: &Connection,
+    path: &Path,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<std::collections::BTreeMap<DocId, DossierItems>, StoreError> {
     let mut out: std::collections::BTreeMap<DocId, DossierItems> = Default::default();
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT dossier, hash, 0 FROM dossier_ops
-             UNION ALL
-             SELECT c.doc_id, c.hash, 1 FROM changes c JOIN documents d ON d.id = c.doc_id
-             WHERE d.kind = 'dossier'",
-        )
-        .at(path)?;
+    let mut stmt = conn.prepare_cached(sql).at(path)?;
     let rows = stmt
-        .query_map([], |r| {
+        .query_map(params, |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
@@ -222,29 +254,6 @@ pub(crate) fn dossier_items(
         list.push(hash32(path, h)?);
     }
     Ok(out)
-}
-
-/// The hashes of the access-log ops and sealed changes of one dossier; `None` if
-/// nothing of it is held. Sync answers a batch of dossiers with this rather than
-/// reading the items of every dossier held for each request.
-pub(crate) fn dossier_items_of(
-    conn: &Connection,
-    path: &Path,
-    dossier: &DocId,
-) -> Result<Option<DossierItems>, StoreError> {
-    let hashes = |sql: &str| -> Result<Vec<[u8; 32]>, StoreError> {
-        let mut stmt = conn.prepare_cached(sql).at(path)?;
-        let rows = stmt
-            .query_map([dossier.as_bytes().as_slice()], |r| r.get::<_, Vec<u8>>(0))
-            .at(path)?;
-        rows.map(|h| hash32(path, h.at(path)?)).collect()
-    };
-    let ops = hashes("SELECT hash FROM dossier_ops WHERE dossier = ?1")?;
-    let changes = hashes(
-        "SELECT c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
-         WHERE c.doc_id = ?1 AND d.kind = 'dossier'",
-    )?;
-    Ok((!ops.is_empty() || !changes.is_empty()).then_some(DossierItems { ops, changes }))
 }
 
 /// The ids of the dossiers whose access logs this store holds.

@@ -176,8 +176,7 @@ fn seed(root: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<DocId>)> {
 }
 
 fn free_addr() -> anyhow::Result<Multiaddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(format!("/ip4/127.0.0.1/tcp/{}", l.local_addr()?.port()).parse()?)
+    Ok(regiosync_net::free_loopback_tcp()?)
 }
 
 fn start(dir: &Path, addrs: &[Multiaddr], me: usize) -> Running {
