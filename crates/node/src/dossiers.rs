@@ -657,19 +657,23 @@ fn log_heads(
     id: &DocId,
 ) -> Vec<OpHash> {
     let folded = fold_dossier(state, *id, log);
+    let accepted = |h: &OpHash| {
+        folded
+            .as_ref()
+            .is_none_or(|f| !f.rejected.contains_key(h) && !f.pending.contains(h))
+    };
+    // Only accepted ops count as naming a parent: an op that is pending or refused
+    // (e.g. one naming every hash of the log plus a made-up one) must not hide the
+    // heads the owner builds on.
     let named: BTreeSet<OpHash> = log
         .iter()
+        .filter(|o| accepted(&o.hash()))
         .flat_map(|o| o.payload().parents.iter().copied())
         .collect();
     let mut heads: Vec<OpHash> = log
         .iter()
         .map(|o| o.hash())
-        .filter(|h| !named.contains(h))
-        .filter(|h| {
-            folded
-                .as_ref()
-                .is_none_or(|f| !f.rejected.contains_key(h) && !f.pending.contains(h))
-        })
+        .filter(|h| !named.contains(h) && accepted(h))
         .collect();
     heads.sort();
     heads.dedup();

@@ -510,22 +510,72 @@ pub fn fold_dossier<'a>(
             )
         }),
     );
-    // Ops by devices removed from the region stand only where an active device built
-    // on them (it saw them before it learned of the removal): a lost laptop's past
-    // work stays, what it signs afterwards does not.
-    let mut vouched: BTreeSet<OpHash> = BTreeSet::new();
-    let mut stack: Vec<OpHash> = all
-        .values()
-        .filter(|o| region.active_device(&o.payload().author).is_some())
+    // Ops by devices removed from the region stand only where an accepted op of an
+    // active device of the owner party built on them (that device saw them before it
+    // learned of the removal): a lost laptop's past work stays, what it signs
+    // afterwards does not. Only the owner party vouches: a member of another party
+    // (with or without access) could otherwise name a thief's backdated grant to
+    // itself as a parent and so make it stand. Only accepted ops vouch: the fold
+    // starts from every placed op of the owner party's active devices and refolds
+    // without those it rejects; the set only shrinks, so this ends (usually after
+    // one fold).
+    let owner_device = |o: &SignedDossierOp| {
+        region
+            .active_device(&o.payload().author)
+            .is_some_and(|d| d.party == *owner)
+    };
+    let mut vouchers: BTreeSet<OpHash> = order
+        .iter()
+        .filter(|h| owner_device(all[*h]))
+        .copied()
+        .collect();
+    loop {
+        let vouched = ancestors(&all, &vouchers);
+        let acc = apply_in_order(
+            region, dossier, owner, &order, &all, &vouched, &rejected, &pending,
+        )?;
+        let still: BTreeSet<OpHash> = vouchers
+            .iter()
+            .filter(|h| !acc.rejected.contains_key(*h))
+            .copied()
+            .collect();
+        if still.len() == vouchers.len() {
+            return Some(acc);
+        }
+        vouchers = still;
+    }
+}
+
+/// The strict ancestors of `of` among `all` (parents not in `all` are skipped).
+fn ancestors(all: &BTreeMap<OpHash, &SignedDossierOp>, of: &BTreeSet<OpHash>) -> BTreeSet<OpHash> {
+    let mut out: BTreeSet<OpHash> = BTreeSet::new();
+    let mut stack: Vec<OpHash> = of
+        .iter()
+        .filter_map(|h| all.get(h))
         .flat_map(|o| o.payload().parents.iter().copied())
         .collect();
     while let Some(h) = stack.pop() {
         if let Some(op) = all.get(&h)
-            && vouched.insert(h)
+            && out.insert(h)
         {
             stack.extend(op.payload().parents.iter().copied());
         }
     }
+    out
+}
+
+/// Applies the placed ops in their linear order; `None` if the root is refused.
+#[allow(clippy::too_many_arguments)]
+fn apply_in_order(
+    region: &RegionState,
+    dossier: DocId,
+    owner: &PartyName,
+    order: &[OpHash],
+    all: &BTreeMap<OpHash, &SignedDossierOp>,
+    vouched: &BTreeSet<OpHash>,
+    rejected: &BTreeMap<OpHash, DossierRejection>,
+    pending: &BTreeSet<OpHash>,
+) -> Option<DossierAccess> {
     let mut acc = DossierAccess {
         dossier,
         owner: owner.clone(),
@@ -533,17 +583,17 @@ pub fn fold_dossier<'a>(
         erased: None,
         epochs: Vec::new(),
         kept: BTreeMap::new(),
-        rejected,
-        pending,
+        rejected: rejected.clone(),
+        pending: pending.clone(),
     };
-    for h in order {
-        let op = all[&h].payload();
-        if let Err(why) = apply_dossier(&mut acc, region, op, h, vouched.contains(&h)) {
-            if h == root {
+    for (i, h) in order.iter().enumerate() {
+        let op = all[h].payload();
+        if let Err(why) = apply_dossier(&mut acc, region, op, *h, vouched.contains(h)) {
+            if i == 0 {
                 // Without a valid root there is no dossier to apply anything to.
                 return None;
             }
-            acc.rejected.insert(h, why);
+            acc.rejected.insert(*h, why);
         }
     }
     Some(acc)
@@ -1426,5 +1476,114 @@ mod tests {
             acc.rejected.get(&lone.hash()),
             Some(&DossierRejection::AuthorRemoved)
         );
+    }
+
+    /// Issue 14, item 1: the thief of a removed ROC laptop signs a backdated grant to
+    /// the SWV; the SWV (a member without access) names it as a parent of its own op,
+    /// pending (with a made-up parent) or placed (a key op of its own). Neither makes
+    /// the grant stand: only accepted ops of the owner party's active devices vouch.
+    #[test]
+    fn a_thiefs_grant_vouched_by_a_member_without_access_does_not_stand() {
+        use crate::seal::ContentKey;
+        let mut r = region();
+        let laptop = NodeSecret::generate().unwrap();
+        let swv = &r.gem_b; // a member party without access to this dossier
+        // A region of the ROC (desktop and laptop) and the SWV; the laptop is removed.
+        let mut ops: Vec<SignedOp> = Vec::new();
+        let g = crate::testkit::genesis(&r.admin, "gemeente-kern", Role::Kerngemeente);
+        let rid = Some(RegionId(g.hash()));
+        ops.push(g);
+        for (party, role, devs) in [
+            ("roc-x", Role::Roc, vec![&r.roc, &laptop]),
+            ("gemeente-b", Role::Swv, vec![swv]),
+        ] {
+            let last = ops.last().unwrap().hash();
+            ops.push(crate::testkit::sign_op(
+                &r.admin,
+                rid,
+                vec![last],
+                OpBody::AddParty {
+                    party: p(party),
+                    role,
+                },
+            ));
+            for dev in devs {
+                let last = ops.last().unwrap().hash();
+                ops.push(crate::testkit::sign_op(
+                    &r.admin,
+                    rid,
+                    vec![last],
+                    OpBody::AddDevice {
+                        party: p(party),
+                        device: dev.node_id(),
+                        age_recipient: dev.age_recipient().to_string(),
+                    },
+                ));
+            }
+        }
+        let last = ops.last().unwrap().hash();
+        ops.push(crate::testkit::sign_op(
+            &r.admin,
+            rid,
+            vec![last],
+            OpBody::RemoveDevice {
+                device: laptop.node_id(),
+                cutoffs: vec![],
+            },
+        ));
+        r.state = fold(RegionId(ops[0].hash()), &ops).unwrap().state;
+        let (d, open) = open_dossier(&r, &r.roc, "roc-x");
+        let k = ContentKey::generate().unwrap();
+        let e0 = dop(
+            &r,
+            &r.roc,
+            d,
+            vec![open.hash()],
+            keys(d, 0, true, &k, &[&r.roc]),
+        );
+        // The thief's backdated grant, on the dossier's root.
+        let forged = dop(&r, &laptop, d, vec![open.hash()], grant("gemeente-b"));
+        // Pending: the SWV's op names the grant and a made-up parent.
+        let pending = dop(
+            &r,
+            swv,
+            d,
+            vec![forged.hash(), OpHash([7; 32])],
+            grant("gemeente-b"),
+        );
+        // Placed: the SWV wraps "the key" for itself on top of the grant.
+        let placed = dop(
+            &r,
+            swv,
+            d,
+            vec![forged.hash(), e0.hash()],
+            keys(d, 0, false, &k, &[swv]),
+        );
+        for attempt in [
+            vec![&open, &e0, &forged, &pending],
+            vec![&open, &e0, &forged, &placed],
+        ] {
+            let acc = fold_dossier(&r.state, d, attempt).unwrap();
+            assert!(
+                !acc.grants.contains_key(&p("gemeente-b")),
+                "the forged grant stands"
+            );
+            assert_eq!(
+                acc.rejected.get(&forged.hash()),
+                Some(&DossierRejection::AuthorRemoved)
+            );
+            assert!(!acc.in_force(&r.state, Date::MIN).contains(&p("gemeente-b")));
+        }
+        // An honest ROC device that built on the laptop's op before it learned of the
+        // removal does vouch for it (the lost laptop's past work stays).
+        let honest = dop(
+            &r,
+            &r.roc,
+            d,
+            vec![forged.hash(), e0.hash()],
+            keys(d, 0, false, &k, &[&r.roc]),
+        );
+        let acc = fold_dossier(&r.state, d, [&open, &e0, &forged, &honest]).unwrap();
+        assert!(acc.grants.contains_key(&p("gemeente-b")));
     }
 }
