@@ -22,7 +22,13 @@
 //!
 //! **Withheld.** A party whose access ended does not hold the ops that ended it, and
 //! keeps offering the dossier; the other side answers `withheld`, and the offer stops
-//! (until new access-log ops for that dossier arrive, or the node restarts).
+//! (until new access-log ops for that dossier arrive, or the node restarts). Only a
+//! party that once held the dossier is told `withheld`: to a party that never had
+//! access, a dossier this node holds is answered exactly as an id it never heard of.
+//!
+//! **What is taken in.** Items of a dossier are taken only from a designated relay or
+//! a device of a party whose access is in force, and only the ops the fold accepts
+//! are stored (not refused ones, not ones waiting for parents).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -33,7 +39,7 @@ use regiosync_core::control::dossier::{
 use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
 use regiosync_core::envelope::sealed::{SealedEnvelope, SealedRejection, verify_sealed};
 use regiosync_core::id::{DocId, NodeId, PartyName};
-use regiosync_core::sync::{DossierMessage, SignedChange};
+use regiosync_core::sync::{DossierMessage, MAX_DOSSIER_OPS_PER_MESSAGE, SignedChange};
 use regiosync_store::{ChangeRow, DossierItems, Tombstone};
 use time::Date;
 
@@ -137,6 +143,22 @@ impl Node {
             || self
                 .dossier_readers(state, id, &items.ops)?
                 .contains(&dev.party))
+    }
+
+    /// Whether `peer`'s party ever had access to the dossier by this node's fold (the
+    /// owner or a party of an accepted grant, revoked or expired since).
+    fn held_before(
+        &self,
+        state: &RegionState,
+        peer: &NodeId,
+        id: &DocId,
+    ) -> Result<bool, NodeError> {
+        let Some(dev) = state.active_device(peer) else {
+            return Ok(false);
+        };
+        let log = self.access_log(id)?;
+        Ok(fold_dossier(state, *id, &log)
+            .is_some_and(|a| ever_granted(&a, &log).contains(&dev.party)))
     }
 
     /// Whether this node may send a tombstone to `peer`: a relay, or a device of a
@@ -245,31 +267,42 @@ impl Node {
                             reply.ops.push(op.clone());
                         }
                     }
-                } else {
-                    reply.withheld = true;
                 }
+                // Otherwise the answer is the one for a dossier this node never
+                // held: nothing.
             } else if let Some(items) = self.store.dossier_items_of(&id)? {
-                let mine = all_items(&items);
                 if !self.may_send_dossier(state, peer, &id, &items)? {
-                    // The peer holds what this node lacks: this node may be behind
-                    // (a grant it has not seen). It says what it has, so the peer
-                    // sends the rest; otherwise it withholds.
-                    let ours: HashSet<&[u8; 32]> = mine.iter().collect();
-                    if m.have.iter().all(|h| ours.contains(h)) {
+                    // A party that held the dossier and lost access is told so, and
+                    // stops offering it. To anyone else the answer is the one for a
+                    // dossier this node does not hold (no `withheld`, no hashes): a
+                    // party that never had access cannot tell an existing dossier
+                    // from a random id. Should the peer hold access this node has not
+                    // heard of yet, it sends what it has and this node takes it in.
+                    if self.held_before(state, peer, &id)? {
                         reply.withheld = true;
-                    } else {
-                        reply.have = mine;
                     }
                 } else {
-                    reply.have = mine;
-                    for b in self.store.dossier_ops(&id)? {
-                        if let Ok(o) = Signed::<DossierOp>::decode_stored(&b)
-                            && !theirs.contains(&o.hash().0)
-                            && b.len() <= budget
-                        {
-                            budget -= b.len();
-                            reply.ops.push(b);
+                    reply.have = all_items(&items);
+                    let lacking: Vec<Vec<u8>> = self
+                        .store
+                        .dossier_ops(&id)?
+                        .into_iter()
+                        .filter(|b| {
+                            Signed::<DossierOp>::decode_stored(b)
+                                .is_ok_and(|o| !theirs.contains(&o.hash().0))
+                        })
+                        .collect();
+                    for b in parents_first(lacking)
+                        .into_iter()
+                        .take(MAX_DOSSIER_OPS_PER_MESSAGE)
+                    {
+                        // Parents first: what the budget cuts off comes in a later
+                        // round, after the ops it builds on.
+                        if b.len() > budget {
+                            break;
                         }
+                        budget -= b.len();
+                        reply.ops.push(b);
                     }
                     for r in self.store.changes(&id)? {
                         let Some(envelope) = r.envelope else { continue };
@@ -330,13 +363,11 @@ impl Node {
         let id = m.dossier;
         let state = &folded.state;
         let mut got = Received::default();
-        if self.store.dossier_erased(&id)?.is_some() {
-            // Erased here: nothing of it is taken in again.
-            return Ok(got);
-        }
-        let log = self.access_log(&id)?;
-        let mut known: HashSet<OpHash> = log.iter().map(Signed::hash).collect();
+        // Decoded before anything else is looked up, so that what the sender sees
+        // (a disconnect for a forged op) is the same whether or not this node holds
+        // the dossier.
         let mut new_ops: Vec<SignedDossierOp> = Vec::new();
+        let mut wire_hashes = HashSet::new();
         for wire in &m.ops {
             match Signed::<DossierOp>::decode(wire) {
                 Ok(op) if op.payload().dossier != id || op.payload().region != state.region => {
@@ -344,7 +375,7 @@ impl Node {
                     tracing::warn!(peer = %peer, dossier = %id, "refusing a dossier op filed under another dossier or region");
                 }
                 Ok(op) => {
-                    if known.insert(op.hash()) {
+                    if wire_hashes.insert(op.hash()) {
                         new_ops.push(op);
                     }
                 }
@@ -354,6 +385,13 @@ impl Node {
                 }
             }
         }
+        if self.store.dossier_erased(&id)?.is_some() {
+            // Erased here: nothing of it is taken in again.
+            return Ok(got);
+        }
+        let log = self.access_log(&id)?;
+        let known: HashSet<OpHash> = log.iter().map(Signed::hash).collect();
+        new_ops.retain(|o| !known.contains(&o.hash()));
         let mut all = log;
         all.extend(new_ops.iter().cloned());
 
@@ -401,18 +439,37 @@ impl Node {
             tracing::info!(peer = %peer, dossier = %id, "dossier ops without a valid root are not stored");
             return Ok(got);
         };
+        // Only what the rules accept is stored, forwarded or counted: ops the fold
+        // refuses (no authority, another dossier's root, a removed device's op that
+        // nobody vouches for) and ops waiting for parents are dropped (an honest
+        // sender sends a log's ops together, parents first; what is dropped comes
+        // again in a later session once its parents are here).
+        let accepted = |o: &SignedDossierOp| {
+            let h = o.hash();
+            !access.rejected.contains_key(&h) && !access.pending.contains(&h)
+        };
+        new_ops.retain(|o| accepted(o));
+        all.retain(|o| accepted(o));
+        let in_force = access.in_force(state, today());
+        // Only a designated relay or a device of a party whose access is in force
+        // (by this node's fold, with what the message brought) may bring a dossier's
+        // items: anyone else is refused whatever it sends, as for a dossier this node
+        // does not hold.
+        let sender_may = state.is_dossier_relay(peer)
+            || state
+                .active_device(peer)
+                .is_some_and(|d| in_force.contains(&d.party));
+        if !sender_may {
+            tracing::info!(peer = %peer, dossier = %id, "not taking dossier items from a peer whose party has no access to it");
+            return Ok(got);
+        }
         let me = self.info.node_id;
-        if !state.is_dossier_relay(&me)
-            && !access.in_force(state, today()).contains(&self.info.party)
-        {
+        if !state.is_dossier_relay(&me) && !in_force.contains(&self.info.party) {
             // Not for this node (the sender's view of the access is ahead or behind):
             // nothing is stored.
             tracing::info!(peer = %peer, dossier = %id, "not storing a dossier this party has no access to");
             return Ok(got);
         }
-        // Ops the fold refuses (no authority, another dossier's root, ...) are neither
-        // stored nor passed on; ops waiting for their parents are kept.
-        new_ops.retain(|o| !access.rejected.contains_key(&o.hash()));
         let known_ops = folded.known_ops();
         let mut rows = Vec::new();
         for sc in &m.changes {
@@ -544,6 +601,54 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// Access-log ops (wire form) ordered so that every op comes after those of its
+/// parents that are among them (Kahn's algorithm; ties by hash). Ops that do not
+/// decode are left out.
+fn parents_first(ops: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let decoded: BTreeMap<OpHash, (SignedDossierOp, Vec<u8>)> = ops
+        .into_iter()
+        .filter_map(|b| {
+            let o = Signed::<DossierOp>::decode_stored(&b).ok()?;
+            Some((o.hash(), (o, b)))
+        })
+        .collect();
+    let mut waiting: BTreeMap<OpHash, usize> = BTreeMap::new();
+    let mut children: HashMap<OpHash, Vec<OpHash>> = HashMap::new();
+    for (h, (o, _)) in &decoded {
+        let inside: Vec<&OpHash> = o
+            .payload()
+            .parents
+            .iter()
+            .filter(|p| decoded.contains_key(*p))
+            .collect();
+        waiting.insert(*h, inside.len());
+        for p in inside {
+            children.entry(*p).or_default().push(*h);
+        }
+    }
+    let mut ready: BTreeSet<OpHash> = waiting
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(h, _)| *h)
+        .collect();
+    let mut out = Vec::with_capacity(decoded.len());
+    while let Some(h) = ready.pop_first() {
+        out.push(h);
+        for c in children.get(&h).into_iter().flatten() {
+            if let Some(n) = waiting.get_mut(c) {
+                *n -= 1;
+                if *n == 0 {
+                    ready.insert(*c);
+                }
+            }
+        }
+    }
+    let mut decoded = decoded;
+    out.iter()
+        .filter_map(|h| decoded.remove(h).map(|(_, b)| b))
+        .collect()
 }
 
 /// Leaves out of `msgs` every op and sealed change already in `sent` (by hash), adds

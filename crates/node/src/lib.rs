@@ -70,6 +70,9 @@ pub struct Node {
     withheld: std::collections::HashSet<(regiosync_core::id::NodeId, regiosync_core::id::DocId)>,
     /// Per dossier, the parties its access is in force for (see `dossier_sync.rs`).
     dossier_readers: std::sync::Mutex<dossier_sync::DossierReaders>,
+    /// The last fold of the control log, kept while no op is stored (see
+    /// `region::Node::control`): every sync request needs it.
+    control_cache: std::sync::Mutex<Option<region::ControlCache>>,
 }
 
 impl Node {
@@ -102,6 +105,7 @@ impl Node {
             resident: Default::default(),
             withheld: Default::default(),
             dossier_readers: Default::default(),
+            control_cache: Default::default(),
         })
     }
 

@@ -5,6 +5,7 @@
 //! the region rules would reject is never written, and the user hears why.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use regiosync_core::control::{
     Cutoff, Folded, InviteCode, JoinFields, JoinRequest, Op, OpBody, OpHash, RegionId, RegionState,
@@ -53,14 +54,36 @@ impl Node {
         region_of(&self.store)
     }
 
-    /// Folds the stored control log; `None` if the node is in no region.
-    pub fn control(&self) -> Result<Option<Folded>, NodeError> {
-        control_of(&self.store)
+    /// The fold of the stored control log; `None` if the node is in no region. The
+    /// fold is kept while no op is stored (by this process or another: see
+    /// `Store::ops_version`), so that answering a sync request does not refold the
+    /// whole log.
+    pub fn control(&self) -> Result<Option<Arc<Folded>>, NodeError> {
+        let Some(region) = self.region()? else {
+            return Ok(None);
+        };
+        let version = self.store.ops_version()?;
+        if let Ok(cache) = self.control_cache.lock()
+            && let Some(c) = cache.as_ref()
+            && c.region == region
+            && c.version == version
+        {
+            return Ok(Some(c.folded.clone()));
+        }
+        let folded = Arc::new(fold_stored(region, &self.store.ops()?)?);
+        if let Ok(mut cache) = self.control_cache.lock() {
+            *cache = Some(ControlCache {
+                region,
+                version,
+                folded: folded.clone(),
+            });
+        }
+        Ok(Some(folded))
     }
 
     /// The region state; [`NodeError::NotInRegion`] if there is none.
     pub fn region_state(&self) -> Result<RegionState, NodeError> {
-        Ok(self.control()?.ok_or(NodeError::NotInRegion)?.state)
+        Ok(self.control()?.ok_or(NodeError::NotInRegion)?.state.clone())
     }
 
     /// Founds a region with this node's party as its first member and admin.
@@ -535,11 +558,23 @@ pub(crate) fn control_of(src: &impl DocSource) -> Result<Option<Folded>, NodeErr
     let Some(region) = region_of(src)? else {
         return Ok(None);
     };
-    let ops = decode_stored_ops(&src.ops()?);
-    let folded = fold(region, &ops).map_err(|e| {
+    Ok(Some(fold_stored(region, &src.ops()?)?))
+}
+
+/// Folds stored ops (wire bytes) of `region`.
+fn fold_stored(region: RegionId, raw: &[Vec<u8>]) -> Result<Folded, NodeError> {
+    let ops = decode_stored_ops(raw);
+    fold(region, &ops).map_err(|e| {
         NodeError::DamagedControlLog(format!("the stored control log is incomplete: {e}"))
-    })?;
-    Ok(Some(folded))
+    })
+}
+
+/// A fold of the control log and the store's ops version it was made at.
+#[derive(Debug)]
+pub(crate) struct ControlCache {
+    region: RegionId,
+    version: (i64, i64),
+    folded: Arc<Folded>,
 }
 
 /// Decodes stored ops; an op that no longer decodes is skipped with a warning (it

@@ -25,7 +25,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Node;
 use crate::error::NodeError;
-use crate::sync::{SyncReport, sync_with};
+use crate::sync::{Answer, SyncReport, sync_with};
+
+/// Requests of one peer answered at once; more get `Refused { Busy }`.
+const MAX_REQUESTS_PER_PEER: usize = 2;
+/// Requests answered at once over all peers.
+const MAX_REQUESTS: usize = 64;
+
+/// The answer to a request that is not served now.
+fn busy_frame() -> Vec<u8> {
+    regiosync_core::sync::Response::Refused {
+        reason: regiosync_core::sync::Refusal::Busy,
+    }
+    .encode()
+}
 
 /// The status file in the data dir, rewritten while the node runs.
 pub const STATUS_FILE: &str = "status.json";
@@ -182,13 +195,28 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    // Requests being answered, by task: at most MAX_REQUESTS_PER_PEER per peer.
+    let mut responders: JoinSet<Answer> = JoinSet::new();
+    let mut answering: HashMap<tokio::task::Id, NodeId> = HashMap::new();
     let start = |peer: NodeId,
                  sessions: &mut JoinSet<_>,
                  running: &mut HashSet<NodeId>,
                  again: &mut HashSet<NodeId>| {
         if running.insert(peer) {
             let (node, net) = (node.clone(), net.clone());
-            sessions.spawn(async move { (peer, sync_with(&node, &net, peer).await) });
+            sessions.spawn(async move {
+                // A session that panics ends with an error for its peer (which must
+                // not stay marked as running, or it would never be synced again).
+                let session = std::panic::AssertUnwindSafe(sync_with(&node, &net, peer));
+                let result = match futures::FutureExt::catch_unwind(session).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::error!(peer = %peer, "a sync session failed unexpectedly (a bug, or a response built to crash the node)");
+                        Err(NodeError::Sync("the session ended unexpectedly".into()))
+                    }
+                };
+                (peer, result)
+            });
         } else {
             again.insert(peer);
         }
@@ -203,23 +231,24 @@ pub async fn run(
                 match ev {
                     NetEvent::Request { peer, data, reply } => {
                         let Ok(from) = NodeId::from_peer_id(&peer) else { continue };
-                        let answer = node.lock().await.respond(&from, &data);
-                        let _ = reply.send(answer.frame);
-                        if let Some(e) = answer.storage_failure {
-                            tracing::error!(error = %e, "the store failed; stopping sync");
-                            sessions.abort_all();
-                            net_task.shutdown().await;
-                            return Err(e);
+                        let busy = answering.values().filter(|p| **p == from).count();
+                        if busy >= MAX_REQUESTS_PER_PEER || answering.len() >= MAX_REQUESTS {
+                            // One peer cannot queue up work for the node: it waits
+                            // for its answers before it is served again.
+                            let _ = reply.send(busy_frame());
+                            continue;
                         }
-                        if let Some(why) = answer.misbehaved {
-                            let _ = net.disconnect(peer, why).await;
-                        } else if answer.stored > 0 {
-                            // Pass new data on to the other members at once.
-                            for p in connected.iter().filter(|p| **p != from) {
-                                start(*p, &mut sessions, &mut running, &mut again);
-                            }
-                            members = update_members(&node, &net, me).await?;
-                        }
+                        // Answered off the event loop, on a blocking thread: the loop
+                        // keeps serving events and other peers while a request is
+                        // worked on, and a panic while answering one peer ends only
+                        // that task (the peer is cut off below), never the node.
+                        let node = node.clone();
+                        let task = responders.spawn_blocking(move || {
+                            let answer = node.blocking_lock().respond(&from, &data);
+                            let _ = reply.send(answer.frame.clone());
+                            answer
+                        });
+                        answering.insert(task.id(), from);
                     }
                     NetEvent::Connected { peer } => {
                         // Join identities are admitted but are not members: no sync.
@@ -258,6 +287,35 @@ pub async fn run(
                     }
                     NetEvent::Misbehaved { peer, reason } => tracing::warn!(peer = %peer, %reason, "peer misbehaved"),
                     _ => {}
+                }
+            }
+            Some(done) = responders.join_next_with_id(), if !responders.is_empty() => {
+                let (id, answer) = match done {
+                    Ok((id, answer)) => (id, answer),
+                    Err(e) => {
+                        if let Some(from) = answering.remove(&e.id()) {
+                            tracing::error!(peer = %from, error = %e, "answering a request failed (a bug, or a request built to crash the node); cutting the peer off");
+                            let _ = net.disconnect(from.to_peer_id(), "its request could not be answered").await;
+                        }
+                        continue;
+                    }
+                };
+                let Some(from) = answering.remove(&id) else { continue };
+                if let Some(e) = answer.storage_failure {
+                    tracing::error!(error = %e, "the store failed; stopping sync");
+                    sessions.abort_all();
+                    responders.abort_all();
+                    net_task.shutdown().await;
+                    return Err(e);
+                }
+                if let Some(why) = answer.misbehaved {
+                    let _ = net.disconnect(from.to_peer_id(), why).await;
+                } else if answer.stored > 0 {
+                    // Pass new data on to the other members at once.
+                    for p in connected.iter().filter(|p| **p != from) {
+                        start(*p, &mut sessions, &mut running, &mut again);
+                    }
+                    members = update_members(&node, &net, me).await?;
                 }
             }
             Some(done) = sessions.join_next(), if !sessions.is_empty() => {
@@ -362,6 +420,7 @@ pub async fn run(
         }
     }
     sessions.abort_all();
+    responders.abort_all();
     net_task.shutdown().await;
     let _ = std::fs::remove_file(&status_path);
     tracing::info!("node stopped");

@@ -9,18 +9,18 @@
 //! op and change is verified before it is stored. The responder answers each request
 //! from its store (`Node::respond`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
 use regiosync_core::control::WriteDenied;
-use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
+use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp, fold};
 use regiosync_core::envelope::{ChangeEnvelope, ChangeMeta, ChangeRejection, verify_change};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::{
-    DigestSet, DocMessage, Refusal, Request, Response, SignedChange, changes_they_lack, missing,
-    opening_message,
+    DigestSet, DocMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response, SignedChange,
+    changes_they_lack, missing, opening_message,
 };
 use regiosync_store::{ChangeRow, DocumentRow};
 use serde::Serialize;
@@ -40,6 +40,11 @@ const MAX_ROUNDS: usize = 64;
 const MAX_DOCS_PER_ROUND: usize = 256;
 /// Bytes of changes per `Docs` message, well under the 16 MiB frame limit.
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of control ops per `Ops` message, well under the frame limit with the
+/// `have` list beside them.
+const MAX_OPS_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Most `Ops` pages each way per session (4096 ops each).
+const MAX_OP_PAGES: usize = 256;
 
 /// Sends one request to a peer and returns the response frame.
 pub trait Transport {
@@ -161,21 +166,44 @@ pub async fn sync_with(
     let mut their_summary = summary;
     let mut digests = Some(shared);
 
-    // 2. Control ops first.
+    // 2. Control ops first, in pages of at most MAX_OPS_PER_MESSAGE (a page that
+    // brings nothing new ends the paging: a peer cannot keep a session going with
+    // ops this node refuses).
     if control_heads != *mine {
-        let have = node.lock().await.op_hashes()?;
-        let Response::Ops { have: theirs, ops } = exchange!(Request::Ops {
-            have: have.clone(),
-            ops: vec![]
-        }) else {
-            return Err(unexpected(&peer));
-        };
-        report.ops_received += node.lock().await.receive_ops(&ops)?;
-        let theirs: HashSet<OpHash> = theirs.into_iter().collect();
-        let lacking = node.lock().await.ops_except(&theirs)?;
-        if !lacking.is_empty() {
+        let mut theirs: HashSet<OpHash> = HashSet::new();
+        for _ in 0..MAX_OP_PAGES {
             let have = node.lock().await.op_hashes()?;
-            exchange!(Request::Ops { have, ops: lacking });
+            let Response::Ops { have: t, ops } = exchange!(Request::Ops { have, ops: vec![] })
+            else {
+                return Err(unexpected(&peer));
+            };
+            theirs = t.into_iter().collect();
+            let full = ops.len() >= MAX_OPS_PER_MESSAGE;
+            let new = node.lock().await.receive_ops(&ops)?;
+            report.ops_received += new;
+            if !full || new == 0 {
+                break;
+            }
+        }
+        for _ in 0..MAX_OP_PAGES {
+            let (have, lacking) = {
+                let n = node.lock().await;
+                (n.op_hashes()?, n.ops_except(&theirs)?)
+            };
+            if lacking.is_empty() {
+                break;
+            }
+            let Response::Ops { have: t, ops } = exchange!(Request::Ops { have, ops: lacking })
+            else {
+                return Err(unexpected(&peer));
+            };
+            report.ops_received += node.lock().await.receive_ops(&ops)?;
+            let before = theirs.len();
+            theirs = t.into_iter().collect();
+            if theirs.len() <= before {
+                // The peer took nothing of this page: it refuses these ops.
+                break;
+            }
         }
         // What may be shared can have changed: compare summaries afresh.
         let (hello, shared) = node.lock().await.hello(&peer)?;
@@ -499,33 +527,80 @@ impl Node {
     }
 
     fn op_hashes(&self) -> Result<Vec<OpHash>, NodeError> {
-        Ok(decode_stored_ops(&self.store.ops()?)
-            .iter()
-            .map(SignedOp::hash)
-            .collect())
+        Ok(self.store.op_hashes()?.into_iter().map(OpHash).collect())
     }
 
+    /// A page of the stored ops `theirs` lacks, in the fold's linear order (parents
+    /// first, so the receiver can place every op of the page), at most
+    /// MAX_OPS_PER_MESSAGE ops and MAX_OPS_PAGE_BYTES bytes. Ops waiting for their
+    /// parents here are not passed on.
     fn ops_except(&self, theirs: &HashSet<OpHash>) -> Result<Vec<Vec<u8>>, NodeError> {
-        Ok(decode_stored_ops(&self.store.ops()?)
-            .iter()
-            .filter(|o| !theirs.contains(&o.hash()))
-            .map(SignedOp::encode)
-            .collect())
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let mut by_hash: HashMap<OpHash, SignedOp> = decode_stored_ops(&self.store.ops()?)
+            .into_iter()
+            .map(|o| (o.hash(), o))
+            .filter(|(h, _)| !theirs.contains(h))
+            .collect();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for h in &folded.order {
+            let Some(op) = by_hash.remove(h) else {
+                continue;
+            };
+            let wire = op.encode();
+            if out.len() >= MAX_OPS_PER_MESSAGE || bytes + wire.len() > MAX_OPS_PAGE_BYTES {
+                break;
+            }
+            bytes += wire.len();
+            out.push(wire);
+        }
+        Ok(out)
     }
 
-    /// Verifies and stores ops from a peer; returns how many were new.
+    /// Verifies and stores ops from a peer; returns how many were new. Only ops the
+    /// region's rules let in are stored: the fold of the stored ops and these must
+    /// place an op (its parents are known), and it must be accepted or signed by a
+    /// device of the region (a member's refused op is kept: a later op can change
+    /// whether it stands, and every node must fold the same set). Ops of keys that
+    /// were never members, and ops waiting for parents, are dropped: a stranger's
+    /// junk never enters the log, its fold or the next `Ops` exchange.
     pub fn receive_ops(&mut self, ops: &[Vec<u8>]) -> Result<usize, NodeError> {
         let region = self.region()?.ok_or(NodeError::NotInRegion)?;
         let known: HashSet<OpHash> = self.op_hashes()?.into_iter().collect();
-        let mut new = Vec::new();
+        let mut new: Vec<SignedOp> = Vec::new();
+        let mut seen = HashSet::new();
         for wire in ops {
             match SignedOp::decode(wire) {
-                Ok(op) if op.op().region == Some(region) && !known.contains(&op.hash()) => {
+                Ok(op)
+                    if op.op().region == Some(region)
+                        && !known.contains(&op.hash())
+                        && seen.insert(op.hash()) =>
+                {
                     new.push(op)
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "refusing an invalid control op from a peer"),
             }
+        }
+        if new.is_empty() {
+            return Ok(0);
+        }
+        let stored = decode_stored_ops(&self.store.ops()?);
+        let merged = fold(region, stored.iter().chain(&new)).map_err(|e| {
+            NodeError::DamagedControlLog(format!("the stored control log is incomplete: {e}"))
+        })?;
+        let offered = new.len();
+        new.retain(|o| {
+            let h = o.hash();
+            !merged.pending.contains(&h)
+                && (!merged.rejected.contains_key(&h)
+                    || merged.state.devices.contains_key(&o.op().author))
+        });
+        if new.len() < offered {
+            tracing::info!(
+                refused = offered - new.len(),
+                "not storing control ops by keys that are no members of the region, or that wait for unknown parents"
+            );
         }
         self.store.write(|tx| {
             for op in &new {

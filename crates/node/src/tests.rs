@@ -705,10 +705,11 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
     let report = rt
         .block_on(crate::sync::sync_with(&zeist, &net, roc_id))
         .unwrap();
-    // The note is offered once and refused; the session ends in a few round trips
-    // (not MAX_ROUNDS of resending), and Zeist is told nothing new.
+    // The ROC answers `withheld` (Zeist held the dossier before): the note is not
+    // even sent, the session ends in a few round trips (not MAX_ROUNDS of
+    // resending), and Zeist is told nothing new.
     assert!(report.round_trips <= 8, "{report:?}");
-    assert_eq!(report.dossier_items_sent, 1);
+    assert_eq!(report.dossier_items_sent, 0, "{report:?}");
     let roc = net.responder.into_inner().unwrap();
     let zeist = zeist.into_inner();
     assert_eq!(

@@ -50,6 +50,21 @@ pub(crate) fn ops(conn: &Connection, path: &Path) -> Result<Vec<Vec<u8>>, StoreE
     rows.map(|r| r.at(path)).collect()
 }
 
+pub(crate) fn op_hashes(conn: &Connection, path: &Path) -> Result<Vec<[u8; 32]>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT hash FROM control_ops ORDER BY hash")
+        .at(path)?;
+    let rows = stmt.query_map([], |r| r.get::<_, [u8; 32]>(0)).at(path)?;
+    rows.map(|r| r.at(path)).collect()
+}
+
+pub(crate) fn ops_version(conn: &Connection, path: &Path) -> Result<(i64, i64), StoreError> {
+    conn.prepare_cached("SELECT count(*), coalesce(max(rowid), 0) FROM control_ops")
+        .at(path)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .at(path)
+}
+
 pub(crate) fn put_op(
     conn: &Connection,
     path: &Path,

@@ -209,6 +209,18 @@ impl Store {
         control::ops(&self.conn, &self.path)
     }
 
+    /// The hashes of every stored control op, ordered (without reading the ops).
+    pub fn op_hashes(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+        control::op_hashes(&self.conn, &self.path)
+    }
+
+    /// A value that changes whenever a control op is stored, by this connection or
+    /// another (ops are never deleted): the number of ops and the largest row id. A
+    /// node keeps its fold of the control log while this stays the same.
+    pub fn ops_version(&self) -> Result<(i64, i64), StoreError> {
+        control::ops_version(&self.conn, &self.path)
+    }
+
     /// A node setting.
     pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         control::setting(&self.conn, &self.path, key)

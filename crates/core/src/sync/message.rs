@@ -25,6 +25,15 @@ use crate::id::DocId;
 pub const SYNC_FORMAT: u8 = 1;
 /// Largest encoded message accepted (the transport frame limit is the same).
 pub const MAX_SYNC_MESSAGE: usize = 16 * 1024 * 1024;
+/// Most documents in one `Docs` or `Dossiers` message: bounds the work one request
+/// can ask of a node (a request naming 200,000 dossiers held its lock for seconds).
+pub const MAX_DOCS_PER_MESSAGE: usize = 256;
+/// Most control ops carried in one `Ops` message; a larger log travels in pages.
+pub const MAX_OPS_PER_MESSAGE: usize = 4096;
+/// Most access-log ops of one dossier in one `Dossiers` message.
+pub const MAX_DOSSIER_OPS_PER_MESSAGE: usize = 1024;
+/// Most change hashes one document's `need` may ask for.
+pub const MAX_NEED_PER_DOC: usize = 4096;
 
 /// One document in a `Docs` message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +224,9 @@ pub enum SyncError {
     /// Not a valid message.
     #[error("sync message is malformed")]
     Malformed,
+    /// Decodes, but carries more items than a peer may ask for in one message.
+    #[error("sync message carries too many {0}")]
+    OverLimit(&'static str),
 }
 
 fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
@@ -243,10 +255,47 @@ impl Request {
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
-    /// Decodes untrusted frame bytes.
+    /// Decodes untrusted frame bytes and checks the per-message limits.
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
-        decode(bytes)
+        let req: Self = decode(bytes)?;
+        match &req {
+            Request::Ops { ops, .. } => check_ops(ops)?,
+            Request::Docs { docs } => check_docs(docs)?,
+            Request::Dossiers { dossiers } => check_dossiers(dossiers)?,
+            _ => {}
+        }
+        Ok(req)
     }
+}
+
+fn check_ops(ops: &[Vec<u8>]) -> Result<(), SyncError> {
+    if ops.len() > MAX_OPS_PER_MESSAGE {
+        return Err(SyncError::OverLimit("control ops"));
+    }
+    Ok(())
+}
+
+fn check_docs(docs: &[DocMessage]) -> Result<(), SyncError> {
+    if docs.len() > MAX_DOCS_PER_MESSAGE {
+        return Err(SyncError::OverLimit("documents"));
+    }
+    if docs.iter().any(|d| d.need.len() > MAX_NEED_PER_DOC) {
+        return Err(SyncError::OverLimit("needed changes"));
+    }
+    Ok(())
+}
+
+fn check_dossiers(dossiers: &[DossierMessage]) -> Result<(), SyncError> {
+    if dossiers.len() > MAX_DOCS_PER_MESSAGE {
+        return Err(SyncError::OverLimit("dossiers"));
+    }
+    if dossiers
+        .iter()
+        .any(|d| d.ops.len() > MAX_DOSSIER_OPS_PER_MESSAGE)
+    {
+        return Err(SyncError::OverLimit("dossier ops"));
+    }
+    Ok(())
 }
 
 impl Response {
@@ -254,9 +303,16 @@ impl Response {
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
-    /// Decodes untrusted frame bytes.
+    /// Decodes untrusted frame bytes and checks the per-message limits.
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
-        decode(bytes)
+        let resp: Self = decode(bytes)?;
+        match &resp {
+            Response::Ops { ops, .. } => check_ops(ops)?,
+            Response::Docs { docs } => check_docs(docs)?,
+            Response::Dossiers { dossiers } => check_dossiers(dossiers)?,
+            _ => {}
+        }
+        Ok(resp)
     }
 }
 
@@ -377,6 +433,76 @@ mod tests {
             let _ = Request::decode(&bytes);
             let _ = Response::decode(&bytes);
         }
+    }
+
+    #[test]
+    fn a_request_naming_too_many_dossiers_or_ops_is_refused_at_decoding() {
+        let dossier = |i: u16| DossierMessage {
+            dossier: DocId::from_bytes([
+                i.to_le_bytes()[0],
+                i.to_le_bytes()[1],
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ]),
+            have: vec![],
+            ops: vec![],
+            changes: vec![],
+            withheld: false,
+        };
+        let ok = Request::Dossiers {
+            dossiers: (0..MAX_DOCS_PER_MESSAGE as u16).map(dossier).collect(),
+        };
+        assert!(Request::decode(&ok.encode()).is_ok());
+        let too_many = Request::Dossiers {
+            dossiers: (0..=MAX_DOCS_PER_MESSAGE as u16).map(dossier).collect(),
+        };
+        assert_eq!(
+            Request::decode(&too_many.encode()),
+            Err(SyncError::OverLimit("dossiers"))
+        );
+        let mut fat = dossier(1);
+        fat.ops = vec![vec![]; MAX_DOSSIER_OPS_PER_MESSAGE + 1];
+        assert_eq!(
+            Response::decode(
+                &Response::Dossiers {
+                    dossiers: vec![fat]
+                }
+                .encode()
+            ),
+            Err(SyncError::OverLimit("dossier ops"))
+        );
+        let ops = Request::Ops {
+            have: vec![],
+            ops: vec![vec![]; MAX_OPS_PER_MESSAGE + 1],
+        };
+        assert_eq!(
+            Request::decode(&ops.encode()),
+            Err(SyncError::OverLimit("control ops"))
+        );
+        let docs = Request::Docs {
+            docs: vec![DocMessage {
+                doc: DocId::from_bytes([0; 16]),
+                sync: vec![],
+                changes: vec![],
+                need: vec![[0; 32]; MAX_NEED_PER_DOC + 1],
+            }],
+        };
+        assert_eq!(
+            Request::decode(&docs.encode()),
+            Err(SyncError::OverLimit("needed changes"))
+        );
     }
 
     #[test]

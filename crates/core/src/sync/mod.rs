@@ -6,8 +6,9 @@ pub mod needs;
 pub mod summary;
 
 pub use message::{
-    DocMessage, DossierMessage, MAX_REASON, MAX_SYNC_MESSAGE, Refusal, Request, Response,
-    SYNC_FORMAT, SignedChange, SyncError,
+    DocMessage, DossierMessage, MAX_DOCS_PER_MESSAGE, MAX_DOSSIER_OPS_PER_MESSAGE,
+    MAX_NEED_PER_DOC, MAX_OPS_PER_MESSAGE, MAX_REASON, MAX_SYNC_MESSAGE, Refusal, Request,
+    Response, SYNC_FORMAT, SignedChange, SyncError,
 };
 pub use needs::{changes_they_lack, missing, opening_message};
 pub use summary::{BUCKETS, DigestSet, Heads, Summary, doc_digest};
