@@ -188,12 +188,29 @@ struct Applied {
     needs_admin: bool,
 }
 
-/// The ops in linear order with their ancestor sets.
+/// A set of op positions, one bit each.
+type Bits = Vec<u64>;
+
+fn has(bits: &Bits, i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
+}
+
+fn set(bits: &mut Bits, i: usize) {
+    bits[i / 64] |= 1 << (i % 64);
+}
+
+/// The ops in linear order, with their parents by position. Ancestry is answered
+/// from descendant sets computed on demand for the ops asked about (the additions of
+/// authors and admin grants, and revocations) and kept for the fold: memory grows
+/// with the log times the number of such ops, not with the square of the log (every
+/// op's full ancestor set took a gigabyte at 100,000 ops).
 struct Dag<'a> {
     ops: Vec<&'a SignedOp>,
     pos: HashMap<OpHash, usize>,
-    /// `anc[i]`: bitset of the positions of op i's strict ancestors.
-    anc: Vec<Vec<u64>>,
+    /// `parents[i]`: the positions of op i's parents (all before i).
+    parents: Vec<Vec<usize>>,
+    /// Descendant sets by op position, as computed so far.
+    descendants: std::cell::RefCell<HashMap<usize, std::rc::Rc<Bits>>>,
     pending: BTreeSet<OpHash>,
 }
 
@@ -207,30 +224,58 @@ impl<'a> Dag<'a> {
         );
         let ops: Vec<&SignedOp> = order.iter().map(|h| members[h]).collect();
         let pos: HashMap<OpHash, usize> = order.iter().enumerate().map(|(i, h)| (*h, i)).collect();
-
-        let words = ops.len().div_ceil(64);
-        let mut anc: Vec<Vec<u64>> = Vec::with_capacity(ops.len());
-        for op in &ops {
-            let mut set = vec![0u64; words];
-            for p in &op.op().parents {
-                let pi = pos[p];
-                for (w, pw) in set.iter_mut().zip(&anc[pi]) {
-                    *w |= *pw;
-                }
-                set[pi / 64] |= 1 << (pi % 64);
-            }
-            anc.push(set);
-        }
+        let parents = ops
+            .iter()
+            .map(|op| op.op().parents.iter().map(|p| pos[p]).collect())
+            .collect();
         Dag {
             ops,
             pos,
-            anc,
+            parents,
+            descendants: Default::default(),
             pending,
         }
     }
 
+    fn words(&self) -> usize {
+        self.ops.len().div_ceil(64)
+    }
+
+    /// The strict descendants of op `a` (one pass over the ops after it: the linear
+    /// order is topological), computed once per fold.
+    fn descendants_of(&self, a: usize) -> std::rc::Rc<Bits> {
+        if let Some(d) = self.descendants.borrow().get(&a) {
+            return d.clone();
+        }
+        let mut d = vec![0u64; self.words()];
+        for x in a + 1..self.ops.len() {
+            if self.parents[x].iter().any(|&p| p == a || has(&d, p)) {
+                set(&mut d, x);
+            }
+        }
+        let d = std::rc::Rc::new(d);
+        self.descendants.borrow_mut().insert(a, d.clone());
+        d
+    }
+
+    /// The strict ancestors of op `r` (one pass backwards from it).
+    fn ancestors_of(&self, r: usize) -> Bits {
+        let mut anc = vec![0u64; self.words()];
+        for &p in &self.parents[r] {
+            set(&mut anc, p);
+        }
+        for x in (0..r).rev() {
+            if has(&anc, x) {
+                for &p in &self.parents[x] {
+                    set(&mut anc, p);
+                }
+            }
+        }
+        anc
+    }
+
     fn is_ancestor(&self, ancestor: usize, of: usize) -> bool {
-        self.anc[of][ancestor / 64] & (1 << (ancestor % 64)) != 0
+        ancestor < of && has(&self.descendants_of(ancestor), of)
     }
 
     fn in_past(&self, hash: &OpHash, of: usize) -> bool {
@@ -294,11 +339,12 @@ impl<'a> Dag<'a> {
                 }
                 _ => continue,
             };
+            let (past, future) = (self.ancestors_of(r), self.descendants_of(r));
             for (x, result) in outcome.iter().enumerate().skip(1) {
                 if x == r || result.is_err() || excluded.contains_key(&x) || out.contains_key(&x) {
                     continue;
                 }
-                let concurrent = !self.is_ancestor(x, r) && !self.is_ancestor(r, x);
+                let concurrent = !has(&past, x) && !has(&future, x);
                 if concurrent && hits(x) {
                     out.insert(x, rop.hash());
                 }
