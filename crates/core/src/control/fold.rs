@@ -154,19 +154,24 @@ pub fn fold<'a>(
     };
 
     let mut excluded: BTreeMap<usize, OpHash> = BTreeMap::new();
+    let mut narrowed: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
     loop {
         let mut state = base.clone();
+        let mut revoked = Revoked::default();
         let mut outcome: Vec<Result<Applied, Rejection>> = Vec::with_capacity(dag.ops.len());
         outcome.push(Ok(Applied { needs_admin: false }));
         for i in 1..dag.ops.len() {
             let r = match excluded.get(&i) {
                 Some(by) => Err(Rejection::ConcurrentlyRevoked(*by)),
-                None => apply(&mut state, &dag, i),
+                None => match narrowed.get(&i) {
+                    Some(devices) => apply_narrowed(&mut state, &dag, &mut revoked, i, devices),
+                    None => apply(&mut state, &dag, &mut revoked, i),
+                },
             };
             outcome.push(r);
         }
-        let newly = dag.exclusions(&outcome, &state, &excluded);
-        if newly.is_empty() {
+        let (newly, narrower) = dag.exclusions(&outcome, &state, &excluded, &narrowed);
+        if newly.is_empty() && narrower.is_empty() {
             state.heads = dag.heads(|i| outcome[i].is_ok());
             for (i, r) in outcome.into_iter().enumerate() {
                 if let Err(why) = r {
@@ -181,7 +186,23 @@ pub fn fold<'a>(
             });
         }
         excluded.extend(newly);
+        for (i, devices) in narrower {
+            narrowed.entry(i).or_default().extend(devices);
+        }
     }
+}
+
+/// Who revoked what so far in a round of the fold, by op position: a revocation's
+/// authority counts only revocations of its author that are in its causal past
+/// (concurrent ones are settled by the exclusion rule, section 4 of AUTH.md).
+#[derive(Default)]
+struct Revoked {
+    /// Removed devices: the position of the op that removed each.
+    devices: HashMap<NodeId, usize>,
+    /// Removed parties: the position of the op, and the party's admin grant before.
+    parties: HashMap<PartyName, (usize, Option<OpHash>)>,
+    /// Demoted parties: the position of the `SetAdmin(false)`, and the grant before.
+    demoted: HashMap<PartyName, (usize, Option<OpHash>)>,
 }
 
 struct Applied {
@@ -305,52 +326,77 @@ impl<'a> Dag<'a> {
         heads
     }
 
-    /// Accepted ops that a concurrent accepted revocation overrules, not yet excluded.
+    /// Whether revocation `r` takes away authority that op `x` used: `x`'s author
+    /// device (`RemoveDevice`), its party (`RemoveParty`), or its party's admin when
+    /// `x` needed admin (`SetAdmin(false)`). `None` if `r` is no such revocation.
+    fn hits(
+        &self,
+        r: usize,
+        x: usize,
+        outcome: &[Result<Applied, Rejection>],
+        state: &RegionState,
+        narrowed: &BTreeMap<usize, BTreeSet<NodeId>>,
+    ) -> Option<bool> {
+        let author = self.ops[x].op().author;
+        let party_of = |d: &NodeId| state.devices.get(d).map(|s| &s.party);
+        if let Some(devices) = narrowed.get(&r) {
+            return Some(devices.contains(&author));
+        }
+        match &self.ops[r].op().body {
+            OpBody::RemoveDevice { device, .. } => Some(author == *device),
+            OpBody::RemoveParty { party, .. } => Some(party_of(&author) == Some(party)),
+            OpBody::SetAdmin {
+                party,
+                admin: false,
+            } => Some(
+                party_of(&author) == Some(party)
+                    && matches!(outcome[x], Ok(Applied { needs_admin: true })),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The exclusion rule (AUTH.md section 4): accepted ops that a concurrent
+    /// accepted revocation overrules, not yet excluded; and the revocations that
+    /// stand only as one side of a mutual revocation (each takes away authority the
+    /// other's author used) whose effect must be narrowed to the devices that revoked
+    /// their author. Mutual revocations both stand: neither excludes the other, and
+    /// nothing their signers choose (a hash, a time) decides between them.
     fn exclusions(
         &self,
         outcome: &[Result<Applied, Rejection>],
         state: &RegionState,
         excluded: &BTreeMap<usize, OpHash>,
-    ) -> BTreeMap<usize, OpHash> {
+        narrowed: &BTreeMap<usize, BTreeSet<NodeId>>,
+    ) -> (BTreeMap<usize, OpHash>, BTreeMap<usize, BTreeSet<NodeId>>) {
         let mut out = BTreeMap::new();
-        let party_of = |d: &NodeId| state.devices.get(d).map(|s| &s.party);
+        let mut narrower: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
         for (r, rop) in self.ops.iter().enumerate() {
-            if outcome[r].is_err() {
+            if outcome[r].is_err() || self.hits(r, r, outcome, state, narrowed).is_none() {
                 continue;
             }
-            let hits: Box<dyn Fn(usize) -> bool + '_> = match &rop.op().body {
-                OpBody::RemoveDevice { device, .. } => {
-                    let device = *device;
-                    Box::new(move |x: usize| self.ops[x].op().author == device)
-                }
-                OpBody::RemoveParty { party, .. } => {
-                    let party = party.clone();
-                    Box::new(move |x: usize| party_of(&self.ops[x].op().author) == Some(&party))
-                }
-                OpBody::SetAdmin {
-                    party,
-                    admin: false,
-                } => {
-                    let party: PartyName = party.clone();
-                    Box::new(move |x: usize| {
-                        party_of(&self.ops[x].op().author) == Some(&party)
-                            && matches!(outcome[x], Ok(Applied { needs_admin: true }))
-                    })
-                }
-                _ => continue,
-            };
             let (past, future) = (self.ancestors_of(r), self.descendants_of(r));
             for (x, result) in outcome.iter().enumerate().skip(1) {
                 if x == r || result.is_err() || excluded.contains_key(&x) || out.contains_key(&x) {
                     continue;
                 }
                 let concurrent = !has(&past, x) && !has(&future, x);
-                if concurrent && hits(x) {
-                    out.insert(x, rop.hash());
+                if !concurrent || self.hits(r, x, outcome, state, narrowed) != Some(true) {
+                    continue;
                 }
+                if self.hits(x, r, outcome, state, narrowed) == Some(true) {
+                    // Mutual: x stands, but acts only on r's author device.
+                    let author = rop.op().author;
+                    let party_level = !matches!(self.ops[x].op().body, OpBody::RemoveDevice { .. });
+                    if party_level && narrowed.get(&x).is_none_or(|d| !d.contains(&author)) {
+                        narrower.entry(x).or_default().insert(author);
+                    }
+                    continue;
+                }
+                out.insert(x, rop.hash());
             }
         }
-        out
+        (out, narrower)
     }
 }
 
@@ -436,10 +482,21 @@ struct Authority {
     admin: bool,
 }
 
-fn authority(state: &RegionState, dag: &Dag<'_>, i: usize) -> Result<Authority, Rejection> {
-    let author = dag.ops[i].op().author;
+fn authority(
+    state: &RegionState,
+    dag: &Dag<'_>,
+    revoked: &Revoked,
+    i: usize,
+) -> Result<Authority, Rejection> {
+    let op = dag.ops[i].op();
+    let author = op.author;
+    // A revocation is judged without the revocations of its author that it had not
+    // seen (concurrent ones): those are settled by the exclusion rule, which lets
+    // mutual revocations both stand. So no order among concurrent revocations (a
+    // hash their signer could grind) decides which one counts.
+    let unseen = |by: usize| op.body.is_revocation() && !dag.is_ancestor(by, i);
     let dev = state.devices.get(&author).ok_or(Rejection::UnknownAuthor)?;
-    if dev.removed {
+    if dev.removed && !revoked.devices.get(&author).is_some_and(|&by| unseen(by)) {
         return Err(Rejection::AuthorRemoved);
     }
     if !dag.in_past(&dev.added_by, i) {
@@ -449,20 +506,63 @@ fn authority(state: &RegionState, dag: &Dag<'_>, i: usize) -> Result<Authority, 
         .parties
         .get(&dev.party)
         .ok_or(Rejection::UnknownAuthor)?;
+    let mut admin_since = if party.admin { party.admin_since } else { None };
     if party.removed {
-        return Err(Rejection::AuthorRemoved);
+        match revoked.parties.get(&dev.party) {
+            Some(&(by, before)) if unseen(by) => admin_since = before,
+            _ => return Err(Rejection::AuthorRemoved),
+        }
+    } else if !party.admin
+        && let Some(&(by, before)) = revoked.demoted.get(&dev.party)
+        && unseen(by)
+    {
+        admin_since = before;
     }
-    let admin = party.admin && party.admin_since.is_some_and(|h| dag.in_past(&h, i));
+    let admin = admin_since.is_some_and(|h| dag.in_past(&h, i));
     Ok(Authority {
         party: dev.party.clone(),
         admin,
     })
 }
 
-fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Rejection> {
+/// Applies a revocation that stands only as one side of a mutual revocation and
+/// whose effect is narrowed to removing `devices` (the authors of the revocations it
+/// is mutual with), without cutoffs: a revoked device that backdates a party removal
+/// or a demotion of whoever revoked it takes only that device with it.
+fn apply_narrowed(
+    state: &mut RegionState,
+    dag: &Dag<'_>,
+    revoked: &mut Revoked,
+    i: usize,
+    devices: &BTreeSet<NodeId>,
+) -> Result<Applied, Rejection> {
+    let auth = authority(state, dag, revoked, i)?;
+    let mut needs_admin = false;
+    for d in devices {
+        let Some(dev) = state.devices.get_mut(d) else {
+            continue;
+        };
+        needs_admin |= dev.party != auth.party;
+        if needs_admin && !auth.admin {
+            return Err(Rejection::NotAdmin);
+        }
+        if !dev.removed {
+            dev.removed = true;
+            revoked.devices.insert(*d, i);
+        }
+    }
+    Ok(Applied { needs_admin })
+}
+
+fn apply(
+    state: &mut RegionState,
+    dag: &Dag<'_>,
+    revoked: &mut Revoked,
+    i: usize,
+) -> Result<Applied, Rejection> {
     let op = dag.ops[i];
     let hash = op.hash();
-    let auth = authority(state, dag, i)?;
+    let auth = authority(state, dag, revoked, i)?;
     let need_admin = |auth: &Authority| {
         if auth.admin {
             Ok(())
@@ -536,8 +636,11 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
             if state.active_device(device).is_none() && cutoffs.is_empty() {
                 return Err(Rejection::Invalid("the device is already removed"));
             }
-            if let Some(d) = state.devices.get_mut(device) {
+            if let Some(d) = state.devices.get_mut(device)
+                && !d.removed
+            {
                 d.removed = true;
+                revoked.devices.insert(*device, i);
             }
             merge_cutoffs(state, cutoffs.iter());
             Ok(Applied { needs_admin: !own })
@@ -551,6 +654,9 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
                 ));
             }
             if let Some(p) = state.parties.get_mut(party) {
+                if !admin && p.admin {
+                    revoked.demoted.insert(party.clone(), (i, p.admin_since));
+                }
                 // Re-granting admin to an admin keeps the original grant, so that the
                 // party's concurrent admin ops stay valid.
                 if !(*admin && p.admin) {
@@ -577,11 +683,16 @@ fn apply(state: &mut RegionState, dag: &Dag<'_>, i: usize) -> Result<Applied, Re
                 ));
             }
             if let Some(p) = state.parties.get_mut(party) {
+                let before = if p.admin { p.admin_since } else { None };
+                revoked.parties.insert(party.clone(), (i, before));
                 p.removed = true;
                 p.admin = false;
             }
-            for d in state.devices.values_mut().filter(|d| &d.party == party) {
-                d.removed = true;
+            for (id, d) in state.devices.iter_mut().filter(|(_, d)| &d.party == party) {
+                if !d.removed {
+                    d.removed = true;
+                    revoked.devices.insert(*id, i);
+                }
             }
             merge_cutoffs(state, cutoffs.iter());
             Ok(Applied { needs_admin: true })

@@ -1224,3 +1224,280 @@ fn an_approval_cannot_be_moved_to_other_heads_or_another_region() {
         .is_err()
     );
 }
+
+// ---- Issue 15, item 1: a removed (stolen) device backdates revocations. ----
+
+/// The founder (gemeente-utrecht, admin) and the ROC (admin) with a desktop and a
+/// laptop; the founder removes the laptop. Returns the world, the founder, the ROC
+/// desktop, the laptop, and the heads the laptop had seen before its removal.
+fn stolen_laptop() -> (World, Device, Device, Device, Vec<OpHash>) {
+    let (mut w, founder, roc, _) = standard();
+    let laptop = Device::new();
+    w.issue(&founder, add_device("roc-midden", &laptop));
+    w.issue(
+        &founder,
+        OpBody::SetAdmin {
+            party: party("roc-midden"),
+            admin: true,
+        },
+    );
+    let seen = w.heads();
+    w.issue(
+        &founder,
+        OpBody::RemoveDevice {
+            device: laptop.id(),
+            cutoffs: vec![],
+        },
+    );
+    (w, founder, roc, laptop, seen)
+}
+
+/// Signs an op of `by` on `parents` with the advisory `time` (what a signer varies
+/// to grind the op's hash).
+fn sign_with_time(w: &World, by: &Device, parents: &[OpHash], body: OpBody, time: i64) -> SignedOp {
+    let mut parents = parents.to_vec();
+    parents.sort();
+    SignedOp::sign(
+        Op {
+            region: Some(w.region),
+            parents,
+            author: by.id(),
+            time,
+            body,
+        },
+        by.secret.signing_key(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn attack_a_stolen_laptop_cannot_undo_its_removal_by_a_backdated_revocation() {
+    let thief_ops = |founder: &Device, roc: &Device| {
+        vec![
+            // The remover's device, the remover's whole party, its admin, another
+            // honest device, and a fresh device of the thief's own.
+            OpBody::RemoveDevice {
+                device: founder.id(),
+                cutoffs: vec![],
+            },
+            OpBody::RemoveParty {
+                party: party("gemeente-utrecht"),
+                cutoffs: vec![],
+            },
+            OpBody::SetAdmin {
+                party: party("gemeente-utrecht"),
+                admin: false,
+            },
+            OpBody::RemoveDevice {
+                device: roc.id(),
+                cutoffs: vec![],
+            },
+            add_device("roc-midden", &Device::new()),
+        ]
+    };
+    let (w0, founder, roc, laptop, seen) = stolen_laptop();
+    for (k, body) in thief_ops(&founder, &roc).into_iter().enumerate() {
+        // Whatever hash the thief grinds (here: 16 times), the outcome is the same.
+        let mut outcomes = BTreeSet::new();
+        for time in 0..16 {
+            let mut w = World {
+                region: w0.region,
+                ops: w0.ops.clone(),
+            };
+            w.ops
+                .push(sign_with_time(&w, &laptop, &seen, body.clone(), time));
+            let s = w.folded().state;
+            assert!(
+                s.active_device(&laptop.id()).is_none(),
+                "thief op {k} at time {time} undid the removal"
+            );
+            assert!(
+                s.active_party(&party("gemeente-utrecht")).is_some(),
+                "thief op {k} removed the founder's party"
+            );
+            assert!(
+                s.parties[&party("gemeente-utrecht")].admin,
+                "thief op {k} demoted the founder's party"
+            );
+            assert!(
+                s.active_device(&roc.id()).is_some(),
+                "thief op {k} removed an honest device it had no quarrel with"
+            );
+            assert_eq!(
+                s.devices.len(),
+                w0.folded().state.devices.len(),
+                "thief op {k} added a device"
+            );
+            outcomes.insert(format!(
+                "{:?}",
+                (
+                    s.active_device(&founder.id()).is_some(),
+                    s.admin_parties().cloned().collect::<Vec<_>>()
+                )
+            ));
+        }
+        assert_eq!(
+            outcomes.len(),
+            1,
+            "thief op {k}: the hash decided {outcomes:?}"
+        );
+    }
+    // A backdated removal of exactly the device that removed it is a mutual removal:
+    // both go (documented in AUTH.md, section 4); the removal of the laptop stays.
+    let mut w = World {
+        region: w0.region,
+        ops: w0.ops.clone(),
+    };
+    let body = thief_ops(&founder, &roc).remove(1);
+    w.ops.push(sign_with_time(&w, &laptop, &seen, body, 0));
+    let s = w.folded().state;
+    assert!(s.active_device(&founder.id()).is_none());
+    assert!(s.active_device(&laptop.id()).is_none());
+    // Every delivery order gives the same state.
+    for rot in 0..w.ops.len() {
+        let mut ops = w.ops.clone();
+        ops.rotate_left(rot);
+        ops.reverse();
+        assert_eq!(fold(w.region, &ops).unwrap().state, s);
+    }
+}
+
+#[test]
+fn attack_a_non_admin_thief_removes_neither_its_remover_nor_its_own_partys_devices() {
+    let (mut w, founder, roc, _) = standard();
+    let (laptop, desk2) = (Device::new(), Device::new());
+    w.issue(&founder, add_device("roc-midden", &laptop));
+    w.issue(&founder, add_device("roc-midden", &desk2));
+    let seen = w.heads();
+    w.issue(
+        &founder,
+        OpBody::RemoveDevice {
+            device: laptop.id(),
+            cutoffs: vec![],
+        },
+    );
+    for target in [&founder, &roc, &desk2] {
+        let mut w2 = World {
+            region: w.region,
+            ops: w.ops.clone(),
+        };
+        let body = OpBody::RemoveDevice {
+            device: target.id(),
+            cutoffs: vec![],
+        };
+        w2.ops.push(sign_with_time(&w2, &laptop, &seen, body, 7));
+        let s = w2.folded().state;
+        assert!(s.active_device(&laptop.id()).is_none());
+        assert!(s.active_device(&target.id()).is_some());
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Backdated {
+    /// Which body (see `thief_body`).
+    k: u8,
+    /// Its target.
+    a: usize,
+    /// How many of the thief's seen heads it names (at least one).
+    parents: usize,
+    time: i64,
+}
+
+fn backdated() -> impl Strategy<Value = Backdated> {
+    (0..5u8, 0..16usize, 1..4usize, any::<i64>()).prop_map(|(k, a, parents, time)| Backdated {
+        k,
+        a,
+        parents,
+        time,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// Random admin races (issues, removals, demotions, party removals, concurrent
+    /// branches), an honest removal of device 2 (party p-b, an admin) by the
+    /// founder's device, more honest races, then any number of backdated ops by the
+    /// removed device, in any order of arrival: device 2 stays removed, none of its
+    /// backdated ops adds a device or a party or grants admin, and every order gives
+    /// the same state.
+    #[test]
+    fn no_backdated_op_of_a_removed_device_undoes_its_removal(
+        before in prop::collection::vec(action(), 0..16),
+        after in prop::collection::vec(action(), 0..16),
+        thief in prop::collection::vec(backdated(), 1..6),
+        seed in any::<u64>(),
+    ) {
+        const T: usize = 2;
+        let mut sim = Sim::new();
+        for a in &before {
+            sim.run(a);
+        }
+        // Device 0 learns what device 2 knows, then removes it.
+        sim.run(&Action::Sync { from: T, to: 0 });
+        let seen = sim.heads(T);
+        let view = sim.known[T].clone();
+        let removal = sim.devices[0].sign(
+            Some(sim.region),
+            sim.heads(0),
+            OpBody::RemoveDevice { device: sim.devices[T].id(), cutoffs: vec![] },
+        );
+        sim.known[0].push(removal.clone());
+        for a in &after {
+            match a {
+                Action::Issue { r, .. } if *r == T => {}
+                a => sim.run(a),
+            }
+        }
+        let mut honest: Vec<SignedOp> = Vec::new();
+        for k in &sim.known {
+            honest.extend(k.iter().cloned());
+        }
+        let without = fold(sim.region, &honest).unwrap();
+        // Only removals that stood without the thief's ops are checked.
+        prop_assume!(without.accepted(&removal.hash()));
+        prop_assume!(without.state.active_device(&sim.devices[T].id()).is_none());
+
+        let mut all = honest.clone();
+        let mut thief_ops = Vec::new();
+        for b in &thief {
+            let p = sim.parties[b.a % sim.parties.len()].clone();
+            let body = match b.k {
+                0 => OpBody::RemoveDevice { device: sim.devices[b.a % 4].id(), cutoffs: vec![] },
+                1 => OpBody::RemoveParty { party: p, cutoffs: vec![] },
+                2 => OpBody::SetAdmin { party: p, admin: b.a % 2 == 0 },
+                3 => {
+                    let d = Device::new();
+                    OpBody::AddDevice { party: p, device: d.id(), age_recipient: d.age() }
+                }
+                _ => OpBody::AddParty { party: party(&format!("t-{}", b.a)), role: Role::Gemeente },
+            };
+            let mut parents: Vec<OpHash> = seen.iter().copied().take(b.parents).collect();
+            // Also name ops it signed before (a chain of backdated ops).
+            parents.extend(thief_ops.iter().map(SignedOp::hash).take(b.parents.saturating_sub(1)));
+            parents.sort();
+            parents.dedup();
+            let w = World { region: sim.region, ops: view.clone() };
+            let op = sign_with_time(&w, &sim.devices[T], &parents, body, b.time);
+            thief_ops.push(op);
+        }
+        all.extend(thief_ops.iter().cloned());
+        let with = fold(sim.region, &all).unwrap();
+        prop_assert!(with.state.active_device(&sim.devices[T].id()).is_none(),
+            "the removed device undid its removal");
+        for op in &thief_ops {
+            if matches!(op.op().body, OpBody::AddDevice { .. } | OpBody::AddParty { .. } | OpBody::SetAdmin { admin: true, .. }) {
+                prop_assert!(!with.accepted(&op.hash()), "a backdated op entrenched the thief: {:?}", op.op().body);
+            }
+        }
+        // Any order of arrival gives the same state.
+        let mut rng = seed;
+        let mut shuffled = all.clone();
+        for i in (1..shuffled.len()).rev() {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (rng >> 33) as usize % (i + 1));
+        }
+        prop_assert_eq!(&fold(sim.region, &shuffled).unwrap().state, &with.state);
+        prop_assert!(with.state.admin_parties().count() >= 1);
+    }
+}
