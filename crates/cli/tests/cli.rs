@@ -1221,3 +1221,79 @@ fn a_relay_process_forwards_a_sealed_dossier_it_cannot_read_while_the_roc_is_off
     });
     drop(kern_up);
 }
+
+/// Issue 15, item 1, with the stock CLI: the ROC (an admin party) has a desktop and a
+/// laptop; the founder removes the lost laptop. The thief, offline on the laptop's
+/// old log, runs `device remove` on the founder's device; a member that has not heard
+/// of the removal imports the thief's log and passes it on. Afterwards, on every
+/// node, the laptop stays removed and every node shows the same region.
+#[test]
+fn attack_a_stolen_laptop_removes_its_remover_but_never_comes_back() {
+    let kern = Env::new();
+    let kern_info = kern.json(&[
+        "init",
+        "--party",
+        "gemeente-utrecht",
+        "--role",
+        "kerngemeente",
+    ]);
+    kern.json(&["region", "create", "Regio Utrecht"]);
+    let join = |node: &Env, p: &str, role: &str, admin: bool| {
+        let mut args = vec!["invite", "--party", p, "--role", role];
+        if admin {
+            args.push("--admin");
+        }
+        let code = kern.json(&args)["code"].as_str().unwrap().to_owned();
+        let req = node._tmp.path().join("join.req");
+        node.json(&["join", &code, "--request-out", req.to_str().unwrap()]);
+        let bundle = node._tmp.path().join("region.bundle");
+        kern.json(&[
+            "accept",
+            req.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ]);
+        node.json(&["import", bundle.to_str().unwrap()]);
+    };
+    let (roc, laptop, zeist) = (Env::new(), Env::new(), Env::new());
+    roc.json(&["init", "--party", "roc-midden", "--role", "roc"]);
+    join(&roc, "roc-midden", "roc", true);
+    let laptop_info = laptop.json(&["init", "--party", "roc-midden", "--role", "roc"]);
+    join(&laptop, "roc-midden", "roc", false);
+    zeist.json(&["init", "--party", "gemeente-zeist", "--role", "gemeente"]);
+    join(&zeist, "gemeente-zeist", "gemeente", false);
+    let share = |from: &Env, to: &[&Env]| {
+        let b = from._tmp.path().join("share.bundle");
+        from.json(&["export", "--out", b.to_str().unwrap()]);
+        for t in to {
+            t.json(&["import", b.to_str().unwrap()]);
+        }
+    };
+    share(&kern, &[&roc, &laptop, &zeist]);
+
+    // The founder removes the laptop; the thief, offline, removes the founder.
+    let laptop_id = laptop_info["node_id"].as_str().unwrap().to_owned();
+    let kern_id = kern_info["node_id"].as_str().unwrap().to_owned();
+    kern.json(&["device", "remove", &laptop_id[laptop_id.len() - 8..]]);
+    laptop.json(&["device", "remove", &kern_id[kern_id.len() - 8..]]);
+    // Zeist hears the thief first, then everyone hears everyone.
+    share(&laptop, &[&zeist]);
+    share(&zeist, &[&kern, &roc]);
+    share(&kern, &[&roc, &zeist]);
+    share(&roc, &[&kern, &zeist]);
+
+    let shown = kern.json(&["region", "show"]);
+    for node in [&roc, &zeist] {
+        assert_eq!(node.json(&["region", "show"]), shown);
+    }
+    for node in [&kern, &roc, &zeist] {
+        let devices = node.json(&["device", "list"]);
+        assert_eq!(
+            devices[&laptop_id]["removed"], true,
+            "the stolen laptop came back"
+        );
+        let parties = node.json(&["party", "list"]);
+        assert_eq!(parties["gemeente-utrecht"]["admin"], true);
+        assert_eq!(parties["roc-midden"]["admin"], true);
+    }
+}
