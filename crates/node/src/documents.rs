@@ -430,6 +430,18 @@ impl Node {
                 .state
                 .change_authority(id, &author, seq, &[0; 32])
                 .map_err(NodeError::NoWritePermission)?;
+            // Automerge numbers the change after this device's accepted ones; if the
+            // store holds later ones of it (refused: written without write access),
+            // that number is taken, and a second change under it would be an
+            // equivocation that every node refuses.
+            let stored = tx.max_seq(id, actor.to_bytes())?;
+            if stored >= seq {
+                return Err(NodeError::SequenceTaken {
+                    id: *id,
+                    first: seq,
+                    last: stored,
+                });
+            }
             let doc = &mut v.doc;
             doc.set_actor(actor.clone());
             let mut t = doc.transaction();

@@ -176,6 +176,20 @@ pub enum NodeError {
         /// What Automerge reported.
         detail: String,
     },
+    /// This device stored changes to the document that the region's rules refuse
+    /// (written while it had no write access), so its next change would reuse their
+    /// sequence numbers, which every node refuses as an equivocation.
+    #[error(
+        "this device's changes {first}..={last} to document {id} were refused by the region's rules (written without write access); it cannot write to this document again until they count (its party is a writer again) — write from another device meanwhile"
+    )]
+    SequenceTaken {
+        /// The document.
+        id: DocId,
+        /// The first refused sequence number.
+        first: u64,
+        /// The last stored one.
+        last: u64,
+    },
 }
 
 /// The day of an erasure, `YYYY-MM-DD` (UTC, by the eraser's clock).
@@ -214,7 +228,6 @@ impl NodeError {
                     | StoreError::NotADatabase { .. }
                     | StoreError::Malformed { .. }
             ) | NodeError::Io { .. }
-                | NodeError::DamagedDocument { .. }
                 | NodeError::DamagedControlLog(_)
                 | NodeError::MissingStore { .. }
         )

@@ -32,6 +32,42 @@ const MAX_REQUESTS_PER_PEER: usize = 2;
 /// Requests answered at once over all peers.
 const MAX_REQUESTS: usize = 64;
 
+/// A request being answered: counted against its peer's share until dropped.
+struct InFlight {
+    map: Arc<std::sync::Mutex<HashMap<NodeId, usize>>>,
+    peer: NodeId,
+}
+
+impl InFlight {
+    /// A slot for a request of `peer`, unless it has MAX_REQUESTS_PER_PEER being
+    /// answered, or all peers together MAX_REQUESTS.
+    fn take(map: &Arc<std::sync::Mutex<HashMap<NodeId, usize>>>, peer: NodeId) -> Option<Self> {
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = m.values().sum();
+        let mine = m.entry(peer).or_default();
+        if *mine >= MAX_REQUESTS_PER_PEER || total >= MAX_REQUESTS {
+            return None;
+        }
+        *mine += 1;
+        Some(Self {
+            map: map.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// The answer to a request that is not served now.
 fn busy_frame() -> Vec<u8> {
     regiosync_core::sync::Response::Refused {
@@ -195,8 +231,9 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    // Requests being answered, by task: at most MAX_REQUESTS_PER_PEER per peer.
+    // Requests being answered, by task, and how many per peer.
     let mut responders: JoinSet<Answer> = JoinSet::new();
+    let in_flight: Arc<std::sync::Mutex<HashMap<NodeId, usize>>> = Arc::default();
     let mut answering: HashMap<tokio::task::Id, NodeId> = HashMap::new();
     let start = |peer: NodeId,
                  sessions: &mut JoinSet<_>,
@@ -231,13 +268,12 @@ pub async fn run(
                 match ev {
                     NetEvent::Request { peer, data, reply } => {
                         let Ok(from) = NodeId::from_peer_id(&peer) else { continue };
-                        let busy = answering.values().filter(|p| **p == from).count();
-                        if busy >= MAX_REQUESTS_PER_PEER || answering.len() >= MAX_REQUESTS {
+                        let Some(slot) = InFlight::take(&in_flight, from) else {
                             // One peer cannot queue up work for the node: it waits
                             // for its answers before it is served again.
                             let _ = reply.send(busy_frame());
                             continue;
-                        }
+                        };
                         // Answered off the event loop, on a blocking thread: the loop
                         // keeps serving events and other peers while a request is
                         // worked on, and a panic while answering one peer ends only
@@ -245,6 +281,9 @@ pub async fn run(
                         let node = node.clone();
                         let task = responders.spawn_blocking(move || {
                             let answer = node.blocking_lock().respond(&from, &data);
+                            // The slot is free before the peer can send its next
+                            // request (also if answering panicked: it is dropped).
+                            drop(slot);
                             let _ = reply.send(answer.frame.clone());
                             answer
                         });

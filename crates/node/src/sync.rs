@@ -495,7 +495,7 @@ impl Node {
     pub(crate) fn shared_with(&self, folded: &Folded, peer: &NodeId) -> Result<Shared, NodeError> {
         let heads: SharedHeads = shared_docs(&folded.state, &self.info.party, peer)
             .into_iter()
-            .map(|d| Ok((d, self.heads_of(folded, &d)?)))
+            .filter_map(|d| quarantined(self.heads_of(folded, &d)).map(|h| h.map(|h| (d, h))))
             .collect::<Result<_, NodeError>>()?;
         // Sealed dossiers count by the hashes of what is held of them (a relay cannot
         // know their Automerge heads); ids never collide with plans'.
@@ -628,8 +628,9 @@ impl Node {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let known = self.known_heads(peer)?;
         docs.iter()
-            .map(|d| {
-                let v = self.doc_or_empty(&folded, d)?;
+            .filter_map(|d| quarantined(self.doc_or_empty(&folded, d)).map(|v| v.map(|v| (d, v))))
+            .map(|r| {
+                let (d, v) = r?;
                 let doc = &v.doc;
                 let shared: Vec<ChangeHash> = known
                     .get(d)
@@ -667,7 +668,10 @@ impl Node {
         let mut out = Vec::new();
         let mut budget = MAX_BATCH_BYTES;
         for m in incoming.iter().filter(|m| shared.contains(&m.doc)) {
-            let v = self.doc_or_empty(folded, &m.doc)?;
+            let Some(v) = quarantined(self.doc_or_empty(folded, &m.doc)) else {
+                continue;
+            };
+            let v = v?;
             let doc = &v.doc;
             let msg = if m.sync.is_empty() {
                 None
@@ -823,6 +827,23 @@ impl Node {
                 }
                 let mut n = 0;
                 for r in &rows {
+                    // Equivocation: another change of this device under the same
+                    // sequence number is held already (or came earlier in this
+                    // message). The first one held wins; the second is refused, and
+                    // never stored or passed on.
+                    if let Some(first) = tx.change_with_seq(&doc, &r.actor, r.seq)?
+                        && first != r.hash
+                    {
+                        let device = automerge::ActorId::from(r.actor.as_slice());
+                        tracing::warn!(
+                            peer = %peer,
+                            doc = %doc,
+                            device = %NodeId::from_actor_id(&device).map(|d| d.to_string()).unwrap_or_default(),
+                            seq = r.seq,
+                            "refusing a change: its device signed another change with the same sequence number (equivocation); if that device is not under your control, remove it with `regiosync device remove`"
+                        );
+                        continue;
+                    }
                     if tx.append_change(&doc, r)?.is_some() {
                         n += 1;
                     }
@@ -883,6 +904,19 @@ fn is_forgery(why: &ChangeRejection) -> bool {
             | ChangeRejection::WrongRegion
             | ChangeRejection::Unsigned
     )
+}
+
+/// A document that cannot be loaded (damaged, or holding changes Automerge refuses) is
+/// quarantined: left out of the sync (`None`), reported, and everything else keeps
+/// flowing; other errors pass through.
+fn quarantined<T>(r: Result<T, NodeError>) -> Option<Result<T, NodeError>> {
+    match r {
+        Err(NodeError::DamagedDocument { id, detail }) => {
+            tracing::error!(doc = %id, %detail, "a document cannot be loaded and is left out of sync until it is repaired (re-sync it from a peer or restore a backup); the other documents keep syncing");
+            None
+        }
+        r => Some(r),
+    }
 }
 
 /// Documents this node's party and the peer's party may both read.

@@ -274,6 +274,43 @@ pub(crate) fn append_change(
     Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
 
+pub(crate) fn change_with_seq(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+    actor: &[u8],
+    seq: u64,
+) -> Result<Option<[u8; 32]>, StoreError> {
+    let Ok(seq) = i64::try_from(seq) else {
+        return Ok(None);
+    };
+    conn.prepare_cached(
+        "SELECT hash FROM changes WHERE doc_id = ?1 AND actor = ?2 AND seq = ?3 ORDER BY rowid LIMIT 1",
+    )
+    .at(path)?
+    .query_row(params![&id.as_bytes()[..], actor, seq], |r| {
+        r.get::<_, [u8; 32]>(0)
+    })
+    .optional()
+    .at(path)
+}
+
+pub(crate) fn max_seq(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+    actor: &[u8],
+) -> Result<u64, StoreError> {
+    let max: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(max(seq), 0) FROM changes WHERE doc_id = ?1 AND actor = ?2",
+        )
+        .at(path)?
+        .query_row(params![&id.as_bytes()[..], actor], |r| r.get(0))
+        .at(path)?;
+    Ok(u64::try_from(max).unwrap_or(0))
+}
+
 pub(crate) fn set_title(
     conn: &Connection,
     path: &Path,

@@ -366,6 +366,25 @@ impl WriteTx<'_> {
         documents::append_change(&self.tx, self.path, id, change)
     }
 
+    /// The hash of the first stored change of `actor` with sequence number `seq` in
+    /// a document: two different changes with the same actor and sequence number are
+    /// an equivocation, and only the first one held is kept.
+    pub fn change_with_seq(
+        &self,
+        id: &DocId,
+        actor: &[u8],
+        seq: u64,
+    ) -> Result<Option<[u8; 32]>, StoreError> {
+        documents::change_with_seq(&self.tx, self.path, id, actor, seq)
+    }
+
+    /// The highest sequence number stored for `actor` in a document (0 if none),
+    /// whether or not those changes are accepted: a device's next change must come
+    /// after every change it ever stored, or it would equivocate.
+    pub fn max_seq(&self, id: &DocId, actor: &[u8]) -> Result<u64, StoreError> {
+        documents::max_seq(&self.tx, self.path, id, actor)
+    }
+
     /// Every change of a document, in the order it was stored.
     pub fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
         documents::changes(&self.tx, self.path, id)

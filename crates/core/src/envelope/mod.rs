@@ -219,6 +219,11 @@ pub enum ChangeRejection {
     /// The change builds on a rejected or missing change.
     #[error("the change depends on a rejected or missing change")]
     DependsOnRejected,
+    /// Another change of the same device with the same sequence number is held
+    /// first: the device equivocated (signed two different changes under one
+    /// number); only the first one held counts.
+    #[error("the device signed another change with the same sequence number (equivocation)")]
+    Equivocation,
 }
 
 /// Decides whether one change is accepted, with a typed reason if not. `known_op`
@@ -355,6 +360,25 @@ pub fn select_changes(
             .entry(*h)
             .or_insert(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice));
     }
+    // Equivocation: of valid changes with the same actor and sequence number, only
+    // the first held (the smallest candidate index: candidates come in store order)
+    // counts; Automerge would refuse to load both.
+    let mut by_seq: BTreeMap<(Vec<u8>, u64), usize> = BTreeMap::new();
+    for &i in valid.values() {
+        let c = candidates[i].change;
+        let slot = by_seq
+            .entry((c.actor_id().to_bytes().to_vec(), c.seq()))
+            .or_insert(i);
+        *slot = (*slot).min(i);
+    }
+    let first: HashSet<usize> = by_seq.into_values().collect();
+    valid.retain(|h, i| {
+        let keep = first.contains(i);
+        if !keep {
+            failed.insert(*h, ChangeRejection::Equivocation);
+        }
+        keep
+    });
     for (h, why) in failed {
         if !valid.contains_key(&h) {
             sel.rejected.insert(h, why);

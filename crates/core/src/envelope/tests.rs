@@ -460,3 +460,41 @@ fn removal_never_destroys_work_that_honest_writers_built_on() {
     );
     assert_eq!(accepted.len(), 3);
 }
+
+/// Issue 15, item 2: a writer signs two different changes with the same sequence
+/// number. Only the first held counts (Automerge would refuse to load both), what
+/// builds on the second is refused with it, and the selection loads.
+#[test]
+fn attack_two_changes_with_one_sequence_number_keep_only_the_first_held() {
+    let r = Region::new();
+    let (base, first) = changes_by(&r.roc, &Automerge::new(), 1, "a");
+    let (twin_doc, twin) = changes_by(&r.roc, &Automerge::new(), 1, "b");
+    assert_eq!(first[0].seq(), twin[0].seq());
+    assert_ne!(first[0].hash(), twin[0].hash());
+    let (_, on_twin) = changes_by(&r.roc, &twin_doc, 1, "c");
+    let envs = [
+        r.envelope(&r.roc, &first[0]),
+        r.envelope(&r.roc, &twin[0]),
+        r.envelope(&r.roc, &on_twin[0]),
+    ];
+    let changes = [&first[0], &twin[0], &on_twin[0]];
+    let cands: Vec<Candidate<'_>> = changes
+        .iter()
+        .zip(&envs)
+        .map(|(c, e)| Candidate {
+            change: c,
+            envelope: Some(e),
+        })
+        .collect();
+    let sel = select_changes(&r.doc, &cands, &r.state(), |_| true, |_| false);
+    assert_eq!(sel.accepted, vec![0]);
+    assert_eq!(
+        sel.rejected.get(&twin[0].hash().0),
+        Some(&ChangeRejection::Equivocation)
+    );
+    assert!(sel.rejected.contains_key(&on_twin[0].hash().0));
+    let mut doc = Automerge::new();
+    doc.apply_changes(sel.accepted.iter().map(|&i| changes[i].clone()))
+        .unwrap();
+    assert_eq!(doc.get_heads(), base.get_heads());
+}
