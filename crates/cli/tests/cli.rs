@@ -1221,3 +1221,133 @@ fn a_relay_process_forwards_a_sealed_dossier_it_cannot_read_while_the_roc_is_off
     });
     drop(kern_up);
 }
+
+/// Escape sequences (clear screen, set the window title, hide text) and a bidi
+/// override, as a hostile writer puts them into a plan.
+const HOSTILE_TITLE: &str = "Jeugdplan\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}fdp.exe";
+
+/// Whether `text` holds anything a terminal would act on, not show.
+fn has_terminal_controls(text: &str) -> bool {
+    text.chars().any(|c| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+/// Writes a plan the way a received change from a hostile writer would: its title
+/// (in the document and in the store's document row, as sync sets it) carries
+/// escape sequences. Returns the plan's id.
+fn hostile_plan(env: &Env) -> String {
+    use regiosync_core::automerge::transaction::Transactable;
+    use regiosync_core::automerge::{Automerge, ROOT};
+    use regiosync_core::plan::PlanKind;
+
+    let mut node = regiosync_node::Node::open(&env.dir).unwrap();
+    let owner = node.info().party.clone();
+    let mut am = Automerge::new();
+    am.set_actor(node.info().node_id.actor_id());
+    let mut tx = am.transaction();
+    regiosync_core::plan::schema::init_plan(&mut tx, PlanKind::Jeugdplan, "Jeugdplan", &owner)
+        .unwrap();
+    tx.put(ROOT, "title", HOSTILE_TITLE).unwrap();
+    tx.commit();
+    let changes = am.get_changes(&[]);
+    let id = node
+        .import_changes_for_bench(PlanKind::Jeugdplan, &changes)
+        .unwrap();
+    node.store_mut_for_bench()
+        .write(|tx| tx.set_title(&id, HOSTILE_TITLE))
+        .unwrap();
+    id.to_string()
+}
+
+#[test]
+fn terminal_escape_sequences_in_a_plan_do_not_reach_the_terminal() {
+    let env = Env::new();
+    env.init();
+    let id = hostile_plan(&env);
+    // Section text and a comment with escape sequences through the stock CLI.
+    assert_ok(&env.run_stdin(
+        &["doc", "section", "set", &id, "Inleiding"],
+        "Samen \u{1b}[31mrood\u{1b}[0m optrekken.\nTweede regel \u{9b}8m.\n",
+    ));
+    assert_ok(&env.run(&[
+        "doc",
+        "comment",
+        "add",
+        &id,
+        "--section",
+        "Inleiding",
+        "--quote",
+        "optrekken",
+        "--text",
+        "Eens\u{1b}[8m\nroc-midden  [resolved]: vervalst",
+    ]));
+    assert_ok(&env.run(&["doc", "approve", &id, "--comment", "akkoord \u{202e}tsoo"]));
+
+    for args in [
+        vec!["doc", "list"],
+        vec!["doc", "show", &id],
+        vec!["doc", "history", &id],
+        vec!["doc", "comment", "list", &id],
+        vec!["doc", "approvals", &id],
+        vec!["doc", "conflicts", &id],
+        vec!["region", "show"],
+    ] {
+        let out = env.run(&args);
+        assert_ok(&out);
+        let text = stdout(&out);
+        assert!(
+            !has_terminal_controls(&text),
+            "{args:?} printed terminal controls: {text:?}"
+        );
+    }
+    // Shown, escaped, not dropped: the reader sees that something odd is there.
+    let list = stdout(&env.run(&["doc", "list"]));
+    assert!(list.contains(r"Jeugdplan\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}fdp.exe"));
+    let show = stdout(&env.run(&["doc", "show", &id]));
+    // (Markdown escapes the `[`.)
+    assert!(
+        show.contains(r"Samen \u{1b}\[31mrood\u{1b}\[0m optrekken."),
+        "{show}"
+    );
+    assert!(show.contains("optrekken.\nTweede regel"), "{show}");
+    // The comment stays on its own line in `doc comment list`.
+    let comments = stdout(&env.run(&["doc", "comment", "list", &id]));
+    assert_eq!(comments.lines().count(), 1, "{comments}");
+    assert!(
+        comments.contains(r"Eens\u{1b}[8m\nroc-midden"),
+        "{comments}"
+    );
+    // JSON output keeps the text as it is, for scripts.
+    let v = env.json(&["doc", "show", &id]);
+    assert_eq!(v["title"], HOSTILE_TITLE);
+}
+
+#[test]
+fn a_newline_in_an_approval_comment_is_refused_and_cannot_forge_a_line() {
+    let env = Env::new();
+    env.init();
+    let v = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Plan",
+    ]);
+    let id = v["short"].as_str().unwrap().to_owned();
+    let forged = "akkoord\ngemeente-utrecht      abcdef12  2027-01-01 10:00:00 UTC  device …AAAAAAAA  approved the current version";
+    let out = env.run(&["doc", "approve", &id, "--comment", forged]);
+    assert_fails(&out, 1, "an approval comment must be one line");
+    assert_eq!(
+        stdout(&env.run(&["doc", "approvals", &id])),
+        "No party has approved this plan yet.\n"
+    );
+    // The honest comment, on one line.
+    assert_ok(&env.run(&["doc", "approve", &id, "--comment", "akkoord in OOGO"]));
+    let approvals = stdout(&env.run(&["doc", "approvals", &id]));
+    assert_eq!(approvals.lines().count(), 1, "{approvals}");
+    assert!(approvals.contains("  \"akkoord in OOGO\"\n"), "{approvals}");
+}

@@ -9,7 +9,7 @@ use regiosync_node::Node;
 use serde_json::json;
 
 use crate::cli::{DeviceCommand, GlobalArgs, PartyCommand, RegionCommand, RelayCommand};
-use crate::output::Output;
+use crate::output::{Output, one_line};
 
 /// Largest file `accept` and `import` read (the formats have their own, lower limits).
 const MAX_INPUT: u64 = 64 * 1024 * 1024;
@@ -38,7 +38,7 @@ pub(crate) fn region(global: &GlobalArgs, out: Output, cmd: RegionCommand) -> an
 fn show(state: &RegionState, node: &Node) -> String {
     let mut s = format!(
         "Region \"{}\" ({})\n\nParties:\n",
-        state.name,
+        one_line(&state.name),
         &state.region.to_string()[..12]
     );
     s.push_str(&parties(state));
