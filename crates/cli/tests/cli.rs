@@ -1351,3 +1351,42 @@ fn a_newline_in_an_approval_comment_is_refused_and_cannot_forge_a_line() {
     assert_eq!(approvals.lines().count(), 1, "{approvals}");
     assert!(approvals.contains("  \"akkoord in OOGO\"\n"), "{approvals}");
 }
+
+#[test]
+fn javascript_and_data_links_are_dropped_from_doc_show_and_every_export() {
+    let env = Env::new();
+    env.init();
+    let v = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Plan",
+    ]);
+    let id = v["short"].as_str().unwrap().to_owned();
+    assert_ok(&env.run_stdin(
+        &["doc", "section", "set", &id, "Inleiding"],
+        "Zie [de monitor](javascript:alert(document.cookie)), [dit](data:text/html;base64,PHNjcmlwdD4=) \
+         en [de cijfers](https://example.org/vsv).\n",
+    ));
+    let md_file = env.dir.join("plan.md");
+    let html_file = env.dir.join("plan.html");
+    let md_path = md_file.to_str().unwrap();
+    let html_path = html_file.to_str().unwrap();
+    assert_ok(&env.run(&["doc", "export", &id, "--format", "md", "-o", md_path]));
+    assert_ok(&env.run(&["doc", "export", &id, "--format", "html", "-o", html_path]));
+    let show = stdout(&env.run(&["doc", "show", &id]));
+    let md = std::fs::read_to_string(&md_file).unwrap();
+    let html = std::fs::read_to_string(&html_file).unwrap();
+    for (what, text) in [("doc show", &show), ("md", &md), ("html", &html)] {
+        assert!(!text.contains("javascript:"), "{what}: {text}");
+        assert!(!text.contains("data:"), "{what}: {text}");
+        assert!(
+            text.contains("de monitor"),
+            "{what} lost the link text: {text}"
+        );
+        assert!(text.contains("https://example.org/vsv"), "{what}: {text}");
+    }
+}

@@ -1,5 +1,7 @@
 //! Markdown rendering of a plan: the default output of `regiosync doc show` and the
-//! `md` format of `doc export` (the agenda of an OOGO meeting).
+//! `md` format of `doc export` (the agenda of an OOGO meeting). Text from the
+//! document is escaped; links keep their target only if the HTML export would too
+//! ([`super::richtext::safe_url`]: http, https and mailto).
 
 use std::fmt::Write;
 
