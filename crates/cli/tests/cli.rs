@@ -1390,3 +1390,110 @@ fn javascript_and_data_links_are_dropped_from_doc_show_and_every_export() {
         assert!(text.contains("https://example.org/vsv"), "{what}: {text}");
     }
 }
+
+/// Runs the binary and fails the test if it does not end within `secs` (killing it),
+/// so an attack that makes it read forever is a failure, not a hang.
+fn run_within(env: &Env, args: &[&str], secs: u64) -> Output {
+    let mut child = env
+        .cmd(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} still ran after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_to_dev_zero_as_an_input_file_is_refused_at_once() {
+    let env = Env::new();
+    env.init();
+    let v = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Plan",
+    ]);
+    let id = v["short"].as_str().unwrap().to_owned();
+    let zero = env._tmp.path().join("zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let zero = zero.to_str().unwrap();
+    let bundle = env._tmp.path().join("out.bundle");
+    let bundle = bundle.to_str().unwrap();
+    for args in [
+        vec!["import", zero],
+        vec!["accept", zero, "--out", bundle],
+        vec!["doc", "section", "set", &id, "Inleiding", "--file", zero],
+        vec!["--passphrase-file", zero, "doc", "list"],
+    ] {
+        let out = run_within(&env, &args, 20);
+        assert_fails(&out, 1, "is a character device, not a regular file");
+    }
+    // A FIFO with nobody writing to it does not block either.
+    let fifo = env._tmp.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = run_within(&env, &["import", fifo.to_str().unwrap()], 20);
+    assert_fails(&out, 1, "is a pipe (FIFO), not a regular file");
+
+    // The honest paths: a text file and a passphrase file that are regular files.
+    let text = env._tmp.path().join("inleiding.md");
+    std::fs::write(&text, "Samen tegen voortijdig schoolverlaten.\n").unwrap();
+    assert_ok(&env.run(&[
+        "doc",
+        "section",
+        "set",
+        &id,
+        "Inleiding",
+        "--file",
+        text.to_str().unwrap(),
+    ]));
+    // A bundle larger than the cap is refused by its size, whatever it holds.
+    let big = env._tmp.path().join("big.bundle");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(64 * 1024 * 1024 + 1).unwrap();
+    let out = run_within(&env, &["import", big.to_str().unwrap()], 60);
+    assert_fails(&out, 1, "is larger than 64 MiB: not a region bundle");
+}
+
+#[test]
+fn join_request_out_does_not_write_through_a_symlink() {
+    let env = Env::new();
+    env.init();
+    let code = env.json(&["invite", "--party", "gemeente-zeist", "--role", "gemeente"])["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let joiner = Env::new();
+    joiner.json(&["init", "--party", "gemeente-zeist", "--role", "gemeente"]);
+    let target = joiner._tmp.path().join("victim");
+    let link = joiner._tmp.path().join("join.req");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let out = joiner.run(&["join", &code, "--request-out", link.to_str().unwrap()]);
+        assert_fails(&out, 1, "already exists");
+        assert!(!target.exists());
+        std::fs::remove_file(&link).unwrap();
+    }
+    joiner.json(&["join", &code, "--request-out", link.to_str().unwrap()]);
+    assert!(std::fs::metadata(&link).unwrap().len() > 0);
+}

@@ -10,6 +10,7 @@ use regiosync_core::identity::{NodeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::NodeError;
+use crate::input_file::{InputKind, read_input_file};
 
 /// The public description of the node.
 pub const NODE_FILE: &str = "node.json";
@@ -19,8 +20,6 @@ pub const KEY_FILE: &str = "node.key";
 pub const STORE_FILE: &str = "store.sqlite";
 /// The `format` of `node.json` this build writes.
 pub const NODE_FILE_FORMAT: u32 = 1;
-/// `node.json` is small; a larger file is not ours.
-const MAX_NODE_FILE: u64 = 64 * 1024;
 
 /// How the secret key file is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,22 +118,15 @@ pub fn init(
 /// Reads and checks `node.json`.
 pub fn read_info(dir: &Path) -> Result<NodeInfo, NodeError> {
     let path = dir.join(NODE_FILE);
-    let meta = match fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let bytes = match read_input_file(&path, InputKind::DataDirFile) {
+        Ok(b) => b,
+        Err(NodeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Err(NodeError::NoNode {
                 dir: dir.to_owned(),
             });
         }
-        Err(e) => return Err(NodeError::io(&path)(e)),
+        Err(e) => return Err(e),
     };
-    if meta.len() > MAX_NODE_FILE {
-        return Err(NodeError::BadNodeFile {
-            path,
-            detail: "file too large".into(),
-        });
-    }
-    let bytes = fs::read(&path).map_err(NodeError::io(&path))?;
     #[derive(Deserialize)]
     struct Version {
         format: u32,
@@ -169,7 +161,7 @@ pub fn read_secret(
 ) -> Result<NodeSecret, NodeError> {
     let path = dir.join(KEY_FILE);
     warn_if_exposed(&path);
-    let bytes = zeroize::Zeroizing::new(fs::read(&path).map_err(NodeError::io(&path))?);
+    let bytes = zeroize::Zeroizing::new(read_input_file(&path, InputKind::DataDirFile)?);
     let secret = NodeSecret::from_file_bytes(&bytes, passphrase)?;
     if secret.node_id() != info.node_id {
         return Err(NodeError::KeyMismatch {

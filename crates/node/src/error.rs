@@ -70,6 +70,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// A file given to read is not a regular file or is too large for its kind.
+    #[error(transparent)]
+    InputFile(#[from] crate::input_file::InputFileError),
     /// The key file could not be made or opened.
     #[error(transparent)]
     Identity(#[from] IdentityError),

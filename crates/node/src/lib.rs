@@ -32,6 +32,7 @@ pub mod documents;
 mod dossier_sync;
 pub mod dossiers;
 mod error;
+pub mod input_file;
 pub mod join;
 mod peers;
 pub mod plan_versions;

@@ -449,6 +449,10 @@ fn write_status(
 
 /// Reads the status file of a running node.
 pub fn read_status(dir: &std::path::Path) -> Option<Status> {
-    let bytes = std::fs::read(dir.join(STATUS_FILE)).ok()?;
+    let bytes = crate::input_file::read_input_file(
+        &dir.join(STATUS_FILE),
+        crate::input_file::InputKind::DataDirFile,
+    )
+    .ok()?;
     serde_json::from_slice(&bytes).ok()
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use regiosync_core::plan::{self, AgreementInput, AgreementUpdate, MAX_SECTION_BYTES, date_format};
 use regiosync_node::ExportFormat;
+use regiosync_node::input_file::{InputKind, read_input_file};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -393,13 +394,7 @@ fn read_text(file: Option<&Path>) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
     let limit = MAX_SECTION_BYTES as u64 + 1;
     match file {
-        Some(p) => {
-            let f =
-                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
-            f.take(limit)
-                .read_to_end(&mut bytes)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-        }
+        Some(p) => bytes = read_input_file(p, InputKind::Text)?,
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
