@@ -1497,3 +1497,62 @@ fn join_request_out_does_not_write_through_a_symlink() {
     joiner.json(&["join", &code, "--request-out", link.to_str().unwrap()]);
     assert!(std::fs::metadata(&link).unwrap().len() > 0);
 }
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[test]
+fn init_into_an_existing_0755_dir_keeps_other_users_out_of_the_store_and_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    // A folder made beforehand, readable by everyone, with a leftover status file.
+    std::fs::create_dir(&env.dir).unwrap();
+    std::fs::set_permissions(&env.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(env.dir.join("status.json"), "{}").unwrap();
+    std::fs::set_permissions(
+        env.dir.join("status.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    env.init();
+    // Invite secrets are in the store from here on.
+    env.json(&["invite", "--party", "gemeente-zeist", "--role", "gemeente"]);
+    assert_eq!(mode(&env.dir), 0o700);
+    for f in ["node.key", "node.json", "store.sqlite", "status.json"] {
+        assert_eq!(mode(&env.dir.join(f)), 0o600, "{f}");
+    }
+    {
+        // While a connection is open, SQLite's -wal and -shm exist: 0600 too.
+        let _open = regiosync_node::Node::open(&env.dir).unwrap();
+        for f in ["store.sqlite-wal", "store.sqlite-shm"] {
+            assert_eq!(mode(&env.dir.join(f)), 0o600, "{f}");
+        }
+    }
+
+    // Loosened afterwards (a copy, a chmod -R): the next command puts it back and says so.
+    std::fs::set_permissions(&env.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["node.key", "store.sqlite"] {
+        std::fs::set_permissions(env.dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = env.run(&["doc", "list"]);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("was readable by other users"), "{stderr}");
+    assert!(stderr.contains("store.sqlite"), "{stderr}");
+    assert_eq!(mode(&env.dir), 0o700);
+    for f in ["node.key", "store.sqlite"] {
+        assert_eq!(mode(&env.dir.join(f)), 0o600, "{f}");
+    }
+    // Nothing to fix: no warning.
+    let out = env.run(&["doc", "list"]);
+    assert_ok(&out);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -54,10 +54,21 @@ impl InputKind {
     }
 }
 
-/// Why a file was not read (the I/O errors aside).
+/// Why a file was not read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InputFileError {
+    /// The file cannot be opened or read (missing, no permission, I/O error).
+    #[error("cannot read the {} {}: {source}", kind.describe(), path.display())]
+    Unreadable {
+        /// The path given.
+        path: PathBuf,
+        /// What it should have been.
+        kind: InputKind,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The opened file is a device, FIFO, socket or directory.
     #[error(
         "{} is {file_type}, not a regular file: give the {} itself (links to devices or pipes are refused)",
@@ -98,7 +109,7 @@ pub fn read_input_file(path: &Path, kind: InputKind) -> Result<Vec<u8>, NodeErro
     let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0) + 1);
     file.take(cap + 1)
         .read_to_end(&mut bytes)
-        .map_err(NodeError::io(path))?;
+        .map_err(unreadable(path, kind))?;
     if bytes.len() as u64 > cap {
         return Err(InputFileError::TooLarge {
             path: path.to_owned(),
@@ -117,8 +128,8 @@ fn open_regular(path: &Path, kind: InputKind) -> Result<File, NodeError> {
     // returns and the check below refuses it. Regular files ignore the flag.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(NodeError::io(path))?;
-    let meta = file.metadata().map_err(NodeError::io(path))?;
+    let file = options.open(path).map_err(unreadable(path, kind))?;
+    let meta = file.metadata().map_err(unreadable(path, kind))?;
     if !meta.is_file() {
         return Err(InputFileError::NotRegular {
             path: path.to_owned(),
@@ -128,6 +139,11 @@ fn open_regular(path: &Path, kind: InputKind) -> Result<File, NodeError> {
         .into());
     }
     Ok(file)
+}
+
+fn unreadable(path: &Path, kind: InputKind) -> impl FnOnce(std::io::Error) -> NodeError {
+    let path = path.to_owned();
+    move |source| InputFileError::Unreadable { path, kind, source }.into()
 }
 
 fn file_type(meta: &std::fs::Metadata) -> &'static str {
@@ -222,6 +238,10 @@ mod tests {
             "{err}"
         );
         let err = read_input_file(&dir.path().join("missing"), InputKind::Bundle).unwrap_err();
-        assert!(matches!(err, NodeError::Io { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("cannot read the region bundle /"),
+            "{err}"
+        );
     }
 }

@@ -439,11 +439,10 @@ fn write_status(
         return;
     }
     status.updated = crate::region::now_secs();
-    if let Ok(json) = serde_json::to_vec_pretty(status) {
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, path).is_ok() {
-            *last = (content, Instant::now());
-        }
+    if let Ok(json) = serde_json::to_vec_pretty(status)
+        && crate::data_dir::replace_private(path, &json).is_ok()
+    {
+        *last = (content, Instant::now());
     }
 }
 

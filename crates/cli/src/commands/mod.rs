@@ -29,10 +29,7 @@ pub(crate) fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
 /// Reads the passphrase from the first line of `path` (a regular file of at most
 /// 4 KiB).
 pub(crate) fn read_passphrase(path: &Path) -> anyhow::Result<SecretString> {
-    let bytes = zeroize::Zeroizing::new(
-        read_input_file(path, InputKind::Passphrase)
-            .with_context(|| format!("cannot read the passphrase file {}", path.display()))?,
-    );
+    let bytes = zeroize::Zeroizing::new(read_input_file(path, InputKind::Passphrase)?);
     let text = std::str::from_utf8(&bytes).with_context(|| {
         format!(
             "the passphrase file {} is not UTF-8 text: save it as UTF-8",
