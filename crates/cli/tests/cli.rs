@@ -1556,3 +1556,64 @@ fn init_into_an_existing_0755_dir_keeps_other_users_out_of_the_store_and_keys() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_bundle_of_ops_from_non_members_is_refused_by_import() {
+    use regiosync_core::control::{Op, OpBody, SignedOp, decode_bundle, encode_bundle};
+    let env = Env::new();
+    env.init();
+    let file = env._tmp.path().join("region.bundle");
+    env.json(&["export", "--out", file.to_str().unwrap()]);
+    let log = decode_bundle(&std::fs::read(&file).unwrap()).unwrap();
+    let region = regiosync_core::control::RegionId(log[0].hash());
+    let mut node = regiosync_node::Node::open(&env.dir).unwrap();
+    let heads = node.region_state().unwrap().heads;
+    let me = node.info().node_id;
+    let key = node.signing_key_for_tests().unwrap().clone();
+    drop(node);
+    let sign = |key: &regiosync_core::identity::SigningKey, author, parents, i: usize| {
+        SignedOp::sign(
+            Op {
+                region: Some(region),
+                parents,
+                author,
+                time: 1_800_000_000,
+                body: OpBody::SetAddrs {
+                    addrs: vec![format!("/ip4/192.0.2.1/tcp/{i}")],
+                },
+            },
+            key,
+        )
+        .unwrap()
+    };
+    // Ops signed by a key that was never a member of the region, in a bundle file.
+    let outsider = regiosync_core::identity::NodeSecret::generate().unwrap();
+    let hostile: Vec<SignedOp> = (0..20_000)
+        .map(|i| sign(outsider.signing_key(), outsider.node_id(), heads.clone(), i))
+        .collect();
+    std::fs::write(&file, encode_bundle(log.iter().chain(&hostile))).unwrap();
+    let before = env.json(&["region", "show"]);
+    let out = env.run(&["import", file.to_str().unwrap()]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("Imported 0 new ops"), "{text}");
+    assert!(text.contains("Refused 20000 ops of the bundle"), "{text}");
+    assert_eq!(env.json(&["region", "show"]), before);
+    let exported = env._tmp.path().join("again.bundle");
+    env.json(&["export", "--out", exported.to_str().unwrap()]);
+    assert_eq!(
+        decode_bundle(&std::fs::read(&exported).unwrap())
+            .unwrap()
+            .len(),
+        log.len()
+    );
+
+    // The honest path: a member's new op in a bundle is imported.
+    let honest = sign(&key, me, heads, 4100);
+    std::fs::write(&file, encode_bundle(log.iter().chain([&honest]))).unwrap();
+    let v = env.json(&["import", file.to_str().unwrap()]);
+    assert_eq!(
+        (v["new_ops"].as_u64(), v["refused_ops"].as_u64()),
+        (Some(1), Some(0))
+    );
+}

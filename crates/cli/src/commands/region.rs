@@ -226,7 +226,7 @@ pub(crate) fn import(global: &GlobalArgs, out: Output, bundle: &Path) -> anyhow:
     let bytes = read_input_file(bundle, InputKind::Bundle)?;
     let imported = node.import(&bytes)?;
     out.emit(&imported, || {
-        if imported.joined {
+        let mut text = if imported.joined {
             format!(
                 "Joined region {} ({} ops).\n",
                 &imported.region[..12],
@@ -238,7 +238,14 @@ pub(crate) fn import(global: &GlobalArgs, out: Output, bundle: &Path) -> anyhow:
                 imported.new_ops,
                 &imported.region[..12]
             )
+        };
+        if imported.refused_ops > 0 {
+            text.push_str(&format!(
+                "Refused {} ops of the bundle: signed by devices that were not members of the region, or waiting for ops the bundle lacks. Ask whoever made the bundle where it came from.\n",
+                imported.refused_ops
+            ));
         }
+        text
     })
 }
 
