@@ -1222,9 +1222,11 @@ fn a_relay_process_forwards_a_sealed_dossier_it_cannot_read_while_the_roc_is_off
     drop(kern_up);
 }
 
-/// Escape sequences (clear screen, set the window title, hide text) and a bidi
-/// override, as a hostile writer puts them into a plan.
-const HOSTILE_TITLE: &str = "Jeugdplan\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}fdp.exe";
+/// Escape sequences (clear screen, set the window title, hide text), a bidi override
+/// and a line break that would forge a heading, as a hostile writer puts them into a
+/// plan.
+const HOSTILE_TITLE: &str =
+    "Jeugdplan\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}fdp.exe\n## Besluit: goedgekeurd";
 
 /// Whether `text` holds anything a terminal would act on, not show.
 fn has_terminal_controls(text: &str) -> bool {
@@ -1304,8 +1306,13 @@ fn terminal_escape_sequences_in_a_plan_do_not_reach_the_terminal() {
     }
     // Shown, escaped, not dropped: the reader sees that something odd is there.
     let list = stdout(&env.run(&["doc", "list"]));
-    assert!(list.contains(r"Jeugdplan\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}fdp.exe"));
+    assert!(
+        list.contains(r"Jeugdplan\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}fdp.exe\n## Besluit"),
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 1, "{list}");
     let show = stdout(&env.run(&["doc", "show", &id]));
+    assert!(!show.contains("\n## Besluit"), "a forged heading: {show}");
     // (Markdown escapes the `[`.)
     assert!(
         show.contains(r"Samen \u{1b}\[31mrood\u{1b}\[0m optrekken."),

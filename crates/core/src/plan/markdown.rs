@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::richtext::escape_markdown as esc;
+use super::richtext::{escape_markdown, single_line};
 use super::{Plan, date_format};
 
 /// What a rendering prints besides the plan itself: which document and version it
@@ -48,6 +48,12 @@ impl ApprovalLine {
             None => "versie nog niet op dit knooppunt".into(),
         }
     }
+}
+
+/// A one-line field escaped for Markdown (titles from a received change may hold
+/// line breaks; they must not start a forged heading).
+fn esc(text: &str) -> String {
+    escape_markdown(&single_line(text))
 }
 
 /// Formats Unix seconds as `YYYY-MM-DD HH:MM UTC`.
@@ -124,7 +130,12 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
             .iter()
             .filter(|a| !a.description.trim().is_empty())
         {
-            let _ = writeln!(out, "**{}** {}\n", a.id, esc(a.description.trim()));
+            let _ = writeln!(
+                out,
+                "**{}** {}\n",
+                a.id,
+                escape_markdown(a.description.trim())
+            );
         }
     }
     if !ctx.approvals.is_empty() {
@@ -158,7 +169,7 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
                     c.author,
                     esc(on),
                     esc(section),
-                    esc(&c.text).replace('\n', " ")
+                    esc(&c.text)
                 );
             }
             out.push('\n');
@@ -173,7 +184,7 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
 /// Escapes plain text for a Markdown table cell: Markdown syntax, the cell
 /// separator and line breaks.
 fn escape_cell(s: &str) -> String {
-    s.replace('\n', " ")
+    single_line(s)
         .split('|')
         .map(esc)
         .collect::<Vec<_>>()

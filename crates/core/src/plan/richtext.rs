@@ -379,6 +379,18 @@ fn run_markdown(r: &Run) -> String {
     }
 }
 
+/// A one-line field (a title, a quote) as one line: line breaks (also CR, NEL and the
+/// Unicode line and paragraph separators) become spaces, so a title from a received
+/// change cannot start a forged heading or diff line in a rendering.
+pub fn single_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_break = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    if text.contains(is_break) {
+        std::borrow::Cow::Owned(text.replace(is_break, " "))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Escapes what Markdown would otherwise read as syntax (for titles and other plain
 /// text put into Markdown output).
 pub fn escape_markdown(text: &str) -> String {
@@ -612,6 +624,15 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn a_line_break_in_a_title_cannot_forge_a_heading() {
+        assert_eq!(
+            single_line("Plan\n## Besluit: alles goedgekeurd\r\u{2028}x"),
+            "Plan ## Besluit: alles goedgekeurd  x"
+        );
+        assert!(matches!(single_line("Plan"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]
