@@ -208,8 +208,10 @@ const PRIVATE_FILES: [&str; 6] = [
     crate::service::STATUS_FILE,
 ];
 
-/// Makes the data dir mode 0700 and the node's files in it ([`PRIVATE_FILES`], those
-/// that exist) mode 0600, where they are looser (any group or other bit; Unix only).
+/// Takes every group and other permission off the data dir and the node's files in
+/// it ([`PRIVATE_FILES`], those that exist), so the dir is 0700 and the files 0600 as
+/// `init` makes them (the owner's bits are kept: a read-only store stays read-only;
+/// Unix only).
 /// With `warn`, each change is logged as a warning: a store or key file that others
 /// could read is worth knowing about. A mode that cannot be changed (the file belongs
 /// to another user) is logged and left; the command goes on.
@@ -217,15 +219,22 @@ pub fn secure_permissions(dir: &Path, warn: bool) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let fix = |path: &Path, mode: u32| {
-            // Not through a symlink: the mode of the link's target is not ours to set.
-            let Ok(meta) = fs::symlink_metadata(path) else {
+        // `follow`: the data dir may be a link to where the data lives; a file in it
+        // that is a symlink is left alone (its target's mode is not ours to set).
+        let fix = |path: &Path, follow: bool| {
+            let meta = if follow {
+                fs::metadata(path)
+            } else {
+                fs::symlink_metadata(path)
+            };
+            let Ok(meta) = meta else {
                 return;
             };
             let old = meta.permissions().mode() & 0o777;
             if meta.file_type().is_symlink() || old & 0o077 == 0 {
                 return;
             }
+            let mode = old & 0o700;
             match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
                 Ok(()) if warn => tracing::warn!(
                     file = %path.display(),
@@ -242,9 +251,9 @@ pub fn secure_permissions(dir: &Path, warn: bool) {
                 ),
             }
         };
-        fix(dir, 0o700);
+        fix(dir, true);
         for file in PRIVATE_FILES {
-            fix(&dir.join(file), 0o600);
+            fix(&dir.join(file), false);
         }
     }
     #[cfg(not(unix))]
