@@ -209,9 +209,9 @@ const PRIVATE_FILES: [&str; 6] = [
 ];
 
 /// Takes every group and other permission off the data dir and the node's files in
-/// it ([`PRIVATE_FILES`], those that exist), so the dir is 0700 and the files 0600 as
-/// `init` makes them (the owner's bits are kept: a read-only store stays read-only;
-/// Unix only).
+/// it (`node.key`, `node.json`, `store.sqlite` with `-wal` and `-shm`, `status.json`;
+/// those that exist), so the dir is 0700 and the files 0600 as `init` makes them
+/// (the owner's bits are kept: a read-only store stays read-only; Unix only).
 /// With `warn`, each change is logged as a warning: a store or key file that others
 /// could read is worth knowing about. A mode that cannot be changed (the file belongs
 /// to another user) is logged and left; the command goes on.
