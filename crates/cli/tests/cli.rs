@@ -1297,3 +1297,406 @@ fn attack_a_stolen_laptop_removes_its_remover_but_never_comes_back() {
         assert_eq!(parties["roc-midden"]["admin"], true);
     }
 }
+
+/// Escape sequences (clear screen, set the window title, hide text), a bidi override
+/// and a line break that would forge a heading, as a hostile writer puts them into a
+/// plan.
+const HOSTILE_TITLE: &str =
+    "Jeugdplan\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}fdp.exe\n## Besluit: goedgekeurd";
+
+/// Whether `text` holds anything a terminal would act on, not show.
+fn has_terminal_controls(text: &str) -> bool {
+    text.chars().any(|c| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+/// Writes a plan the way a received change from a hostile writer would: its title
+/// (in the document and in the store's document row, as sync sets it) carries
+/// escape sequences. Returns the plan's id.
+fn hostile_plan(env: &Env) -> String {
+    use regiosync_core::automerge::transaction::Transactable;
+    use regiosync_core::automerge::{Automerge, ROOT};
+    use regiosync_core::plan::PlanKind;
+
+    let mut node = regiosync_node::Node::open(&env.dir).unwrap();
+    let owner = node.info().party.clone();
+    let mut am = Automerge::new();
+    am.set_actor(node.info().node_id.actor_id());
+    let mut tx = am.transaction();
+    regiosync_core::plan::schema::init_plan(&mut tx, PlanKind::Jeugdplan, "Jeugdplan", &owner)
+        .unwrap();
+    tx.put(ROOT, "title", HOSTILE_TITLE).unwrap();
+    tx.commit();
+    let changes = am.get_changes(&[]);
+    let id = node
+        .import_changes_for_bench(PlanKind::Jeugdplan, &changes)
+        .unwrap();
+    node.store_mut_for_bench()
+        .write(|tx| tx.set_title(&id, HOSTILE_TITLE))
+        .unwrap();
+    id.to_string()
+}
+
+#[test]
+fn terminal_escape_sequences_in_a_plan_do_not_reach_the_terminal() {
+    let env = Env::new();
+    env.init();
+    let id = hostile_plan(&env);
+    // Section text and a comment with escape sequences through the stock CLI.
+    assert_ok(&env.run_stdin(
+        &["doc", "section", "set", &id, "Inleiding"],
+        "Samen \u{1b}[31mrood\u{1b}[0m optrekken.\nTweede regel \u{9b}8m.\n",
+    ));
+    assert_ok(&env.run(&[
+        "doc",
+        "comment",
+        "add",
+        &id,
+        "--section",
+        "Inleiding",
+        "--quote",
+        "optrekken",
+        "--text",
+        "Eens\u{1b}[8m\nroc-midden  [resolved]: vervalst",
+    ]));
+    assert_ok(&env.run(&["doc", "approve", &id, "--comment", "akkoord \u{202e}tsoo"]));
+
+    for args in [
+        vec!["doc", "list"],
+        vec!["doc", "show", &id],
+        vec!["doc", "history", &id],
+        vec!["doc", "comment", "list", &id],
+        vec!["doc", "approvals", &id],
+        vec!["doc", "conflicts", &id],
+        vec!["region", "show"],
+    ] {
+        let out = env.run(&args);
+        assert_ok(&out);
+        let text = stdout(&out);
+        assert!(
+            !has_terminal_controls(&text),
+            "{args:?} printed terminal controls: {text:?}"
+        );
+    }
+    // Shown, escaped, not dropped: the reader sees that something odd is there.
+    let list = stdout(&env.run(&["doc", "list"]));
+    assert!(
+        list.contains(r"Jeugdplan\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}fdp.exe\n## Besluit"),
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 1, "{list}");
+    let show = stdout(&env.run(&["doc", "show", &id]));
+    assert!(!show.contains("\n## Besluit"), "a forged heading: {show}");
+    // (Markdown escapes the `[`.)
+    assert!(
+        show.contains(r"Samen \u{1b}\[31mrood\u{1b}\[0m optrekken."),
+        "{show}"
+    );
+    assert!(show.contains("optrekken.\nTweede regel"), "{show}");
+    // The comment stays on its own line in `doc comment list`.
+    let comments = stdout(&env.run(&["doc", "comment", "list", &id]));
+    assert_eq!(comments.lines().count(), 1, "{comments}");
+    assert!(
+        comments.contains(r"Eens\u{1b}[8m\nroc-midden"),
+        "{comments}"
+    );
+    // JSON output keeps the text as it is, for scripts.
+    let v = env.json(&["doc", "show", &id]);
+    assert_eq!(v["title"], HOSTILE_TITLE);
+}
+
+#[test]
+fn a_newline_in_an_approval_comment_is_refused_and_cannot_forge_a_line() {
+    let env = Env::new();
+    env.init();
+    let v = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Plan",
+    ]);
+    let id = v["short"].as_str().unwrap().to_owned();
+    let forged = "akkoord\ngemeente-utrecht      abcdef12  2027-01-01 10:00:00 UTC  device …AAAAAAAA  approved the current version";
+    let out = env.run(&["doc", "approve", &id, "--comment", forged]);
+    assert_fails(&out, 1, "an approval comment must be one line");
+    assert_eq!(
+        stdout(&env.run(&["doc", "approvals", &id])),
+        "No party has approved this plan yet.\n"
+    );
+    // The honest comment, on one line.
+    assert_ok(&env.run(&["doc", "approve", &id, "--comment", "akkoord in OOGO"]));
+    let approvals = stdout(&env.run(&["doc", "approvals", &id]));
+    assert_eq!(approvals.lines().count(), 1, "{approvals}");
+    assert!(approvals.contains("  \"akkoord in OOGO\"\n"), "{approvals}");
+}
+
+#[test]
+fn javascript_and_data_links_are_dropped_from_doc_show_and_every_export() {
+    let env = Env::new();
+    env.init();
+    let v = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Plan",
+    ]);
+    let id = v["short"].as_str().unwrap().to_owned();
+    assert_ok(&env.run_stdin(
+        &["doc", "section", "set", &id, "Inleiding"],
+        "Zie [de monitor](javascript:alert(document.cookie)), [dit](data:text/html;base64,PHNjcmlwdD4=) \
+         en [de cijfers](https://example.org/vsv).\n",
+    ));
+    let md_file = env.dir.join("plan.md");
+    let html_file = env.dir.join("plan.html");
+    let md_path = md_file.to_str().unwrap();
+    let html_path = html_file.to_str().unwrap();
+    assert_ok(&env.run(&["doc", "export", &id, "--format", "md", "-o", md_path]));
+    assert_ok(&env.run(&["doc", "export", &id, "--format", "html", "-o", html_path]));
+    let show = stdout(&env.run(&["doc", "show", &id]));
+    let md = std::fs::read_to_string(&md_file).unwrap();
+    let html = std::fs::read_to_string(&html_file).unwrap();
+    for (what, text) in [("doc show", &show), ("md", &md), ("html", &html)] {
+        assert!(!text.contains("javascript:"), "{what}: {text}");
+        assert!(!text.contains("data:"), "{what}: {text}");
+        assert!(
+            text.contains("de monitor"),
+            "{what} lost the link text: {text}"
+        );
+        assert!(text.contains("https://example.org/vsv"), "{what}: {text}");
+    }
+}
+
+/// Runs the binary and fails the test if it does not end within `secs` (killing it),
+/// so an attack that makes it read forever is a failure, not a hang.
+fn run_within(env: &Env, args: &[&str], secs: u64) -> Output {
+    let mut child = env
+        .cmd(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} still ran after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_to_dev_zero_as_an_input_file_is_refused_at_once() {
+    let env = Env::new();
+    env.init();
+    let v = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Plan",
+    ]);
+    let id = v["short"].as_str().unwrap().to_owned();
+    let zero = env._tmp.path().join("zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let zero = zero.to_str().unwrap();
+    let bundle = env._tmp.path().join("out.bundle");
+    let bundle = bundle.to_str().unwrap();
+    for args in [
+        vec!["import", zero],
+        vec!["accept", zero, "--out", bundle],
+        vec!["doc", "section", "set", &id, "Inleiding", "--file", zero],
+        vec!["--passphrase-file", zero, "doc", "list"],
+    ] {
+        let out = run_within(&env, &args, 20);
+        assert_fails(&out, 1, "is a character device, not a regular file");
+    }
+    // A FIFO with nobody writing to it does not block either.
+    let fifo = env._tmp.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = run_within(&env, &["import", fifo.to_str().unwrap()], 20);
+    assert_fails(&out, 1, "is a pipe (FIFO), not a regular file");
+
+    // The honest paths: a text file and a passphrase file that are regular files.
+    let text = env._tmp.path().join("inleiding.md");
+    std::fs::write(&text, "Samen tegen voortijdig schoolverlaten.\n").unwrap();
+    assert_ok(&env.run(&[
+        "doc",
+        "section",
+        "set",
+        &id,
+        "Inleiding",
+        "--file",
+        text.to_str().unwrap(),
+    ]));
+    // A bundle larger than the cap is refused by its size, whatever it holds.
+    let big = env._tmp.path().join("big.bundle");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(64 * 1024 * 1024 + 1).unwrap();
+    let out = run_within(&env, &["import", big.to_str().unwrap()], 60);
+    assert_fails(&out, 1, "is larger than 64 MiB: not a region bundle");
+}
+
+#[test]
+fn join_request_out_does_not_write_through_a_symlink() {
+    let env = Env::new();
+    env.init();
+    let code = env.json(&["invite", "--party", "gemeente-zeist", "--role", "gemeente"])["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let joiner = Env::new();
+    joiner.json(&["init", "--party", "gemeente-zeist", "--role", "gemeente"]);
+    let target = joiner._tmp.path().join("victim");
+    let link = joiner._tmp.path().join("join.req");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let out = joiner.run(&["join", &code, "--request-out", link.to_str().unwrap()]);
+        assert_fails(&out, 1, "already exists");
+        assert!(!target.exists());
+        std::fs::remove_file(&link).unwrap();
+    }
+    joiner.json(&["join", &code, "--request-out", link.to_str().unwrap()]);
+    assert!(std::fs::metadata(&link).unwrap().len() > 0);
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[test]
+fn init_into_an_existing_0755_dir_keeps_other_users_out_of_the_store_and_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    // A folder made beforehand, readable by everyone, with a leftover status file.
+    std::fs::create_dir(&env.dir).unwrap();
+    std::fs::set_permissions(&env.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(env.dir.join("status.json"), "{}").unwrap();
+    std::fs::set_permissions(
+        env.dir.join("status.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    env.init();
+    // Invite secrets are in the store from here on.
+    env.json(&["invite", "--party", "gemeente-zeist", "--role", "gemeente"]);
+    assert_eq!(mode(&env.dir), 0o700);
+    for f in ["node.key", "node.json", "store.sqlite", "status.json"] {
+        assert_eq!(mode(&env.dir.join(f)), 0o600, "{f}");
+    }
+    {
+        // While a connection is open, SQLite's -wal and -shm exist: 0600 too.
+        let _open = regiosync_node::Node::open(&env.dir).unwrap();
+        for f in ["store.sqlite-wal", "store.sqlite-shm"] {
+            assert_eq!(mode(&env.dir.join(f)), 0o600, "{f}");
+        }
+    }
+
+    // Loosened afterwards (a copy, a chmod -R): the next command puts it back and says so.
+    std::fs::set_permissions(&env.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["node.key", "store.sqlite"] {
+        std::fs::set_permissions(env.dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = env.run(&["doc", "list"]);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("was readable by other users"), "{stderr}");
+    assert!(stderr.contains("store.sqlite"), "{stderr}");
+    assert_eq!(mode(&env.dir), 0o700);
+    for f in ["node.key", "store.sqlite"] {
+        assert_eq!(mode(&env.dir.join(f)), 0o600, "{f}");
+    }
+    // Nothing to fix: no warning.
+    let out = env.run(&["doc", "list"]);
+    assert_ok(&out);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bundle_of_ops_from_non_members_is_refused_by_import() {
+    use regiosync_core::control::{Op, OpBody, SignedOp, decode_bundle, encode_bundle};
+    let env = Env::new();
+    env.init();
+    let file = env._tmp.path().join("region.bundle");
+    env.json(&["export", "--out", file.to_str().unwrap()]);
+    let log = decode_bundle(&std::fs::read(&file).unwrap()).unwrap();
+    let region = regiosync_core::control::RegionId(log[0].hash());
+    let mut node = regiosync_node::Node::open(&env.dir).unwrap();
+    let heads = node.region_state().unwrap().heads;
+    let me = node.info().node_id;
+    let key = node.signing_key_for_tests().unwrap().clone();
+    drop(node);
+    let sign = |key: &regiosync_core::identity::SigningKey, author, parents, i: usize| {
+        SignedOp::sign(
+            Op {
+                region: Some(region),
+                parents,
+                author,
+                time: 1_800_000_000,
+                body: OpBody::SetAddrs {
+                    addrs: vec![format!("/ip4/192.0.2.1/tcp/{i}")],
+                },
+            },
+            key,
+        )
+        .unwrap()
+    };
+    // Ops signed by a key that was never a member of the region, in a bundle file.
+    let outsider = regiosync_core::identity::NodeSecret::generate().unwrap();
+    let hostile: Vec<SignedOp> = (0..20_000)
+        .map(|i| sign(outsider.signing_key(), outsider.node_id(), heads.clone(), i))
+        .collect();
+    std::fs::write(&file, encode_bundle(log.iter().chain(&hostile))).unwrap();
+    let before = env.json(&["region", "show"]);
+    let out = env.run(&["import", file.to_str().unwrap()]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("Imported 0 new ops"), "{text}");
+    assert!(text.contains("Refused 20000 ops of the bundle"), "{text}");
+    assert_eq!(env.json(&["region", "show"]), before);
+    let exported = env._tmp.path().join("again.bundle");
+    env.json(&["export", "--out", exported.to_str().unwrap()]);
+    assert_eq!(
+        decode_bundle(&std::fs::read(&exported).unwrap())
+            .unwrap()
+            .len(),
+        log.len()
+    );
+
+    // The honest path: a member's new op in a bundle is imported.
+    let honest = sign(&key, me, heads, 4100);
+    std::fs::write(&file, encode_bundle(log.iter().chain([&honest]))).unwrap();
+    let v = env.json(&["import", file.to_str().unwrap()]);
+    assert_eq!(
+        (v["new_ops"].as_u64(), v["refused_ops"].as_u64()),
+        (Some(1), Some(0))
+    );
+}

@@ -1,5 +1,10 @@
 //! The node's data dir: its public description (`node.json`), its secret keys
-//! (`node.key`, mode 0600) and its store (`store.sqlite`). Formats in docs/PROTOCOL.md.
+//! (`node.key`) and its store (`store.sqlite`, with `-wal` and `-shm`), and the running
+//! node's `status.json`. Formats in docs/PROTOCOL.md.
+//!
+//! On Unix the dir is mode 0700 and every file of the node in it 0600, whatever was
+//! there before `init` (an existing 0755 folder included); opening a node puts
+//! looser modes back, with a warning ([`secure_permissions`]).
 
 use std::fs;
 use std::io::Write;
@@ -10,6 +15,7 @@ use regiosync_core::identity::{NodeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::NodeError;
+use crate::input_file::{InputFileError, InputKind, read_input_file};
 
 /// The public description of the node.
 pub const NODE_FILE: &str = "node.json";
@@ -19,8 +25,6 @@ pub const KEY_FILE: &str = "node.key";
 pub const STORE_FILE: &str = "store.sqlite";
 /// The `format` of `node.json` this build writes.
 pub const NODE_FILE_FORMAT: u32 = 1;
-/// `node.json` is small; a larger file is not ours.
-const MAX_NODE_FILE: u64 = 64 * 1024;
 
 /// How the secret key file is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +74,9 @@ pub fn init(
         }
     }
     create_private_dir(dir)?;
+    // An existing folder keeps its mode on creation: make it private now, and any
+    // leftover `-wal`, `-shm` or status file with it.
+    secure_permissions(dir, false);
     let secret = NodeSecret::generate()?;
     let info = NodeInfo {
         format: NODE_FILE_FORMAT,
@@ -101,6 +108,9 @@ pub fn init(
             detail: e.to_string(),
         })?;
         write_atomic(&dir.join(NODE_FILE), &json)?;
+        // SQLite made `-wal` and `-shm` with the store's mode; a leftover one keeps its
+        // own.
+        secure_permissions(dir, false);
         Ok(())
     })();
     if let Err(e) = result {
@@ -119,22 +129,17 @@ pub fn init(
 /// Reads and checks `node.json`.
 pub fn read_info(dir: &Path) -> Result<NodeInfo, NodeError> {
     let path = dir.join(NODE_FILE);
-    let meta = match fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let bytes = match read_input_file(&path, InputKind::DataDirFile) {
+        Ok(b) => b,
+        Err(NodeError::InputFile(InputFileError::Unreadable { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             return Err(NodeError::NoNode {
                 dir: dir.to_owned(),
             });
         }
-        Err(e) => return Err(NodeError::io(&path)(e)),
+        Err(e) => return Err(e),
     };
-    if meta.len() > MAX_NODE_FILE {
-        return Err(NodeError::BadNodeFile {
-            path,
-            detail: "file too large".into(),
-        });
-    }
-    let bytes = fs::read(&path).map_err(NodeError::io(&path))?;
     #[derive(Deserialize)]
     struct Version {
         format: u32,
@@ -168,8 +173,7 @@ pub fn read_secret(
     passphrase: Option<&SecretString>,
 ) -> Result<NodeSecret, NodeError> {
     let path = dir.join(KEY_FILE);
-    warn_if_exposed(&path);
-    let bytes = zeroize::Zeroizing::new(fs::read(&path).map_err(NodeError::io(&path))?);
+    let bytes = zeroize::Zeroizing::new(read_input_file(&path, InputKind::DataDirFile)?);
     let secret = NodeSecret::from_file_bytes(&bytes, passphrase)?;
     if secret.node_id() != info.node_id {
         return Err(NodeError::KeyMismatch {
@@ -192,6 +196,68 @@ fn create_private_dir(dir: &Path) -> Result<(), NodeError> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
     b.create(dir).map_err(NodeError::io(dir))
+}
+
+/// The files of a node in its data dir that must be readable by the owner only.
+const PRIVATE_FILES: [&str; 6] = [
+    KEY_FILE,
+    STORE_FILE,
+    "store.sqlite-wal",
+    "store.sqlite-shm",
+    NODE_FILE,
+    crate::service::STATUS_FILE,
+];
+
+/// Takes every group and other permission off the data dir and the node's files in
+/// it (`node.key`, `node.json`, `store.sqlite` with `-wal` and `-shm`, `status.json`;
+/// those that exist), so the dir is 0700 and the files 0600 as `init` makes them
+/// (the owner's bits are kept: a read-only store stays read-only; Unix only).
+/// With `warn`, each change is logged as a warning: a store or key file that others
+/// could read is worth knowing about. A mode that cannot be changed (the file belongs
+/// to another user) is logged and left; the command goes on.
+pub fn secure_permissions(dir: &Path, warn: bool) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // `follow`: the data dir may be a link to where the data lives; a file in it
+        // that is a symlink is left alone (its target's mode is not ours to set).
+        let fix = |path: &Path, follow: bool| {
+            let meta = if follow {
+                fs::metadata(path)
+            } else {
+                fs::symlink_metadata(path)
+            };
+            let Ok(meta) = meta else {
+                return;
+            };
+            let old = meta.permissions().mode() & 0o777;
+            if meta.file_type().is_symlink() || old & 0o077 == 0 {
+                return;
+            }
+            let mode = old & 0o700;
+            match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+                Ok(()) if warn => tracing::warn!(
+                    file = %path.display(),
+                    "{} was readable by other users (mode {old:o}); set it to {mode:o}",
+                    path.display()
+                ),
+                Ok(()) => {}
+                Err(e) => tracing::warn!(
+                    file = %path.display(),
+                    error = %e,
+                    "{} is readable by other users (mode {old:o}) and its mode cannot be changed: run chmod {mode:o} {} as its owner",
+                    path.display(),
+                    path.display()
+                ),
+            }
+        };
+        fix(dir, true);
+        for file in PRIVATE_FILES {
+            fix(&dir.join(file), false);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, warn);
 }
 
 /// Creates a file that must not exist yet, readable by the owner only, and fsyncs it.
@@ -222,18 +288,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     Ok(())
 }
 
-fn warn_if_exposed(path: &Path) {
+/// Replaces a file of the data dir (the running node's status) through a temporary
+/// file, mode 0600, and a rename; without fsync (it is rewritten every few seconds).
+pub(crate) fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = fs::metadata(path)
-            && m.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                file = %path.display(),
-                "the key file is readable by other users; run: chmod 600 {}",
-                path.display()
-            );
-        }
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(&tmp)?.write_all(bytes)?;
+    fs::rename(&tmp, path)
 }

@@ -70,6 +70,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// A file given to read is not a regular file or is too large for its kind.
+    #[error(transparent)]
+    InputFile(#[from] crate::input_file::InputFileError),
     /// The key file could not be made or opened.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -129,6 +132,12 @@ pub enum NodeError {
     /// An invite code, join request or bundle is invalid.
     #[error(transparent)]
     Invite(#[from] InviteError),
+    /// An approval comment with a line break or another control character (received
+    /// ones are shown escaped; this node makes none).
+    #[error(
+        "an approval comment must be one line of text without control characters: write it on one line, or add a longer remark with `regiosync doc comment add`"
+    )]
+    ApprovalCommentNotOneLine,
     /// A join request or bundle was refused.
     #[error("{0}")]
     JoinRefused(String),

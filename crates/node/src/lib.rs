@@ -32,6 +32,7 @@ pub mod documents;
 mod dossier_sync;
 pub mod dossiers;
 mod error;
+pub mod input_file;
 pub mod join;
 mod peers;
 pub mod plan_versions;
@@ -90,6 +91,8 @@ impl Node {
     /// documents uses only the public node id.
     pub fn open(dir: &Path) -> Result<Self, NodeError> {
         let info = data_dir::read_info(dir)?;
+        // Before SQLite opens the store (and makes `-wal` and `-shm` with its mode).
+        data_dir::secure_permissions(dir, true);
         let store = match Store::open(&dir.join(data_dir::STORE_FILE)) {
             Err(regiosync_store::StoreError::NotFound { path }) => {
                 return Err(NodeError::MissingStore { path });

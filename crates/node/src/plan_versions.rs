@@ -108,6 +108,11 @@ impl Node {
         let mut heads = self.plan_heads(id)?;
         heads.sort();
         let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+        // One line, so `doc approvals` shows it on the party's line (the op format
+        // allows line feeds; readers escape them).
+        if comment.is_some_and(|c| c.chars().any(char::is_control)) {
+            return Err(NodeError::ApprovalCommentNotOneLine);
+        }
         let body = OpBody::Approve {
             doc: *id,
             heads: heads.iter().map(|h| h.0).collect(),

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use regiosync_core::control::{
-    Cutoff, Folded, InviteCode, JoinFields, JoinRequest, Op, OpBody, OpHash, RegionId, RegionState,
-    SignedOp, decode_bundle, encode_bundle, fold, proof,
+    Cutoff, FoldError, Folded, InviteCode, JoinFields, JoinRequest, Op, OpBody, OpHash, RegionId,
+    RegionState, Rejection, SignedOp, decode_bundle, encode_bundle, fold, proof,
 };
 use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_store::{InviteRow, WriteTx};
@@ -42,10 +42,113 @@ pub struct Accepted {
 pub struct Imported {
     /// The region.
     pub region: String,
-    /// Ops that were new here.
+    /// Ops that were new here (and stored).
     pub new_ops: usize,
+    /// New ops that were not stored: signed by devices that were not members where
+    /// the ops claim to be (as sync refuses them), or waiting for missing parents
+    /// beyond [`MAX_PENDING_OPS`].
+    pub refused_ops: usize,
     /// Whether this import completed a join.
     pub joined: bool,
+}
+
+/// The most ops waiting for a missing parent that a node holds: a member's log
+/// normally has none for long, so anything beyond this is refused, not stored.
+pub const MAX_PENDING_OPS: usize = 1_000;
+
+/// Which new region ops a node stores, and the fold of what it then holds.
+pub(crate) struct Admitted {
+    /// The new ops to store.
+    pub(crate) ops: Vec<SignedOp>,
+    /// How many new ops were refused.
+    pub(crate) refused: usize,
+    /// The fold of the stored ops and [`Admitted::ops`].
+    pub(crate) folded: Folded,
+}
+
+/// Which of `new` (ops not among `stored`) a node may store. An op is refused when
+/// its author was not a member where the op stands: first, without folding, ops by
+/// a device that no op of `stored` or `new` ever adds (so a flood from outsiders
+/// costs no fold); then, in the fold of the rest, ops rejected as `UnknownAuthor` or
+/// `AuthorNotInPast` (permanent: an op's causal past is fixed by its parents) or as
+/// of another region. Such an op is kept all the same when a kept op builds on it
+/// (the fold needs it to place that op). Ops waiting for a missing parent are kept
+/// up to [`MAX_PENDING_OPS`] held in all (in the order given). Everything else is
+/// kept, rejected or not: others may have built on an op accepted before a concurrent
+/// revocation. Used by bundle imports and by `receive_ops` (the same rule
+/// over the network).
+pub(crate) fn admit_ops(
+    region: RegionId,
+    stored: &[SignedOp],
+    new: Vec<SignedOp>,
+) -> Result<Admitted, FoldError> {
+    let total = new.len();
+    // Devices that any op adds (or that founded the region): nobody else can sign an
+    // op the fold accepts.
+    let devices: HashSet<NodeId> = stored
+        .iter()
+        .chain(&new)
+        .filter_map(|o| match &o.op().body {
+            OpBody::AddDevice { device, .. } => Some(*device),
+            OpBody::CreateRegion { .. } if o.hash() == region.0 => Some(o.op().author),
+            _ => None,
+        })
+        .collect();
+    let mut keep_first: HashSet<OpHash> = new
+        .iter()
+        .filter(|o| devices.contains(&o.op().author))
+        .map(SignedOp::hash)
+        .collect();
+    keep_parents(&new, &mut keep_first, |_| true);
+    let new: Vec<SignedOp> = new
+        .into_iter()
+        .filter(|o| keep_first.contains(&o.hash()))
+        .collect();
+    let all: Vec<&SignedOp> = stored.iter().chain(&new).collect();
+    let folded = fold(region, all.iter().copied())?;
+    let non_member = |h: &OpHash| {
+        matches!(
+            folded.rejected.get(h),
+            Some(Rejection::UnknownAuthor | Rejection::AuthorNotInPast | Rejection::WrongRegion)
+        )
+    };
+    let already_pending = stored
+        .iter()
+        .filter(|o| folded.pending.contains(&o.hash()))
+        .count();
+    let mut pending_room = MAX_PENDING_OPS.saturating_sub(already_pending);
+    let mut keep: HashSet<OpHash> = HashSet::new();
+    for op in &new {
+        let h = op.hash();
+        if folded.pending.contains(&h) {
+            if pending_room > 0 {
+                pending_room -= 1;
+                keep.insert(h);
+            }
+        } else if !non_member(&h) {
+            keep.insert(h);
+        }
+    }
+    // The parents of kept placed ops are kept too, refused or not.
+    keep_parents(&new, &mut keep, |h| !folded.pending.contains(h));
+    let refused = total - keep.len();
+    if keep.len() == new.len() {
+        return Ok(Admitted {
+            ops: new,
+            refused,
+            folded,
+        });
+    }
+    let ops: Vec<SignedOp> = new
+        .into_iter()
+        .filter(|o| keep.contains(&o.hash()))
+        .collect();
+    let folded = fold(region, stored.iter().chain(&ops))?;
+    Ok(Admitted {
+        ops,
+        refused,
+        folded,
+    })
 }
 
 impl Node {
@@ -357,15 +460,25 @@ impl Node {
                 "the bundle contains ops of another region".into(),
             ));
         }
-        let mut all = decode_stored_ops(&self.store.ops()?);
-        let known: HashSet<OpHash> = all.iter().map(SignedOp::hash).collect();
+        let stored = decode_stored_ops(&self.store.ops()?);
+        let known: HashSet<OpHash> = stored.iter().map(SignedOp::hash).collect();
+        let mut seen = HashSet::new();
         let new: Vec<SignedOp> = ops
             .into_iter()
-            .filter(|o| !known.contains(&o.hash()))
+            .filter(|o| !known.contains(&o.hash()) && seen.insert(o.hash()))
             .collect();
-        all.extend(new.iter().cloned());
-        let folded = fold(region, &all)
+        let Admitted {
+            ops: new,
+            refused,
+            folded,
+        } = admit_ops(region, &stored, new)
             .map_err(|e| NodeError::JoinRefused(format!("the bundle is incomplete: {e}")))?;
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                "refused ops of the bundle: signed by devices that were not members, or waiting for missing parents"
+            );
+        }
         if joining && folded.state.active_device(&self.info.node_id).is_none() {
             return Err(NodeError::JoinRefused(
                 "the bundle does not add this device to the region: was the join request accepted?"
@@ -385,6 +498,7 @@ impl Node {
         Ok(Imported {
             region: region.to_string(),
             new_ops: new.len(),
+            refused_ops: refused,
             joined: joining,
         })
     }
@@ -545,6 +659,21 @@ impl Node {
             also(tx)?;
             Ok(made)
         })
+    }
+}
+
+/// Adds to `keep` the ancestors, among `ops`, of the kept ops that pass `from`.
+fn keep_parents(ops: &[SignedOp], keep: &mut HashSet<OpHash>, from: impl Fn(&OpHash) -> bool) {
+    let by_hash: std::collections::HashMap<OpHash, &SignedOp> =
+        ops.iter().map(|o| (o.hash(), o)).collect();
+    let mut todo: Vec<OpHash> = keep.iter().filter(|h| from(h)).copied().collect();
+    while let Some(h) = todo.pop() {
+        let Some(op) = by_hash.get(&h) else { continue };
+        for p in &op.op().parents {
+            if by_hash.contains_key(p) && keep.insert(*p) {
+                todo.push(*p);
+            }
+        }
     }
 }
 

@@ -537,16 +537,19 @@ fn write_status(
         return;
     }
     status.updated = crate::region::now_secs();
-    if let Ok(json) = serde_json::to_vec_pretty(status) {
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, path).is_ok() {
-            *last = (content, Instant::now());
-        }
+    if let Ok(json) = serde_json::to_vec_pretty(status)
+        && crate::data_dir::replace_private(path, &json).is_ok()
+    {
+        *last = (content, Instant::now());
     }
 }
 
 /// Reads the status file of a running node.
 pub fn read_status(dir: &std::path::Path) -> Option<Status> {
-    let bytes = std::fs::read(dir.join(STATUS_FILE)).ok()?;
+    let bytes = crate::input_file::read_input_file(
+        &dir.join(STATUS_FILE),
+        crate::input_file::InputKind::DataDirFile,
+    )
+    .ok()?;
     serde_json::from_slice(&bytes).ok()
 }

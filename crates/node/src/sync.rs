@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
 use regiosync_core::control::WriteDenied;
-use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp, fold};
+use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
 use regiosync_core::envelope::{ChangeEnvelope, ChangeMeta, ChangeRejection, verify_change};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::{
@@ -558,12 +558,11 @@ impl Node {
     }
 
     /// Verifies and stores ops from a peer; returns how many were new. Only ops the
-    /// region's rules let in are stored: the fold of the stored ops and these must
-    /// place an op (its parents are known), and it must be accepted or signed by a
-    /// device of the region (a member's refused op is kept: a later op can change
-    /// whether it stands, and every node must fold the same set). Ops of keys that
-    /// were never members, and ops waiting for parents, are dropped: a stranger's
-    /// junk never enters the log, its fold or the next `Ops` exchange.
+    /// region's rules let in are stored, by the same rule as a bundle import
+    /// (`region::admit_ops`): ops of keys that were never members are refused (a
+    /// stranger's junk never enters the log, its fold or the next `Ops` exchange), a
+    /// member's refused op is kept (a later op can change whether it stands, and every
+    /// node must fold the same set), ops waiting for parents up to a limit.
     pub fn receive_ops(&mut self, ops: &[Vec<u8>]) -> Result<usize, NodeError> {
         let region = self.region()?.ok_or(NodeError::NotInRegion)?;
         let known: HashSet<OpHash> = self.op_hashes()?.into_iter().collect();
@@ -586,22 +585,16 @@ impl Node {
             return Ok(0);
         }
         let stored = decode_stored_ops(&self.store.ops()?);
-        let merged = fold(region, stored.iter().chain(&new)).map_err(|e| {
+        let admitted = crate::region::admit_ops(region, &stored, new).map_err(|e| {
             NodeError::DamagedControlLog(format!("the stored control log is incomplete: {e}"))
         })?;
-        let offered = new.len();
-        new.retain(|o| {
-            let h = o.hash();
-            !merged.pending.contains(&h)
-                && (!merged.rejected.contains_key(&h)
-                    || merged.state.devices.contains_key(&o.op().author))
-        });
-        if new.len() < offered {
+        if admitted.refused > 0 {
             tracing::info!(
-                refused = offered - new.len(),
-                "not storing control ops by keys that are no members of the region, or that wait for unknown parents"
+                refused = admitted.refused,
+                "not storing control ops by keys that are no members of the region (or past the limit of ops waiting for parents)"
             );
         }
+        let new = admitted.ops;
         self.store.write(|tx| {
             for op in &new {
                 tx.put_op(&op.hash().0, &op.encode(), now_ms())?;

@@ -723,3 +723,103 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
         "Zeist was sent something after its revocation"
     );
 }
+
+#[test]
+fn a_bundle_of_ops_from_non_members_is_refused_and_not_stored() {
+    use crate::region::MAX_PENDING_OPS;
+    use regiosync_core::control::{Op, OpBody, OpHash, SignedOp, decode_bundle, encode_bundle};
+    let (_d, mut node) = new_node();
+    let region = node.region().unwrap().unwrap();
+    let genesis = node.region_state().unwrap().heads;
+    let log = decode_bundle(&node.export().unwrap()).unwrap();
+    let me = node.info().node_id;
+    let key = node.signing_key_for_tests().unwrap().clone();
+    let sign = |key: &regiosync_core::identity::SigningKey,
+                author: regiosync_core::id::NodeId,
+                parents: Vec<OpHash>,
+                body: OpBody| {
+        SignedOp::sign(
+            Op {
+                region: Some(region),
+                parents,
+                author,
+                time: 1_800_000_000,
+                body,
+            },
+            key,
+        )
+        .unwrap()
+    };
+    let addrs = |i: usize| OpBody::SetAddrs {
+        addrs: vec![format!("/ip4/10.0.0.1/tcp/{i}")],
+    };
+
+    // A device that was never added signs a chain on the region's heads.
+    let outsider = NodeSecret::generate().unwrap();
+    let mut hostile = Vec::new();
+    let mut parents = genesis.clone();
+    for i in 0..2_000 {
+        let op = sign(
+            outsider.signing_key(),
+            outsider.node_id(),
+            parents,
+            addrs(i),
+        );
+        parents = vec![op.hash()];
+        hostile.push(op);
+    }
+    // A device added later signs an op that claims to come before its addition.
+    let late = NodeSecret::generate().unwrap();
+    let add = sign(
+        &key,
+        me,
+        genesis.clone(),
+        OpBody::AddDevice {
+            party: party("roc-midden"),
+            device: late.node_id(),
+            age_recipient: late.age_recipient().to_string(),
+        },
+    );
+    let backdated = sign(
+        late.signing_key(),
+        late.node_id(),
+        genesis.clone(),
+        addrs(1),
+    );
+    // A member's ops waiting for a parent nobody has: held up to the cap.
+    let waiting: Vec<SignedOp> = (0..MAX_PENDING_OPS + 50)
+        .map(|i| sign(&key, me, vec![OpHash([7; 32])], addrs(i)))
+        .collect();
+    let bundle = encode_bundle(
+        log.iter()
+            .chain(&hostile)
+            .chain([&add, &backdated])
+            .chain(&waiting),
+    );
+    let before = node.store().ops().unwrap().len();
+    let imported = node.import(&bundle).unwrap();
+    assert_eq!(imported.refused_ops, 2_000 + 1 + 50);
+    assert_eq!(imported.new_ops, 1 + MAX_PENDING_OPS);
+    assert_eq!(
+        node.store().ops().unwrap().len(),
+        before + 1 + MAX_PENDING_OPS
+    );
+    // Nothing more of them is taken in later: the cap counts what is held.
+    let again = node.import(&bundle).unwrap();
+    assert_eq!((again.new_ops, again.refused_ops), (0, 2_051));
+    let state = node.region_state().unwrap();
+    assert!(!state.devices.contains_key(&outsider.node_id()));
+    assert!(state.active_device(&late.node_id()).is_some());
+    assert!(state.devices[&late.node_id()].addrs.is_empty());
+
+    // A member's op that names a refused op as its parent is stored, and that parent
+    // with it (the fold needs it to place the member's op).
+    let heads = node.region_state().unwrap().heads;
+    let on_top = sign(&key, me, vec![hostile[0].hash()], addrs(9_999));
+    let bundle = encode_bundle(log.iter().chain([&hostile[0], &on_top]));
+    let imported = node.import(&bundle).unwrap();
+    assert_eq!((imported.new_ops, imported.refused_ops), (2, 0));
+    let state = node.region_state().unwrap();
+    assert_eq!(state.devices[&me].addrs, vec!["/ip4/10.0.0.1/tcp/9999"]);
+    assert_ne!(state.heads, heads);
+}

@@ -84,14 +84,16 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Creates a new, empty store file. Fails if a file is already there.
+    /// Creates a new, empty store file, readable by its owner only (mode 0600 on
+    /// Unix; SQLite gives the `-wal` and `-shm` files the same mode). Fails if a file
+    /// is already there.
     pub fn create(path: &Path) -> Result<Self, StoreError> {
         // Claim the path atomically, so two concurrent creators cannot both succeed.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-        {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(StoreError::AlreadyExists {

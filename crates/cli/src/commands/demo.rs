@@ -14,7 +14,7 @@ use regiosync_node::Node;
 use regiosync_node::service::{ServiceConfig, run as run_node};
 use tokio_util::sync::CancellationToken;
 
-use crate::output::Output;
+use crate::output::{Lines, Output, terminal_safe};
 
 const PARTIES: [(&str, Role, &str); 5] = [
     ("gemeente-utrecht", Role::Kerngemeente, "kerngemeente"),
@@ -50,7 +50,7 @@ pub(crate) fn run(out: Output, duration: u64, dir: Option<PathBuf>) -> anyhow::R
     };
     let say = |s: String| {
         if !out.json {
-            println!("{s}");
+            println!("{}", terminal_safe(&s, Lines::Keep));
         }
     };
     say(format!("Setting up five parties in {}", root.display()));

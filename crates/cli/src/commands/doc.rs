@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use regiosync_core::plan::{self, AgreementInput, AgreementUpdate, MAX_SECTION_BYTES, date_format};
 use regiosync_node::ExportFormat;
+use regiosync_node::input_file::{InputKind, read_input_file};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -13,7 +14,7 @@ use crate::cli::{
     AgreementCommand, CommentCommand, DocCommand, ExportKind, GlobalArgs, NewDoc, SectionCommand,
     ShowFormat,
 };
-use crate::output::Output;
+use crate::output::{Lines, Output, one_line, terminal_safe};
 
 pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::Result<()> {
     let mut node = super::open_node(global)?;
@@ -34,7 +35,14 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 }
                 let width = docs.iter().map(|d| d.short.len()).max().unwrap_or(8);
                 docs.iter()
-                    .map(|d| format!("{:width$}  {:<18}  {}\n", d.short, d.subkind, d.title))
+                    .map(|d| {
+                        format!(
+                            "{:width$}  {:<18}  {}\n",
+                            d.short,
+                            d.subkind,
+                            one_line(&d.title)
+                        )
+                    })
                     .collect()
             })
         }
@@ -165,13 +173,13 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                         let section = p.section(&c.section).map_or("?", |s| s.title.as_str());
                         format!(
                             "{}  {}  {}  {} on \"{}\"{}: {}\n",
-                            c.id,
+                            one_line(&c.id),
                             super::human_time(c.time),
                             c.author,
-                            section,
-                            c.anchored.as_deref().unwrap_or("(text deleted)"),
+                            one_line(section),
+                            one_line(c.anchored.as_deref().unwrap_or("(text deleted)")),
                             if c.resolved { " [resolved]" } else { "" },
-                            c.text
+                            one_line(&c.text)
                         )
                     })
                     .collect()
@@ -186,11 +194,16 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 }
                 let mut s = String::new();
                 for c in &conflicts {
-                    s.push_str(&format!("{} ({}): {}\n", c.target, c.label, c.field));
+                    s.push_str(&format!(
+                        "{} ({}): {}\n",
+                        one_line(&c.target),
+                        one_line(&c.label),
+                        one_line(&c.field)
+                    ));
                     for v in &c.values {
                         s.push_str(&format!(
                             "    {:<24} by {}\n",
-                            v.value,
+                            one_line(&v.value),
                             v.party.as_ref().map_or("(unknown party)", |p| p.as_str())
                         ));
                     }
@@ -210,39 +223,7 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
         DocCommand::Approvals { id } => {
             let id = node.resolve(&id)?;
             let approvals = node.approvals(&id)?;
-            out.emit(&approvals, || {
-                if approvals.is_empty() {
-                    return "No party has approved this plan yet.\n".into();
-                }
-                approvals
-                    .iter()
-                    .map(|a| {
-                        let since = match a.changes_since {
-                            Some(0) => "approved the current version".to_owned(),
-                            Some(1) => "1 change since".to_owned(),
-                            Some(n) => format!("{n} changes since"),
-                            None => "approved a version this node does not have yet".to_owned(),
-                        };
-                        let version: Vec<String> = a
-                            .heads
-                            .iter()
-                            .map(|h| h.chars().take(8).collect())
-                            .collect();
-                        format!(
-                            "{:<20}  {}  {}  device …{}  {}{}\n",
-                            a.party,
-                            version.join(","),
-                            super::human_time(a.time),
-                            a.device.short(),
-                            since,
-                            a.comment
-                                .as_deref()
-                                .map(|c| format!("  \"{c}\""))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect()
-            })
+            out.emit(&approvals, || approvals_text(&approvals))
         }
         DocCommand::Diff { id, from, to } => {
             let id = node.resolve(&id)?;
@@ -266,12 +247,21 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                     )
                 }
                 None => {
+                    let terminal = std::io::stdout().is_terminal();
                     anyhow::ensure!(
-                        format != ExportFormat::Automerge || !std::io::stdout().is_terminal(),
+                        format != ExportFormat::Automerge || !terminal,
                         "the Automerge export is binary: write it to a file with --output FILE"
                     );
+                    // On a terminal, the export's text is shown as `doc show` would.
+                    let shown = if terminal {
+                        terminal_safe(&String::from_utf8_lossy(&bytes), Lines::Keep)
+                            .into_owned()
+                            .into_bytes()
+                    } else {
+                        bytes
+                    };
                     std::io::stdout()
-                        .write_all(&bytes)
+                        .write_all(&shown)
                         .context("cannot write to stdout")?;
                     Ok(())
                 }
@@ -353,7 +343,7 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                             super::human_time(h.time),
                             h.party.as_ref().map_or("(other party)", |p| p.as_str()),
                             h.device.map_or_else(|| "unknown".into(), |d| d.short()),
-                            h.message.as_deref().unwrap_or(""),
+                            one_line(h.message.as_deref().unwrap_or("")),
                         )
                     })
                     .collect()
@@ -362,19 +352,49 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
     }
 }
 
+/// `doc approvals` for people: one line per party. The comment is quoted and kept on
+/// its line (a received comment may hold line breaks or escape sequences).
+fn approvals_text(approvals: &[regiosync_node::plan_versions::ApprovalView]) -> String {
+    if approvals.is_empty() {
+        return "No party has approved this plan yet.\n".into();
+    }
+    approvals
+        .iter()
+        .map(|a| {
+            let since = match a.changes_since {
+                Some(0) => "approved the current version".to_owned(),
+                Some(1) => "1 change since".to_owned(),
+                Some(n) => format!("{n} changes since"),
+                None => "approved a version this node does not have yet".to_owned(),
+            };
+            let version: Vec<String> = a
+                .heads
+                .iter()
+                .map(|h| one_line(h).chars().take(8).collect())
+                .collect();
+            format!(
+                "{:<20}  {}  {}  device …{}  {}{}\n",
+                a.party,
+                version.join(","),
+                super::human_time(a.time),
+                a.device.short(),
+                since,
+                a.comment
+                    .as_deref()
+                    .map(|c| format!("  \"{}\"", one_line(c).replace('"', "\\\"")))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 /// Reads section text from `file`, or from stdin, refusing more than the section
 /// limit and text that is not UTF-8.
 fn read_text(file: Option<&Path>) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
     let limit = MAX_SECTION_BYTES as u64 + 1;
     match file {
-        Some(p) => {
-            let f =
-                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
-            f.take(limit)
-                .read_to_end(&mut bytes)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-        }
+        Some(p) => bytes = read_input_file(p, InputKind::Text)?,
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
@@ -420,4 +440,52 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use regiosync_core::id::PartyName;
+    use regiosync_core::identity::NodeSecret;
+    use regiosync_node::ApprovalView;
+
+    use super::approvals_text;
+
+    #[test]
+    fn a_newline_in_a_received_approval_comment_cannot_forge_a_line() {
+        let device = NodeSecret::generate().unwrap().node_id();
+        let forged = ApprovalView {
+            party: PartyName::new("gemeente-zeist").unwrap(),
+            heads: vec!["ab".repeat(32)],
+            device,
+            time: 1_800_000_000,
+            comment: Some(
+                "akkoord\"\ngemeente-utrecht      abababab  2027-01-15 10:00:00 UTC  approved the current version\u{1b}[8m"
+                    .into(),
+            ),
+            changes_since: Some(0),
+        };
+        let text = approvals_text(&[forged]);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text}");
+        assert!(text.contains(r#""akkoord\"\ngemeente-utrecht"#), "{text}");
+        assert!(text.contains(r"\u{1b}[8m"), "{text}");
+
+        // An honest one-line comment is shown as it was written.
+        let honest = ApprovalView {
+            comment: Some("akkoord in OOGO".into()),
+            ..approvals_text_fixture(device)
+        };
+        assert!(approvals_text(&[honest]).contains("  \"akkoord in OOGO\"\n"));
+    }
+
+    fn approvals_text_fixture(device: regiosync_core::id::NodeId) -> ApprovalView {
+        ApprovalView {
+            party: PartyName::new("roc-midden").unwrap(),
+            heads: vec!["cd".repeat(32)],
+            device,
+            time: 1_800_000_000,
+            comment: None,
+            changes_since: Some(1),
+        }
+    }
 }

@@ -8,7 +8,7 @@ use regiosync_node::dossiers::{NewDossier, Reader};
 use serde_json::json;
 
 use crate::cli::{DossierCommand, GlobalArgs};
-use crate::output::Output;
+use crate::output::{Output, one_line};
 
 /// The user for the audit log: `--user`, else the login name.
 fn user(given: Option<&str>) -> anyhow::Result<String> {
@@ -158,19 +158,19 @@ fn render(
     let date = |x: Option<time::Date>| x.map(date_format::format).unwrap_or_else(|| "-".into());
     let mut s = format!(
         "Dossier {id}\n\nNaam:                   {}\nGeboortedatum:          {}\nWoongemeente:           {}\nOpleiding:              {}\nLocatie:                {}\nZorg:                   {}\n\nOndersteuningsbehoefte:\n{}\n",
-        d.naam,
+        one_line(&d.naam),
         date(d.geboortedatum),
         d.woongemeente,
-        d.opleiding,
-        d.locatie,
-        d.zorg,
+        one_line(&d.opleiding),
+        one_line(&d.locatie),
+        one_line(&d.zorg),
         d.ondersteuningsbehoefte
     );
     s.push_str("\nAfspraken (bijlage onderwijsovereenkomst):\n");
     for a in &d.afspraken {
         s.push_str(&format!(
             "  - {} (evaluatie {})\n",
-            a.tekst,
+            one_line(&a.tekst),
             date(a.evaluatie)
         ));
     }
@@ -179,7 +179,7 @@ fn render(
         s.push_str(&format!(
             "  - {}: {}\n",
             date_format::format(v.datum),
-            v.signaal
+            one_line(&v.signaal)
         ));
     }
     s.push_str("\nContactlog:\n");
@@ -193,7 +193,7 @@ fn render(
     }
     s.push_str(&format!("\nToegang: {} (eigenaar)", access.owner));
     for (p, g) in &access.grants {
-        s.push_str(&format!(", {p} ({:?}: {})", g.basis, g.purpose));
+        s.push_str(&format!(", {p} ({:?}: {})", g.basis, one_line(&g.purpose)));
     }
     s.push('\n');
     s
@@ -227,10 +227,10 @@ pub(crate) fn audit(global: &GlobalArgs, out: Output, verify: bool) -> anyhow::R
                 format!(
                     "{seq:>5}  {}  {:<12} {:<8} {}  {}\n",
                     super::human_time(e.at_ms / 1000),
-                    e.user,
-                    e.action,
+                    one_line(&e.user),
+                    one_line(&e.action),
                     e.dossier,
-                    e.purpose
+                    one_line(&e.purpose)
                 )
             })
             .collect()

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use regiosync_core::identity::SecretString;
+use regiosync_node::input_file::{InputKind, read_input_file};
 
 use crate::cli::GlobalArgs;
 
@@ -25,19 +26,16 @@ pub(crate) fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
         .context("cannot determine a data dir for this user: pass --data-dir DIR")
 }
 
-/// Reads the passphrase from the first line of `path`.
+/// Reads the passphrase from the first line of `path` (a regular file of at most
+/// 4 KiB).
 pub(crate) fn read_passphrase(path: &Path) -> anyhow::Result<SecretString> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read the passphrase file {}", path.display()))?;
-    anyhow::ensure!(
-        meta.len() <= 4096,
-        "the passphrase file {} is larger than 4 KiB: it should hold one line",
-        path.display()
-    );
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the passphrase file {}", path.display()))?,
-    );
+    let bytes = zeroize::Zeroizing::new(read_input_file(path, InputKind::Passphrase)?);
+    let text = std::str::from_utf8(&bytes).with_context(|| {
+        format!(
+            "the passphrase file {} is not UTF-8 text: save it as UTF-8",
+            path.display()
+        )
+    })?;
     let line = text.lines().next().unwrap_or("");
     anyhow::ensure!(
         !line.is_empty(),

@@ -6,13 +6,11 @@ use anyhow::Context;
 use regiosync_core::control::RegionState;
 use regiosync_core::id::{NodeId, PartyName, Role};
 use regiosync_node::Node;
+use regiosync_node::input_file::{InputKind, read_input_file};
 use serde_json::json;
 
 use crate::cli::{DeviceCommand, GlobalArgs, PartyCommand, RegionCommand, RelayCommand};
-use crate::output::Output;
-
-/// Largest file `accept` and `import` read (the formats have their own, lower limits).
-const MAX_INPUT: u64 = 64 * 1024 * 1024;
+use crate::output::{Output, one_line};
 
 pub(crate) fn region(global: &GlobalArgs, out: Output, cmd: RegionCommand) -> anyhow::Result<()> {
     let mut node = super::open_node(global)?;
@@ -38,7 +36,7 @@ pub(crate) fn region(global: &GlobalArgs, out: Output, cmd: RegionCommand) -> an
 fn show(state: &RegionState, node: &Node) -> String {
     let mut s = format!(
         "Region \"{}\" ({})\n\nParties:\n",
-        state.name,
+        one_line(&state.name),
         &state.region.to_string()[..12]
     );
     s.push_str(&parties(state));
@@ -174,13 +172,22 @@ pub(crate) fn join(
     request_out: &Path,
 ) -> anyhow::Result<()> {
     let mut node = super::open_node(global)?;
+    // Refused if anything is at the path, a symlink included (O_EXCL): the request
+    // goes into a new file, never through a link into another one.
+    let exists = request_out.symlink_metadata().is_ok();
     anyhow::ensure!(
-        !request_out.exists(),
+        !exists,
         "{} already exists: choose another --request-out file",
         request_out.display()
     );
     let req = node.join_request(code)?;
-    std::fs::write(request_out, &req)
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(request_out)
+        .with_context(|| format!("cannot create {}", request_out.display()))?;
+    std::io::Write::write_all(&mut file, &req)
+        .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", request_out.display()))?;
     out.emit(&json!({ "request": request_out, "node_id": node.info().node_id }), || {
         format!(
@@ -198,7 +205,7 @@ pub(crate) fn accept(
     bundle_out: &Path,
 ) -> anyhow::Result<()> {
     let mut node = super::open_node(global)?;
-    let bytes = read_limited(request)?;
+    let bytes = read_input_file(request, InputKind::JoinRequest)?;
     let (accepted, bundle) = node.accept(&bytes)?;
     std::fs::write(bundle_out, &bundle)
         .with_context(|| format!("cannot write {}", bundle_out.display()))?;
@@ -216,10 +223,10 @@ pub(crate) fn accept(
 
 pub(crate) fn import(global: &GlobalArgs, out: Output, bundle: &Path) -> anyhow::Result<()> {
     let mut node = super::open_node(global)?;
-    let bytes = read_limited(bundle)?;
+    let bytes = read_input_file(bundle, InputKind::Bundle)?;
     let imported = node.import(&bytes)?;
     out.emit(&imported, || {
-        if imported.joined {
+        let mut text = if imported.joined {
             format!(
                 "Joined region {} ({} ops).\n",
                 &imported.region[..12],
@@ -231,7 +238,14 @@ pub(crate) fn import(global: &GlobalArgs, out: Output, bundle: &Path) -> anyhow:
                 imported.new_ops,
                 &imported.region[..12]
             )
+        };
+        if imported.refused_ops > 0 {
+            text.push_str(&format!(
+                "Refused {} ops of the bundle: signed by devices that were not members of the region, or waiting for ops the bundle lacks. Ask whoever made the bundle where it came from.\n",
+                imported.refused_ops
+            ));
         }
+        text
     })
 }
 
@@ -336,15 +350,4 @@ fn resolve_device(state: &RegionState, text: &str) -> anyhow::Result<NodeId> {
         }
         _ => anyhow::bail!("'{text}' matches several devices: give more characters"),
     }
-}
-
-fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    anyhow::ensure!(
-        meta.len() <= MAX_INPUT,
-        "{} is larger than 64 MiB: not a regiosync file",
-        path.display()
-    );
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }

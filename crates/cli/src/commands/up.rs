@@ -8,7 +8,7 @@ use regiosync_node::service::{ServiceConfig, read_status, run};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
-use crate::output::Output;
+use crate::output::{Output, one_line};
 
 /// How old the status file may be before the node counts as not running.
 pub(crate) const STALE_SECS: i64 = 10;
@@ -110,23 +110,23 @@ pub(crate) fn status(global: &GlobalArgs, out: Output) -> anyhow::Result<()> {
     out.emit(&status, || {
         let mut s = format!(
             "Node {}\nListening on: {}\n\nMembers:\n",
-            status.node_id,
-            status.listen.join(", ")
+            one_line(&status.node_id),
+            one_line(&status.listen.join(", "))
         );
         for (id, p) in &status.peers {
-            let short = &id[id.len().saturating_sub(8)..];
+            let short = one_line(id.get(id.len().saturating_sub(8)..).unwrap_or(id));
             let contact = p
                 .last_contact
                 .map(super::human_time)
                 .unwrap_or_else(|| "never".into());
             let state = match (&p.last_error, p.connected) {
-                (Some(e), _) => format!("error: {e}"),
+                (Some(e), _) => format!("error: {}", one_line(e)),
                 (None, false) => "offline".into(),
                 (None, true) => "connected".into(),
             };
             s.push_str(&format!(
                 "  …{short}  {:<22} last contact {contact:<24} {state}\n",
-                p.party
+                one_line(&p.party)
             ));
             if p.last_contact.is_some() {
                 let d = &p.docs;

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
+use super::richtext::single_line;
 use super::{Agreement, Plan, date_format};
 
 /// How an item differs between the versions.
@@ -219,6 +220,7 @@ pub fn render(d: &PlanDiff, from: &str, to: &str) -> String {
         return out;
     }
     if let Some((a, b)) = &d.title {
+        let (a, b) = (single_line(a), single_line(b));
         let _ = writeln!(out, "\nTitel: \"{a}\" → \"{b}\"");
     }
     for s in &d.sections {
@@ -227,9 +229,9 @@ pub fn render(d: &PlanDiff, from: &str, to: &str) -> String {
             Change::Removed => "verwijderd",
             Change::Changed => "gewijzigd",
         };
-        let _ = write!(out, "\n## {} ({what}", s.title);
+        let _ = write!(out, "\n## {} ({what}", single_line(&s.title));
         if let Some(r) = &s.renamed_from {
-            let _ = write!(out, ", was \"{r}\"");
+            let _ = write!(out, ", was \"{}\"", single_line(r));
         }
         let _ = writeln!(out, ") door {}", by(&s.authors));
         for (tag, line) in &s.lines {
@@ -247,8 +249,8 @@ pub fn render(d: &PlanDiff, from: &str, to: &str) -> String {
             let _ = writeln!(
                 out,
                 "- {} {} ({what}) door {}",
-                a.id,
-                a.title,
+                single_line(&a.id),
+                single_line(&a.title),
                 by(&a.authors)
             );
             for (f, old, new) in &a.fields {
@@ -256,7 +258,7 @@ pub fn render(d: &PlanDiff, from: &str, to: &str) -> String {
                     if v.is_empty() {
                         "–".to_owned()
                     } else {
-                        v.replace('\n', " ")
+                        single_line(v).into_owned()
                     }
                 };
                 let _ = writeln!(out, "    {f}: {} → {}", show(old), show(new));

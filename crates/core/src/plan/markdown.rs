@@ -1,9 +1,11 @@
 //! Markdown rendering of a plan: the default output of `regiosync doc show` and the
-//! `md` format of `doc export` (the agenda of an OOGO meeting).
+//! `md` format of `doc export` (the agenda of an OOGO meeting). Text from the
+//! document is escaped; links keep their target only if the HTML export would too
+//! ([`super::richtext::safe_url`]: http, https and mailto).
 
 use std::fmt::Write;
 
-use super::richtext::escape_markdown as esc;
+use super::richtext::{escape_markdown, single_line};
 use super::{Plan, date_format};
 
 /// What a rendering prints besides the plan itself: which document and version it
@@ -46,6 +48,12 @@ impl ApprovalLine {
             None => "versie nog niet op dit knooppunt".into(),
         }
     }
+}
+
+/// A one-line field escaped for Markdown (titles from a received change may hold
+/// line breaks; they must not start a forged heading).
+fn esc(text: &str) -> String {
+    escape_markdown(&single_line(text))
 }
 
 /// Formats Unix seconds as `YYYY-MM-DD HH:MM UTC`.
@@ -122,7 +130,12 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
             .iter()
             .filter(|a| !a.description.trim().is_empty())
         {
-            let _ = writeln!(out, "**{}** {}\n", a.id, esc(a.description.trim()));
+            let _ = writeln!(
+                out,
+                "**{}** {}\n",
+                a.id,
+                escape_markdown(a.description.trim())
+            );
         }
     }
     if !ctx.approvals.is_empty() {
@@ -156,7 +169,7 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
                     c.author,
                     esc(on),
                     esc(section),
-                    esc(&c.text).replace('\n', " ")
+                    esc(&c.text)
                 );
             }
             out.push('\n');
@@ -171,7 +184,7 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
 /// Escapes plain text for a Markdown table cell: Markdown syntax, the cell
 /// separator and line breaks.
 fn escape_cell(s: &str) -> String {
-    s.replace('\n', " ")
+    single_line(s)
         .split('|')
         .map(esc)
         .collect::<Vec<_>>()

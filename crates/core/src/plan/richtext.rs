@@ -371,9 +371,23 @@ fn run_markdown(r: &Run) -> String {
         s = format!("**{s}**");
     }
     let s = format!("{}{s}{}", escape_markdown(lead), escape_markdown(trail));
-    match &r.link {
+    // A link to anything but http(s) or mailto keeps its text and loses its target,
+    // as in HTML.
+    match r.link.as_deref().filter(|u| safe_url(u)) {
         Some(url) => format!("[{s}](<{}>)", url.replace(['<', '>', '\n'], "")),
         None => s,
+    }
+}
+
+/// A one-line field (a title, a quote) as one line: line breaks (also CR, NEL and the
+/// Unicode line and paragraph separators) become spaces, so a title from a received
+/// change cannot start a forged heading or diff line in a rendering.
+pub fn single_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_break = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    if text.contains(is_break) {
+        std::borrow::Cow::Owned(text.replace(is_break, " "))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -475,7 +489,11 @@ fn run_html(r: &Run) -> String {
     s
 }
 
-/// Whether a link target may appear in exported HTML (no `javascript:` and the like).
+/// Whether a link target may appear in what a plan is rendered as: the Markdown of
+/// `doc show`, the section text of the JSON view, and the Markdown and HTML exports.
+/// Only `http:`, `https:` and `mailto:` targets; `javascript:`, `data:`, `vbscript:`,
+/// `file:` and every other scheme, and relative targets, are dropped (the link's
+/// text stays). The one rule for every rendering.
 pub fn safe_url(url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
     ["https://", "http://", "mailto:"]
@@ -606,5 +624,76 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn a_line_break_in_a_title_cannot_forge_a_heading() {
+        assert_eq!(
+            single_line("Plan\n## Besluit: alles goedgekeurd\r\u{2028}x"),
+            "Plan ## Besluit: alles goedgekeurd  x"
+        );
+        assert!(matches!(single_line("Plan"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn javascript_and_data_links_are_dropped_from_markdown_and_html_alike() {
+        let link = |text: &str, url: &str| Run {
+            text: text.into(),
+            link: Some(url.into()),
+            ..Run::default()
+        };
+        let blocks = parse_markdown(
+            "[a](javascript:alert(1)) [b](JavaScript:alert(1)) [c](data:text/html;base64,PHNjcmlwdD4=) \
+             [d](vbscript:msgbox) [e](file:///etc/passwd) [f](%6Aavascript:x) <javascript:alert(2)> \
+             [ok](https://example.org/monitor) [mail](mailto:vsv@example.org) [g](http://example.org)",
+        );
+        // The editor keeps what was written; the renderings decide.
+        assert!(
+            blocks[0]
+                .runs
+                .iter()
+                .any(|r| r.link.as_deref() == Some("javascript:alert(1)"))
+        );
+        let md = to_markdown(&blocks);
+        let html = to_html(&blocks);
+        for bad in ["alert(1)", "base64", "vbscript", "file:", "%6A"] {
+            assert!(!md.contains(bad), "{bad} in {md}");
+            assert!(!html.contains(bad), "{bad} in {html}");
+        }
+        // Three links are left; the autolink's target stays as its text only.
+        assert_eq!(md.matches("](<").count(), 3, "{md}");
+        assert_eq!(html.matches("<a href").count(), 3, "{html}");
+        assert!(md.contains(" javascript:alert(2) "), "{md}");
+        for good in [
+            "https://example.org/monitor",
+            "mailto:vsv@example.org",
+            "http://example.org",
+        ] {
+            assert!(md.contains(good), "{good} missing in {md}");
+            assert!(html.contains(good), "{good} missing in {html}");
+        }
+        // The texts stay.
+        for text in ["a", "b", "c", "d", "e", "f", "ok", "mail"] {
+            assert!(md.contains(text));
+        }
+        assert_eq!(
+            to_markdown(&[Block {
+                kind: BlockKind::Paragraph,
+                runs: vec![link("klik hier", "javascript:alert(1)")],
+            }]),
+            "klik hier"
+        );
+        for (url, ok) in [
+            (" https://example.org", true),
+            ("HTTPS://EXAMPLE.ORG", true),
+            ("mailto:a@example.org", true),
+            ("data:text/html,x", false),
+            ("vbscript:x", false),
+            ("//example.org", false),
+            ("plan.html", false),
+            ("", false),
+        ] {
+            assert_eq!(safe_url(url), ok, "{url}");
+        }
     }
 }
