@@ -791,6 +791,15 @@ impl Node {
                             Ok(())
                             | Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))
                             | Err(ChangeRejection::UnknownControlHeads) => Ok(c),
+                            // A demoted writer's late change: may be rescued too.
+                            Err(ChangeRejection::NoAuthority(WriteDenied::NotAWriter))
+                                if folded
+                                    .state
+                                    .cutoffs
+                                    .contains_key(&(m.doc, env.fields().author)) =>
+                            {
+                                Ok(c)
+                            }
                             Err(e) => Err(e),
                         }
                     });

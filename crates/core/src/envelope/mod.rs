@@ -300,7 +300,9 @@ pub fn select_changes(
 ) -> Selection {
     let mut sel = Selection::default();
     let mut valid: BTreeMap<[u8; 32], usize> = BTreeMap::new();
-    let mut provisional: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    // Changes past their author's authority that stand if an accepted change builds
+    // on them (the rescue rule), with the reason they fail otherwise.
+    let mut provisional: BTreeMap<[u8; 32], (usize, ChangeRejection)> = BTreeMap::new();
     let mut failed: BTreeMap<[u8; 32], ChangeRejection> = BTreeMap::new();
     for (i, c) in candidates.iter().enumerate() {
         let hash = c.change.hash().0;
@@ -327,8 +329,20 @@ pub fn select_changes(
                 provisional.remove(&hash);
                 failed.remove(&hash);
             }
-            Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice)) => {
-                provisional.insert(hash, i);
+            // A removed device's change past its cutoff, or a change of a party taken
+            // off the writers past its cutoff (it was a writer: the demotion wrote a
+            // cutoff for the device), that another author built on before it learned
+            // of the revocation: rescued below, so that no honest later writer loses
+            // work. A party that never wrote the document has no cutoff: no rescue.
+            Err(
+                why @ ChangeRejection::NoAuthority(
+                    WriteDenied::RemovedDevice | WriteDenied::NotAWriter,
+                ),
+            ) if why == ChangeRejection::NoAuthority(WriteDenied::RemovedDevice)
+                || c.envelope
+                    .is_some_and(|e| state.cutoffs.contains_key(&(*doc, e.fields().author))) =>
+            {
+                provisional.insert(hash, (i, why));
             }
             Err(why) => {
                 // Keep the smallest reason, so the verdict does not depend on order.
@@ -343,11 +357,14 @@ pub fn select_changes(
     let mut stack: Vec<[u8; 32]> = valid.keys().copied().collect();
     let mut seen: HashSet<[u8; 32]> = stack.iter().copied().collect();
     while let Some(h) = stack.pop() {
-        let i = valid.get(&h).or_else(|| provisional.get(&h)).copied();
+        let i = valid
+            .get(&h)
+            .copied()
+            .or_else(|| provisional.get(&h).map(|(i, _)| *i));
         let Some(i) = i else { continue };
         for d in candidates[i].change.deps() {
             if seen.insert(d.0) {
-                if let Some(pi) = provisional.remove(&d.0) {
+                if let Some((pi, _)) = provisional.remove(&d.0) {
                     valid.insert(d.0, pi);
                     failed.remove(&d.0);
                 }
@@ -355,10 +372,8 @@ pub fn select_changes(
             }
         }
     }
-    for h in provisional.keys() {
-        failed
-            .entry(*h)
-            .or_insert(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice));
+    for (h, (_, why)) in provisional {
+        failed.entry(h).or_insert(why);
     }
     // Equivocation: of valid changes with the same actor and sequence number, only
     // the first held (the smallest candidate index: candidates come in store order)

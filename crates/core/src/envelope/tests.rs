@@ -498,3 +498,65 @@ fn attack_two_changes_with_one_sequence_number_keep_only_the_first_held() {
         .unwrap();
     assert_eq!(doc.get_heads(), base.get_heads());
 }
+
+/// Issue 15, item 4: the owner takes the ROC off the writers; the ROC, not yet aware,
+/// writes; the founder builds on that late change. Both stand (the rescue rule
+/// covers a demotion as it covers a removal); a late change nobody built on does not.
+#[test]
+fn a_demotion_keeps_honest_work_built_on_a_late_change() {
+    let mut r = Region::new();
+    let (d1, early) = changes_by(&r.roc, &Automerge::new(), 1, "e");
+    let late_env_heads = r.state().heads;
+    let (d2, late) = changes_by(&r.roc, &d1, 1, "l");
+    let (_, lone) = changes_by(&r.roc, &d1, 1, "x");
+    let (_, founder) = changes_by(&r.founder, &d2, 1, "f");
+    // Signed before the demotion (the ROC did not know of it).
+    let env = |by: &NodeSecret, c: &Change| {
+        ChangeEnvelope::sign(
+            SignedFields {
+                region: r.region,
+                doc: r.doc,
+                change_hash: c.hash().0,
+                author: by.node_id(),
+                control_heads: late_env_heads.clone(),
+            },
+            by.signing_key(),
+        )
+        .unwrap()
+    };
+    let envs = [
+        env(&r.roc, &early[0]),
+        env(&r.roc, &late[0]),
+        env(&r.roc, &lone[0]),
+    ];
+    let (device, doc) = (r.roc.node_id(), r.doc);
+    r.op(OpBody::SetAcl {
+        doc,
+        readers: vec![p("roc-x"), p("swv-x")],
+        writers: vec![],
+        cutoffs: vec![Cutoff {
+            doc,
+            device,
+            last_seq: early[0].seq(),
+            last_hash: Some(early[0].hash().0),
+        }],
+    });
+    let founder_env = r.envelope(&r.founder, &founder[0]);
+    let changes = [&early[0], &late[0], &lone[0], &founder[0]];
+    let all_envs = [&envs[0], &envs[1], &envs[2], &founder_env];
+    let cands: Vec<Candidate<'_>> = changes
+        .iter()
+        .zip(all_envs)
+        .map(|(c, e)| Candidate {
+            change: c,
+            envelope: Some(e),
+        })
+        .collect();
+    let sel = select_changes(&r.doc, &cands, &r.state(), |_| true, |_| false);
+    let accepted: BTreeSet<usize> = sel.accepted.iter().copied().collect();
+    assert_eq!(accepted, BTreeSet::from([0, 1, 3]), "{:?}", sel.rejected);
+    assert_eq!(
+        sel.rejected[&lone[0].hash().0],
+        ChangeRejection::NoAuthority(WriteDenied::NotAWriter)
+    );
+}
