@@ -714,3 +714,101 @@ async fn two_changes_with_one_sequence_number_neither_break_the_plan_nor_stop_th
     // Stopping checks that neither node stopped with an error on the way.
     r.stop_all().await;
 }
+
+/// Issue 15, items 3, 5, 6 and 7: a writer (the ROC's device, signing changes
+/// crafted with plain Automerge) sends changes that rewrite the plan's owner and
+/// kind, set its schema to 99, delete its sections, or nest 100,000 maps. Each is
+/// refused on receipt like a bad signature: the plan keeps loading, with its owner
+/// and kind, on the receiving node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_cannot_rewrite_a_plans_identity_brick_it_or_overflow_its_readers() {
+    use automerge::transaction::Transactable;
+    use regiosync_core::envelope::{ChangeEnvelope, SignedFields};
+    logs();
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    let (mut r, _id) = build();
+    let plan = r
+        .node(KERN)
+        .create_plan(regiosync_core::plan::PlanKind::Jeugdplan, "Jeugdplan 2027")
+        .unwrap();
+    let log = r.node(KERN).export().unwrap();
+    r.node(ROC).import(&log).unwrap();
+    let stored = r.node(KERN).store().changes(&plan).unwrap();
+    let mut base = automerge::Automerge::new();
+    base.apply_changes(
+        stored
+            .iter()
+            .map(|c| automerge::Change::from_bytes(c.bytes.clone()).unwrap()),
+    )
+    .unwrap();
+    let mut roc = r.node(ROC);
+    let folded = roc.control().unwrap().unwrap();
+    let author = roc.info().node_id;
+    let key = roc.signing_key_for_tests().unwrap().clone();
+    type Attack = Box<dyn Fn(&mut automerge::transaction::Transaction<'_>)>;
+    let attacks: Vec<Attack> = vec![
+        Box::new(|t| t.put(automerge::ROOT, "owner", "roc-midden").unwrap()),
+        Box::new(|t| t.put(automerge::ROOT, "kind", "oogo-verslag").unwrap()),
+        Box::new(|t| t.put(automerge::ROOT, "schema", 99u64).unwrap()),
+        Box::new(|t| t.delete(automerge::ROOT, "sections").unwrap()),
+        Box::new(|t| {
+            let mut obj = t
+                .put_object(automerge::ROOT, "x", automerge::ObjType::Map)
+                .unwrap();
+            for _ in 0..100_000 {
+                obj = t.put_object(&obj, "y", automerge::ObjType::Map).unwrap();
+            }
+        }),
+    ];
+    let mut crafted = Vec::new();
+    for attack in &attacks {
+        let mut doc = base.fork();
+        doc.set_actor(author.actor_id());
+        let mut t = doc.transaction();
+        attack(&mut t);
+        t.commit();
+        let change = doc.get_last_local_change().unwrap();
+        let env = ChangeEnvelope::sign(
+            SignedFields {
+                region: folded.state.region,
+                doc: plan,
+                change_hash: change.hash().0,
+                author,
+                control_heads: folded.state.heads.clone(),
+            },
+            &key,
+        )
+        .unwrap();
+        crafted.push((change.hash().0, change.raw_bytes().to_vec(), env.encode()));
+    }
+    r.start(&[KERN]);
+    let attacker = Attacker::connect(&r, ROC, KERN).await;
+    for (_, bytes, envelope) in &crafted {
+        let answer = attacker
+            .ask(&Request::Docs {
+                docs: vec![regiosync_core::sync::DocMessage {
+                    doc: plan,
+                    sync: vec![],
+                    changes: vec![regiosync_core::sync::SignedChange {
+                        change: bytes.clone(),
+                        envelope: envelope.clone(),
+                    }],
+                    need: vec![],
+                }],
+            })
+            .await;
+        assert!(matches!(answer, Ok(Response::Docs { .. })), "{answer:?}");
+    }
+    attacker.close().await;
+    let held = r.node(KERN).store().changes(&plan).unwrap();
+    for (hash, ..) in &crafted {
+        assert!(
+            !held.iter().any(|c| c.hash == *hash),
+            "a crafted change was stored"
+        );
+    }
+    let p = r.node(KERN).plan(&plan).unwrap();
+    assert_eq!(p.owner, party("gemeente-utrecht"));
+    assert_eq!(p.kind, regiosync_core::plan::PlanKind::Jeugdplan);
+    r.stop_all().await;
+}

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, Change, ChangeHash};
 use regiosync_core::control::{Folded, OpBody};
-use regiosync_core::envelope::{Candidate, ChangeEnvelope, SignedFields, select_changes};
+use regiosync_core::envelope::{
+    Candidate, ChangeEnvelope, SignedFields, plan_change_check, select_changes_checked,
+};
 use regiosync_core::id::{
     DocId, NodeId, PartyName, normalize_doc_id_prefix, shortest_unique_prefix,
 };
@@ -593,12 +595,13 @@ fn apply_verified(
         .collect();
     let known = folded.known_ops();
     let in_doc: HashSet<[u8; 32]> = doc.get_changes(&[]).iter().map(|c| c.hash().0).collect();
-    let selection = select_changes(
+    let selection = select_changes_checked(
         id,
         &candidates,
         &folded.state,
         |h| known.contains(h),
         |h| in_doc.contains(h),
+        plan_change_check(id, &folded.state),
     );
     let rejected = selection.rejected.len();
     if rejected > 0 {

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use automerge::{ChangeHash, ReadDoc};
 use regiosync_core::control::WriteDenied;
 use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
-use regiosync_core::envelope::{ChangeEnvelope, ChangeMeta, ChangeRejection, verify_change};
+use regiosync_core::envelope::{
+    Candidate, ChangeEnvelope, ChangeMeta, ChangeRejection, plan_change_check, verify_change,
+};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::{
     DigestSet, DocMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response, SignedChange,
@@ -773,6 +775,7 @@ impl Node {
                 continue;
             };
             let mut rows = Vec::new();
+            let schema_check = plan_change_check(&m.doc, &folded.state);
             for sc in &m.changes {
                 let verdict = automerge::Change::from_bytes(sc.change.clone())
                     .map_err(|_| ChangeRejection::Unsigned)
@@ -784,9 +787,21 @@ impl Node {
                             actor: c.actor_id().to_bytes(),
                             seq: c.seq(),
                         };
-                        match verify_change(&env, &m.doc, meta, &folded.state, |h| {
-                            known.contains(h)
-                        }) {
+                        let verdict =
+                            verify_change(&env, &m.doc, meta, &folded.state, |h| known.contains(h));
+                        // Held to the plan schema's rules for received changes (no
+                        // rewrite of the plan's identity or structure, bounded size,
+                        // nesting and marks), like a signature.
+                        if !matches!(
+                            verdict,
+                            Err(ref e) if is_forgery(e)
+                        ) {
+                            schema_check(&Candidate {
+                                change: &c,
+                                envelope: Some(&env),
+                            })?;
+                        }
+                        match verdict {
                             // Kept: may be rescued, or become valid when the ops arrive.
                             Ok(())
                             | Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))

@@ -155,6 +155,13 @@ pub fn fold<'a>(
 
     let mut excluded: BTreeMap<usize, OpHash> = BTreeMap::new();
     let mut narrowed: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
+    // Revocations of admin parties dropped because together they left no admin party.
+    let mut last_admin: BTreeSet<usize> = BTreeSet::new();
+    // Revocations whose exclusions do not count: they were themselves rejected or
+    // excluded in the end, so what they excluded on the way must not stay excluded
+    // (exclusions only grow within one pass; a pass that ends with such a cause
+    // starts again without it). Only grows, so this ends.
+    let mut silenced: BTreeSet<usize> = BTreeSet::new();
     loop {
         let mut state = base.clone();
         let mut revoked = Revoked::default();
@@ -163,6 +170,9 @@ pub fn fold<'a>(
         for i in 1..dag.ops.len() {
             let r = match excluded.get(&i) {
                 Some(by) => Err(Rejection::ConcurrentlyRevoked(*by)),
+                None if last_admin.contains(&i) => Err(Rejection::Invalid(
+                    "the region must keep at least one admin party",
+                )),
                 None => match narrowed.get(&i) {
                     Some(devices) => apply_narrowed(&mut state, &dag, &mut revoked, i, devices),
                     None => apply(&mut state, &dag, &mut revoked, i),
@@ -170,8 +180,38 @@ pub fn fold<'a>(
             };
             outcome.push(r);
         }
-        let (newly, narrower) = dag.exclusions(&outcome, &state, &excluded, &narrowed);
+        let (newly, narrower) = dag.exclusions(&outcome, &state, &excluded, &narrowed, &silenced);
+        if newly.is_empty() && narrower.is_empty() && state.admin_parties().next().is_none() {
+            // Concurrent revocations that each kept an admin party as they saw it, and
+            // together kept none: none of the party-level ones (removals and demotions
+            // of parties) takes effect. Which one came first is not asked (a hash).
+            let more: Vec<usize> = (1..dag.ops.len())
+                .filter(|&i| outcome[i].is_ok() && !narrowed.contains_key(&i))
+                .filter(|&i| {
+                    matches!(
+                        dag.ops[i].op().body,
+                        OpBody::RemoveParty { .. } | OpBody::SetAdmin { admin: false, .. }
+                    )
+                })
+                .collect();
+            if !more.is_empty() {
+                last_admin.extend(more);
+                continue;
+            }
+        }
         if newly.is_empty() && narrower.is_empty() {
+            let fallen: Vec<usize> = excluded
+                .values()
+                .filter_map(|by| dag.pos.get(by).copied())
+                .filter(|&r| outcome[r].is_err() && !silenced.contains(&r))
+                .collect();
+            if !fallen.is_empty() {
+                silenced.extend(fallen);
+                excluded.clear();
+                narrowed.clear();
+                last_admin.clear();
+                continue;
+            }
             state.heads = dag.heads(|i| outcome[i].is_ok());
             for (i, r) in outcome.into_iter().enumerate() {
                 if let Err(why) = r {
@@ -368,11 +408,15 @@ impl<'a> Dag<'a> {
         state: &RegionState,
         excluded: &BTreeMap<usize, OpHash>,
         narrowed: &BTreeMap<usize, BTreeSet<NodeId>>,
+        silenced: &BTreeSet<usize>,
     ) -> (BTreeMap<usize, OpHash>, BTreeMap<usize, BTreeSet<NodeId>>) {
         let mut out = BTreeMap::new();
         let mut narrower: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
         for (r, rop) in self.ops.iter().enumerate() {
-            if outcome[r].is_err() || self.hits(r, r, outcome, state, narrowed).is_none() {
+            if outcome[r].is_err()
+                || silenced.contains(&r)
+                || self.hits(r, r, outcome, state, narrowed).is_none()
+            {
                 continue;
             }
             let (past, future) = (self.ancestors_of(r), self.descendants_of(r));
@@ -395,6 +439,12 @@ impl<'a> Dag<'a> {
                 }
                 out.insert(x, rop.hash());
             }
+        }
+        if !narrower.is_empty() {
+            // A revocation to be narrowed must not exclude anything with its full
+            // effect (exclusions are never undone): narrow first, then exclude in the
+            // next round with the narrowed effects.
+            out.clear();
         }
         (out, narrower)
     }
@@ -525,6 +575,33 @@ fn authority(
     })
 }
 
+/// The admin parties as op `i` saw them: the current ones, plus those that a
+/// revocation not in its causal past removed or demoted (concurrent revocations are
+/// settled by the exclusion rule, not by which one the linear order placed first).
+fn seen_admins<'s>(
+    state: &'s RegionState,
+    dag: &Dag<'_>,
+    revoked: &Revoked,
+    i: usize,
+) -> Vec<&'s PartyName> {
+    state
+        .parties
+        .iter()
+        .filter(|(name, p)| {
+            let unseen = |m: &HashMap<PartyName, (usize, Option<OpHash>)>| {
+                m.get(*name)
+                    .is_some_and(|&(by, before)| before.is_some() && !dag.is_ancestor(by, i))
+            };
+            if p.removed {
+                unseen(&revoked.parties)
+            } else {
+                p.admin || unseen(&revoked.demoted)
+            }
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
 /// Applies a revocation that stands only as one side of a mutual revocation and
 /// whose effect is narrowed to removing `devices` (the authors of the revocations it
 /// is mutual with), without cutoffs: a revoked device that backdates a party removal
@@ -631,11 +708,11 @@ fn apply(
             if !own {
                 need_admin(&auth)?;
             }
-            // Removing an already removed device is only meaningful to tighten its
-            // cutoffs (e.g. after it removed itself with generous ones).
-            if state.active_device(device).is_none() && cutoffs.is_empty() {
-                return Err(Rejection::Invalid("the device is already removed"));
-            }
+            // Removing an already removed device changes its state only through its
+            // cutoffs (e.g. after it removed itself with generous ones), but it is
+            // accepted all the same: its exclusion of the device's concurrent ops
+            // must not depend on whether another removal (say, the device's own,
+            // backdated) was placed first.
             if let Some(d) = state.devices.get_mut(device)
                 && !d.removed
             {
@@ -648,7 +725,11 @@ fn apply(
         OpBody::SetAdmin { party, admin } => {
             need_admin(&auth)?;
             active_party(state, party)?;
-            if !admin && state.admin_parties().all(|p| p == party) {
+            if !admin
+                && seen_admins(state, dag, revoked, i)
+                    .iter()
+                    .all(|p| *p == party)
+            {
                 return Err(Rejection::Invalid(
                     "the region must keep at least one admin party",
                 ));
@@ -668,8 +749,16 @@ fn apply(
         }
         OpBody::RemoveParty { party, cutoffs } => {
             need_admin(&auth)?;
+            if state.parties.get(party).is_some_and(|p| p.removed) {
+                // Already removed (concurrently, say): accepted as a no-op, so that
+                // its exclusion of the party's concurrent ops still holds.
+                return Ok(Applied { needs_admin: true });
+            }
             active_party(state, party)?;
-            if state.admin_parties().all(|p| p == party) {
+            if seen_admins(state, dag, revoked, i)
+                .iter()
+                .all(|p| *p == party)
+            {
                 return Err(Rejection::Invalid(
                     "the region must keep at least one admin party",
                 ));

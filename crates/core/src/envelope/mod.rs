@@ -224,6 +224,10 @@ pub enum ChangeRejection {
     /// number); only the first one held counts.
     #[error("the device signed another change with the same sequence number (equivocation)")]
     Equivocation,
+    /// The change breaks the plan schema's rules for received changes (rewrites the
+    /// plan's identity, deletes its structure, or goes past a limit).
+    #[error("{0}")]
+    OutsideSchema(crate::plan::received::ChangeOutsideSchema),
 }
 
 /// Decides whether one change is accepted, with a typed reason if not. `known_op`
@@ -298,6 +302,20 @@ pub fn select_changes(
     known_op: impl Fn(&OpHash) -> bool,
     already: impl Fn(&[u8; 32]) -> bool,
 ) -> Selection {
+    select_changes_checked(doc, candidates, state, known_op, already, |_| Ok(()))
+}
+
+/// [`select_changes`] with a further check of every change whose envelope verifies
+/// (for plans: [`plan_change_check`]); a change that fails it is rejected like one
+/// without authority, and so is what builds on it.
+pub fn select_changes_checked(
+    doc: &DocId,
+    candidates: &[Candidate<'_>],
+    state: &RegionState,
+    known_op: impl Fn(&OpHash) -> bool,
+    already: impl Fn(&[u8; 32]) -> bool,
+    check: impl Fn(&Candidate<'_>) -> Result<(), ChangeRejection>,
+) -> Selection {
     let mut sel = Selection::default();
     let mut valid: BTreeMap<[u8; 32], usize> = BTreeMap::new();
     // Changes past their author's authority that stand if an accepted change builds
@@ -322,6 +340,13 @@ pub fn select_changes(
                 state,
                 &known_op,
             ),
+        };
+        let verdict = match verdict {
+            Ok(()) => check(c),
+            Err(ChangeRejection::NoAuthority(w)) => {
+                check(c).and(Err(ChangeRejection::NoAuthority(w)))
+            }
+            e => e,
         };
         match verdict {
             Ok(()) => {
@@ -437,6 +462,27 @@ pub fn select_changes(
         sel.rejected.insert(*h, ChangeRejection::DependsOnRejected);
     }
     sel
+}
+
+/// The check a received plan change must pass besides its envelope
+/// ([`crate::plan::received::check_change`]): its author may write the plan's identity
+/// (type, kind, owner) in the creating change only if it is a device of the plan's
+/// owner party by the region state.
+pub fn plan_change_check(
+    doc: &DocId,
+    state: &RegionState,
+) -> impl Fn(&Candidate<'_>) -> Result<(), ChangeRejection> {
+    let owner = state.docs.get(doc).map(|acl| acl.owner.clone());
+    move |c: &Candidate<'_>| {
+        let owner_device = c.envelope.is_some_and(|e| {
+            state
+                .devices
+                .get(&e.fields().author)
+                .is_some_and(|d| Some(&d.party) == owner.as_ref())
+        });
+        crate::plan::received::check_change(c.change, owner_device)
+            .map_err(ChangeRejection::OutsideSchema)
+    }
 }
 
 /// Why an envelope could not be made or decoded.

@@ -1,0 +1,263 @@
+//! What a plan change must keep to before any node accepts it, checked on the change
+//! alone (no document state), like a signature: a writer may edit a plan's content,
+//! never its identity or its structure, and no change may cost a reader more than
+//! the editor itself would ever produce.
+//!
+//! The rules (docs/SCHEMA.md, "Changes from other nodes"):
+//! - a change is at most [`MAX_CHANGE_BYTES`] long;
+//! - `type`, `kind` and `owner` at the root are written only by the change that
+//!   creates the plan (sequence number 1, no dependencies, by a device of the owner
+//!   party);
+//! - `schema` at the root is written by that change or set to exactly
+//!   [`super::schema::PLAN_SCHEMA_VERSION`] (the in-place upgrade);
+//! - the root containers `sections`, `agreements` and `comments` are created only by
+//!   the creating change or by an upgrading change (one that sets `schema`), and
+//!   never overwritten with a value;
+//! - nothing at the root is deleted;
+//! - objects nest at most [`MAX_NEW_DEPTH`] deep within one change (a chain of
+//!   100,000 nested maps made every reader overflow its stack), and a change opens at
+//!   most [`MAX_MARKS_PER_CHANGE`] marks (thousands of nested marks made rendering
+//!   take seconds, growing about cubically).
+//!
+//! ```
+//! use automerge::{AutoCommit, ROOT, transaction::Transactable};
+//! use regiosync_core::plan::received::{check_change, ChangeOutsideSchema};
+//!
+//! let mut doc = AutoCommit::new();
+//! doc.put(ROOT, "title", "Jeugdplan").unwrap();
+//! doc.commit();
+//! doc.put(ROOT, "owner", "een-andere-partij").unwrap();
+//! doc.commit();
+//! let changes = doc.get_changes(&[]);
+//! assert_eq!(check_change(&changes[0], true), Ok(()));
+//! assert_eq!(check_change(&changes[1], true), Err(ChangeOutsideSchema::Identity("owner")));
+//! ```
+
+use std::collections::HashMap;
+
+use automerge::legacy::{Key, ObjectId, OpType};
+use automerge::{Change, ScalarValue};
+
+use super::schema::PLAN_SCHEMA_VERSION;
+
+/// Largest plan change accepted, in bytes (a section holds at most 1 MiB of text; a
+/// change rewriting a few of them fits).
+pub const MAX_CHANGE_BYTES: usize = 4 * 1024 * 1024;
+/// Deepest chain of objects one change may create inside each other (the schema's
+/// deepest is about 6: root, sections, a section, its text, a block, its attributes).
+pub const MAX_NEW_DEPTH: usize = 16;
+/// Most marks (bold, links, comment anchors) one change may open.
+pub const MAX_MARKS_PER_CHANGE: usize = 1024;
+
+/// Root keys that name what a plan is: set once, by the creating change.
+const IDENTITY: [&str; 3] = ["type", "kind", "owner"];
+/// Root containers of a plan.
+const CONTAINERS: [&str; 3] = ["sections", "agreements", "comments"];
+
+/// Why a received plan change is refused.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, thiserror::Error, serde::Serialize,
+)]
+#[non_exhaustive]
+pub enum ChangeOutsideSchema {
+    /// Larger than [`MAX_CHANGE_BYTES`].
+    #[error("the change is larger than {MAX_CHANGE_BYTES} bytes")]
+    TooLarge,
+    /// Rewrites what the plan is (its type, kind or owner) after its creation.
+    #[error("the change rewrites the plan's {0}, which only its creation sets")]
+    Identity(&'static str),
+    /// Sets a schema version other than this one.
+    #[error("the change sets a schema version other than {PLAN_SCHEMA_VERSION}")]
+    SchemaVersion,
+    /// Replaces, overwrites or deletes the plan's structure.
+    #[error("the change replaces or deletes the plan's {0}")]
+    Structure(&'static str),
+    /// Deletes a key of the plan's root.
+    #[error("the change deletes a field of the plan's root")]
+    RootDelete,
+    /// Nests objects deeper than [`MAX_NEW_DEPTH`].
+    #[error("the change nests objects more than {MAX_NEW_DEPTH} deep")]
+    TooDeep,
+    /// Opens more than [`MAX_MARKS_PER_CHANGE`] marks.
+    #[error("the change opens more than {MAX_MARKS_PER_CHANGE} marks")]
+    TooManyMarks,
+    /// Automerge could not expand the change's operations.
+    #[error("the change's operations cannot be read")]
+    Undecodable,
+}
+
+/// Checks a plan change against the rules of this module. `owner_device`: whether
+/// its author is a device of the plan's owner party (only such a device's creating
+/// change may write the plan's identity).
+pub fn check_change(change: &Change, owner_device: bool) -> Result<(), ChangeOutsideSchema> {
+    if change.raw_bytes().len() > MAX_CHANGE_BYTES {
+        return Err(ChangeOutsideSchema::TooLarge);
+    }
+    // The change parsed, so Automerge validated it; its expansion documents panics
+    // for invalid input all the same: a panic here refuses the change instead of
+    // taking the node down.
+    let expanded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
+        .map_err(|_| ChangeOutsideSchema::Undecodable)?;
+    let creating = owner_device && change.seq() == 1 && change.deps().is_empty();
+    let upgrading = expanded.operations.iter().any(|op| {
+        matches!(&op.obj, ObjectId::Root)
+            && matches!(&op.key, Key::Map(k) if k == "schema")
+            && matches!(&op.action, OpType::Put(ScalarValue::Uint(v)) if *v == PLAN_SCHEMA_VERSION)
+    });
+    let start = change.start_op().get();
+    let actor = change.actor_id();
+    // Depth of the objects made in this change, by their op counter.
+    let mut depth: HashMap<u64, usize> = HashMap::new();
+    let mut marks = 0usize;
+    for (i, op) in expanded.operations.iter().enumerate() {
+        let counter = start + i as u64;
+        if let ObjectId::Root = &op.obj
+            && let Key::Map(key) = &op.key
+        {
+            let key = key.as_str();
+            if let Some(k) = IDENTITY.iter().find(|k| **k == key) {
+                if !creating {
+                    return Err(ChangeOutsideSchema::Identity(k));
+                }
+            } else if key == "schema" {
+                let exact = matches!(&op.action, OpType::Put(ScalarValue::Uint(v)) if *v == PLAN_SCHEMA_VERSION);
+                if !creating && !exact {
+                    return Err(ChangeOutsideSchema::SchemaVersion);
+                }
+            } else if let Some(k) = CONTAINERS.iter().find(|k| **k == key) {
+                let make = matches!(&op.action, OpType::Make(_));
+                if !make || !(creating || upgrading) {
+                    return Err(ChangeOutsideSchema::Structure(k));
+                }
+            }
+            if matches!(&op.action, OpType::Delete) {
+                return Err(ChangeOutsideSchema::RootDelete);
+            }
+        }
+        match &op.action {
+            OpType::Make(_) => {
+                let parent = match &op.obj {
+                    ObjectId::Id(id) if id.1 == *actor => depth.get(&id.0).copied().unwrap_or(0),
+                    _ => 0,
+                };
+                if parent + 1 > MAX_NEW_DEPTH {
+                    return Err(ChangeOutsideSchema::TooDeep);
+                }
+                depth.insert(counter, parent + 1);
+            }
+            OpType::MarkBegin(_) => {
+                marks += 1;
+                if marks > MAX_MARKS_PER_CHANGE {
+                    return Err(ChangeOutsideSchema::TooManyMarks);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ObjType, ROOT};
+
+    fn last(doc: &mut AutoCommit) -> Change {
+        doc.commit();
+        doc.get_last_local_change().unwrap()
+    }
+
+    fn plan() -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        crate::plan::schema::init_plan(
+            &mut doc,
+            crate::plan::PlanKind::Jeugdplan,
+            "Jeugdplan",
+            &crate::id::PartyName::new("roc-x").unwrap(),
+        )
+        .unwrap();
+        doc.commit();
+        doc
+    }
+
+    #[test]
+    fn the_creating_change_and_ordinary_edits_pass() {
+        let mut doc = plan();
+        let create = doc.get_changes(&[]).into_iter().next().unwrap();
+        assert_eq!(check_change(&create, true), Ok(()));
+        // The same change by a device of another party may not create the plan.
+        assert_eq!(
+            check_change(&create, false),
+            Err(ChangeOutsideSchema::Identity("type"))
+        );
+        doc.put(ROOT, "title", "Jeugdplan 2027").unwrap();
+        assert_eq!(check_change(&last(&mut doc), true), Ok(()));
+    }
+
+    #[test]
+    fn attack_a_writer_rewrites_owner_kind_type_or_schema_or_deletes_the_structure() {
+        for (key, value) in [
+            ("owner", ScalarValue::Str("gemeente-x".into())),
+            ("kind", ScalarValue::Str("oogo-verslag".into())),
+            ("type", ScalarValue::Str("iets-anders".into())),
+            ("schema", ScalarValue::Uint(99)),
+            ("sections", ScalarValue::Null),
+        ] {
+            let mut doc = plan();
+            doc.put(ROOT, key, value).unwrap();
+            assert!(check_change(&last(&mut doc), true).is_err(), "{key}");
+        }
+        for key in ["sections", "agreements", "title"] {
+            let mut doc = plan();
+            doc.delete(ROOT, key).unwrap();
+            assert!(check_change(&last(&mut doc), true).is_err(), "delete {key}");
+        }
+        let mut doc = plan();
+        doc.put_object(ROOT, "sections", ObjType::Map).unwrap();
+        assert_eq!(
+            check_change(&last(&mut doc), true),
+            Err(ChangeOutsideSchema::Structure("sections"))
+        );
+    }
+
+    #[test]
+    fn attack_deep_nesting_and_many_marks_in_one_change_are_refused() {
+        let mut doc = plan();
+        let mut obj = doc.put_object(ROOT, "x", ObjType::Map).unwrap();
+        for _ in 0..MAX_NEW_DEPTH + 4 {
+            obj = doc.put_object(&obj, "y", ObjType::Map).unwrap();
+        }
+        assert_eq!(
+            check_change(&last(&mut doc), true),
+            Err(ChangeOutsideSchema::TooDeep)
+        );
+        let mut doc = plan();
+        let text = doc.put_object(ROOT, "t", ObjType::Text).unwrap();
+        doc.splice_text(&text, 0, 0, &"x".repeat(MAX_MARKS_PER_CHANGE + 2))
+            .unwrap();
+        for i in 0..=MAX_MARKS_PER_CHANGE {
+            doc.mark(
+                &text,
+                automerge::marks::Mark::new("bold".into(), true, i, i + 1),
+                automerge::marks::ExpandMark::None,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            check_change(&last(&mut doc), true),
+            Err(ChangeOutsideSchema::TooManyMarks)
+        );
+    }
+
+    #[test]
+    fn an_upgrade_may_set_the_schema_and_create_containers() {
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "schema", ScalarValue::Uint(1)).unwrap();
+        doc.commit();
+        doc.put(ROOT, "schema", ScalarValue::Uint(PLAN_SCHEMA_VERSION))
+            .unwrap();
+        doc.put_object(ROOT, "comments", ObjType::List).unwrap();
+        assert_eq!(check_change(&last(&mut doc), true), Ok(()));
+    }
+}
