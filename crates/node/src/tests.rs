@@ -823,3 +823,90 @@ fn a_bundle_of_ops_from_non_members_is_refused_and_not_stored() {
     assert_eq!(state.devices[&me].addrs, vec!["/ip4/10.0.0.1/tcp/9999"]);
     assert_ne!(state.heads, heads);
 }
+
+/// Issue 14, the hostile suite: a former dossier relay (its designation ended) and a
+/// party without access hold a dossier's authentic ops and sealed changes (copied
+/// while they were allowed to, or from a stolen disk) and offer them to a node of a
+/// party with access that lacks them. Neither is taken in: dossier items come only
+/// from a designated relay or a party in force; from a relay still designated they
+/// are.
+#[test]
+fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::sync::{DossierMessage, Request, SignedChange};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [mut kern, mut roc, mut zeist, houten] = dossier_region(tmp.path());
+    let by = Reader {
+        user: "j.bakker".into(),
+        purpose: "begeleiding".into(),
+    };
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Jeugdwet".into(),
+                fields: vec![(regiosync_core::dossier::DossierField::Naam, "Sanne".into())],
+            },
+            &by,
+        )
+        .unwrap();
+    let frame = {
+        let ops = roc.store().dossier_ops(&id).unwrap();
+        let changes: Vec<SignedChange> = roc
+            .store()
+            .changes(&id)
+            .unwrap()
+            .into_iter()
+            .map(|r| SignedChange {
+                change: r.bytes,
+                envelope: r.envelope.unwrap(),
+            })
+            .collect();
+        Request::Dossiers {
+            dossiers: vec![DossierMessage {
+                dossier: id,
+                have: vec![],
+                ops,
+                changes,
+                withheld: false,
+            }],
+        }
+        .encode()
+    };
+    let houten_id = houten.info().node_id;
+    let share = |kern: &Node, to: &mut [&mut Node]| {
+        let log = kern.export().unwrap();
+        for n in to.iter_mut() {
+            n.import(&log).unwrap();
+        }
+    };
+    // Houten (no access) offers the dossier to Zeist: refused.
+    let a = zeist.respond(&houten_id, &frame);
+    assert_eq!(a.stored, 0);
+    assert!(zeist.store().dossier_items().unwrap().get(&id).is_none());
+    // Houten designated a relay: taken in. (Zeist forgets it again for the next step.)
+    kern.set_dossier_relay(houten_id, true).unwrap();
+    share(&kern, &mut [&mut zeist]);
+    let mut fresh = {
+        let dir = tmp.path().join("zeist-copy");
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(zeist.dir()).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+            }
+        }
+        Node::open(&dir).unwrap()
+    };
+    let a = zeist.respond(&houten_id, &frame);
+    assert!(a.stored > 0, "a designated relay's items are taken in");
+    // Its designation ends: the same offer to a node that lacks the dossier is refused.
+    kern.set_dossier_relay(houten_id, false).unwrap();
+    share(&kern, &mut [&mut fresh]);
+    let a = fresh.respond(&houten_id, &frame);
+    assert_eq!(a.stored, 0, "a former relay brought the dossier");
+    assert!(fresh.store().dossier_items().unwrap().get(&id).is_none());
+}
