@@ -14,13 +14,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
+use regiosync_core::change_chunk::{ChunkError, change_hash, parse_change};
 use regiosync_core::control::WriteDenied;
 use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
-use regiosync_core::envelope::{ChangeEnvelope, ChangeMeta, ChangeRejection, verify_change};
+use regiosync_core::envelope::{
+    ChangeEnvelope, ChangeMeta, ChangeRejection, verify_change, verify_signed_hash,
+};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::{
-    DigestSet, DocMessage, Refusal, Request, Response, SignedChange, changes_they_lack, missing,
-    opening_message,
+    DigestSet, DocMessage, Refusal, Request, Response, SignedChange, changes_they_lack,
+    decode_sync_message, missing, opening_message,
 };
 use regiosync_store::{ChangeRow, DocumentRow};
 use serde::Serialize;
@@ -594,10 +597,13 @@ impl Node {
         for m in incoming.iter().filter(|m| shared.contains(&m.doc)) {
             let v = self.doc_or_empty(folded, &m.doc)?;
             let doc = &v.doc;
+            // Checked before Automerge sees it (a crafted Bloom filter crashes
+            // automerge 0.12); `receive_docs`, which runs first on the same messages,
+            // counts a bad one against the peer, so it is only skipped here.
             let msg = if m.sync.is_empty() {
                 None
             } else {
-                automerge::sync::Message::decode(&m.sync).ok()
+                decode_sync_message(&m.sync).ok()
             };
             let mut send: Vec<ChangeHash> = msg
                 .as_ref()
@@ -702,26 +708,7 @@ impl Node {
             };
             let mut rows = Vec::new();
             for sc in &m.changes {
-                let verdict = automerge::Change::from_bytes(sc.change.clone())
-                    .map_err(|_| ChangeRejection::Unsigned)
-                    .and_then(|c| {
-                        let env = ChangeEnvelope::decode(&sc.envelope)
-                            .map_err(|_| ChangeRejection::Unsigned)?;
-                        let meta = ChangeMeta {
-                            hash: c.hash().0,
-                            actor: c.actor_id().to_bytes(),
-                            seq: c.seq(),
-                        };
-                        match verify_change(&env, &m.doc, meta, &folded.state, |h| {
-                            known.contains(h)
-                        }) {
-                            // Kept: may be rescued, or become valid when the ops arrive.
-                            Ok(())
-                            | Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))
-                            | Err(ChangeRejection::UnknownControlHeads) => Ok(c),
-                            Err(e) => Err(e),
-                        }
-                    });
+                let verdict = verify_incoming_change(sc, &m.doc, folded, |h| known.contains(h));
                 match verdict {
                     Ok(c) => rows.push(change_row(&c, sc.change.clone(), sc.envelope.clone())),
                     Err(why) => {
@@ -757,14 +744,22 @@ impl Node {
             self.after_receive(folded, &doc);
         }
         // What the peer holds now, per its sync messages: the per-peer sync state.
-        let reported: Vec<(DocId, Vec<[u8; 32]>)> = incoming
+        // Every sync message is checked here before Automerge decodes it; one that
+        // fails (a Bloom filter that would crash Automerge, counts beyond the limits)
+        // is a protocol violation and counts against the peer like a forged change.
+        let mut reported: Vec<(DocId, Vec<[u8; 32]>)> = Vec::new();
+        for m in incoming
             .iter()
             .filter(|m| shared.contains(&m.doc) && !m.sync.is_empty())
-            .filter_map(|m| {
-                let msg = automerge::sync::Message::decode(&m.sync).ok()?;
-                Some((m.doc, msg.heads.iter().map(|h| h.0).collect()))
-            })
-            .collect();
+        {
+            match decode_sync_message(&m.sync) {
+                Ok(msg) => reported.push((m.doc, msg.heads.iter().map(|h| h.0).collect())),
+                Err(e) => {
+                    refused += 1;
+                    tracing::warn!(peer = %peer, doc = %m.doc, error = %e, "refusing a sync message from a peer");
+                }
+            }
+        }
         self.note_peer_heads(peer, &reported)?;
         Ok((stored, refused))
     }
@@ -794,6 +789,39 @@ impl Node {
     }
 }
 
+/// Verifies one change a peer sent, cheapest and most expanding-proof checks first:
+/// the raw bytes must be one uncompressed Automerge change chunk (nothing is inflated),
+/// whose hash (computed from the bytes) the envelope must sign; only then is the
+/// change parsed and its actor, sequence number and authority checked. Changes of a
+/// removed device and changes made under control ops not known here yet are kept
+/// (they may be rescued or become valid when the ops arrive).
+fn verify_incoming_change(
+    sc: &SignedChange,
+    doc: &DocId,
+    folded: &Folded,
+    known_op: impl Fn(&OpHash) -> bool,
+) -> Result<automerge::Change, ChangeRejection> {
+    let chunk = |e: ChunkError| {
+        tracing::debug!(doc = %doc, error = %e, "change bytes refused before parsing");
+        ChangeRejection::Malformed
+    };
+    let hash = change_hash(&sc.change).map_err(chunk)?;
+    let env = ChangeEnvelope::decode(&sc.envelope).map_err(|_| ChangeRejection::Unsigned)?;
+    verify_signed_hash(&env, doc, &hash, &folded.state.region)?;
+    let c = parse_change(&sc.change).map_err(chunk)?;
+    let meta = ChangeMeta {
+        hash: c.hash().0,
+        actor: c.actor_id().to_bytes(),
+        seq: c.seq(),
+    };
+    match verify_change(&env, doc, meta, &folded.state, known_op) {
+        Ok(())
+        | Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))
+        | Err(ChangeRejection::UnknownControlHeads) => Ok(c),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether a rejection proves the sender forged or mangled the change (a bad
 /// signature, a signature for another change, document or region, an actor that is
 /// not the signer, bytes that do not parse), as opposed to an authority question that
@@ -807,6 +835,7 @@ fn is_forgery(why: &ChangeRejection) -> bool {
             | ChangeRejection::WrongDocument
             | ChangeRejection::WrongRegion
             | ChangeRejection::Unsigned
+            | ChangeRejection::Malformed
     )
 }
 

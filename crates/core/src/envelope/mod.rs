@@ -219,6 +219,36 @@ pub enum ChangeRejection {
     /// The change builds on a rejected or missing change.
     #[error("the change depends on a rejected or missing change")]
     DependsOnRejected,
+    /// The change bytes are not one uncompressed Automerge change (see
+    /// [`crate::change_chunk`]).
+    #[error("the change bytes are not a valid uncompressed Automerge change")]
+    Malformed,
+}
+
+/// The checks of [`verify_change`] that need only the change hash, not the parsed
+/// change: region, document, hash and signature. Run on the hash of the raw chunk
+/// ([`crate::change_chunk::change_hash`]) before the change is parsed, so that a peer
+/// cannot make this node parse bytes their named author never signed.
+pub fn verify_signed_hash(
+    envelope: &ChangeEnvelope,
+    doc: &DocId,
+    hash: &[u8; 32],
+    region: &RegionId,
+) -> Result<(), ChangeRejection> {
+    let f = &envelope.fields;
+    if f.region != *region {
+        return Err(ChangeRejection::WrongRegion);
+    }
+    if f.doc != *doc {
+        return Err(ChangeRejection::WrongDocument);
+    }
+    if f.change_hash != *hash {
+        return Err(ChangeRejection::HashMismatch);
+    }
+    if !envelope.signature_ok() {
+        return Err(ChangeRejection::BadSignature);
+    }
+    Ok(())
 }
 
 /// Decides whether one change is accepted, with a typed reason if not. `known_op`
