@@ -173,6 +173,35 @@ pub fn check_sync_message(bytes: &[u8]) -> Result<(), SyncMessageError> {
     Ok(())
 }
 
+/// The fuzz target `automerge_sync_msg` and its corpus replay (`cargo test`): bytes
+/// through [`decode_sync_message`], and what passes through
+/// [`changes_they_lack`](super::changes_they_lack) and [`missing`](super::missing)
+/// of a small document with concurrent histories. Panics are the finding.
+#[doc(hidden)]
+pub fn fuzz_sync_message(bytes: &[u8]) {
+    static DOC: std::sync::OnceLock<automerge::Automerge> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::Automerge::new();
+        for actor in 1..=3u8 {
+            // Concurrent branches: each actor starts from the empty document.
+            let mut fork =
+                automerge::Automerge::new().with_actor(automerge::ActorId::from(&[actor; 16][..]));
+            for i in 0..10i64 {
+                let mut tx = fork.transaction();
+                let _ = tx.put(automerge::ROOT, format!("k{i}"), i);
+                tx.commit();
+            }
+            let _ = doc.merge(&mut fork);
+        }
+        doc
+    });
+    if let Ok(msg) = decode_sync_message(bytes) {
+        let _ = super::changes_they_lack(doc, &msg);
+        let _ = super::missing(doc, &msg.heads);
+    }
+}
+
 /// Checks one encoded Bloom filter (`BloomFilter::to_bytes`): empty (no entries), or
 /// entries with at least one bit each, a sane probe count, and exactly the bits its
 /// parameters give (Automerge writes exactly these; it would ignore extra bytes).

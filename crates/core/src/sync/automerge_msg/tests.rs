@@ -82,6 +82,27 @@ fn a_bloom_filter_with_entries_and_no_bits_is_refused_before_automerge_divides_b
     );
 }
 
+/// The reproduction in docs/SECURITY.md ("Reports for upstream projects"), through
+/// Automerge's public sync API only.
+#[test]
+fn the_upstream_reproduction_panics() {
+    use automerge::sync::{State, SyncDoc};
+    let crash = std::panic::catch_unwind(|| {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "k", 1).unwrap();
+        tx.commit();
+        let msg = Message::decode(&[0x42, 0, 0, 1, 0, 3, 1, 0, 7, 0]).unwrap();
+        let mut state = State::new();
+        doc.receive_sync_message(&mut state, msg).unwrap();
+        doc.generate_sync_message(&mut state);
+    });
+    assert!(
+        crash.is_err(),
+        "automerge no longer panics: update docs/SECURITY.md"
+    );
+}
+
 fn bloom_message(entries: u32, bits_per_entry: u32, probes: u32, bits: usize) -> Vec<u8> {
     let mut body = Vec::new();
     for v in [entries, bits_per_entry, probes] {
