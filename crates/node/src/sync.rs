@@ -807,7 +807,7 @@ fn verify_incoming_change(
     };
     let hash = change_hash(&sc.change).map_err(chunk)?;
     let env = ChangeEnvelope::decode(&sc.envelope).map_err(|_| ChangeRejection::Unsigned)?;
-    verify_signed_hash(&env, doc, &hash, &folded.state.region)?;
+    verify_signed_hash(&env, doc, &hash, &folded.state)?;
     let c = parse_change(&sc.change).map_err(chunk)?;
     let meta = ChangeMeta {
         hash: c.hash().0,

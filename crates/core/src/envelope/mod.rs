@@ -226,17 +226,19 @@ pub enum ChangeRejection {
 }
 
 /// The checks of [`verify_change`] that need only the change hash, not the parsed
-/// change: region, document, hash and signature. Run on the hash of the raw chunk
-/// ([`crate::change_chunk::change_hash`]) before the change is parsed, so that a peer
-/// cannot make this node parse bytes their named author never signed.
+/// change: region, document, hash, an author that is a device of the region (active
+/// or removed: a removed device's changes may still be kept), and the signature. Run
+/// on the hash of the raw chunk ([`crate::change_chunk::change_hash`]) before the
+/// change is parsed, so that a peer cannot make this node parse bytes that no device
+/// of the region signed.
 pub fn verify_signed_hash(
     envelope: &ChangeEnvelope,
     doc: &DocId,
     hash: &[u8; 32],
-    region: &RegionId,
+    state: &RegionState,
 ) -> Result<(), ChangeRejection> {
     let f = &envelope.fields;
-    if f.region != *region {
+    if f.region != state.region {
         return Err(ChangeRejection::WrongRegion);
     }
     if f.doc != *doc {
@@ -244,6 +246,9 @@ pub fn verify_signed_hash(
     }
     if f.change_hash != *hash {
         return Err(ChangeRejection::HashMismatch);
+    }
+    if !state.devices.contains_key(&f.author) {
+        return Err(ChangeRejection::NoAuthority(WriteDenied::UnknownDevice));
     }
     if !envelope.signature_ok() {
         return Err(ChangeRejection::BadSignature);
