@@ -21,11 +21,22 @@
 //! computed here from the raw bytes, and the signed envelope can be checked against it
 //! *before* the change is parsed ([`change_hash`], then
 //! [`verify_signed_hash`](crate::envelope::verify_signed_hash)).
+//!
+//! An uncompressed change can still claim more than its size: its op columns are
+//! run-length encoded, and Automerge's parser visits every op the action column
+//! claims. So [`change_hash`] also walks the change's header and column layout and
+//! bounds the ops ([`MAX_CHANGE_OPS`]), other actors and columns it claims.
 
 use sha2::{Digest, Sha256};
 
 /// Largest change accepted from a peer: a sync frame.
 pub const MAX_CHANGE_BYTES: usize = crate::sync::MAX_SYNC_MESSAGE;
+/// Most ops a change from a peer may claim (Automerge's parser visits each).
+pub const MAX_CHANGE_OPS: u64 = 1 << 24;
+/// Most other actors a change may name (each costs Automerge an allocation).
+pub const MAX_OTHER_ACTORS: u64 = 1 << 16;
+/// Most op columns a change may declare (Automerge writes about a dozen).
+pub const MAX_COLUMNS: u64 = 256;
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const TYPE_CHANGE: u8 = 1;
@@ -60,6 +71,20 @@ pub enum ChunkError {
     /// The checksum in the header does not match the data.
     #[error("the change chunk's checksum does not match its data")]
     BadChecksum,
+    /// The change's header or column layout does not parse.
+    #[error("the change is malformed ({0})")]
+    Malformed(&'static str),
+    /// The change claims more of something than Automerge should be made to
+    /// allocate or visit.
+    #[error("the change claims {count} {what}, more than the limit of {limit}")]
+    TooMany {
+        /// What.
+        what: &'static str,
+        /// How many it claims.
+        count: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Passed the checks here but Automerge could not parse it.
     #[error("the change does not parse: {0}")]
     Parse(#[source] automerge::LoadChangeError),
@@ -72,7 +97,9 @@ pub enum ChunkError {
 
 /// The Automerge change hash of uncompressed change bytes, computed from the raw
 /// chunk without parsing the change; refuses anything but one complete, uncompressed
-/// change chunk with a valid checksum. Cheap: one pass of SHA-256, no allocation.
+/// change chunk with a valid checksum whose claimed ops, other actors and columns
+/// are within bounds. Cheap: one pass of SHA-256 and one over the header and the
+/// action column, no allocation.
 pub fn change_hash(bytes: &[u8]) -> Result<[u8; 32], ChunkError> {
     if bytes.len() > MAX_CHANGE_BYTES {
         return Err(ChunkError::TooLarge(bytes.len()));
@@ -104,7 +131,142 @@ pub fn change_hash(bytes: &[u8]) -> Result<[u8; 32], ChunkError> {
     if hash[..4] != *checksum {
         return Err(ChunkError::BadChecksum);
     }
+    claimed_ops(data)?;
     Ok(hash)
+}
+
+/// Walks a change chunk's data far enough to bound what Automerge's parser would do
+/// with it: the number of other actors and op columns it declares, and the number
+/// of ops its action column claims. The parser visits one op per action-column entry
+/// (`ChangeOpsIter` in automerge's `storage/change/change_op_columns.rs`), and the
+/// column is run-length encoded, so a few bytes can claim billions of ops. Layout
+/// (automerge's `storage/change.rs`, `parse_following_header`):
+///
+/// ```text
+/// deps: uleb n, n × 32 bytes | actor: uleb len, bytes | seq: uleb | start_op: uleb
+/// time: sleb | message: uleb len, bytes | other actors: uleb n, n × (uleb len, bytes)
+/// columns: uleb n, n × (uleb spec, uleb len) | column data in that order | extra bytes
+/// ```
+///
+/// The action column has spec `0x42` (column 4, integer); its data is runs of
+/// `sleb count`: a positive count and one `uleb` value (a run), a negative count and
+/// that many `uleb` values (literals), or 0 and a `uleb` count (nulls).
+/// Returns the number of ops the action column claims.
+fn claimed_ops(data: &[u8]) -> Result<u64, ChunkError> {
+    let mut r = Cursor { rest: data };
+    let deps = r.uleb("dependencies")?;
+    r.skip(deps.saturating_mul(32), "dependencies")?;
+    let actor = r.uleb("actor")?;
+    r.skip(actor, "actor")?;
+    r.uleb("sequence number")?;
+    r.uleb("start op")?;
+    r.sleb("time")?;
+    let message = r.uleb("message")?;
+    r.skip(message, "message")?;
+    let others = r.uleb("other actors")?;
+    if others > MAX_OTHER_ACTORS {
+        return Err(ChunkError::TooMany {
+            what: "other actors",
+            count: others,
+            limit: MAX_OTHER_ACTORS,
+        });
+    }
+    for _ in 0..others {
+        let len = r.uleb("other actors")?;
+        r.skip(len, "other actors")?;
+    }
+    let columns = r.uleb("columns")?;
+    if columns > MAX_COLUMNS {
+        return Err(ChunkError::TooMany {
+            what: "op columns",
+            count: columns,
+            limit: MAX_COLUMNS,
+        });
+    }
+    let mut action = None;
+    let mut offset: u64 = 0;
+    for _ in 0..columns {
+        let spec = r.uleb("column spec")?;
+        let len = r.uleb("column length")?;
+        // Bit 3 is deflate (Automerge refuses compressed columns in a change).
+        if spec & !0b1000 == 0x42 {
+            action = Some((offset, len));
+        }
+        offset = offset.saturating_add(len);
+    }
+    let Some((start, len)) = action else {
+        return Ok(0);
+    };
+    let column = usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(start.saturating_add(len)).ok())
+        .and_then(|(a, b)| r.rest.get(a..b))
+        .ok_or(ChunkError::Malformed("op columns"))?;
+    let mut c = Cursor { rest: column };
+    let mut ops: u64 = 0;
+    while !c.rest.is_empty() {
+        let count = c.sleb("action column")?;
+        let claimed = if count > 0 {
+            c.uleb("action column")?;
+            count.unsigned_abs()
+        } else if count < 0 {
+            // Literals take a byte each at least: they cannot amplify; skipped below.
+            count.unsigned_abs()
+        } else {
+            c.uleb("action column")?
+        };
+        ops = ops.saturating_add(claimed);
+        if ops > MAX_CHANGE_OPS {
+            return Err(ChunkError::TooMany {
+                what: "ops",
+                count: ops,
+                limit: MAX_CHANGE_OPS,
+            });
+        }
+        if count < 0 {
+            for _ in 0..claimed {
+                c.uleb("action column")?;
+            }
+        }
+    }
+    Ok(ops)
+}
+
+/// A cursor over a change's bytes; every read is bounds-checked.
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl Cursor<'_> {
+    fn uleb(&mut self, what: &'static str) -> Result<u64, ChunkError> {
+        let (v, n) = uleb(self.rest).ok_or(ChunkError::Malformed(what))?;
+        self.rest = &self.rest[n..];
+        Ok(v)
+    }
+
+    /// A signed LEB128 `i64` (as the `leb128` crate reads it for Automerge's
+    /// columns: at most 10 bytes).
+    fn sleb(&mut self, what: &'static str) -> Result<i64, ChunkError> {
+        let mut value: i64 = 0;
+        for i in 0..10u32 {
+            let (&b, rest) = self.rest.split_first().ok_or(ChunkError::Malformed(what))?;
+            self.rest = rest;
+            value |= i64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if 7 * (i + 1) < 64 && b & 0x40 != 0 {
+                    value |= -1i64 << (7 * (i + 1));
+                }
+                return Ok(value);
+            }
+        }
+        Err(ChunkError::Malformed(what))
+    }
+
+    fn skip(&mut self, n: u64, what: &'static str) -> Result<(), ChunkError> {
+        let n = usize::try_from(n).map_err(|_| ChunkError::Malformed(what))?;
+        self.rest = self.rest.get(n..).ok_or(ChunkError::Malformed(what))?;
+        Ok(())
+    }
 }
 
 /// Parses change bytes from a peer behind the gate: [`change_hash`] first, then
@@ -278,6 +440,131 @@ mod tests {
         assert!(bomb.len() < 300 * 1024, "{}", bomb.len());
         assert!(matches!(change_hash(&bomb), Err(ChunkError::Compressed)));
         assert!(matches!(parse_change(&bomb), Err(ChunkError::Compressed)));
+    }
+
+    /// A change chunk around `data`, with a correct length and checksum.
+    fn chunk(data: &[u8]) -> Vec<u8> {
+        let mut header = vec![TYPE_CHANGE];
+        let mut len = data.len() as u64;
+        loop {
+            let b = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                header.push(b);
+                break;
+            }
+            header.push(b | 0x80);
+        }
+        let hash = Sha256::new()
+            .chain_update(&header)
+            .chain_update(data)
+            .finalize();
+        let mut out = MAGIC.to_vec();
+        out.extend(&hash[..4]);
+        out.extend(&header);
+        out.extend(data);
+        out
+    }
+
+    fn sleb(out: &mut Vec<u8>, mut v: i64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if (v == 0 && b & 0x40 == 0) || (v == -1 && b & 0x40 != 0) {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// Change data with no deps, a 1-byte actor, seq 1, start op 1, time 0, no
+    /// message, no other actors, and one column: the action column with `action`.
+    fn claiming(action: &[u8]) -> Vec<u8> {
+        let mut d = vec![0, 1, 7, 1, 1, 0, 0, 0, 1, 0x42, action.len() as u8];
+        d.extend(action);
+        d
+    }
+
+    #[test]
+    fn the_ops_a_change_claims_are_counted_as_automerge_counts_them() {
+        use automerge::ObjType;
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        let text = tx.put_object(ROOT, "text", ObjType::Text).unwrap();
+        tx.splice_text(&text, 0, 0, &"ab".repeat(500)).unwrap();
+        tx.put(ROOT, "k", 1).unwrap();
+        tx.commit();
+        let mut tx = doc.transaction();
+        tx.splice_text(&text, 10, 900, "").unwrap();
+        tx.put(ROOT, "k", "twee").unwrap();
+        tx.delete(ROOT, "k").unwrap();
+        tx.commit();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "leeg", automerge::ScalarValue::Null).unwrap();
+        tx.commit();
+        let mut all = doc.get_changes(&[]);
+        all.extend([change(20), change(300_000)]);
+        assert_eq!(all.len(), 5);
+        for c in &all {
+            let raw = c.raw_bytes();
+            let (_, n) = uleb(&raw[9..]).unwrap();
+            assert_eq!(claimed_ops(&raw[9 + n..]).unwrap(), c.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_change_claiming_billions_of_ops_in_a_few_bytes_is_refused() {
+        // One run: 2^40 times action 3.
+        let mut run = Vec::new();
+        sleb(&mut run, 1 << 40);
+        run.push(3);
+        let bomb = chunk(&claiming(&run));
+        assert!(bomb.len() < 40);
+        assert!(matches!(
+            change_hash(&bomb),
+            Err(ChunkError::TooMany { what: "ops", .. })
+        ));
+        // Runs, nulls and literals add up; just under the limit passes the guard.
+        let mut runs = Vec::new();
+        sleb(&mut runs, (MAX_CHANGE_OPS / 2) as i64);
+        runs.push(3);
+        sleb(&mut runs, 0);
+        runs.extend([0x80, 0x80, 0x80, 0x02]); // uleb 2^22: nulls
+        sleb(&mut runs, -2);
+        runs.extend([1, 2]);
+        let ops = MAX_CHANGE_OPS / 2 + (1 << 22) + 2;
+        assert_eq!(claimed_ops(&claiming(&runs)).unwrap(), ops);
+        assert!(change_hash(&chunk(&claiming(&runs))).is_ok());
+        // One more run past the limit.
+        sleb(&mut runs, (MAX_CHANGE_OPS - ops + 1) as i64);
+        runs.push(3);
+        assert!(matches!(
+            change_hash(&chunk(&claiming(&runs))),
+            Err(ChunkError::TooMany { what: "ops", .. })
+        ));
+        // A count Automerge cannot even negate (i64::MIN).
+        let mut min = Vec::new();
+        sleb(&mut min, i64::MIN);
+        assert!(change_hash(&chunk(&claiming(&min))).is_err());
+        // Too many other actors or columns.
+        let mut actors = vec![0, 1, 7, 1, 1, 0, 0];
+        actors.extend([0x81, 0x80, 0x04]); // 65537 other actors
+        assert!(matches!(
+            change_hash(&chunk(&actors)),
+            Err(ChunkError::TooMany {
+                what: "other actors",
+                ..
+            })
+        ));
+        let columns = vec![0, 1, 7, 1, 1, 0, 0, 0, 0x81, 0x02];
+        assert!(matches!(
+            change_hash(&chunk(&columns)),
+            Err(ChunkError::TooMany {
+                what: "op columns",
+                ..
+            })
+        ));
     }
 
     #[test]
