@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod change_chunk;
 pub mod control;
 mod docschema;
 pub mod dossier;

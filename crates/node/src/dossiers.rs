@@ -627,7 +627,7 @@ fn build_doc(
                 continue;
             }
         };
-        match Change::from_bytes(plain.to_vec()) {
+        match regiosync_core::change_chunk::parse_change(&plain) {
             Ok(c) if check_unsealed(&env, &c).is_ok() => changes.push(c),
             _ => {
                 tracing::warn!(dossier = %id, "a sealed change is not the change its author signed")

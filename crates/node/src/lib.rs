@@ -32,6 +32,8 @@ pub mod documents;
 mod dossier_sync;
 pub mod dossiers;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input_file;
 pub mod join;
 mod peers;

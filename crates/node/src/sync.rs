@@ -14,15 +14,17 @@ use std::future::Future;
 use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
+use regiosync_core::change_chunk::{ChunkError, change_hash, parse_change};
 use regiosync_core::control::WriteDenied;
 use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
 use regiosync_core::envelope::{
     Candidate, ChangeEnvelope, ChangeMeta, ChangeRejection, plan_change_check, verify_change,
+    verify_signed_hash,
 };
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::{
     DigestSet, DocMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response, SignedChange,
-    changes_they_lack, missing, opening_message,
+    changes_they_lack, decode_sync_message, missing, opening_message,
 };
 use regiosync_store::{ChangeRow, DocumentRow};
 use serde::Serialize;
@@ -668,10 +670,13 @@ impl Node {
             };
             let v = v?;
             let doc = &v.doc;
+            // Checked before Automerge sees it (a crafted Bloom filter crashes
+            // automerge 0.12); `receive_docs`, which runs first on the same messages,
+            // counts a bad one against the peer, so it is only skipped here.
             let msg = if m.sync.is_empty() {
                 None
             } else {
-                automerge::sync::Message::decode(&m.sync).ok()
+                decode_sync_message(&m.sync).ok()
             };
             let mut send: Vec<ChangeHash> = msg
                 .as_ref()
@@ -689,6 +694,9 @@ impl Node {
                 .map(|msg| missing(doc, &msg.heads))
                 .unwrap_or_default()
                 .iter()
+                // The rest is asked for in a later round (a message may ask for at
+                // most MAX_NEED_PER_DOC).
+                .take(regiosync_core::sync::MAX_NEED_PER_DOC)
                 .map(|h| h.0)
                 .collect();
             let mut changes = self.signed_changes(&m.doc, &send)?;
@@ -777,46 +785,16 @@ impl Node {
             let mut rows = Vec::new();
             let schema_check = plan_change_check(&m.doc, &folded.state);
             for sc in &m.changes {
-                let verdict = automerge::Change::from_bytes(sc.change.clone())
-                    .map_err(|_| ChangeRejection::Unsigned)
-                    .and_then(|c| {
-                        let env = ChangeEnvelope::decode(&sc.envelope)
-                            .map_err(|_| ChangeRejection::Unsigned)?;
-                        let meta = ChangeMeta {
-                            hash: c.hash().0,
-                            actor: c.actor_id().to_bytes(),
-                            seq: c.seq(),
-                        };
-                        let verdict =
-                            verify_change(&env, &m.doc, meta, &folded.state, |h| known.contains(h));
+                let verdict = verify_incoming_change(sc, &m.doc, folded, |h| known.contains(h))
+                    .and_then(|(c, env)| {
                         // Held to the plan schema's rules for received changes (no
                         // rewrite of the plan's identity or structure, bounded size,
                         // nesting and marks), like a signature.
-                        if !matches!(
-                            verdict,
-                            Err(ref e) if is_forgery(e)
-                        ) {
-                            schema_check(&Candidate {
-                                change: &c,
-                                envelope: Some(&env),
-                            })?;
-                        }
-                        match verdict {
-                            // Kept: may be rescued, or become valid when the ops arrive.
-                            Ok(())
-                            | Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))
-                            | Err(ChangeRejection::UnknownControlHeads) => Ok(c),
-                            // A demoted writer's late change: may be rescued too.
-                            Err(ChangeRejection::NoAuthority(WriteDenied::NotAWriter))
-                                if folded
-                                    .state
-                                    .cutoffs
-                                    .contains_key(&(m.doc, env.fields().author)) =>
-                            {
-                                Ok(c)
-                            }
-                            Err(e) => Err(e),
-                        }
+                        schema_check(&Candidate {
+                            change: &c,
+                            envelope: Some(&env),
+                        })?;
+                        Ok(c)
                     });
                 match verdict {
                     Ok(c) => rows.push(change_row(&c, sc.change.clone(), sc.envelope.clone())),
@@ -870,14 +848,22 @@ impl Node {
             self.after_receive(folded, &doc);
         }
         // What the peer holds now, per its sync messages: the per-peer sync state.
-        let reported: Vec<(DocId, Vec<[u8; 32]>)> = incoming
+        // Every sync message is checked here before Automerge decodes it; one that
+        // fails (a Bloom filter that would crash Automerge, counts beyond the limits)
+        // is a protocol violation and counts against the peer like a forged change.
+        let mut reported: Vec<(DocId, Vec<[u8; 32]>)> = Vec::new();
+        for m in incoming
             .iter()
             .filter(|m| shared.contains(&m.doc) && !m.sync.is_empty())
-            .filter_map(|m| {
-                let msg = automerge::sync::Message::decode(&m.sync).ok()?;
-                Some((m.doc, msg.heads.iter().map(|h| h.0).collect()))
-            })
-            .collect();
+        {
+            match decode_sync_message(&m.sync) {
+                Ok(msg) => reported.push((m.doc, msg.heads.iter().map(|h| h.0).collect())),
+                Err(e) => {
+                    refused += 1;
+                    tracing::warn!(peer = %peer, doc = %m.doc, error = %e, "refusing a sync message from a peer");
+                }
+            }
+        }
         self.note_peer_heads(peer, &reported)?;
         Ok((stored, refused))
     }
@@ -907,6 +893,50 @@ impl Node {
     }
 }
 
+/// Verifies one change a peer sent, cheapest and most expanding-proof checks first:
+/// the raw bytes must be one uncompressed Automerge change chunk (nothing is inflated),
+/// whose hash (computed from the bytes) the envelope must sign; only then is the
+/// change parsed and its actor, sequence number and authority checked. Changes of a
+/// removed device and changes made under control ops not known here yet are kept
+/// (they may be rescued or become valid when the ops arrive).
+fn verify_incoming_change(
+    sc: &SignedChange,
+    doc: &DocId,
+    folded: &Folded,
+    known_op: impl Fn(&OpHash) -> bool,
+) -> Result<(automerge::Change, ChangeEnvelope), ChangeRejection> {
+    let chunk = |e: ChunkError| {
+        tracing::debug!(doc = %doc, error = %e, "change bytes refused before parsing");
+        ChangeRejection::Malformed
+    };
+    let hash = change_hash(&sc.change).map_err(chunk)?;
+    let env = ChangeEnvelope::decode(&sc.envelope).map_err(|_| ChangeRejection::Unsigned)?;
+    verify_signed_hash(&env, doc, &hash, &folded.state)?;
+    let c = parse_change(&sc.change).map_err(chunk)?;
+    let meta = ChangeMeta {
+        hash: c.hash().0,
+        actor: c.actor_id().to_bytes(),
+        seq: c.seq(),
+    };
+    match verify_change(&env, doc, meta, &folded.state, known_op) {
+        // Kept: may be rescued, or become valid when the ops arrive.
+        Ok(())
+        | Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))
+        | Err(ChangeRejection::UnknownControlHeads) => Ok((c, env)),
+        // A demoted writer's late change (its device has a cutoff: it was a
+        // writer): may be rescued too.
+        Err(ChangeRejection::NoAuthority(WriteDenied::NotAWriter))
+            if folded
+                .state
+                .cutoffs
+                .contains_key(&(*doc, env.fields().author)) =>
+        {
+            Ok((c, env))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether a rejection proves the sender forged or mangled the change (a bad
 /// signature, a signature for another change, document or region, an actor that is
 /// not the signer, bytes that do not parse), as opposed to an authority question that
@@ -920,6 +950,7 @@ fn is_forgery(why: &ChangeRejection) -> bool {
             | ChangeRejection::WrongDocument
             | ChangeRejection::WrongRegion
             | ChangeRejection::Unsigned
+            | ChangeRejection::Malformed
     )
 }
 

@@ -228,6 +228,41 @@ pub enum ChangeRejection {
     /// plan's identity, deletes its structure, or goes past a limit).
     #[error("{0}")]
     OutsideSchema(crate::plan::received::ChangeOutsideSchema),
+    /// The change bytes are not one uncompressed Automerge change (see
+    /// [`crate::change_chunk`]).
+    #[error("the change bytes are not a valid uncompressed Automerge change")]
+    Malformed,
+}
+
+/// The checks of [`verify_change`] that need only the change hash, not the parsed
+/// change: region, document, hash, an author that is a device of the region (active
+/// or removed: a removed device's changes may still be kept), and the signature. Run
+/// on the hash of the raw chunk ([`crate::change_chunk::change_hash`]) before the
+/// change is parsed, so that a peer cannot make this node parse bytes that no device
+/// of the region signed.
+pub fn verify_signed_hash(
+    envelope: &ChangeEnvelope,
+    doc: &DocId,
+    hash: &[u8; 32],
+    state: &RegionState,
+) -> Result<(), ChangeRejection> {
+    let f = &envelope.fields;
+    if f.region != state.region {
+        return Err(ChangeRejection::WrongRegion);
+    }
+    if f.doc != *doc {
+        return Err(ChangeRejection::WrongDocument);
+    }
+    if f.change_hash != *hash {
+        return Err(ChangeRejection::HashMismatch);
+    }
+    if !state.devices.contains_key(&f.author) {
+        return Err(ChangeRejection::NoAuthority(WriteDenied::UnknownDevice));
+    }
+    if !envelope.signature_ok() {
+        return Err(ChangeRejection::BadSignature);
+    }
+    Ok(())
 }
 
 /// Decides whether one change is accepted, with a typed reason if not. `known_op`

@@ -560,3 +560,41 @@ fn a_demotion_keeps_honest_work_built_on_a_late_change() {
         ChangeRejection::NoAuthority(WriteDenied::NotAWriter)
     );
 }
+
+/// The checks before a peer's change is parsed: only a device of the region that
+/// signed exactly these bytes gets them parsed.
+#[test]
+fn the_signed_hash_is_checked_before_parsing() {
+    let r = Region::new();
+    let state = r.state();
+    let (_, ch) = changes_by(&r.roc, &Automerge::new(), 1, "a");
+    let hash = crate::change_chunk::change_hash(ch[0].raw_bytes()).unwrap();
+    assert_eq!(hash, ch[0].hash().0);
+    let env = r.envelope(&r.roc, &ch[0]);
+    assert_eq!(verify_signed_hash(&env, &r.doc, &hash, &state), Ok(()));
+    // Another hash, another document.
+    assert_eq!(
+        verify_signed_hash(&env, &r.doc, &[0; 32], &state),
+        Err(ChangeRejection::HashMismatch)
+    );
+    let other = DocId::random().unwrap();
+    assert_eq!(
+        verify_signed_hash(&env, &other, &hash, &state),
+        Err(ChangeRejection::WrongDocument)
+    );
+    // A key that is no device of the region, signing genuinely.
+    let stranger = NodeSecret::generate().unwrap();
+    let env = r.envelope(&stranger, &ch[0]);
+    assert_eq!(
+        verify_signed_hash(&env, &r.doc, &hash, &state),
+        Err(ChangeRejection::NoAuthority(WriteDenied::UnknownDevice))
+    );
+    // A device of the region named as author, signed by someone else.
+    let mut wire = r.envelope(&r.swv, &ch[0]).encode();
+    wire[1] ^= 1;
+    let forged = ChangeEnvelope::decode(&wire).unwrap();
+    assert_eq!(
+        verify_signed_hash(&forged, &r.doc, &hash, &state),
+        Err(ChangeRejection::BadSignature)
+    );
+}

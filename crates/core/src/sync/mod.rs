@@ -1,10 +1,12 @@
 //! The sync protocol's messages and the summary of a shared document set. Pure:
 //! the node drives them over `regiosync-net`. Specified in docs/PROTOCOL.md.
 
+pub mod automerge_msg;
 pub mod message;
 pub mod needs;
 pub mod summary;
 
+pub use automerge_msg::{SyncMessageError, decode_sync_message};
 pub use message::{
     DocMessage, DossierMessage, MAX_DOCS_PER_MESSAGE, MAX_DOSSIER_OPS_PER_MESSAGE,
     MAX_NEED_PER_DOC, MAX_OPS_PER_MESSAGE, MAX_REASON, MAX_SYNC_MESSAGE, Refusal, Request,
