@@ -157,6 +157,125 @@ pub fn check_change(change: &Change, owner_device: bool) -> Result<(), ChangeOut
     Ok(())
 }
 
+/// Fuzz harness (cargo-fuzz target `plan_changes`, and a deterministic run in
+/// `cargo test`): `bytes` drive a writer that edits a plan with the raw Automerge API,
+/// the way a hostile writer's own software could (root fields, nested objects, text,
+/// marks, deletions, in any place); every change it makes goes through
+/// [`check_change`], and the plan with the accepted ones through `read_plan` and
+/// both exports. Panics (and stack overflows) are the findings.
+#[doc(hidden)]
+pub fn fuzz_plan_changes(bytes: &[u8]) {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
+
+    let mut base = AutoCommit::new();
+    let Ok(owner) = crate::id::PartyName::new("roc-x") else {
+        return;
+    };
+    if super::schema::init_plan(&mut base, super::PlanKind::Jeugdplan, "Plan", &owner).is_err() {
+        return;
+    }
+    base.commit();
+    let mut accepted = base.fork();
+    let mut writer = base.fork();
+    writer.set_actor(automerge::ActorId::from(&[7u8; 32][..]));
+    let keys = [
+        "type",
+        "kind",
+        "owner",
+        "schema",
+        "title",
+        "sections",
+        "agreements",
+        "comments",
+        "text",
+        "id",
+    ];
+    let mut objs = vec![ROOT];
+    let sections = match writer.get(ROOT, "sections") {
+        Ok(Some((_, id))) => id,
+        _ => return,
+    };
+    if let Ok(Some((_, s))) = writer.get(&sections, 0)
+        && let Ok(Some((_, t))) = writer.get(&s, "text")
+    {
+        objs.push(s);
+        objs.push(t);
+    }
+    for chunk in bytes.chunks(4).take(256) {
+        let [op, a, b, c] = [0, 1, 2, 3].map(|i| chunk.get(i).copied().unwrap_or(0));
+        let obj = objs[a as usize % objs.len()].clone();
+        let key = keys[b as usize % keys.len()];
+        let _ = match op % 9 {
+            0 => writer.put(&obj, key, format!("v{c}")).map(|_| ()),
+            1 => writer.put(&obj, key, c as u64).map(|_| ()),
+            2 => writer.delete(&obj, key),
+            3 => writer
+                .put_object(&obj, key, ObjType::Map)
+                .map(|o| objs.push(o)),
+            4 => {
+                let mut o = obj;
+                for _ in 0..(c as usize * 8) {
+                    match writer.put_object(&o, "n", ObjType::Map) {
+                        Ok(n) => o = n,
+                        Err(_) => break,
+                    }
+                }
+                Ok(())
+            }
+            5 => {
+                let len = writer.length(&obj);
+                writer.splice_text(
+                    &obj,
+                    (b as usize).min(len),
+                    0,
+                    &"x".repeat(c as usize % 64 + 1),
+                )
+            }
+            6 => {
+                let len = writer.length(&obj);
+                let start = (b as usize).min(len);
+                let end = (start + c as usize % 16 + 1).min(len);
+                writer
+                    .mark(
+                        &obj,
+                        automerge::marks::Mark::new(
+                            ["bold", "italic", "link", "comment"][c as usize % 4].into(),
+                            format!("https://x/{c}"),
+                            start,
+                            end,
+                        ),
+                        automerge::marks::ExpandMark::None,
+                    )
+                    .map(|_| ())
+            }
+            7 => writer
+                .put_object(&obj, key, ObjType::Text)
+                .map(|o| objs.push(o)),
+            _ => {
+                writer.commit();
+                Ok(())
+            }
+        };
+    }
+    writer.commit();
+    for change in writer.get_changes(&base.get_heads()) {
+        if check_change(&change, false).is_ok() {
+            let _ = accepted.apply_changes([change.clone()]);
+        }
+    }
+    if let Ok(plan) = super::schema::read_plan(&accepted) {
+        let ctx = super::markdown::ExportContext {
+            id: "fuzz".into(),
+            version: String::new(),
+            approvals: vec![],
+            comments: true,
+        };
+        let _ = super::markdown::render(&plan, &ctx);
+        let _ = super::html::render(&plan, &ctx);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +367,24 @@ mod tests {
             check_change(&last(&mut doc), true),
             Err(ChangeOutsideSchema::TooManyMarks)
         );
+    }
+
+    /// A deterministic run of the fuzz harness over pseudo-random inputs (the
+    /// cargo-fuzz target `plan_changes` runs it on whatever libFuzzer finds).
+    #[test]
+    fn hostile_writers_edits_never_crash_read_plan_or_the_exports() {
+        let mut x: u64 = 0x2026_1206;
+        for len in 0..48usize {
+            let bytes: Vec<u8> = (0..len * 4)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 56) as u8
+                })
+                .collect();
+            fuzz_plan_changes(&bytes);
+        }
     }
 
     #[test]
