@@ -391,7 +391,7 @@ impl Node {
         Answer {
             frame: response.encode(),
             misbehaved: (forged > 0)
-                .then(|| format!("sent {forged} changes that fail verification")),
+                .then(|| format!("sent {forged} changes or sync messages that fail verification")),
             stored,
             storage_failure,
         }
