@@ -101,6 +101,18 @@ fn the_automerge_sync_msg_corpus_replays_without_a_crash() {
     }
 }
 
+#[test]
+fn the_plan_changes_corpus_replays_without_a_crash() {
+    let inputs = inputs("plan_changes");
+    assert!(!inputs.is_empty(), "the plan_changes corpus is missing");
+    for path in &inputs {
+        let bytes = std::fs::read(path).unwrap();
+        named(path, || {
+            regiosync_core::plan::received::fuzz_plan_changes(&bytes)
+        });
+    }
+}
+
 /// Writes `bytes` to `dir` under a name derived from its content.
 fn write_seed(dir: &Path, prefix: &str, bytes: &[u8]) {
     use std::hash::{Hash, Hasher};
