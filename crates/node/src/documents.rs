@@ -578,7 +578,12 @@ fn apply_verified(
         // A change that does not parse means the store is damaged: refuse instead of
         // skipping it, which could make the next local edit reuse its sequence number.
         changes
-            .push(Change::from_bytes(row.bytes.clone()).map_err(|e| damaged(id, e.to_string()))?);
+            // Through the same guard as a peer's change: a compressed chunk stored
+            // before the guard existed is not inflated on every load.
+            .push(
+                regiosync_core::change_chunk::parse_change(&row.bytes)
+                    .map_err(|e| damaged(id, e.to_string()))?,
+            );
         envelopes.push(
             row.envelope
                 .as_deref()
