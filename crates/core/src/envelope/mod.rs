@@ -247,6 +247,23 @@ pub fn verify_signed_hash(
     state: &RegionState,
 ) -> Result<(), ChangeRejection> {
     let f = &envelope.fields;
+    check_addressed(f, doc, hash, state)?;
+    if !state.devices.contains_key(&f.author) {
+        return Err(ChangeRejection::NoAuthority(WriteDenied::UnknownDevice));
+    }
+    if !envelope.signature_ok() {
+        return Err(ChangeRejection::BadSignature);
+    }
+    Ok(())
+}
+
+/// The envelope names this region, this document and this change hash.
+fn check_addressed(
+    f: &SignedFields,
+    doc: &DocId,
+    hash: &[u8; 32],
+    state: &RegionState,
+) -> Result<(), ChangeRejection> {
     if f.region != state.region {
         return Err(ChangeRejection::WrongRegion);
     }
@@ -255,12 +272,6 @@ pub fn verify_signed_hash(
     }
     if f.change_hash != *hash {
         return Err(ChangeRejection::HashMismatch);
-    }
-    if !state.devices.contains_key(&f.author) {
-        return Err(ChangeRejection::NoAuthority(WriteDenied::UnknownDevice));
-    }
-    if !envelope.signature_ok() {
-        return Err(ChangeRejection::BadSignature);
     }
     Ok(())
 }
@@ -275,15 +286,7 @@ pub fn verify_change(
     known_op: impl Fn(&OpHash) -> bool,
 ) -> Result<(), ChangeRejection> {
     let f = &envelope.fields;
-    if f.region != state.region {
-        return Err(ChangeRejection::WrongRegion);
-    }
-    if f.doc != *doc {
-        return Err(ChangeRejection::WrongDocument);
-    }
-    if f.change_hash != change.hash {
-        return Err(ChangeRejection::HashMismatch);
-    }
+    check_addressed(f, doc, &change.hash, state)?;
     if change.actor != f.author.as_bytes() {
         return Err(ChangeRejection::ActorMismatch);
     }
