@@ -157,14 +157,46 @@ pub fn fold<'a>(
     let mut narrowed: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
     // Revocations of admin parties dropped because together they left no admin party.
     let mut last_admin: BTreeSet<usize> = BTreeSet::new();
-    // Revocations whose exclusions do not count: they were themselves rejected or
-    // excluded in the end, so what they excluded on the way must not stay excluded
+    // Revocations whose exclusions do not count: they were themselves rejected in
+    // the end (their authority went with an exclusion or a narrowing made after
+    // they took effect), so what they excluded on the way must not stay excluded
     // (exclusions only grow within one pass; a pass that ends with such a cause
-    // starts again without it). Only grows, so this ends.
+    // starts again without it). A cause that is itself excluded stays a cause: that
+    // happens only in a cycle of overruling revocations, where all of them go.
+    // Only grows, so this ends.
     let mut silenced: BTreeSet<usize> = BTreeSet::new();
     loop {
         let mut state = base.clone();
         let mut revoked = Revoked::default();
+        for (&x, by) in &excluded {
+            let Some(&by) = dag.pos.get(by) else { continue };
+            match &dag.ops[x].op().body {
+                OpBody::RemoveDevice { device, .. } => {
+                    revoked
+                        .overruled
+                        .entry(Target::Device(*device))
+                        .or_default()
+                        .push((x, by));
+                }
+                OpBody::RemoveParty { .. } if narrowed.contains_key(&x) => {
+                    for d in &narrowed[&x] {
+                        revoked
+                            .overruled
+                            .entry(Target::Device(*d))
+                            .or_default()
+                            .push((x, by));
+                    }
+                }
+                OpBody::RemoveParty { party, .. } => {
+                    revoked
+                        .overruled
+                        .entry(Target::Party(party.clone()))
+                        .or_default()
+                        .push((x, by));
+                }
+                _ => {}
+            }
+        }
         let mut outcome: Vec<Result<Applied, Rejection>> = Vec::with_capacity(dag.ops.len());
         outcome.push(Ok(Applied { needs_admin: false }));
         for i in 1..dag.ops.len() {
@@ -203,7 +235,9 @@ pub fn fold<'a>(
             let fallen: Vec<usize> = excluded
                 .values()
                 .filter_map(|by| dag.pos.get(by).copied())
-                .filter(|&r| outcome[r].is_err() && !silenced.contains(&r))
+                .filter(|&r| {
+                    outcome[r].is_err() && !excluded.contains_key(&r) && !silenced.contains(&r)
+                })
                 .collect();
             if !fallen.is_empty() {
                 silenced.extend(fallen);
@@ -237,12 +271,66 @@ pub fn fold<'a>(
 /// (concurrent ones are settled by the exclusion rule, section 4 of AUTH.md).
 #[derive(Default)]
 struct Revoked {
-    /// Removed devices: the position of the op that removed each.
-    devices: HashMap<NodeId, usize>,
-    /// Removed parties: the position of the op, and the party's admin grant before.
-    parties: HashMap<PartyName, (usize, Option<OpHash>)>,
-    /// Demoted parties: the position of the `SetAdmin(false)`, and the grant before.
-    demoted: HashMap<PartyName, (usize, Option<OpHash>)>,
+    /// Removed devices: the positions of every op that removed each (a device
+    /// removed twice, once in an op's past and once not, counts as removed for it).
+    devices: HashMap<NodeId, Vec<usize>>,
+    /// Removed parties: the positions of the ops, and the party's admin grant before
+    /// the first.
+    parties: HashMap<PartyName, (Vec<usize>, Option<OpHash>)>,
+    /// Demotions of parties, in linear order: the position of each
+    /// `SetAdmin(false)`, and the grant it took away.
+    demoted: HashMap<PartyName, Vec<(usize, Option<OpHash>)>>,
+    /// Removals excluded by a concurrent revocation: the position of each, and of
+    /// the revocation that overruled it.
+    overruled: HashMap<Target, Vec<(usize, usize)>>,
+}
+
+/// What a removal removes.
+#[derive(PartialEq, Eq, Hash)]
+enum Target {
+    Device(NodeId),
+    Party(PartyName),
+}
+
+impl Revoked {
+    /// The admin grant of `party` as an op sees it that has not seen the revocations
+    /// for which `unseen` holds: `None` if the party is removed as the op sees it,
+    /// `Some(None)` if it is no admin, `Some(Some(grant))` if it is. A removal and a
+    /// demotion may both be unseen (a removed device that backdates both): the
+    /// grant before either counts.
+    fn seen_grant(
+        &self,
+        name: &PartyName,
+        party: &PartyState,
+        unseen: impl Fn(usize) -> bool,
+    ) -> Option<Option<OpHash>> {
+        let mut grant = if party.admin { party.admin_since } else { None };
+        if party.removed {
+            match self.parties.get(name) {
+                Some((bys, before)) if bys.iter().all(|&by| unseen(by)) => grant = *before,
+                _ => return None,
+            }
+        }
+        if grant.is_none()
+            && let Some(demotions) = self.demoted.get(name)
+            && demotions.last().is_some_and(|&(by, _)| unseen(by))
+        {
+            // The grant taken away by the first demotion it has not seen.
+            grant = demotions
+                .iter()
+                .find(|&&(by, _)| unseen(by))
+                .and_then(|&(_, before)| before);
+        }
+        Some(grant)
+    }
+
+    /// Whether `device` is removed as an op sees it that has not seen the removals
+    /// for which `unseen` holds.
+    fn device_removed(&self, device: &NodeId, unseen: impl Fn(usize) -> bool) -> bool {
+        self.devices
+            .get(device)
+            .is_none_or(|bys| bys.iter().any(|&by| !unseen(by)))
+    }
 }
 
 struct Applied {
@@ -397,11 +485,16 @@ impl<'a> Dag<'a> {
     }
 
     /// The exclusion rule (AUTH.md section 4): accepted ops that a concurrent
-    /// accepted revocation overrules, not yet excluded; and the revocations that
-    /// stand only as one side of a mutual revocation (each takes away authority the
-    /// other's author used) whose effect must be narrowed to the devices that revoked
-    /// their author. Mutual revocations both stand: neither excludes the other, and
-    /// nothing their signers choose (a hash, a time) decides between them.
+    /// accepted revocation overrules, not yet excluded; and the revocations whose
+    /// effect must be narrowed to the devices whose authors they conflict with.
+    ///
+    /// Revocations that overrule each other in a cycle (two admins removing each
+    /// other, or longer rings of concurrent removals) all stand: none excludes
+    /// another of the ring, and a party-level one acts only on the devices of the
+    /// ring it overrules. Nothing their signers choose (a hash, a time) decides
+    /// between them. Outside rings, only revocations that nothing outside their own
+    /// ring overrules take effect in a round (the others may still fall, and
+    /// exclusions are never undone); the next round judges the rest.
     fn exclusions(
         &self,
         outcome: &[Result<Applied, Rejection>],
@@ -410,9 +503,9 @@ impl<'a> Dag<'a> {
         narrowed: &BTreeMap<usize, BTreeSet<NodeId>>,
         silenced: &BTreeSet<usize>,
     ) -> (BTreeMap<usize, OpHash>, BTreeMap<usize, BTreeSet<NodeId>>) {
-        let mut out = BTreeMap::new();
-        let mut narrower: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
-        for (r, rop) in self.ops.iter().enumerate() {
+        // Every (victim, revocation) pair first.
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for r in 0..self.ops.len() {
             if outcome[r].is_err()
                 || silenced.contains(&r)
                 || self.hits(r, r, outcome, state, narrowed).is_none()
@@ -421,33 +514,112 @@ impl<'a> Dag<'a> {
             }
             let (past, future) = (self.ancestors_of(r), self.descendants_of(r));
             for (x, result) in outcome.iter().enumerate().skip(1) {
-                if x == r || result.is_err() || excluded.contains_key(&x) || out.contains_key(&x) {
+                if x == r || result.is_err() || excluded.contains_key(&x) {
                     continue;
                 }
                 let concurrent = !has(&past, x) && !has(&future, x);
                 if !concurrent || self.hits(r, x, outcome, state, narrowed) != Some(true) {
                     continue;
                 }
-                if self.hits(x, r, outcome, state, narrowed) == Some(true) {
-                    // Mutual: x stands, but acts only on r's author device.
-                    let author = rop.op().author;
-                    let party_level = !matches!(self.ops[x].op().body, OpBody::RemoveDevice { .. });
-                    if party_level && narrowed.get(&x).is_none_or(|d| !d.contains(&author)) {
-                        narrower.entry(x).or_default().insert(author);
-                    }
-                    continue;
-                }
-                out.insert(x, rop.hash());
+                pairs.push((x, r));
             }
         }
+        let ring = rings(&pairs);
+        let same_ring = |a: usize, b: usize| ring.contains_key(&a) && ring.get(&a) == ring.get(&b);
+        let mut narrower: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
+        // Rings overruled from outside: their members wait.
+        let mut waiting: BTreeSet<usize> = BTreeSet::new();
+        for &(x, r) in &pairs {
+            if same_ring(x, r) {
+                let party_level = !matches!(self.ops[r].op().body, OpBody::RemoveDevice { .. });
+                let author = self.ops[x].op().author;
+                if party_level && narrowed.get(&r).is_none_or(|d| !d.contains(&author)) {
+                    narrower.entry(r).or_default().insert(author);
+                }
+            } else {
+                waiting.insert(ring.get(&x).copied().unwrap_or(x));
+            }
+        }
+        let mut out = BTreeMap::new();
         if !narrower.is_empty() {
             // A revocation to be narrowed must not exclude anything with its full
             // effect (exclusions are never undone): narrow first, then exclude in the
             // next round with the narrowed effects.
-            out.clear();
+            return (out, narrower);
+        }
+        for (x, r) in pairs {
+            let sure = !waiting.contains(&ring.get(&r).copied().unwrap_or(r));
+            if sure && !same_ring(x, r) {
+                out.entry(x).or_insert_with(|| self.ops[r].hash());
+            }
         }
         (out, narrower)
     }
+}
+
+/// The rings of an overrule graph (its strongly connected components with more than
+/// one member): each op in a ring mapped to the ring's smallest position. `pairs`
+/// are (victim, revocation). Iterative (Kosaraju's algorithm), so that a long chain
+/// of concurrent revocations in a hostile log cannot overflow the stack.
+fn rings(pairs: &[(usize, usize)]) -> HashMap<usize, usize> {
+    let mut fwd: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut back: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &(x, r) in pairs {
+        fwd.entry(r).or_default().push(x);
+        back.entry(x).or_default().push(r);
+        fwd.entry(x).or_default();
+        back.entry(r).or_default();
+    }
+    // First pass: the finishing order of a depth-first search over `fwd`.
+    let mut seen: HashSet<usize> = HashSet::new();
+    let mut finished: Vec<usize> = Vec::with_capacity(fwd.len());
+    for &start in fwd.keys() {
+        if !seen.insert(start) {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        while let Some((v, next)) = stack.pop() {
+            match fwd[&v].get(next) {
+                Some(&w) => {
+                    stack.push((v, next + 1));
+                    if seen.insert(w) {
+                        stack.push((w, 0));
+                    }
+                }
+                None => finished.push(v),
+            }
+        }
+    }
+    // Second pass: components over `back`, in reverse finishing order.
+    let mut component: HashMap<usize, usize> = HashMap::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for &start in finished.iter().rev() {
+        if component.contains_key(&start) {
+            continue;
+        }
+        let id = members.len();
+        let mut group = vec![];
+        let mut stack = vec![start];
+        component.insert(start, id);
+        while let Some(v) = stack.pop() {
+            group.push(v);
+            for &w in &back[&v] {
+                if let std::collections::hash_map::Entry::Vacant(e) = component.entry(w) {
+                    e.insert(id);
+                    stack.push(w);
+                }
+            }
+        }
+        members.push(group);
+    }
+    let mut ring = HashMap::new();
+    for group in members.into_iter().filter(|g| g.len() > 1) {
+        let least = group.iter().copied().min().unwrap_or_default();
+        for v in group {
+            ring.insert(v, least);
+        }
+    }
+    ring
 }
 
 /// The deterministic linear order of a DAG of ops (docs/AUTH.md, "Linear order"):
@@ -546,7 +718,23 @@ fn authority(
     // hash their signer could grind) decides which one counts.
     let unseen = |by: usize| op.body.is_revocation() && !dag.is_ancestor(by, i);
     let dev = state.devices.get(&author).ok_or(Rejection::UnknownAuthor)?;
-    if dev.removed && !revoked.devices.get(&author).is_some_and(|&by| unseen(by)) {
+    if dev.removed && revoked.device_removed(&author, unseen) {
+        return Err(Rejection::AuthorRemoved);
+    }
+    // An op signed after its author saw itself removed is never valid, even where
+    // that removal was later overruled by a revocation the author had not seen: an
+    // honest node does not sign once it counts itself removed, so such an op can
+    // only come from a removed device's key (a stolen laptop) that waits for its
+    // remover to be revoked concurrently.
+    let saw_own_removal = |t: &Target| {
+        revoked.overruled.get(t).is_some_and(|rs| {
+            rs.iter()
+                .any(|&(r, by)| dag.is_ancestor(r, i) && !dag.is_ancestor(by, i))
+        })
+    };
+    if saw_own_removal(&Target::Device(author))
+        || saw_own_removal(&Target::Party(dev.party.clone()))
+    {
         return Err(Rejection::AuthorRemoved);
     }
     if !dag.in_past(&dev.added_by, i) {
@@ -556,18 +744,9 @@ fn authority(
         .parties
         .get(&dev.party)
         .ok_or(Rejection::UnknownAuthor)?;
-    let mut admin_since = if party.admin { party.admin_since } else { None };
-    if party.removed {
-        match revoked.parties.get(&dev.party) {
-            Some(&(by, before)) if unseen(by) => admin_since = before,
-            _ => return Err(Rejection::AuthorRemoved),
-        }
-    } else if !party.admin
-        && let Some(&(by, before)) = revoked.demoted.get(&dev.party)
-        && unseen(by)
-    {
-        admin_since = before;
-    }
+    let admin_since = revoked
+        .seen_grant(&dev.party, party, unseen)
+        .ok_or(Rejection::AuthorRemoved)?;
     let admin = admin_since.is_some_and(|h| dag.in_past(&h, i));
     Ok(Authority {
         party: dev.party.clone(),
@@ -588,15 +767,9 @@ fn seen_admins<'s>(
         .parties
         .iter()
         .filter(|(name, p)| {
-            let unseen = |m: &HashMap<PartyName, (usize, Option<OpHash>)>| {
-                m.get(*name)
-                    .is_some_and(|&(by, before)| before.is_some() && !dag.is_ancestor(by, i))
-            };
-            if p.removed {
-                unseen(&revoked.parties)
-            } else {
-                p.admin || unseen(&revoked.demoted)
-            }
+            revoked
+                .seen_grant(name, p, |by| !dag.is_ancestor(by, i))
+                .is_some_and(|grant| grant.is_some())
         })
         .map(|(name, _)| name)
         .collect()
@@ -623,10 +796,8 @@ fn apply_narrowed(
         if needs_admin && !auth.admin {
             return Err(Rejection::NotAdmin);
         }
-        if !dev.removed {
-            dev.removed = true;
-            revoked.devices.insert(*d, i);
-        }
+        dev.removed = true;
+        revoked.devices.entry(*d).or_default().push(i);
     }
     Ok(Applied { needs_admin })
 }
@@ -713,11 +884,9 @@ fn apply(
             // accepted all the same: its exclusion of the device's concurrent ops
             // must not depend on whether another removal (say, the device's own,
             // backdated) was placed first.
-            if let Some(d) = state.devices.get_mut(device)
-                && !d.removed
-            {
+            if let Some(d) = state.devices.get_mut(device) {
                 d.removed = true;
-                revoked.devices.insert(*device, i);
+                revoked.devices.entry(*device).or_default().push(i);
             }
             merge_cutoffs(state, cutoffs.iter());
             Ok(Applied { needs_admin: !own })
@@ -736,7 +905,11 @@ fn apply(
             }
             if let Some(p) = state.parties.get_mut(party) {
                 if !admin && p.admin {
-                    revoked.demoted.insert(party.clone(), (i, p.admin_since));
+                    revoked
+                        .demoted
+                        .entry(party.clone())
+                        .or_default()
+                        .push((i, p.admin_since));
                 }
                 // Re-granting admin to an admin keeps the original grant, so that the
                 // party's concurrent admin ops stay valid.
@@ -751,7 +924,15 @@ fn apply(
             need_admin(&auth)?;
             if state.parties.get(party).is_some_and(|p| p.removed) {
                 // Already removed (concurrently, say): accepted as a no-op, so that
-                // its exclusion of the party's concurrent ops still holds.
+                // its exclusion of the party's concurrent ops still holds, and
+                // recorded, so that an op that saw this removal and not the other
+                // one counts the party as removed.
+                if let Some((bys, _)) = revoked.parties.get_mut(party) {
+                    bys.push(i);
+                }
+                for (id, _) in state.devices.iter().filter(|(_, d)| &d.party == party) {
+                    revoked.devices.entry(*id).or_default().push(i);
+                }
                 return Ok(Applied { needs_admin: true });
             }
             active_party(state, party)?;
@@ -773,15 +954,13 @@ fn apply(
             }
             if let Some(p) = state.parties.get_mut(party) {
                 let before = if p.admin { p.admin_since } else { None };
-                revoked.parties.insert(party.clone(), (i, before));
+                revoked.parties.insert(party.clone(), (vec![i], before));
                 p.removed = true;
                 p.admin = false;
             }
             for (id, d) in state.devices.iter_mut().filter(|(_, d)| &d.party == party) {
-                if !d.removed {
-                    d.removed = true;
-                    revoked.devices.insert(*id, i);
-                }
+                d.removed = true;
+                revoked.devices.entry(*id).or_default().push(i);
             }
             merge_cutoffs(state, cutoffs.iter());
             Ok(Applied { needs_admin: true })
