@@ -810,5 +810,57 @@ async fn a_writer_cannot_rewrite_a_plans_identity_brick_it_or_overflow_its_reade
     let p = r.node(KERN).plan(&plan).unwrap();
     assert_eq!(p.owner, party("gemeente-utrecht"));
     assert_eq!(p.kind, regiosync_core::plan::PlanKind::Jeugdplan);
+
+    // Nesting built up over several changes, each within the per-change limit: the
+    // changes are held (each alone is fine), but the plan loads without the ones
+    // that go deeper than the limit, and without what builds on them.
+    let before = r.node(KERN).rejected_changes(&plan).unwrap();
+    let mut doc = base.fork();
+    doc.set_actor(author.actor_id());
+    let mut obj = automerge::ROOT;
+    let mut chain = Vec::new();
+    for _ in 0..4 {
+        let mut t = doc.transaction();
+        for _ in 0..15 {
+            obj = t.put_object(&obj, "y", automerge::ObjType::Map).unwrap();
+        }
+        t.commit();
+        let change = doc.get_last_local_change().unwrap();
+        let env = ChangeEnvelope::sign(
+            SignedFields {
+                region: folded.state.region,
+                doc: plan,
+                change_hash: change.hash().0,
+                author,
+                control_heads: folded.state.heads.clone(),
+            },
+            &key,
+        )
+        .unwrap();
+        chain.push(regiosync_core::sync::SignedChange {
+            change: change.raw_bytes().to_vec(),
+            envelope: env.encode(),
+        });
+    }
+    let attacker = Attacker::connect(&r, ROC, KERN).await;
+    let answer = attacker
+        .ask(&Request::Docs {
+            docs: vec![regiosync_core::sync::DocMessage {
+                doc: plan,
+                sync: vec![],
+                changes: chain,
+                need: vec![],
+            }],
+        })
+        .await;
+    assert!(matches!(answer, Ok(Response::Docs { .. })), "{answer:?}");
+    attacker.close().await;
+    let p = r.node(KERN).plan(&plan).unwrap();
+    assert_eq!(p.owner, party("gemeente-utrecht"));
+    assert_eq!(
+        r.node(KERN).rejected_changes(&plan).unwrap(),
+        before + 3,
+        "the first change (15 deep) stands; the second would go past 16, the rest build on it"
+    );
     r.stop_all().await;
 }

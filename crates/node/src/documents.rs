@@ -216,7 +216,7 @@ impl Node {
     pub fn plan(&self, id: &DocId) -> Result<Plan, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let v = self.verified(id, &folded)?;
-        Ok(plan::read_plan(&v.doc)?)
+        read_plan_of(&v.doc, &folded.state, id)
     }
 
     /// How many stored changes of a document are rejected (forged, unauthorised, past
@@ -560,6 +560,30 @@ pub(crate) fn load_verified(
     Ok(v)
 }
 
+/// Reads a plan and holds what it says of itself to the region log: the owner and
+/// the kind are the ones its `CreateDoc` op named, whatever the document's own keys
+/// say. A received change may not rewrite them (`plan::received::check_change`), so
+/// a difference means a change stored before that check; the region log wins, and
+/// the difference is logged (ids only).
+pub(crate) fn read_plan_of<R: automerge::ReadDoc>(
+    doc: &R,
+    state: &regiosync_core::control::RegionState,
+    id: &DocId,
+) -> Result<Plan, NodeError> {
+    let mut p = plan::read_plan(doc)?;
+    if let Some(acl) = state.docs.get(id)
+        && (p.owner != acl.owner || p.kind != acl.kind)
+    {
+        tracing::warn!(
+            doc = %id,
+            "the plan's own owner or kind differs from its creation in the region log; showing the region log's"
+        );
+        p.owner = acl.owner.clone();
+        p.kind = acl.kind;
+    }
+    Ok(p)
+}
+
 fn damaged(id: &DocId, detail: String) -> NodeError {
     NodeError::DamagedDocument { id: *id, detail }
 }
@@ -608,11 +632,22 @@ fn apply_verified(
         |h| in_doc.contains(h),
         plan_change_check(id, &folded.state),
     );
-    let rejected = selection.rejected.len();
+    // Nesting built up over many changes (each within the per-change limit) is
+    // bounded here, where the document is at hand: a change that puts an object too
+    // deep is left out with what builds on it (`accepted` is in dependency order).
+    let mut nesting = regiosync_core::plan::received::Nesting::default();
+    let admitted: Vec<Change> = selection
+        .accepted
+        .iter()
+        .map(|&i| &changes[i])
+        .filter(|c| nesting.admit(&doc, c).is_ok())
+        .cloned()
+        .collect();
+    let rejected = selection.rejected.len() + selection.accepted.len() - admitted.len();
     if rejected > 0 {
         tracing::debug!(doc = %id, rejected, "ignoring rejected changes");
     }
-    doc.apply_changes(selection.accepted.iter().map(|&i| changes[i].clone()))
+    doc.apply_changes(admitted)
         .map_err(|e| damaged(id, e.to_string()))?;
     Ok(Verified {
         doc,

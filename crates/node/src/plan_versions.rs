@@ -19,6 +19,7 @@ use regiosync_core::plan::{self, Plan};
 use serde::Serialize;
 
 use crate::Node;
+use crate::documents::read_plan_of;
 use crate::error::NodeError;
 
 /// A party's approval of a plan, as this node sees it.
@@ -164,7 +165,7 @@ impl Node {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let v = self.verified(id, &folded)?;
         let at = fork_at(&v.doc, heads)?;
-        Ok(plan::read_plan(&at)?)
+        read_plan_of(&at, &folded.state, id)
     }
 
     /// What changed between two versions (see [`Node::resolve_version`]; `to`
@@ -180,9 +181,9 @@ impl Node {
         let v = self.verified(id, &folded)?;
         let from = resolve_in(&v.doc, &folded.state, id, from)?;
         let to = resolve_in(&v.doc, &folded.state, id, to.unwrap_or("head"))?;
-        let before = plan::read_plan(&fork_at(&v.doc, &from)?)?;
+        let before = read_plan_of(&fork_at(&v.doc, &from)?, &folded.state, id)?;
         let at_to = fork_at(&v.doc, &to)?;
-        let after = plan::read_plan(&at_to)?;
+        let after = read_plan_of(&at_to, &folded.state, id)?;
         let authors = authors_between(&at_to, &from, &folded.state);
         Ok((
             plan::diff::diff(&before, &after, &authors),

@@ -131,6 +131,38 @@ fn edits_are_durable_and_read_back() {
 }
 
 #[test]
+fn attack_a_plan_that_names_another_owner_or_kind_is_shown_as_the_region_log_says() {
+    // The owner's creating change is the only one that may set `owner` and `kind`;
+    // a hostile owner can still write other values there than its `CreateDoc` op
+    // names. Readers take the region log's.
+    let (_d, mut node) = new_node();
+    let id = node
+        .create_plan(PlanKind::Jeugdplan, "Jeugdplan Midden")
+        .unwrap();
+    let state = node.region_state().unwrap();
+    let mut forged = automerge::Automerge::new();
+    let mut t = forged.transaction();
+    regiosync_core::plan::init_plan(
+        &mut t,
+        PlanKind::OogoVerslag,
+        "Jeugdplan Midden",
+        &party("gemeente-zeist"),
+    )
+    .unwrap();
+    t.commit();
+    let raw = regiosync_core::plan::read_plan(&forged).unwrap();
+    assert_eq!(
+        raw.owner,
+        party("gemeente-zeist"),
+        "the forgery is in the doc"
+    );
+    let shown = crate::documents::read_plan_of(&forged, &state, &id).unwrap();
+    assert_eq!(shown.owner, party("roc-midden"));
+    assert_eq!(shown.kind, PlanKind::Jeugdplan);
+    assert_eq!(node.plan(&id).unwrap().owner, party("roc-midden"));
+}
+
+#[test]
 fn failed_edit_changes_nothing() {
     let (_d, mut node) = new_node();
     let id = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();

@@ -15,7 +15,9 @@
 //!   never overwritten with a value;
 //! - nothing at the root is deleted;
 //! - objects nest at most [`MAX_NEW_DEPTH`] deep within one change (a chain of
-//!   100,000 nested maps made every reader overflow its stack), and a change opens at
+//!   100,000 nested maps made every reader overflow its stack), and at most
+//!   [`MAX_DEPTH`] below the root over all changes ([`Nesting`], checked where the
+//!   document is at hand: when a node loads the plan), and a change opens at
 //!   most [`MAX_MARKS_PER_CHANGE`] marks (thousands of nested marks made rendering
 //!   take seconds, growing about cubically).
 //!
@@ -48,6 +50,9 @@ pub const MAX_CHANGE_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_NEW_DEPTH: usize = 16;
 /// Most marks (bold, links, comment anchors) one change may open.
 pub const MAX_MARKS_PER_CHANGE: usize = 1024;
+/// Deepest an object may sit in a plan, counted from the root (the root's fields are
+/// at depth 1), whatever number of changes built the chain: see [`Nesting`].
+pub const MAX_DEPTH: usize = 16;
 
 /// Root keys that name what a plan is: set once, by the creating change.
 const IDENTITY: [&str; 3] = ["type", "kind", "owner"];
@@ -157,6 +162,104 @@ pub fn check_change(change: &Change, owner_device: bool) -> Result<(), ChangeOut
     Ok(())
 }
 
+/// The depth of every object in a plan as its changes are applied, so that nesting
+/// built up over many changes (each within [`MAX_NEW_DEPTH`]) is bounded too: a
+/// change that would put an object deeper than [`MAX_DEPTH`] below the root is
+/// refused, and so is what builds on it. Objects made by earlier changes that the
+/// tracker has not seen (a saved snapshot) are looked up in the document they were
+/// applied to, walking at most [`MAX_DEPTH`] parents.
+///
+/// ```
+/// use automerge::{AutoCommit, ObjType, ROOT, transaction::Transactable};
+/// use regiosync_core::plan::received::{Nesting, MAX_DEPTH};
+///
+/// let mut doc = AutoCommit::new();
+/// let mut obj = doc.put_object(ROOT, "a", ObjType::Map).unwrap();
+/// let mut nesting = Nesting::default();
+/// let base = automerge::Automerge::new();
+/// let mut refused = 0;
+/// for _ in 0..MAX_DEPTH + 4 {
+///     doc.commit();
+///     obj = doc.put_object(&obj, "a", ObjType::Map).unwrap();
+/// }
+/// doc.commit();
+/// for change in doc.get_changes(&[]) {
+///     if nesting.admit(&base, &change).is_err() {
+///         refused += 1;
+///     }
+/// }
+/// assert_eq!(refused, 5);
+/// ```
+#[derive(Default, Debug)]
+pub struct Nesting {
+    /// Depth of the objects made by admitted changes, by (counter, actor).
+    depth: HashMap<(u64, Vec<u8>), usize>,
+    /// Changes refused, and what builds on them.
+    refused: std::collections::HashSet<[u8; 32]>,
+}
+
+impl Nesting {
+    /// Admits `change` if neither it nor a change it depends on puts an object
+    /// deeper than [`MAX_DEPTH`]; `base` is the document the admitted changes are
+    /// applied to (for objects made before the tracker started).
+    pub fn admit(
+        &mut self,
+        base: &automerge::Automerge,
+        change: &Change,
+    ) -> Result<(), ChangeOutsideSchema> {
+        let refuse = |this: &mut Self| {
+            this.refused.insert(change.hash().0);
+            Err(ChangeOutsideSchema::TooDeep)
+        };
+        if change.deps().iter().any(|d| self.refused.contains(&d.0)) {
+            return refuse(self);
+        }
+        let Ok(expanded) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
+        else {
+            self.refused.insert(change.hash().0);
+            return Err(ChangeOutsideSchema::Undecodable);
+        };
+        let start = change.start_op().get();
+        let actor = change.actor_id().to_bytes().to_vec();
+        let mut made = Vec::new();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            if !matches!(op.action, OpType::Make(_)) {
+                continue;
+            }
+            let parent = match &op.obj {
+                ObjectId::Root => 0,
+                ObjectId::Id(id) => {
+                    let key = (id.0, id.1.to_bytes().to_vec());
+                    match made.iter().find(|(k, _)| *k == key) {
+                        Some((_, d)) => *d,
+                        None => match self.depth.get(&key) {
+                            Some(d) => *d,
+                            None => depth_in(base, id),
+                        },
+                    }
+                }
+            };
+            if parent + 1 > MAX_DEPTH {
+                return refuse(self);
+            }
+            made.push(((start + i as u64, actor.clone()), parent + 1));
+        }
+        self.depth.extend(made);
+        Ok(())
+    }
+}
+
+/// The depth of an object of `doc` (0 if it is not there), walking at most
+/// [`MAX_DEPTH`] + 1 parents: a deeper chain only ever counts as too deep.
+fn depth_in(doc: &automerge::Automerge, id: &automerge::legacy::OpId) -> usize {
+    use automerge::ReadDoc;
+    doc.import_obj(&format!("{}@{}", id.0, id.1))
+        .and_then(|obj| doc.parents(obj))
+        .map(|p| p.take(MAX_DEPTH + 1).count())
+        .unwrap_or(0)
+}
+
 /// Fuzz harness (cargo-fuzz target `plan_changes`, and a deterministic run in
 /// `cargo test`): `bytes` drive a writer that edits a plan with the raw Automerge API,
 /// the way a hostile writer's own software could (root fields, nested objects, text,
@@ -259,8 +362,11 @@ pub fn fuzz_plan_changes(bytes: &[u8]) {
         };
     }
     writer.commit();
+    let mut nesting = Nesting::default();
     for change in writer.get_changes(&base.get_heads()) {
-        if check_change(&change, false).is_ok() {
+        if check_change(&change, false).is_ok()
+            && nesting.admit(accepted.document(), &change).is_ok()
+        {
             let _ = accepted.apply_changes([change.clone()]);
         }
     }
