@@ -693,6 +693,14 @@ async fn two_changes_with_one_sequence_number_neither_break_the_plan_nor_stop_th
     assert!(!held.iter().any(|c| c.hash == last_b.hash));
     let p = r.node(KERN).plan(&plan).unwrap();
     assert!(p.sections.iter().any(|s| s.text.contains("Versie A.")));
+    // The equivocation is on record, with the device and its party, for the admin.
+    let faults = r.node(KERN).equivocations().unwrap();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].device, Some(r.id(ROC)));
+    assert_eq!(faults[0].party, Some(party("roc-midden")));
+    assert_eq!(faults[0].seq, last_b.seq);
+    assert_eq!(faults[0].second, hex::encode(last_b.hash));
+    assert!(r.node(ZEIST).equivocations().unwrap().is_empty());
     // Sync goes on: the kerngemeente edits, Zeist sees it; a removal reaches Zeist.
     r.node(KERN)
         .set_section(&plan, "Aanpak", "Samen verder.")

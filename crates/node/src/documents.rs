@@ -219,6 +219,35 @@ impl Node {
         read_plan_of(&v.doc, &folded.state, id)
     }
 
+    /// The equivocations this node refused (a device that signed two different
+    /// changes under one sequence number of a plan), oldest first, with the device
+    /// and its party as the region state names them.
+    pub fn equivocations(&self) -> Result<Vec<Equivocation>, NodeError> {
+        let state = self.region_state()?;
+        Ok(self
+            .store
+            .equivocations()?
+            .into_iter()
+            .map(|row| {
+                let device = NodeId::from_actor_id(&automerge::ActorId::from(row.actor.as_slice()));
+                let party = device
+                    .and_then(|d| state.devices.get(&d))
+                    .map(|d| d.party.clone());
+                let removed = device.is_some_and(|d| state.active_device(&d).is_none());
+                Equivocation {
+                    doc: row.doc,
+                    device,
+                    party,
+                    removed,
+                    seq: row.seq,
+                    first: hex::encode(row.first),
+                    second: hex::encode(row.second),
+                    seen_ms: row.seen_ms,
+                }
+            })
+            .collect())
+    }
+
     /// How many stored changes of a document are rejected (forged, unauthorised, past
     /// a cutoff, or built on such a change).
     pub fn rejected_changes(&self, id: &DocId) -> Result<usize, NodeError> {
@@ -558,6 +587,29 @@ pub(crate) fn load_verified(
     v.snapshot_fresh = fresh;
     v.last_change = stored.last_change;
     Ok(v)
+}
+
+/// A device that signed two different changes under one sequence number of a plan
+/// (see [`Node::equivocations`]). The first one held counts; the second was refused,
+/// and is kept in the store with its signature as evidence.
+#[derive(Clone, Debug, Serialize)]
+pub struct Equivocation {
+    /// The plan.
+    pub doc: DocId,
+    /// The device, if its actor id names one.
+    pub device: Option<NodeId>,
+    /// Its party, if the region knows the device.
+    pub party: Option<PartyName>,
+    /// Whether the device is removed by now.
+    pub removed: bool,
+    /// The sequence number both changes carry.
+    pub seq: u64,
+    /// The change held, hex.
+    pub first: String,
+    /// The change refused, hex.
+    pub second: String,
+    /// When this node first saw it, Unix milliseconds.
+    pub seen_ms: i64,
 }
 
 /// Reads a plan and holds what it says of itself to the region log: the owner and

@@ -51,7 +51,7 @@ use regiosync_core::identity::{NodeSecret, SecretString};
 use regiosync_store::Store;
 
 pub use data_dir::{KeyProtection, NodeInfo};
-pub use documents::{DocSummary, Edited, HistoryEntry};
+pub use documents::{DocSummary, Edited, Equivocation, HistoryEntry};
 pub use error::NodeError;
 pub use join::join_over_network;
 pub use region::{Accepted, Imported};

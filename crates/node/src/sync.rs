@@ -829,6 +829,18 @@ impl Node {
                     if let Some(first) = tx.change_with_seq(&doc, &r.actor, r.seq)?
                         && first != r.hash
                     {
+                        // Kept as evidence (the second change and its signature), and
+                        // shown by `region show`.
+                        tx.record_equivocation(&regiosync_store::EquivocationRow {
+                            doc,
+                            actor: r.actor.clone(),
+                            seq: r.seq,
+                            first,
+                            second: r.hash,
+                            second_bytes: r.bytes.clone(),
+                            second_envelope: r.envelope.clone().unwrap_or_default(),
+                            seen_ms: now_ms(),
+                        })?;
                         let device = automerge::ActorId::from(r.actor.as_slice());
                         tracing::warn!(
                             peer = %peer,

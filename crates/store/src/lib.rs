@@ -44,6 +44,7 @@ mod control;
 mod documents;
 mod dossiers;
 mod error;
+mod faults;
 mod migrations;
 mod peers;
 
@@ -61,6 +62,7 @@ pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc};
 pub use dossiers::{DossierItems, Tombstone};
 use error::SqliteResultExt;
 pub use error::StoreError;
+pub use faults::{EquivocationRow, MAX_EQUIVOCATIONS_PER_DEVICE};
 pub use peers::{MAX_ADDRS_PER_PEER, PeerDocHeads};
 
 /// How long a write waits for another process's write to finish.
@@ -179,6 +181,11 @@ impl Store {
         let out = f(&w)?;
         w.tx.commit().at(&self.path)?;
         Ok(out)
+    }
+
+    /// Every equivocation on record (see [`EquivocationRow`]), oldest first.
+    pub fn equivocations(&self) -> Result<Vec<EquivocationRow>, StoreError> {
+        faults::equivocations(&self.conn, &self.path)
     }
 
     /// All documents, oldest first.
@@ -378,6 +385,12 @@ impl WriteTx<'_> {
         seq: u64,
     ) -> Result<Option<[u8; 32]>, StoreError> {
         documents::change_with_seq(&self.tx, self.path, id, actor, seq)
+    }
+
+    /// Records evidence of an equivocation; `false` if it was on record, or the
+    /// device has [`MAX_EQUIVOCATIONS_PER_DEVICE`] already.
+    pub fn record_equivocation(&self, row: &EquivocationRow) -> Result<bool, StoreError> {
+        faults::record_equivocation(&self.tx, self.path, row)
     }
 
     /// The highest sequence number stored for `actor` in a document (0 if none),

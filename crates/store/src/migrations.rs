@@ -112,6 +112,19 @@ const MIGRATIONS: &[&str] = &[
     //    access (who must learn of the erasure), newline-separated.
     "ALTER TABLE erased_dossiers ADD COLUMN open_op BLOB NOT NULL DEFAULT x'';
      ALTER TABLE erased_dossiers ADD COLUMN audience TEXT NOT NULL DEFAULT '';",
+    // 7: evidence of equivocation (two changes one device signed under one sequence
+    //    number of a plan): the second, refused one, with its signed envelope.
+    "CREATE TABLE equivocations (
+        doc_id          BLOB NOT NULL CHECK (length(doc_id) = 16),
+        actor           BLOB NOT NULL,
+        seq             INTEGER NOT NULL,
+        first           BLOB NOT NULL CHECK (length(first) = 32),
+        second          BLOB NOT NULL CHECK (length(second) = 32),
+        second_bytes    BLOB NOT NULL,
+        second_envelope BLOB NOT NULL,
+        seen_ms         INTEGER NOT NULL,
+        PRIMARY KEY (doc_id, actor, seq)
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -447,3 +447,35 @@ fn the_audit_log_is_append_only_and_a_flipped_byte_is_detected() {
     let broken = verify_chain(store.audit_log().unwrap()).unwrap_err();
     assert_eq!(broken.seq, 2);
 }
+
+#[test]
+fn equivocations_are_kept_once_and_at_most_sixteen_per_device() {
+    let (_d, mut store) = new_store();
+    let doc = DocId::random().unwrap();
+    let row = |actor: u8, seq: u64| EquivocationRow {
+        doc,
+        actor: vec![actor; 32],
+        seq,
+        first: [1; 32],
+        second: [2; 32],
+        second_bytes: vec![3; 10],
+        second_envelope: vec![4; 10],
+        seen_ms: seq as i64,
+    };
+    let recorded = store
+        .write(|tx| {
+            let mut n = 0;
+            for seq in 0..40 {
+                n += usize::from(tx.record_equivocation(&row(7, seq))?);
+            }
+            // The same again changes nothing; another device still gets its own.
+            assert!(!tx.record_equivocation(&row(7, 0))?);
+            assert!(tx.record_equivocation(&row(8, 0))?);
+            Ok::<_, StoreError>(n)
+        })
+        .unwrap();
+    assert_eq!(recorded, MAX_EQUIVOCATIONS_PER_DEVICE);
+    let all = store.equivocations().unwrap();
+    assert_eq!(all.len(), MAX_EQUIVOCATIONS_PER_DEVICE + 1);
+    assert_eq!(all[0], row(7, 0));
+}

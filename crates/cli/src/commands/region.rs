@@ -28,7 +28,12 @@ pub(crate) fn region(global: &GlobalArgs, out: Output, cmd: RegionCommand) -> an
         }
         RegionCommand::Show => {
             let state = node.region_state()?;
-            out.emit(&state, || show(&state, &node))
+            let faults = node.equivocations()?;
+            out.emit(&state, || {
+                let mut s = show(&state, &node);
+                s.push_str(&equivocations(&faults));
+                s
+            })
         }
     }
 }
@@ -52,6 +57,41 @@ fn show(state: &RegionState, node: &Node) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    s
+}
+
+/// The equivocations this node refused, with what to do about each.
+fn equivocations(faults: &[regiosync_node::Equivocation]) -> String {
+    if faults.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\nFaults (a device signed two different changes under one sequence number; the\nfirst one held counts, the second was refused and is kept as evidence):\n",
+    );
+    for f in faults {
+        let device = f
+            .device
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "an unknown device".into());
+        let party = f
+            .party
+            .as_ref()
+            .map(|p| format!(" of {p}"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "  {device}{party}: plan {}, sequence number {}, seen {}\n",
+            &f.doc.to_string()[..8],
+            f.seq,
+            super::human_time(f.seen_ms / 1000),
+        ));
+        match (f.device, f.removed) {
+            (_, true) => s.push_str("    the device is removed\n"),
+            (Some(d), false) => s.push_str(&format!(
+                "    if this device is not under its party's control, remove it: regiosync device remove {d}\n"
+            )),
+            (None, false) => {}
+        }
+    }
     s
 }
 
