@@ -1582,6 +1582,28 @@ fn join_request_out_does_not_write_through_a_symlink() {
 }
 
 #[cfg(unix)]
+#[test]
+fn export_out_replaces_a_symlink_and_never_writes_through_it() {
+    let env = Env::new();
+    env.init();
+    let victim = env._tmp.path().join("victim.txt");
+    std::fs::write(&victim, "niet overschrijven").unwrap();
+    let link = env._tmp.path().join("region.bundle");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    env.json(&["export", "--out", link.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "niet overschrijven"
+    );
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the link was replaced by the bundle"
+    );
+    assert!(meta.len() > 0);
+}
+
+#[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

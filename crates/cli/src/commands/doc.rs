@@ -240,7 +240,7 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
             let bytes = node.export_plan(&id, format)?;
             match output {
                 Some(path) => {
-                    write_atomically(&path, &bytes)?;
+                    super::write_atomically(&path, &bytes)?;
                     out.emit(
                         &json!({ "id": id, "file": path, "bytes": bytes.len() }),
                         || format!("Wrote {} ({} bytes)\n", path.display(), bytes.len()),
@@ -423,23 +423,6 @@ fn rfc3339(secs: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| secs.to_string())
-}
-
-/// Writes a file via a temporary file and a rename, so a reader never sees half an
-/// export and a failed write leaves the old file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -65,3 +65,21 @@ pub(crate) fn human_time(secs: i64) -> String {
         .map(|s| format!("{s} UTC"))
         .unwrap_or_else(|| secs.to_string())
 }
+
+/// Writes a file via a temporary file and a rename, so a reader never sees half an
+/// export, a failed write leaves the old file, and a symlink at `path` is replaced,
+/// never followed into the file it points to.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

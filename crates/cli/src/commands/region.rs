@@ -247,8 +247,7 @@ pub(crate) fn accept(
     let mut node = super::open_node(global)?;
     let bytes = read_input_file(request, InputKind::JoinRequest)?;
     let (accepted, bundle) = node.accept(&bytes)?;
-    std::fs::write(bundle_out, &bundle)
-        .with_context(|| format!("cannot write {}", bundle_out.display()))?;
+    super::write_atomically(bundle_out, &bundle)?;
     out.emit(&json!({ "accepted": accepted, "bundle": bundle_out }), || {
         format!(
             "Added device {} to {}{}.\nWrote the region's log to {}: import it on the new node with: regiosync import {}\n",
@@ -292,7 +291,7 @@ pub(crate) fn import(global: &GlobalArgs, out: Output, bundle: &Path) -> anyhow:
 pub(crate) fn export(global: &GlobalArgs, out: Output, path: &Path) -> anyhow::Result<()> {
     let node = super::open_node(global)?;
     let bytes = node.export()?;
-    std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    super::write_atomically(path, &bytes)?;
     out.emit(&json!({ "bundle": path, "bytes": bytes.len() }), || {
         format!("Wrote the region's control log to {}.\n", path.display())
     })

@@ -447,5 +447,45 @@ pub fn validate_title(what: &'static str, title: &str) -> Result<String, PlanErr
             why: "it contains a line break or control character",
         });
     }
+    // Bidirectional overrides and isolates make a title read differently from what
+    // it holds (a name shown reversed); line and paragraph separators break lines.
+    if t.chars().any(|c| {
+        matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    }) {
+        return Err(PlanError::BadTitle {
+            what,
+            why: "it contains a text-direction override or a line separator",
+        });
+    }
     Ok(t.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_with_control_characters_or_direction_overrides_are_refused() {
+        assert_eq!(
+            validate_title("plan title", "  Jeugdplan  ").unwrap(),
+            "Jeugdplan"
+        );
+        for bad in [
+            "",
+            "Jeugd\nplan",
+            "Jeugd\u{1b}[2Jplan",
+            // "Gemeente Gouda" shown as "aduoG etneemeG" by a right-to-left override.
+            "Gemeente \u{202e}aduoG",
+            "Plan \u{2066}x\u{2069}",
+            "Regel\u{2028}twee",
+        ] {
+            assert!(
+                matches!(
+                    validate_title("plan title", bad),
+                    Err(PlanError::BadTitle { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
 }
