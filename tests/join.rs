@@ -30,6 +30,11 @@ async fn a_device_joins_over_the_network_and_then_syncs_as_a_member() {
     let (kern_dir, roc_dir) = (tmp.path().join("kern"), tmp.path().join("roc"));
     let mut kern = init(&kern_dir, "gemeente-utrecht", Role::Kerngemeente);
     kern.create_region("Regio Utrecht").unwrap();
+    // A plan for every party, made while the kerngemeente is the only one: a party
+    // that joins later receives it in its first sync and may write it.
+    let earlier = kern
+        .create_plan(PlanKind::VsvProgramma, "Regionaal programma vsv")
+        .unwrap();
     let kern_addr = free_addr();
     let kern_node = start(&kern_dir, &kern_addr);
 
@@ -99,6 +104,23 @@ async fn a_device_joins_over_the_network_and_then_syncs_as_a_member() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Node::open(&roc_dir).unwrap().plan(&earlier).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the plan made before the ROC joined never reached it"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = Node::open(&roc_dir).unwrap().documents().unwrap();
+    assert!(
+        listed.iter().any(|d| d.id == earlier),
+        "`doc list` shows it"
+    );
+    Node::open(&roc_dir)
+        .unwrap()
+        .set_section(&earlier, "Aanpak", "Het ROC schrijft mee.\n")
+        .unwrap();
     // And the edit of the new member reaches the inviter.
     Node::open(&roc_dir)
         .unwrap()

@@ -7,6 +7,7 @@ use regiosync_core::control::dossier::Basis;
 use regiosync_core::dossier::DossierField;
 use regiosync_core::id::{PartyName, Role};
 use regiosync_core::plan::{AgreementStatus, PlanKind};
+use regiosync_node::Audience;
 
 /// regiosync: peer-to-peer, offline-first sync of regional plans and sealed student
 /// dossiers between partners in education and youth care.
@@ -381,12 +382,27 @@ pub(crate) enum DocCommand {
     Acl {
         /// Document id or an unambiguous prefix
         id: String,
-        /// Parties that may read it (comma-separated); the owner always may
-        #[arg(long, value_delimiter = ',', value_parser = parse_party)]
-        readers: Option<Vec<PartyName>>,
-        /// Parties that may write it (comma-separated); the owner always may
-        #[arg(long, value_delimiter = ',', value_parser = parse_party)]
-        writers: Option<Vec<PartyName>>,
+        /// Set the readers: `all` (every party of the region, also the ones that
+        /// join later) or exactly these parties, comma-separated (replaces the list;
+        /// the owner and the writers always read)
+        #[arg(long, value_name = "all|PARTY,…", value_parser = parse_audience)]
+        readers: Option<Audience>,
+        /// Set the writers: `all` or exactly these parties, comma-separated (replaces
+        /// the list; the owner always writes)
+        #[arg(long, value_name = "all|PARTY,…", value_parser = parse_audience)]
+        writers: Option<Audience>,
+        /// Add a reader (repeatable)
+        #[arg(long, value_parser = parse_party)]
+        add_reader: Vec<PartyName>,
+        /// Add a writer (repeatable)
+        #[arg(long, value_parser = parse_party)]
+        add_writer: Vec<PartyName>,
+        /// Remove a reader (repeatable)
+        #[arg(long, value_parser = parse_party)]
+        remove_reader: Vec<PartyName>,
+        /// Remove a writer (repeatable)
+        #[arg(long, value_parser = parse_party)]
+        remove_writer: Vec<PartyName>,
     },
 }
 
@@ -551,6 +567,20 @@ pub(crate) enum ShowFormat {
 
 fn parse_party(s: &str) -> Result<PartyName, String> {
     PartyName::new(s).map_err(|e| e.to_string())
+}
+
+/// `all`, or a comma-separated list of parties (an empty list is allowed: only the
+/// owner, and for readers the writers).
+fn parse_audience(s: &str) -> Result<Audience, String> {
+    if s.trim() == "all" {
+        return Ok(Audience::Everyone);
+    }
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(parse_party)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Audience::Parties)
 }
 
 fn parse_basis(s: &str) -> Result<Basis, String> {

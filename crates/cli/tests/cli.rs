@@ -691,9 +691,46 @@ fn invitation_flow_through_files_and_device_removal() {
         "VSV",
     ]);
     let doc = doc["short"].as_str().unwrap().to_owned();
-    let acl = roc.json(&["doc", "acl", &doc, "--writers", "roc-midden"]);
+    // A new plan is for every party of the region, now and later.
+    let acl = roc.json(&["doc", "acl", &doc]);
+    assert_eq!(
+        (
+            acl["everyone_reads"].clone(),
+            acl["everyone_writes"].clone()
+        ),
+        (json!(true), json!(true))
+    );
+    // --writers sets the list, and says what it was before.
+    let out = roc.run(&["doc", "acl", &doc, "--writers", "roc-midden"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Changed the access lists. Before:"), "{text}");
+    assert!(text.contains("writers: roc-midden\n"), "{text}");
+    let acl = roc.json(&["doc", "acl", &doc]);
     assert_eq!(acl["writers"], json!(["roc-midden"]));
-    assert_eq!(acl["readers"], json!(["gemeente-utrecht", "roc-midden"]));
+    assert_eq!(acl["everyone_writes"], json!(false));
+    assert_eq!(acl["everyone_reads"], json!(true));
+    // --add-writer adds to it; the owner cannot be taken off; one party cannot be
+    // taken off "every party" without naming the others.
+    let acl = roc.json(&["doc", "acl", &doc, "--add-writer", "gemeente-utrecht"]);
+    assert_eq!(acl["writers"], json!(["gemeente-utrecht", "roc-midden"]));
+    assert_fails(
+        &roc.run(&["doc", "acl", &doc, "--remove-writer", "roc-midden"]),
+        1,
+        "owns the plan",
+    );
+    assert_fails(
+        &roc.run(&["doc", "acl", &doc, "--remove-reader", "gemeente-utrecht"]),
+        1,
+        "--readers PARTY",
+    );
+    assert_fails(
+        &roc.run(&["doc", "acl", &doc, "--add-reader", "gemeente-zeist"]),
+        1,
+        "not a party of the region",
+    );
+    let acl = roc.json(&["doc", "acl", &doc, "--remove-writer", "gemeente-utrecht"]);
+    assert_eq!(acl["writers"], json!(["roc-midden"]));
     let roc_bundle = roc._tmp.path().join("roc.bundle");
     roc.json(&["export", "--out", roc_bundle.to_str().unwrap()]);
     kern.json(&["import", roc_bundle.to_str().unwrap()]);

@@ -114,17 +114,18 @@ impl DocSource for WriteTx<'_> {
 }
 
 impl Node {
-    /// Creates a plan owned by this node's party, readable and writable by every
-    /// party of the region (change that with [`Node::set_acl`]), and returns its id.
+    /// Creates a plan owned by this node's party, read and written by every party of
+    /// the region, now and later (change that with [`Node::change_acl`]), and
+    /// returns its id.
     pub fn create_plan(&mut self, kind: PlanKind, title: &str) -> Result<DocId, NodeError> {
         let title = plan::validate_title("plan title", title)?;
-        let (id, row, body) = self.new_plan(kind, &title)?;
+        let (id, row, ops) = self.new_plan(kind, &title)?;
         let owner = self.info.party.clone();
         let actor = self.info.node_id.actor_id();
         let key = self.signer()?.signing_key().clone();
         let author = self.info.node_id;
         let message = format!("create {kind}");
-        self.issue_ops(vec![body], |tx| {
+        self.issue_ops(ops, |tx| {
             tx.insert_document(&row)?;
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
             let mut doc = Automerge::new();
@@ -141,22 +142,16 @@ impl Node {
         Ok(id)
     }
 
-    /// A new plan's id, its store row and the op that creates it: owned by this
-    /// node's party, readable and writable by every other party of the region.
+    /// A new plan's id, its store row and the ops that create it: owned by this
+    /// node's party, read and written by every party of the region, the ones that
+    /// join later included (`SetAudience`).
     fn new_plan(
         &self,
         kind: PlanKind,
         title: &str,
-    ) -> Result<(DocId, DocumentRow, OpBody), NodeError> {
-        let state = self.region_state()?;
+    ) -> Result<(DocId, DocumentRow, Vec<OpBody>), NodeError> {
         let id = DocId::random()?;
         let owner = self.info.party.clone();
-        let others: Vec<PartyName> = state
-            .parties
-            .iter()
-            .filter(|(n, p)| !p.removed && **n != owner)
-            .map(|(n, _)| n.clone())
-            .collect();
         let row = DocumentRow {
             id,
             kind: KIND_PLAN.into(),
@@ -164,14 +159,22 @@ impl Node {
             title: title.to_owned(),
             created_ms: now_ms(),
         };
-        let body = OpBody::CreateDoc {
-            doc: id,
-            kind,
-            owner,
-            readers: others.clone(),
-            writers: others,
-        };
-        Ok((id, row, body))
+        let ops = vec![
+            OpBody::CreateDoc {
+                doc: id,
+                kind,
+                owner,
+                readers: vec![],
+                writers: vec![],
+            },
+            OpBody::SetAudience {
+                doc: id,
+                everyone_reads: true,
+                everyone_writes: true,
+                cutoffs: vec![],
+            },
+        ];
+        Ok((id, row, ops))
     }
 
     /// All plans on this node, oldest first (dossiers are listed by
@@ -423,10 +426,10 @@ impl Node {
         kind: PlanKind,
         changes: &[Change],
     ) -> Result<DocId, NodeError> {
-        let (id, row, body) = self.new_plan(kind, "")?;
+        let (id, row, ops) = self.new_plan(kind, "")?;
         let key = self.signer()?.signing_key().clone();
         let author = self.info.node_id;
-        self.issue_ops(vec![body], |tx| {
+        self.issue_ops(ops, |tx| {
             tx.insert_document(&row)?;
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
             for c in changes {

@@ -144,6 +144,9 @@ pub enum NodeError {
     /// A membership change (invite, device removal) this node will not make.
     #[error("{0}")]
     Membership(String),
+    /// An access-list change that names no party of the region or contradicts itself.
+    #[error("{0}")]
+    Acl(String),
     /// The region's control log in the store does not fold or decode.
     #[error(
         "the region's control log in the store is damaged ({0}): import the log again from a member (`regiosync export` there, `regiosync import` here) or restore a backup"

@@ -54,7 +54,7 @@ pub use data_dir::{KeyProtection, NodeInfo};
 pub use documents::{DocSummary, Edited, Equivocation, HistoryEntry};
 pub use error::NodeError;
 pub use join::join_over_network;
-pub use region::{Accepted, Imported};
+pub use region::{Accepted, AclChange, Audience, Imported};
 pub use sync::{Answer, SyncReport, Transport, sync_with};
 
 /// An open node: its description, its store and, once unlocked, its secret keys.

@@ -24,6 +24,34 @@ const SETTING_REGION: &str = "region";
 /// Setting key: the region this node asked to join (32 bytes).
 const SETTING_PENDING_JOIN: &str = "pending-join";
 
+/// Who a plan's access list names: every party of the region (the ones that join
+/// later included), or exactly these parties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Every party of the region, now and later.
+    Everyone,
+    /// Exactly these parties (the owner always reads and writes).
+    Parties(Vec<PartyName>),
+}
+
+/// A change of a plan's access lists ([`Node::change_acl`]): lists to set, and
+/// parties to add or remove. Setting happens first, then adding, then removing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AclChange {
+    /// The readers to set, if any.
+    pub readers: Option<Audience>,
+    /// The writers to set, if any (writers always read).
+    pub writers: Option<Audience>,
+    /// Readers to add.
+    pub add_readers: Vec<PartyName>,
+    /// Writers to add.
+    pub add_writers: Vec<PartyName>,
+    /// Readers to remove.
+    pub remove_readers: Vec<PartyName>,
+    /// Writers to remove.
+    pub remove_writers: Vec<PartyName>,
+}
+
 /// What `accept` did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Accepted {
@@ -531,52 +559,157 @@ impl Node {
         Ok(h[0])
     }
 
-    /// Replaces a document's access lists (`None` keeps a list as it is).
+    /// Replaces a document's access lists with exactly these parties (`None` keeps a
+    /// list as it is): a list given here also ends "every party of the region" for
+    /// it. See [`Node::change_acl`] for adding, removing and opening to everyone.
     pub fn set_acl(
         &mut self,
         doc: &DocId,
         readers: Option<Vec<PartyName>>,
         writers: Option<Vec<PartyName>>,
-    ) -> Result<OpHash, NodeError> {
+    ) -> Result<Vec<OpHash>, NodeError> {
+        self.change_acl(
+            doc,
+            &AclChange {
+                readers: readers.map(Audience::Parties),
+                writers: writers.map(Audience::Parties),
+                ..AclChange::default()
+            },
+        )
+    }
+
+    /// Changes a plan's access lists as `change` says, and issues the ops that do it
+    /// (none if nothing changes): `SetAcl` for the lists of parties, `SetAudience`
+    /// for "every party of the region, now and later". Parties that lose write access
+    /// get cutoffs at their last accepted change. Refused, with what to do instead:
+    /// naming a party that is not an active party of the region, removing the owner,
+    /// removing a reader that still writes, or removing one party from a list that is
+    /// "every party".
+    pub fn change_acl(
+        &mut self,
+        doc: &DocId,
+        change: &AclChange,
+    ) -> Result<Vec<OpHash>, NodeError> {
         let state = self.region_state()?;
         let acl = state
             .docs
             .get(doc)
             .ok_or(NodeError::UnknownDocument(doc.to_string()))?;
-        let sorted = |v: Vec<PartyName>| {
-            v.into_iter()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-        };
-        let readers = readers
-            .map(sorted)
-            .unwrap_or_else(|| acl.readers.iter().cloned().collect());
-        let writers = writers
-            .map(sorted)
-            .unwrap_or_else(|| acl.writers.iter().cloned().collect());
-        let losing: BTreeSet<PartyName> = acl
-            .writers
+        let named = change
+            .readers
             .iter()
-            .filter(|p| !writers.contains(p) && **p != acl.owner)
+            .chain(&change.writers)
+            .flat_map(|a| match a {
+                Audience::Everyone => &[][..],
+                Audience::Parties(p) => p.as_slice(),
+            })
+            .chain(&change.add_readers)
+            .chain(&change.add_writers)
+            .chain(&change.remove_readers)
+            .chain(&change.remove_writers);
+        for p in named {
+            if state.active_party(p).is_none() {
+                return Err(NodeError::Acl(format!(
+                    "{p} is not a party of the region (see `regiosync region show`)"
+                )));
+            }
+        }
+        let (mut everyone_reads, mut everyone_writes) = (acl.everyone_reads, acl.everyone_writes);
+        let (mut readers, mut writers) = (acl.readers.clone(), acl.writers.clone());
+        match &change.readers {
+            Some(Audience::Everyone) => everyone_reads = true,
+            Some(Audience::Parties(list)) => {
+                everyone_reads = false;
+                readers = list.iter().cloned().collect();
+            }
+            None => {}
+        }
+        match &change.writers {
+            Some(Audience::Everyone) => everyone_writes = true,
+            Some(Audience::Parties(list)) => {
+                everyone_writes = false;
+                writers = list.iter().cloned().collect();
+            }
+            None => {}
+        }
+        readers.extend(change.add_readers.iter().cloned());
+        writers.extend(change.add_writers.iter().cloned());
+        for p in &change.remove_writers {
+            if *p == acl.owner {
+                return Err(NodeError::Acl(format!(
+                    "{p} owns the plan and always writes it"
+                )));
+            }
+            if everyone_writes {
+                return Err(NodeError::Acl(format!(
+                    "every party of the region writes this plan: name the writers with --writers PARTY,… to leave {p} out"
+                )));
+            }
+            writers.remove(p);
+        }
+        for p in &change.remove_readers {
+            if *p == acl.owner {
+                return Err(NodeError::Acl(format!(
+                    "{p} owns the plan and always reads it"
+                )));
+            }
+            if everyone_reads {
+                return Err(NodeError::Acl(format!(
+                    "every party of the region reads this plan: name the readers with --readers PARTY,… to leave {p} out"
+                )));
+            }
+            if everyone_writes || writers.contains(p) {
+                return Err(NodeError::Acl(format!(
+                    "{p} writes this plan, and writers read it: take {p} off the writers too (--remove-writer {p})"
+                )));
+            }
+            readers.remove(p);
+        }
+        // Writers read; the owner does both (the fold closes the lists the same way).
+        everyone_reads |= everyone_writes;
+        writers.insert(acl.owner.clone());
+        readers.extend(writers.iter().cloned());
+        let after = regiosync_core::control::DocAcl {
+            kind: acl.kind,
+            owner: acl.owner.clone(),
+            readers: readers.clone(),
+            writers: writers.clone(),
+            everyone_reads,
+            everyone_writes,
+        };
+        let losing: BTreeSet<PartyName> = state
+            .parties
+            .keys()
+            .filter(|p| state.active_party(p).is_some() && acl.writes(p) && !after.writes(p))
             .cloned()
             .collect();
         let party_of = |d: &NodeId| state.devices.get(d).map(|s| s.party.clone());
-        let cutoffs = self.cutoffs_for(
+        let mut cutoffs = self.cutoffs_for(
             &state,
             |d| party_of(d).is_some_and(|p| losing.contains(&p)),
             |id| id == doc,
         )?;
-        let h = self.issue_ops(
-            vec![OpBody::SetAcl {
+        let mut ops = Vec::new();
+        if (&readers, &writers) != (&acl.readers, &acl.writers) {
+            ops.push(OpBody::SetAcl {
                 doc: *doc,
-                readers,
-                writers,
+                readers: readers.into_iter().collect(),
+                writers: writers.into_iter().collect(),
+                cutoffs: std::mem::take(&mut cutoffs),
+            });
+        }
+        if (everyone_reads, everyone_writes) != (acl.everyone_reads, acl.everyone_writes) {
+            ops.push(OpBody::SetAudience {
+                doc: *doc,
+                everyone_reads,
+                everyone_writes,
                 cutoffs,
-            }],
-            |_| Ok(()),
-        )?;
-        Ok(h[0])
+            });
+        }
+        if ops.is_empty() {
+            return Ok(vec![]);
+        }
+        self.issue_ops(ops, |_| Ok(()))
     }
 
     /// For every document (passing `doc_filter`) and device (passing `device_filter`)

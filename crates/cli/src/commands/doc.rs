@@ -295,26 +295,48 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
             id,
             readers,
             writers,
+            add_reader,
+            add_writer,
+            remove_reader,
+            remove_writer,
         } => {
             let id = node.resolve(&id)?;
-            if readers.is_some() || writers.is_some() {
-                node.set_acl(&id, readers, writers)?;
-            }
+            let change = regiosync_node::AclChange {
+                readers,
+                writers,
+                add_readers: add_reader,
+                add_writers: add_writer,
+                remove_readers: remove_reader,
+                remove_writers: remove_writer,
+            };
+            let before = node
+                .region_state()?
+                .docs
+                .get(&id)
+                .cloned()
+                .context("the document is not registered in the region")?;
+            let changed = change != regiosync_node::AclChange::default()
+                && !node.change_acl(&id, &change)?.is_empty();
             let state = node.region_state()?;
             let acl = state
                 .docs
                 .get(&id)
                 .context("the document is not registered in the region")?;
             out.emit(acl, || {
-                let list = |s: &std::collections::BTreeSet<regiosync_core::id::PartyName>| {
-                    s.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-                };
-                format!(
-                    "owner:   {}\nreaders: {}\nwriters: {}\n",
-                    acl.owner,
-                    list(&acl.readers),
-                    list(&acl.writers)
-                )
+                let mut text = String::new();
+                if change != regiosync_node::AclChange::default() {
+                    if changed {
+                        text.push_str("Changed the access lists. Before:\n");
+                        for line in acl_text(&before, &state).lines() {
+                            text.push_str(&format!("  {line}\n"));
+                        }
+                        text.push_str("Now:\n");
+                    } else {
+                        text.push_str("Nothing changed: the access lists already were as asked.\n");
+                    }
+                }
+                text.push_str(&acl_text(acl, &state));
+                text
             })
         }
         DocCommand::History { id } => {
@@ -423,6 +445,39 @@ fn rfc3339(secs: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| secs.to_string())
+}
+
+/// A plan's access lists as `doc acl` prints them: "every party of the region" where
+/// the list is open to everyone, else the parties by name.
+fn acl_text(
+    acl: &regiosync_core::control::DocAcl,
+    state: &regiosync_core::control::RegionState,
+) -> String {
+    let list = |everyone: bool, set: &std::collections::BTreeSet<regiosync_core::id::PartyName>| {
+        if everyone {
+            let now: Vec<&str> = state
+                .parties
+                .iter()
+                .filter(|(_, p)| !p.removed)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            format!(
+                "every party of the region, also the ones that join later (now: {})",
+                now.join(", ")
+            )
+        } else {
+            set.iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    format!(
+        "owner:   {}\nreaders: {}\nwriters: {}\n",
+        acl.owner,
+        list(acl.everyone_reads, &acl.readers),
+        list(acl.everyone_writes, &acl.writers)
+    )
 }
 
 #[cfg(test)]

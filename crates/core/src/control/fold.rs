@@ -991,6 +991,8 @@ fn apply(
                     owner: owner.clone(),
                     readers,
                     writers,
+                    everyone_reads: false,
+                    everyone_writes: false,
                 },
             );
             Ok(Applied { needs_admin: false })
@@ -1017,6 +1019,25 @@ fn apply(
                 acl.readers = readers;
                 acl.writers = writers;
             }
+            merge_cutoffs(state, cutoffs.iter().filter(|c| c.doc == *doc));
+            Ok(Applied { needs_admin: !own })
+        }
+        OpBody::SetAudience {
+            doc,
+            everyone_reads,
+            everyone_writes,
+            cutoffs,
+        } => {
+            let acl = state
+                .docs
+                .get_mut(doc)
+                .ok_or(Rejection::Invalid("unknown document"))?;
+            let own = acl.owner == auth.party;
+            if !own {
+                need_admin(&auth)?;
+            }
+            acl.everyone_reads = *everyone_reads;
+            acl.everyone_writes = *everyone_writes;
             merge_cutoffs(state, cutoffs.iter().filter(|c| c.doc == *doc));
             Ok(Applied { needs_admin: !own })
         }

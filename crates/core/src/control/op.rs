@@ -225,6 +225,19 @@ pub enum OpBody {
         /// A short remark for the minutes, at most [`MAX_APPROVAL_COMMENT`] characters.
         comment: Option<String>,
     },
+    /// Opens a plan to every party of the region, the ones that join later included
+    /// (or ends that): to read, or to read and write. Same authority as `SetAcl`
+    /// (the owner's devices, or an admin).
+    SetAudience {
+        /// The document.
+        doc: DocId,
+        /// Every party reads it.
+        everyone_reads: bool,
+        /// Every party writes it (needs `everyone_reads`).
+        everyone_writes: bool,
+        /// For devices of parties that lose write access: which changes stay valid.
+        cutoffs: Vec<Cutoff>,
+    },
 }
 
 impl OpBody {
@@ -242,6 +255,7 @@ impl OpBody {
             OpBody::SetAddrs { .. } => "set-addrs",
             OpBody::SetDossierRelay { .. } => "set-dossier-relay",
             OpBody::Approve { .. } => "approve",
+            OpBody::SetAudience { .. } => "set-audience",
         }
     }
 
@@ -489,6 +503,19 @@ fn check_structure(op: &Op) -> Result<(), OpError> {
             check_party_list(readers)?;
             check_party_list(writers)?;
             check_cutoffs(cutoffs)?;
+        }
+        OpBody::SetAudience {
+            everyone_reads,
+            everyone_writes,
+            cutoffs,
+            ..
+        } => {
+            check_cutoffs(cutoffs)?;
+            if *everyone_writes && !everyone_reads {
+                return Err(OpError::Structure(
+                    "a plan everyone writes is one everyone reads",
+                ));
+            }
         }
         OpBody::SetAddrs { addrs } => {
             if addrs.len() > MAX_ADDRS {

@@ -52,6 +52,25 @@ pub struct DocAcl {
     pub readers: BTreeSet<PartyName>,
     /// Parties that may change it (always includes the owner).
     pub writers: BTreeSet<PartyName>,
+    /// Every party of the region reads it, the ones that join later included
+    /// (`SetAudience`); `readers` then lists no one beyond the writers.
+    pub everyone_reads: bool,
+    /// Every party of the region writes it, the ones that join later included.
+    pub everyone_writes: bool,
+}
+
+impl DocAcl {
+    /// Whether `party` is among the readers (by name, or as a party of the region
+    /// when everyone reads). Whether the party is still active is the caller's
+    /// question ([`RegionState::may_read`]).
+    pub fn reads(&self, party: &PartyName) -> bool {
+        self.everyone_reads || self.readers.contains(party) || self.writes(party)
+    }
+
+    /// Whether `party` is among the writers (the owner always is).
+    pub fn writes(&self, party: &PartyName) -> bool {
+        self.everyone_writes || self.writers.contains(party) || *party == self.owner
+    }
 }
 
 /// A party's consent to one exact version of a plan (the latest `Approve` op of
@@ -136,11 +155,7 @@ impl RegionState {
 
     /// Whether `party` may currently read `doc`.
     pub fn may_read(&self, doc: &DocId, party: &PartyName) -> bool {
-        self.active_party(party).is_some()
-            && self
-                .docs
-                .get(doc)
-                .is_some_and(|acl| acl.readers.contains(party))
+        self.active_party(party).is_some() && self.docs.get(doc).is_some_and(|acl| acl.reads(party))
     }
 
     /// Decides whether a change by `device` with sequence number `seq` and hash
@@ -155,7 +170,7 @@ impl RegionState {
     ) -> Result<(), WriteDenied> {
         let acl = self.docs.get(doc).ok_or(WriteDenied::UnknownDocument)?;
         let dev = self.devices.get(device).ok_or(WriteDenied::UnknownDevice)?;
-        let writer_now = self.active_device(device).is_some() && acl.writers.contains(&dev.party);
+        let writer_now = self.active_device(device).is_some() && acl.writes(&dev.party);
         if writer_now {
             return Ok(());
         }

@@ -443,6 +443,86 @@ fn writer_less_party_cannot_write() {
 }
 
 #[test]
+fn a_plan_for_everyone_reaches_the_parties_that_join_later_and_not_removed_ones() {
+    let (mut w, founder, roc, doc) = standard();
+    w.issue(
+        &founder,
+        OpBody::SetAudience {
+            doc,
+            everyone_reads: true,
+            everyone_writes: false,
+            cutoffs: vec![],
+        },
+    );
+    // A party that joins afterwards reads it; writing stays with the listed writers.
+    let zeist = Device::new();
+    w.issue(&founder, add_party("gemeente-zeist", Role::Gemeente));
+    w.issue(&founder, add_device("gemeente-zeist", &zeist));
+    let s = w.folded().state;
+    assert!(s.may_read(&doc, &party("gemeente-zeist")));
+    assert_eq!(
+        s.change_authority(&doc, &zeist.id(), 1, &[0; 32]),
+        Err(WriteDenied::NotAWriter)
+    );
+    w.issue(
+        &founder,
+        OpBody::SetAudience {
+            doc,
+            everyone_reads: true,
+            everyone_writes: true,
+            cutoffs: vec![],
+        },
+    );
+    let s = w.folded().state;
+    assert_eq!(s.change_authority(&doc, &zeist.id(), 1, &[0; 32]), Ok(()));
+    // A removed party does not read or write it, whatever the list says.
+    w.issue(
+        &founder,
+        OpBody::RemoveParty {
+            party: party("gemeente-zeist"),
+            cutoffs: vec![],
+        },
+    );
+    let s = w.folded().state;
+    assert!(!s.may_read(&doc, &party("gemeente-zeist")));
+    assert_eq!(
+        s.change_authority(&doc, &zeist.id(), 1, &[0; 32]),
+        Err(WriteDenied::RemovedDevice)
+    );
+    // Only the owner's devices or an admin may open or close it.
+    let op = roc.sign(
+        Some(w.region),
+        w.heads(),
+        OpBody::SetAudience {
+            doc,
+            everyone_reads: false,
+            everyone_writes: false,
+            cutoffs: vec![],
+        },
+    );
+    assert_rejected(&w, &op, |r| *r == Rejection::NotAdmin);
+}
+
+#[test]
+fn an_audience_that_writes_but_does_not_read_is_malformed() {
+    let (w, _, _, doc) = standard();
+    let key = crate::identity::NodeSecret::generate().unwrap();
+    let op = Op {
+        region: Some(w.region),
+        parents: w.heads(),
+        author: key.node_id(),
+        time: 0,
+        body: OpBody::SetAudience {
+            doc,
+            everyone_reads: false,
+            everyone_writes: true,
+            cutoffs: vec![],
+        },
+    };
+    assert!(SignedOp::sign(op, key.signing_key()).is_err());
+}
+
+#[test]
 fn last_admin_party_cannot_be_removed_or_demoted() {
     let (w, founder, _, _) = standard();
     let op = founder.sign(
