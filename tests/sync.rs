@@ -209,6 +209,112 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
     }
 }
 
+/// Issue 16: two parties that rewrite the same sentence while offline. Character by
+/// character, Automerge merged this into "OfflinGe: husbezoektolen lapop inZist.";
+/// now both nodes show one party's sentence whole, report the other's as a conflict
+/// with who wrote which, and converge once a party sets the agreed text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_parties_rewriting_one_sentence_offline_get_a_conflict_never_a_mixture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut kern, roc) = region(tmp.path());
+    let doc = kern
+        .create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")
+        .unwrap();
+    kern.set_section(
+        &doc,
+        "Aanpak",
+        "Samen met het onderwijs.\n\nOffline werken tijdens huisbezoek.\n\nSlot.\n",
+    )
+    .unwrap();
+    let kern = start(kern).await;
+    let roc = start(roc).await;
+    roc.net
+        .add_address(kern.id.to_peer_id(), kern.addr.clone())
+        .await
+        .unwrap();
+    timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
+        .await
+        .unwrap()
+        .unwrap();
+    // Offline (no sync in between): each rewrites the middle sentence; the ROC also
+    // changes the last one, which nobody else touched.
+    let ours = "Offline: huisbezoek met laptop.";
+    let theirs = "Gouda: huisbezoek in Zeist.";
+    kern.node
+        .lock()
+        .await
+        .set_section(
+            &doc,
+            "Aanpak",
+            &format!("Samen met het onderwijs.\n\n{ours}\n\nSlot.\n"),
+        )
+        .unwrap();
+    roc.node
+        .lock()
+        .await
+        .set_section(
+            &doc,
+            "Aanpak",
+            &format!("Samen met het onderwijs.\n\n{theirs}\n\nSlot, herzien.\n"),
+        )
+        .unwrap();
+    for _ in 0..2 {
+        timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let a = kern.node.lock().await.plan(&doc).unwrap();
+    let b = roc.node.lock().await.plan(&doc).unwrap();
+    assert_eq!(a, b, "both nodes show the same");
+    let text = &a.titled("Aanpak").unwrap().text;
+    let middle = text.split("\n\n").nth(1).unwrap();
+    assert!(middle == ours || middle == theirs, "a mixture: {text:?}");
+    assert!(
+        text.ends_with("Slot, herzien."),
+        "the untouched change merged: {text:?}"
+    );
+    let conflicts = kern.node.lock().await.plan_conflicts(&doc).unwrap();
+    let c = conflicts
+        .iter()
+        .find(|c| c.field == "text")
+        .expect("the rewrite is reported as a conflict");
+    assert_eq!(c.label, "Aanpak");
+    let mut versions: Vec<(String, String)> = c
+        .values
+        .iter()
+        .map(|v| (v.party.as_ref().unwrap().to_string(), v.value.clone()))
+        .collect();
+    versions.sort();
+    assert_eq!(
+        versions,
+        vec![
+            ("gemeente-utrecht".to_owned(), ours.to_owned()),
+            ("roc-midden".to_owned(), theirs.to_owned())
+        ],
+        "each party's version, whole, with who wrote it"
+    );
+    // The kerngemeente sets the agreed text: the conflict is gone on both nodes.
+    let agreed = "Samen met het onderwijs.\n\nGouda: huisbezoek met laptop.\n\nSlot, herzien.\n";
+    kern.node
+        .lock()
+        .await
+        .set_section(&doc, "Aanpak", agreed)
+        .unwrap();
+    timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
+        .await
+        .unwrap()
+        .unwrap();
+    for p in [&kern, &roc] {
+        let plan = p.node.lock().await.plan(&doc).unwrap();
+        assert_eq!(plan.titled("Aanpak").unwrap().text, agreed.trim_end());
+        assert!(plan.conflicts.is_empty(), "{:?}", plan.conflicts);
+    }
+    for p in [kern, roc] {
+        p.task.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catch_up_larger_than_one_batch_takes_several_rounds_and_completes() {
     let tmp = tempfile::tempdir().unwrap();

@@ -200,15 +200,26 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                         one_line(&c.label),
                         one_line(&c.field)
                     ));
-                    for v in &c.values {
-                        s.push_str(&format!(
-                            "    {:<24} by {}\n",
-                            one_line(&v.value),
-                            v.party.as_ref().map_or("(unknown party)", |p| p.as_str())
-                        ));
+                    for (k, v) in c.values.iter().enumerate() {
+                        let by = v.party.as_ref().map_or("(unknown party)", |p| p.as_str());
+                        if c.field == "text" {
+                            // Each party's version of the lines, whole and readable.
+                            s.push_str(&format!(
+                                "  {} by {by}:\n",
+                                if k == 0 { "shown, written" } else { "also written" }
+                            ));
+                            for line in v.value.split('\n') {
+                                s.push_str(&format!(
+                                    "    | {}\n",
+                                    terminal_safe(line, Lines::Escape)
+                                ));
+                            }
+                        } else {
+                            s.push_str(&format!("    {:<24} by {by}\n", one_line(&v.value)));
+                        }
                     }
                 }
-                s.push_str("Resolve a conflict by setting the value you agree on.\n");
+                s.push_str("Resolve a conflict by setting the value you agree on (for a section's text: `regiosync doc section set ID SECTION` with the agreed text).\n");
                 s
             })
         }

@@ -39,6 +39,23 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
     for s in &plan.sections {
         let _ = writeln!(out, "<h2>{}</h2>", esc(&s.title));
         out.push_str(&to_html(&s.blocks));
+        for c in plan
+            .conflicts
+            .iter()
+            .filter(|c| c.target == format!("section {}", s.id) && c.field == "text")
+        {
+            let version = |i: usize| {
+                c.values
+                    .get(i)
+                    .map_or(String::new(), |v| esc(&v.value).replace('\n', "<br>"))
+            };
+            let _ = writeln!(
+                out,
+                "<div class=\"conflict\">⚠ Conflict: deze regels zijn tegelijk verschillend herschreven. Hierboven staat:<blockquote>{}</blockquote>De andere versie:<blockquote>{}</blockquote></div>",
+                version(0),
+                version(1)
+            );
+        }
     }
     if !plan.agreements.is_empty() {
         out.push_str("<h2>Afspraken</h2>\n<table>\n<tr><th>id</th><th>afspraak</th><th>eigenaar</th><th>deadline</th><th>status</th><th>financiering</th></tr>\n");

@@ -69,6 +69,14 @@ pub fn format_time(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// Text as a Markdown block quote, escaped, every line quoted.
+fn quoted(text: &str) -> String {
+    text.split('\n')
+        .map(|l| format!("> {}", esc(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Renders a plan as Markdown: title, kind, owner and version, the sections in order,
 /// the agreements as a table, the approvals and (if asked) the open comments.
 pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
@@ -91,6 +99,18 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
         let text = s.text.trim_end();
         if !text.is_empty() {
             let _ = writeln!(out, "{text}\n");
+        }
+        for c in plan
+            .conflicts
+            .iter()
+            .filter(|c| c.target == format!("section {}", s.id) && c.field == "text")
+        {
+            let _ = writeln!(
+                out,
+                "> ⚠ Conflict: deze regels zijn tegelijk verschillend herschreven. Hierboven staat:\n>\n{}\n>\n> De andere versie:\n>\n{}\n",
+                quoted(c.values.first().map_or("", |v| v.value.as_str())),
+                quoted(c.values.get(1).map_or("", |v| v.value.as_str())),
+            );
         }
     }
     if !plan.agreements.is_empty() {

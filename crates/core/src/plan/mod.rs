@@ -9,6 +9,7 @@
 pub mod diff;
 pub mod html;
 pub mod markdown;
+pub mod paragraphs;
 pub mod received;
 pub mod richtext;
 pub mod schema;

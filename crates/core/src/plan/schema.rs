@@ -108,8 +108,13 @@ pub fn set_section<T: Transactable>(
     }
     upgrade(tx)?;
     let sections = get_obj(tx, &ROOT, "sections", ObjType::List)?;
-    let (text_obj, id, created) = match find_section(tx, &sections, section)? {
-        Some((obj, id)) => (get_obj(tx, &obj, "text", ObjType::Text)?, id, false),
+    let (obj, text_obj, id, created) = match find_section(tx, &sections, section)? {
+        Some((obj, id)) => (
+            obj.clone(),
+            get_obj(tx, &obj, "text", ObjType::Text)?,
+            id,
+            false,
+        ),
         None if looks_like_id(section, "s") => {
             return Err(PlanError::UnknownSection(clip(section)));
         }
@@ -120,11 +125,33 @@ pub fn set_section<T: Transactable>(
             let obj = tx.insert_object(&sections, idx, ObjType::Map)?;
             tx.put(&obj, "id", id.as_str())?;
             tx.put(&obj, "title", title)?;
-            (tx.put_object(&obj, "text", ObjType::Text)?, id, true)
+            let text = tx.put_object(&obj, "text", ObjType::Text)?;
+            (obj, text, id, true)
         }
     };
+    // What this edit starts from (as readers show it) and what it writes, so that a
+    // concurrent rewrite of the same lines is a conflict, never a mixture.
+    let before = section_view(tx, &obj, &text_obj)?;
+    let unresolved = tx.get_all(&obj, "written")?.len() > 1;
+    let base = super::paragraphs::base_of(&before.text);
     let blocks = richtext::parse_markdown(markdown);
     tx.update_spans(&text_obj, spans_config(), richtext::to_spans(&blocks))?;
+    let (after, rich) = richtext::from_spans(tx.spans(&text_obj)?);
+    let written_text = if rich {
+        richtext::to_markdown(&after)
+    } else {
+        tx.text(&text_obj)?
+    };
+    // The same text again is no edit, unless it settles a conflict.
+    if written_text != before.text || unresolved || created {
+        let written = tx.put_object(&obj, "written", ObjType::Map)?;
+        tx.put(&written, "base", base)?;
+        let old = tx.put_object(&written, "old", ObjType::Map)?;
+        for (hash, line) in super::paragraphs::changed_lines(&before.text, &written_text) {
+            tx.put(&old, hash.as_str(), line)?;
+        }
+        tx.put(&written, "text", written_text)?;
+    }
     Ok(SectionEdit { id, created })
 }
 
@@ -427,13 +454,30 @@ pub fn read_plan<R: ReadDoc>(doc: &R) -> Result<Plan, PlanError> {
     for i in 0..doc.length(&sections_obj) {
         let s = get_obj(doc, &sections_obj, i, ObjType::Map)?;
         let text_obj = get_obj(doc, &s, "text", ObjType::Text)?;
-        let (blocks, rich) = richtext::from_spans(doc.spans(&text_obj)?);
-        let text = if rich {
-            richtext::to_markdown(&blocks)
-        } else {
-            doc.text(&text_obj)?
-        };
         let id = get_str(doc, &s, "id")?;
+        let view = section_view(doc, &s, &text_obj)?;
+        let (text, blocks) = (view.text, view.blocks);
+        if !view.conflicts.is_empty() {
+            for (c, (first, second)) in view.conflicts.into_iter().zip(std::iter::repeat((
+                view.actors.0.clone(),
+                view.actors.1.clone(),
+            ))) {
+                conflicts.push(Conflict {
+                    target: format!("section {id}"),
+                    field: "text".into(),
+                    values: vec![
+                        ConflictValue {
+                            value: c.first,
+                            actor: first,
+                        },
+                        ConflictValue {
+                            value: c.second,
+                            actor: second,
+                        },
+                    ],
+                });
+            }
+        }
         conflict(doc, &s, "title", &format!("section {id}"), &mut conflicts)?;
         sections.push(Section {
             title: get_str(doc, &s, "title")?,
@@ -499,6 +543,81 @@ pub fn read_plan<R: ReadDoc>(doc: &R) -> Result<Plan, PlanError> {
         agreements,
         comments,
         conflicts,
+    })
+}
+
+/// A section's text as readers show it ([`super::paragraphs`]): Automerge's merge,
+/// or, where edits were made concurrently (two values under the section's `written`
+/// key), the line-wise merge of what each writer wrote, with the lines both changed
+/// differently as conflicts (the first writer's version shown).
+struct SectionView {
+    text: String,
+    blocks: Vec<richtext::Block>,
+    conflicts: Vec<super::paragraphs::TextConflict>,
+    /// The writing devices' actors (hex) of the two merged edits.
+    actors: (String, String),
+}
+
+fn section_view<R: ReadDoc>(
+    doc: &R,
+    s: &ObjId,
+    text_obj: &ObjId,
+) -> Result<SectionView, PlanError> {
+    let (blocks, rich) = richtext::from_spans(doc.spans(text_obj)?);
+    let text = if rich {
+        richtext::to_markdown(&blocks)
+    } else {
+        doc.text(text_obj)?
+    };
+    let mut written = Vec::new();
+    let mut old: std::collections::HashMap<String, String> = Default::default();
+    for (value, id) in doc.get_all(s, "written")? {
+        if let Value::Object(ObjType::Map) = value {
+            let text = get_str(doc, &id, "text")?;
+            let base = get_str(doc, &id, "base")?;
+            if let Some((Value::Object(ObjType::Map), lines)) = doc.get(&id, "old")? {
+                for hash in doc.keys(&lines) {
+                    if let Ok(line) = get_str(doc, &lines, &hash) {
+                        old.insert(hash, line);
+                    }
+                }
+            }
+            let actor = match &id {
+                ObjId::Id(_, actor, _) => actor.to_hex_string(),
+                ObjId::Root => String::new(),
+            };
+            written.push((base, text, actor));
+        }
+    }
+    let [(base_a, a, actor_a), (base_b, b, actor_b), ..] = written.as_slice() else {
+        return Ok(SectionView {
+            text,
+            blocks,
+            conflicts: vec![],
+            actors: Default::default(),
+        });
+    };
+    let merged = super::paragraphs::merge_with(base_a, a, base_b, b, |h| old.get(h).cloned())
+        .unwrap_or_else(|| {
+            // Started from different texts: no line-wise merge. The first is shown
+            // whole, the second reported whole.
+            super::paragraphs::Merged {
+                text: a.clone(),
+                conflicts: (a != b)
+                    .then(|| super::paragraphs::TextConflict {
+                        first: a.clone(),
+                        second: b.clone(),
+                    })
+                    .into_iter()
+                    .collect(),
+            }
+        });
+    let blocks = richtext::parse_markdown(&merged.text);
+    Ok(SectionView {
+        text: merged.text,
+        blocks,
+        conflicts: merged.conflicts,
+        actors: (actor_a.clone(), actor_b.clone()),
     })
 }
 
