@@ -38,7 +38,8 @@ pub(crate) fn reader() -> Reader {
     }
 }
 
-/// A source node (an ROC that made a region) and devices of the same party that
+/// A source node (the kerngemeente that made a region; its dossiers are about its
+/// own residents, so it is their woongemeente too) and devices of the same party that
 /// joined before any document exists, so every dossier key is wrapped for them.
 pub(crate) struct Source {
     pub(crate) dir: PathBuf,
@@ -50,16 +51,16 @@ impl Source {
     /// Makes the source node in `root/source` and `devices` joined devices.
     pub(crate) fn new(root: &Path, devices: usize) -> anyhow::Result<Self> {
         let dir = root.join("source");
-        let roc = party("roc-midden")?;
-        Node::init(&dir, roc.clone(), Role::Roc, None)?;
+        let roc = party("gemeente-utrecht")?;
+        Node::init(&dir, roc.clone(), Role::Kerngemeente, None)?;
         let mut node = Node::open(&dir)?;
         node.create_region("Benchmark")?;
         let mut dirs = Vec::new();
         for i in 0..devices {
             let d = root.join(format!("device{i}"));
-            Node::init(&d, roc.clone(), Role::Roc, None)?;
+            Node::init(&d, roc.clone(), Role::Kerngemeente, None)?;
             let mut n = Node::open(&d)?;
-            let code = node.invite(roc.clone(), Role::Roc, false, 3600)?;
+            let code = node.invite(roc.clone(), Role::Kerngemeente, false, 3600)?;
             let (_, bundle) = node.accept(&n.join_request(&code.encode())?)?;
             n.import(&bundle)?;
             dirs.push(d);

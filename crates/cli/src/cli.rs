@@ -431,6 +431,10 @@ pub(crate) enum SectionCommand {
         /// Read the text from this file instead of stdin
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Allow an empty text (empties the section); without it, empty input is
+        /// refused, so that a forgotten pipe cannot wipe a section
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Rename a section
     Rename {

@@ -353,7 +353,7 @@ fn show_json_is_exactly_what_the_edits_wrote() {
         "--title",
         "Sluitende aanpak 18-",
         "--owner",
-        "gemeente-utrecht",
+        "roc-midden",
         "--deadline",
         "2026-12-31",
     ]);
@@ -365,7 +365,7 @@ fn show_json_is_exactly_what_the_edits_wrote() {
         "--title",
         "Warme overdracht vo-mbo",
         "--owner",
-        "swv-utrecht",
+        "roc-midden",
     ]);
 
     let mut shown = env.json(&["doc", "show", &short, "--format", "json"]);
@@ -396,8 +396,8 @@ fn show_json_is_exactly_what_the_edits_wrote() {
         "owner": "roc-midden",
         "sections": null,
         "agreements": [
-            {"id": a1["agreement"], "title": "Sluitende aanpak 18-", "description": "", "owner": "gemeente-utrecht", "deadline": "2026-12-31", "status": "open", "funding": null, "sections": []},
-            {"id": a2["agreement"], "title": "Warme overdracht vo-mbo", "description": "", "owner": "swv-utrecht", "deadline": null, "status": "open", "funding": null, "sections": []},
+            {"id": a1["agreement"], "title": "Sluitende aanpak 18-", "description": "", "owner": "roc-midden", "deadline": "2026-12-31", "status": "open", "funding": null, "sections": []},
+            {"id": a2["agreement"], "title": "Warme overdracht vo-mbo", "description": "", "owner": "roc-midden", "deadline": null, "status": "open", "funding": null, "sections": []},
         ],
         "comments": [],
         "conflicts": [],
@@ -414,9 +414,7 @@ fn show_json_is_exactly_what_the_edits_wrote() {
     assert!(
         p("## Inleiding") < p("Samen tegen uitval.") && p("Samen tegen uitval.") < p("## Aanpak")
     );
-    assert!(
-        p("## Afspraken") < p("| Sluitende aanpak 18- | gemeente-utrecht | 2026-12-31 | open |")
-    );
+    assert!(p("## Afspraken") < p("| Sluitende aanpak 18- | roc-midden | 2026-12-31 | open |"));
 
     // History: one change per edit, all by this device.
     let node_id =
@@ -1007,12 +1005,19 @@ fn join_over_the_network_between_processes() {
 #[test]
 fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() {
     let env = Env::new();
-    env.init();
+    env.json(&[
+        "init",
+        "--party",
+        "gemeente-utrecht",
+        "--role",
+        "kerngemeente",
+    ]);
+    env.json(&["region", "create", "Regio Utrecht"]);
     let id = env.json(&[
         "dossier",
         "new",
         "--woongemeente",
-        "roc-midden",
+        "gemeente-utrecht",
         "--purpose",
         "begeleiding",
         "--set",
@@ -1758,4 +1763,36 @@ fn a_bundle_of_ops_from_non_members_is_refused_by_import() {
         (v["new_ops"].as_u64(), v["refused_ops"].as_u64()),
         (Some(1), Some(0))
     );
+}
+
+#[test]
+fn an_empty_stdin_does_not_empty_a_section_without_allow_empty() {
+    let env = Env::new();
+    env.init();
+    let doc = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Jeugdplan",
+    ])["short"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ok(&env.run_stdin(&["doc", "section", "set", &doc, "Inleiding"], "Tekst.\n"));
+    let out = env.run_stdin(&["doc", "section", "set", &doc, "Inleiding"], "");
+    assert_fails(&out, 1, "--allow-empty");
+    let shown = env.json(&["doc", "show", &doc, "--format", "json"]);
+    assert_eq!(
+        shown["sections"][0]["text"], "Tekst.",
+        "nothing was changed"
+    );
+    assert_ok(&env.run_stdin(
+        &["doc", "section", "set", &doc, "Inleiding", "--allow-empty"],
+        "",
+    ));
+    let shown = env.json(&["doc", "show", &doc, "--format", "json"]);
+    assert_eq!(shown["sections"][0]["text"], "");
 }

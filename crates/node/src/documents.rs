@@ -288,8 +288,28 @@ impl Node {
         id: &DocId,
         input: &AgreementInput,
     ) -> Result<Edited<String>, NodeError> {
+        self.check_agreement_owner(&input.owner)?;
         let message = format!("add agreement {}", input.title.trim());
         self.edit_plan(id, &message, |t| plan::add_agreement(t, input))
+    }
+
+    /// An agreement's owner must be an active party of the region (a typo would
+    /// otherwise become an owner nobody is).
+    fn check_agreement_owner(&self, owner: &PartyName) -> Result<(), NodeError> {
+        let state = self.region_state()?;
+        if state.active_party(owner).is_some() {
+            return Ok(());
+        }
+        let parties: Vec<&str> = state
+            .parties
+            .iter()
+            .filter(|(_, p)| !p.removed)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        Err(NodeError::UnknownParty {
+            party: owner.to_string(),
+            parties: parties.join(", "),
+        })
     }
 
     /// Changes an agreement (fields, status, linked sections); see
@@ -300,6 +320,9 @@ impl Node {
         agreement: &str,
         update: &AgreementUpdate,
     ) -> Result<Edited<()>, NodeError> {
+        if let Some(owner) = &update.owner {
+            self.check_agreement_owner(owner)?;
+        }
         let message = match update.status {
             Some(s) => format!("agreement {} {s}", agreement.trim()),
             None => format!("update agreement {}", agreement.trim()),

@@ -20,7 +20,7 @@ use regiosync_core::dossier::{self as schema, Dossier, DossierField};
 use regiosync_core::envelope::sealed::{
     SealedEnvelope, SealedFields, check_unsealed, sealed_hash, verify_sealed,
 };
-use regiosync_core::id::{DocId, NodeId, PartyName, fill_random};
+use regiosync_core::id::{DocId, NodeId, PartyName, Role, fill_random};
 use regiosync_core::seal::{ContentKey, KeyRing, seal_change, wrap_key};
 use regiosync_store::{ChangeRow, DocumentRow};
 use time::Date;
@@ -252,12 +252,7 @@ impl Node {
     /// municipality, and writes the initial fields. Returns its id.
     pub fn create_dossier(&mut self, new: &NewDossier, by: &Reader) -> Result<DocId, NodeError> {
         let state = self.region_state()?;
-        if state.active_party(&new.woongemeente).is_none() {
-            return Err(refused(format!(
-                "{} is not a party of the region",
-                new.woongemeente
-            )));
-        }
+        check_municipality(&state, &new.woongemeente)?;
         let owner = self.info.party.clone();
         let mut nonce = [0u8; 16];
         fill_random(&mut nonce)?;
@@ -314,6 +309,13 @@ impl Node {
         value: &str,
         by: &Reader,
     ) -> Result<(), NodeError> {
+        if field == DossierField::Woongemeente {
+            // The woongemeente's access comes from a grant; changing the field alone
+            // would leave the old municipality in and the new one out.
+            return Err(refused(format!(
+                "the woongemeente is not changed with `dossier edit`: grant the new municipality access (`regiosync dossier grant {id} --party NEW --basis wettelijke-taak --purpose \"verhuizing\"`), revoke the old one (`regiosync dossier revoke {id} --party OLD --reason verhuisd`), and record the move with a note"
+            )));
+        }
         let value = value.to_owned();
         self.write_dossier(id, by, "edit", move |tx| {
             schema::set_field(tx, field, &value)
@@ -703,4 +705,33 @@ fn wraps_for(
         });
     }
     Ok(wraps)
+}
+
+/// A dossier's woongemeente must be a municipality of the region (a party with the
+/// role gemeente or kerngemeente that was not removed).
+fn check_municipality(
+    state: &regiosync_core::control::RegionState,
+    party: &PartyName,
+) -> Result<(), NodeError> {
+    let municipalities: Vec<&str> = state
+        .parties
+        .iter()
+        .filter(|(_, p)| !p.removed && matches!(p.role, Role::Gemeente | Role::Kerngemeente))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let choose = if municipalities.is_empty() {
+        "the region has no municipality yet: invite one first (`regiosync invite --party gemeente-… --role gemeente`)".to_owned()
+    } else {
+        format!("the woongemeente is one of: {}", municipalities.join(", "))
+    };
+    match state.active_party(party) {
+        Some(p) if matches!(p.role, Role::Gemeente | Role::Kerngemeente) => Ok(()),
+        Some(p) => Err(refused(format!(
+            "{party} is a party of the region with the role {}, not a municipality; {choose}",
+            p.role
+        ))),
+        None => Err(refused(format!(
+            "{party} is not a party of the region; {choose}"
+        ))),
+    }
 }

@@ -144,6 +144,14 @@ pub enum NodeError {
     /// A membership change (invite, device removal) this node will not make.
     #[error("{0}")]
     Membership(String),
+    /// A name that should be a party of the region is not one.
+    #[error("{party} is not a party of the region; its parties are: {parties}")]
+    UnknownParty {
+        /// The name given.
+        party: String,
+        /// The region's active parties, comma-separated.
+        parties: String,
+    },
     /// An access-list change that names no party of the region or contradicts itself.
     #[error("{0}")]
     Acl(String),

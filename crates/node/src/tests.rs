@@ -113,7 +113,7 @@ fn edits_are_durable_and_read_back() {
         &id,
         &AgreementInput {
             title: "Verzuimaanpak".into(),
-            owner: party("gemeente-zeist"),
+            owner: party("roc-midden"),
             deadline: Some(parse_date("2027-01-31").unwrap()),
         },
     )
@@ -469,7 +469,8 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
 fn two_processes_writing_one_dossier_at_once_lose_nothing() {
     use crate::dossiers::{NewDossier, Reader};
     use regiosync_core::control::dossier::Basis;
-    let (_d, mut node) = new_node();
+    let tmp = tempfile::tempdir().unwrap();
+    let [_, mut node, ..] = dossier_region(tmp.path());
     let by = Reader {
         user: "t".into(),
         purpose: "test".into(),
@@ -477,7 +478,7 @@ fn two_processes_writing_one_dossier_at_once_lose_nothing() {
     let id = node
         .create_dossier(
             &NewDossier {
-                woongemeente: party("roc-midden"),
+                woongemeente: party("gemeente-zeist"),
                 basis: Basis::Toestemming,
                 purpose: "begeleiding".into(),
                 fields: vec![],
@@ -941,4 +942,77 @@ fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
     let a = fresh.respond(&houten_id, &frame);
     assert_eq!(a.stored, 0, "a former relay brought the dossier");
     assert!(!fresh.store().dossier_items().unwrap().contains_key(&id));
+}
+
+#[test]
+fn a_dossiers_woongemeente_is_a_municipality_of_the_region_and_moves_only_by_grants() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::DossierField;
+    let tmp = tempfile::tempdir().unwrap();
+    let [_, mut roc, ..] = dossier_region(tmp.path());
+    let by = Reader {
+        user: "j.bakker".into(),
+        purpose: "begeleiding".into(),
+    };
+    let new = |w: &str| NewDossier {
+        woongemeente: party(w),
+        basis: Basis::WettelijkeTaak,
+        purpose: "begeleiding".into(),
+        fields: vec![],
+    };
+    for (wrong, says) in [
+        ("roc-midden", "not a municipality"),
+        ("gemeente-amersfoort", "not a party of the region"),
+    ] {
+        let e = roc
+            .create_dossier(&new(wrong), &by)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says) && e.contains("gemeente-zeist"), "{e}");
+    }
+    assert!(roc.dossier_ids().unwrap().is_empty(), "nothing was created");
+    let id = roc.create_dossier(&new("gemeente-zeist"), &by).unwrap();
+    let e = roc
+        .edit_dossier(&id, DossierField::Woongemeente, "gemeente-houten", &by)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dossier grant") && e.contains("dossier revoke"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_agreement_owner_is_a_party_of_the_region() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [mut kern, ..] = dossier_region(tmp.path());
+    let doc = kern.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    let input = |owner: &str| AgreementInput {
+        title: "Warme overdracht".into(),
+        owner: party(owner),
+        deadline: None,
+    };
+    let e = kern
+        .add_agreement(&doc, &input("gemeente-zeits"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gemeente-zeits is not a party") && e.contains("gemeente-zeist"),
+        "{e}"
+    );
+    assert!(kern.plan(&doc).unwrap().agreements.is_empty());
+    let a = kern.add_agreement(&doc, &input("gemeente-zeist")).unwrap();
+    let e = kern
+        .update_agreement(
+            &doc,
+            &a.value,
+            &regiosync_core::plan::AgreementUpdate {
+                owner: Some(party("roc-midde")),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("roc-midde is not a party"), "{e}");
 }

@@ -63,9 +63,24 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 out.emit(&(), || plan::markdown::render(&plan, &ctx))
             }
         }
-        DocCommand::Section(SectionCommand::Set { id, section, file }) => {
+        DocCommand::Section(SectionCommand::Set {
+            id,
+            section,
+            file,
+            allow_empty,
+        }) => {
             let id = node.resolve(&id)?;
             let text = read_text(file.as_deref())?;
+            anyhow::ensure!(
+                allow_empty || !text.trim().is_empty(),
+                "the new text of section \"{}\" is empty ({}): nothing was changed. To empty the section on purpose, add --allow-empty",
+                one_line(section.trim()),
+                if file.is_some() {
+                    "the file is empty"
+                } else {
+                    "nothing came in on stdin"
+                }
+            );
             let edited = node.set_section(&id, &section, &text)?;
             let changed = edited.change.is_some();
             out.emit(
