@@ -345,6 +345,14 @@ impl Node {
         purpose: &str,
         until: Option<Date>,
     ) -> Result<(), NodeError> {
+        if let Some(end) = until
+            && end < today()
+        {
+            return Err(refused(format!(
+                "the grant's last day {end} is in the past: give --until a date from today ({}) on",
+                today()
+            )));
+        }
         self.issue_dossier_op(
             id,
             DossierBody::Grant {

@@ -1016,3 +1016,56 @@ fn an_agreement_owner_is_a_party_of_the_region() {
         .to_string();
     assert!(e.contains("roc-midde is not a party"), "{e}");
 }
+
+#[test]
+fn a_grant_that_ended_before_it_was_given_is_refused() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::control::dossier::Basis;
+    let tmp = tempfile::tempdir().unwrap();
+    let [_, mut roc, ..] = dossier_region(tmp.path());
+    let by = Reader {
+        user: "j.bakker".into(),
+        purpose: "begeleiding".into(),
+    };
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "begeleiding".into(),
+                fields: vec![],
+            },
+            &by,
+        )
+        .unwrap();
+    let past = time::macros::date!(2020 - 01 - 31);
+    let e = roc
+        .grant_dossier(
+            &id,
+            party("gemeente-houten"),
+            Basis::Toestemming,
+            "overdracht",
+            Some(past),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2020-01-31 is in the past"), "{e}");
+    assert!(
+        !roc.dossier_access(&id)
+            .unwrap()
+            .grants
+            .contains_key(&party("gemeente-houten"))
+    );
+    let later = time::OffsetDateTime::now_utc().date() + time::Duration::days(30);
+    roc.grant_dossier(
+        &id,
+        party("gemeente-houten"),
+        Basis::Toestemming,
+        "overdracht",
+        Some(later),
+    )
+    .unwrap();
+    let g = &roc.dossier_access(&id).unwrap().grants[&party("gemeente-houten")];
+    assert_eq!(g.until, Some(later));
+    assert_eq!(g.basis.to_string(), "toestemming");
+}

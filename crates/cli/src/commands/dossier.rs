@@ -66,10 +66,22 @@ pub(crate) fn run(
                     let readable = access
                         .as_ref()
                         .is_some_and(|a| a.has_access(&node.info().party) && a.erased.is_none());
+                    // Who has access on what basis and until when (no purposes:
+                    // free text stays with `dossier show`, which is audited).
+                    let grants: Vec<serde_json::Value> = access
+                        .as_ref()
+                        .map(|a| {
+                            a.grants
+                                .iter()
+                                .map(|(p, g)| json!({ "party": p, "basis": g.basis, "until": g.until.map(|d| d.to_string()) }))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     json!({
                         "id": id,
                         "owner": access.as_ref().map(|a| a.owner.to_string()),
                         "readable": readable,
+                        "grants": grants,
                     })
                 })
                 .collect();
@@ -79,10 +91,31 @@ pub(crate) fn run(
                     .iter()
                     .filter(|r| r["readable"] == true)
                     .map(|r| {
+                        let grants: Vec<String> = r["grants"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|g| {
+                                let until = g["until"]
+                                    .as_str()
+                                    .map(|u| format!(" until {u}"))
+                                    .unwrap_or_default();
+                                format!(
+                                    "{} ({}{until})",
+                                    g["party"].as_str().unwrap_or("?"),
+                                    g["basis"].as_str().unwrap_or("?")
+                                )
+                            })
+                            .collect();
                         format!(
-                            "{}  owner {}\n",
+                            "{}  owner {}{}\n",
                             r["id"].as_str().unwrap_or(""),
-                            r["owner"].as_str().unwrap_or("?")
+                            r["owner"].as_str().unwrap_or("?"),
+                            if grants.is_empty() {
+                                String::new()
+                            } else {
+                                format!("  access: {}", one_line(&grants.join(", ")))
+                            }
                         )
                     })
                     .collect();
@@ -193,7 +226,12 @@ fn render(
     }
     s.push_str(&format!("\nToegang: {} (eigenaar)", access.owner));
     for (p, g) in &access.grants {
-        s.push_str(&format!(", {p} ({:?}: {})", g.basis, one_line(&g.purpose)));
+        let until = g.until.map(|d| format!(", until {d}")).unwrap_or_default();
+        s.push_str(&format!(
+            ", {p} ({}{until}: {})",
+            g.basis,
+            one_line(&g.purpose)
+        ));
     }
     s.push('\n');
     s

@@ -34,6 +34,22 @@ pub enum Basis {
     WettelijkeTaak,
 }
 
+impl Basis {
+    /// The name as the CLI and the docs spell it: `toestemming`, `wettelijke-taak`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Basis::Toestemming => "toestemming",
+            Basis::WettelijkeTaak => "wettelijke-taak",
+        }
+    }
+}
+
+impl std::fmt::Display for Basis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An op of a dossier's access log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DossierOp {
