@@ -436,6 +436,14 @@ pub(crate) enum SectionCommand {
         #[arg(long)]
         allow_empty: bool,
     },
+    /// Delete a section (a signed change: `doc history` keeps it); comments on it
+    /// stay, unanchored, and agreements no longer link it
+    Delete {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Section id (s-…) or title
+        section: String,
+    },
     /// Rename a section
     Rename {
         /// Document id or an unambiguous prefix
@@ -485,6 +493,14 @@ pub(crate) enum CommentCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AgreementCommand {
+    /// Remove an agreement (a signed change: `doc history` keeps it); to end one that
+    /// was not carried out, set its status to vervallen instead
+    Remove {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Agreement id (a-…)
+        agreement: String,
+    },
     /// Add an agreement with status open
     Add {
         /// Document id or an unambiguous prefix

@@ -281,8 +281,28 @@ impl Node {
         self.edit_plan(id, &message, |t| plan::rename_section(t, section, title))
     }
 
-    /// Adds an agreement and returns its id. Its owner is any party name: work can be
-    /// agreed with a partner that has no node (yet).
+    /// Deletes a section ([`plan::delete_section`]): a signed change, in history.
+    pub fn delete_section(
+        &mut self,
+        id: &DocId,
+        section: &str,
+    ) -> Result<Edited<String>, NodeError> {
+        let message = format!("delete section {}", section.trim());
+        self.edit_plan(id, &message, |t| plan::delete_section(t, section))
+    }
+
+    /// Removes an agreement ([`plan::remove_agreement`]): a signed change, in history.
+    pub fn remove_agreement(
+        &mut self,
+        id: &DocId,
+        agreement: &str,
+    ) -> Result<Edited<()>, NodeError> {
+        let message = format!("remove agreement {}", agreement.trim());
+        self.edit_plan(id, &message, |t| plan::remove_agreement(t, agreement))
+    }
+
+    /// Adds an agreement and returns its id. Its owner must be an active party of the
+    /// region.
     pub fn add_agreement(
         &mut self,
         id: &DocId,

@@ -101,6 +101,27 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 },
             )
         }
+        DocCommand::Section(SectionCommand::Delete { id, section }) => {
+            let id = node.resolve(&id)?;
+            let edited = node.delete_section(&id, &section)?;
+            out.emit(&json!({ "id": id, "section": edited.value }), || {
+                format!(
+                    "Deleted section {} ({}); `regiosync doc history {id}` keeps it.\n",
+                    one_line(section.trim()),
+                    edited.value
+                )
+            })
+        }
+        DocCommand::Agreement(AgreementCommand::Remove { id, agreement }) => {
+            let id = node.resolve(&id)?;
+            node.remove_agreement(&id, &agreement)?;
+            out.emit(&json!({ "id": id, "removed": agreement.trim() }), || {
+                format!(
+                    "Removed agreement {} from the plan; `regiosync doc history {id}` keeps it.\n",
+                    one_line(agreement.trim())
+                )
+            })
+        }
         DocCommand::Section(SectionCommand::Rename { id, section, title }) => {
             let id = node.resolve(&id)?;
             let edited = node.rename_section(&id, &section, &title)?;

@@ -18,7 +18,8 @@ pub struct ExportContext {
     pub version: String,
     /// One line per approving party.
     pub approvals: Vec<ApprovalLine>,
-    /// Whether to list open comments (`doc show`) or not (printed exports).
+    /// Whether to list open comments and print section ids (`doc show`) or not
+    /// (printed exports).
     pub comments: bool,
 }
 
@@ -95,7 +96,12 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
     }
     out.push_str("\n\n");
     for s in &plan.sections {
-        let _ = writeln!(out, "## {}\n", esc(&s.title));
+        if ctx.comments {
+            // `doc show`: the id that addresses the section in commands.
+            let _ = writeln!(out, "## {} `{}`\n", esc(&s.title), s.id);
+        } else {
+            let _ = writeln!(out, "## {}\n", esc(&s.title));
+        }
         let text = s.text.trim_end();
         if !text.is_empty() {
             let _ = writeln!(out, "{text}\n");

@@ -26,8 +26,8 @@ use crate::id::PartyName;
 pub use richtext::{Block, BlockKind, Run};
 pub use schema::{
     AgreementInput, AgreementUpdate, CommentInput, PLAN_SCHEMA_VERSION, SectionEdit, add_agreement,
-    add_comment, init_plan, read_plan, read_title, rename_section, resolve_comment, set_section,
-    update_agreement,
+    add_comment, delete_section, init_plan, read_plan, read_title, remove_agreement,
+    rename_section, resolve_comment, set_section, update_agreement,
 };
 
 /// Longest title of a plan, section or agreement, in characters.
@@ -397,6 +397,10 @@ pub enum PlanError {
         /// The requested status.
         to: AgreementStatus,
     },
+    /// Another section has this title already (compared after Unicode NFC, case
+    /// and spaces).
+    #[error("another section is called '{0}' already: choose another title, or edit that section")]
+    DuplicateSection(String),
     /// A section reference matches more than one section.
     #[error("'{0}' matches more than one section title: use the section id from `doc show`")]
     AmbiguousSection(String),

@@ -166,8 +166,60 @@ pub fn rename_section<T: Transactable>(
     let sections = get_obj(tx, &ROOT, "sections", ObjType::List)?;
     let (obj, id) = find_section(tx, &sections, section)?
         .ok_or_else(|| PlanError::UnknownSection(clip(section)))?;
+    if let Some((_, other)) = find_section(tx, &sections, &title)?
+        && other != id
+    {
+        return Err(PlanError::DuplicateSection(clip(&title)));
+    }
     tx.put(&obj, "title", title)?;
     Ok(id)
+}
+
+/// Deletes a section (its text goes with it; history keeps it). Comments on it
+/// stay, unanchored, with the text they quoted; agreements no longer link it.
+pub fn delete_section<T: Transactable>(tx: &mut T, section: &str) -> Result<String, PlanError> {
+    upgrade(tx)?;
+    let sections = get_obj(tx, &ROOT, "sections", ObjType::List)?;
+    let (obj, id) = find_section(tx, &sections, section)?
+        .ok_or_else(|| PlanError::UnknownSection(clip(section)))?;
+    let index = (0..tx.length(&sections))
+        .find(|&i| get_obj(tx, &sections, i, ObjType::Map).is_ok_and(|o| o == obj))
+        .ok_or_else(|| PlanError::UnknownSection(clip(section)))?;
+    tx.delete(&sections, index)?;
+    let agreements = get_obj(tx, &ROOT, "agreements", ObjType::List)?;
+    for i in 0..tx.length(&agreements) {
+        let a = get_obj(tx, &agreements, i, ObjType::Map)?;
+        for links in all_objects(tx, &a, "sections", ObjType::Map)? {
+            if tx.get(&links, id.as_str())?.is_some() {
+                tx.delete(&links, id.as_str())?;
+            }
+        }
+    }
+    Ok(id)
+}
+
+/// Removes an agreement from the plan (history keeps it).
+pub fn remove_agreement<T: Transactable>(tx: &mut T, agreement: &str) -> Result<(), PlanError> {
+    upgrade(tx)?;
+    let obj = find_agreement(tx, agreement)?;
+    let list = get_obj(tx, &ROOT, "agreements", ObjType::List)?;
+    let index = (0..tx.length(&list))
+        .find(|&i| get_obj(tx, &list, i, ObjType::Map).is_ok_and(|o| o == obj))
+        .ok_or_else(|| PlanError::UnknownAgreement(clip(agreement)))?;
+    tx.delete(&list, index)?;
+    Ok(())
+}
+
+/// A section title as compared for sameness: Unicode NFC, runs of white space as
+/// one space, lower case. "Aanpak  In de regio" and "aanpak in de Regio" are the
+/// same title, and so are the two ways Unicode can write "é".
+fn title_key(title: &str) -> String {
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+        .normalize(title)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// A new agreement, as given by a user.
@@ -815,6 +867,7 @@ fn find_section<R: ReadDoc>(
     reference: &str,
 ) -> Result<Option<(ObjId, String)>, PlanError> {
     let wanted = reference.trim();
+    let wanted_key = title_key(wanted);
     let mut by_title = Vec::new();
     for i in 0..doc.length(sections) {
         let s = get_obj(doc, sections, i, ObjType::Map)?;
@@ -822,7 +875,7 @@ fn find_section<R: ReadDoc>(
         if id == wanted {
             return Ok(Some((s, id)));
         }
-        if get_str(doc, &s, "title")?.trim().to_lowercase() == wanted.to_lowercase() {
+        if title_key(&get_str(doc, &s, "title")?) == wanted_key {
             by_title.push((s, id));
         }
     }
@@ -893,6 +946,73 @@ mod tests {
         let r = f(&mut tx);
         tx.commit();
         r
+    }
+
+    #[test]
+    fn section_titles_are_unique_after_nfc_case_and_spaces_and_sections_and_agreements_go() {
+        let mut doc = new_plan();
+        edit(&mut doc, |tx| {
+            set_section(tx, "Café  Aanpak", "Een.").unwrap()
+        });
+        // The same title written with a combining accent, other case and spacing is
+        // the same section: its text is replaced, no second section appears.
+        let n = read_plan(&doc).unwrap().sections.len();
+        let e = edit(&mut doc, |tx| {
+            set_section(tx, "cafe\u{301} aanpak", "Twee.").unwrap()
+        });
+        assert!(!e.created);
+        assert_eq!(read_plan(&doc).unwrap().sections.len(), n);
+        assert_eq!(section_text(&doc, "Café  Aanpak"), "Twee.");
+        // A rename onto another section's title is refused.
+        edit(&mut doc, |tx| set_section(tx, "Slot", "Drie.").unwrap());
+        let mut tx = doc.transaction();
+        assert!(matches!(
+            rename_section(&mut tx, "Slot", "CAFÉ aanpak"),
+            Err(PlanError::DuplicateSection(_))
+        ));
+        tx.rollback();
+        // Renaming a section to its own title in another case is fine.
+        edit(&mut doc, |tx| rename_section(tx, "Slot", "SLOT").unwrap());
+        // A section linked by an agreement is deleted and unlinked.
+        let a = edit(&mut doc, |tx| {
+            add_agreement(
+                tx,
+                &AgreementInput {
+                    title: "Overdracht".into(),
+                    owner: owner(),
+                    deadline: None,
+                },
+            )
+            .unwrap()
+        });
+        edit(&mut doc, |tx| {
+            update_agreement(
+                tx,
+                &a,
+                &AgreementUpdate {
+                    link: vec!["SLOT".into()],
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        });
+        let slot = read_plan(&doc).unwrap().titled("SLOT").unwrap().id.clone();
+        assert_eq!(
+            read_plan(&doc).unwrap().agreements[0].sections,
+            vec![slot.clone()]
+        );
+        edit(&mut doc, |tx| delete_section(tx, &slot).unwrap());
+        let p = read_plan(&doc).unwrap();
+        assert!(p.section(&slot).is_none());
+        assert!(p.agreements[0].sections.is_empty());
+        edit(&mut doc, |tx| remove_agreement(tx, &a).unwrap());
+        assert!(read_plan(&doc).unwrap().agreements.is_empty());
+        let mut tx = doc.transaction();
+        assert!(matches!(
+            remove_agreement(&mut tx, &a),
+            Err(PlanError::UnknownAgreement(_))
+        ));
+        tx.rollback();
     }
 
     fn section_text(doc: &Automerge, title: &str) -> String {
