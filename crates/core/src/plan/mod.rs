@@ -363,7 +363,7 @@ pub enum PlanError {
     TextTooLarge(usize),
     /// No section has this id or title.
     #[error(
-        "no section '{0}' in this plan: see the section titles with `doc show` (ids with `doc show --format json`)"
+        "no section '{0}' in this plan: see the section titles and ids with `doc show`"
     )]
     UnknownSection(String),
     /// No agreement has this id.
