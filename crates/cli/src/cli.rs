@@ -289,10 +289,14 @@ pub(crate) enum DossierCommand {
         until: Option<time::Date>,
     },
     /// Erase a dossier (owner party or a region admin): every key and every sealed
-    /// change is destroyed; what stays is who erased it and when
+    /// change is destroyed, here and on every node that holds it; what stays is who
+    /// erased it and when. Asks for confirmation on a terminal
     Erase {
         /// Dossier id or prefix
         id: String,
+        /// Do not ask (for scripts; needed when not on a terminal)
+        #[arg(long)]
+        yes: bool,
     },
     /// Revoke a party's access (owner party only); new writes get a key it lacks
     Revoke {
@@ -560,9 +564,16 @@ fn parse_opt_date(s: &str) -> Result<OptDate, String> {
 }
 
 fn parse_status(s: &str) -> Result<AgreementStatus, String> {
-    s.trim()
-        .parse()
-        .map_err(|e: regiosync_core::plan::PlanError| e.to_string())
+    s.trim().parse().map_err(|_| {
+        format!(
+            "not an agreement status; the statuses are: {}",
+            AgreementStatus::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 /// Formats of `doc export`.

@@ -23,13 +23,21 @@ fn main() -> ExitCode {
         Err(e) => {
             let json = std::env::args_os().any(|a| a == "--json");
             if json && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // The whole message up to clap's usage line, on one line: "the
+                // following required arguments were not provided: <ID>" names them.
                 let msg = e.render().to_string();
-                let first = msg
+                let text = msg
                     .lines()
-                    .next()
-                    .unwrap_or("usage error")
-                    .trim_start_matches("error: ");
-                Output { json: true }.error("usage", first);
+                    .take_while(|l| {
+                        !l.starts_with("Usage:") && !l.starts_with("For more information")
+                    })
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let text = text.trim_start_matches("error: ");
+                Output { json: true }
+                    .error("usage", if text.is_empty() { "usage error" } else { text });
                 return ExitCode::from(2);
             }
             let _ = e.print();

@@ -262,6 +262,27 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error"]["kind"], "usage");
+    // A usage error in JSON names what is missing or wrong.
+    let out = env.run(&["doc", "show", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("not provided") && m.contains("<ID>"), "{m}");
+    let out = env.run(&[
+        "doc",
+        "agreement",
+        "set",
+        "x",
+        "a-1",
+        "--status",
+        "klaar",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("open, in-uitvoering, afgerond, vervallen"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -1109,7 +1130,14 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
         (Some(3), Some(true))
     );
     // Erased: reading says by whom and when; the audit chain still verifies.
-    env.json(&["dossier", "erase", &id, "--user", "j.bakker"]);
+    // Not on a terminal: refused without --yes, and nothing is erased.
+    assert_fails(
+        &env.run(&["dossier", "erase", &id, "--user", "j.bakker"]),
+        1,
+        "add --yes",
+    );
+    assert_eq!(env.json(&["dossier", "list"])[0]["readable"], true);
+    env.json(&["dossier", "erase", &id, "--yes", "--user", "j.bakker"]);
     assert_fails(
         &env.run(&[
             "dossier",

@@ -421,8 +421,13 @@ impl Node {
                     let audience = fold_dossier(state, id, &all)
                         .map(|a| ever_granted(&a, &all))
                         .unwrap_or_else(|| BTreeSet::from([self.info.party.clone()]));
+                    let held = self.store.document(&id)?.is_some();
                     self.purge_dossier(&id, &erased, open, &erase, &audience)?;
-                    tracing::info!(dossier = %id, by = %erased.by, "erased dossier (erasure received from a peer)");
+                    if held {
+                        tracing::info!(dossier = %id, by = %erased.by, "erased dossier (erasure received from a peer)");
+                    } else {
+                        tracing::debug!(dossier = %id, by = %erased.by, "recorded the erasure of a dossier this node never held");
+                    }
                     got.stored += 1;
                     return Ok(got);
                 }

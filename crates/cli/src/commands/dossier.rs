@@ -164,12 +164,34 @@ pub(crate) fn run(
                 format!("Granted {party} access to dossier {id}; its devices got every key.\n")
             })
         }
-        DossierCommand::Erase { id } => {
+        DossierCommand::Erase { id, yes } => {
             let id = node.resolve_dossier(&id)?;
+            if !yes {
+                use anyhow::Context;
+                use std::io::{BufRead, IsTerminal, Write};
+                anyhow::ensure!(
+                    std::io::stdin().is_terminal() && !out.json,
+                    "erasing a dossier cannot be undone: add --yes to erase dossier {id} without being asked"
+                );
+                let short = &id.to_string()[..8];
+                eprint!(
+                    "Erase dossier {id}? Its keys and sealed changes are destroyed on this node and on every node that holds it; only who erased it and when remains. Type {short} to erase it: "
+                );
+                let _ = std::io::stderr().flush();
+                let mut answer = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut answer)
+                    .context("cannot read the confirmation")?;
+                anyhow::ensure!(
+                    answer.trim() == short,
+                    "not confirmed: dossier {id} was not erased"
+                );
+            }
             node.erase_dossier(&id, &reader("wissen dossier")?)?;
             out.emit(&json!({ "id": id, "erased": true }), || {
                 format!(
-                    "Erased dossier {id}: its keys and sealed changes are destroyed on this node.\n"
+                    "Erased dossier {id}: its keys and sealed changes are destroyed on this node; the erasure reaches every node that holds it as they sync.\n"
                 )
             })
         }

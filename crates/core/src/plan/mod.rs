@@ -159,7 +159,16 @@ impl FromStr for AgreementStatus {
         AgreementStatus::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| PlanError::Schema(format!("unknown agreement status '{s}'")))
+            .ok_or_else(|| {
+                PlanError::Schema(format!(
+                    "unknown agreement status '{s}' (the statuses are: {})",
+                    AgreementStatus::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
     }
 }
 
@@ -362,9 +371,7 @@ pub enum PlanError {
     #[error("the section text is {0} bytes; the limit is {MAX_SECTION_BYTES} bytes")]
     TextTooLarge(usize),
     /// No section has this id or title.
-    #[error(
-        "no section '{0}' in this plan: see the section titles and ids with `doc show`"
-    )]
+    #[error("no section '{0}' in this plan: see the section titles and ids with `doc show`")]
     UnknownSection(String),
     /// No agreement has this id.
     #[error("no agreement '{0}' in this plan: see the agreement ids with `doc show`")]
