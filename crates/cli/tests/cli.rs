@@ -1824,3 +1824,26 @@ fn an_empty_stdin_does_not_empty_a_section_without_allow_empty() {
     let shown = env.json(&["doc", "show", &doc, "--format", "json"]);
     assert_eq!(shown["sections"][0]["text"], "");
 }
+
+#[test]
+fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&[
+        "-v",
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "jeugdplan",
+        "--title",
+        "Jeugdplan",
+    ]);
+    assert_ok(&out);
+    assert!(!out.stderr.is_empty(), "-v logs the new plan");
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "escape sequences in a piped log: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
