@@ -1847,3 +1847,82 @@ fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn dossier_messages_name_the_dossier_and_the_empty_field() {
+    let env = Env::new();
+    env.json(&[
+        "init",
+        "--party",
+        "gemeente-utrecht",
+        "--role",
+        "kerngemeente",
+    ]);
+    env.json(&["region", "create", "Regio Utrecht"]);
+    assert_fails(
+        &env.run(&[
+            "dossier",
+            "show",
+            "0123456789abcdef",
+            "--purpose",
+            "x",
+            "--user",
+            "u",
+        ]),
+        1,
+        "no dossier matches '0123456789abcdef' on this node: see `regiosync dossier list`",
+    );
+    assert_fails(
+        &env.run(&[
+            "dossier",
+            "new",
+            "--woongemeente",
+            "gemeente-utrecht",
+            "--purpose",
+            " ",
+            "--user",
+            "u",
+        ]),
+        1,
+        "--purpose is empty",
+    );
+    let id = env.json(&[
+        "dossier",
+        "new",
+        "--woongemeente",
+        "gemeente-utrecht",
+        "--purpose",
+        "begeleiding",
+        "--user",
+        "u",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_fails(
+        &env.run(&["dossier", "show", &id, "--purpose", "  ", "--user", "u"]),
+        1,
+        "--purpose is empty",
+    );
+    assert_fails(
+        &env.run(&["dossier", "note", &id, " ", "--user", "u"]),
+        1,
+        "the note is empty",
+    );
+    // A plan's id where a dossier is meant.
+    let plan = env.json(&["doc", "new", "plan", "--kind", "jeugdplan", "--title", "J"])["short"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_fails(
+        &env.run(&["dossier", "show", &plan, "--purpose", "x", "--user", "u"]),
+        1,
+        "no dossier matches",
+    );
+    // A change id with too few digits says so.
+    assert_fails(
+        &env.run(&["doc", "diff", &plan, "--from", "abc"]),
+        1,
+        "at least 8 hex digits",
+    );
+}

@@ -82,7 +82,21 @@ impl Node {
         {
             return Ok(id);
         }
-        self.resolve(reference)
+        let id = self.resolve(reference).map_err(|e| match e {
+            NodeError::UnknownDocument(r) => NodeError::UnknownDossier(r),
+            e => e,
+        })?;
+        if self
+            .store
+            .document(&id)?
+            .is_some_and(|row| row.kind != KIND_DOSSIER)
+        {
+            // A plan's id given where a dossier is meant.
+            return Err(NodeError::UnknownDossier(
+                reference.trim().chars().take(64).collect(),
+            ));
+        }
+        Ok(id)
     }
 
     /// Erases a dossier (owner party or a region admin): the `Erase` op, then every

@@ -85,6 +85,14 @@ pub enum NodeError {
     /// An id or name is malformed.
     #[error(transparent)]
     Id(#[from] IdError),
+    /// A change id given with fewer than 8 hex digits.
+    #[error(
+        "a change id needs at least 8 hex digits, '{0}' has fewer: copy it from `regiosync doc history`"
+    )]
+    ShortChangeId(String),
+    /// No dossier matches the given id or prefix.
+    #[error("no dossier matches '{0}' on this node: see `regiosync dossier list`")]
+    UnknownDossier(String),
     /// No document matches the given id or prefix.
     #[error("no document matches '{0}': see `regiosync doc list`")]
     UnknownDocument(String),

@@ -310,7 +310,11 @@ fn resolve_in(
     let mut heads = Vec::new();
     for part in reference.split(',').map(str::trim) {
         let lower = part.to_ascii_lowercase();
-        if lower.len() < 8 || lower.len() > 64 || !lower.chars().all(|c| c.is_ascii_hexdigit()) {
+        let hex_digits = lower.chars().all(|c| c.is_ascii_hexdigit());
+        if hex_digits && !lower.is_empty() && lower.len() < 8 {
+            return Err(NodeError::ShortChangeId(part.to_owned()));
+        }
+        if lower.len() < 8 || lower.len() > 64 || !hex_digits {
             return Err(NodeError::UnknownVersion(shown));
         }
         let hits: Vec<&ChangeHash> = all

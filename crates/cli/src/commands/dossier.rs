@@ -19,7 +19,7 @@ fn user(given: Option<&str>) -> anyhow::Result<String> {
         .unwrap_or_default();
     anyhow::ensure!(
         !name.trim().is_empty(),
-        "who is reading? pass --user NAME (it goes into the audit log)"
+        "pass --user NAME: the audit log records who reads, writes or erases a dossier, and no login name was found"
     );
     Ok(name.trim().to_owned())
 }
@@ -32,6 +32,10 @@ pub(crate) fn run(
 ) -> anyhow::Result<()> {
     let mut node = super::open_node(global)?;
     let reader = |purpose: &str| -> anyhow::Result<Reader> {
+        anyhow::ensure!(
+            !purpose.trim().is_empty(),
+            "--purpose is empty: the audit log records why a dossier is made or read; say why (for example --purpose zorgoverleg)"
+        );
         Ok(Reader {
             user: user(user_arg)?,
             purpose: purpose.to_owned(),
@@ -44,6 +48,10 @@ pub(crate) fn run(
             purpose,
             set,
         } => {
+            anyhow::ensure!(
+                !purpose.trim().is_empty(),
+                "--purpose is empty: say why the woongemeente gets access (for example --purpose \"Jeugdwet: ondersteuning\")"
+            );
             let id = node.create_dossier(
                 &NewDossier {
                     woongemeente: woongemeente.clone(),
@@ -138,14 +146,18 @@ pub(crate) fn run(
             )
         }
         DossierCommand::Edit { id, field, value } => {
-            let id = node.resolve(&id)?;
+            let id = node.resolve_dossier(&id)?;
             node.edit_dossier(&id, field, &value, &reader("bijwerken dossier")?)?;
             out.emit(&json!({ "id": id, "field": field.as_str() }), || {
                 format!("Set {field} of dossier {id}.\n")
             })
         }
         DossierCommand::Note { id, text } => {
-            let id = node.resolve(&id)?;
+            let id = node.resolve_dossier(&id)?;
+            anyhow::ensure!(
+                !text.trim().is_empty(),
+                "the note is empty: write what happened, e.g. regiosync dossier note {id} \"Huisbezoek met ouders.\""
+            );
             node.add_dossier_note(&id, &text, &reader("contactmoment")?)?;
             out.emit(&json!({ "id": id }), || {
                 format!("Added a note to dossier {id}.\n")
@@ -158,7 +170,7 @@ pub(crate) fn run(
             purpose,
             until,
         } => {
-            let id = node.resolve(&id)?;
+            let id = node.resolve_dossier(&id)?;
             node.grant_dossier(&id, party.clone(), basis, &purpose, until)?;
             out.emit(&json!({ "id": id, "granted": party }), || {
                 format!("Granted {party} access to dossier {id}; its devices got every key.\n")
@@ -196,7 +208,7 @@ pub(crate) fn run(
             })
         }
         DossierCommand::Revoke { id, party, reason } => {
-            let id = node.resolve(&id)?;
+            let id = node.resolve_dossier(&id)?;
             node.revoke_dossier(&id, party.clone(), &reason)?;
             out.emit(&json!({ "id": id, "revoked": party }), || {
                 format!("Revoked {party}'s access to dossier {id}; what is written from now on is sealed with a new key.\n")
