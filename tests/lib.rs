@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use regiosync_core::id::{PartyName, Role};
 use regiosync_net::Multiaddr;
-use regiosync_node::Node;
 use regiosync_node::service::{ServiceConfig, run};
+use regiosync_node::{Node, NodeError};
 use tokio_util::sync::CancellationToken;
 
 /// A party name that must be valid.
@@ -77,28 +77,36 @@ pub fn loopback_config(listen: &Multiaddr, peers: &[Multiaddr]) -> ServiceConfig
 /// A node service running in this process (`regiosync up`).
 pub struct Running {
     cancel: CancellationToken,
-    join: tokio::task::JoinHandle<()>,
+    join: tokio::task::JoinHandle<Result<(), NodeError>>,
 }
 
-/// Starts the node in `dir` with `config`; the test fails if the node stops with an
-/// error.
+/// Starts the node in `dir` with `config`; [`Running::stop`] fails the test if the
+/// node stopped with an error.
 pub fn start_node(dir: &Path, config: ServiceConfig) -> Running {
     let node = Node::open(dir).expect("the node opens");
     let cancel = CancellationToken::new();
     let c = cancel.clone();
-    let join = tokio::spawn(async move {
-        if let Err(e) = run(node, config, c).await {
-            panic!("node failed: {e}");
-        }
-    });
+    let join = tokio::spawn(run(node, config, c));
     Running { cancel, join }
 }
 
 impl Running {
-    /// Stops the node and waits until it has.
+    /// Stops the node and waits until it has; fails the test if it had failed.
     pub async fn stop(self) {
         self.cancel.cancel();
-        self.join.await.expect("the node task ends");
+        if let Err(e) = self.join.await.expect("the node task ends") {
+            panic!("node failed: {e}");
+        }
+    }
+
+    /// Waits (at most `limit`) for the node to stop by itself, and returns how it
+    /// ended; fails the test if it still runs.
+    pub async fn ended(self, limit: Duration) -> Result<(), NodeError> {
+        let ended = tokio::time::timeout(limit, self.join).await;
+        self.cancel.cancel();
+        ended
+            .expect("the node stops by itself")
+            .expect("the node task ends")
     }
 }
 

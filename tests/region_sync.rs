@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use regiosync_core::id::{DocId, Role};
 use regiosync_core::plan::{AgreementInput, Plan, PlanKind};
 use regiosync_net::Multiaddr;
-use regiosync_node::Node;
 use regiosync_node::service::run;
+use regiosync_node::{Node, NodeError};
 use regiosync_tests::{
     Running, free_addr, logs, loopback_config, party, region_by_files, start_node,
 };
@@ -314,8 +314,14 @@ async fn a_removed_device_is_cut_off_and_receives_nothing_after_removal() {
             "the removed device's later edit got in"
         );
     }
-    for (_, r) in nodes {
-        r.stop().await;
+    for (i, r) in nodes {
+        if i == 4 {
+            // The removed laptop's node was told so by the members and stopped.
+            let ended = r.ended(Duration::from_secs(60)).await;
+            assert!(matches!(ended, Err(NodeError::Removed(_))), "{ended:?}");
+        } else {
+            r.stop().await;
+        }
     }
 }
 

@@ -764,13 +764,35 @@ fn invitation_flow_through_files_and_device_removal() {
         &["doc", "section", "set", &doc, "Aanpak"],
         "na verwijdering",
     );
-    assert_fails(&out, 1, "may not change the document");
-    // A non-admin cannot invite a new party.
-    assert_fails(
-        &roc.run(&["invite", "--party", "gemeente-zeist", "--role", "gemeente"]),
-        1,
-        "not an active member",
+    // The removed device says so before anything else, then the one-line error.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (warning, error) = stderr.trim_end().split_once('\n').unwrap();
+    assert!(
+        warning.starts_with("warning: this device was removed from the region on ")
+            && warning
+                .contains(" by gemeente-utrecht: changes made here will be refused by the region"),
+        "{stderr}"
     );
+    assert!(
+        error.starts_with("error: ") && error.contains("may not change the document"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // `status` and `up` give the reason instead of "not running" or a node that dials.
+    for args in [
+        &["status"][..],
+        &["up", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
+    ] {
+        assert_fails(
+            &run_within(&roc, args, 60),
+            1,
+            "this device was removed from the region on ",
+        );
+    }
+    // A non-admin cannot invite a new party.
+    let out = roc.run(&["invite", "--party", "gemeente-zeist", "--role", "gemeente"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an active member"));
 }
 
 #[test]
@@ -1925,4 +1947,35 @@ fn dossier_messages_name_the_dossier_and_the_empty_field() {
         1,
         "at least 8 hex digits",
     );
+}
+
+#[test]
+fn a_second_up_on_one_data_dir_names_the_running_process_and_a_killed_one_frees_it() {
+    let env = Env::new();
+    env.init();
+    let mut first = Up::start(&env, free_port(), &[]);
+    eventually("the first node runs", || {
+        env.run(&["status"]).status.success()
+    });
+    let pid = first.0.id();
+    let second = run_within(
+        &env,
+        &[
+            "up",
+            "--no-mdns",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+        ],
+        60,
+    );
+    assert_fails(&second, 1, &format!("already running in process {pid}"));
+    // SIGKILL: no clean-up runs, yet the kernel drops the lock with the process.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let status = env.dir.join("status.json");
+    std::fs::remove_file(&status).unwrap();
+    let _third = Up::start(&env, free_port(), &[]);
+    eventually("a new node runs after the old one was killed", || {
+        status.exists()
+    });
 }

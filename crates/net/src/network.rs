@@ -44,6 +44,13 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long an idle connection stays open.
     pub idle_timeout: Duration,
+    /// How often a connection is pinged. A connection whose ping is not answered
+    /// within `ping_timeout` is closed: a peer that died without closing (power
+    /// loss, cable, a frozen machine) counts as gone within seconds, not when the
+    /// idle timeout ends.
+    pub ping_interval: Duration,
+    /// How long a ping may take before the connection is closed.
+    pub ping_timeout: Duration,
     /// How long a member that broke the protocol is refused before it may reconnect.
     pub ban_duration: Duration,
     /// Members allowed from the start, before the node listens: a member that dials
@@ -69,6 +76,8 @@ impl Default for Config {
             max_frame: DEFAULT_MAX_FRAME,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
+            ping_interval: Duration::from_secs(3),
+            ping_timeout: Duration::from_secs(5),
             ban_duration: Duration::from_secs(300),
             members: Vec::new(),
             request_burst: 1000,
@@ -103,6 +112,14 @@ pub enum NetEvent {
         peer: PeerId,
         /// The address dialled.
         addr: Multiaddr,
+    },
+    /// How a connected peer is reached now, after a connection to it opened or
+    /// closed: `relayed` when every connection goes through a relay (no direct one).
+    Route {
+        /// The peer.
+        peer: PeerId,
+        /// Only through a relay.
+        relayed: bool,
     },
     /// The last connection to a peer closed.
     Disconnected {
@@ -330,6 +347,7 @@ pub fn spawn(
         relay_server: config.relay_server,
         relays: HashMap::new(),
         dialled: HashMap::new(),
+        routes: HashMap::new(),
         guests: HashSet::new(),
         request_budget: HashMap::new(),
         request_burst: f64::from(config.request_burst.max(1)),
@@ -356,6 +374,7 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
     let rr_config =
         request_response::Config::default().with_request_timeout(config.request_timeout);
     let relay_on = config.relay_server;
+    let (ping_interval, ping_timeout) = (config.ping_interval, config.ping_timeout);
     let (dns_config, dns_opts) = dns_settings();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -365,7 +384,14 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
             yamux::Config::default,
         )
         .map_err(|e| build(&e))?
-        .with_quic()
+        .with_quic_config(|mut c| {
+            // QUIC notices a silent peer by itself; as fast as ping does over TCP.
+            c.keep_alive_interval = ping_interval;
+            c.max_idle_timeout =
+                u32::try_from(ping_interval.saturating_add(ping_timeout).as_millis())
+                    .unwrap_or(u32::MAX);
+            c
+        })
         .with_dns_config(dns_config, dns_opts)
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| build(&e))?
@@ -383,7 +409,11 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
                     "/regiosync/1".into(),
                     key.public(),
                 )),
-                ping: ping::Behaviour::new(ping::Config::new()),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(ping_interval)
+                        .with_timeout(ping_timeout),
+                ),
                 mdns: Toggle::from(mdns),
                 relay: Toggle::from(relay),
                 relay_client,
@@ -446,6 +476,8 @@ type Reply = BoxFuture<
 
 struct Actor {
     swarm: Swarm<Behaviour>,
+    /// Per connected peer, its connections and whether each goes through a relay.
+    routes: HashMap<PeerId, HashMap<libp2p::swarm::ConnectionId, bool>>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetEvent>,
     pending: HashMap<OutboundRequestId, PendingRequest>,
@@ -508,6 +540,15 @@ impl Actor {
                 for p in after.iter().filter(|p| !self.banned.contains_key(p)) {
                     gate.allow_peer(*p);
                 }
+                // A member that became a guest (a removed device, admitted only to be
+                // told so) loses the connections it had as a member.
+                for demoted in self
+                    .members
+                    .difference(&peers)
+                    .filter(|p| guests.contains(p))
+                {
+                    let _ = self.swarm.disconnect_peer_id(*demoted);
+                }
                 self.members = peers;
                 self.guests = guests;
                 self.relays.retain(|r, _| self.members.contains(r));
@@ -549,6 +590,14 @@ impl Actor {
         }
     }
 
+    /// Tells the node how `peer` is reached now (direct, or only through a relay).
+    fn emit_route(&mut self, peer: PeerId) {
+        if let Some(r) = self.routes.get(&peer).filter(|r| !r.is_empty()) {
+            let relayed = r.values().all(|relayed| *relayed);
+            self.emit(NetEvent::Route { peer, relayed });
+        }
+    }
+
     fn swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -562,10 +611,22 @@ impl Actor {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                let relayed = match &endpoint {
+                    libp2p::core::ConnectedPoint::Dialer { address, .. } => is_circuit(address),
+                    libp2p::core::ConnectedPoint::Listener {
+                        local_addr,
+                        send_back_addr,
+                    } => is_circuit(local_addr) || is_circuit(send_back_addr),
+                };
+                self.routes
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, relayed);
                 if endpoint.is_dialer() {
                     // Remember where a dialled peer was found (a `--peer` address carries
                     // no peer id), so that a later redial by id knows where to go.
@@ -583,12 +644,21 @@ impl Actor {
                     tracing::info!(peer = %peer_id, "connected");
                     self.emit(NetEvent::Connected { peer: peer_id });
                 }
+                self.emit_route(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
-            } => {
+            } if num_established > 0 => {
+                if let Some(r) = self.routes.get_mut(&peer_id) {
+                    r.remove(&connection_id);
+                }
+                self.emit_route(peer_id);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                self.routes.remove(&peer_id);
                 tracing::info!(peer = %peer_id, "disconnected");
                 // Its reservation listener closes with the connection; reserve again
                 // when it is back (identify tells).
@@ -600,6 +670,16 @@ impl Actor {
                 tracing::debug!(%error, "incoming connection refused or failed");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            })) if !matches!(error, ping::Failure::Unsupported) => {
+                // libp2p leaves closing to us: a connection that does not answer pings
+                // is dead, whatever TCP believes.
+                tracing::info!(peer = %peer, %error, "no answer to ping; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

@@ -675,3 +675,60 @@ pub(crate) fn not_sent_yet(
         })
         .collect()
 }
+
+/// A dossier that cannot reach a party now: no device of the party is reachable and
+/// no dossier relay is (`regiosync status` lists it; ids and party names only).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnreachedDossier {
+    /// The dossier (a pseudonymous id).
+    pub dossier: DocId,
+    /// The party in force that it cannot reach.
+    pub party: String,
+}
+
+impl Node {
+    /// The dossiers held here and the parties in force they cannot reach now, given
+    /// which devices are `reachable` (connected): none while a designated dossier
+    /// relay is reachable, which takes every dossier on. Also the number of dossiers
+    /// held.
+    pub fn dossier_reach(
+        &self,
+        reachable: &dyn Fn(&NodeId) -> bool,
+    ) -> Result<(usize, Vec<UnreachedDossier>), NodeError> {
+        let Some(folded) = self.control()? else {
+            return Ok((0, vec![]));
+        };
+        let state = &folded.state;
+        let me = self.info().node_id;
+        let Some(mine) = state.devices.get(&me).map(|d| d.party.clone()) else {
+            return Ok((0, vec![]));
+        };
+        let items = self.store.dossier_items()?;
+        let relay_up = state
+            .devices
+            .keys()
+            .any(|d| *d != me && state.is_dossier_relay(d) && reachable(d));
+        let mut out = Vec::new();
+        if !relay_up {
+            for (id, items) in &items {
+                for party in self.dossier_readers(state, id, &items.ops)?.iter() {
+                    if *party != mine && !state.devices_of(party).any(|(d, _)| reachable(d)) {
+                        out.push(UnreachedDossier {
+                            dossier: *id,
+                            party: party.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok((items.len(), out))
+    }
+
+    /// How many dossiers (and tombstones) this node may send `peer`.
+    pub fn dossiers_shared_with(&self, peer: &NodeId) -> Result<usize, NodeError> {
+        let Some(folded) = self.control()? else {
+            return Ok(0);
+        };
+        Ok(self.shared_dossiers(&folded.state, peer)?.len())
+    }
+}

@@ -191,6 +191,23 @@ pub enum NodeError {
     /// Sealing or key wrapping failed.
     #[error(transparent)]
     Seal(#[from] regiosync_core::seal::SealError),
+    /// The region removed this device (or its party).
+    #[error(
+        "this device was removed from the region on {} by {}: the other members no longer sync with it, and changes made here will be refused by the region. If this is a mistake, ask a region admin to invite a new device of your party (`regiosync init` in a new data dir, then `regiosync join`)",
+        .0.day(), .0.by
+    )]
+    Removed(crate::Removal),
+    /// Another process runs the node of this data dir (`regiosync up`).
+    #[error(
+        "the node in {dir} is already running{}: stop that one first (Ctrl-C in its terminal, or `kill` the process), or keep it: every other command works while it runs",
+        pid.map(|p| format!(" in process {p}")).unwrap_or_default()
+    )]
+    AlreadyRunning {
+        /// The data dir.
+        dir: PathBuf,
+        /// The process that holds the node, if it could be read from the lock file.
+        pid: Option<u32>,
+    },
     /// A sync session with a peer failed.
     #[error("sync failed: {0}")]
     Sync(String),

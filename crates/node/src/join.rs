@@ -21,16 +21,22 @@ use crate::documents::now_ms;
 use crate::error::NodeError;
 use crate::region::{Imported, now_secs};
 
-/// How long after its use an invite's join identity is still admitted, so the
-/// `Joined` answer reaches the joiner before the gate closes behind it.
+/// How long after its use an invite's join identity gets the region's log again
+/// (its `Joined` answer may have been lost); after that a repeated request is told
+/// that the code was used.
 pub const JOIN_GRACE_MS: i64 = 60_000;
 
+/// How long a joiner keeps trying while the inviter's node, reached and running,
+/// closes every connection of the join identity (its gate does not know the code),
+/// before it says so. Covers the inviter's poll of its store after `invite`.
+const REFUSED_FOR: Duration = Duration::from_secs(2);
+
 impl Node {
-    /// The one-time join identities of this node's open invites (see the module docs).
+    /// The one-time join identities of this node's unexpired invites, the used ones
+    /// included (see the module docs): whoever holds a used code is told at once that
+    /// it was used, not left waiting for a gate that stays shut.
     pub fn join_peers(&self) -> Result<Vec<NodeId>, NodeError> {
-        let invites = self
-            .store()
-            .open_invites(now_secs(), now_ms() - JOIN_GRACE_MS)?;
+        let invites = self.store().open_invites(now_secs(), i64::MIN)?;
         Ok(invites.iter().map(|i| join_peer_id(&i.secret)).collect())
     }
 
@@ -155,6 +161,9 @@ pub async fn join_over_network(
         regiosync_net::spawn(key, config).map_err(|e| NodeError::Sync(e.to_string()))?;
     let frame = Request::Join { request }.encode();
     let mut last_error = String::from("no connection");
+    // Connections the inviter's node took and closed without an answer: its gate
+    // does not admit this code's identity.
+    let mut refused: Option<(std::time::Instant, u32)> = None;
     let outcome = tokio::time::timeout(timeout, async {
         // Dial every address, again each second, and ask once connected. A connection
         // can come up on this side and still be refused by the inviter's gate: its node
@@ -183,6 +192,16 @@ pub async fn join_over_network(
                 Err(e) => {
                     tracing::debug!(error = %e, "join request failed; retrying");
                     last_error = e.to_string();
+                    let (since, times) = refused.get_or_insert((std::time::Instant::now(), 0));
+                    *times += 1;
+                    if *times >= 3 && since.elapsed() >= REFUSED_FOR {
+                        // The same words for every code its node does not hold open:
+                        // a guessed secret, an expired or withdrawn invite, a code cut
+                        // short. Nothing here tells a guesser more than that.
+                        return Err(NodeError::JoinRefused(
+                            "the inviter's node is running but does not accept this code: it is not an open invite there (mistyped or incomplete, expired, or withdrawn). Check that the whole code was copied, or ask the inviter for a new one".into(),
+                        ));
+                    }
                     redial.tick().await;
                 }
             }

@@ -38,9 +38,13 @@ pub mod input_file;
 pub mod join;
 mod peers;
 pub mod plan_versions;
+pub use dossier_sync::UnreachedDossier;
 pub use peers::{DocStates, MAX_LISTED_DOCS};
 pub use plan_versions::{ApprovalView, ConflictEntry, ConflictView, ExportFormat};
 pub mod region;
+mod removal;
+pub use removal::{REMOVED_NOTICE, Removal};
+pub mod run_lock;
 pub mod service;
 pub mod sync;
 

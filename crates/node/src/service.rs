@@ -129,7 +129,24 @@ pub struct Status {
     pub updated: i64,
     /// Per member device.
     pub peers: BTreeMap<String, PeerStatus>,
+    /// Dossiers held on this node.
+    #[serde(default)]
+    pub dossiers_held: usize,
+    /// Dossiers that cannot reach a party in force now (no device of it connected,
+    /// no dossier relay connected); at most [`MAX_LISTED_UNREACHED`].
+    #[serde(default)]
+    pub dossiers_unreached: Vec<crate::UnreachedDossier>,
+    /// All of them, listed or not.
+    #[serde(default)]
+    pub dossiers_unreached_count: usize,
 }
+
+/// Most unreached dossiers listed in the status.
+pub const MAX_LISTED_UNREACHED: usize = 100;
+
+/// A connection that a member closes sooner than this, before any sync, counts as
+/// refused by it (its gate does not admit this device).
+const REFUSED_WITHIN: Duration = Duration::from_secs(3);
 
 /// What the node knows of one member.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -140,6 +157,27 @@ pub struct PeerStatus {
     pub connected: bool,
     /// Last successful sync, Unix seconds.
     pub last_contact: Option<i64>,
+    /// When a connection to it was last up, Unix seconds.
+    #[serde(default)]
+    pub last_seen: Option<i64>,
+    /// How it was reached then: `direct`, or `relay` (only through a relay).
+    #[serde(default)]
+    pub via: Option<String>,
+    /// Its node took this node's connection and closed it at once, before any sync:
+    /// it runs, but does not let this device in (its region log does not list this
+    /// device as active yet, or it banned it for a while).
+    #[serde(default)]
+    pub refuses_this_device: bool,
+    /// Dossiers this node may send it (its party is in force, or it is a dossier
+    /// relay), as of the last session.
+    #[serde(default)]
+    pub dossiers_shared: usize,
+    /// Dossier items (access-log ops and sealed changes) received in the last session.
+    #[serde(default)]
+    pub dossier_items_received: usize,
+    /// Dossier items sent in the last session.
+    #[serde(default)]
+    pub dossier_items_sent: usize,
     /// Documents that differed at the start of the last session.
     pub docs_differing: usize,
     /// How the shared documents compared with the peer's at the end of the last
@@ -178,7 +216,14 @@ pub async fn run(
     config: ServiceConfig,
     cancel: CancellationToken,
 ) -> Result<(), NodeError> {
+    // Before anything else: a second `up` on this data dir changes nothing.
+    let _lock = crate::run_lock::RunLock::acquire(node.dir())?;
+    // A removed device has nobody to sync with: say so instead of dialling.
+    if let Some(removal) = node.removal()? {
+        return Err(NodeError::Removed(removal));
+    }
     let me = node.info().node_id;
+    tracing::info!(node = %me, "node starting");
     let status_path: PathBuf = node.dir().join(STATUS_FILE);
     let key = node.network_key()?;
     let state = node.region_state()?;
@@ -224,6 +269,11 @@ pub async fn run(
     let mut running: HashSet<NodeId> = HashSet::new();
     let mut again: HashSet<NodeId> = HashSet::new();
     let mut connected: HashSet<NodeId> = HashSet::new();
+    // Per connected member: since when, and whether a session succeeded since.
+    let mut connected_at: HashMap<NodeId, (Instant, bool)> = HashMap::new();
+    // Per member: reached only through a relay (true) or directly.
+    let mut via: HashMap<NodeId, bool> = HashMap::new();
+    let mut reach_due = true;
     let mut redial: HashMap<NodeId, Redial> = HashMap::new();
     let mut data_version = node.lock().await.store().data_version().unwrap_or(0);
     let mut tick = tokio::time::interval(config.sync_interval);
@@ -241,6 +291,7 @@ pub async fn run(
                  again: &mut HashSet<NodeId>| {
         if running.insert(peer) {
             let (node, net) = (node.clone(), net.clone());
+            tracing::debug!(peer = %peer, "sync session starting");
             sessions.spawn(async move {
                 // A session that panics ends with an error for its peer (which must
                 // not stay marked as running, or it would never be synced again).
@@ -294,14 +345,35 @@ pub async fn run(
                         if let Ok(id) = NodeId::from_peer_id(&peer)
                             && members.iter().any(|(m, _)| *m == id)
                         {
+                            // The backoff is reset by a session that succeeds, not
+                            // here: a peer whose gate refuses this device accepts the
+                            // connection and then closes it, and resetting on every
+                            // such connection made a refused device redial several
+                            // times a second.
                             connected.insert(id);
-                            redial.remove(&id);
+                            connected_at.insert(id, (Instant::now(), false));
+                            reach_due = true;
                             start(id, &mut sessions, &mut running, &mut again);
                         }
                     }
                     NetEvent::Disconnected { peer } => {
+                        if let Ok(id) = NodeId::from_peer_id(&peer)
+                            && connected.remove(&id)
+                        {
+                            reach_due = true;
+                            let entry = status.peers.entry(id.to_string()).or_default();
+                            entry.last_seen = Some(crate::region::now_secs());
+                            if let Some((since, synced)) = connected_at.remove(&id)
+                                && !synced
+                                && since.elapsed() < REFUSED_WITHIN
+                            {
+                                entry.refuses_this_device = true;
+                            }
+                        }
+                    }
+                    NetEvent::Route { peer, relayed } => {
                         if let Ok(id) = NodeId::from_peer_id(&peer) {
-                            connected.remove(&id);
+                            via.insert(id, relayed);
                         }
                     }
                     NetEvent::Dialled { peer, addr } => {
@@ -363,6 +435,22 @@ pub async fn run(
                 let entry = status.peers.entry(peer.to_string()).or_default();
                 match result {
                     Ok(report) => {
+                        tracing::debug!(peer = %peer, round_trips = report.round_trips, changes = report.changes_received, "sync session done");
+                        redial.remove(&peer);
+                        if let Some(c) = connected_at.get_mut(&peer) {
+                            c.1 = true;
+                        }
+                        reach_due = true;
+                        entry.refuses_this_device = false;
+                        entry.dossier_items_received = report.dossier_items_received;
+                        entry.dossier_items_sent = report.dossier_items_sent;
+                        match node.lock().await.dossiers_shared_with(&peer) {
+                            Ok(n) => entry.dossiers_shared = n,
+                            Err(e) => tracing::warn!(error = %e, "cannot count the dossiers shared with a member"),
+                        }
+                        for sp in static_peers.iter_mut().filter(|sp| sp.peer == Some(peer)) {
+                            sp.redial.attempts = 0;
+                        }
                         entry.last_contact = Some(crate::region::now_secs());
                         entry.docs_differing = report.docs_differing;
                         entry.docs = report.docs;
@@ -384,6 +472,15 @@ pub async fn run(
                         tracing::error!(error = %e, "the store failed; stopping sync");
                         sessions.abort_all();
                         net_task.shutdown().await;
+                        return Err(e);
+                    }
+                    Err(e @ NodeError::Removed(_)) => {
+                        // Every member refuses it: stop dialling them.
+                        tracing::error!(peer = %peer, "a member showed that this device was removed from the region; stopping");
+                        sessions.abort_all();
+                        responders.abort_all();
+                        net_task.shutdown().await;
+                        let _ = std::fs::remove_file(&status_path);
                         return Err(e);
                     }
                     Err(e) => {
@@ -428,7 +525,6 @@ pub async fn run(
                 let now = Instant::now();
                 for sp in &mut static_peers {
                     if sp.peer.is_some_and(|p| connected.contains(&p)) {
-                        sp.redial.attempts = 0;
                         continue;
                     }
                     if sp.redial.due <= now {
@@ -447,7 +543,20 @@ pub async fn run(
                         r.due = now + backoff(r.attempts);
                     }
                 }
-                write_status(&status_path, &mut status, &members, &connected, &mut last_status);
+                if reach_due {
+                    reach_due = false;
+                    let reachable = |d: &NodeId| connected.contains(d);
+                    match node.lock().await.dossier_reach(&reachable) {
+                        Ok((held, mut unreached)) => {
+                            status.dossiers_held = held;
+                            status.dossiers_unreached_count = unreached.len();
+                            unreached.truncate(MAX_LISTED_UNREACHED);
+                            status.dossiers_unreached = unreached;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot tell which dossiers can reach their parties"),
+                    }
+                }
+                write_status(&status_path, &mut status, &members, &connected, &via, &mut last_status);
             }
             _ = tick.tick() => {
                 // Also closes the gate behind invites that expired or were used.
@@ -487,6 +596,11 @@ async fn update_members(
 ) -> Result<Vec<(NodeId, String)>, NodeError> {
     let (state, join_peers) = {
         let n = node.lock().await;
+        // This device's own log says it was removed (it got the op before the gate
+        // closed, or from a file): stop.
+        if let Some(removal) = n.removal()? {
+            return Err(NodeError::Removed(removal));
+        }
         (n.region_state()?, n.join_peers()?)
     };
     let published = crate::peers::published_in(&state, &me);
@@ -499,9 +613,15 @@ async fn update_members(
         .filter(|(d, _)| **d != me && state.active_device(d).is_some())
         .map(|(d, dev)| (*d, dev.party.to_string()))
         .collect();
+    // Removed devices are guests too: they are answered only with the op that
+    // removed them (`Response::Removed`), so they stop dialling.
+    let removed = state
+        .devices
+        .keys()
+        .filter(|d| **d != me && state.active_device(d).is_none());
     net.set_members_and_guests(
         members.iter().map(|(d, _)| d.to_peer_id()),
-        join_peers.iter().map(NodeId::to_peer_id),
+        join_peers.iter().chain(removed).map(NodeId::to_peer_id),
     )
     .await
     .map_err(|e| NodeError::Sync(e.to_string()))?;
@@ -516,12 +636,20 @@ fn write_status(
     status: &mut Status,
     members: &[(NodeId, String)],
     connected: &HashSet<NodeId>,
+    via: &HashMap<NodeId, bool>,
     last: &mut (String, Instant),
 ) {
+    let now = crate::region::now_secs();
     for (id, party) in members {
         let e = status.peers.entry(id.to_string()).or_default();
         e.party.clone_from(party);
         e.connected = connected.contains(id);
+        if e.connected {
+            e.refuses_this_device = false;
+        }
+        if let Some(relayed) = via.get(id) {
+            e.via = Some(if *relayed { "relay" } else { "direct" }.into());
+        }
     }
     let gone: Vec<String> = status
         .peers
@@ -532,15 +660,22 @@ fn write_status(
     for k in gone {
         status.peers.remove(&k);
     }
-    let content = serde_json::to_string(&(&status.listen, &status.peers)).unwrap_or_default();
-    if content == last.0 && last.1.elapsed() < STATUS_REFRESH {
+    let content = |s: &Status| {
+        serde_json::to_string(&(&s.listen, &s.peers, &s.dossiers_unreached, s.dossiers_held))
+            .unwrap_or_default()
+    };
+    if content(status) == last.0 && last.1.elapsed() < STATUS_REFRESH {
         return;
     }
-    status.updated = crate::region::now_secs();
+    // Connected members are seen now (set only when writing: it changes every second).
+    for e in status.peers.values_mut().filter(|e| e.connected) {
+        e.last_seen = Some(now);
+    }
+    status.updated = now;
     if let Ok(json) = serde_json::to_vec_pretty(status)
         && crate::data_dir::replace_private(path, &json).is_ok()
     {
-        *last = (content, Instant::now());
+        *last = (content(status), Instant::now());
     }
 }
 

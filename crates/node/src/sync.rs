@@ -140,6 +140,15 @@ pub async fn sync_with(
                         peer.short()
                     )));
                 }
+                Ok(Response::Removed { ops }) => {
+                    return Err(match node.lock().await.take_removal(&ops)? {
+                        Some(removal) => NodeError::Removed(removal),
+                        None => NodeError::Sync(format!(
+                            "peer {} says this device was removed from the region, but showed no removal signed by a region admin",
+                            peer.short()
+                        )),
+                    });
+                }
                 Ok(r) => r,
                 Err(e) => {
                     return Err(NodeError::Sync(format!(
@@ -151,8 +160,19 @@ pub async fn sync_with(
         }};
     }
 
-    // 1. Hello.
-    let (hello, shared) = node.lock().await.hello(&peer)?;
+    // 1. Hello, to active members only (a removed device may still be connected
+    // for a moment, or as a guest that is told it was removed).
+    let (hello, shared) = {
+        let n = node.lock().await;
+        let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
+        if folded.state.active_device(&peer).is_none() {
+            return Err(NodeError::Sync(format!(
+                "peer {} is not an active member of the region",
+                peer.short()
+            )));
+        }
+        n.hello(&peer)?
+    };
     let Response::Hello {
         control_heads,
         summary,
@@ -414,6 +434,10 @@ impl Node {
         }
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         if folded.state.active_device(peer).is_none() {
+            // A removed device is told so (and by which op), so it stops dialling.
+            if let Some(ops) = self.removal_proof(peer)? {
+                return Ok(Response::Removed { ops });
+            }
             return Ok(Response::Refused {
                 reason: Refusal::NotAMember,
             });

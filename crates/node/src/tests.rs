@@ -1069,3 +1069,44 @@ fn a_grant_that_ended_before_it_was_given_is_refused() {
     assert_eq!(g.until, Some(later));
     assert_eq!(g.basis.to_string(), "toestemming");
 }
+
+#[test]
+fn attack_a_member_cannot_make_a_device_believe_it_was_removed() {
+    use regiosync_core::control::{Op, OpBody, SignedOp};
+    let tmp = tempfile::tempdir().unwrap();
+    let [mut kern, mut roc, mut zeist, _] = dossier_region(tmp.path());
+    let region = zeist.region().unwrap().unwrap();
+    let heads = zeist.region_state().unwrap().heads;
+    let zeist_id = zeist.info().node_id;
+    let removal_by = |n: &mut Node| {
+        let author = n.info().node_id;
+        SignedOp::sign(
+            Op {
+                region: Some(region),
+                parents: heads.clone(),
+                author,
+                time: 1_800_000_000,
+                body: OpBody::RemoveDevice {
+                    device: zeist_id,
+                    cutoffs: vec![],
+                },
+            },
+            n.signing_key_for_tests().unwrap(),
+        )
+        .unwrap()
+        .encode()
+    };
+    // The ROC is a member but no admin: its "removal" is not believed, nor is junk.
+    let forged = removal_by(&mut roc);
+    assert_eq!(
+        zeist.take_removal(&[forged, b"junk".to_vec()]).unwrap(),
+        None
+    );
+    assert_eq!(zeist.removal().unwrap(), None);
+    // The kerngemeente's admin device: believed and kept, with when and by whom.
+    let real = removal_by(&mut kern);
+    let removal = zeist.take_removal(&[real]).unwrap().unwrap();
+    assert_eq!(removal.by, "gemeente-utrecht");
+    assert_eq!(removal.at, 1_800_000_000);
+    assert_eq!(zeist.removal().unwrap(), Some(removal));
+}

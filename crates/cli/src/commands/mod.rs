@@ -53,6 +53,14 @@ pub(crate) fn open_node(global: &GlobalArgs) -> anyhow::Result<regiosync_node::N
         let pass = read_passphrase(p)?;
         node.unlock(Some(&pass))?;
     }
+    // Edits still work here, but nobody will take them: say so every time.
+    if let Ok(Some(r)) = node.removal() {
+        eprintln!(
+            "warning: this device was removed from the region on {} by {}: changes made here will be refused by the region",
+            r.day(),
+            crate::output::one_line(&r.by)
+        );
+    }
     Ok(node)
 }
 

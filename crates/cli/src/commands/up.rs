@@ -32,6 +32,10 @@ pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Resu
         announce,
         sync_interval,
     } = args;
+    // A removed device has nobody to sync with: the reason, not a node that dials.
+    if let Some(removal) = regiosync_node::Node::open(&super::data_dir(global)?)?.removal()? {
+        return Err(regiosync_node::NodeError::Removed(removal).into());
+    }
     let node = super::open_node(global)?;
     node.region_state()?; // a node outside a region has nobody to sync with
     let listen = if listen.is_empty() {
@@ -55,7 +59,6 @@ pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Resu
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let id = node.info().node_id;
     rt.block_on(async move {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
@@ -64,7 +67,6 @@ pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Resu
             tracing::info!("stopping (signal received)");
             stop.cancel();
         });
-        tracing::info!(node = %id, "node starting; Ctrl-C stops it");
         run(node, config, cancel).await
     })?;
     out.emit(&serde_json::json!({ "stopped": true }), || {
@@ -98,7 +100,10 @@ async fn shutdown_signal() {
 pub(crate) fn status(global: &GlobalArgs, out: Output) -> anyhow::Result<()> {
     let dir = super::data_dir(global)?;
     // Opening checks that this is a node, with a clear error otherwise.
-    regiosync_node::Node::open(&dir)?;
+    let node = regiosync_node::Node::open(&dir)?;
+    if let Some(removal) = node.removal()? {
+        return Err(regiosync_node::NodeError::Removed(removal).into());
+    }
     let status = read_status(&dir)
         .filter(|s| now() - s.updated <= STALE_SECS)
         .with_context(|| {
@@ -115,23 +120,35 @@ pub(crate) fn status(global: &GlobalArgs, out: Output) -> anyhow::Result<()> {
         );
         for (id, p) in &status.peers {
             let short = one_line(id.get(id.len().saturating_sub(8)..).unwrap_or(id));
+            let how = |via: &Option<String>| match via.as_deref() {
+                Some("relay") => " through a relay",
+                Some(_) => " directly",
+                None => "",
+            };
+            let state = if p.connected {
+                format!("connected{}", how(&p.via))
+            } else if p.refuses_this_device {
+                "running, but refuses this device (its region log does not list this device yet: it catches up when it syncs with another member; or it banned this device for a few minutes)".into()
+            } else if let Some(e) = &p.last_error {
+                format!("not connected; last error: {}", one_line(e))
+            } else {
+                "offline (not reachable from here)".into()
+            };
+            s.push_str(&format!("  …{short}  {:<22} {state}\n", one_line(&p.party)));
+            let seen = match (p.connected, p.last_seen) {
+                (true, _) => String::new(),
+                (false, Some(t)) => format!("last seen {}{}, ", super::human_time(t), how(&p.via)),
+                (false, None) => "not seen since this node started, ".into(),
+            };
             let contact = p
                 .last_contact
                 .map(super::human_time)
                 .unwrap_or_else(|| "never".into());
-            let state = match (&p.last_error, p.connected) {
-                (Some(e), _) => format!("error: {}", one_line(e)),
-                (None, false) => "offline".into(),
-                (None, true) => "connected".into(),
-            };
-            s.push_str(&format!(
-                "  …{short}  {:<22} last contact {contact:<24} {state}\n",
-                one_line(&p.party)
-            ));
+            s.push_str(&format!("      {seen}last sync {contact}\n"));
             if p.last_contact.is_some() {
                 let d = &p.docs;
                 s.push_str(&format!(
-                    "      documents: {} in sync, {} ahead, {} behind{}\n",
+                    "      plans: {} in sync, {} ahead, {} behind{}\n",
                     d.in_sync,
                     d.ahead.len(),
                     d.behind.len(),
@@ -142,6 +159,24 @@ pub(crate) fn status(global: &GlobalArgs, out: Output) -> anyhow::Result<()> {
                         s.push_str(&format!("        {what} {id}\n"));
                     }
                 }
+                s.push_str(&format!(
+                    "      dossiers: {} shared with it; last sync: {} items received, {} sent\n",
+                    p.dossiers_shared, p.dossier_items_received, p.dossier_items_sent
+                ));
+            }
+        }
+        s.push_str(&format!("\nDossiers held here: {}\n", status.dossiers_held));
+        if status.dossiers_unreached_count > 0 {
+            s.push_str(&format!(
+                "  {} cannot reach a party now: no device of the party is connected and no dossier relay is. They go out when one connects; an always-on node designated with `regiosync relay designate` carries them meanwhile.\n",
+                status.dossiers_unreached_count
+            ));
+            for u in &status.dossiers_unreached {
+                s.push_str(&format!("    {}  waiting for {}\n", u.dossier, one_line(&u.party)));
+            }
+            let more = status.dossiers_unreached_count.saturating_sub(status.dossiers_unreached.len());
+            if more > 0 {
+                s.push_str(&format!("    ({more} more not listed)\n"));
             }
         }
         s.push_str("\n(ahead: changes here the peer is not known to hold yet; behind: the peer holds changes this node lacks)\n");

@@ -186,7 +186,18 @@ pub enum Response {
         /// The dossiers.
         dossiers: Vec<DossierMessage>,
     },
+    /// Answers any request of a device the region removed (or whose party it
+    /// removed): the signed op that did it (`RemoveDevice` or `RemoveParty`), so the
+    /// device can tell its user when and by whom, and stop dialling. Sent only to
+    /// the removed device itself, on its own authenticated connection.
+    Removed {
+        /// The removing op, as in the region log; at most [`MAX_REMOVED_OPS`].
+        ops: Vec<Vec<u8>>,
+    },
 }
+
+/// Most ops in a `Removed` answer.
+pub const MAX_REMOVED_OPS: usize = 4;
 
 /// Longest reason text in a `JoinRefused` response.
 pub const MAX_REASON: usize = 512;
@@ -310,6 +321,9 @@ impl Response {
             Response::Ops { ops, .. } => check_ops(ops)?,
             Response::Docs { docs } => check_docs(docs)?,
             Response::Dossiers { dossiers } => check_dossiers(dossiers)?,
+            Response::Removed { ops } if ops.len() > MAX_REMOVED_OPS => {
+                return Err(SyncError::OverLimit("removal ops"));
+            }
             _ => {}
         }
         Ok(resp)
@@ -416,6 +430,7 @@ mod tests {
                 Response::Refused { reason: Refusal::WrongRegion },
                 Response::Joined { bundle: d.iter().flatten().copied().collect() },
                 Response::JoinRefused { reason: format!("{} docs", d.len()) },
+                Response::Removed { ops: d.iter().map(|i| i.to_vec()).take(MAX_REMOVED_OPS).collect() },
                 Response::Dossiers { dossiers: docs.iter().map(|m| DossierMessage {
                     dossier: m.doc,
                     have: m.need.clone(),
