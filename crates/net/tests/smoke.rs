@@ -371,12 +371,29 @@ async fn a_guest_that_uses_the_relay_is_cut_off() {
             .unwrap();
         n.handle.dial(tcp(&relay)).await.unwrap();
     }
-    wait_for(
-        &mut rx,
-        relay.handle.local_peer_id(),
-        &format!("misbehaved {}", guest.handle.local_peer_id()),
-    )
-    .await;
+    // Both, in whichever order they come: the relay cuts the guest off, and the
+    // member's own connection to the relay is up (asking before it is would race the
+    // dial: the member knows the relay by no address it could dial again).
+    let mut waiting = vec![
+        (
+            relay.handle.local_peer_id(),
+            format!("misbehaved {}", guest.handle.local_peer_id()),
+        ),
+        (
+            member.handle.local_peer_id(),
+            format!("connected {}", relay.handle.local_peer_id()),
+        ),
+    ];
+    timeout(WAIT, async {
+        while let Some(ev) = rx.recv().await {
+            waiting.retain(|w| *w != ev);
+            if waiting.is_empty() {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {waiting:?}"));
     // The member keeps its connection and is served.
     assert_served(&member, &relay).await;
     for n in [relay, guest, member] {
