@@ -36,7 +36,7 @@ fn crash_child() {
     };
     let mut node = Node::open(Path::new(&dir)).unwrap();
     let id = node.resolve(&doc).unwrap();
-    let owner = PartyName::new("gemeente-zeist").unwrap();
+    let owner = PartyName::new("roc-midden").unwrap();
     for i in 0.. {
         let title = format!("run{run}-edit{i}");
         node.add_agreement(

@@ -206,7 +206,20 @@ fn merge_units<'a>(
         }
         let (changed_a, in_a) = side_in(&ha, &ka, i, e);
         let (changed_b, in_b) = side_in(&hb, &kb, i, e);
+        // Deletions only, on both sides: every deletion holds (what both kept).
+        let kept_in = |k: &[Option<&str>]| {
+            (i..e)
+                .filter(|&x| k.get(x).copied().flatten().is_some())
+                .count()
+        };
+        let only_deletes = in_a.len() == kept_in(&ka) && in_b.len() == kept_in(&kb);
         match (changed_a, changed_b) {
+            (true, true) if in_a != in_b && only_deletes => {
+                out.extend((i..e).filter_map(|x| match (ka.get(x), kb.get(x)) {
+                    (Some(Some(a)), Some(Some(_))) => Some(*a),
+                    _ => None,
+                }));
+            }
             (true, true) if in_a != in_b => {
                 let at = out.len();
                 out.extend(in_a.iter().copied());
@@ -395,6 +408,16 @@ mod tests {
         let r = merge_with(&base_of(base), c, &base_of(base), d, |_| Some(base.into())).unwrap();
         assert_eq!(r.text, c);
         assert_eq!(r.conflicts[0].second, d);
+    }
+
+    #[test]
+    fn overlapping_deletions_all_hold() {
+        let base = "drie sporen: preventie, verzuim en terugkeer.";
+        let a = "drie sporen: verzuim en terugkeer.";
+        let b = "drie sporen: terugkeer.";
+        let r = merge_with(&base_of(base), a, &base_of(base), b, |_| Some(base.into())).unwrap();
+        assert_eq!(r.text, "drie sporen: terugkeer.");
+        assert!(r.conflicts.is_empty());
     }
 
     #[test]

@@ -510,10 +510,7 @@ pub fn read_plan<R: ReadDoc>(doc: &R) -> Result<Plan, PlanError> {
         let view = section_view(doc, &s, &text_obj)?;
         let (text, blocks) = (view.text, view.blocks);
         if !view.conflicts.is_empty() {
-            for (c, (first, second)) in view.conflicts.into_iter().zip(std::iter::repeat((
-                view.actors.0.clone(),
-                view.actors.1.clone(),
-            ))) {
+            for (c, first, second) in view.conflicts {
                 conflicts.push(Conflict {
                     target: format!("section {id}"),
                     field: "text".into(),
@@ -605,9 +602,9 @@ pub fn read_plan<R: ReadDoc>(doc: &R) -> Result<Plan, PlanError> {
 struct SectionView {
     text: String,
     blocks: Vec<richtext::Block>,
-    conflicts: Vec<super::paragraphs::TextConflict>,
-    /// The writing devices' actors (hex) of the two merged edits.
-    actors: (String, String),
+    /// Each conflict with the writing devices' actors (hex) of the version shown
+    /// and of the other one.
+    conflicts: Vec<(super::paragraphs::TextConflict, String, String)>,
 }
 
 fn section_view<R: ReadDoc>(
@@ -641,35 +638,53 @@ fn section_view<R: ReadDoc>(
             written.push((base, text, actor));
         }
     }
-    let [(base_a, a, actor_a), (base_b, b, actor_b), ..] = written.as_slice() else {
+    let [(base, first, first_actor), rest @ ..] = written.as_slice() else {
         return Ok(SectionView {
             text,
             blocks,
             conflicts: vec![],
-            actors: Default::default(),
         });
     };
-    let merged = super::paragraphs::merge_with(base_a, a, base_b, b, |h| old.get(h).cloned())
-        .unwrap_or_else(|| {
-            // Started from different texts: no line-wise merge. The first is shown
-            // whole, the second reported whole.
-            super::paragraphs::Merged {
-                text: a.clone(),
-                conflicts: (a != b)
-                    .then(|| super::paragraphs::TextConflict {
-                        first: a.clone(),
-                        second: b.clone(),
-                    })
-                    .into_iter()
-                    .collect(),
-            }
+    if rest.is_empty() {
+        return Ok(SectionView {
+            text,
+            blocks,
+            conflicts: vec![],
         });
-    let blocks = richtext::parse_markdown(&merged.text);
+    }
+    // Two or more concurrent edits: merge them in Automerge's order, each into the
+    // merge of the ones before it. Where they started from different texts, the
+    // merge so far is kept and the other text is reported whole.
+    let mut merged = first.clone();
+    let mut conflicts = Vec::new();
+    for (other_base, other, actor) in rest {
+        match super::paragraphs::merge_with(base, &merged, other_base, other, |h| {
+            old.get(h).cloned()
+        }) {
+            Some(m) => {
+                merged = m.text;
+                conflicts.extend(
+                    m.conflicts
+                        .into_iter()
+                        .map(|c| (c, first_actor.clone(), actor.clone())),
+                );
+            }
+            None if *other != merged => conflicts.push((
+                super::paragraphs::TextConflict {
+                    first: merged.clone(),
+                    second: other.clone(),
+                },
+                first_actor.clone(),
+                actor.clone(),
+            )),
+            None => {}
+        }
+    }
+    let blocks = richtext::parse_markdown(&merged);
     Ok(SectionView {
-        text: merged.text,
+        text: merged,
         blocks,
-        conflicts: merged.conflicts,
-        actors: (actor_a.clone(), actor_b.clone()),
+        conflicts,
     })
 }
 
