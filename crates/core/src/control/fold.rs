@@ -6,12 +6,16 @@
 //! 2. The DAG is put in one linear order: a topological order that, among the ops
 //!    whose parents are all placed, takes revocations first, then the smallest hash.
 //! 3. The ops are applied in that order. An op is accepted if its author holds the
-//!    authority it needs in the state so far, *and* the ops that gave the author that
-//!    authority (its `AddDevice`, its party's admin grant) are in the op's causal past.
+//!    authority it needs in the state so far, counting only the removals and
+//!    demotions of its author that are in its causal past, *and* the ops that gave
+//!    the author that authority (its `AddDevice`, an admin grant of its party) are in
+//!    the op's causal past.
 //! 4. A revocation beats concurrent ops: if an accepted revocation (remove device,
 //!    remove party, revoke admin) takes away authority that a concurrent accepted op
-//!    used, that op is excluded, and the fold runs again without it. Exclusions only
-//!    grow, so this ends; it usually takes one extra round.
+//!    used, directly or through what that authority rests on, that op is excluded,
+//!    and the fold runs again without it. Concurrent revocations act only this way,
+//!    never through the linear order. Exclusions only grow, so this ends; it usually
+//!    takes one extra round.
 //!
 //! The result depends only on the set of ops, never on their arrival order.
 
@@ -156,6 +160,9 @@ pub fn fold<'a>(
     let mut excluded: BTreeMap<usize, OpHash> = BTreeMap::new();
     let mut narrowed: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
     // Revocations of admin parties dropped because together they left no admin party.
+    // Only grows, also across restarts (below): a restart undoes exclusions, and must
+    // not bring back for a round, on a state with no admin party, revocations that
+    // were dropped; other revocations would act on that state.
     let mut last_admin: BTreeSet<usize> = BTreeSet::new();
     // Revocations whose exclusions do not count: they were themselves rejected in
     // the end (their authority went with an exclusion or a narrowing made after
@@ -198,7 +205,10 @@ pub fn fold<'a>(
             }
         }
         let mut outcome: Vec<Result<Applied, Rejection>> = Vec::with_capacity(dag.ops.len());
-        outcome.push(Ok(Applied { needs_admin: false }));
+        outcome.push(Ok(Applied {
+            needs_admin: false,
+            basis: [None; 2],
+        }));
         for i in 1..dag.ops.len() {
             let r = match excluded.get(&i) {
                 Some(by) => Err(Rejection::ConcurrentlyRevoked(*by)),
@@ -243,7 +253,6 @@ pub fn fold<'a>(
                 silenced.extend(fallen);
                 excluded.clear();
                 narrowed.clear();
-                last_admin.clear();
                 continue;
             }
             state.heads = dag.heads(|i| outcome[i].is_ok());
@@ -266,7 +275,7 @@ pub fn fold<'a>(
     }
 }
 
-/// Who revoked what so far in a round of the fold, by op position: a revocation's
+/// Who revoked what so far in a round of the fold, by op position: an op's
 /// authority counts only revocations of its author that are in its causal past
 /// (concurrent ones are settled by the exclusion rule, section 4 of AUTH.md).
 #[derive(Default)]
@@ -274,15 +283,24 @@ struct Revoked {
     /// Removed devices: the positions of every op that removed each (a device
     /// removed twice, once in an op's past and once not, counts as removed for it).
     devices: HashMap<NodeId, Vec<usize>>,
-    /// Removed parties: the positions of the ops, and the party's admin grant before
-    /// the first.
-    parties: HashMap<PartyName, (Vec<usize>, Option<OpHash>)>,
-    /// Demotions of parties, in linear order: the position of each
-    /// `SetAdmin(false)`, and the grant it took away.
-    demoted: HashMap<PartyName, Vec<(usize, Option<OpHash>)>>,
+    /// Removals and demotions of each party, in linear order: the position of the
+    /// op, whether it removed the party, and the admin grants the party had before
+    /// it (none if it was no admin then).
+    parties: HashMap<PartyName, Vec<PartyRevocation>>,
+    /// Admin grants of parties that were already admin (re-grants, concurrent ones
+    /// say), since each last became admin: an op whose past holds any grant of its
+    /// party uses it, whichever the linear order placed first (a hash).
+    regrants: HashMap<PartyName, Vec<OpHash>>,
     /// Removals excluded by a concurrent revocation: the position of each, and of
     /// the revocation that overruled it.
     overruled: HashMap<Target, Vec<(usize, usize)>>,
+}
+
+/// A removal or demotion of a party (see [`Revoked::parties`]).
+struct PartyRevocation {
+    by: usize,
+    removal: bool,
+    before: Vec<OpHash>,
 }
 
 /// What a removal removes.
@@ -293,35 +311,60 @@ enum Target {
 }
 
 impl Revoked {
-    /// The admin grant of `party` as an op sees it that has not seen the revocations
+    /// The admin grants of `party` now (none if it is no admin).
+    fn grants(&self, name: &PartyName, party: &PartyState) -> Vec<OpHash> {
+        if !party.admin || party.removed {
+            return vec![];
+        }
+        let regrants = self.regrants.get(name).into_iter().flatten();
+        party
+            .admin_since
+            .into_iter()
+            .chain(regrants.copied())
+            .collect()
+    }
+
+    /// Records a removal or demotion of `name` by op `by`.
+    fn revoke_party(&mut self, name: &PartyName, party: &PartyState, by: usize, removal: bool) {
+        let before = self.grants(name, party);
+        self.regrants.remove(name);
+        self.parties
+            .entry(name.clone())
+            .or_default()
+            .push(PartyRevocation {
+                by,
+                removal,
+                before,
+            });
+    }
+
+    /// The admin grants of `party` as an op sees it that has not seen the revocations
     /// for which `unseen` holds: `None` if the party is removed as the op sees it,
-    /// `Some(None)` if it is no admin, `Some(Some(grant))` if it is. A removal and a
-    /// demotion may both be unseen (a removed device that backdates both): the
-    /// grant before either counts.
-    fn seen_grant(
+    /// none if it is no admin. The party's removals and demotions are undone from
+    /// the first one the op has not seen, unless it saw a later one: several may be
+    /// unseen (a removed device that backdates both), and the linear order may place
+    /// a seen one after an unseen one (concurrent revocations, whose order is a
+    /// hash).
+    fn seen_grants(
         &self,
         name: &PartyName,
         party: &PartyState,
         unseen: impl Fn(usize) -> bool,
-    ) -> Option<Option<OpHash>> {
-        let mut grant = if party.admin { party.admin_since } else { None };
-        if party.removed {
-            match self.parties.get(name) {
-                Some((bys, before)) if bys.iter().all(|&by| unseen(by)) => grant = *before,
-                _ => return None,
-            }
+    ) -> Option<Vec<OpHash>> {
+        let current = self.grants(name, party);
+        let Some(revs) = self.parties.get(name) else {
+            return (!party.removed).then_some(current);
+        };
+        if revs.iter().any(|r| r.removal && !unseen(r.by)) {
+            return None;
         }
-        if grant.is_none()
-            && let Some(demotions) = self.demoted.get(name)
-            && demotions.last().is_some_and(|&(by, _)| unseen(by))
-        {
-            // The grant taken away by the first demotion it has not seen.
-            grant = demotions
-                .iter()
-                .find(|&&(by, _)| unseen(by))
-                .and_then(|&(_, before)| before);
+        match revs.iter().position(|r| unseen(r.by)) {
+            // Every one seen: the state as it is.
+            None => (!party.removed).then_some(current),
+            // A later one seen: not admin, unless granted again since.
+            Some(k) if revs[k + 1..].iter().any(|r| !unseen(r.by)) => Some(current),
+            Some(k) => Some(revs[k].before.iter().copied().chain(current).collect()),
         }
-        Some(grant)
     }
 
     /// Whether `device` is removed as an op sees it that has not seen the removals
@@ -335,6 +378,18 @@ impl Revoked {
 
 struct Applied {
     needs_admin: bool,
+    /// What the op's authority rests on: its author's addition and, if it needed
+    /// admin, its party's admin grant (positions).
+    basis: [Option<usize>; 2],
+}
+
+impl Applied {
+    fn new(auth: &Authority, needs_admin: bool) -> Self {
+        Self {
+            needs_admin,
+            basis: [auth.added_by, if needs_admin { auth.grant } else { None }],
+        }
+    }
 }
 
 /// A set of op positions, one bit each.
@@ -454,9 +509,11 @@ impl<'a> Dag<'a> {
         heads
     }
 
-    /// Whether revocation `r` takes away authority that op `x` used: `x`'s author
-    /// device (`RemoveDevice`), its party (`RemoveParty`), or its party's admin when
-    /// `x` needed admin (`SetAdmin(false)`). `None` if `r` is no such revocation.
+    /// Whether revocation `r` takes away authority that op `x` used directly: `x`'s
+    /// author device (`RemoveDevice`), its party (`RemoveParty`), or its party's
+    /// admin when `x` needed admin (`SetAdmin(false)`). `None` if `r` is no such
+    /// revocation. (`exclusions` adds the ops whose authority rests on an op `r`
+    /// hits.)
     fn hits(
         &self,
         r: usize,
@@ -478,7 +535,13 @@ impl<'a> Dag<'a> {
                 admin: false,
             } => Some(
                 party_of(&author) == Some(party)
-                    && matches!(outcome[x], Ok(Applied { needs_admin: true })),
+                    && matches!(
+                        outcome[x],
+                        Ok(Applied {
+                            needs_admin: true,
+                            ..
+                        })
+                    ),
             ),
             _ => None,
         }
@@ -488,13 +551,18 @@ impl<'a> Dag<'a> {
     /// accepted revocation overrules, not yet excluded; and the revocations whose
     /// effect must be narrowed to the devices whose authors they conflict with.
     ///
+    /// A revocation overrules a concurrent op that it hits (see `hits`), and a
+    /// concurrent op whose authority rests on an op it overrules (the addition of
+    /// its author, or the admin grant of its party that it used), transitively.
+    ///
     /// Revocations that overrule each other in a cycle (two admins removing each
     /// other, or longer rings of concurrent removals) all stand: none excludes
-    /// another of the ring, and a party-level one acts only on the devices of the
-    /// ring it overrules. Nothing their signers choose (a hash, a time) decides
-    /// between them. Outside rings, only revocations that nothing outside their own
-    /// ring overrules take effect in a round (the others may still fall, and
-    /// exclusions are never undone); the next round judges the rest.
+    /// another of the ring, and once nothing outside the ring overrules one of them,
+    /// a party-level one acts only on the devices of the ring it hits directly.
+    /// Nothing their signers choose (a hash, a time) decides between them. Only
+    /// revocations (and rings) that nothing outside their own ring overrules take
+    /// effect in a round (the others may still fall, and exclusions and narrowings
+    /// are never undone); the next round judges the rest.
     fn exclusions(
         &self,
         outcome: &[Result<Applied, Rejection>],
@@ -503,8 +571,10 @@ impl<'a> Dag<'a> {
         narrowed: &BTreeMap<usize, BTreeSet<NodeId>>,
         silenced: &BTreeSet<usize>,
     ) -> (BTreeMap<usize, OpHash>, BTreeMap<usize, BTreeSet<NodeId>>) {
-        // Every (victim, revocation) pair first.
+        // Every (victim, revocation) pair first, and whether the revocation hits the
+        // victim directly (rather than through what its authority rests on).
         let mut pairs: Vec<(usize, usize)> = Vec::new();
+        let mut direct: Vec<bool> = Vec::new();
         for r in 0..self.ops.len() {
             if outcome[r].is_err()
                 || silenced.contains(&r)
@@ -513,31 +583,42 @@ impl<'a> Dag<'a> {
                 continue;
             }
             let (past, future) = (self.ancestors_of(r), self.descendants_of(r));
+            let mut hit = vec![false; self.ops.len()];
             for (x, result) in outcome.iter().enumerate().skip(1) {
-                if x == r || result.is_err() || excluded.contains_key(&x) {
+                if x == r || excluded.contains_key(&x) {
                     continue;
                 }
+                let Ok(applied) = result else { continue };
                 let concurrent = !has(&past, x) && !has(&future, x);
-                if !concurrent || self.hits(r, x, outcome, state, narrowed) != Some(true) {
+                if !concurrent {
                     continue;
                 }
+                let head_on = self.hits(r, x, outcome, state, narrowed) == Some(true);
+                if !head_on && !applied.basis.iter().flatten().any(|&b| hit[b]) {
+                    continue;
+                }
+                hit[x] = true;
                 pairs.push((x, r));
+                direct.push(head_on);
             }
         }
         let ring = rings(&pairs);
         let same_ring = |a: usize, b: usize| ring.contains_key(&a) && ring.get(&a) == ring.get(&b);
-        let mut narrower: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
         // Rings overruled from outside: their members wait.
         let mut waiting: BTreeSet<usize> = BTreeSet::new();
         for &(x, r) in &pairs {
-            if same_ring(x, r) {
+            if !same_ring(x, r) {
+                waiting.insert(ring.get(&x).copied().unwrap_or(x));
+            }
+        }
+        let mut narrower: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
+        for (&(x, r), &head_on) in pairs.iter().zip(&direct) {
+            if head_on && same_ring(x, r) && !waiting.contains(&ring[&r]) {
                 let party_level = !matches!(self.ops[r].op().body, OpBody::RemoveDevice { .. });
                 let author = self.ops[x].op().author;
                 if party_level && narrowed.get(&r).is_none_or(|d| !d.contains(&author)) {
                     narrower.entry(r).or_default().insert(author);
                 }
-            } else {
-                waiting.insert(ring.get(&x).copied().unwrap_or(x));
             }
         }
         let mut out = BTreeMap::new();
@@ -702,6 +783,9 @@ fn merge_cutoffs<'c>(
 struct Authority {
     party: PartyName,
     admin: bool,
+    /// The author's addition and the party's admin grant (if admin), by position.
+    added_by: Option<usize>,
+    grant: Option<usize>,
 }
 
 fn authority(
@@ -712,11 +796,12 @@ fn authority(
 ) -> Result<Authority, Rejection> {
     let op = dag.ops[i].op();
     let author = op.author;
-    // A revocation is judged without the revocations of its author that it had not
-    // seen (concurrent ones): those are settled by the exclusion rule, which lets
-    // mutual revocations both stand. So no order among concurrent revocations (a
-    // hash their signer could grind) decides which one counts.
-    let unseen = |by: usize| op.body.is_revocation() && !dag.is_ancestor(by, i);
+    // An op is judged without the revocations of its author that it had not seen
+    // (concurrent ones): those are settled by the exclusion rule alone, which acts
+    // only once a revocation is sure and lets mutual revocations both stand. So the
+    // linear order (a hash its signer could grind) never decides whether a
+    // concurrent revocation counts against an op.
+    let unseen = |by: usize| !dag.is_ancestor(by, i);
     let dev = state.devices.get(&author).ok_or(Rejection::UnknownAuthor)?;
     if dev.removed && revoked.device_removed(&author, unseen) {
         return Err(Rejection::AuthorRemoved);
@@ -744,13 +829,16 @@ fn authority(
         .parties
         .get(&dev.party)
         .ok_or(Rejection::UnknownAuthor)?;
-    let admin_since = revoked
-        .seen_grant(&dev.party, party, unseen)
+    let grants = revoked
+        .seen_grants(&dev.party, party, unseen)
         .ok_or(Rejection::AuthorRemoved)?;
-    let admin = admin_since.is_some_and(|h| dag.in_past(&h, i));
+    let grant = grants.iter().find(|h| dag.in_past(h, i));
+    let admin = grant.is_some();
     Ok(Authority {
         party: dev.party.clone(),
         admin,
+        added_by: dag.pos.get(&dev.added_by).copied(),
+        grant: grant.and_then(|h| dag.pos.get(h).copied()),
     })
 }
 
@@ -768,8 +856,8 @@ fn seen_admins<'s>(
         .iter()
         .filter(|(name, p)| {
             revoked
-                .seen_grant(name, p, |by| !dag.is_ancestor(by, i))
-                .is_some_and(|grant| grant.is_some())
+                .seen_grants(name, p, |by| !dag.is_ancestor(by, i))
+                .is_some_and(|grants| !grants.is_empty())
         })
         .map(|(name, _)| name)
         .collect()
@@ -799,7 +887,7 @@ fn apply_narrowed(
         dev.removed = true;
         revoked.devices.entry(*d).or_default().push(i);
     }
-    Ok(Applied { needs_admin })
+    Ok(Applied::new(&auth, needs_admin))
 }
 
 fn apply(
@@ -840,7 +928,7 @@ fn apply(
                     removed: false,
                 },
             );
-            Ok(Applied { needs_admin: true })
+            Ok(Applied::new(&auth, true))
         }
         OpBody::AddDevice {
             party,
@@ -868,7 +956,7 @@ fn apply(
                     dossier_relay: false,
                 },
             );
-            Ok(Applied { needs_admin: !own })
+            Ok(Applied::new(&auth, !own))
         }
         OpBody::RemoveDevice { device, cutoffs } => {
             let target = state
@@ -889,10 +977,20 @@ fn apply(
                 revoked.devices.entry(*device).or_default().push(i);
             }
             merge_cutoffs(state, cutoffs.iter());
-            Ok(Applied { needs_admin: !own })
+            Ok(Applied::new(&auth, !own))
         }
         OpBody::SetAdmin { party, admin } => {
             need_admin(&auth)?;
+            if !admin && state.parties.get(party).is_some_and(|p| p.removed) {
+                // A demotion of a party already removed (concurrently, say): accepted
+                // as a no-op and recorded, like a second removal, so that whether it
+                // counts does not depend on which of the two the linear order placed
+                // first (a hash).
+                if let Some(p) = state.parties.get(party) {
+                    revoked.revoke_party(party, p, i, false);
+                }
+                return Ok(Applied::new(&auth, true));
+            }
             active_party(state, party)?;
             if !admin
                 && seen_admins(state, dag, revoked, i)
@@ -904,21 +1002,27 @@ fn apply(
                 ));
             }
             if let Some(p) = state.parties.get_mut(party) {
-                if !admin && p.admin {
-                    revoked
-                        .demoted
-                        .entry(party.clone())
-                        .or_default()
-                        .push((i, p.admin_since));
+                if !admin {
+                    // Every demotion is recorded, also of a party the linear order
+                    // had already demoted (concurrently, say): an op that saw this
+                    // one and not the other counts the party as demoted.
+                    revoked.revoke_party(party, p, i, false);
                 }
                 // Re-granting admin to an admin keeps the original grant, so that the
-                // party's concurrent admin ops stay valid.
-                if !(*admin && p.admin) {
+                // party's concurrent admin ops stay valid, and adds this one: an op
+                // that saw it and not the first is admin too.
+                if *admin && p.admin {
+                    revoked
+                        .regrants
+                        .entry(party.clone())
+                        .or_default()
+                        .push(hash);
+                } else {
                     p.admin = *admin;
                     p.admin_since = admin.then_some(hash);
                 }
             }
-            Ok(Applied { needs_admin: true })
+            Ok(Applied::new(&auth, true))
         }
         OpBody::RemoveParty { party, cutoffs } => {
             need_admin(&auth)?;
@@ -927,13 +1031,13 @@ fn apply(
                 // its exclusion of the party's concurrent ops still holds, and
                 // recorded, so that an op that saw this removal and not the other
                 // one counts the party as removed.
-                if let Some((bys, _)) = revoked.parties.get_mut(party) {
-                    bys.push(i);
+                if let Some(p) = state.parties.get(party) {
+                    revoked.revoke_party(party, p, i, true);
                 }
                 for (id, _) in state.devices.iter().filter(|(_, d)| &d.party == party) {
                     revoked.devices.entry(*id).or_default().push(i);
                 }
-                return Ok(Applied { needs_admin: true });
+                return Ok(Applied::new(&auth, true));
             }
             active_party(state, party)?;
             if seen_admins(state, dag, revoked, i)
@@ -953,8 +1057,7 @@ fn apply(
                 ));
             }
             if let Some(p) = state.parties.get_mut(party) {
-                let before = if p.admin { p.admin_since } else { None };
-                revoked.parties.insert(party.clone(), (vec![i], before));
+                revoked.revoke_party(party, p, i, true);
                 p.removed = true;
                 p.admin = false;
             }
@@ -963,7 +1066,7 @@ fn apply(
                 revoked.devices.entry(*id).or_default().push(i);
             }
             merge_cutoffs(state, cutoffs.iter());
-            Ok(Applied { needs_admin: true })
+            Ok(Applied::new(&auth, true))
         }
         OpBody::CreateDoc {
             doc,
@@ -995,7 +1098,7 @@ fn apply(
                     everyone_writes: false,
                 },
             );
-            Ok(Applied { needs_admin: false })
+            Ok(Applied::new(&auth, false))
         }
         OpBody::SetAcl {
             doc,
@@ -1020,7 +1123,7 @@ fn apply(
                 acl.writers = writers;
             }
             merge_cutoffs(state, cutoffs.iter().filter(|c| c.doc == *doc));
-            Ok(Applied { needs_admin: !own })
+            Ok(Applied::new(&auth, !own))
         }
         OpBody::SetAudience {
             doc,
@@ -1046,7 +1149,7 @@ fn apply(
             if let Some(d) = state.devices.get_mut(&op.op().author) {
                 d.addrs.clone_from(addrs);
             }
-            Ok(Applied { needs_admin: false })
+            Ok(Applied::new(&auth, false))
         }
         OpBody::SetDossierRelay { device, relay } => {
             need_admin(&auth)?;
@@ -1056,7 +1159,7 @@ fn apply(
             if let Some(d) = state.devices.get_mut(device) {
                 d.dossier_relay = *relay;
             }
-            Ok(Applied { needs_admin: true })
+            Ok(Applied::new(&auth, true))
         }
         OpBody::Approve {
             doc,
@@ -1084,7 +1187,7 @@ fn apply(
                     op: hash,
                 },
             );
-            Ok(Applied { needs_admin: false })
+            Ok(Applied::new(&auth, false))
         }
     }
 }
