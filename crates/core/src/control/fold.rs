@@ -1142,7 +1142,7 @@ fn apply(
             acl.everyone_reads = *everyone_reads;
             acl.everyone_writes = *everyone_writes;
             merge_cutoffs(state, cutoffs.iter().filter(|c| c.doc == *doc));
-            Ok(Applied { needs_admin: !own })
+            Ok(Applied::new(&auth, !own))
         }
         OpBody::SetAddrs { addrs } => {
             // A device speaks only for itself (`authority` checked it is active).
