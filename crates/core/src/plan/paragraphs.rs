@@ -265,9 +265,19 @@ fn words(line: &str) -> Vec<&str> {
     out
 }
 
+/// Most lines (or words of one line) merged; past it, the edits are not merged
+/// unit by unit and count as one conflict.
+pub const MAX_MERGE_UNITS: usize = 4096;
+
 /// Merges two rewrites of one line word by word, if they changed different words.
 fn merge_words(base: &str, a: &str, b: &str) -> Option<String> {
     let (wb, wa, wo) = (words(base), words(a), words(b));
+    if [wb.len(), wa.len(), wo.len()]
+        .iter()
+        .any(|&n| n > MAX_MERGE_UNITS)
+    {
+        return None;
+    }
     let (merged, clashes) = merge_units(&wb, (&wa, &wa), (&wo, &wo));
     clashes.is_empty().then(|| merged.concat())
 }
@@ -289,6 +299,14 @@ pub fn merge_with(
         return None;
     }
     let base: Vec<&str> = base_a.split(',').collect();
+    // The texts come from writers, so their size is a writer's choice: a diff of
+    // two huge texts would run on every read. Past the bound, no line-wise merge.
+    if [base.len(), a.lines().count(), b.lines().count()]
+        .iter()
+        .any(|&n| n > MAX_MERGE_UNITS)
+    {
+        return None;
+    }
     let (lines_a, lines_b): (Vec<&str>, Vec<&str>) =
         (a.split('\n').collect(), b.split('\n').collect());
     let hashes = |lines: &[&str]| -> Vec<String> { lines.iter().map(|l| line_hash(l)).collect() };
@@ -408,6 +426,15 @@ mod tests {
         let r = merge_with(&base_of(base), c, &base_of(base), d, |_| Some(base.into())).unwrap();
         assert_eq!(r.text, c);
         assert_eq!(r.conflicts[0].second, d);
+    }
+
+    #[test]
+    fn attack_huge_texts_are_not_diffed_on_every_read() {
+        let base = "x\n".repeat(MAX_MERGE_UNITS + 1);
+        let a = base.replace('x', "a");
+        assert!(merge(&base_of(&base), &a, &base_of(&base), &base).is_none());
+        let line = "w ".repeat(MAX_MERGE_UNITS);
+        assert!(merge_words(&line, &format!("a{line}"), &format!("{line}b")).is_none());
     }
 
     #[test]
