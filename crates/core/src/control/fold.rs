@@ -9,7 +9,8 @@
 //!    authority it needs in the state so far, counting only the removals and
 //!    demotions of its author that are in its causal past, *and* the ops that gave
 //!    the author that authority (its `AddDevice`, an admin grant of its party) are in
-//!    the op's causal past.
+//!    the op's causal past. The parties and devices an op names are judged the same
+//!    way: a removal it had not seen does not make it invalid (see `target_party`).
 //! 4. A revocation beats concurrent ops: if an accepted revocation (remove device,
 //!    remove party, revoke admin) takes away authority that a concurrent accepted op
 //!    used, directly or through what that authority rests on, that op is excluded,
@@ -367,6 +368,25 @@ impl Revoked {
         }
     }
 
+    /// Whether `name` is removed as an op sees it that has not seen the revocations
+    /// for which `unseen` holds: some removal of the party is in its past.
+    fn party_removed(&self, name: &PartyName, unseen: impl Fn(usize) -> bool) -> bool {
+        self.parties
+            .get(name)
+            .is_some_and(|revs| revs.iter().any(|r| r.removal && !unseen(r.by)))
+    }
+
+    /// The positions of the removals of `name` so far.
+    fn party_removals(&self, name: &PartyName) -> Vec<usize> {
+        self.parties
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.removal)
+            .map(|r| r.by)
+            .collect()
+    }
+
     /// Whether `device` is removed as an op sees it that has not seen the removals
     /// for which `unseen` holds.
     fn device_removed(&self, device: &NodeId, unseen: impl Fn(usize) -> bool) -> bool {
@@ -529,7 +549,16 @@ impl<'a> Dag<'a> {
         }
         match &self.ops[r].op().body {
             OpBody::RemoveDevice { device, .. } => Some(author == *device),
-            OpBody::RemoveParty { party, .. } => Some(party_of(&author) == Some(party)),
+            // A party's removal also overrules concurrent ops that build the party
+            // up (a device added to it, an admin grant), judged as they saw it.
+            OpBody::RemoveParty { party, .. } => Some(
+                party_of(&author) == Some(party)
+                    || matches!(
+                        &self.ops[x].op().body,
+                        OpBody::AddDevice { party: p, .. }
+                            | OpBody::SetAdmin { party: p, admin: true } if p == party
+                    ),
+            ),
             OpBody::SetAdmin {
                 party,
                 admin: false,
@@ -863,6 +892,29 @@ fn seen_admins<'s>(
         .collect()
 }
 
+/// Whether party `p`, named by op `i` as a target (a party it adds a device to,
+/// grants admin, names in an access list), is known and not removed *as the op saw
+/// it*: `Ok(true)` if it is removed only by revocations the op had not seen
+/// (concurrent ones). Such an op is not invalid: the removal overrules it through
+/// the exclusion rule where it must (see `Dag::hits`), so that which of the two the
+/// linear order placed first (a hash) decides nothing.
+fn target_party(
+    state: &RegionState,
+    dag: &Dag<'_>,
+    revoked: &Revoked,
+    i: usize,
+    p: &PartyName,
+) -> Result<bool, Rejection> {
+    let party = state
+        .parties
+        .get(p)
+        .ok_or(Rejection::Invalid("unknown or removed party"))?;
+    if party.removed && revoked.party_removed(p, |by| !dag.is_ancestor(by, i)) {
+        return Err(Rejection::Invalid("unknown or removed party"));
+    }
+    Ok(party.removed)
+}
+
 /// Applies a revocation that stands only as one side of a mutual revocation and
 /// whose effect is narrowed to removing `devices` (the authors of the revocations it
 /// is mutual with), without cutoffs: a revoked device that backdates a party removal
@@ -906,12 +958,6 @@ fn apply(
             Err(Rejection::NotAdmin)
         }
     };
-    let active_party = |state: &RegionState, p: &PartyName| {
-        state
-            .active_party(p)
-            .map(|_| ())
-            .ok_or(Rejection::Invalid("unknown or removed party"))
-    };
     match &op.op().body {
         OpBody::CreateRegion { .. } => Err(Rejection::Invalid("a region has one create-region op")),
         OpBody::AddParty { party, role } => {
@@ -935,7 +981,7 @@ fn apply(
             device,
             age_recipient,
         } => {
-            active_party(state, party)?;
+            let removed = target_party(state, dag, revoked, i, party)?;
             let own = auth.party == *party;
             if !own {
                 need_admin(&auth)?;
@@ -945,13 +991,20 @@ fn apply(
                     "device is already known (removed devices never return)",
                 ));
             }
+            if removed {
+                // Added to a party removed concurrently: removed with it (for the ops
+                // that saw that removal); the removal excludes this op once sure.
+                revoked
+                    .devices
+                    .insert(*device, revoked.party_removals(party));
+            }
             state.devices.insert(
                 *device,
                 DeviceState {
                     party: party.clone(),
                     age_recipient: age_recipient.clone(),
                     added_by: hash,
-                    removed: false,
+                    removed,
                     addrs: vec![],
                     dossier_relay: false,
                 },
@@ -991,7 +1044,18 @@ fn apply(
                 }
                 return Ok(Applied::new(&auth, true));
             }
-            active_party(state, party)?;
+            if target_party(state, dag, revoked, i, party)? {
+                // A grant to a party removed concurrently: the state keeps the party
+                // removed, but an op that saw this grant and not the removal counts
+                // it (the party's grants before each revocation the grant had not
+                // seen), and the removal excludes it once sure.
+                if let Some(revs) = revoked.parties.get_mut(party) {
+                    for r in revs.iter_mut().filter(|r| !dag.is_ancestor(r.by, i)) {
+                        r.before.push(hash);
+                    }
+                }
+                return Ok(Applied::new(&auth, true));
+            }
             if !admin
                 && seen_admins(state, dag, revoked, i)
                     .iter()
@@ -1039,7 +1103,7 @@ fn apply(
                 }
                 return Ok(Applied::new(&auth, true));
             }
-            active_party(state, party)?;
+            target_party(state, dag, revoked, i, party)?;
             if seen_admins(state, dag, revoked, i)
                 .iter()
                 .all(|p| *p == party)
@@ -1084,7 +1148,7 @@ fn apply(
                 return Err(Rejection::Invalid("document id is taken"));
             }
             for p in readers.iter().chain(writers) {
-                active_party(state, p)?;
+                target_party(state, dag, revoked, i, p)?;
             }
             let (readers, writers) = closed_acl(owner, readers, writers);
             state.docs.insert(
@@ -1115,7 +1179,7 @@ fn apply(
                 need_admin(&auth)?;
             }
             for p in readers.iter().chain(writers) {
-                active_party(state, p)?;
+                target_party(state, dag, revoked, i, p)?;
             }
             let (readers, writers) = closed_acl(&acl.owner, readers, writers);
             if let Some(acl) = state.docs.get_mut(doc) {
@@ -1153,9 +1217,17 @@ fn apply(
         }
         OpBody::SetDossierRelay { device, relay } => {
             need_admin(&auth)?;
-            if state.active_device(device).is_none() {
+            // Judged as the op saw it, like a party it names (`target_party`): a
+            // designation of a device removed concurrently is harmless (a removed
+            // device relays nothing) and stays.
+            let dev = state
+                .devices
+                .get(device)
+                .ok_or(Rejection::Invalid("unknown or removed device"))?;
+            if dev.removed && revoked.device_removed(device, |by| !dag.is_ancestor(by, i)) {
                 return Err(Rejection::Invalid("unknown or removed device"));
             }
+            target_party(state, dag, revoked, i, &dev.party)?;
             if let Some(d) = state.devices.get_mut(device) {
                 d.dossier_relay = *relay;
             }
