@@ -212,6 +212,15 @@ pub(crate) enum RegionCommand {
 pub(crate) enum PartyCommand {
     /// List the parties
     List,
+    /// Give a party the name people read, e.g. "Gemeente Gouda" (the party's own
+    /// devices, or a region admin)
+    Name {
+        /// The party, e.g. gemeente-gouda
+        #[arg(value_parser = parse_party)]
+        party: PartyName,
+        /// Its display name (one line, at most 80 characters, unique in the region)
+        display_name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

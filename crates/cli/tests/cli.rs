@@ -1979,3 +1979,28 @@ fn a_second_up_on_one_data_dir_names_the_running_process_and_a_killed_one_frees_
         status.exists()
     });
 }
+
+#[test]
+fn a_party_display_name_is_checked_and_shown() {
+    let env = Env::new();
+    env.init();
+    let v = env.json(&["party", "name", "roc-midden", "  ROC Midden Nederland "]);
+    assert_eq!(v["display_name"], "ROC Midden Nederland");
+    let parties = env.json(&["party", "list"]);
+    assert_eq!(
+        parties["roc-midden"]["display_name"], "ROC Midden Nederland",
+        "{parties}"
+    );
+    assert!(stdout(&env.run(&["party", "list"])).contains("ROC Midden Nederland"));
+    for bad in ["", "ROC\nMidden", "ROC \u{202e}nedd", &"x".repeat(81)] {
+        let out = env.run(&["party", "name", "roc-midden", bad]);
+        assert_fails(&out, 1, "display name must be one line of 1 to 80 characters");
+    }
+    let out = env.run(&["party", "name", "roc-midnen", "ROC"]);
+    assert_fails(&out, 1, "roc-midnen is not a party of the region");
+    // Nothing of the refused names was stored.
+    assert_eq!(
+        env.json(&["party", "list"])["roc-midden"]["display_name"],
+        "ROC Midden Nederland"
+    );
+}

@@ -36,6 +36,7 @@ pub mod identity;
 pub mod plan;
 pub mod seal;
 mod signature_memo;
+pub mod text;
 #[doc(hidden)]
 pub use signature_memo::forget_all as forget_verified_signatures_for_bench;
 pub mod sync;

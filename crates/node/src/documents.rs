@@ -308,14 +308,14 @@ impl Node {
         id: &DocId,
         input: &AgreementInput,
     ) -> Result<Edited<String>, NodeError> {
-        self.check_agreement_owner(&input.owner)?;
+        self.check_active_party(&input.owner)?;
         let message = format!("add agreement {}", input.title.trim());
         self.edit_plan(id, &message, |t| plan::add_agreement(t, input))
     }
 
-    /// An agreement's owner must be an active party of the region (a typo would
-    /// otherwise become an owner nobody is).
-    fn check_agreement_owner(&self, owner: &PartyName) -> Result<(), NodeError> {
+    /// A party named by a user (an agreement's owner, a party to rename) must be an
+    /// active party of the region: a typo would otherwise name a party nobody is.
+    pub(crate) fn check_active_party(&self, owner: &PartyName) -> Result<(), NodeError> {
         let state = self.region_state()?;
         if state.active_party(owner).is_some() {
             return Ok(());
@@ -341,7 +341,7 @@ impl Node {
         update: &AgreementUpdate,
     ) -> Result<Edited<()>, NodeError> {
         if let Some(owner) = &update.owner {
-            self.check_agreement_owner(owner)?;
+            self.check_active_party(owner)?;
         }
         let message = match update.status {
             Some(s) => format!("agreement {} {s}", agreement.trim()),

@@ -160,6 +160,14 @@ pub enum NodeError {
         /// The region's active parties, comma-separated.
         parties: String,
     },
+    /// A party display name that cannot be shown as given.
+    #[error(
+        "a party's display name must be one line of 1 to {max} characters, without control or text-direction characters"
+    )]
+    BadDisplayName {
+        /// The longest name allowed, in characters.
+        max: usize,
+    },
     /// An access-list change that names no party of the region or contradicts itself.
     #[error("{0}")]
     Acl(String),

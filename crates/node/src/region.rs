@@ -545,6 +545,32 @@ impl Node {
         Ok(h[0])
     }
 
+    /// Gives `party` the name people read, e.g. "Gemeente Gouda" (its own devices, or
+    /// a region admin's). Refused when the party is not active, or the name is
+    /// taken by another party after case, spaces and Unicode normalisation.
+    pub fn set_party_name(
+        &mut self,
+        party: &PartyName,
+        display_name: &str,
+    ) -> Result<OpHash, NodeError> {
+        self.check_active_party(party)?;
+        let display_name = display_name.trim();
+        let max = regiosync_core::control::MAX_DISPLAY_NAME;
+        if display_name.is_empty()
+            || display_name.chars().count() > max
+            || display_name
+                .chars()
+                .any(regiosync_core::text::is_misleading)
+        {
+            return Err(NodeError::BadDisplayName { max });
+        }
+        let body = OpBody::SetPartyName {
+            party: party.clone(),
+            display_name: display_name.to_owned(),
+        };
+        Ok(self.issue_ops(vec![body], |_| Ok(()))?[0])
+    }
+
     /// Designates a device as a dossier relay, or ends that (region admins only): it
     /// then receives, checks, stores and forwards every dossier's sealed changes and
     /// access log, and can read none of them.

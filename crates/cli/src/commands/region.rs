@@ -101,7 +101,8 @@ fn parties(state: &RegionState) -> String {
         .iter()
         .map(|(name, p)| {
             format!(
-                "  {name:<24} {:<13} {}{}\n",
+                "  {name:<24} {:<28} {:<13} {}{}\n",
+                p.display_name.as_deref().unwrap_or("-"),
                 p.role,
                 if p.admin { "admin" } else { "" },
                 if p.removed { "removed" } else { "" }
@@ -298,10 +299,21 @@ pub(crate) fn export(global: &GlobalArgs, out: Output, path: &Path) -> anyhow::R
 }
 
 pub(crate) fn party(global: &GlobalArgs, out: Output, cmd: PartyCommand) -> anyhow::Result<()> {
-    let node = super::open_node(global)?;
+    let mut node = super::open_node(global)?;
     let state = node.region_state()?;
     match cmd {
         PartyCommand::List => out.emit(&state.parties, || parties(&state)),
+        PartyCommand::Name {
+            party,
+            display_name,
+        } => {
+            let op = node.set_party_name(&party, &display_name)?;
+            let display_name = display_name.trim();
+            out.emit(
+                &json!({ "party": party, "display_name": display_name, "op": op.to_string() }),
+                || format!("{party} is now shown as \"{display_name}\" on every node.\n"),
+            )
+        }
     }
 }
 

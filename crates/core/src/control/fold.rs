@@ -139,6 +139,7 @@ pub fn fold<'a>(
                 admin: true,
                 admin_since: Some(region.0),
                 removed: false,
+                display_name: None,
             },
         )]),
         devices: BTreeMap::from([(
@@ -972,6 +973,7 @@ fn apply(
                     admin: false,
                     admin_since: None,
                     removed: false,
+                    display_name: None,
                 },
             );
             Ok(Applied::new(&auth, true))
@@ -1206,6 +1208,30 @@ fn apply(
             acl.everyone_reads = *everyone_reads;
             acl.everyone_writes = *everyone_writes;
             merge_cutoffs(state, cutoffs.iter().filter(|c| c.doc == *doc));
+            Ok(Applied::new(&auth, !own))
+        }
+        OpBody::SetPartyName {
+            party,
+            display_name,
+        } => {
+            target_party(state, dag, revoked, i, party)?;
+            let own = auth.party == *party;
+            if !own {
+                need_admin(&auth)?;
+            }
+            let key = crate::text::sameness_key(display_name);
+            if state.parties.iter().any(|(name, p)| {
+                name != party
+                    && !p.removed
+                    && p.display_name
+                        .as_deref()
+                        .is_some_and(|n| crate::text::sameness_key(n) == key)
+            }) {
+                return Err(Rejection::Invalid("another party has this display name"));
+            }
+            if let Some(p) = state.parties.get_mut(party) {
+                p.display_name = Some(display_name.clone());
+            }
             Ok(Applied::new(&auth, !own))
         }
         OpBody::SetAddrs { addrs } => {

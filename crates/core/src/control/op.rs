@@ -36,6 +36,8 @@ pub const MAX_ADDRS: usize = 8;
 pub const MAX_ADDR_LEN: usize = 256;
 /// Longest approval comment, in characters.
 pub const MAX_APPROVAL_COMMENT: usize = 500;
+/// The longest display name of a party, in characters.
+pub const MAX_DISPLAY_NAME: usize = 80;
 
 const HASH_CONTEXT: &[u8] = b"regiosync/op/1\0";
 const SIG_CONTEXT: &[u8] = b"regiosync/op-signature/1\0";
@@ -238,6 +240,16 @@ pub enum OpBody {
         /// For devices of parties that lose write access: which changes stay valid.
         cutoffs: Vec<Cutoff>,
     },
+    /// Gives a party the name people read ("Gemeente Gouda" for `gemeente-gouda`),
+    /// replacing the one it had. The party's own devices or an admin; unique in the
+    /// region after [`crate::text::sameness_key`], so no party can pass for another.
+    SetPartyName {
+        /// The party.
+        party: PartyName,
+        /// One line, 1 to [`MAX_DISPLAY_NAME`] characters, trimmed, nothing that
+        /// reads differently from what it holds ([`crate::text::is_misleading`]).
+        display_name: String,
+    },
 }
 
 impl OpBody {
@@ -256,6 +268,7 @@ impl OpBody {
             OpBody::SetDossierRelay { .. } => "set-dossier-relay",
             OpBody::Approve { .. } => "approve",
             OpBody::SetAudience { .. } => "set-audience",
+            OpBody::SetPartyName { .. } => "set-party-name",
         }
     }
 
@@ -549,6 +562,17 @@ fn check_structure(op: &Op) -> Result<(), OpError> {
             {
                 return Err(OpError::Structure(
                     "an approval comment is too long or has control characters",
+                ));
+            }
+        }
+        OpBody::SetPartyName { display_name, .. } => {
+            if display_name.trim() != display_name
+                || display_name.is_empty()
+                || display_name.chars().count() > MAX_DISPLAY_NAME
+                || display_name.chars().any(crate::text::is_misleading)
+            {
+                return Err(OpError::Structure(
+                    "a display name is empty, too long, not trimmed or has control or direction characters",
                 ));
             }
         }

@@ -21,6 +21,9 @@ pub struct PartyState {
     pub admin_since: Option<OpHash>,
     /// Whether it was removed.
     pub removed: bool,
+    /// The name people read (`SetPartyName`), if one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 /// A device (node) in the region.
@@ -143,6 +146,14 @@ impl RegionState {
     /// Whether the party exists and was not removed.
     pub fn active_party(&self, party: &PartyName) -> Option<&PartyState> {
         self.parties.get(party).filter(|p| !p.removed)
+    }
+
+    /// The name people read for `party`: its display name, or else its id.
+    pub fn display_name<'a>(&'a self, party: &'a PartyName) -> &'a str {
+        self.parties
+            .get(party)
+            .and_then(|p| p.display_name.as_deref())
+            .unwrap_or(party.as_str())
     }
 
     /// Active admin parties.

@@ -1829,3 +1829,65 @@ proptest! {
         backdated_race(&before, &after, &thief, seed)?;
     }
 }
+
+#[test]
+fn display_names_are_set_by_the_party_or_an_admin_and_no_party_can_pass_for_another() {
+    let (mut w, founder, roc, _) = standard();
+    let name = |party: &str, display: &str| OpBody::SetPartyName {
+        party: crate::control::tests::party(party),
+        display_name: display.to_owned(),
+    };
+    // The ROC names itself; the founder (admin) names the ROC too, later.
+    w.issue(&roc, name("roc-midden", "ROC Midden Nederland"));
+    assert_eq!(
+        w.folded().state.display_name(&party("roc-midden")),
+        "ROC Midden Nederland"
+    );
+    assert_eq!(
+        w.folded().state.display_name(&party("gemeente-utrecht")),
+        "gemeente-utrecht",
+        "without a display name, the id is shown"
+    );
+    // A non-admin party cannot name another party.
+    let op = roc.sign(
+        Some(w.region),
+        w.heads(),
+        name("gemeente-utrecht", "Gemeente Utrecht"),
+    );
+    assert_rejected(&w, &op, |r| *r == Rejection::NotAdmin);
+    // Nor can any party take a name another party has, in another case or spacing.
+    let op = founder.sign(
+        Some(w.region),
+        w.heads(),
+        name("gemeente-utrecht", "roc  midden NEDERLAND"),
+    );
+    assert_rejected(&w, &op, |r| matches!(r, Rejection::Invalid(_)));
+    w.issue(&founder, name("gemeente-utrecht", "Gemeente Utrecht"));
+    assert_eq!(
+        w.folded().state.parties[&party("gemeente-utrecht")]
+            .display_name
+            .as_deref(),
+        Some("Gemeente Utrecht")
+    );
+    // Names that read differently from what they hold never become an op.
+    for bad in [
+        "",
+        " Gemeente Gouda",
+        "Gemeente\nGouda",
+        "Gemeente \u{202e}aduoG",
+        &"x".repeat(81),
+    ] {
+        let body = name("roc-midden", bad);
+        let signed = SignedOp::sign(
+            Op {
+                region: Some(w.region),
+                parents: w.heads(),
+                author: roc.id(),
+                time: 0,
+                body,
+            },
+            roc.secret.signing_key(),
+        );
+        assert!(signed.is_err(), "{bad:?} was accepted");
+    }
+}

@@ -459,11 +459,7 @@ pub fn validate_title(what: &'static str, title: &str) -> Result<String, PlanErr
             why: "it contains a line break or control character",
         });
     }
-    // Bidirectional overrides and isolates make a title read differently from what
-    // it holds (a name shown reversed); line and paragraph separators break lines.
-    if t.chars().any(|c| {
-        matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
-    }) {
+    if t.chars().any(crate::text::is_misleading) {
         return Err(PlanError::BadTitle {
             what,
             why: "it contains a text-direction override or a line separator",

@@ -210,16 +210,9 @@ pub fn remove_agreement<T: Transactable>(tx: &mut T, agreement: &str) -> Result<
     Ok(())
 }
 
-/// A section title as compared for sameness: Unicode NFC, runs of white space as
-/// one space, lower case. "Aanpak  In de regio" and "aanpak in de Regio" are the
-/// same title, and so are the two ways Unicode can write "é".
+/// A section title as compared for sameness ([`crate::text::sameness_key`]).
 fn title_key(title: &str) -> String {
-    icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
-        .normalize(title)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    crate::text::sameness_key(title)
 }
 
 /// A new agreement, as given by a user.
