@@ -1994,7 +1994,11 @@ fn a_party_display_name_is_checked_and_shown() {
     assert!(stdout(&env.run(&["party", "list"])).contains("ROC Midden Nederland"));
     for bad in ["", "ROC\nMidden", "ROC \u{202e}nedd", &"x".repeat(81)] {
         let out = env.run(&["party", "name", "roc-midden", bad]);
-        assert_fails(&out, 1, "display name must be one line of 1 to 80 characters");
+        assert_fails(
+            &out,
+            1,
+            "display name must be one line of 1 to 80 characters",
+        );
     }
     let out = env.run(&["party", "name", "roc-midnen", "ROC"]);
     assert_fails(&out, 1, "roc-midnen is not a party of the region");

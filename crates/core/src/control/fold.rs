@@ -159,7 +159,9 @@ pub fn fold<'a>(
         heads: vec![],
     };
 
-    let mut excluded: BTreeMap<usize, OpHash> = BTreeMap::new();
+    // Excluded ops, each with every sure revocation that overruled it (positions):
+    // the first is reported; an op that saw any of them saw the exclusion.
+    let mut excluded: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     let mut narrowed: BTreeMap<usize, BTreeSet<NodeId>> = BTreeMap::new();
     // Revocations of admin parties dropped because together they left no admin party.
     // Only grows, also across restarts (below): a restart undoes exclusions, and must
@@ -178,14 +180,13 @@ pub fn fold<'a>(
         let mut state = base.clone();
         let mut revoked = Revoked::default();
         for (&x, by) in &excluded {
-            let Some(&by) = dag.pos.get(by) else { continue };
             match &dag.ops[x].op().body {
                 OpBody::RemoveDevice { device, .. } => {
                     revoked
                         .overruled
                         .entry(Target::Device(*device))
                         .or_default()
-                        .push((x, by));
+                        .push((x, by.clone()));
                 }
                 OpBody::RemoveParty { .. } if narrowed.contains_key(&x) => {
                     for d in &narrowed[&x] {
@@ -193,7 +194,7 @@ pub fn fold<'a>(
                             .overruled
                             .entry(Target::Device(*d))
                             .or_default()
-                            .push((x, by));
+                            .push((x, by.clone()));
                     }
                 }
                 OpBody::RemoveParty { party, .. } => {
@@ -201,7 +202,7 @@ pub fn fold<'a>(
                         .overruled
                         .entry(Target::Party(party.clone()))
                         .or_default()
-                        .push((x, by));
+                        .push((x, by.clone()));
                 }
                 _ => {}
             }
@@ -212,8 +213,8 @@ pub fn fold<'a>(
             basis: [None; 2],
         }));
         for i in 1..dag.ops.len() {
-            let r = match excluded.get(&i) {
-                Some(by) => Err(Rejection::ConcurrentlyRevoked(*by)),
+            let r = match excluded.get(&i).and_then(|by| by.first()) {
+                Some(&by) => Err(Rejection::ConcurrentlyRevoked(dag.ops[by].hash())),
                 None if last_admin.contains(&i) => Err(Rejection::Invalid(
                     "the region must keep at least one admin party",
                 )),
@@ -222,6 +223,9 @@ pub fn fold<'a>(
                     None => apply(&mut state, &dag, &mut revoked, i),
                 },
             };
+            if let Ok(applied) = &r {
+                revoked.bases.insert(i, applied.basis);
+            }
             outcome.push(r);
         }
         let (newly, narrower) = dag.exclusions(&outcome, &state, &excluded, &narrowed, &silenced);
@@ -244,9 +248,10 @@ pub fn fold<'a>(
             }
         }
         if newly.is_empty() && narrower.is_empty() {
-            let fallen: Vec<usize> = excluded
+            let fallen: BTreeSet<usize> = excluded
                 .values()
-                .filter_map(|by| dag.pos.get(by).copied())
+                .flatten()
+                .copied()
                 .filter(|&r| {
                     outcome[r].is_err() && !excluded.contains_key(&r) && !silenced.contains(&r)
                 })
@@ -270,7 +275,9 @@ pub fn fold<'a>(
                 pending: dag.pending,
             });
         }
-        excluded.extend(newly);
+        for (x, by) in newly {
+            excluded.entry(x).or_default().extend(by);
+        }
         for (i, devices) in narrower {
             narrowed.entry(i).or_default().extend(devices);
         }
@@ -294,8 +301,11 @@ struct Revoked {
     /// party uses it, whichever the linear order placed first (a hash).
     regrants: HashMap<PartyName, Vec<OpHash>>,
     /// Removals excluded by a concurrent revocation: the position of each, and of
-    /// the revocation that overruled it.
-    overruled: HashMap<Target, Vec<(usize, usize)>>,
+    /// the sure revocations that overruled it.
+    overruled: HashMap<Target, Vec<(usize, BTreeSet<usize>)>>,
+    /// What the authority of each op accepted so far in the round rests on
+    /// ([`Applied::basis`]), by position.
+    bases: HashMap<usize, [Option<usize>; 2]>,
 }
 
 /// A removal or demotion of a party (see [`Revoked::parties`]).
@@ -386,6 +396,43 @@ impl Revoked {
             .filter(|r| r.removal)
             .map(|r| r.by)
             .collect()
+    }
+
+    /// Whether revocation `x`, in the causal past of op `i`, is overruled there: `i`
+    /// also saw an accepted removal `y` of `x`'s author (device or party), concurrent
+    /// with `x`, that `x` cannot hit (`y`'s author is not what `x` takes away, and
+    /// what `y`'s authority rests on is in `x`'s past). The exclusion rule will
+    /// exclude `x` once `y` is sure; until then, `i` is judged as its author saw it
+    /// when signing (an honest device whose removal it saw overruled signs on), so
+    /// that a revocation concurrent with `i` cannot act first while `i` is wrongly
+    /// held invalid. If `y` falls in the end, so does this reprieve, and what `i`
+    /// excluded on the way is undone (the `silenced` step of `fold`).
+    fn overruled_in_past(&self, dag: &Dag<'_>, state: &RegionState, x: usize, i: usize) -> bool {
+        let remover = dag.ops[x].op().author;
+        let Some(removals) = self.devices.get(&remover) else {
+            return false;
+        };
+        removals.iter().any(|&y| {
+            if y == x || !dag.is_ancestor(y, i) || dag.is_ancestor(x, y) || dag.is_ancestor(y, x) {
+                return false;
+            }
+            let y_author = dag.ops[y].op().author;
+            let y_party = state.devices.get(&y_author).map(|d| &d.party);
+            let x_hits_y_directly = match &dag.ops[x].op().body {
+                OpBody::RemoveDevice { device, .. } => *device == y_author,
+                OpBody::RemoveParty { party, .. } | OpBody::SetAdmin { party, .. } => {
+                    y_party == Some(party)
+                }
+                _ => true,
+            };
+            !x_hits_y_directly
+                && self.bases.get(&y).is_some_and(|basis| {
+                    basis
+                        .iter()
+                        .flatten()
+                        .all(|&b| b == 0 || dag.is_ancestor(b, x))
+                })
+        })
     }
 
     /// Whether `device` is removed as an op sees it that has not seen the removals
@@ -597,10 +644,13 @@ impl<'a> Dag<'a> {
         &self,
         outcome: &[Result<Applied, Rejection>],
         state: &RegionState,
-        excluded: &BTreeMap<usize, OpHash>,
+        excluded: &BTreeMap<usize, BTreeSet<usize>>,
         narrowed: &BTreeMap<usize, BTreeSet<NodeId>>,
         silenced: &BTreeSet<usize>,
-    ) -> (BTreeMap<usize, OpHash>, BTreeMap<usize, BTreeSet<NodeId>>) {
+    ) -> (
+        BTreeMap<usize, BTreeSet<usize>>,
+        BTreeMap<usize, BTreeSet<NodeId>>,
+    ) {
         // Every (victim, revocation) pair first, and whether the revocation hits the
         // victim directly (rather than through what its authority rests on).
         let mut pairs: Vec<(usize, usize)> = Vec::new();
@@ -661,7 +711,7 @@ impl<'a> Dag<'a> {
         for (x, r) in pairs {
             let sure = !waiting.contains(&ring.get(&r).copied().unwrap_or(r));
             if sure && !same_ring(x, r) {
-                out.entry(x).or_insert_with(|| self.ops[r].hash());
+                out.entry(x).or_default().insert(r);
             }
         }
         (out, narrower)
@@ -831,7 +881,10 @@ fn authority(
     // only once a revocation is sure and lets mutual revocations both stand. So the
     // linear order (a hash its signer could grind) never decides whether a
     // concurrent revocation counts against an op.
-    let unseen = |by: usize| !dag.is_ancestor(by, i);
+    // A revocation the op saw overruled in its own past (`overruled_in_past`) counts
+    // as not seen.
+    let unseen =
+        |by: usize| !dag.is_ancestor(by, i) || revoked.overruled_in_past(dag, state, by, i);
     let dev = state.devices.get(&author).ok_or(Rejection::UnknownAuthor)?;
     if dev.removed && revoked.device_removed(&author, unseen) {
         return Err(Rejection::AuthorRemoved);
@@ -843,8 +896,9 @@ fn authority(
     // remover to be revoked concurrently.
     let saw_own_removal = |t: &Target| {
         revoked.overruled.get(t).is_some_and(|rs| {
-            rs.iter()
-                .any(|&(r, by)| dag.is_ancestor(r, i) && !dag.is_ancestor(by, i))
+            rs.iter().any(|(r, by)| {
+                dag.is_ancestor(*r, i) && by.iter().all(|&by| !dag.is_ancestor(by, i))
+            })
         })
     };
     if saw_own_removal(&Target::Device(author))

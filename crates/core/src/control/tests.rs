@@ -1617,6 +1617,138 @@ fn attack_a_grant_racing_a_party_removal_cannot_revive_a_removal_of_the_remover(
     assert_eq!(outcomes.len(), 1, "the hash decided: {outcomes:?}");
 }
 
+#[test]
+fn attack_a_stolen_laptop_cannot_revive_a_removal_its_remover_saw_overruled() {
+    // The founder's other device D1 removes the founder device; concurrently the
+    // ROC laptop (an admin party's, still honest) removes D1. The founder device
+    // sees both (its removal overruled) and removes the laptop, which is stolen. The
+    // thief backdates a demotion of its own party, concurrent with its own removal
+    // of D1, to exclude that op and so revive D1's removal of the founder device,
+    // which lies in the past of the laptop's removal. The removal is judged as its
+    // author saw it when signing, so it acts at once and overrules the demotion.
+    let (mut w, founder, _, _) = standard();
+    let (d1, laptop) = (Device::new(), Device::new());
+    w.issue(&founder, add_device("gemeente-utrecht", &d1));
+    w.issue(&founder, add_device("roc-midden", &laptop));
+    w.issue(
+        &founder,
+        OpBody::SetAdmin {
+            party: party("roc-midden"),
+            admin: true,
+        },
+    );
+    let base = w.heads();
+    let remove = |d: &Device| OpBody::RemoveDevice {
+        device: d.id(),
+        cutoffs: vec![],
+    };
+    let mut outcomes = BTreeSet::new();
+    for time in 0..8 {
+        let mut w = World {
+            region: w.region,
+            ops: w.ops.clone(),
+        };
+        let y = sign_with_time(&w, &d1, &base, remove(&founder), time);
+        let z = sign_with_time(&w, &laptop, &base, remove(&d1), time);
+        let (y_hash, z_hash) = (y.hash(), z.hash());
+        w.ops.extend([y, z]);
+        let r = sign_with_time(&w, &founder, &[y_hash, z_hash], remove(&laptop), 0);
+        let r_hash = r.hash();
+        w.ops.push(r);
+        assert!(w.folded().accepted(&r_hash), "time {time}");
+        let demote = OpBody::SetAdmin {
+            party: party("roc-midden"),
+            admin: false,
+        };
+        w.ops
+            .push(sign_with_time(&w, &laptop, &[y_hash], demote, time));
+        let f = w.folded();
+        assert!(
+            f.accepted(&r_hash),
+            "time {time}: {:?}",
+            f.rejected.get(&r_hash)
+        );
+        assert!(f.state.active_device(&laptop.id()).is_none(), "time {time}");
+        assert!(
+            f.state.active_device(&founder.id()).is_some(),
+            "time {time}"
+        );
+        outcomes.insert(format!("{:?}", f.state.admin_parties().collect::<Vec<_>>()));
+    }
+    assert_eq!(outcomes.len(), 1, "the hash decided: {outcomes:?}");
+}
+
+#[test]
+fn attack_a_stolen_laptop_cannot_claim_an_exclusion_its_remover_saw_made_by_another_op() {
+    // The founder's other device D1 grants gemeente-ede admin; concurrently the ROC
+    // laptop (still honest) removes D1, which overrules the grant. Gemeente-ede,
+    // through the grant, removes the founder device; the founder device sees all of
+    // it (the removal overruled, through the grant) and removes the laptop, which is
+    // stolen. The thief backdates a demotion of the founder's party, which overrules
+    // the grant too. The founder device saw an overruler of its removal (the
+    // laptop's honest op) whichever of the two the linear order names first.
+    let (mut w, founder, _, _) = standard();
+    let (d1, laptop, ede) = (Device::new(), Device::new(), Device::new());
+    w.issue(&founder, add_device("gemeente-utrecht", &d1));
+    w.issue(&founder, add_device("roc-midden", &laptop));
+    w.issue(
+        &founder,
+        OpBody::SetAdmin {
+            party: party("roc-midden"),
+            admin: true,
+        },
+    );
+    w.issue(&founder, add_party("gemeente-ede", Role::Gemeente));
+    w.issue(&founder, add_device("gemeente-ede", &ede));
+    let base = w.heads();
+    let remove = |d: &Device| OpBody::RemoveDevice {
+        device: d.id(),
+        cutoffs: vec![],
+    };
+    for time in 0..8 {
+        let mut w = World {
+            region: w.region,
+            ops: w.ops.clone(),
+        };
+        let grant = OpBody::SetAdmin {
+            party: party("gemeente-ede"),
+            admin: true,
+        };
+        let g = sign_with_time(&w, &d1, &base, grant, time);
+        let z = sign_with_time(&w, &laptop, &base, remove(&d1), time);
+        let y = sign_with_time(&w, &ede, &[g.hash()], remove(&founder), time);
+        let r = sign_with_time(&w, &founder, &[y.hash(), z.hash()], remove(&laptop), 0);
+        let r_hash = r.hash();
+        w.ops.extend([g, z, y, r]);
+        let f = w.folded();
+        assert!(f.accepted(&r_hash), "time {time}: {:?}", f.rejected);
+        let demote = OpBody::SetAdmin {
+            party: party("gemeente-utrecht"),
+            admin: false,
+        };
+        w.ops
+            .push(sign_with_time(&w, &laptop, &base, demote, time * 7 + 1));
+        let f = w.folded();
+        assert!(
+            f.accepted(&r_hash),
+            "time {time}: {:?}",
+            f.rejected.get(&r_hash)
+        );
+        assert!(f.state.active_device(&laptop.id()).is_none(), "time {time}");
+        // The demotion and the removal of the laptop are mutual (the removal needed
+        // the admin the demotion takes): both stand, the demotion narrowed to the
+        // founder device (AUTH.md, residual limit (a)), whatever the hashes.
+        assert!(
+            f.state.active_device(&founder.id()).is_none(),
+            "time {time}"
+        );
+        assert!(
+            f.state.parties[&party("gemeente-utrecht")].admin,
+            "time {time}"
+        );
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Backdated {
     /// Which body (see `thief_body`).
