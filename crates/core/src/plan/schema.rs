@@ -233,8 +233,12 @@ pub enum SectionPlace {
 pub struct SectionMove {
     /// The id of the section.
     pub id: String,
+    /// Its title.
+    pub title: String,
     /// Its position in the plan's order after the move, from 1.
     pub position: usize,
+    /// How many sections the plan has.
+    pub count: usize,
     /// Whether anything was written (`false`: it was there already).
     pub moved: bool,
 }
@@ -252,8 +256,9 @@ pub fn move_section<T: Transactable>(
 ) -> Result<SectionMove, PlanError> {
     check_header(tx)?;
     let sections = get_obj(tx, &ROOT, "sections", ObjType::List)?;
-    let (_, id) = find_section(tx, &sections, section)?
+    let (obj, id) = find_section(tx, &sections, section)?
         .ok_or_else(|| PlanError::UnknownSection(clip(section)))?;
+    let title = get_str(tx, &obj, "title")?;
     let target = match place {
         SectionPlace::Before(r) | SectionPlace::After(r) => Some(
             find_section(tx, &sections, r)?
@@ -287,7 +292,9 @@ pub fn move_section<T: Transactable>(
     if at == now {
         return Ok(SectionMove {
             id,
+            title,
             position: now + 1,
+            count: all.len(),
             moved: false,
         });
     }
@@ -317,7 +324,9 @@ pub fn move_section<T: Transactable>(
     }
     Ok(SectionMove {
         id,
+        title,
         position: at + 1,
+        count: all.len(),
         moved: true,
     })
 }
