@@ -273,7 +273,7 @@ pub fn move_section<T: Transactable>(
         .iter()
         .position(|&i| all[i].id == id)
         .ok_or_else(|| PlanError::UnknownSection(clip(section)))?;
-    let mut others: Vec<usize> = shown.clone();
+    let mut others = shown;
     let moving = others.remove(now);
     let at = match (place, &target) {
         (SectionPlace::First, _) => 0,
