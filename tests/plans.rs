@@ -1,13 +1,14 @@
 //! Co-writing a plan across the region: three nodes edit one section offline and
 //! converge over real libp2p connections on loopback, with marks and comment anchors
 //! where a reader expects them; three parties approve, every node verifies the
-//! approvals and counts the changes made since; forged and replayed approvals fail.
+//! approvals and counts the changes made since; forged and replayed approvals fail;
+//! concurrent moves of sections on three nodes end in one order everywhere.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regiosync_core::id::{DocId, Role};
-use regiosync_core::plan::{Plan, PlanKind};
+use regiosync_core::plan::{Plan, PlanKind, SectionPlace};
 use regiosync_net::Multiaddr;
 use regiosync_node::Node;
 use regiosync_tests::{
@@ -157,6 +158,107 @@ async fn three_nodes_edit_one_section_offline_and_converge_with_marks_and_anchor
     assert_eq!(
         plan.comments[0].anchored.as_deref(),
         Some("minder thuiszitters")
+    );
+}
+
+fn titles(p: &Plan) -> Vec<&str> {
+    p.sections.iter().map(|s| s.title.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_section_moves_on_three_nodes_end_in_one_order_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, doc) = region_with_plan(tmp.path(), PlanKind::Jeugdplan, |kern, doc| {
+        kern.add_comment(doc, "Inleiding", "minder thuiszitters", "Hoeveel minder?")
+            .unwrap();
+    });
+    let addrs: Vec<Multiaddr> = dirs.iter().map(|_| free_addr()).collect();
+    let nodes = start_all(&dirs, &addrs);
+    converge(&dirs, &doc, "the plan reaches everyone", |p| {
+        inleiding(p) == BASE && p.comments.len() == 1
+    })
+    .await;
+    stop_all(nodes).await;
+    Node::open(&dirs[0]).unwrap().approve(&doc, None).unwrap();
+
+    // Offline: two parties each move a section to the front (the same gap), and two
+    // parties move the same section to different places.
+    let mv = |i: usize, section: &str, place: SectionPlace| {
+        let m = Node::open(&dirs[i])
+            .unwrap()
+            .move_section(&doc, section, &place)
+            .unwrap();
+        assert!(m.value.moved && m.change.is_some(), "{section}");
+    };
+    mv(0, "Financiën", SectionPlace::First);
+    mv(1, "Monitoring en evaluatie", SectionPlace::First);
+    mv(1, "Inleiding", SectionPlace::Last);
+    mv(
+        2,
+        "Inleiding",
+        SectionPlace::After("Doelen en resultaten".into()),
+    );
+
+    let nodes = start_all(&dirs, &addrs);
+    // `converge` waits until all three nodes read the same plan, order included.
+    let plan = converge(&dirs, &doc, "the moves merge into one order", |p| {
+        titles(p)[0] == "Financiën" && titles(p)[1] == "Monitoring en evaluatie"
+    })
+    .await;
+    stop_all(nodes).await;
+
+    let t = titles(&plan);
+    // Both sections moved to the front are there, in list order (equal ranks);
+    // the others kept their order around them.
+    let rest: Vec<&str> = t[2..]
+        .iter()
+        .copied()
+        .filter(|s| *s != "Inleiding")
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            "Visie en ambities",
+            "Analyse: cijfers en trends",
+            "Doelen en resultaten",
+            "Preventie en voorliggend veld",
+            "Samenwerking onderwijs en jeugdhulp",
+        ]
+    );
+    // The section moved twice is at one of the two places, the same on every node,
+    // with its text and comment.
+    let at = t.iter().position(|s| *s == "Inleiding").unwrap();
+    assert!(
+        at == t.len() - 1 || t[at - 1] == "Doelen en resultaten",
+        "{t:?}"
+    );
+    assert_eq!(inleiding(&plan), BASE);
+    assert_eq!(
+        plan.comments[0].anchored.as_deref(),
+        Some("minder thuiszitters")
+    );
+    // The diff since the approval shows the moves and who made them.
+    let (d, _, _) = Node::open(&dirs[0])
+        .unwrap()
+        .plan_diff(&doc, "approval:gemeente-utrecht", None)
+        .unwrap();
+    let moved: Vec<(&str, Vec<&str>)> = d
+        .sections
+        .iter()
+        .filter(|s| s.moved)
+        .map(|s| {
+            (
+                s.title.as_str(),
+                s.authors.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(moved.len(), 3, "{moved:?}");
+    assert_eq!(moved[0], ("Financiën", vec!["gemeente-utrecht"]));
+    assert_eq!(moved[1], ("Monitoring en evaluatie", vec!["roc-midden"]));
+    assert!(
+        moved.contains(&("Inleiding", vec!["roc-midden", "swv-utrecht"])),
+        "{moved:?}"
     );
 }
 

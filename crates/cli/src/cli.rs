@@ -457,6 +457,27 @@ pub(crate) enum SectionCommand {
         /// Section id (s-…) or title
         section: String,
     },
+    /// Move a section to another place in the plan (a signed change: `doc history`
+    /// keeps it); its text, comments and links stay with it
+    #[command(group(clap::ArgGroup::new("place").required(true).multiple(false)))]
+    Move {
+        /// Document id or an unambiguous prefix
+        id: String,
+        /// Section id (s-…) or title
+        section: String,
+        /// Put it just before this section (id or title)
+        #[arg(long, value_name = "SECTION", group = "place")]
+        before: Option<String>,
+        /// Put it just after this section (id or title)
+        #[arg(long, value_name = "SECTION", group = "place")]
+        after: Option<String>,
+        /// Make it the first section
+        #[arg(long, group = "place")]
+        first: bool,
+        /// Make it the last section
+        #[arg(long, group = "place")]
+        last: bool,
+    },
     /// Rename a section
     Rename {
         /// Document id or an unambiguous prefix

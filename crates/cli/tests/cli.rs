@@ -322,6 +322,138 @@ fn unknown_and_ambiguous_document_ids() {
 }
 
 #[test]
+fn section_move_changes_the_order_of_doc_show_and_the_exports() {
+    let env = Env::new();
+    env.init();
+    let id = env.json(&[
+        "doc",
+        "new",
+        "plan",
+        "--kind",
+        "oogo-verslag",
+        "--title",
+        "OOGO",
+    ])["short"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let titles = || -> Vec<String> {
+        env.json(&["doc", "show", &id, "--format", "json"])["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        titles(),
+        [
+            "Aanwezigen",
+            "Agenda",
+            "Bespreking",
+            "Besluiten en afspraken",
+            "Standpunten van partijen",
+            "Vervolg"
+        ]
+    );
+    let moved = env.json(&["doc", "section", "move", &id, "Vervolg", "--first"]);
+    assert_eq!(
+        (moved["moved"].as_bool(), moved["position"].as_u64()),
+        (Some(true), Some(1))
+    );
+    let vervolg = moved["section"].as_str().unwrap().to_owned();
+    assert!(vervolg.starts_with("s-"), "{moved}");
+    // By id, relative to a title; the human message says where it went.
+    let out = env.run(&[
+        "doc",
+        "section",
+        "move",
+        &id,
+        &vervolg,
+        "--after",
+        "bespreking",
+    ]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("Moved section Vervolg (s-")
+            && stdout(&out).contains("after bespreking: it is now section 4 of 6"),
+        "{}",
+        stdout(&out)
+    );
+    env.json(&["doc", "section", "move", &id, "Aanwezigen", "--last"]);
+    env.json(&[
+        "doc",
+        "section",
+        "move",
+        &id,
+        "Agenda",
+        "--before",
+        "Besluiten en afspraken",
+    ]);
+    let want = [
+        "Bespreking",
+        "Vervolg",
+        "Agenda",
+        "Besluiten en afspraken",
+        "Standpunten van partijen",
+        "Aanwezigen",
+    ];
+    assert_eq!(titles(), want);
+    // doc show (Markdown) and the HTML export list them in that order too.
+    let positions = |text: &str| -> Vec<usize> {
+        want.iter()
+            .map(|t| {
+                text.find(t)
+                    .unwrap_or_else(|| panic!("{t} missing in {text}"))
+            })
+            .collect()
+    };
+    for text in [
+        stdout(&env.run(&["doc", "show", &id])),
+        stdout(&env.run(&["doc", "export", &id, "--format", "html"])),
+    ] {
+        let p = positions(&text);
+        assert!(p.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+    // Where it is already: nothing is written, and it says so.
+    let before = env.json(&["doc", "history", &id]);
+    let out = env.run(&["doc", "section", "move", &id, "Bespreking", "--first"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("already there"), "{}", stdout(&out));
+    assert_eq!(env.json(&["doc", "history", &id]), before);
+    // Mistakes: an unknown section, and no place or two places given.
+    assert_fails(
+        &env.run(&["doc", "section", "move", &id, "Bestaat niet", "--first"]),
+        1,
+        "no section 'Bestaat niet'",
+    );
+    assert_fails(
+        &env.run(&[
+            "doc",
+            "section",
+            "move",
+            &id,
+            "Agenda",
+            "--after",
+            "Bestaat niet",
+        ]),
+        1,
+        "no section 'Bestaat niet'",
+    );
+    assert_fails(
+        &env.run(&["doc", "section", "move", &id, "Agenda"]),
+        2,
+        "--first",
+    );
+    assert_fails(
+        &env.run(&["doc", "section", "move", &id, "Agenda", "--first", "--last"]),
+        2,
+        "cannot be used with",
+    );
+    assert_eq!(titles(), want);
+}
+
+#[test]
 fn show_json_is_exactly_what_the_edits_wrote() {
     let env = Env::new();
     env.init();

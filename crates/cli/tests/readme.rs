@@ -186,6 +186,19 @@ fn the_readme_quickstart_runs_as_written() {
     let id = subst_value(&subst, "3f9a2c1d");
     let acl = user.json(&format!("regiosync doc acl {id}"));
     assert_eq!(acl["everyone_writes"], true, "{acl}");
+    // The section the Quickstart moved stands where it put it.
+    let shown = user.json(&format!("regiosync doc show {id} --format json"));
+    let titles: Vec<&str> = shown["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles[..2],
+        ["Inleiding", "Aanpak in de regio"],
+        "{titles:?}"
+    );
 }
 
 fn subst_value(subst: &[(String, String)], key: &str) -> String {

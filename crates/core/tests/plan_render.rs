@@ -89,7 +89,8 @@ fn base() -> Automerge {
 }
 
 /// The scenario: the base version (approved by two parties), then the ROC changes
-/// the discussion and an agreement, and the kerngemeente sets a deadline.
+/// the discussion and an agreement, and the kerngemeente moves the decisions to the
+/// top and sets a deadline.
 fn scenario() -> (Automerge, Vec<automerge::ChangeHash>) {
     let mut doc = base();
     let approved = doc.get_heads();
@@ -114,6 +115,9 @@ fn scenario() -> (Automerge, Vec<automerge::ChangeHash>) {
         .unwrap();
     });
     edit(&mut doc, 3, T0 + 7200, |tx| {
+        // A plan without ranks (laid out by hand, as an earlier release did):
+        // its first move.
+        plan::move_section(tx, "Besluiten en afspraken", &plan::SectionPlace::First).unwrap();
         plan::update_agreement(
             tx,
             "a-00000001",
@@ -206,6 +210,7 @@ fn diff_since_an_approval_matches_the_expected_file() {
         ("section s-00000001", "roc-midden"),
         ("agreement a-00000000", "roc-midden"),
         ("agreement a-00000001", "gemeente-utrecht"),
+        ("section s-00000002", "gemeente-utrecht"),
     ]
     .into_iter()
     .map(|(t, p)| (t.to_owned(), BTreeSet::from([p.to_owned()])))

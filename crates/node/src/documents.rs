@@ -21,6 +21,7 @@ use regiosync_core::id::{
 };
 use regiosync_core::plan::{
     self, AgreementInput, AgreementUpdate, CommentInput, Plan, PlanError, PlanKind, SectionEdit,
+    SectionMove, SectionPlace,
 };
 use regiosync_store::{ChangeRow, DocumentRow, Snapshot, Store, StoreError, StoredDoc, WriteTx};
 use serde::Serialize;
@@ -289,6 +290,18 @@ impl Node {
     ) -> Result<Edited<String>, NodeError> {
         let message = format!("delete section {}", section.trim());
         self.edit_plan(id, &message, |t| plan::delete_section(t, section))
+    }
+
+    /// Moves a section to another place in the plan's order ([`plan::move_section`]):
+    /// a signed change, in history; nothing is written if it is there already.
+    pub fn move_section(
+        &mut self,
+        id: &DocId,
+        section: &str,
+        place: &SectionPlace,
+    ) -> Result<Edited<SectionMove>, NodeError> {
+        let message = format!("move section {}", section.trim());
+        self.edit_plan(id, &message, |t| plan::move_section(t, section, place))
     }
 
     /// Removes an agreement ([`plan::remove_agreement`]): a signed change, in history.

@@ -112,6 +112,53 @@ pub(crate) fn run(global: &GlobalArgs, out: Output, cmd: DocCommand) -> anyhow::
                 )
             })
         }
+        DocCommand::Section(SectionCommand::Move {
+            id,
+            section,
+            before,
+            after,
+            first,
+            last,
+        }) => {
+            let id = node.resolve(&id)?;
+            let place = match (before, after, first, last) {
+                (Some(s), _, _, _) => plan::SectionPlace::Before(s),
+                (_, Some(s), _, _) => plan::SectionPlace::After(s),
+                (_, _, true, _) => plan::SectionPlace::First,
+                _ => plan::SectionPlace::Last,
+            };
+            let where_to = match &place {
+                plan::SectionPlace::First => "to the start".to_owned(),
+                plan::SectionPlace::Last => "to the end".to_owned(),
+                plan::SectionPlace::Before(s) => format!("before {}", one_line(s.trim())),
+                plan::SectionPlace::After(s) => format!("after {}", one_line(s.trim())),
+            };
+            let edited = node.move_section(&id, &section, &place)?;
+            let m = &edited.value;
+            out.emit(
+                &json!({
+                    "id": id,
+                    "section": m.id,
+                    "moved": m.moved,
+                    "position": m.position,
+                    "count": m.count,
+                }),
+                || {
+                    let name = one_line(&m.title);
+                    if m.moved {
+                        format!(
+                            "Moved section {name} ({}) {where_to}: it is now section {} of {}.\n",
+                            m.id, m.position, m.count
+                        )
+                    } else {
+                        format!(
+                            "Section {name} ({}) is already there (section {} of {}): nothing was changed.\n",
+                            m.id, m.position, m.count
+                        )
+                    }
+                },
+            )
+        }
         DocCommand::Agreement(AgreementCommand::Remove { id, agreement }) => {
             let id = node.resolve(&id)?;
             node.remove_agreement(&id, &agreement)?;

@@ -1,8 +1,9 @@
 //! What changed between two versions of a plan (`regiosync doc diff`): per section a
-//! line diff of its Markdown, per agreement the fields that changed, each with the
-//! parties whose changes touched it. The line diff is `similar`'s (Myers).
+//! line diff of its Markdown and whether it moved, per agreement the fields that
+//! changed, each with the parties whose changes touched it. The line diff is
+//! `similar`'s (Myers).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 
 use serde::Serialize;
@@ -37,6 +38,10 @@ pub struct SectionDiff {
     /// Changed lines with up to one line of context: `(tag, line)`, tag `+`, `-` or ` `;
     /// `…` lines stand for unchanged text left out.
     pub lines: Vec<(char, String)>,
+    /// Whether it moved to another place among the sections of both versions
+    /// ([`moved_sections`]).
+    #[serde(default)]
+    pub moved: bool,
     /// The parties whose changes touched it.
     pub authors: Vec<String>,
 }
@@ -83,12 +88,14 @@ pub fn diff(before: &Plan, after: &Plan, authors: &BTreeMap<String, BTreeSet<Str
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
     };
+    let moved = moved_sections(before, after);
     let mut sections = Vec::new();
     for s in &after.sections {
         let old = before.section(&s.id);
+        let is_moved = moved.contains(s.id.as_str());
         let (change, lines) = match old {
             None => (Change::Added, line_diff("", &s.text)),
-            Some(o) if o.text == s.text && o.title == s.title => continue,
+            Some(o) if o.text == s.text && o.title == s.title && !is_moved => continue,
             Some(o) => (Change::Changed, line_diff(&o.text, &s.text)),
         };
         sections.push(SectionDiff {
@@ -97,6 +104,7 @@ pub fn diff(before: &Plan, after: &Plan, authors: &BTreeMap<String, BTreeSet<Str
             renamed_from: old.filter(|o| o.title != s.title).map(|o| o.title.clone()),
             change,
             lines,
+            moved: is_moved,
             authors: who(format!("section {}", s.id)),
         });
     }
@@ -111,6 +119,7 @@ pub fn diff(before: &Plan, after: &Plan, authors: &BTreeMap<String, BTreeSet<Str
             renamed_from: None,
             change: Change::Removed,
             lines: line_diff(&o.text, ""),
+            moved: false,
             authors: who(format!("section {}", o.id)),
         });
     }
@@ -151,6 +160,49 @@ pub fn diff(before: &Plan, after: &Plan, authors: &BTreeMap<String, BTreeSet<Str
         sections,
         agreements,
     }
+}
+
+/// The sections of both versions whose place among the others changed: those outside
+/// a longest run of sections that kept their order (a longest increasing subsequence
+/// of their earlier positions, in O(n log n) whatever a writer made of the order).
+/// Moving one section marks that one, not the sections it passed.
+fn moved_sections<'a>(before: &Plan, after: &'a Plan) -> HashSet<&'a str> {
+    let old_pos: HashMap<&str, usize> = before
+        .sections
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let common: Vec<(&str, usize)> = after
+        .sections
+        .iter()
+        .filter_map(|s| old_pos.get(s.id.as_str()).map(|&p| (s.id.as_str(), p)))
+        .collect();
+    // Patience sorting: `tails[k]` is the item ending the best increasing run of
+    // length k + 1 so far, `prev` links each item to the one before it in its run.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut prev: Vec<Option<usize>> = vec![None; common.len()];
+    for (i, &(_, p)) in common.iter().enumerate() {
+        let k = tails.partition_point(|&t| common[t].1 < p);
+        prev[i] = k.checked_sub(1).map(|k| tails[k]);
+        if k == tails.len() {
+            tails.push(i);
+        } else {
+            tails[k] = i;
+        }
+    }
+    let mut kept = HashSet::new();
+    let mut cur = tails.last().copied();
+    while let Some(i) = cur {
+        kept.insert(i);
+        cur = prev[i];
+    }
+    common
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !kept.contains(i))
+        .map(|(_, &(id, _))| id)
+        .collect()
 }
 
 fn agreement_fields(old: Option<&Agreement>, new: &Agreement) -> Vec<(String, String, String)> {
@@ -227,6 +279,10 @@ pub fn render(d: &PlanDiff, from: &str, to: &str) -> String {
         let what = match s.change {
             Change::Added => "nieuw",
             Change::Removed => "verwijderd",
+            Change::Changed if s.moved && s.lines.is_empty() && s.renamed_from.is_none() => {
+                "verplaatst"
+            }
+            Change::Changed if s.moved => "gewijzigd, verplaatst",
             Change::Changed => "gewijzigd",
         };
         let _ = write!(out, "\n## {} ({what}", single_line(&s.title));
@@ -273,5 +329,59 @@ fn by(authors: &[String]) -> String {
         "onbekend".into()
     } else {
         authors.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{PlanKind, Section};
+
+    fn plan(ids: &[&str]) -> Plan {
+        Plan {
+            schema: 2,
+            kind: PlanKind::Jeugdplan,
+            title: "P".into(),
+            owner: crate::id::PartyName::new("roc-x").unwrap(),
+            sections: ids
+                .iter()
+                .map(|id| Section {
+                    id: (*id).into(),
+                    title: id.to_uppercase(),
+                    text: String::new(),
+                    blocks: vec![],
+                })
+                .collect(),
+            agreements: vec![],
+            comments: vec![],
+            conflicts: vec![],
+        }
+    }
+
+    fn moved(before: &[&str], after: &[&str]) -> Vec<String> {
+        let d = diff(&plan(before), &plan(after), &BTreeMap::new());
+        d.sections
+            .iter()
+            .filter(|s| s.moved)
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_moved_section_is_reported_and_the_ones_it_passed_are_not() {
+        assert!(moved(&["a", "b", "c", "d"], &["a", "b", "c", "d"]).is_empty());
+        assert!(diff(&plan(&["a", "b"]), &plan(&["a", "b"]), &BTreeMap::new()).is_empty());
+        assert_eq!(moved(&["a", "b", "c", "d"], &["b", "c", "d", "a"]), ["a"]);
+        assert_eq!(moved(&["a", "b", "c", "d"], &["d", "a", "b", "c"]), ["d"]);
+        assert_eq!(moved(&["a", "b", "c", "d"], &["a", "c", "b", "d"]).len(), 1);
+        // Added and removed sections are not moves, and do not make others moved.
+        assert!(moved(&["a", "b", "c"], &["x", "a", "c"]).is_empty());
+        let d = diff(
+            &plan(&["a", "b", "c"]),
+            &plan(&["c", "a", "b"]),
+            &BTreeMap::new(),
+        );
+        let text = render(&d, "v1", "v2");
+        assert!(text.contains("## C (verplaatst) door onbekend"), "{text}");
     }
 }

@@ -9,6 +9,7 @@
 pub mod diff;
 pub mod html;
 pub mod markdown;
+pub mod order;
 pub mod paragraphs;
 pub mod received;
 pub mod richtext;
@@ -25,9 +26,9 @@ use crate::id::PartyName;
 
 pub use richtext::{Block, BlockKind, Run};
 pub use schema::{
-    AgreementInput, AgreementUpdate, CommentInput, PLAN_SCHEMA_VERSION, SectionEdit, add_agreement,
-    add_comment, delete_section, init_plan, read_plan, read_title, remove_agreement,
-    rename_section, resolve_comment, set_section, update_agreement,
+    AgreementInput, AgreementUpdate, CommentInput, PLAN_SCHEMA_VERSION, SectionEdit, SectionMove,
+    SectionPlace, add_agreement, add_comment, delete_section, init_plan, move_section, read_plan,
+    read_title, remove_agreement, rename_section, resolve_comment, set_section, update_agreement,
 };
 
 /// Longest title of a plan, section or agreement, in characters.
@@ -183,7 +184,8 @@ pub struct Plan {
     pub title: String,
     /// The party that owns the plan.
     pub owner: PartyName,
-    /// Sections in document order.
+    /// Sections in the plan's order: by rank, then list position (docs/SCHEMA.md,
+    /// "Order of sections"; [`order`]).
     pub sections: Vec<Section>,
     /// Agreements in the order they were added.
     pub agreements: Vec<Agreement>,

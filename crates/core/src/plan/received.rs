@@ -14,6 +14,8 @@
 //!   the creating change or by an upgrading change (one that sets `schema`), and
 //!   never overwritten with a value;
 //! - nothing at the root is deleted;
+//! - a `rank` below the root is written only as a valid section rank
+//!   ([`super::order::is_valid_rank`]), or deleted;
 //! - objects nest at most [`MAX_NEW_DEPTH`] deep within one change (a chain of
 //!   100,000 nested maps made every reader overflow its stack), and at most
 //!   [`MAX_DEPTH`] below the root over all changes ([`Nesting`], checked where the
@@ -89,6 +91,9 @@ pub enum ChangeOutsideSchema {
     /// Automerge could not expand the change's operations.
     #[error("the change's operations cannot be read")]
     Undecodable,
+    /// Writes a `rank` that is not a valid section rank ([`super::order`]).
+    #[error("the change writes a section rank that is not a short string of 0-9a-z")]
+    BadRank,
 }
 
 /// Checks a plan change against the rules of this module. `owner_device`: whether
@@ -138,6 +143,12 @@ pub fn check_change(change: &Change, owner_device: bool) -> Result<(), ChangeOut
             if matches!(&op.action, OpType::Delete) {
                 return Err(ChangeOutsideSchema::RootDelete);
             }
+        }
+        if !matches!(&op.obj, ObjectId::Root)
+            && matches!(&op.key, Key::Map(k) if k == "rank")
+            && !super::order::is_valid_rank_op(&op.action)
+        {
+            return Err(ChangeOutsideSchema::BadRank);
         }
         match &op.action {
             OpType::Make(_) => {
@@ -293,6 +304,7 @@ pub fn fuzz_plan_changes(bytes: &[u8]) {
         "comments",
         "text",
         "id",
+        "rank",
     ];
     let mut objs = vec![ROOT];
     let sections = match writer.get(ROOT, "sections") {
@@ -491,6 +503,47 @@ mod tests {
                 .collect();
             fuzz_plan_changes(&bytes);
         }
+    }
+
+    #[test]
+    fn a_writer_may_move_a_section_but_not_write_a_junk_rank() {
+        use automerge::ReadDoc;
+        let mut doc = plan();
+        crate::plan::schema::move_section(&mut doc, "Inleiding", &crate::plan::SectionPlace::Last)
+            .unwrap();
+        assert_eq!(check_change(&last(&mut doc), false), Ok(()));
+        let sections = match doc.get(ROOT, "sections").unwrap() {
+            Some((_, id)) => id,
+            None => panic!("no sections"),
+        };
+        let s = match doc.get(&sections, 0).unwrap() {
+            Some((_, id)) => id,
+            None => panic!("no section"),
+        };
+        doc.delete(&s, "rank").unwrap();
+        assert_eq!(check_change(&last(&mut doc), false), Ok(()));
+        for junk in [
+            ScalarValue::Uint(7),
+            ScalarValue::Null,
+            ScalarValue::Str("".into()),
+            ScalarValue::Str("a0".into()),
+            ScalarValue::Str("<script>".into()),
+            ScalarValue::Str("a".repeat(crate::plan::order::MAX_RANK_BYTES + 1).into()),
+        ] {
+            let mut d = doc.fork();
+            d.put(&s, "rank", junk.clone()).unwrap();
+            assert_eq!(
+                check_change(&last(&mut d), false),
+                Err(ChangeOutsideSchema::BadRank),
+                "{junk:?}"
+            );
+        }
+        let mut d = doc.fork();
+        d.put_object(&s, "rank", ObjType::Text).unwrap();
+        assert_eq!(
+            check_change(&last(&mut d), false),
+            Err(ChangeOutsideSchema::BadRank)
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! | `kind` | `"jeugdplan"`, `"ondersteuningsplan"`, `"vsv-programma"`, `"oogo-verslag"` |
 //! | `title` | str |
 //! | `owner` | str, party name |
-//! | `sections` | list of maps `{id: str, title: str, text: Text}`; `text` is rich text (block markers and marks, see [`super::richtext`]) |
+//! | `sections` | list of maps `{id: str, title: str, text: Text, rank: str}`; `text` is rich text (block markers and marks, see [`super::richtext`]); `rank` (optional) orders them, see [`super::order`] |
 //! | `agreements` | list of maps `{id, title: str, description: Text, owner: str, deadline: "YYYY-MM-DD" or null, status: str, funding: str or null, sections: map section id → true}` |
 //! | `comments` | list of maps `{id, section: str, start: str cursor, end: str cursor, quote: str, author: str party, time: int, text: str, resolved: bool}` |
 //!
@@ -31,6 +31,7 @@ use automerge::marks::{ExpandMark, UpdateSpansConfig};
 use automerge::transaction::Transactable;
 use automerge::{Cursor, MoveCursor, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
+use super::order;
 use super::richtext::{self, BLOCK_PLACEHOLDER};
 use super::{
     Agreement, AgreementStatus, Comment, Conflict, ConflictValue, MAX_SECTION_BYTES, Plan,
@@ -65,11 +66,13 @@ pub fn init_plan<T: Transactable>(
     let sections = tx.put_object(ROOT, "sections", ObjType::List)?;
     tx.put_object(ROOT, "agreements", ObjType::List)?;
     tx.put_object(ROOT, "comments", ObjType::List)?;
-    for (i, t) in template::sections(kind).iter().enumerate() {
+    let titles = template::sections(kind);
+    for (i, (t, rank)) in titles.iter().zip(order::spread(titles.len())).enumerate() {
         let obj = tx.insert_object(&sections, i, ObjType::Map)?;
         tx.put(&obj, "id", new_local_id("s")?.as_str())?;
         tx.put(&obj, "title", *t)?;
         tx.put_object(&obj, "text", ObjType::Text)?;
+        tx.put(&obj, "rank", rank)?;
     }
     Ok(())
 }
@@ -120,12 +123,26 @@ pub fn set_section<T: Transactable>(
         }
         None => {
             let title = validate_title("section title", section)?;
+            // Last in the order: after the last rank when every section has one;
+            // otherwise unranked, which readers show after the ranked ones.
+            let ranks = section_ranks(tx, &sections)?;
+            let rank = match ranks
+                .iter()
+                .map(|s| s.rank.as_deref())
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(all) => order::between(all.into_iter().max(), None),
+                None => None,
+            };
             let id = new_local_id("s")?;
             let idx = tx.length(&sections);
             let obj = tx.insert_object(&sections, idx, ObjType::Map)?;
             tx.put(&obj, "id", id.as_str())?;
             tx.put(&obj, "title", title)?;
             let text = tx.put_object(&obj, "text", ObjType::Text)?;
+            if let Some(rank) = rank {
+                tx.put(&obj, "rank", rank)?;
+            }
             (obj, text, id, true)
         }
     };
@@ -196,6 +213,155 @@ pub fn delete_section<T: Transactable>(tx: &mut T, section: &str) -> Result<Stri
         }
     }
     Ok(id)
+}
+
+/// Where [`move_section`] puts a section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SectionPlace {
+    /// Before every other section.
+    First,
+    /// After every other section.
+    Last,
+    /// Just before this section (id or title).
+    Before(String),
+    /// Just after this section (id or title).
+    After(String),
+}
+
+/// What [`move_section`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionMove {
+    /// The id of the section.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Its position in the plan's order after the move, from 1.
+    pub position: usize,
+    /// How many sections the plan has.
+    pub count: usize,
+    /// Whether anything was written (`false`: it was there already).
+    pub moved: bool,
+}
+
+/// Moves a section to another place in the plan's order, by writing its `rank`
+/// ([`super::order`]): the section keeps its id, text and comments, and concurrent
+/// edits of it survive the move. Where no rank fits between the new neighbours (a
+/// plan of an earlier release without ranks, a section without one, two equal
+/// ranks, or ranks grown too long), every section whose rank changes gets a new,
+/// short one, in the new order, in the same change.
+pub fn move_section<T: Transactable>(
+    tx: &mut T,
+    section: &str,
+    place: &SectionPlace,
+) -> Result<SectionMove, PlanError> {
+    check_header(tx)?;
+    let sections = get_obj(tx, &ROOT, "sections", ObjType::List)?;
+    let (obj, id) = find_section(tx, &sections, section)?
+        .ok_or_else(|| PlanError::UnknownSection(clip(section)))?;
+    let title = get_str(tx, &obj, "title")?;
+    let target = match place {
+        SectionPlace::Before(r) | SectionPlace::After(r) => Some(
+            find_section(tx, &sections, r)?
+                .ok_or_else(|| PlanError::UnknownSection(clip(r)))?
+                .1,
+        ),
+        SectionPlace::First | SectionPlace::Last => None,
+    };
+    let all = section_ranks(tx, &sections)?;
+    let shown = order::display_order(&all.iter().map(|s| s.rank.as_deref()).collect::<Vec<_>>());
+    let now = shown
+        .iter()
+        .position(|&i| all[i].id == id)
+        .ok_or_else(|| PlanError::UnknownSection(clip(section)))?;
+    let mut others = shown;
+    let moving = others.remove(now);
+    let at = match (place, &target) {
+        (SectionPlace::First, _) => 0,
+        (SectionPlace::Last, _) => others.len(),
+        // Before or after itself: where it is.
+        (_, Some(t)) if *t == id => now,
+        (SectionPlace::Before(_), Some(t)) => {
+            others.iter().position(|&i| all[i].id == *t).unwrap_or(now)
+        }
+        (SectionPlace::After(_), Some(t)) => others
+            .iter()
+            .position(|&i| all[i].id == *t)
+            .map_or(now, |p| p + 1),
+        (_, None) => now,
+    };
+    if at == now {
+        return Ok(SectionMove {
+            id,
+            title,
+            position: now + 1,
+            count: all.len(),
+            moved: false,
+        });
+    }
+    upgrade(tx)?;
+    let rank_of = |p: Option<usize>| p.and_then(|p| all[others[p]].rank.as_deref());
+    let before = at.checked_sub(1);
+    let after = (at < others.len()).then_some(at);
+    // A rank of its own fits only where every section before the new place has one
+    // (readers show unranked sections after all ranked ones); an unranked section
+    // after it counts as the end.
+    let fits = if others[..at].iter().all(|&i| all[i].rank.is_some()) {
+        order::between(rank_of(before), rank_of(after))
+    } else {
+        None
+    };
+    match fits {
+        Some(rank) => tx.put(&all[moving].obj, "rank", rank)?,
+        None => {
+            let mut new_order = others;
+            new_order.insert(at, moving);
+            for (&i, rank) in new_order.iter().zip(order::spread(new_order.len())) {
+                if all[i].rank.as_deref() != Some(rank.as_str()) {
+                    tx.put(&all[i].obj, "rank", rank)?;
+                }
+            }
+        }
+    }
+    Ok(SectionMove {
+        id,
+        title,
+        position: at + 1,
+        count: all.len(),
+        moved: true,
+    })
+}
+
+/// A section of the `sections` list as the order sees it.
+struct Ranked {
+    obj: ObjId,
+    id: String,
+    /// Its rank, if valid ([`order::is_valid_rank`]).
+    rank: Option<String>,
+}
+
+/// Every section of the list, in list order, with its valid rank.
+fn section_ranks<R: ReadDoc>(doc: &R, sections: &ObjId) -> Result<Vec<Ranked>, PlanError> {
+    (0..doc.length(sections))
+        .map(|i| {
+            let obj = get_obj(doc, sections, i, ObjType::Map)?;
+            Ok(Ranked {
+                id: get_str(doc, &obj, "id")?,
+                rank: read_rank(doc, &obj)?,
+                obj,
+            })
+        })
+        .collect()
+}
+
+/// A section's rank, if it holds a valid one; anything else reads as no rank.
+fn read_rank<R: ReadDoc>(doc: &R, section: &ObjId) -> Result<Option<String>, PlanError> {
+    Ok(match doc.get(section, "rank")? {
+        Some((Value::Scalar(v), _)) => v
+            .as_str()
+            .filter(|r| order::is_valid_rank(r))
+            .map(str::to_owned),
+        _ => None,
+    })
 }
 
 /// Removes an agreement from the plan (history keeps it).
@@ -496,7 +662,14 @@ pub fn read_plan<R: ReadDoc>(doc: &R) -> Result<Plan, PlanError> {
     let sections_obj = get_obj(doc, &ROOT, "sections", ObjType::List)?;
     let mut sections = Vec::new();
     let mut texts = Vec::new();
+    // The one place that puts the sections in the plan's order: everything that lists
+    // them (`doc show`, the exports, diffs) takes `Plan::sections` as it is.
+    let mut ranks = Vec::new();
     for i in 0..doc.length(&sections_obj) {
+        let s = get_obj(doc, &sections_obj, i, ObjType::Map)?;
+        ranks.push(read_rank(doc, &s)?);
+    }
+    for i in order::display_order(&ranks) {
         let s = get_obj(doc, &sections_obj, i, ObjType::Map)?;
         let text_obj = get_obj(doc, &s, "text", ObjType::Text)?;
         let id = get_str(doc, &s, "id")?;
@@ -1021,6 +1194,261 @@ mod tests {
             Err(PlanError::UnknownAgreement(_))
         ));
         tx.rollback();
+    }
+
+    fn titles(doc: &Automerge) -> Vec<String> {
+        read_plan(doc)
+            .unwrap()
+            .sections
+            .into_iter()
+            .map(|s| s.title)
+            .collect()
+    }
+
+    fn move_to(doc: &mut Automerge, section: &str, place: SectionPlace) -> SectionMove {
+        edit(doc, |tx| move_section(tx, section, &place).unwrap())
+    }
+
+    /// A plan with four sections A, B, C, D, made by `init`-style writers.
+    fn abcd() -> Automerge {
+        let mut doc = new_plan();
+        edit(&mut doc, |tx| {
+            let sections = get_obj(tx, &ROOT, "sections", ObjType::List).unwrap();
+            while tx.length(&sections) > 0 {
+                tx.delete(&sections, 0).unwrap();
+            }
+            for t in ["A", "B", "C", "D"] {
+                set_section(tx, t, t).unwrap();
+            }
+        });
+        doc
+    }
+
+    #[test]
+    fn sections_move_first_last_before_and_after_keeping_their_text_and_comments() {
+        let mut doc = abcd();
+        assert_eq!(titles(&doc), ["A", "B", "C", "D"]);
+        let input = CommentInput {
+            section: "C".into(),
+            quote: "C".into(),
+            text: "Waarom hier?".into(),
+            author: owner(),
+            time: 1,
+        };
+        edit(&mut doc, |tx| add_comment(tx, &input).unwrap());
+        let m = move_to(&mut doc, "c", SectionPlace::First);
+        assert_eq!((m.position, m.moved), (1, true));
+        assert_eq!(titles(&doc), ["C", "A", "B", "D"]);
+        move_to(&mut doc, "A", SectionPlace::Last);
+        assert_eq!(titles(&doc), ["C", "B", "D", "A"]);
+        move_to(&mut doc, "A", SectionPlace::Before("B".into()));
+        assert_eq!(titles(&doc), ["C", "A", "B", "D"]);
+        let m = move_to(&mut doc, "C", SectionPlace::After("D".into()));
+        assert_eq!(m.position, 4);
+        assert_eq!(titles(&doc), ["A", "B", "D", "C"]);
+        // One rank was written per move: the sections are the same maps, so the
+        // comment is still on its text and the text is the same.
+        let p = read_plan(&doc).unwrap();
+        assert_eq!(p.comments[0].anchored.as_deref(), Some("C"));
+        assert_eq!(p.titled("C").unwrap().text, "C");
+        // Where it is already: nothing is written.
+        let heads = doc.get_heads();
+        for place in [
+            SectionPlace::First,
+            SectionPlace::Before("B".into()),
+            SectionPlace::After("A".into()),
+            SectionPlace::Before("A".into()),
+        ] {
+            let mut tx = doc.transaction();
+            let m = move_section(&mut tx, "A", &place).unwrap();
+            assert!(!m.moved, "{place:?}");
+            assert_eq!(tx.pending_ops(), 0);
+            tx.rollback();
+        }
+        assert_eq!(doc.get_heads(), heads);
+        // Unknown sections are refused and change nothing.
+        let mut tx = doc.transaction();
+        assert!(matches!(
+            move_section(&mut tx, "Bestaat niet", &SectionPlace::First),
+            Err(PlanError::UnknownSection(_))
+        ));
+        assert!(matches!(
+            move_section(&mut tx, "A", &SectionPlace::After("s-00000000".into())),
+            Err(PlanError::UnknownSection(_))
+        ));
+        assert_eq!(tx.pending_ops(), 0);
+        tx.rollback();
+        // A section added later comes last, also after moves.
+        edit(&mut doc, |tx| set_section(tx, "E", "E").unwrap());
+        assert_eq!(titles(&doc), ["A", "B", "D", "C", "E"]);
+    }
+
+    #[test]
+    fn many_moves_into_one_gap_stay_in_order_and_ranks_stay_bounded() {
+        let mut doc = abcd();
+        // Ping-pong two sections into the gap after A, 400 times: the gap narrows
+        // until no rank fits, then the sections get new short ranks.
+        for i in 0..400 {
+            let s = if i % 2 == 0 { "C" } else { "D" };
+            move_to(&mut doc, s, SectionPlace::After("A".into()));
+            let t = titles(&doc);
+            assert_eq!(t[0], "A");
+            assert_eq!(t[1], s, "move {i}: {t:?}");
+        }
+        let sections = get_obj(&doc, &ROOT, "sections", ObjType::List).unwrap();
+        for r in section_ranks(&doc, &sections).unwrap() {
+            let rank = r.rank.unwrap();
+            assert!(rank.len() <= order::MAX_RANK_BYTES, "{rank}");
+        }
+    }
+
+    #[test]
+    fn plans_without_ranks_keep_their_list_order_and_get_ranks_on_the_first_move() {
+        // A schema-1 plan and a plan of an earlier release: no section has a rank.
+        let mut doc = v1_plan();
+        edit(&mut doc, |tx| {
+            let sections = get_obj(tx, &ROOT, "sections", ObjType::List).unwrap();
+            for (i, t) in ["Tweede", "Derde"].iter().enumerate() {
+                let s = tx.insert_object(&sections, i + 1, ObjType::Map).unwrap();
+                tx.put(&s, "id", format!("s-0000001{i}")).unwrap();
+                tx.put(&s, "title", *t).unwrap();
+                tx.put_object(&s, "text", ObjType::Text).unwrap();
+            }
+        });
+        assert_eq!(titles(&doc), ["Inleiding", "Tweede", "Derde"]);
+        // A section added to such a plan gets no rank and comes last.
+        edit(&mut doc, |tx| set_section(tx, "Vierde", "x").unwrap());
+        assert_eq!(titles(&doc), ["Inleiding", "Tweede", "Derde", "Vierde"]);
+        move_to(&mut doc, "Derde", SectionPlace::First);
+        assert_eq!(titles(&doc), ["Derde", "Inleiding", "Tweede", "Vierde"]);
+        assert_eq!(read_plan(&doc).unwrap().schema, PLAN_SCHEMA_VERSION);
+        // Only the moved section got a rank: the others are shown after it, in list
+        // order, as before.
+        let sections = get_obj(&doc, &ROOT, "sections", ObjType::List).unwrap();
+        let ranked = |doc: &Automerge| {
+            section_ranks(doc, &sections)
+                .unwrap()
+                .iter()
+                .filter(|r| r.rank.is_some())
+                .count()
+        };
+        assert_eq!(ranked(&doc), 1);
+        // A move behind unranked sections gives every section a rank, in the new order.
+        move_to(&mut doc, "Inleiding", SectionPlace::Last);
+        assert_eq!(titles(&doc), ["Derde", "Tweede", "Vierde", "Inleiding"]);
+        assert_eq!(ranked(&doc), 4);
+        // A section an older node appends (no rank) is shown after the ranked ones.
+        edit(&mut doc, |tx| {
+            let s = tx.insert_object(&sections, 4, ObjType::Map).unwrap();
+            tx.put(&s, "id", "s-000000ff").unwrap();
+            tx.put(&s, "title", "Van een oude node").unwrap();
+            tx.put_object(&s, "text", ObjType::Text).unwrap();
+        });
+        assert_eq!(
+            titles(&doc),
+            [
+                "Derde",
+                "Tweede",
+                "Vierde",
+                "Inleiding",
+                "Van een oude node"
+            ]
+        );
+        // It can be moved like any other.
+        move_to(
+            &mut doc,
+            "Van een oude node",
+            SectionPlace::After("Derde".into()),
+        );
+        assert_eq!(
+            titles(&doc),
+            [
+                "Derde",
+                "Van een oude node",
+                "Tweede",
+                "Vierde",
+                "Inleiding"
+            ]
+        );
+    }
+
+    #[test]
+    fn concurrent_moves_converge_to_one_order_on_every_node() {
+        let base = abcd();
+        // The same section moved to two places, and two sections moved into one gap.
+        let scenarios: Vec<Vec<(&str, SectionPlace)>> = vec![
+            vec![
+                ("A", SectionPlace::Last),
+                ("A", SectionPlace::After("B".into())),
+            ],
+            vec![("C", SectionPlace::First), ("D", SectionPlace::First)],
+            vec![
+                ("D", SectionPlace::After("A".into())),
+                ("C", SectionPlace::Before("B".into())),
+            ],
+        ];
+        for moves in scenarios {
+            let mut left = base.fork();
+            let mut right = base.fork();
+            move_to(&mut left, moves[0].0, moves[0].1.clone());
+            move_to(&mut right, moves[1].0, moves[1].1.clone());
+            // Merged in either direction: one order.
+            let mut l2 = left.fork();
+            let mut r2 = right.fork();
+            l2.merge(&mut right).unwrap();
+            r2.merge(&mut left).unwrap();
+            let (a, b) = (titles(&l2), titles(&r2));
+            assert_eq!(a, b, "{moves:?}");
+            let mut sorted = a.clone();
+            sorted.sort();
+            assert_eq!(sorted, ["A", "B", "C", "D"], "no section lost or doubled");
+            // Each node's own move is kept where the other did not touch it.
+            if moves[0].0 != moves[1].0 {
+                match &moves[..] {
+                    [(_, SectionPlace::First), (_, SectionPlace::First)] => {
+                        let mut first_two = a[..2].to_vec();
+                        first_two.sort();
+                        assert_eq!(first_two, ["C", "D"], "{a:?}");
+                    }
+                    // Both into the gap between A and B: the same rank, so list
+                    // order (C before D) decides.
+                    _ => assert_eq!(a, ["A", "C", "D", "B"], "{a:?}"),
+                }
+            }
+            // Another move after the merge works on the merged order.
+            move_to(&mut l2, "B", SectionPlace::First);
+            assert_eq!(titles(&l2)[0], "B");
+        }
+    }
+
+    #[test]
+    fn attack_junk_ranks_read_as_no_rank() {
+        let mut doc = abcd();
+        move_to(&mut doc, "D", SectionPlace::First);
+        let huge = "a".repeat(1 << 20);
+        for junk in [
+            ScalarValue::Uint(1),
+            ScalarValue::Str(huge.as_str().into()),
+            ScalarValue::Str("0".into()),
+            ScalarValue::Str("Z!".into()),
+            ScalarValue::Null,
+        ] {
+            let mut d = doc.fork();
+            edit(&mut d, |tx| {
+                let sections = get_obj(tx, &ROOT, "sections", ObjType::List).unwrap();
+                // D was moved first; its list position is still the last.
+                let s = get_obj(tx, &sections, 3, ObjType::Map).unwrap();
+                tx.put(&s, "rank", junk.clone()).unwrap();
+            });
+            assert_eq!(titles(&d), ["A", "B", "C", "D"], "{junk:?}");
+        }
+        let mut d = doc.fork();
+        edit(&mut d, |tx| {
+            let sections = get_obj(tx, &ROOT, "sections", ObjType::List).unwrap();
+            let s = get_obj(tx, &sections, 3, ObjType::Map).unwrap();
+            tx.put_object(&s, "rank", ObjType::Text).unwrap();
+        });
+        assert_eq!(titles(&d), ["A", "B", "C", "D"]);
     }
 
     fn section_text(doc: &Automerge, title: &str) -> String {
