@@ -330,10 +330,13 @@ pub struct Budget {
     spent: HashMap<Vec<u8>, (u64, u64)>,
     /// Marks opened, by device and text object (counter and actor of the object's
     /// creation; the root is (0, [])).
-    marks: HashMap<(Vec<u8>, (u64, Vec<u8>)), u64>,
+    marks: HashMap<(Vec<u8>, TextKey), u64>,
     /// Changes refused, and what builds on them, with the reason.
     refused: HashMap<[u8; 32], ChangeOutsideSchema>,
 }
+
+/// A text object: the counter and actor of the op that made it ((0, []) for the root).
+type TextKey = (u64, Vec<u8>);
 
 /// The bounds a [`Budget`] holds devices to (the constants of this module, or
 /// smaller ones in tests).
@@ -418,7 +421,7 @@ impl Budget {
         self.count(actor, ops, bytes, marks_by_text(change).unwrap_or_default());
     }
 
-    fn count(&mut self, actor: Vec<u8>, ops: u64, bytes: u64, marks: HashMap<(u64, Vec<u8>), u64>) {
+    fn count(&mut self, actor: Vec<u8>, ops: u64, bytes: u64, marks: HashMap<TextKey, u64>) {
         for (obj, n) in marks {
             let e = self.marks.entry((actor.clone(), obj)).or_insert(0);
             *e = e.saturating_add(n);
@@ -428,10 +431,10 @@ impl Budget {
 }
 
 /// The marks a change opens, by text object; `None` if it cannot be expanded.
-fn marks_by_text(change: &Change) -> Option<HashMap<(u64, Vec<u8>), u64>> {
+fn marks_by_text(change: &Change) -> Option<HashMap<TextKey, u64>> {
     let expanded =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).ok()?;
-    let mut marks: HashMap<(u64, Vec<u8>), u64> = HashMap::new();
+    let mut marks: HashMap<TextKey, u64> = HashMap::new();
     for op in &expanded.operations {
         if matches!(op.action, OpType::MarkBegin(_)) {
             let obj = match &op.obj {
