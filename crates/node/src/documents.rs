@@ -19,6 +19,7 @@ use regiosync_core::envelope::{
 use regiosync_core::id::{
     DocId, NodeId, PartyName, normalize_doc_id_prefix, shortest_unique_prefix,
 };
+use regiosync_core::plan::received::{self, Budget};
 use regiosync_core::plan::{
     self, AgreementInput, AgreementUpdate, CommentInput, Plan, PlanError, PlanKind, SectionEdit,
     SectionMove, SectionPlace,
@@ -547,6 +548,12 @@ impl Node {
             if change.is_some()
                 && let Some(c) = doc.get_last_local_change()
             {
+                // The bounds every receiver holds the change to (the change alone, and
+                // what this device has written into the plan): an honest node never
+                // makes a change that others leave out.
+                received::check_change(&c, true)
+                    .and_then(|()| v.budget.admit(&c))
+                    .map_err(|why| NodeError::BeyondReceiptLimits { id: *id, why })?;
                 covers = tx.append_change(id, &signed_row(&c, id, &folded, author, &key)?)?;
             }
             // Compact when the tail is long or the snapshot is stale. This runs after
@@ -589,6 +596,9 @@ pub(crate) struct Verified {
     pub(crate) snapshot_fresh: bool,
     /// The store position of the newest change at load time.
     pub(crate) last_change: i64,
+    /// What each device has written into `doc`, carried along so that changes
+    /// applied on top are held to it without rescanning the document.
+    pub(crate) budget: Budget,
 }
 
 impl Verified {
@@ -600,6 +610,7 @@ impl Verified {
             tail_len: 0,
             snapshot_fresh: false,
             last_change: 0,
+            budget: Budget::default(),
         }
     }
 
@@ -641,7 +652,7 @@ pub(crate) fn load_verified(
         }
         _ => (Automerge::new(), src.changes(id)?, false),
     };
-    let mut v = apply_verified(doc, &rows, id, folded)?;
+    let mut v = apply_verified(doc, None, &rows, id, folded)?;
     v.tail_len = rows.len();
     v.snapshot_fresh = fresh;
     v.last_change = stored.last_change;
@@ -700,9 +711,11 @@ fn damaged(id: &DocId, detail: String) -> NodeError {
 }
 
 /// Verifies stored change rows against the region state and applies the accepted
-/// ones to `doc` (which holds only accepted changes).
+/// ones to `doc` (which holds only accepted changes). `budget`: what each device has
+/// written into `doc`, if known (otherwise it is counted from `doc`'s changes).
 fn apply_verified(
     mut doc: Automerge,
+    budget: Option<Budget>,
     rows: &[ChangeRow],
     id: &DocId,
     folded: &Folded,
@@ -734,7 +747,18 @@ fn apply_verified(
         })
         .collect();
     let known = folded.known_ops();
-    let in_doc: HashSet<[u8; 32]> = doc.get_changes(&[]).iter().map(|c| c.hash().0).collect();
+    let held = doc.get_changes(&[]);
+    let in_doc: HashSet<[u8; 32]> = held.iter().map(|c| c.hash().0).collect();
+    // A document from a snapshot: count what its changes wrote, once (then the
+    // budget is carried along with the document, see `Node::verified`).
+    let mut budget = budget.unwrap_or_else(|| {
+        let mut b = Budget::default();
+        for c in &held {
+            b.record(c);
+        }
+        b
+    });
+    drop(held);
     let selection = select_changes_checked(
         id,
         &candidates,
@@ -743,15 +767,17 @@ fn apply_verified(
         |h| in_doc.contains(h),
         plan_change_check(id, &folded.state),
     );
-    // Nesting built up over many changes (each within the per-change limit) is
-    // bounded here, where the document is at hand: a change that puts an object too
-    // deep is left out with what builds on it (`accepted` is in dependency order).
-    let mut nesting = regiosync_core::plan::received::Nesting::default();
+    // Nesting and what each device writes, built up over many changes (each within
+    // the per-change limits), are bounded here, where the document is at hand: a
+    // change that puts an object too deep or takes its device past its budget is
+    // left out with what builds on it (`accepted` is in dependency order). Both cost
+    // O(ops of the change) per change, not a scan of the document.
+    let mut nesting = received::Nesting::default();
     let admitted: Vec<Change> = selection
         .accepted
         .iter()
         .map(|&i| &changes[i])
-        .filter(|c| nesting.admit(&doc, c).is_ok())
+        .filter(|c| nesting.admit(&doc, c).is_ok() && budget.admit(c).is_ok())
         .cloned()
         .collect();
     let rejected = selection.rejected.len() + selection.accepted.len() - admitted.len();
@@ -766,6 +792,7 @@ fn apply_verified(
         tail_len: rows.len(),
         snapshot_fresh: false,
         last_change: 0,
+        budget,
     })
 }
 
@@ -869,7 +896,8 @@ impl Node {
             Some(v) if v.last_change == last => return Ok(v),
             Some(v) if v.rejected == 0 && v.last_change < last => {
                 let (rows, upto) = self.store.changes_after(id, v.last_change)?;
-                let mut next = apply_verified(v.doc.clone(), &rows, id, folded)?;
+                let mut next =
+                    apply_verified(v.doc.clone(), Some(v.budget.clone()), &rows, id, folded)?;
                 next.tail_len = v.tail_len + rows.len();
                 next.snapshot_fresh = v.snapshot_fresh;
                 next.last_change = upto;

@@ -243,6 +243,19 @@ pub enum NodeError {
         /// The last stored one.
         last: u64,
     },
+    /// A plan edit would make a change that every other node leaves out: it breaks a
+    /// rule of `regiosync_core::plan::received` (a change's size, or what one device
+    /// may write into one plan over all its changes). Nothing was written.
+    #[error(
+        "this edit of plan {id} is refused, because other nodes would leave it out ({why}): write less in one edit; if this device has used up what one device may write into this plan, edit from another device of your party"
+    )]
+    BeyondReceiptLimits {
+        /// The plan.
+        id: DocId,
+        /// The rule it breaks.
+        #[source]
+        why: regiosync_core::plan::received::ChangeOutsideSchema,
+    },
 }
 
 /// The day of an erasure, `YYYY-MM-DD` (UTC, by the eraser's clock).

@@ -175,6 +175,77 @@ fn failed_edit_changes_nothing() {
     assert_eq!(node.history(&id).unwrap().len(), 2);
 }
 
+/// The editor holds its own changes to the bounds receivers hold them to: an edit
+/// that others would leave out is refused with the reason, and nothing is written.
+#[test]
+fn an_edit_beyond_the_receipt_limits_is_refused_before_it_is_written() {
+    use regiosync_core::plan::received::{
+        ChangeOutsideSchema, MAX_DEVICE_MARKS_PER_TEXT, MAX_MARKS_PER_CHANGE,
+    };
+    let (_d, mut node) = new_node();
+    let id = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    let bold = |word: &str, n: usize| {
+        (0..n)
+            .map(|i| format!("**{word}{i}**"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let before = node.store().changes(&id).unwrap().len();
+    // More marks than one change may open.
+    let err = node
+        .set_section(&id, "Inleiding", &bold("w", MAX_MARKS_PER_CHANGE + 1))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NodeError::BeyondReceiptLimits {
+                why: ChangeOutsideSchema::TooManyMarks,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("other nodes would leave it out"));
+    assert_eq!(node.store().changes(&id).unwrap().len(), before);
+    // Edits each within that limit, until this device's budget for the section is
+    // spent: the next one is refused, other sections can still be written.
+    // (A rewrite opens more marks than it has runs: it also ends the old ones.)
+    let per_edit = 300;
+    let mut edits = 0;
+    let err = loop {
+        let written = node.store().changes(&id).unwrap().len();
+        // Links to other addresses each time: every run needs a new mark.
+        let links = (0..per_edit)
+            .map(|i| format!("[w{i}](https://example.org/{edits}/{i})"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match node.set_section(&id, "Inleiding", &links) {
+            Ok(_) => edits += 1,
+            Err(e) => {
+                assert_eq!(node.store().changes(&id).unwrap().len(), written);
+                break e;
+            }
+        }
+        assert!(edits * per_edit <= 2 * MAX_DEVICE_MARKS_PER_TEXT as usize);
+    };
+    assert!(edits >= 2, "{edits}");
+    assert!(
+        matches!(
+            err,
+            NodeError::BeyondReceiptLimits {
+                why: ChangeOutsideSchema::DeviceMarks,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("another device"), "{err}");
+    node.set_section(&id, "Visie en ambities", &bold("v", 10))
+        .unwrap();
+    assert_eq!(node.rejected_changes(&id).unwrap(), 0);
+    assert!(node.plan(&id).unwrap().titled("Inleiding").is_some());
+}
+
 #[test]
 fn snapshots_are_written_and_loading_uses_them() {
     let (_d, mut node) = new_node();

@@ -21,7 +21,13 @@
 //!   [`MAX_DEPTH`] below the root over all changes ([`Nesting`], checked where the
 //!   document is at hand: when a node loads the plan), and a change opens at
 //!   most [`MAX_MARKS_PER_CHANGE`] marks (thousands of nested marks made rendering
-//!   take seconds, growing about cubically).
+//!   take seconds, growing about cubically);
+//! - what one device writes into one plan over all its changes is bounded too
+//!   ([`Budget`], checked where the document is at hand, like [`Nesting`]): at most
+//!   [`MAX_DEVICE_OPS`] operations, [`MAX_DEVICE_BYTES`] bytes of changes, and
+//!   [`MAX_DEVICE_MARKS_PER_TEXT`] marks in any one text object, so that many changes,
+//!   each within the limits above, cannot add up to a plan that takes every reader
+//!   minutes and gigabytes.
 //!
 //! ```
 //! use automerge::{AutoCommit, ROOT, transaction::Transactable};
@@ -56,6 +62,21 @@ pub const MAX_MARKS_PER_CHANGE: usize = 1024;
 /// at depth 1), whatever number of changes built the chain: see [`Nesting`].
 pub const MAX_DEPTH: usize = 16;
 
+/// Most operations one device may add to one plan over all its changes (a typed
+/// character is one; a rewrite of a section deletes and inserts one per character).
+/// An honest plan of the bench's large workload (1,000 transactions of 100
+/// insertions) is 100,000; this is 40 times that, or four complete rewrites of a
+/// section at its 1 MiB limit.
+pub const MAX_DEVICE_OPS: u64 = 4 << 20;
+/// Most bytes of changes one device may add to one plan over all its changes (each
+/// section edit also stores the section's whole text once, in its `written` record:
+/// this is 3,000 edits of a 20 KiB section).
+pub const MAX_DEVICE_BYTES: u64 = 64 << 20;
+/// Most marks one device may open in one text object (one section) over all its
+/// changes. The editor opens one per bold, italic or link run it (re)writes; nested
+/// marks make rendering grow about cubically (5,000 took 12 s).
+pub const MAX_DEVICE_MARKS_PER_TEXT: u64 = 2048;
+
 /// Root keys that name what a plan is: set once, by the creating change.
 const IDENTITY: [&str; 3] = ["type", "kind", "owner"];
 /// Root containers of a plan.
@@ -88,6 +109,18 @@ pub enum ChangeOutsideSchema {
     /// Opens more than [`MAX_MARKS_PER_CHANGE`] marks.
     #[error("the change opens more than {MAX_MARKS_PER_CHANGE} marks")]
     TooManyMarks,
+    /// Would take its device past [`MAX_DEVICE_OPS`] operations or [`MAX_DEVICE_BYTES`]
+    /// bytes in this plan ([`Budget`]), or builds on a change that did.
+    #[error(
+        "the change takes its device past {MAX_DEVICE_OPS} operations or {MAX_DEVICE_BYTES} bytes written into this plan"
+    )]
+    DeviceBudget,
+    /// Would take its device past [`MAX_DEVICE_MARKS_PER_TEXT`] marks in one text of
+    /// this plan ([`Budget`]), or builds on a change that did.
+    #[error(
+        "the change takes its device past {MAX_DEVICE_MARKS_PER_TEXT} marks in one text of this plan"
+    )]
+    DeviceMarks,
     /// Automerge could not expand the change's operations.
     #[error("the change's operations cannot be read")]
     Undecodable,
@@ -261,6 +294,170 @@ impl Nesting {
     }
 }
 
+/// What each device has written into a plan, as its changes are applied, so that
+/// many changes, each within the per-change limits, cannot add up to a plan that
+/// costs every reader minutes and gigabytes: a change that would take its device
+/// past [`MAX_DEVICE_OPS`], [`MAX_DEVICE_BYTES`] or [`MAX_DEVICE_MARKS_PER_TEXT`] is
+/// refused, and so is what builds on it (as with [`Nesting`]).
+///
+/// The budget is per device (Automerge actor), not per plan: a device's changes
+/// form one chain (each names its previous one), so whether one of them passes
+/// depends only on that device's earlier changes, never on the order in which
+/// concurrent changes of others arrive. Every node therefore leaves out the same
+/// changes, and two honest devices writing at once never push each other out. A
+/// plan as a whole holds at most the budget times its writing devices.
+///
+/// Cost: [`Budget::admit`] is O(operations of the change) (one expansion to count
+/// its marks) plus a hash lookup per device and per marked text; nothing rescans
+/// the document. A tracker for a document loaded from a snapshot is built once
+/// from that document's changes ([`Budget::record`]) and then carried along.
+///
+/// ```
+/// use automerge::{AutoCommit, ObjType, ROOT, transaction::Transactable};
+/// use automerge::marks::{ExpandMark, Mark};
+/// use regiosync_core::plan::received::{Budget, ChangeOutsideSchema};
+/// use regiosync_core::plan::received::{MAX_DEVICE_MARKS_PER_TEXT, MAX_MARKS_PER_CHANGE};
+///
+/// let mut doc = AutoCommit::new();
+/// let text = doc.put_object(ROOT, "text", ObjType::Text).unwrap();
+/// doc.splice_text(&text, 0, 0, &"x".repeat(4096)).unwrap();
+/// doc.commit();
+/// for _ in 0..3 {
+///     for i in 0..MAX_MARKS_PER_CHANGE {
+///         let mark = Mark::new("strong".into(), true, i, 4096 - i);
+///         doc.mark(&text, mark, ExpandMark::None).unwrap();
+///     }
+///     doc.commit();
+/// }
+/// let mut budget = Budget::default();
+/// let verdicts: Vec<_> = doc.get_changes(&[]).iter().map(|c| budget.admit(c)).collect();
+/// assert_eq!(MAX_DEVICE_MARKS_PER_TEXT as usize, 2 * MAX_MARKS_PER_CHANGE);
+/// assert_eq!(verdicts, [Ok(()), Ok(()), Ok(()), Err(ChangeOutsideSchema::DeviceMarks)]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Budget {
+    limits: Limits,
+    /// Operations and bytes written, by device (actor).
+    spent: HashMap<Vec<u8>, (u64, u64)>,
+    /// Marks opened, by device and text object (counter and actor of the object's
+    /// creation; the root is (0, [])).
+    marks: HashMap<(Vec<u8>, TextKey), u64>,
+    /// Changes refused, and what builds on them, with the reason.
+    refused: HashMap<[u8; 32], ChangeOutsideSchema>,
+}
+
+/// A text object: the counter and actor of the op that made it ((0, []) for the root).
+type TextKey = (u64, Vec<u8>);
+
+/// The bounds a [`Budget`] holds devices to (the constants of this module, or
+/// smaller ones in tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(hidden)]
+pub struct Limits {
+    /// [`MAX_DEVICE_OPS`].
+    pub ops: u64,
+    /// [`MAX_DEVICE_BYTES`].
+    pub bytes: u64,
+    /// [`MAX_DEVICE_MARKS_PER_TEXT`].
+    pub marks: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::with_limits(Limits {
+            ops: MAX_DEVICE_OPS,
+            bytes: MAX_DEVICE_BYTES,
+            marks: MAX_DEVICE_MARKS_PER_TEXT,
+        })
+    }
+}
+
+impl Budget {
+    /// A budget with other bounds (tests: the real ones take millions of operations
+    /// to reach).
+    #[doc(hidden)]
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            limits,
+            spent: HashMap::new(),
+            marks: HashMap::new(),
+            refused: HashMap::new(),
+        }
+    }
+
+    /// Admits `change` if neither it nor a change it depends on takes its device
+    /// past a bound, and counts it.
+    pub fn admit(&mut self, change: &Change) -> Result<(), ChangeOutsideSchema> {
+        if let Some(why) = change
+            .deps()
+            .iter()
+            .find_map(|d| self.refused.get(&d.0).copied())
+        {
+            self.refused.insert(change.hash().0, why);
+            return Err(why);
+        }
+        let Some(marks) = marks_by_text(change) else {
+            self.refused
+                .insert(change.hash().0, ChangeOutsideSchema::Undecodable);
+            return Err(ChangeOutsideSchema::Undecodable);
+        };
+        let actor = change.actor_id().to_bytes().to_vec();
+        let (ops, bytes) = self.spent.get(&actor).copied().unwrap_or((0, 0));
+        let ops = ops.saturating_add(change.len() as u64);
+        let bytes = bytes.saturating_add(change.raw_bytes().len() as u64);
+        let mut verdict = Ok(());
+        if ops > self.limits.ops || bytes > self.limits.bytes {
+            verdict = Err(ChangeOutsideSchema::DeviceBudget);
+        } else if marks.iter().any(|(obj, n)| {
+            let had = self.marks.get(&(actor.clone(), obj.clone())).copied();
+            had.unwrap_or(0).saturating_add(*n) > self.limits.marks
+        }) {
+            verdict = Err(ChangeOutsideSchema::DeviceMarks);
+        }
+        if let Err(why) = verdict {
+            self.refused.insert(change.hash().0, why);
+            return Err(why);
+        }
+        self.count(actor, ops, bytes, marks);
+        Ok(())
+    }
+
+    /// Counts a change that is in the document already (built from a snapshot's
+    /// changes): never refuses, whatever the totals come to.
+    pub fn record(&mut self, change: &Change) {
+        let actor = change.actor_id().to_bytes().to_vec();
+        let (ops, bytes) = self.spent.get(&actor).copied().unwrap_or((0, 0));
+        let ops = ops.saturating_add(change.len() as u64);
+        let bytes = bytes.saturating_add(change.raw_bytes().len() as u64);
+        self.count(actor, ops, bytes, marks_by_text(change).unwrap_or_default());
+    }
+
+    fn count(&mut self, actor: Vec<u8>, ops: u64, bytes: u64, marks: HashMap<TextKey, u64>) {
+        for (obj, n) in marks {
+            let e = self.marks.entry((actor.clone(), obj)).or_insert(0);
+            *e = e.saturating_add(n);
+        }
+        self.spent.insert(actor, (ops, bytes));
+    }
+}
+
+/// The marks a change opens, by text object; `None` if it cannot be expanded.
+fn marks_by_text(change: &Change) -> Option<HashMap<TextKey, u64>> {
+    let expanded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).ok()?;
+    let mut marks: HashMap<TextKey, u64> = HashMap::new();
+    for op in &expanded.operations {
+        if matches!(op.action, OpType::MarkBegin(_)) {
+            let obj = match &op.obj {
+                ObjectId::Root => (0, Vec::new()),
+                ObjectId::Id(id) => (id.0, id.1.to_bytes().to_vec()),
+            };
+            *marks.entry(obj).or_insert(0) += 1;
+        }
+    }
+    Some(marks)
+}
+
 /// The depth of an object of `doc` (0 if it is not there), walking at most
 /// [`MAX_DEPTH`] + 1 parents: a deeper chain only ever counts as too deep.
 fn depth_in(doc: &automerge::Automerge, id: &automerge::legacy::OpId) -> usize {
@@ -275,7 +472,8 @@ fn depth_in(doc: &automerge::Automerge, id: &automerge::legacy::OpId) -> usize {
 /// `cargo test`): `bytes` drive a writer that edits a plan with the raw Automerge API,
 /// the way a hostile writer's own software could (root fields, nested objects, text,
 /// marks, deletions, in any place); every change it makes goes through
-/// [`check_change`], and the plan with the accepted ones through `read_plan` and
+/// [`check_change`], [`Nesting`] and a [`Budget`], and the plan with the accepted ones
+/// through `read_plan` and
 /// both exports. Panics (and stack overflows) are the findings.
 #[doc(hidden)]
 pub fn fuzz_plan_changes(bytes: &[u8]) {
@@ -375,9 +573,16 @@ pub fn fuzz_plan_changes(bytes: &[u8]) {
     }
     writer.commit();
     let mut nesting = Nesting::default();
+    // Small bounds, so that inputs reach the refusals (and what builds on them).
+    let mut budget = Budget::with_limits(Limits {
+        ops: 2048,
+        bytes: 64 * 1024,
+        marks: 16,
+    });
     for change in writer.get_changes(&base.get_heads()) {
         if check_change(&change, false).is_ok()
             && nesting.admit(accepted.document(), &change).is_ok()
+            && budget.admit(&change).is_ok()
         {
             let _ = accepted.apply_changes([change.clone()]);
         }
@@ -398,7 +603,7 @@ pub fn fuzz_plan_changes(bytes: &[u8]) {
 mod tests {
     use super::*;
     use automerge::transaction::Transactable;
-    use automerge::{AutoCommit, ObjType, ROOT};
+    use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 
     fn last(doc: &mut AutoCommit) -> Change {
         doc.commit();
@@ -485,6 +690,131 @@ mod tests {
             check_change(&last(&mut doc), true),
             Err(ChangeOutsideSchema::TooManyMarks)
         );
+    }
+
+    fn marked(doc: &mut AutoCommit, text: &automerge::ObjId, n: usize) -> Change {
+        let len = doc.length(text);
+        for i in 0..n {
+            doc.mark(
+                text,
+                automerge::marks::Mark::new("strong".into(), true, i % len, len - i % len),
+                automerge::marks::ExpandMark::None,
+            )
+            .unwrap();
+        }
+        last(doc)
+    }
+
+    #[test]
+    fn attack_many_changes_each_with_the_most_marks_are_refused_past_the_devices_budget() {
+        let mut doc = plan();
+        let mut budget = Budget::default();
+        for c in doc.get_changes(&[]) {
+            budget.record(&c);
+        }
+        let text = doc.put_object(ROOT, "t", ObjType::Text).unwrap();
+        doc.splice_text(&text, 0, 0, &"x".repeat(4096)).unwrap();
+        assert_eq!(budget.admit(&last(&mut doc)), Ok(()));
+        let mut other = doc.fork();
+        other.set_actor(automerge::ActorId::from(&[9u8; 32][..]));
+        let per_budget = (MAX_DEVICE_MARKS_PER_TEXT as usize) / MAX_MARKS_PER_CHANGE;
+        for _ in 0..per_budget {
+            let c = marked(&mut doc, &text, MAX_MARKS_PER_CHANGE);
+            assert_eq!(check_change(&c, false), Ok(()));
+            assert_eq!(budget.admit(&c), Ok(()));
+        }
+        // Every further change of the attacker, each within the per-change limit, is
+        // refused: one more mark, and anything built on it.
+        let over = marked(&mut doc, &text, 1);
+        assert_eq!(check_change(&over, false), Ok(()));
+        assert_eq!(budget.admit(&over), Err(ChangeOutsideSchema::DeviceMarks));
+        doc.put(ROOT, "title", "later").unwrap();
+        assert_eq!(
+            budget.admit(&last(&mut doc)),
+            Err(ChangeOutsideSchema::DeviceMarks)
+        );
+        // Another text of the same device, and another device in the same text, have
+        // budgets of their own.
+        let c = marked(&mut other, &text, 8);
+        assert_eq!(budget.admit(&c), Ok(()));
+        let mut fresh = doc.fork_at(&[over.deps()[0]]).unwrap();
+        let second = fresh.put_object(ROOT, "u", ObjType::Text).unwrap();
+        fresh.splice_text(&second, 0, 0, "abc").unwrap();
+        assert_eq!(budget.admit(&last(&mut fresh)), Ok(()));
+        assert_eq!(budget.admit(&marked(&mut fresh, &second, 2)), Ok(()));
+    }
+
+    #[test]
+    fn attack_many_changes_each_adding_large_text_are_refused_past_the_devices_budget() {
+        // The real bounds take millions of operations; the same rule with small ones.
+        let limits = Limits {
+            ops: 10_000,
+            bytes: 1 << 20,
+            marks: 64,
+        };
+        let mut doc = plan();
+        let mut budget = Budget::with_limits(limits);
+        for c in doc.get_changes(&[]) {
+            budget.record(&c);
+        }
+        let text = doc.put_object(ROOT, "t", ObjType::Text).unwrap();
+        let mut refused = 0;
+        for _ in 0..8 {
+            let len = doc.length(&text);
+            doc.splice_text(&text, len, 0, &"x".repeat(2000)).unwrap();
+            if budget.admit(&last(&mut doc)).is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(
+            refused, 4,
+            "4 x 2000 insertions fit with the plan's creation, 5 do not"
+        );
+        // Few operations, many bytes: one long string value per change.
+        let mut doc = plan();
+        let mut budget = Budget::with_limits(limits);
+        let big = "y".repeat(300 * 1024);
+        let mut verdicts = Vec::new();
+        for i in 0..4 {
+            doc.put(ROOT, format!("k{i}"), big.as_str()).unwrap();
+            verdicts.push(budget.admit(&last(&mut doc)));
+        }
+        assert_eq!(
+            verdicts,
+            [
+                Ok(()),
+                Ok(()),
+                Ok(()),
+                Err(ChangeOutsideSchema::DeviceBudget)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_budget_built_from_a_snapshot_refuses_what_the_running_one_refuses() {
+        let limits = Limits {
+            ops: 3_500,
+            bytes: 1 << 20,
+            marks: 64,
+        };
+        let mut doc = plan();
+        let text = doc.put_object(ROOT, "t", ObjType::Text).unwrap();
+        let mut changes = doc.get_changes(&[]);
+        for _ in 0..4 {
+            let len = doc.length(&text);
+            doc.splice_text(&text, len, 0, &"x".repeat(1000)).unwrap();
+            changes.push(last(&mut doc));
+        }
+        let (early, late) = changes.split_at(3);
+        let mut running = Budget::with_limits(limits);
+        let all: Vec<_> = changes.iter().map(|c| running.admit(c).is_ok()).collect();
+        let mut resumed = Budget::with_limits(limits);
+        for c in early {
+            resumed.record(c);
+        }
+        let tail: Vec<_> = late.iter().map(|c| resumed.admit(c).is_ok()).collect();
+        assert_eq!(&all[3..], &tail[..]);
+        assert_eq!(all.iter().filter(|ok| !**ok).count(), 1);
     }
 
     /// A deterministic run of the fuzz harness over pseudo-random inputs (the
