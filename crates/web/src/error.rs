@@ -151,6 +151,14 @@ impl IntoResponse for WebError {
                 tracing::error!(error = %e, "web request failed");
             }
             Self::Internal(e) => tracing::error!(error = %e, "web request failed"),
+            Self::Csrf(why) => {
+                tracing::info!(
+                    status = status.as_u16(),
+                    kind = code,
+                    why,
+                    "web request refused"
+                );
+            }
             _ => tracing::info!(status = status.as_u16(), kind = code, "web request refused"),
         }
         if let Self::MustChangePassword = self {
