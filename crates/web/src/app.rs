@@ -10,8 +10,8 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use regiosync_node::Node;
 use regiosync_node::staff::SessionLimits;
-use regiosync_node::{Node, NodeError};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{ErrorInfo, WebError, see_other};
@@ -81,10 +81,12 @@ impl AppState {
         &self.0.config
     }
 
-    /// Runs `f` on the node on a blocking thread (SQLite calls block).
+    /// Runs `f` on the node on a blocking thread (SQLite calls block). `f` returns
+    /// a [`WebError`] (a `NodeError` converts with `?`; it is boxed there, as it is
+    /// large).
     pub async fn with_node<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Node) -> Result<T, NodeError> + Send + 'static,
+        f: impl FnOnce(&mut Node) -> Result<T, WebError> + Send + 'static,
     ) -> Result<T, WebError> {
         let node = self.0.node.clone();
         tokio::task::spawn_blocking(move || {
@@ -93,7 +95,6 @@ impl AppState {
         })
         .await
         .map_err(|e| WebError::Internal(format!("a node task failed: {e}")))?
-        .map_err(WebError::Node)
     }
 
     /// Runs a CPU-heavy password check on a blocking thread, at most

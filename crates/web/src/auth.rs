@@ -117,7 +117,7 @@ impl FromRequestParts<AppState> for Staff {
         let limits = state.config().session;
         let t = token.clone();
         let session = state
-            .with_node(move |n| n.staff_session(&t, limits))
+            .with_node(move |n| Ok(n.staff_session(&t, limits)?))
             .await?
             .ok_or(WebError::NotSignedIn)?;
         if session.account.must_change && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {

@@ -48,10 +48,16 @@ pub enum WebError {
     },
     /// A node operation failed.
     #[error(transparent)]
-    Node(#[from] NodeError),
+    Node(Box<NodeError>),
     /// A page could not be rendered, or a blocking task failed.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<NodeError> for WebError {
+    fn from(e: NodeError) -> Self {
+        Self::Node(Box::new(e))
+    }
 }
 
 /// The error as a response carries this, so the app can turn it into JSON.
@@ -119,15 +125,22 @@ impl WebError {
                     retry_after.div_ceil(60).max(1)
                 ),
             ),
-            Self::Node(
-                NodeError::UnknownDocument(_) | NodeError::NotAPlan(..) | NodeError::NotAReader(_),
-            ) => (
+            Self::Node(e)
+                if matches!(
+                    **e,
+                    NodeError::UnknownDocument(_)
+                        | NodeError::NotAPlan(..)
+                        | NodeError::NotAReader(_)
+                ) =>
+            {
+                (
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "Niet gevonden",
                 "Dit document bestaat niet op deze node.".into(),
-            ),
-            Self::Node(NodeError::NotInRegion) => (
+            )
+            }
+            Self::Node(e) if matches!(**e, NodeError::NotInRegion) => (
                 StatusCode::CONFLICT,
                 "not_in_region",
                 "Geen regio",

@@ -136,7 +136,7 @@ pub(crate) async fn login(
     }
     let n = name.clone();
     let creds = state
-        .with_node(move |node| node.staff_credentials(&n))
+        .with_node(move |node| Ok(node.staff_credentials(&n)?))
         .await?;
     let checked = creds.clone();
     let ok = state
@@ -168,7 +168,7 @@ pub(crate) async fn login(
     let must_change = creds.account().must_change;
     let role = creds.account().role;
     let session = state
-        .with_node(move |node| node.start_staff_session(&creds, limits))
+        .with_node(move |node| Ok(node.start_staff_session(&creds, limits)?))
         .await?;
     tracing::info!(role = %role, "web sign-in");
     let to = if must_change {
@@ -187,7 +187,7 @@ pub(crate) async fn logout(
 ) -> Result<Response, WebError> {
     let token = form.staff.token.clone();
     state
-        .with_node(move |n| n.end_staff_session(&token))
+        .with_node(move |n| Ok(n.end_staff_session(&token)?))
         .await?;
     tracing::info!("web sign-out");
     Ok(with_cookie(
@@ -236,7 +236,7 @@ pub(crate) async fn change_password(
     }
     let n = name.clone();
     let creds = state
-        .with_node(move |node| node.staff_credentials(&n))
+        .with_node(move |node| Ok(node.staff_credentials(&n)?))
         .await?
         .ok_or(WebError::NotSignedIn)?;
     if !state.hashing(move || creds.verify(&current)).await? {
@@ -276,7 +276,7 @@ pub(crate) async fn change_password(
             let creds = node
                 .staff_credentials(&name)?
                 .ok_or_else(|| NodeError::Staff(staff::StaffError::UnknownUser(name.clone())))?;
-            node.start_staff_session(&creds, limits)
+            Ok(node.start_staff_session(&creds, limits)?)
         })
         .await?;
     tracing::info!("web password changed");
@@ -287,7 +287,7 @@ pub(crate) async fn change_password(
 }
 
 /// The documents of kind plan with their last change, newest first.
-fn plan_views(node: &Node, limit: usize) -> Result<(Vec<DocView>, usize), NodeError> {
+fn plan_views(node: &Node, limit: usize) -> Result<(Vec<DocView>, usize), WebError> {
     let state = node.region_state().ok();
     let mut docs: Vec<(i64, DocView)> = Vec::new();
     let plans: Vec<_> = node
@@ -328,7 +328,7 @@ fn plan_views(node: &Node, limit: usize) -> Result<(Vec<DocView>, usize), NodeEr
             },
         ));
     }
-    docs.sort_by(|a, b| b.0.cmp(&a.0));
+    docs.sort_by_key(|d| std::cmp::Reverse(d.0));
     let more = total.saturating_sub(limit.min(docs.len()));
     Ok((docs.into_iter().take(limit).map(|(_, d)| d).collect(), more))
 }
@@ -448,9 +448,9 @@ pub(crate) async fn plan(
     let staff = who.staff;
     let page = state
         .with_node(move |node| {
-            match node.store().document(&id)? {
+            match node.store().document(&id).map_err(NodeError::from)? {
                 Some(row) if row.kind == KIND_PLAN => {}
-                _ => return Err(NodeError::UnknownDocument(id.to_string())),
+                _ => return Err(NodeError::UnknownDocument(id.to_string()).into()),
             }
             let plan = node.plan(&id)?;
             let ctx = node.export_context(&id)?;
@@ -484,7 +484,7 @@ pub(crate) async fn accounts(
     who: Allowed<ManageNode>,
 ) -> Result<Response, WebError> {
     let staff = who.staff;
-    let accounts = state.with_node(|n| n.staff_accounts()).await?;
+    let accounts = state.with_node(|n| Ok(n.staff_accounts()?)).await?;
     let page = AccountsPage {
         chrome: chrome(&staff, "Beheer", "beheer"),
         accounts: accounts

@@ -7,6 +7,8 @@
 //! install them (`apt-get install -y chromium chromium-driver`; `.ci/run` does).
 //! `REGIOSYNC_SCREENSHOTS=DIR` saves screenshots of the pages it visits.
 
+#![allow(clippy::print_stderr)] // prints the page when the test fails
+
 mod common;
 
 use std::net::SocketAddr;
