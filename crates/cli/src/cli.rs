@@ -157,7 +157,23 @@ pub(crate) enum Command {
         /// Sync with every connected member at least this often, in seconds
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         sync_interval: u64,
+        /// Where the web app listens (HTTPS)
+        #[arg(long, value_name = "ADDR", default_value = regiosync_web::DEFAULT_LISTEN)]
+        web_listen: std::net::SocketAddr,
+        /// Do not serve the web app
+        #[arg(long, conflicts_with_all = ["web_listen", "web_cert", "web_key"])]
+        no_web: bool,
+        /// The web app's certificate chain (PEM), e.g. a PKIoverheid certificate
+        /// [default: one generated in the data dir at first start]
+        #[arg(long, value_name = "FILE", requires = "web_key")]
+        web_cert: Option<PathBuf>,
+        /// The private key (PEM) of --web-cert
+        #[arg(long, value_name = "FILE", requires = "web_cert")]
+        web_key: Option<PathBuf>,
     },
+    /// Staff accounts of this node's web app
+    #[command(subcommand)]
+    User(UserCommand),
     /// Show the running node's peers and their sync state
     Status,
     /// Start a five-party region on this machine (loopback only) and show it converge
@@ -206,6 +222,49 @@ pub(crate) enum RegionCommand {
     },
     /// Show the region: parties, devices, documents, control heads
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add a staff account; prints a one-time password (to be changed at the first
+    /// sign-in) unless --password-file gives one
+    Add {
+        /// The sign-in name, e.g. j.bakker (letters, digits, . _ - @)
+        name: String,
+        /// beheerder (accounts, invitations, devices), beleid (edits and approves
+        /// plans), dossier (works with dossiers), lezer (reads plans)
+        #[arg(long, value_parser = parse_staff_role)]
+        role: regiosync_node::staff::StaffRole,
+        /// Read the initial password from the first line of this file
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// List the staff accounts
+    List,
+    /// Set a new one-time password (or one from --password-file); ends the
+    /// account's sessions; it must be changed at the next sign-in
+    Passwd {
+        /// The sign-in name
+        name: String,
+        /// Read the password from the first line of this file
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Disable an account: it cannot sign in, and its sessions end
+    Disable {
+        /// The sign-in name
+        name: String,
+    },
+    /// Enable a disabled account again
+    Enable {
+        /// The sign-in name
+        name: String,
+    },
+}
+
+fn parse_staff_role(s: &str) -> Result<regiosync_node::staff::StaffRole, String> {
+    s.parse()
+        .map_err(|e: regiosync_node::staff::StaffError| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,6 +46,9 @@ fn main() -> ExitCode {
     };
     let long_running = matches!(cli.command, Command::Up { .. });
     init_tracing(cli.global.verbose, long_running);
+    // Once, before any TLS configuration is built (DEPENDENCIES.md: both ring and
+    // aws-lc-rs are compiled in, so rustls cannot choose by itself).
+    regiosync_web::tls::install_crypto_provider();
     let out = Output {
         json: cli.global.json,
     };
@@ -89,6 +92,10 @@ fn main() -> ExitCode {
             relay,
             announce,
             sync_interval,
+            web_listen,
+            no_web,
+            web_cert,
+            web_key,
         } => commands::up::up(
             &cli.global,
             out,
@@ -99,8 +106,13 @@ fn main() -> ExitCode {
                 relay,
                 announce,
                 sync_interval,
+                web: (!no_web).then_some(commands::up::WebArgs {
+                    listen: web_listen,
+                    cert: web_cert.zip(web_key),
+                }),
             },
         ),
+        Command::User(cmd) => commands::user::run(&cli.global, out, cmd),
         Command::Status => commands::up::status(&cli.global, out),
         Command::Demo { duration, dir } => commands::demo::run(out, duration, dir),
         Command::Device(cmd) => commands::region::device(&cli.global, out, cmd),

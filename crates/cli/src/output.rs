@@ -43,6 +43,17 @@ impl Output {
         Ok(())
     }
 
+    /// Prints a line for people while a long-running command runs (human mode only:
+    /// in `--json` mode stdout carries just the one final value).
+    pub(crate) fn note(&self, text: &str) {
+        if !self.json {
+            let text = terminal_safe(text, Lines::Keep);
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+
     /// Prints an error: a JSON object on stdout in `--json` mode, else one line on stderr.
     /// Write failures are ignored: there is nowhere left to report them.
     pub(crate) fn error(&self, kind: &str, message: &str) {

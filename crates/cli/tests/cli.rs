@@ -913,7 +913,14 @@ fn invitation_flow_through_files_and_device_removal() {
     // `status` and `up` give the reason instead of "not running" or a node that dials.
     for args in [
         &["status"][..],
-        &["up", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
+        &[
+            "up",
+            "--no-mdns",
+            "--web-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ],
     ] {
         assert_fails(
             &run_within(&roc, args, 60),
@@ -1002,6 +1009,8 @@ fn two_up_processes_sync_and_stop_cleanly_on_sigterm() {
         let mut c = env.cmd(&[
             "up",
             "--no-mdns",
+            "--web-listen",
+            "127.0.0.1:0",
             "--sync-interval",
             "1",
             "--listen",
@@ -1101,6 +1110,8 @@ fn join_over_the_network_between_processes() {
         .cmd(&[
             "up",
             "--no-mdns",
+            "--web-listen",
+            "127.0.0.1:0",
             "--listen",
             &format!("/ip4/127.0.0.1/tcp/{port}"),
         ])
@@ -1137,7 +1148,14 @@ fn join_over_the_network_between_processes() {
 
     // The ROC's node finds the kerngemeente by itself (remembered from the join).
     let mut roc_up = roc
-        .cmd(&["up", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .cmd(&[
+            "up",
+            "--no-mdns",
+            "--web-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1317,6 +1335,8 @@ impl Up {
         let mut c = env.cmd(&[
             "up",
             "--no-mdns",
+            "--web-listen",
+            "127.0.0.1:0",
             "--sync-interval",
             "1",
             "--listen",
@@ -2095,6 +2115,8 @@ fn a_second_up_on_one_data_dir_names_the_running_process_and_a_killed_one_frees_
         &[
             "up",
             "--no-mdns",
+            "--web-listen",
+            "127.0.0.1:0",
             "--listen",
             &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
         ],
@@ -2139,4 +2161,119 @@ fn a_party_display_name_is_checked_and_shown() {
         env.json(&["party", "list"])["roc-midden"]["display_name"],
         "ROC Midden Nederland"
     );
+}
+
+#[test]
+fn staff_accounts_and_the_web_app_of_up() {
+    let env = Env::new();
+    env.init();
+    let added = env.json(&["user", "add", "J.Bakker", "--role", "beleid"]);
+    assert_eq!(added["account"]["name"], "j.bakker");
+    assert_eq!(added["account"]["must_change"], true);
+    let one_time = added["password"].as_str().unwrap().to_owned();
+    assert_eq!(one_time.len(), 23);
+    assert_fails(
+        &env.run(&["user", "add", "j.bakker", "--role", "lezer"]),
+        1,
+        "exists already",
+    );
+    assert_fails(
+        &env.run(&["user", "add", "x", "--role", "admin"]),
+        2,
+        "the roles are beheerder, beleid, dossier, lezer",
+    );
+    assert_fails(
+        &env.run(&["user", "add", "<script>", "--role", "lezer"]),
+        1,
+        "not a valid account name",
+    );
+    let file = env.dir.parent().unwrap().join("pw.txt");
+    std::fs::write(&file, "kort\n").unwrap();
+    assert_fails(
+        &env.run(&[
+            "user",
+            "add",
+            "a.smit",
+            "--role",
+            "lezer",
+            "--password-file",
+            file.to_str().unwrap(),
+        ]),
+        1,
+        "at least 12 characters",
+    );
+    std::fs::write(&file, "een lang genoeg wachtwoord\n").unwrap();
+    let added = env.json(&[
+        "user",
+        "add",
+        "a.smit",
+        "--role",
+        "lezer",
+        "--password-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(added.get("password").is_none());
+    let again = env.json(&["user", "passwd", "j.bakker"]);
+    assert_ne!(again["password"].as_str().unwrap(), one_time);
+    env.json(&["user", "disable", "a.smit"]);
+    let list = env.json(&["user", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["name"], "a.smit");
+    assert_eq!(list[0]["disabled"], true);
+    assert_fails(
+        &env.run(&["user", "disable", "niemand"]),
+        1,
+        "no staff account 'niemand'",
+    );
+    // Neither the store nor the output of `list` holds a password.
+    let listed = stdout(&env.run(&["user", "list"]));
+    assert!(!listed.contains(&one_time) && !listed.contains("argon2"));
+
+    // `up` serves the web app on a loopback port and prints its certificate's
+    // fingerprint; `status` shows the same.
+    let up = env
+        .cmd(&[
+            "up",
+            "--no-mdns",
+            "--web-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        let o = env.run(&["status", "--json"]);
+        if o.status.success() {
+            break serde_json::from_slice::<Value>(&o.stdout).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "up did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let url = status["web"]["url"].as_str().unwrap().to_owned();
+    let fingerprint = status["web"]["fingerprint"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    assert_eq!(fingerprint.len(), 95);
+    let human = stdout(&env.run(&["status"]));
+    assert!(human.contains(&format!("Web app: {url}")), "{human}");
+    assert!(human.contains(&fingerprint));
+    #[cfg(unix)]
+    for f in ["web-cert.pem", "web-key.pem"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.dir.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status();
+    let out = up.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&format!("Web app: {url}")), "{printed}");
+    assert!(printed.contains(&format!("Certificate SHA-256: {fingerprint}")));
 }

@@ -79,6 +79,9 @@ pub enum NodeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A staff account operation was refused.
+    #[error(transparent)]
+    Staff(#[from] crate::staff::StaffError),
     /// A plan edit was refused.
     #[error(transparent)]
     Plan(#[from] PlanError),

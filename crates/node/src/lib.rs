@@ -46,6 +46,7 @@ mod removal;
 pub use removal::{REMOVED_NOTICE, Removal};
 pub mod run_lock;
 pub mod service;
+pub mod staff;
 pub mod sync;
 
 use std::path::{Path, PathBuf};

@@ -102,6 +102,17 @@ pub struct ServiceConfig {
     /// control op invalidates every node's verified documents, so addresses that
     /// change with each network a laptop joins must not go into the log.
     pub announce: Vec<Multiaddr>,
+    /// The web app served beside the node, for the status file.
+    pub web: Option<WebEndpoint>,
+}
+
+/// Where the node's web app is served, as `regiosync status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebEndpoint {
+    /// Its address, e.g. `https://127.0.0.1:8443`.
+    pub url: String,
+    /// SHA-256 of its certificate, colon-separated hex.
+    pub fingerprint: String,
 }
 
 impl Default for ServiceConfig {
@@ -114,6 +125,7 @@ impl Default for ServiceConfig {
             poll_interval: Duration::from_millis(200),
             relay: false,
             announce: vec![],
+            web: None,
         }
     }
 }
@@ -139,6 +151,9 @@ pub struct Status {
     /// All of them, listed or not.
     #[serde(default)]
     pub dossiers_unreached_count: usize,
+    /// The web app, if the node serves it.
+    #[serde(default)]
+    pub web: Option<WebEndpoint>,
 }
 
 /// Most unreached dossiers listed in the status.
@@ -212,21 +227,39 @@ fn addr_key(a: &Multiaddr) -> String {
 /// Runs a node until `cancel` fires: networking, sync, status file. Committed edits
 /// are durable whenever it stops.
 pub async fn run(
-    mut node: Node,
+    node: Node,
     config: ServiceConfig,
     cancel: CancellationToken,
 ) -> Result<(), NodeError> {
     // Before anything else: a second `up` on this data dir changes nothing.
-    let _lock = crate::run_lock::RunLock::acquire(node.dir())?;
-    // A removed device has nobody to sync with: say so instead of dialling.
-    if let Some(removal) = node.removal()? {
-        return Err(NodeError::Removed(removal));
-    }
-    let me = node.info().node_id;
+    let lock = crate::run_lock::RunLock::acquire(node.dir())?;
+    run_shared(Arc::new(Mutex::new(node)), config, cancel, lock).await
+}
+
+/// Like [`run`], for a node shared with others in the same process (the web app):
+/// they use the same store connection, so their writes do not look like another
+/// process's edits. The caller holds the data dir's [`RunLock`](crate::run_lock::RunLock).
+///
+/// # Cancel safety
+/// Dropping the future stops the node like `cancel` does, without removing the
+/// status file; committed edits are durable either way.
+pub async fn run_shared(
+    node: Arc<Mutex<Node>>,
+    config: ServiceConfig,
+    cancel: CancellationToken,
+    _lock: crate::run_lock::RunLock,
+) -> Result<(), NodeError> {
+    let (me, status_path, key, state) = {
+        let mut node = node.lock().await;
+        // A removed device has nobody to sync with: say so instead of dialling.
+        if let Some(removal) = node.removal()? {
+            return Err(NodeError::Removed(removal));
+        }
+        let me = node.info().node_id;
+        let status_path: PathBuf = node.dir().join(STATUS_FILE);
+        (me, status_path, node.network_key()?, node.region_state()?)
+    };
     tracing::info!(node = %me, "node starting");
-    let status_path: PathBuf = node.dir().join(STATUS_FILE);
-    let key = node.network_key()?;
-    let state = node.region_state()?;
     let net_config = regiosync_net::Config {
         listen: config.listen.clone(),
         mdns: config.mdns,
@@ -241,10 +274,10 @@ pub async fn run(
     };
     let (net, mut events, net_task) =
         regiosync_net::spawn(key, net_config).map_err(|e| NodeError::Sync(e.to_string()))?;
-    for (peer, addr) in node.peer_addrs()? {
+    let addrs = node.lock().await.peer_addrs()?;
+    for (peer, addr) in addrs {
         let _ = net.add_address(peer.to_peer_id(), addr).await;
     }
-    let node = Arc::new(Mutex::new(node));
     let mut members = update_members(&node, &net, me).await?;
     let now = Instant::now();
     let mut static_peers: Vec<StaticPeer> = config
@@ -261,6 +294,7 @@ pub async fn run(
         .collect();
     let mut status = Status {
         node_id: me.to_string(),
+        web: config.web.clone(),
         ..Status::default()
     };
     let mut last_status = (String::new(), Instant::now());

@@ -47,6 +47,7 @@ mod error;
 mod faults;
 mod migrations;
 mod peers;
+mod staff;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -64,6 +65,7 @@ use error::SqliteResultExt;
 pub use error::StoreError;
 pub use faults::{EquivocationRow, MAX_EQUIVOCATIONS_PER_DEVICE};
 pub use peers::{MAX_ADDRS_PER_PEER, PeerDocHeads};
+pub use staff::{SessionRow, StaffRow};
 
 /// How long a write waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -338,6 +340,26 @@ impl Store {
             .at(&self.path)
     }
 
+    /// Every staff account of the web app, by name.
+    pub fn staff_users(&self) -> Result<Vec<StaffRow>, StoreError> {
+        staff::users(&self.conn, &self.path)
+    }
+
+    /// A staff account by sign-in name.
+    pub fn staff_user(&self, name: &str) -> Result<Option<StaffRow>, StoreError> {
+        staff::user_by_name(&self.conn, &self.path, name)
+    }
+
+    /// A staff account by row id.
+    pub fn staff_user_by_id(&self, id: i64) -> Result<Option<StaffRow>, StoreError> {
+        staff::user_by_id(&self.conn, &self.path, id)
+    }
+
+    /// A web session by the SHA-256 of its token.
+    pub fn staff_session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
+        staff::session(&self.conn, &self.path, token_hash)
+    }
+
     /// SQLite's `data_version`: changes when *another* connection (another regiosync
     /// process) commits to this store. A running node polls it to notice CLI edits.
     pub fn data_version(&self) -> Result<i64, StoreError> {
@@ -498,6 +520,63 @@ impl WriteTx<'_> {
     /// Marks an unused invitation as used by `by`; `false` if it was already used.
     pub fn use_invite(&self, id: &[u8; 16], by: &[u8], now_ms: i64) -> Result<bool, StoreError> {
         control::use_invite(&self.tx, self.path, id, by, now_ms)
+    }
+
+    /// Adds a staff account (its `id` is ignored); `None` if the name is taken.
+    pub fn insert_staff_user(&self, row: &StaffRow) -> Result<Option<i64>, StoreError> {
+        staff::insert_user(&self.tx, self.path, row)
+    }
+
+    /// A staff account by sign-in name, inside this transaction.
+    pub fn staff_user(&self, name: &str) -> Result<Option<StaffRow>, StoreError> {
+        staff::user_by_name(&self.tx, self.path, name)
+    }
+
+    /// Sets a staff account's password hash and ends all its sessions; `false` if
+    /// there is no such account.
+    pub fn set_staff_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        must_change: bool,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        staff::set_password(&self.tx, self.path, id, password_hash, must_change, now_ms)
+    }
+
+    /// Disables (ending all its sessions) or enables a staff account; `false` if
+    /// there is no such account.
+    pub fn set_staff_disabled(&self, id: i64, disabled: bool) -> Result<bool, StoreError> {
+        staff::set_disabled(&self.tx, self.path, id, disabled)
+    }
+
+    /// Stores a new web session.
+    pub fn insert_staff_session(&self, row: &SessionRow) -> Result<(), StoreError> {
+        staff::insert_session(&self.tx, self.path, row)
+    }
+
+    /// Records that a session was used at `now_ms`.
+    pub fn touch_staff_session(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        staff::touch_session(&self.tx, self.path, token_hash, now_ms)
+    }
+
+    /// Deletes one session; `false` if it was not there.
+    pub fn delete_staff_session(&self, token_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        staff::delete_session(&self.tx, self.path, token_hash)
+    }
+
+    /// Deletes the sessions last used before `idle_before_ms` or made before
+    /// `created_before_ms`; returns how many.
+    pub fn delete_expired_staff_sessions(
+        &self,
+        idle_before_ms: i64,
+        created_before_ms: i64,
+    ) -> Result<usize, StoreError> {
+        staff::delete_expired_sessions(&self.tx, self.path, idle_before_ms, created_before_ms)
     }
 
     /// Updates the cached title of a document.

@@ -125,6 +125,27 @@ const MIGRATIONS: &[&str] = &[
         seen_ms         INTEGER NOT NULL,
         PRIMARY KEY (doc_id, actor, seq)
      ) STRICT;",
+    // 8: the web app's staff accounts of this node (never synced) and their sessions.
+    //    A password is kept only as an Argon2id PHC string, a session only as the
+    //    SHA-256 of its token; deleting an account's row ends its sessions.
+    "CREATE TABLE staff_users (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        role            TEXT NOT NULL CHECK (role IN ('beheerder', 'beleid', 'dossier', 'lezer')),
+        password_hash   TEXT NOT NULL,
+        must_change     INTEGER NOT NULL CHECK (must_change IN (0, 1)),
+        disabled        INTEGER NOT NULL CHECK (disabled IN (0, 1)),
+        created_ms      INTEGER NOT NULL,
+        password_ms     INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE staff_sessions (
+        token_hash      BLOB PRIMARY KEY NOT NULL CHECK (length(token_hash) = 32),
+        user_id         INTEGER NOT NULL REFERENCES staff_users(id) ON DELETE CASCADE,
+        csrf            BLOB NOT NULL CHECK (length(csrf) = 32),
+        created_ms      INTEGER NOT NULL,
+        last_seen_ms    INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX staff_sessions_by_user ON staff_sessions (user_id);",
 ];
 
 /// The schema version this build writes.

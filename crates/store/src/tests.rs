@@ -479,3 +479,84 @@ fn equivocations_are_kept_once_and_at_most_sixteen_per_device() {
     assert_eq!(all.len(), MAX_EQUIVOCATIONS_PER_DEVICE + 1);
     assert_eq!(all[0], row(7, 0));
 }
+
+fn staff(name: &str, role: &str) -> StaffRow {
+    StaffRow {
+        id: 0,
+        name: name.into(),
+        role: role.into(),
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        must_change: true,
+        disabled: false,
+        created_ms: 1,
+        password_ms: 1,
+    }
+}
+
+fn session_of(user_id: i64, n: u8, at: i64) -> SessionRow {
+    SessionRow {
+        token_hash: [n; 32],
+        user_id,
+        csrf: [n + 100; 32],
+        created_ms: at,
+        last_seen_ms: at,
+    }
+}
+
+#[test]
+fn staff_accounts_and_sessions() {
+    let (_dir, mut store) = new_store();
+    let id = store
+        .write(|tx| tx.insert_staff_user(&staff("j.bakker", "beleid")))
+        .unwrap()
+        .unwrap();
+    // A name is unique; an unknown role is refused by the schema.
+    assert_eq!(
+        store
+            .write(|tx| tx.insert_staff_user(&staff("j.bakker", "lezer")))
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .write(|tx| tx.insert_staff_user(&staff("x", "admin")))
+            .is_err()
+    );
+    assert_eq!(
+        store.staff_user("j.bakker").unwrap().unwrap().role,
+        "beleid"
+    );
+    assert!(!format!("{:?}", store.staff_user("j.bakker").unwrap()).contains("argon2"));
+
+    store
+        .write(|tx| {
+            tx.insert_staff_session(&session_of(id, 1, 1000))?;
+            tx.insert_staff_session(&session_of(id, 2, 5000))
+        })
+        .unwrap();
+    assert_eq!(
+        store.staff_session(&[1; 32]).unwrap().unwrap().csrf,
+        [101; 32]
+    );
+    // Expiry: idle before 2000 goes, the other stays.
+    let gone = store
+        .write(|tx| tx.delete_expired_staff_sessions(2000, 0))
+        .unwrap();
+    assert_eq!(gone, 1);
+    assert!(store.staff_session(&[1; 32]).unwrap().is_none());
+    // A new password ends every session of the account.
+    store
+        .write(|tx| tx.set_staff_password(id, "$argon2id$new", false, 9))
+        .unwrap();
+    assert!(store.staff_session(&[2; 32]).unwrap().is_none());
+    let u = store.staff_user_by_id(id).unwrap().unwrap();
+    assert!(!u.must_change);
+    assert_eq!(u.password_ms, 9);
+    // So does disabling it.
+    store
+        .write(|tx| tx.insert_staff_session(&session_of(id, 3, 10)))
+        .unwrap();
+    assert!(store.write(|tx| tx.set_staff_disabled(id, true)).unwrap());
+    assert!(store.staff_session(&[3; 32]).unwrap().is_none());
+    assert!(store.staff_users().unwrap()[0].disabled);
+}

@@ -6,6 +6,7 @@ pub(crate) mod dossier;
 pub(crate) mod init;
 pub(crate) mod region;
 pub(crate) mod up;
+pub(crate) mod user;
 
 use std::path::{Path, PathBuf};
 

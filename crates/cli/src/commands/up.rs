@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use regiosync_net::Multiaddr;
-use regiosync_node::service::{ServiceConfig, read_status, run};
+use regiosync_node::service::{ServiceConfig, read_status, run_shared};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
@@ -21,6 +21,64 @@ pub(crate) struct UpArgs {
     pub(crate) relay: bool,
     pub(crate) announce: Vec<Multiaddr>,
     pub(crate) sync_interval: u64,
+    /// The web app, unless `--no-web`.
+    pub(crate) web: Option<WebArgs>,
+}
+
+/// Where and with which certificate the web app is served.
+pub(crate) struct WebArgs {
+    pub(crate) listen: std::net::SocketAddr,
+    /// `--web-cert` and `--web-key`.
+    pub(crate) cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// The web app, set up before the node starts: certificate loaded (or generated)
+/// and address bound, so that a problem with either stops `up` with a clear error.
+struct WebServer {
+    listener: std::net::TcpListener,
+    tls: regiosync_web::tls::TlsSetup,
+    endpoint: regiosync_node::service::WebEndpoint,
+}
+
+fn prepare_web(dir: &std::path::Path, args: &WebArgs) -> anyhow::Result<WebServer> {
+    use regiosync_web::tls::{CertSource, setup};
+    let source = match &args.cert {
+        Some((cert, key)) => CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        None => CertSource::Generated {
+            dir: dir.to_owned(),
+        },
+    };
+    let tls = setup(&source).context("cannot set up the web app's certificate")?;
+    if !args.listen.ip().is_loopback() && tls.self_signed {
+        eprintln!(
+            "warning: the web app listens on {} (reachable from other machines) with a self-signed certificate: browsers cannot tell it from an impostor's; give a real certificate with --web-cert/--web-key, or check the fingerprint below by hand",
+            args.listen
+        );
+    }
+    let listener = std::net::TcpListener::bind(args.listen).with_context(|| {
+        format!(
+            "cannot listen on {} for the web app: pick another address with --web-listen, or turn it off with --no-web",
+            args.listen
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let url = if addr.ip().is_unspecified() {
+        format!("https://127.0.0.1:{}", addr.port())
+    } else {
+        format!("https://{addr}")
+    };
+    Ok(WebServer {
+        listener,
+        endpoint: regiosync_node::service::WebEndpoint {
+            url,
+            fingerprint: tls.fingerprint.clone(),
+        },
+        tls,
+    })
 }
 
 pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Result<()> {
@@ -31,6 +89,7 @@ pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Resu
         relay,
         announce,
         sync_interval,
+        web,
     } = args;
     // A removed device has nobody to sync with: the reason, not a node that dials.
     if let Some(removal) = regiosync_node::Node::open(&super::data_dir(global)?)?.removal()? {
@@ -38,6 +97,12 @@ pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Resu
     }
     let node = super::open_node(global)?;
     node.region_state()?; // a node outside a region has nobody to sync with
+    // Before binding anything: a second `up` on this data dir is refused here.
+    let lock = regiosync_node::run_lock::RunLock::acquire(node.dir())?;
+    let web = web
+        .as_ref()
+        .map(|w| prepare_web(node.dir(), w))
+        .transpose()?;
     let listen = if listen.is_empty() {
         vec![
             "/ip4/0.0.0.0/tcp/4100".parse()?,
@@ -53,8 +118,28 @@ pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Resu
         relay,
         announce,
         sync_interval: Duration::from_secs(sync_interval),
+        web: web.as_ref().map(|w| w.endpoint.clone()),
         ..ServiceConfig::default()
     };
+    if let Some(w) = &web {
+        let accounts = node.staff_accounts()?.len();
+        let hint = if accounts == 0 {
+            " (no staff accounts yet: add one with `regiosync user add NAME --role beheerder`)"
+        } else {
+            ""
+        };
+        out.note(&format!(
+            "Web app: {}{hint}
+Certificate SHA-256: {}{}",
+            w.endpoint.url,
+            w.endpoint.fingerprint,
+            if w.tls.self_signed {
+                " (self-signed: check that the browser shows this fingerprint)"
+            } else {
+                ""
+            }
+        ));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,7 +152,35 @@ pub(crate) fn up(global: &GlobalArgs, out: Output, args: UpArgs) -> anyhow::Resu
             tracing::info!("stopping (signal received)");
             stop.cancel();
         });
-        run(node, config, cancel).await
+        let node = std::sync::Arc::new(tokio::sync::Mutex::new(node));
+        let web_task = match web {
+            Some(w) => {
+                let listener = tokio::net::TcpListener::from_std(w.listener)
+                    .context("cannot use the web app's address")?;
+                let state = regiosync_web::AppState::new(
+                    node.clone(),
+                    regiosync_web::WebConfig {
+                        hsts: !w.tls.self_signed,
+                        ..regiosync_web::WebConfig::default()
+                    },
+                );
+                let app = regiosync_web::router(state);
+                Some(tokio::spawn(regiosync_web::server::serve(
+                    listener,
+                    w.tls.config,
+                    app,
+                    cancel.child_token(),
+                )))
+            }
+            None => None,
+        };
+        let result = run_shared(node, config, cancel.clone(), lock).await;
+        // The node stopped (a signal, or an error): the web app stops with it.
+        cancel.cancel();
+        if let Some(t) = web_task {
+            let _ = t.await;
+        }
+        result.map_err(anyhow::Error::from)
     })?;
     out.emit(&serde_json::json!({ "stopped": true }), || {
         "Node stopped.\n".into()
@@ -114,10 +227,19 @@ pub(crate) fn status(global: &GlobalArgs, out: Output) -> anyhow::Result<()> {
         })?;
     out.emit(&status, || {
         let mut s = format!(
-            "Node {}\nListening on: {}\n\nMembers:\n",
+            "Node {}\nListening on: {}\n",
             one_line(&status.node_id),
             one_line(&status.listen.join(", "))
         );
+        match &status.web {
+            Some(w) => s.push_str(&format!(
+                "Web app: {}\nCertificate SHA-256: {}\n",
+                one_line(&w.url),
+                one_line(&w.fingerprint)
+            )),
+            None => s.push_str("Web app: not served (--no-web)\n"),
+        }
+        s.push_str("\nMembers:\n");
         for (id, p) in &status.peers {
             let short = one_line(id.get(id.len().saturating_sub(8)..).unwrap_or(id));
             let how = |via: &Option<String>| match via.as_deref() {

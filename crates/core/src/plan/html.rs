@@ -24,6 +24,16 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
         "<!DOCTYPE html>\n<html lang=\"nl\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>\n{STYLE}\n</style>\n</head>\n<body>\n",
         esc(&plan.title)
     );
+    out.push_str(&render_body(plan, ctx));
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// Renders the content of a plan's page (what [`render`] puts in `<body>`): the
+/// title as `<h1>`, sections, conflicts, agreements and approvals, everything from the
+/// document escaped; no styles or scripts, so a web page can embed it.
+pub fn render_body(plan: &Plan, ctx: &ExportContext) -> String {
+    let mut out = String::new();
     let _ = writeln!(out, "<h1>{}</h1>", esc(&plan.title));
     let _ = write!(
         out,
@@ -108,6 +118,5 @@ pub fn render(plan: &Plan, ctx: &ExportContext) -> String {
         }
         out.push_str("</table>\n");
     }
-    out.push_str("</body>\n</html>\n");
     out
 }
