@@ -176,11 +176,13 @@ pub(crate) enum Command {
     User(UserCommand),
     /// Show the running node's peers and their sync state
     Status,
-    /// Start a five-party region on this machine (loopback only) and show it converge
+    /// Start a five-party region on this machine (loopback only), each node with its
+    /// web app, show it converge, and keep it running for the browser
     Demo {
-        /// Keep the region running this many seconds after the scenario (0: stop)
-        #[arg(long, default_value_t = 0)]
-        duration: u64,
+        /// Keep the region running this many seconds after the scenario (0: stop at
+        /// once) [default: until Ctrl-C]
+        #[arg(long)]
+        duration: Option<u64>,
         /// Put the five nodes here instead of a temporary folder (kept afterwards)
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,

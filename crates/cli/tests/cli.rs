@@ -938,10 +938,19 @@ fn invitation_flow_through_files_and_device_removal() {
 fn demo_converges_five_parties_on_loopback() {
     let env = Env::new();
     let dir = env._tmp.path().join("demo");
-    let out = env.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    let out = env.run(&["demo", "--dir", dir.to_str().unwrap(), "--duration", "1"]);
     assert_ok(&out);
     let text = stdout(&out);
     assert_eq!(text.matches("all five nodes agree").count(), 3, "{text}");
+    // The dossier reaches the woongemeente and, after the move, the new one; the
+    // others hold nothing of it.
+    assert!(text.contains("Gemeente Zeist reads it"), "{text}");
+    assert_eq!(text.matches("holds nothing of it").count(), 3, "{text}");
+    assert!(text.contains("Gemeente Houten reads it"), "{text}");
+    // Each party's web app, on loopback, with its two accounts.
+    assert_eq!(text.matches("https://127.0.0.1:").count(), 5, "{text}");
+    assert_eq!(text.matches("   beleid / ").count(), 5, "{text}");
+    assert_eq!(text.matches("   dossier / ").count(), 5, "{text}");
     assert!(
         text.contains("/ip4/127.0.0.1/tcp/"),
         "loopback only: {text}"

@@ -34,13 +34,14 @@ pub(crate) struct WebArgs {
 
 /// The web app, set up before the node starts: certificate loaded (or generated)
 /// and address bound, so that a problem with either stops `up` with a clear error.
-struct WebServer {
+pub(crate) struct WebServer {
     listener: std::net::TcpListener,
     tls: regiosync_web::tls::TlsSetup,
-    endpoint: regiosync_node::service::WebEndpoint,
+    /// Its address and certificate fingerprint, as `status` shows them.
+    pub(crate) endpoint: regiosync_node::service::WebEndpoint,
 }
 
-fn prepare_web(dir: &std::path::Path, args: &WebArgs) -> anyhow::Result<WebServer> {
+pub(crate) fn prepare_web(dir: &std::path::Path, args: &WebArgs) -> anyhow::Result<WebServer> {
     use regiosync_web::tls::{CertSource, setup};
     let source = match &args.cert {
         Some((cert, key)) => CertSource::Files {
@@ -152,39 +153,51 @@ Certificate SHA-256: {}{}",
             tracing::info!("stopping (signal received)");
             stop.cancel();
         });
-        let node = std::sync::Arc::new(tokio::sync::Mutex::new(node));
-        let web_task = match web {
-            Some(w) => {
-                let listener = tokio::net::TcpListener::from_std(w.listener)
-                    .context("cannot use the web app's address")?;
-                let state = regiosync_web::AppState::new(
-                    node.clone(),
-                    regiosync_web::WebConfig {
-                        hsts: !w.tls.self_signed,
-                        ..regiosync_web::WebConfig::default()
-                    },
-                );
-                let app = regiosync_web::router(state);
-                Some(tokio::spawn(regiosync_web::server::serve(
-                    listener,
-                    w.tls.config,
-                    app,
-                    cancel.child_token(),
-                )))
-            }
-            None => None,
-        };
-        let result = run_shared(node, config, cancel.clone(), lock).await;
-        // The node stopped (a signal, or an error): the web app stops with it.
-        cancel.cancel();
-        if let Some(t) = web_task {
-            let _ = t.await;
-        }
-        result.map_err(anyhow::Error::from)
+        serve(node, config, web, cancel, lock).await
     })?;
     out.emit(&serde_json::json!({ "stopped": true }), || {
         "Node stopped.\n".into()
     })
+}
+
+/// Runs the node's sync service and, if given, its web app on the same node handle,
+/// until `cancel`; the web app stops with the node (a signal, or an error). Shared by
+/// `up` and `demo`. Must run inside a Tokio runtime.
+pub(crate) async fn serve(
+    node: regiosync_node::Node,
+    config: ServiceConfig,
+    web: Option<WebServer>,
+    cancel: CancellationToken,
+    lock: regiosync_node::run_lock::RunLock,
+) -> anyhow::Result<()> {
+    let node = std::sync::Arc::new(tokio::sync::Mutex::new(node));
+    let web_task = match web {
+        Some(w) => {
+            let listener = tokio::net::TcpListener::from_std(w.listener)
+                .context("cannot use the web app's address")?;
+            let state = regiosync_web::AppState::new(
+                node.clone(),
+                regiosync_web::WebConfig {
+                    hsts: !w.tls.self_signed,
+                    ..regiosync_web::WebConfig::default()
+                },
+            );
+            let app = regiosync_web::router(state);
+            Some(tokio::spawn(regiosync_web::server::serve(
+                listener,
+                w.tls.config,
+                app,
+                cancel.child_token(),
+            )))
+        }
+        None => None,
+    };
+    let result = run_shared(node, config, cancel.clone(), lock).await;
+    cancel.cancel();
+    if let Some(t) = web_task {
+        let _ = t.await;
+    }
+    result.map_err(anyhow::Error::from)
 }
 
 /// SIGINT or SIGTERM.
