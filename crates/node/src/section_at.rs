@@ -51,6 +51,11 @@ pub struct SectionClash {
     pub yours: String,
     /// Each place where both rewrote the same lines.
     pub lines: Vec<LineClash>,
+    /// Everything both wrote, with the person's version where they clash: what
+    /// "keep mine" saves from [`SectionClash::heads`].
+    pub with_yours: String,
+    /// Everything both wrote, with the version written meanwhile where they clash.
+    pub with_theirs: String,
     /// The plan's heads now: a save that settles the clash starts from here.
     pub heads: Vec<ChangeHash>,
 }
@@ -139,12 +144,26 @@ impl Node {
                         .find(|l| paragraphs::base_of(l) == hash)
                         .map(str::to_owned)
                 };
-                let clash = |lines: Vec<LineClash>| SectionClash {
-                    section: sid.clone(),
-                    current: current.text.clone(),
-                    yours: yours.clone(),
-                    lines,
-                    heads: doc.get_heads(),
+                let clash = |lines: Vec<LineClash>, with_yours: String| {
+                    // The same merge the other way round: their lines where both
+                    // rewrote.
+                    let with_theirs = paragraphs::merge_with(
+                        &base_lines,
+                        &current.text,
+                        &base_lines,
+                        &yours,
+                        old,
+                    )
+                    .map_or_else(|| current.text.clone(), |m| m.text);
+                    SectionClash {
+                        section: sid.clone(),
+                        current: current.text.clone(),
+                        yours: yours.clone(),
+                        lines,
+                        with_yours,
+                        with_theirs,
+                        heads: doc.get_heads(),
+                    }
                 };
                 match paragraphs::merge_with(&base_lines, &yours, &base_lines, &current.text, old) {
                     Some(m) if m.conflicts.is_empty() => Ok(Plan::Write {
@@ -159,12 +178,16 @@ impl Node {
                                 theirs: c.second,
                             })
                             .collect(),
+                        m.text,
                     ))),
                     // Too large for a line-wise merge: the whole texts clash.
-                    None => Ok(Plan::Clash(clash(vec![LineClash {
-                        yours: yours.clone(),
-                        theirs: current.text.clone(),
-                    }]))),
+                    None => Ok(Plan::Clash(clash(
+                        vec![LineClash {
+                            yours: yours.clone(),
+                            theirs: current.text.clone(),
+                        }],
+                        yours.clone(),
+                    ))),
                 }
             },
             |t, decided| match decided {
@@ -298,6 +321,8 @@ mod tests {
         assert_eq!(c.lines[0].yours, "Weer wat anders hier.");
         assert_eq!(c.lines[0].theirs, "Iets heel anders.");
         assert_eq!(c.heads, heads);
+        assert!(c.with_yours.starts_with("Weer wat anders hier.\n"));
+        assert!(c.with_theirs.starts_with("Iets heel anders.\n"));
         assert_eq!(n.plan_heads(&plan).unwrap(), heads, "nothing written");
         assert_eq!(
             text(&n, &plan, &sid),
