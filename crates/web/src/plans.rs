@@ -745,10 +745,7 @@ pub(crate) async fn save_section(
             tracing::info!(status = 409, kind = "edit_clash", doc = %id, "web section save clashed");
             Ok(clash_page(&staff, &id, c, by, plan_title, section_title))
         }
-        Err(WebError::Node(e)) if matches!(*e, NodeError::UnknownVersion(_)) => {
-            Err(WebError::Stale)
-        }
-        Err(e) => Err(e),
+        Err(e) => Err(plan_error(e)),
     }
 }
 
