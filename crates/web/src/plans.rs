@@ -510,7 +510,8 @@ pub(crate) async fn edit(
     let s = staff.clone();
     let (view, last) = state
         .with_node(move |node| plan_view(node, &s, &id, Some((&sid, None))))
-        .await?;
+        .await
+        .map_err(plan_error)?;
     Ok(plan_page(&staff, view, last, StatusCode::OK))
 }
 
@@ -689,7 +690,8 @@ pub(crate) async fn save_section(
                     Some((&sid, Some((text, versie, Some(preview))))),
                 )
             })
-            .await?;
+            .await
+            .map_err(plan_error)?;
         return Ok(plan_page(&staff, view, last, StatusCode::OK));
     }
     let s2 = sid.clone();
