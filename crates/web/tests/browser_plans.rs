@@ -224,7 +224,7 @@ async fn a_beleid_user_edits_with_the_toolbar_two_browsers_merge_and_approvals_c
             .for_element(Locator::Css(".preview strong"))
             .await?;
         if let Some(d) = &shots {
-            std::fs::write(d.join("web-plan.png"), a.screenshot().await?).unwrap();
+            std::fs::write(d.join("web-plan-bewerken.png"), a.screenshot().await?).unwrap();
         }
         save(&a).await?;
         let bold = a
