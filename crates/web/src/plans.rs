@@ -245,13 +245,17 @@ fn notice(q: Option<&str>) -> Option<&'static str> {
     })
 }
 
+/// What an editor shows instead of the stored text: the text typed, the version it
+/// started from, and a preview.
+type Typed = (String, String, Option<String>);
+
 /// Builds the page view of plan `id`; `editing`: the section in edit mode, with the
 /// text and base version to show (a failed or previewed save shows what was typed).
 fn plan_view(
     node: &Node,
     staff: &Staff,
     id: &DocId,
-    editing: Option<(&str, Option<(String, String, Option<String>)>)>,
+    editing: Option<(&str, Option<Typed>)>,
 ) -> Result<(PlanView, String), WebError> {
     check_plan(node, id)?;
     let p: Plan = node.plan(id)?;
@@ -361,13 +365,14 @@ fn plan_view(
         .into_iter()
         .map(|c| {
             let section = c.target.strip_prefix("section ").map(str::to_owned);
-            let settle = match (c.target.split_once(' '), c.field.as_str()) {
-                (Some(("section", _)), "title" | "text") => true,
-                (Some(("agreement", _)), "title" | "owner" | "deadline" | "status" | "funding") => {
-                    true
-                }
-                _ => false,
-            };
+            let settle = matches!(
+                (c.target.split_once(' '), c.field.as_str()),
+                (Some(("section", _)), "title" | "text")
+                    | (
+                        Some(("agreement", _)),
+                        "title" | "owner" | "deadline" | "status" | "funding"
+                    )
+            );
             let kind = match c.target.split_once(' ') {
                 Some(("section", _)) => "sectie",
                 Some(("agreement", _)) => "afspraak",
@@ -805,12 +810,12 @@ pub(crate) async fn preview(
 async fn write(
     state: &AppState,
     id: DocId,
-    f: impl FnOnce(&mut Node) -> Result<(), NodeError> + Send + 'static,
+    f: impl FnOnce(&mut Node) -> Result<(), WebError> + Send + 'static,
 ) -> Result<(), WebError> {
     state
         .with_node(move |node| {
             check_plan(node, &id)?;
-            Ok(f(node)?)
+            f(node)
         })
         .await
         .map_err(plan_error)
@@ -909,7 +914,7 @@ pub(crate) async fn rename_section(
     let title = filled(&form.fields, "titel", "Titel", MAX_TITLE_BYTES)?.to_owned();
     let s = sid.clone();
     write(&state, id, move |n| {
-        n.rename_section(&id, &s, &title).map(|_| ())
+        Ok(n.rename_section(&id, &s, &title).map(|_| ())?)
     })
     .await?;
     Ok(back(&id, "hernoemd", &sid))
@@ -936,14 +941,14 @@ pub(crate) async fn move_section(
             .sections
             .iter()
             .position(|x| x.id == s)
-            .ok_or_else(|| PlanError::UnknownSection(s.clone()))?;
+            .ok_or_else(|| NodeError::from(PlanError::UnknownSection(s.clone())))?;
         let place = match (up, i) {
             (true, 0) => return Ok(()),
             (true, i) => SectionPlace::Before(p.sections[i - 1].id.clone()),
             (false, i) if i + 1 >= p.sections.len() => return Ok(()),
             (false, i) => SectionPlace::After(p.sections[i + 1].id.clone()),
         };
-        n.move_section(&id, &s, &place).map(|_| ())
+        Ok(n.move_section(&id, &s, &place).map(|_| ())?)
     })
     .await?;
     Ok(back(&id, "verplaatst", &sid))
@@ -964,7 +969,10 @@ pub(crate) async fn delete_section(
             "Vink ‘Ja, verwijder deze sectie’ aan om de sectie te verwijderen.".into(),
         ));
     }
-    write(&state, id, move |n| n.delete_section(&id, &sid).map(|_| ())).await?;
+    write(&state, id, move |n| {
+        Ok(n.delete_section(&id, &sid).map(|_| ())?)
+    })
+    .await?;
     Ok(back(&id, "verwijderd", "secties"))
 }
 
@@ -1043,7 +1051,7 @@ pub(crate) async fn agreement_status(
             status: Some(status),
             ..AgreementUpdate::default()
         };
-        n.update_agreement(&id, &aid, &update).map(|_| ())
+        Ok(n.update_agreement(&id, &aid, &update).map(|_| ())?)
     })
     .await?;
     Ok(back(&id, "status", "afspraken"))
@@ -1059,7 +1067,7 @@ pub(crate) async fn remove_agreement(
     let id = plan_id(&id)?;
     let aid = item_id(&aid, "a-")?;
     write(&state, id, move |n| {
-        n.remove_agreement(&id, &aid).map(|_| ())
+        Ok(n.remove_agreement(&id, &aid).map(|_| ())?)
     })
     .await?;
     Ok(back(&id, "afspraak-weg", "afspraken"))
@@ -1080,7 +1088,7 @@ pub(crate) async fn add_comment(
         .to_owned();
     let text = filled(f, "tekst", "Opmerking", MAX_NOTE_BYTES)?.to_owned();
     write(&state, id, move |n| {
-        n.add_comment(&id, &sid, &quote, &text).map(|_| ())
+        Ok(n.add_comment(&id, &sid, &quote, &text).map(|_| ())?)
     })
     .await?;
     Ok(back(&id, "opmerking", "opmerkingen"))
@@ -1097,7 +1105,7 @@ pub(crate) async fn resolve_comment(
     let cid = item_id(&cid, "c-")?;
     let resolved = form.fields.get("afgehandeld") == Some("ja");
     write(&state, id, move |n| {
-        n.resolve_comment(&id, &cid, resolved).map(|_| ())
+        Ok(n.resolve_comment(&id, &cid, resolved).map(|_| ())?)
     })
     .await?;
     Ok(back(&id, "afgehandeld", "opmerkingen"))
@@ -1201,9 +1209,9 @@ pub(crate) async fn approve(
         let mut now = n.plan_heads(&id)?;
         now.sort();
         if now != shown {
-            return Err(NodeError::UnknownVersion(short_heads(&shown)));
+            return Err(WebError::Stale);
         }
-        n.approve(&id, remark.as_deref()).map(|_| ())
+        Ok(n.approve(&id, remark.as_deref()).map(|_| ())?)
     })
     .await?;
     Ok(back(&id, "goedgekeurd", "goedkeuring"))
