@@ -504,6 +504,19 @@ impl Node {
         message: &str,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, PlanError>,
     ) -> Result<Edited<T>, NodeError> {
+        self.edit_plan_with(id, message, |_, _| Ok(()), |t, ()| f(t))
+    }
+
+    /// [`Node::edit_plan`] with a look at the plan first: `prepare` reads the
+    /// verified document (inside the same store transaction, so nothing is written
+    /// between the look and the edit) and hands `f` what it found.
+    pub(crate) fn edit_plan_with<P, T>(
+        &mut self,
+        id: &DocId,
+        message: &str,
+        prepare: impl FnOnce(&Automerge, &Folded) -> Result<P, NodeError>,
+        f: impl FnOnce(&mut Transaction<'_>, P) -> Result<T, PlanError>,
+    ) -> Result<Edited<T>, NodeError> {
         let actor = self.info.node_id.actor_id();
         let author = self.info.node_id;
         let key = self.signer()?.signing_key().clone();
@@ -533,10 +546,11 @@ impl Node {
                     last: stored,
                 });
             }
+            let prepared = prepare(&v.doc, &folded)?;
             let doc = &mut v.doc;
             doc.set_actor(actor.clone());
             let mut t = doc.transaction();
-            let value = match f(&mut t) {
+            let value = match f(&mut t, prepared) {
                 Ok(v) => v,
                 Err(e) => {
                     t.rollback();

@@ -38,6 +38,7 @@ pub mod input_file;
 pub mod join;
 mod peers;
 pub mod plan_versions;
+pub mod section_at;
 pub use dossier_sync::UnreachedDossier;
 pub use peers::{DocStates, MAX_LISTED_DOCS};
 pub use plan_versions::{ApprovalView, ConflictEntry, ConflictView, ExportFormat};

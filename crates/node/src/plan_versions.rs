@@ -340,7 +340,7 @@ fn changes_since(doc: &Automerge, heads: &[ChangeHash]) -> Option<usize> {
     Some(doc.get_changes(heads).len())
 }
 
-fn fork_at(doc: &Automerge, heads: &[ChangeHash]) -> Result<Automerge, NodeError> {
+pub(crate) fn fork_at(doc: &Automerge, heads: &[ChangeHash]) -> Result<Automerge, NodeError> {
     if heads.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
         return Err(NodeError::UnknownVersion(short_heads(heads)));
     }

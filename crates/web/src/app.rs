@@ -15,8 +15,8 @@ use regiosync_node::staff::SessionLimits;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{ErrorInfo, WebError, see_other};
-use crate::pages;
 use crate::throttle::{Throttle, ThrottleLimits};
+use crate::{pages, plans};
 
 /// Settings of the web app.
 #[derive(Clone, Debug)]
@@ -133,7 +133,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/overzicht", get(pages::overview))
         .route("/plannen", get(pages::plans))
-        .route("/plannen/{id}", get(pages::plan))
+        .route("/plannen/{id}", get(plans::show))
+        .merge(plans::routes())
         .route("/beheer/accounts", get(pages::accounts))
         .route("/assets/app.css", get(pages::css))
         .fallback(|| async { WebError::NotFound })
@@ -142,9 +143,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The Content-Security-Policy: only this origin's styles, no scripts at all in
-/// this step, no frames, forms only to this origin.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy: only this origin's styles and script files (no
+/// inline script or style), no frames, forms only to this origin.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Security headers on every response; errors as JSON for clients that ask for JSON;
 /// a browser that is not signed in is sent to the sign-in page.

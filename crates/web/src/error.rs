@@ -37,6 +37,14 @@ pub enum WebError {
     /// The request is malformed: a missing field, malformed UTF-8, a field too long.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The input is well-formed but refused (a title too long, a status change
+    /// that is not allowed, a quote not in the section); the reason, in Dutch.
+    #[error("refused input: {0}")]
+    Invalid(String),
+    /// A form based on a version of a plan this node does not have, or no longer
+    /// the current one where that matters (an approval).
+    #[error("stale or unknown version")]
+    Stale,
     /// The body is larger than the limit.
     #[error("request body too large")]
     TooLarge,
@@ -109,6 +117,18 @@ impl WebError {
                 "bad_request",
                 "Ongeldige invoer",
                 format!("{m} Er is niets gewijzigd."),
+            ),
+            Self::Invalid(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "Niet opgeslagen",
+                format!("{m} Er is niets gewijzigd."),
+            ),
+            Self::Stale => (
+                StatusCode::CONFLICT,
+                "stale_version",
+                "Versie verouderd",
+                "Het formulier hoort bij een versie van het plan die op deze node onbekend is, of het plan is intussen gewijzigd. Er is niets gewijzigd. Open het plan opnieuw en probeer het nog eens.".into(),
             ),
             Self::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -41,6 +41,7 @@ pub mod auth;
 mod error;
 pub mod form;
 mod pages;
+mod plans;
 pub mod server;
 mod templates;
 pub mod throttle;

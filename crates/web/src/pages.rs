@@ -1,10 +1,9 @@
 //! The handlers of this step's pages: Inloggen, Uitloggen, Wachtwoord wijzigen,
 //! Overzicht, Plannen (list and plan), Beheer (accounts).
 
-use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::extract::{FromRequestParts, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use regiosync_core::id::DocId;
 use regiosync_core::identity::SecretString;
 use regiosync_node::documents::KIND_PLAN;
 use regiosync_node::staff::{self, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, StaffRole};
@@ -19,7 +18,7 @@ use crate::error::{WebError, see_other};
 use crate::form::Fields;
 use crate::templates::{
     AccountView, AccountsPage, Chrome, DocView, LoginPage, OverviewPage, PartyView, PasswordPage,
-    PeerView, PlanPage, PlansPage, UserChrome, render,
+    PeerView, PlansPage, UserChrome, render,
 };
 
 /// Most documents listed on the overview.
@@ -27,7 +26,7 @@ const OVERVIEW_DOCS: usize = 20;
 /// A status file older than this means the sync service is not running.
 const STATUS_STALE_SECS: i64 = 10;
 
-fn chrome(staff: &Staff, title: &str, active: &'static str) -> Chrome {
+pub(crate) fn chrome(staff: &Staff, title: &str, active: &'static str) -> Chrome {
     Chrome {
         title: title.to_owned(),
         user: Some(UserChrome {
@@ -431,47 +430,6 @@ pub(crate) async fn plans(
             Ok(PlansPage {
                 chrome: chrome(&staff, "Plannen", "plannen"),
                 plans,
-            })
-        })
-        .await?;
-    Ok(render(&page))
-}
-
-/// GET /plannen/{id}: the plan's sections, conflicts, agreements and approvals as
-/// the HTML export renders them.
-pub(crate) async fn plan(
-    State(state): State<AppState>,
-    who: Allowed<ReadPlans>,
-    Path(id): Path<String>,
-) -> Result<Response, WebError> {
-    let id: DocId = id.parse().map_err(|_| WebError::NotFound)?;
-    let staff = who.staff;
-    let page = state
-        .with_node(move |node| {
-            match node.store().document(&id).map_err(NodeError::from)? {
-                Some(row) if row.kind == KIND_PLAN => {}
-                _ => return Err(NodeError::UnknownDocument(id.to_string()).into()),
-            }
-            let plan = node.plan(&id)?;
-            let ctx = node.export_context(&id)?;
-            let last = node
-                .history(&id)?
-                .into_iter()
-                .max_by_key(|e| e.time)
-                .map_or_else(
-                    || "–".into(),
-                    |e| {
-                        format!(
-                            "{}{}",
-                            format_time(e.time),
-                            e.party.map(|p| format!(" door {p}")).unwrap_or_default()
-                        )
-                    },
-                );
-            Ok(PlanPage {
-                chrome: chrome(&staff, &plan.title, "plannen"),
-                body: regiosync_core::plan::html::render_body(&plan, &ctx),
-                last_change: last,
             })
         })
         .await?;

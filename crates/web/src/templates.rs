@@ -132,9 +132,61 @@ pub(crate) struct PlansPage {
 #[template(path = "plan.html")]
 pub(crate) struct PlanPage {
     pub(crate) chrome: Chrome,
-    /// The plan's body from its HTML export (escaped there).
-    pub(crate) body: String,
+    /// The plan (section texts rendered and escaped by the plan's HTML rendering).
+    pub(crate) plan: crate::plans::PlanView,
     pub(crate) last_change: String,
+}
+
+/// A section save that clashed with a rewrite of the same lines (409).
+#[derive(Template)]
+#[template(path = "plan_clash.html")]
+pub(crate) struct PlanClashPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) id: String,
+    pub(crate) plan_title: String,
+    pub(crate) section_title: String,
+    pub(crate) section: String,
+    pub(crate) by: String,
+    /// (yours, theirs) per clash.
+    pub(crate) lines: Vec<(String, String)>,
+    pub(crate) with_yours: String,
+    pub(crate) with_theirs: String,
+    pub(crate) heads: String,
+    pub(crate) csrf: String,
+}
+
+/// A changed section in a diff.
+pub(crate) struct DiffSection {
+    pub(crate) title: String,
+    pub(crate) what: &'static str,
+    pub(crate) renamed_from: Option<String>,
+    pub(crate) by: String,
+    /// (css class, tag, line).
+    pub(crate) lines: Vec<(&'static str, char, String)>,
+}
+
+/// A changed agreement in a diff.
+pub(crate) struct DiffAgreement {
+    pub(crate) title: String,
+    pub(crate) what: &'static str,
+    pub(crate) by: String,
+    pub(crate) fields: Vec<(String, String, String)>,
+}
+
+/// What changed since a party's approval.
+#[derive(Template)]
+#[template(path = "plan_diff.html")]
+pub(crate) struct PlanDiffPage {
+    pub(crate) chrome: Chrome,
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) party: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) empty: bool,
+    pub(crate) plan_title: Option<(String, String)>,
+    pub(crate) sections: Vec<DiffSection>,
+    pub(crate) agreements: Vec<DiffAgreement>,
 }
 
 /// A staff account line.

@@ -1,0 +1,343 @@
+//! A real browser edits a plan: a `beleid` user signs in, makes a word bold with the
+//! editor's toolbar, saves and sees it; two browsers edit different paragraphs of one
+//! section from the same version and both texts survive; approving, then a later
+//! edit shows "1 wijziging sinds". Same setup as browser.rs (Debian's chromium and
+//! chromedriver; never skipped). `REGIOSYNC_SCREENSHOTS=DIR` saves the editor.
+
+#![allow(clippy::print_stderr)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{PASSWORD, fixture};
+use fantoccini::{Client, ClientBuilder, Locator};
+use regiosync_web::tls;
+use tokio_util::sync::CancellationToken;
+
+/// The first of `names` found on the PATH or in /usr/bin, /usr/lib/chromium.
+fn find(names: &[&str]) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/bin", "/usr/lib/chromium"].map(PathBuf::from));
+    names
+        .iter()
+        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+fn browser_binaries() -> (PathBuf, PathBuf) {
+    let chromium = find(&["chromium", "chromium-browser"]);
+    let driver = find(&["chromedriver"]);
+    match (chromium, driver) {
+        (Some(c), Some(d)) => (c, d),
+        (c, d) => panic!(
+            "the browser tests need Debian's chromium and chromedriver (found chromium: {}, chromedriver: {}): install them with `apt-get install -y chromium chromium-driver` (.ci/run does this)",
+            c.is_some(),
+            d.is_some()
+        ),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Serves the fixture's app over TLS on a loopback port, as `up` does.
+async fn start_server(
+    app: axum::Router,
+    dir: &Path,
+    cancel: CancellationToken,
+) -> (SocketAddr, String, tokio::task::JoinHandle<()>) {
+    tls::install_crypto_provider();
+    let setup = tls::setup(&tls::CertSource::Generated {
+        dir: dir.to_owned(),
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(regiosync_web::server::serve(
+        listener,
+        setup.config,
+        app,
+        cancel,
+    ));
+    (addr, setup.fingerprint, task)
+}
+
+async fn browser(port: u16, profile: &Path) -> Client {
+    let (chromium, _) = browser_binaries();
+    let mut caps = serde_json::Map::new();
+    caps.insert("acceptInsecureCerts".into(), true.into());
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1200,1400",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with headless chromium")
+}
+
+async fn sign_in(c: &Client, base: &str) -> Result<(), fantoccini::error::CmdError> {
+    c.goto(&format!("{base}/inloggen")).await?;
+    c.find(Locator::Id("naam"))
+        .await?
+        .send_keys("p.beleid")
+        .await?;
+    c.find(Locator::Id("wachtwoord"))
+        .await?
+        .send_keys(PASSWORD)
+        .await?;
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    c.wait().for_element(Locator::Id("partijen")).await?;
+    Ok(())
+}
+
+/// Opens the editor of section `sid` and replaces its text with `text`.
+async fn edit(
+    c: &Client,
+    base: &str,
+    plan: &str,
+    sid: &str,
+    text: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    c.goto(&format!("{base}/plannen/{plan}/secties/{sid}/bewerken"))
+        .await?;
+    let area = c.wait().for_element(Locator::Id("tekst")).await?;
+    area.clear().await?;
+    area.send_keys(text).await?;
+    Ok(())
+}
+
+async fn save(c: &Client) -> Result<(), fantoccini::error::CmdError> {
+    c.find(Locator::Css(
+        "form.editor .buttons button[type=submit]:not([name])",
+    ))
+    .await?
+    .click()
+    .await?;
+    c.wait()
+        .for_element(Locator::Css("p.notice[role=status]"))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beleid_user_edits_with_the_toolbar_two_browsers_merge_and_approvals_count() {
+    let (_, chromedriver) = browser_binaries();
+    let f = fixture();
+    let plan = f.plan.to_string();
+    let (intro, visie) = {
+        let p = f.node.lock().await.plan(&f.plan).unwrap();
+        (
+            p.titled("Inleiding").unwrap().id.clone(),
+            p.titled("Visie en ambities").unwrap().id.clone(),
+        )
+    };
+    let cancel = CancellationToken::new();
+    let (addr, _, task) = start_server(f.app.clone(), f.dir.path(), cancel.clone()).await;
+    let port = free_port();
+    let mut driver = tokio::process::Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chromedriver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (pa, pb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = browser(port, pa.path()).await;
+    let b = browser(port, pb.path()).await;
+    let shots = std::env::var_os("REGIOSYNC_SCREENSHOTS").map(PathBuf::from);
+    let base = format!("https://127.0.0.1:{}", addr.port());
+
+    let result: Result<(), fantoccini::error::CmdError> = async {
+        sign_in(&a, &base).await?;
+        sign_in(&b, &base).await?;
+        // The toolbar: type a sentence, select a word, press Vet.
+        edit(
+            &a,
+            &base,
+            &plan,
+            &intro,
+            "Samen met het onderwijs werken we samen aan de overdracht.",
+        )
+        .await?;
+        a.wait()
+            .for_element(Locator::Css(".toolbar:not([hidden]) button[data-md=bold]"))
+            .await?;
+        // Select the second "samen" as a person would, then press Vet.
+        a.execute(
+            "const t = document.getElementById('tekst'); const i = t.value.lastIndexOf('samen'); t.focus(); t.setSelectionRange(i, i + 5);",
+            vec![],
+        )
+        .await?;
+        a.find(Locator::Css("button[data-md=bold]"))
+            .await?
+            .click()
+            .await?;
+        let value = a
+            .find(Locator::Id("tekst"))
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default();
+        assert_eq!(
+            value,
+            "Samen met het onderwijs werken we **samen** aan de overdracht."
+        );
+        // The live preview, rendered by the server.
+        a.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(".preview strong"))
+            .await?;
+        if let Some(d) = &shots {
+            std::fs::write(d.join("web-plan-bewerken.png"), a.screenshot().await?).unwrap();
+        }
+        save(&a).await?;
+        let bold = a
+            .find(Locator::Css(&format!("section#{intro} .text strong")))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(bold, "samen");
+
+        // Two browsers open the same section at the same version; each rewrites a
+        // different paragraph; both save.
+        c_open(&a, &base, &plan, &visie).await?;
+        c_open(&b, &base, &plan, &visie).await?;
+        let va = a
+            .find(Locator::Id("tekst"))
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default();
+        let vb = b
+            .find(Locator::Id("tekst"))
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default();
+        assert_eq!(va, vb);
+        let ta = va.replace("De partners spreken af:", "De partners (A) spreken af:");
+        let tb = vb.replace(
+            "één contactpersoon per school",
+            "één vaste contactpersoon per school (B)",
+        );
+        for (c, t) in [(&a, &ta), (&b, &tb)] {
+            let area = c.find(Locator::Id("tekst")).await?;
+            area.clear().await?;
+            area.send_keys(t).await?;
+        }
+        save(&a).await?;
+        save(&b).await?;
+        let notice = b.find(Locator::Css("p.notice")).await?.text().await?;
+        assert!(notice.contains("samengevoegd"), "{notice}");
+        for c in [&a, &b] {
+            c.goto(&format!("{base}/plannen/{plan}")).await?;
+            let text = c
+                .find(Locator::Css(&format!("section#{visie} .text")))
+                .await?
+                .text()
+                .await?;
+            assert!(text.contains("De partners (A) spreken af:"), "{text}");
+            assert!(
+                text.contains("één vaste contactpersoon per school (B)"),
+                "{text}"
+            );
+        }
+
+        // Approve, then a later edit: "1 wijziging sinds" and the diff.
+        a.find(Locator::Css("form.approve button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        a.wait().for_element(Locator::Css("p.notice")).await?;
+        let since = a
+            .find(Locator::Css("#goedkeuring td.since"))
+            .await?
+            .text()
+            .await?;
+        assert!(since.contains("deze versie"), "{since}");
+        edit(&b, &base, &plan, &intro, "Een latere wijziging.").await?;
+        save(&b).await?;
+        a.goto(&format!("{base}/plannen/{plan}")).await?;
+        let since = a
+            .find(Locator::Css("#goedkeuring td.since"))
+            .await?
+            .text()
+            .await?;
+        assert!(since.contains("1 wijziging sinds"), "{since}");
+        a.find(Locator::Css("#goedkeuring td.since a"))
+            .await?
+            .click()
+            .await?;
+        let h1 = a
+            .wait()
+            .for_element(Locator::Css("main h1"))
+            .await?
+            .text()
+            .await?;
+        assert!(h1.starts_with("Wijzigingen sinds de goedkeuring"), "{h1}");
+        let body = a.find(Locator::Css("main")).await?.text().await?;
+        assert!(body.contains("Een latere wijziging."), "{body}");
+        assert!(a.get_alert_text().await.is_err());
+        Ok(())
+    }
+    .await;
+    if result.is_err()
+        && let Ok(page) = a.source().await
+    {
+        eprintln!("the page when the test failed:\n{page}");
+    }
+    let _ = a.close().await;
+    let _ = b.close().await;
+    let _ = driver.kill().await;
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    result.unwrap();
+}
+
+async fn c_open(
+    c: &Client,
+    base: &str,
+    plan: &str,
+    sid: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    c.goto(&format!("{base}/plannen/{plan}/secties/{sid}/bewerken"))
+        .await?;
+    c.wait().for_element(Locator::Id("tekst")).await?;
+    Ok(())
+}
