@@ -884,12 +884,9 @@ pub(crate) async fn add_section(
         .with_node(move |node| {
             check_plan(node, &id)?;
             let p = node.plan(&id)?;
-            let key = |s: &str| {
-                s.split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .to_lowercase()
-            };
+            // The same sameness as the plan schema's (NFC, spaces, case): a title
+            // that only looks new would make `set_section` empty an existing section.
+            let key = regiosync_core::text::sameness_key;
             if p.sections.iter().any(|s| key(&s.title) == key(&title)) {
                 return Err(NodeError::from(PlanError::DuplicateSection(title)).into());
             }

@@ -545,6 +545,28 @@ async fn sections_agreements_comments_and_approvals() {
     )
     .await;
     assert_eq!(dup.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // The same title written with a combining accent is the same title (NFC): a
+    // "new" section must not empty the existing one.
+    let cafe = |title: &str| {
+        post(
+            &format!("/plannen/{plan}/secties"),
+            &cookie,
+            format!("csrf={csrf}&titel={}", enc(title)),
+        )
+    };
+    ok(&send(app, cafe("Caf\u{e9}")).await, "new section Café");
+    c.f.node
+        .lock()
+        .await
+        .set_section(&plan, "Caf\u{e9}", "Koffie met de wijkagent.\n")
+        .unwrap();
+    let dup = send(app, cafe("cafe\u{301}")).await;
+    assert_eq!(dup.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let kept = c.f.node.lock().await.plan(&plan).unwrap();
+    assert_eq!(
+        kept.titled("Caf\u{e9}").unwrap().text.trim_end(),
+        "Koffie met de wijkagent."
+    );
     let resp = send(
         app,
         post(
