@@ -187,6 +187,12 @@ impl Events {
         self.tx.subscribe()
     }
 
+    /// Sends an event again, for tests of listeners that fall behind.
+    #[doc(hidden)]
+    pub fn resend_for_tests(&self, event: ChangeEvent) {
+        self.send(event);
+    }
+
     /// Announces a committed change (nobody listening is fine). Never blocks.
     pub(crate) fn send(&self, event: ChangeEvent) {
         tracing::trace!(doc = ?event.doc, kind = event.kind.as_str(), "change event");
