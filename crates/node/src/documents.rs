@@ -585,6 +585,9 @@ impl Node {
             };
             Ok::<_, NodeError>((Edited { value, change }, snapshot))
         })?;
+        if edited.change.is_some() {
+            self.announce_local(Some(*id), crate::events::ChangeKind::of_message(message));
+        }
         if let Some((doc, rowid, heads)) = snapshot {
             let snap = Snapshot {
                 bytes: doc.save(),

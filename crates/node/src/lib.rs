@@ -32,6 +32,7 @@ pub mod documents;
 mod dossier_sync;
 pub mod dossiers;
 mod error;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input_file;
@@ -82,6 +83,8 @@ pub struct Node {
     /// The last fold of the control log, kept while no op is stored (see
     /// `region::Node::control`): every sync request needs it.
     control_cache: std::sync::Mutex<Option<region::ControlCache>>,
+    /// Change notifications of this process (see `events.rs`).
+    events: events::Events,
 }
 
 impl Node {
@@ -117,6 +120,7 @@ impl Node {
             withheld: Default::default(),
             dossier_readers: Default::default(),
             control_cache: Default::default(),
+            events: Default::default(),
         })
     }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::Node;
 use crate::documents::{DocSource, now_ms};
 use crate::error::NodeError;
+use crate::events::ChangeKind;
 
 /// Setting key: the region this node is a member of (32 bytes).
 const SETTING_REGION: &str = "region";
@@ -246,6 +247,7 @@ impl Node {
             tx.delete_setting(SETTING_PENDING_JOIN)
         })?;
         tracing::info!(region = %region, "founded region");
+        self.announce_local(None, ChangeKind::Region);
         Ok(region)
     }
 
@@ -523,6 +525,13 @@ impl Node {
             }
             Ok::<_, NodeError>(())
         })?;
+        for op in &new {
+            self.events.send(crate::events::ChangeEvent::of_op(
+                op,
+                crate::events::Source::Import,
+                &folded.state,
+            ));
+        }
         Ok(Imported {
             region: region.to_string(),
             new_ops: new.len(),
@@ -787,7 +796,16 @@ impl Node {
         let region = self.region()?.ok_or(NodeError::NotInRegion)?;
         let author = self.info.node_id;
         let key = self.signer()?.signing_key().clone();
-        self.store.write(|tx| {
+        // One event per plan and kind; creating a plan (its CreateDoc with its
+        // audience) is one `Created`.
+        let mut kinds: Vec<(ChangeKind, Option<DocId>)> = Vec::new();
+        for (kind, doc) in bodies.iter().map(ChangeKind::of_op) {
+            let created = doc.is_some() && kinds.contains(&(ChangeKind::Created, doc));
+            if !created && !kinds.contains(&(kind, doc)) {
+                kinds.push((kind, doc));
+            }
+        }
+        let made = self.store.write(|tx| {
             let mut all = decode_stored_ops(&tx.ops()?);
             let mut heads = fold(region, &all)
                 .map_err(|e| NodeError::DamagedControlLog(e.to_string()))?
@@ -817,7 +835,11 @@ impl Node {
             }
             also(tx)?;
             Ok(made)
-        })
+        })?;
+        for (kind, doc) in kinds {
+            self.announce_local(doc, kind);
+        }
+        Ok(made)
     }
 }
 

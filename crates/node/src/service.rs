@@ -2,8 +2,10 @@
 //! answers sync requests, with sync sessions spawned per peer (two nodes syncing each
 //! other at once cannot deadlock), at most one per peer at a time.
 //!
-//! What triggers a session with a peer: it connects; this store changed (another
-//! `regiosync` process committed an edit: SQLite's `data_version` moves; or this node
+//! What triggers a session with a peer: it connects; this store changed (an edit
+//! committed in this process, announced on the node's change channel,
+//! [`crate::events`], is pushed at once; another `regiosync` process committed an
+//! edit: SQLite's `data_version` moves, seen by a poll every 200 ms; or this node
 //! stored changes from another peer, which it passes on at once); and a periodic
 //! anti-entropy tick. Members that are not connected are redialled with exponential
 //! backoff and jitter. After new control ops the member set of the gate is updated, so
@@ -310,6 +312,10 @@ pub async fn run_shared(
     let mut reach_due = true;
     let mut redial: HashMap<NodeId, Redial> = HashMap::new();
     let mut data_version = node.lock().await.store().data_version().unwrap_or(0);
+    // Changes committed in this process (the web app): pushed at once, not at the
+    // next poll (which sees only other processes' commits).
+    let mut changes = node.lock().await.events().subscribe();
+    let mut changes_open = true;
     let mut tick = tokio::time::interval(config.sync_interval);
     let mut poll = tokio::time::interval(config.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -524,6 +530,38 @@ pub async fn run_shared(
                 }
                 if again.remove(&peer) && connected.contains(&peer) {
                     start(peer, &mut sessions, &mut running, &mut again);
+                }
+            }
+            ev = changes.recv(), if changes_open => {
+                use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+                // Everything pending at once: a burst of edits is one push.
+                let mut push = false;
+                let mut next = ev;
+                loop {
+                    match next {
+                        Ok(e) => push |= matches!(e.source, crate::events::Source::Local | crate::events::Source::Import),
+                        // Missed some: they may have been local.
+                        Err(RecvError::Lagged(_)) => push = true,
+                        Err(RecvError::Closed) => {
+                            changes_open = false;
+                            break;
+                        }
+                    }
+                    next = match changes.try_recv() {
+                        Ok(e) => Ok(e),
+                        Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                        Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                        Err(TryRecvError::Empty) => break,
+                    };
+                }
+                // Changes stored from a peer are passed on where their session or
+                // answer ends (above).
+                if push {
+                    tracing::debug!(peers = connected.len(), "committed here; pushing");
+                    members = update_members(&node, &net, me).await?;
+                    for p in connected.clone() {
+                        start(p, &mut sessions, &mut running, &mut again);
+                    }
                 }
             }
             _ = poll.tick() => {

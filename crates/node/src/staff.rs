@@ -494,6 +494,33 @@ impl Node {
         }))
     }
 
+    /// Whether the session with this token is still live, decided as
+    /// [`Node::staff_session`] decides, but without recording a use or deleting
+    /// anything: a page that only listens for changes (the web app's live plan
+    /// page) must not keep its session from timing out.
+    pub fn staff_session_is_live(
+        &self,
+        token: &str,
+        limits: SessionLimits,
+    ) -> Result<bool, NodeError> {
+        let Some(hash) = token_hash(token) else {
+            return Ok(false);
+        };
+        let Some(row) = self.store().staff_session(&hash)? else {
+            return Ok(false);
+        };
+        let now = now_ms();
+        if now.saturating_sub(row.last_seen_ms) > ms(limits.idle)
+            || now.saturating_sub(row.created_ms) > ms(limits.absolute)
+        {
+            return Ok(false);
+        }
+        Ok(self
+            .store()
+            .staff_user_by_id(row.user_id)?
+            .is_some_and(|u| !u.disabled))
+    }
+
     /// Ends the session with this token (sign-out); `false` if there was none.
     pub fn end_staff_session(&mut self, token: &str) -> Result<bool, NodeError> {
         let Some(hash) = token_hash(token) else {

@@ -33,6 +33,7 @@ use tokio::sync::Mutex;
 use crate::Node;
 use crate::documents::{KIND_PLAN, Verified, change_row, now_ms};
 use crate::error::NodeError;
+use crate::events::{ChangeEvent, ChangeKind, Source};
 use crate::peers::{DocStates, SharedHeads};
 use crate::region::decode_stored_ops;
 
@@ -203,7 +204,7 @@ pub async fn sync_with(
             };
             theirs = t.into_iter().collect();
             let full = ops.len() >= MAX_OPS_PER_MESSAGE;
-            let new = node.lock().await.receive_ops(&ops)?;
+            let new = node.lock().await.receive_ops(&peer, &ops)?;
             report.ops_received += new;
             if !full || new == 0 {
                 break;
@@ -221,7 +222,7 @@ pub async fn sync_with(
             else {
                 return Err(unexpected(&peer));
             };
-            report.ops_received += node.lock().await.receive_ops(&ops)?;
+            report.ops_received += node.lock().await.receive_ops(&peer, &ops)?;
             let before = theirs.len();
             theirs = t.into_iter().collect();
             if theirs.len() <= before {
@@ -460,7 +461,7 @@ impl Node {
                 }
             }
             Request::Ops { have, ops } => {
-                *stored += self.receive_ops(&ops)?;
+                *stored += self.receive_ops(peer, &ops)?;
                 let theirs: HashSet<OpHash> = have.into_iter().collect();
                 Response::Ops {
                     have: self.op_hashes()?,
@@ -591,7 +592,8 @@ impl Node {
     /// stranger's junk never enters the log, its fold or the next `Ops` exchange), a
     /// member's refused op is kept (a later op can change whether it stands, and every
     /// node must fold the same set), ops waiting for parents up to a limit.
-    pub fn receive_ops(&mut self, ops: &[Vec<u8>]) -> Result<usize, NodeError> {
+    /// Each op stored is announced ([`crate::events`]) as coming from `peer`.
+    pub fn receive_ops(&mut self, peer: &NodeId, ops: &[Vec<u8>]) -> Result<usize, NodeError> {
         let region = self.region()?.ok_or(NodeError::NotInRegion)?;
         let known: HashSet<OpHash> = self.op_hashes()?.into_iter().collect();
         let mut new: Vec<SignedOp> = Vec::new();
@@ -629,6 +631,13 @@ impl Node {
             }
             Ok::<_, NodeError>(())
         })?;
+        for op in &new {
+            self.events.send(crate::events::ChangeEvent::of_op(
+                op,
+                crate::events::Source::Sync(*peer),
+                &admitted.folded.state,
+            ));
+        }
         if new.iter().any(|o| {
             matches!(
                 o.op().body,
@@ -807,6 +816,8 @@ impl Node {
                 continue;
             };
             let mut rows = Vec::new();
+            // Per row: who signed it and what kind of change it is, for the events.
+            let mut what = Vec::new();
             let schema_check = plan_change_check(&m.doc, &folded.state);
             for sc in &m.changes {
                 let verdict = verify_incoming_change(sc, &m.doc, folded, |h| known.contains(h))
@@ -821,7 +832,13 @@ impl Node {
                         Ok(c)
                     });
                 match verdict {
-                    Ok(c) => rows.push(change_row(&c, sc.change.clone(), sc.envelope.clone())),
+                    Ok(c) => {
+                        what.push((
+                            NodeId::from_actor_id(c.actor_id()),
+                            ChangeKind::of_message(c.message().unwrap_or("")),
+                        ));
+                        rows.push(change_row(&c, sc.change.clone(), sc.envelope.clone()));
+                    }
                     Err(why) => {
                         // Only forgery counts against the peer: an authority failure
                         // can mean that this node's region state lags behind the peer's.
@@ -834,7 +851,9 @@ impl Node {
             }
             let doc = m.doc;
             let kind = acl.kind;
+            let mut announce: Vec<(Option<NodeId>, ChangeKind)> = Vec::new();
             stored += self.store.write(|tx| {
+                announce.clear();
                 if tx.document(&doc)?.is_none() {
                     tx.insert_document(&DocumentRow {
                         id: doc,
@@ -845,7 +864,7 @@ impl Node {
                     })?;
                 }
                 let mut n = 0;
-                for r in &rows {
+                for (r, w) in rows.iter().zip(&what) {
                     // Equivocation: another change of this device under the same
                     // sequence number is held already (or came earlier in this
                     // message). The first one held wins; the second is refused, and
@@ -877,10 +896,23 @@ impl Node {
                     }
                     if tx.append_change(&doc, r)?.is_some() {
                         n += 1;
+                        if !announce.contains(w) {
+                            announce.push(*w);
+                        }
                     }
                 }
                 Ok::<_, NodeError>(n)
             })?;
+            // One event per device and kind of change in this message, not per change.
+            for (device, kind) in announce {
+                self.events.send(ChangeEvent::by_device(
+                    Some(doc),
+                    device,
+                    kind,
+                    Source::Sync(*peer),
+                    &folded.state,
+                ));
+            }
             self.after_receive(folded, &doc);
         }
         // What the peer holds now, per its sync messages: the per-peer sync state.

@@ -1181,3 +1181,131 @@ fn attack_a_member_cannot_make_a_device_believe_it_was_removed() {
     assert_eq!(removal.at, 1_800_000_000);
     assert_eq!(zeist.removal().unwrap(), Some(removal));
 }
+
+#[test]
+fn every_committed_plan_change_is_announced_once_with_its_party_and_kind() {
+    use crate::events::{ChangeEvent, ChangeKind, Source};
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    let drain = |rx: &mut tokio::sync::broadcast::Receiver<ChangeEvent>| {
+        let mut out = Vec::new();
+        loop {
+            match rx.try_recv() {
+                Ok(e) => out.push(e),
+                Err(TryRecvError::Empty) => return out,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let [mut kern, roc, _zeist, _houten] = dossier_region(tmp.path());
+    let (kern_id, roc_id) = (kern.info().node_id, roc.info().node_id);
+    let mut here = kern.events().subscribe();
+    let doc = kern
+        .create_plan(PlanKind::Jeugdplan, "Jeugdplan 2027")
+        .unwrap();
+    kern.set_section(&doc, "Inleiding", "Samen.").unwrap();
+    // Nothing changed: nothing is announced.
+    kern.set_section(&doc, "Inleiding", "Samen.").unwrap();
+    kern.add_agreement(
+        &doc,
+        &AgreementInput {
+            title: "Overdracht".into(),
+            owner: party("roc-midden"),
+            deadline: None,
+        },
+    )
+    .unwrap();
+    kern.add_comment(&doc, "Inleiding", "Samen", "Met wie?")
+        .unwrap();
+    kern.approve(&doc, None).unwrap();
+    // A refused edit announces nothing.
+    assert!(kern.set_section(&doc, "", "x").is_err());
+    let got = drain(&mut here);
+    let kinds: Vec<_> = got.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ChangeKind::Created,
+            ChangeKind::Section,
+            ChangeKind::Agreement,
+            ChangeKind::Comment,
+            ChangeKind::Approval
+        ]
+    );
+    for e in &got {
+        assert_eq!(e.doc, Some(doc));
+        assert_eq!(e.source, Source::Local);
+        assert_eq!(e.device, Some(kern_id));
+        assert_eq!(e.party, Some(party("gemeente-utrecht")));
+    }
+
+    // The ROC syncs with the founder (the ROC asks, the founder answers): each side
+    // announces what it stored, as coming from the other, with the author's party.
+    let mut there = roc.events().subscribe();
+    let roc = tokio::sync::Mutex::new(roc);
+    let net = Direct {
+        responder: std::sync::Mutex::new(kern),
+        from: roc_id,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(crate::sync::sync_with(&roc, &net, kern_id))
+        .unwrap();
+    let got = drain(&mut there);
+    assert!(
+        got.iter().all(|e| e.source == Source::Sync(kern_id)),
+        "{got:?}"
+    );
+    let plan_events: Vec<_> = got.iter().filter(|e| e.doc == Some(doc)).collect();
+    for kind in [
+        ChangeKind::Created,
+        ChangeKind::Section,
+        ChangeKind::Agreement,
+        ChangeKind::Comment,
+        ChangeKind::Approval,
+    ] {
+        assert!(
+            plan_events.iter().any(|e| e.kind == kind
+                && e.party == Some(party("gemeente-utrecht"))
+                && e.device == Some(kern_id)),
+            "{kind:?} in {plan_events:?}"
+        );
+    }
+    // The ROC edits; the founder, answering the ROC's next session, announces it.
+    let mut roc = roc.into_inner();
+    let mut kern = net.responder.into_inner().unwrap();
+    let mut at_kern = kern.events().subscribe();
+    roc.set_section(&doc, "Inleiding", "Samen met het mbo.")
+        .unwrap();
+    let roc = tokio::sync::Mutex::new(roc);
+    let net = Direct {
+        responder: std::sync::Mutex::new(kern),
+        from: roc_id,
+    };
+    rt.block_on(crate::sync::sync_with(&roc, &net, kern_id))
+        .unwrap();
+    let got = drain(&mut at_kern);
+    assert_eq!(
+        got,
+        [ChangeEvent {
+            doc: Some(doc),
+            party: Some(party("roc-midden")),
+            device: Some(roc_id),
+            kind: ChangeKind::Section,
+            source: Source::Sync(roc_id),
+        }]
+    );
+    // An ACL change is announced for its plan; a region change without one.
+    kern = net.responder.into_inner().unwrap();
+    kern.set_acl(&doc, None, Some(vec![party("gemeente-utrecht")]))
+        .unwrap();
+    kern.set_dossier_relay(roc_id, true).unwrap();
+    let got = drain(&mut at_kern);
+    assert_eq!(
+        got.iter().map(|e| (e.doc, e.kind)).collect::<Vec<_>>(),
+        [(Some(doc), ChangeKind::Acl), (None, ChangeKind::Region)]
+    );
+}

@@ -51,6 +51,7 @@ struct Inner {
     config: WebConfig,
     throttle: std::sync::Mutex<Throttle>,
     hashing: Semaphore,
+    streams: crate::live::Streams,
 }
 
 /// What every handler shares: the node (the same handle the sync service uses), the
@@ -73,6 +74,7 @@ impl AppState {
             config,
             throttle: std::sync::Mutex::new(throttle),
             hashing: Semaphore::new(HASHING_SLOTS),
+            streams: crate::live::Streams::default(),
         }))
     }
 
@@ -114,6 +116,11 @@ impl AppState {
             .map_err(|e| WebError::Internal(format!("a hashing task failed: {e}")))
     }
 
+    /// The open live streams ([`crate::live`]).
+    pub(crate) fn streams(&self) -> &crate::live::Streams {
+        &self.0.streams
+    }
+
     /// The sign-in throttle.
     pub(crate) fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
         self.0.throttle.lock().unwrap_or_else(|e| e.into_inner())
@@ -135,16 +142,19 @@ pub fn router(state: AppState) -> Router {
         .route("/plannen", get(pages::plans))
         .route("/plannen/{id}", get(plans::show))
         .merge(plans::routes())
+        .route("/plannen/{id}/events", get(crate::live::events))
         .route("/beheer/accounts", get(pages::accounts))
         .route("/assets/app.css", get(pages::css))
+        .route("/assets/live.js", get(crate::live::script))
         .fallback(|| async { WebError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state.clone(), finish))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .with_state(state)
 }
 
-/// The Content-Security-Policy: only this origin's styles and script files (no
-/// inline script or style), no frames, forms only to this origin.
+/// The Content-Security-Policy: only this origin's styles and scripts (files, never
+/// inline), connections (the live stream, the page refetch) only to this origin, no
+/// frames, forms only to this origin.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Security headers on every response; errors as JSON for clients that ask for JSON;
@@ -156,6 +166,12 @@ async fn finish(State(state): State<AppState>, req: Request, next: Next) -> Resp
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
     let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
+    // A live stream (EventSource) cannot follow a redirect to a page: it gets 401.
+    let wants_stream = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
     let is_asset = req.uri().path().starts_with("/assets/");
     let mut resp = next.run(req).await;
     if let Some(info) = resp.extensions().get::<ErrorInfo>().cloned() {
@@ -168,7 +184,7 @@ async fn finish(State(state): State<AppState>, req: Request, next: Next) -> Resp
                 json.headers_mut().insert(header::RETRY_AFTER, r.clone());
             }
             resp = json;
-        } else if info.code == "not_signed_in" && is_get {
+        } else if info.code == "not_signed_in" && is_get && !wants_stream {
             resp = see_other("/inloggen");
         }
     } else if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -54,6 +54,9 @@ pub enum WebError {
         /// Seconds until a new try is accepted.
         retry_after: u64,
     },
+    /// Too many live streams open, for this session or in all.
+    #[error("too many live streams")]
+    TooManyStreams,
     /// A node operation failed.
     #[error(transparent)]
     Node(Box<NodeError>),
@@ -144,6 +147,12 @@ impl WebError {
                     "Er is te vaak een verkeerd wachtwoord gegeven. Probeer het over {} minuten opnieuw.",
                     retry_after.div_ceil(60).max(1)
                 ),
+            ),
+            Self::TooManyStreams => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                "Te veel open pagina's",
+                "Er staan te veel pagina's open die live worden bijgewerkt. Sluit er een paar; herlaad deze pagina om de laatste wijzigingen te zien.".into(),
             ),
             Self::Node(e)
                 if matches!(

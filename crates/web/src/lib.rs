@@ -11,6 +11,7 @@
 //! - [`router`] and [`AppState`]: the routes, security headers, errors.
 //! - [`auth`]: sessions, the role a handler requires ([`auth::Allowed`]), CSRF.
 //! - [`throttle`]: sign-in throttling.
+//! - [`live`]: live plan pages (server-sent events on the node's change channel).
 //!
 //! Staff accounts live in the node's store (`regiosync user add`, see
 //! [`regiosync_node::staff`]). docs/WEB.md describes pages, roles and measures.
@@ -40,6 +41,7 @@ mod app;
 pub mod auth;
 mod error;
 pub mod form;
+pub mod live;
 mod pages;
 mod plans;
 pub mod server;

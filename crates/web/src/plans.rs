@@ -186,11 +186,19 @@ fn parse_heads(s: &str) -> Result<Vec<ChangeHash>, WebError> {
 }
 
 /// The plan `id` must exist here as a plan (else 404).
-fn check_plan(node: &Node, id: &DocId) -> Result<(), WebError> {
+/// The plan exists on this node and this party may read it by the region's access
+/// lists (a node keeps a plan whose access its party lost): else 404, as for an
+/// unknown id, so that the page does not tell which plans exist. Every plan page,
+/// form and the live stream check this.
+pub(crate) fn check_plan(node: &Node, id: &DocId) -> Result<(), WebError> {
     match node.store().document(id).map_err(NodeError::from)? {
-        Some(row) if row.kind == KIND_PLAN => Ok(()),
-        _ => Err(NodeError::UnknownDocument(id.to_string()).into()),
+        Some(row) if row.kind == KIND_PLAN => {}
+        _ => return Err(NodeError::UnknownDocument(id.to_string()).into()),
     }
+    if !node.region_state()?.may_read(id, &node.info().party) {
+        return Err(NodeError::UnknownDocument(id.to_string()).into());
+    }
+    Ok(())
 }
 
 fn plan_id(raw: &str) -> Result<DocId, WebError> {
