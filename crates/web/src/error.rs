@@ -40,6 +40,11 @@ pub enum WebError {
     /// The body is larger than the limit.
     #[error("request body too large")]
     TooLarge,
+    /// The request is well-formed but cannot be done as asked (an empty purpose, a
+    /// date that is not one, a refusal of the node such as a grant by a party that
+    /// does not own the dossier); the message says what to do. Nothing changed.
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
     /// Too many failed sign-ins for this name or address.
     #[error("too many failed sign-ins")]
     Throttled {
@@ -108,6 +113,12 @@ impl WebError {
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "Ongeldige invoer",
+                format!("{m} Er is niets gewijzigd."),
+            ),
+            Self::Unprocessable(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "Niet uitgevoerd",
                 format!("{m} Er is niets gewijzigd."),
             ),
             Self::TooLarge => (

@@ -38,6 +38,8 @@
 
 mod app;
 pub mod auth;
+mod beheer;
+mod dossiers;
 mod error;
 pub mod form;
 mod pages;
