@@ -196,7 +196,7 @@ async fn a_woongemeente_reads_the_rocs_dossier_with_a_purpose_and_others_cannot(
     let roc = start(
         &dirs[1],
         &regiosync_net::free_loopback_tcp().unwrap(),
-        &[gouda_addr.clone()],
+        std::slice::from_ref(&gouda_addr),
         &cancel,
         &mut tasks,
     )
@@ -204,7 +204,7 @@ async fn a_woongemeente_reads_the_rocs_dossier_with_a_purpose_and_others_cannot(
     let wadd = start(
         &dirs[2],
         &regiosync_net::free_loopback_tcp().unwrap(),
-        &[gouda_addr.clone()],
+        std::slice::from_ref(&gouda_addr),
         &cancel,
         &mut tasks,
     )
