@@ -412,7 +412,7 @@ fn dossier_region(root: &std::path::Path) -> [Node; 4] {
 #[test]
 fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::audit::verify_chain;
+    use regiosync_core::audit::{Who, verify_chain};
     use regiosync_core::control::dossier::Basis;
     use regiosync_core::dossier::DossierField;
     use regiosync_core::seal::SealError;
@@ -494,8 +494,9 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     // Every read and write is in the audit log, and the chain verifies.
     let log = roc.store().audit_log().unwrap();
     let actions: Vec<&str> = log.iter().map(|(_, e, _)| e.action.as_str()).collect();
-    assert_eq!(actions, ["create", "read", "note", "read"]);
-    assert_eq!(verify_chain(log), Ok(4));
+    assert_eq!(actions, ["create", "read", "revoke", "note", "read"]);
+    assert!(log.iter().all(|(_, e, _)| e.who == Who::cli("j.bakker")));
+    assert_eq!(verify_chain(log), Ok(5));
 
     // Erase: reads fail with who erased it and when, and no byte of its wrapped keys,
     // its sealed changes or its plaintext is left in the store files.
