@@ -156,7 +156,7 @@ impl Region {
 
 fn mentor() -> Reader {
     Reader {
-        user: "j.bakker".into(),
+        who: regiosync_core::audit::Who::cli("j.bakker"),
         purpose: "begeleiding".into(),
     }
 }
@@ -195,10 +195,22 @@ fn has_note(d: &Dossier, text: &str) -> bool {
 /// The student moves to Houten: the ROC revokes Zeist's access and grants Houten.
 fn move_to_houten(r: &Region, id: &DocId, basis: Basis, purpose: &str) {
     let mut roc = r.node(ROC);
-    roc.revoke_dossier(id, party("gemeente-zeist"), "verhuisd naar Houten")
-        .unwrap();
-    roc.grant_dossier(id, party("gemeente-houten"), basis, purpose, None)
-        .unwrap();
+    roc.revoke_dossier(
+        id,
+        party("gemeente-zeist"),
+        "verhuisd naar Houten",
+        &mentor(),
+    )
+    .unwrap();
+    roc.grant_dossier(
+        id,
+        party("gemeente-houten"),
+        basis,
+        purpose,
+        None,
+        &mentor(),
+    )
+    .unwrap();
 }
 
 /// Waits until each of `nodes` reads the note `text` in the dossier.

@@ -186,7 +186,7 @@ impl Region {
 
 fn mentor() -> Reader {
     Reader {
-        user: "j.bakker".into(),
+        who: regiosync_core::audit::Who::cli("j.bakker"),
         purpose: "begeleiding".into(),
     }
 }
@@ -395,6 +395,7 @@ async fn a_pending_op_naming_every_hash_does_not_freeze_the_dossier() {
             Basis::WettelijkeTaak,
             "leerplicht",
             None,
+            &mentor(),
         )
         .unwrap();
     r.start(&[ROC, KERN]);
@@ -434,7 +435,7 @@ async fn a_pending_op_naming_every_hash_does_not_freeze_the_dossier() {
     let mut roc = r.node(ROC);
     roc.add_dossier_note(&id, "Gewoon verder.", &mentor())
         .unwrap();
-    roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd")
+    roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd", &mentor())
         .unwrap();
     r.wait_for_note(KERN, &id, "Gewoon verder.").await;
     roc.erase_dossier(&id, &mentor()).unwrap();

@@ -252,7 +252,7 @@ async fn status_tells_a_refusing_member_from_an_offline_one_and_reports_a_dossie
                 fields: vec![(DossierField::Opleiding, "Verzorgende IG".into())],
             },
             &Reader {
-                user: "j.bakker".into(),
+                who: regiosync_core::audit::Who::cli("j.bakker"),
                 purpose: "begeleiding".into(),
             },
         )

@@ -33,7 +33,7 @@ pub(crate) fn party(s: &str) -> anyhow::Result<PartyName> {
 /// The reader named in the audit log of the bench's dossier reads and writes.
 pub(crate) fn reader() -> Reader {
     Reader {
-        user: "bench".into(),
+        who: regiosync_core::audit::Who::cli("bench"),
         purpose: "benchmark".into(),
     }
 }

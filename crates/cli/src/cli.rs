@@ -63,7 +63,8 @@ pub(crate) enum Command {
     Doc(DocCommand),
     /// Sealed student dossiers (synced only to the parties with access and to dossier relays)
     Dossier {
-        /// Who you are, for the audit log [default: $USER]
+        /// A name for the audit log, recorded as declared beside the OS user that runs
+        /// the command (the web app records the signed-in account instead)
         #[arg(long, global = true, value_name = "NAME")]
         user: Option<String>,
         #[command(subcommand)]

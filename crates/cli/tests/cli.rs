@@ -25,6 +25,7 @@ impl Env {
             .env_remove("REGIOSYNC_HOME")
             .env_remove("REGIOSYNC_PASSPHRASE_FILE")
             .env_remove("RUST_LOG")
+            .env("USER", "testgebruiker")
             .arg("--data-dir")
             .arg(&self.dir);
         c
@@ -1305,6 +1306,19 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
         .collect();
     assert_eq!(actions, ["create", "note", "read"]);
     assert_eq!(log[2]["purpose"], "zorgoverleg");
+    // Format 2: the OS user that ran the command, and --user kept as declared.
+    for e in log.as_array().unwrap() {
+        assert_eq!(e["format"], 2);
+        assert_eq!(e["via"], "cli");
+        assert_eq!(e["user"], "testgebruiker");
+    }
+    assert_eq!(log[0]["declared"], "j.bakker");
+    let shown = env.run(&["audit"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("cli: testgebruiker (--user j.bakker)"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
     let v = env.json(&["audit", "--verify"]);
     assert_eq!(
         (v["entries"].as_i64(), v["intact"].as_bool()),

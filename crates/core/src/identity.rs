@@ -15,8 +15,7 @@
 
 use std::io::{Read, Write};
 
-use age::secrecy::ExposeSecret;
-pub use age::secrecy::SecretString;
+pub use age::secrecy::{ExposeSecret, SecretString};
 pub use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 

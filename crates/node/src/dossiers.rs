@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use automerge::{Automerge, Change};
-use regiosync_core::audit::AuditEntry;
+use regiosync_core::audit::{AuditEntry, Who};
 use regiosync_core::control::dossier::{
     Basis, DossierAccess, DossierBody, DossierOp, KeyWrap, SignedDossierOp, dossier_id,
     ever_granted, fold_dossier, until_of,
@@ -46,11 +46,12 @@ pub struct NewDossier {
     pub fields: Vec<(DossierField, String)>,
 }
 
-/// Who reads or writes a dossier, for the audit log.
+/// Who reads or writes a dossier, for the audit log: the person and how they reached
+/// the node (a web session's signed-in account, or the CLI's OS user), and why.
 #[derive(Clone, Debug)]
 pub struct Reader {
-    /// The user's name.
-    pub user: String,
+    /// Who, and how.
+    pub who: Who,
     /// Why.
     pub purpose: String,
 }
@@ -350,7 +351,8 @@ impl Node {
         })
     }
 
-    /// Grants a party access (owner party only) and gives its devices every key.
+    /// Grants a party access (owner party only) and gives its devices every key;
+    /// audited as `grant` under `by` (its purpose is the grant's).
     pub fn grant_dossier(
         &mut self,
         id: &DocId,
@@ -358,6 +360,7 @@ impl Node {
         basis: Basis,
         purpose: &str,
         until: Option<Date>,
+        by: &Reader,
     ) -> Result<(), NodeError> {
         if let Some(end) = until
             && end < today()
@@ -376,16 +379,19 @@ impl Node {
                 until: until.map(until_of),
             },
         )?;
+        self.audit(id, by, "grant")?;
         self.wrap_missing(id)
     }
 
     /// Revokes a party's access (owner party only), keeping the changes of its
-    /// devices this node holds, and starts a new key epoch without it.
+    /// devices this node holds, and starts a new key epoch without it; audited as
+    /// `revoke` under `by`.
     pub fn revoke_dossier(
         &mut self,
         id: &DocId,
         party: PartyName,
         reason: &str,
+        by: &Reader,
     ) -> Result<(), NodeError> {
         let state = self.region_state()?;
         let mut keep: Vec<[u8; 32]> = self
@@ -408,6 +414,7 @@ impl Node {
                 keep,
             },
         )?;
+        self.audit(id, by, "revoke")?;
         self.rotate(id)
     }
 
@@ -579,7 +586,7 @@ impl Node {
         AuditEntry {
             at_ms: now_ms(),
             device: *self.info.node_id.as_bytes(),
-            user: by.user.clone(),
+            who: by.who.clone(),
             dossier: *id,
             action: action.to_owned(),
             purpose: by.purpose.clone(),

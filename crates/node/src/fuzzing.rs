@@ -38,7 +38,7 @@ fn party(name: &str) -> Result<PartyName, NodeError> {
 
 fn reader() -> Reader {
     Reader {
-        user: "fuzz".into(),
+        who: regiosync_core::audit::Who::cli("fuzz"),
         purpose: "fuzzing".into(),
     }
 }

@@ -29,6 +29,7 @@
 
 pub mod data_dir;
 pub mod documents;
+pub mod dossier_list;
 mod dossier_sync;
 pub mod dossiers;
 mod error;

@@ -412,7 +412,7 @@ fn dossier_region(root: &std::path::Path) -> [Node; 4] {
 #[test]
 fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::audit::verify_chain;
+    use regiosync_core::audit::{Who, verify_chain};
     use regiosync_core::control::dossier::Basis;
     use regiosync_core::dossier::DossierField;
     use regiosync_core::seal::SealError;
@@ -420,7 +420,7 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, mut a, mut b] = dossier_region(tmp.path());
     let mentor = Reader {
-        user: "j.bakker".into(),
+        who: regiosync_core::audit::Who::cli("j.bakker"),
         purpose: "begeleiding".into(),
     };
     let id = roc
@@ -466,8 +466,13 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
 
     // The student moves: revoke Zeist. The next note is sealed under a new epoch that
     // Zeist's keys do not open; the old change still opens with them.
-    roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd naar Houten")
-        .unwrap();
+    roc.revoke_dossier(
+        &id,
+        party("gemeente-zeist"),
+        "verhuisd naar Houten",
+        &mentor,
+    )
+    .unwrap();
     roc.add_dossier_note(&id, "Intake bij de nieuwe gemeente gepland.", &mentor)
         .unwrap();
     let access = roc.dossier_access(&id).unwrap();
@@ -489,8 +494,9 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     // Every read and write is in the audit log, and the chain verifies.
     let log = roc.store().audit_log().unwrap();
     let actions: Vec<&str> = log.iter().map(|(_, e, _)| e.action.as_str()).collect();
-    assert_eq!(actions, ["create", "read", "note", "read"]);
-    assert_eq!(verify_chain(log), Ok(4));
+    assert_eq!(actions, ["create", "read", "revoke", "note", "read"]);
+    assert!(log.iter().all(|(_, e, _)| e.who == Who::cli("j.bakker")));
+    assert_eq!(verify_chain(log), Ok(5));
 
     // Erase: reads fail with who erased it and when, and no byte of its wrapped keys,
     // its sealed changes or its plaintext is left in the store files.
@@ -543,7 +549,7 @@ fn two_processes_writing_one_dossier_at_once_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut node, ..] = dossier_region(tmp.path());
     let by = Reader {
-        user: "t".into(),
+        who: regiosync_core::audit::Who::cli("t"),
         purpose: "test".into(),
     };
     let id = node
@@ -589,7 +595,7 @@ fn hostile_dossier_messages_are_refused_and_never_stored() {
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, mut zeist, mut houten] = dossier_region(tmp.path());
     let by = Reader {
-        user: "j.bakker".into(),
+        who: regiosync_core::audit::Who::cli("j.bakker"),
         purpose: "begeleiding".into(),
     };
     let id = roc
@@ -745,7 +751,7 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
     let by = Reader {
-        user: "t".into(),
+        who: regiosync_core::audit::Who::cli("t"),
         purpose: "test".into(),
     };
     let id = roc
@@ -794,7 +800,7 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
     assert_eq!(held(&zeist), held(&roc));
 
     // The ROC revokes Zeist; Zeist, not knowing, writes a note offline.
-    roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd")
+    roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd", &by)
         .unwrap();
     zeist
         .add_dossier_note(&id, "Geschreven na de intrekking.", &by)
@@ -943,7 +949,7 @@ fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
     let tmp = tempfile::tempdir().unwrap();
     let [mut kern, mut roc, mut zeist, houten] = dossier_region(tmp.path());
     let by = Reader {
-        user: "j.bakker".into(),
+        who: regiosync_core::audit::Who::cli("j.bakker"),
         purpose: "begeleiding".into(),
     };
     let id = roc
@@ -1023,7 +1029,7 @@ fn a_dossiers_woongemeente_is_a_municipality_of_the_region_and_moves_only_by_gra
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut roc, ..] = dossier_region(tmp.path());
     let by = Reader {
-        user: "j.bakker".into(),
+        who: regiosync_core::audit::Who::cli("j.bakker"),
         purpose: "begeleiding".into(),
     };
     let new = |w: &str| NewDossier {
@@ -1095,7 +1101,7 @@ fn a_grant_that_ended_before_it_was_given_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut roc, ..] = dossier_region(tmp.path());
     let by = Reader {
-        user: "j.bakker".into(),
+        who: regiosync_core::audit::Who::cli("j.bakker"),
         purpose: "begeleiding".into(),
     };
     let id = roc
@@ -1117,6 +1123,7 @@ fn a_grant_that_ended_before_it_was_given_is_refused() {
             Basis::Toestemming,
             "overdracht",
             Some(past),
+            &by,
         )
         .unwrap_err()
         .to_string();
@@ -1134,6 +1141,7 @@ fn a_grant_that_ended_before_it_was_given_is_refused() {
         Basis::Toestemming,
         "overdracht",
         Some(later),
+        &by,
     )
     .unwrap();
     let g = &roc.dossier_access(&id).unwrap().grants[&party("gemeente-houten")];

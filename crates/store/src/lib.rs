@@ -317,6 +317,21 @@ impl Store {
         audit::entries(&self.conn, &self.path)
     }
 
+    /// The audit entries of one dossier, in order (its access history).
+    pub fn audit_log_of(&self, dossier: &DocId) -> Result<Vec<AuditRow>, StoreError> {
+        audit::entries_of(&self.conn, &self.path, dossier)
+    }
+
+    /// At most `limit` audit entries with a sequence number below `before` (all when
+    /// `None`), newest first: a page of the log.
+    pub fn audit_log_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        audit::page(&self.conn, &self.path, before, limit)
+    }
+
     /// Remembered peer addresses as (peer public key, multiaddr), newest first per peer.
     pub fn peer_addrs(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
         peers::peer_addrs(&self.conn, &self.path)

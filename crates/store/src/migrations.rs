@@ -146,6 +146,15 @@ const MIGRATIONS: &[&str] = &[
         last_seen_ms    INTEGER NOT NULL
      ) STRICT;
      CREATE INDEX staff_sessions_by_user ON staff_sessions (user_id);",
+    // 9: audit entries of format 2 name how the person reached the node
+    //    (regiosync_core::audit::Who): `format` 1 rows (older) keep a declared name in
+    //    `user`; format 2 rows have `via` 'web' (user = the staff account) or 'cli'
+    //    (user = the OS user, `declared` = the name given with --user). The index
+    //    serves a dossier's access history.
+    "ALTER TABLE audit_log ADD COLUMN format INTEGER NOT NULL DEFAULT 1 CHECK (format IN (1, 2));
+     ALTER TABLE audit_log ADD COLUMN via TEXT NOT NULL DEFAULT '';
+     ALTER TABLE audit_log ADD COLUMN declared TEXT;
+     CREATE INDEX audit_log_by_dossier ON audit_log (dossier, seq);",
 ];
 
 /// The schema version this build writes.

@@ -403,12 +403,14 @@ fn data_version_moves_when_another_connection_commits() {
 
 #[test]
 fn the_audit_log_is_append_only_and_a_flipped_byte_is_detected() {
-    use regiosync_core::audit::{AuditEntry, verify_chain};
+    use regiosync_core::audit::{AuditEntry, Who, verify_chain};
     let (dir, mut store) = new_store();
     let entry = |i: i64| AuditEntry {
         at_ms: 1000 + i,
         device: [7; 32],
-        user: "m.jansen".into(),
+        who: Who::Web {
+            account: "m.jansen".into(),
+        },
         dossier: DocId::from_bytes([i as u8; 16]),
         action: "read".into(),
         purpose: "voorbereiding zorgoverleg".into(),
@@ -446,6 +448,89 @@ fn the_audit_log_is_append_only_and_a_flipped_byte_is_detected() {
     let store = Store::open(&path).unwrap();
     let broken = verify_chain(store.audit_log().unwrap()).unwrap_err();
     assert_eq!(broken.seq, 2);
+}
+
+/// Entries written before format 2 (rows of schema version 8 and older: `format`
+/// takes its default 1) still verify, and new entries chain on from them; a row of
+/// an unknown format is refused, not guessed.
+#[test]
+fn format_1_rows_verify_and_format_2_entries_chain_on_from_them() {
+    use regiosync_core::audit::{AuditEntry, GENESIS, Who, chain_hash, verify_chain};
+    let (dir, mut store) = new_store();
+    let dossier = DocId::from_bytes([9; 16]);
+    let old = |i: i64| AuditEntry {
+        at_ms: i,
+        device: [7; 32],
+        who: Who::Declared("j.devries".into()),
+        dossier,
+        action: "read".into(),
+        purpose: "zorgoverleg".into(),
+    };
+    // As a version-8 node wrote them: no format, via or declared columns.
+    let mut prev = GENESIS;
+    for i in 1..=2 {
+        let e = old(i);
+        prev = chain_hash(&prev, i, &e);
+        let h = prev;
+        store
+            .write(|tx| {
+                tx.tx
+                    .execute(
+                        "INSERT INTO audit_log (seq, at_ms, device, user, dossier, action, purpose, hash)
+                         VALUES (?1, ?2, ?3, 'j.devries', ?4, 'read', 'zorgoverleg', ?5)",
+                        rusqlite::params![i, i, &[7u8; 32][..], &dossier.as_bytes()[..], &h[..]],
+                    )
+                    .at(tx.path)
+                    .map(|_| ())
+            })
+            .unwrap();
+    }
+    // A format-1 entry is not written any more.
+    assert!(store.write(|tx| tx.append_audit(&old(3))).is_err());
+    let web = AuditEntry {
+        who: Who::Web {
+            account: "a.smit".into(),
+        },
+        ..old(3)
+    };
+    let cli = AuditEntry {
+        who: Who::Cli {
+            os_user: "jan".into(),
+            declared: Some("j.devries".into()),
+        },
+        dossier: DocId::from_bytes([8; 16]),
+        ..old(4)
+    };
+    assert_eq!(store.write(|tx| tx.append_audit(&web)).unwrap(), 3);
+    assert_eq!(store.write(|tx| tx.append_audit(&cli)).unwrap(), 4);
+    let log = store.audit_log().unwrap();
+    assert_eq!(log[0].1, old(1));
+    assert_eq!(log[2].1, web);
+    assert_eq!(log[3].1, cli);
+    assert_eq!(verify_chain(log), Ok(4));
+    let of: Vec<i64> = store
+        .audit_log_of(&dossier)
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(of, [1, 2, 3]);
+    let page: Vec<i64> = store
+        .audit_log_page(Some(4), 2)
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(page, [3, 2]);
+    drop(store);
+    let path = dir.path().join("store.sqlite");
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET via = 'fax' WHERE seq = 3;",
+    )
+    .unwrap();
+    drop(raw);
+    assert!(Store::open(&path).unwrap().audit_log().is_err());
 }
 
 #[test]

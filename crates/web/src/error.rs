@@ -48,6 +48,11 @@ pub enum WebError {
     /// The body is larger than the limit.
     #[error("request body too large")]
     TooLarge,
+    /// The request is well-formed but cannot be done as asked (an empty purpose, a
+    /// date that is not one, a refusal of the node such as a grant by a party that
+    /// does not own the dossier); the message says what to do. Nothing changed.
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
     /// Too many failed sign-ins for this name or address.
     #[error("too many failed sign-ins")]
     Throttled {
@@ -132,6 +137,12 @@ impl WebError {
                 "stale_version",
                 "Versie verouderd",
                 "Het formulier hoort bij een versie van het plan die op deze node onbekend is, of het plan is intussen gewijzigd. Er is niets gewijzigd. Open het plan opnieuw en probeer het nog eens.".into(),
+            ),
+            Self::Unprocessable(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "Niet uitgevoerd",
+                format!("{m} Er is niets gewijzigd."),
             ),
             Self::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -39,6 +39,8 @@
 
 mod app;
 pub mod auth;
+mod beheer;
+mod dossiers;
 mod error;
 pub mod form;
 pub mod live;

@@ -11,14 +11,14 @@ use regiosync_node::{Node, NodeError};
 
 use crate::app::AppState;
 use crate::auth::{
-    Allowed, CheckedForm, ClientAddr, LOGIN_COOKIE, ManageNode, ReadPlans, Staff, check_origin,
-    cookie, expired_cookie, login_cookie, session_cookie, tokens_match,
+    Allowed, CheckedForm, ClientAddr, LOGIN_COOKIE, ReadPlans, Staff, check_origin, cookie,
+    expired_cookie, login_cookie, session_cookie, tokens_match,
 };
 use crate::error::{WebError, see_other};
 use crate::form::Fields;
 use crate::templates::{
-    AccountView, AccountsPage, Chrome, DocView, LoginPage, OverviewPage, PartyView, PasswordPage,
-    PeerView, PlansPage, UserChrome, render,
+    Chrome, DocView, LoginPage, OverviewPage, PartyView, PasswordPage, PeerView, PlansPage,
+    UserChrome, render,
 };
 
 /// Most documents listed on the overview.
@@ -26,6 +26,7 @@ const OVERVIEW_DOCS: usize = 20;
 /// A status file older than this means the sync service is not running.
 const STATUS_STALE_SECS: i64 = 10;
 
+/// The frame of a signed-in page.
 pub(crate) fn chrome(staff: &Staff, title: &str, active: &'static str) -> Chrome {
     Chrome {
         title: title.to_owned(),
@@ -34,6 +35,7 @@ pub(crate) fn chrome(staff: &Staff, title: &str, active: &'static str) -> Chrome
             role: staff.role().as_str(),
             csrf: staff.session.csrf.clone(),
             manage: staff.role() == StaffRole::Beheerder,
+            dossiers: staff.role() == StaffRole::Dossier,
         }),
         active,
     }
@@ -433,35 +435,6 @@ pub(crate) async fn plans(
             })
         })
         .await?;
-    Ok(render(&page))
-}
-
-/// GET /beheer/accounts (beheerder only).
-pub(crate) async fn accounts(
-    State(state): State<AppState>,
-    who: Allowed<ManageNode>,
-) -> Result<Response, WebError> {
-    let staff = who.staff;
-    let accounts = state.with_node(|n| Ok(n.staff_accounts()?)).await?;
-    let page = AccountsPage {
-        chrome: chrome(&staff, "Beheer", "beheer"),
-        accounts: accounts
-            .into_iter()
-            .map(|a| AccountView {
-                name: a.name,
-                role: a.role.as_str(),
-                role_description: a.role.description(),
-                state: if a.disabled {
-                    "uitgeschakeld"
-                } else if a.must_change {
-                    "moet wachtwoord nog kiezen"
-                } else {
-                    "actief"
-                },
-                created: format_time(a.created_ms / 1000),
-            })
-            .collect(),
-    };
     Ok(render(&page))
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct UserChrome {
     pub(crate) csrf: String,
     /// Whether the Beheer menu item is shown (the server checks again).
     pub(crate) manage: bool,
+    /// Whether the Dossiers menu item is shown (the server checks again).
+    pub(crate) dossiers: bool,
 }
 
 impl Chrome {
@@ -189,18 +191,8 @@ pub(crate) struct PlanDiffPage {
     pub(crate) agreements: Vec<DiffAgreement>,
 }
 
-/// A staff account line.
-pub(crate) struct AccountView {
-    pub(crate) name: String,
-    pub(crate) role: &'static str,
-    pub(crate) role_description: &'static str,
-    pub(crate) state: &'static str,
-    pub(crate) created: String,
-}
-
-#[derive(Template)]
-#[template(path = "accounts.html")]
-pub(crate) struct AccountsPage {
-    pub(crate) chrome: Chrome,
-    pub(crate) accounts: Vec<AccountView>,
+/// An option of a `<select>`.
+pub(crate) struct SelectOption {
+    pub(crate) value: String,
+    pub(crate) label: String,
 }

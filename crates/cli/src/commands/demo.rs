@@ -247,8 +247,10 @@ fn seed(root: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<DocId>, Vec<Accounts>)
 /// long it took in all.
 async fn dossier_scenario(dirs: &[PathBuf], say: &impl Fn(String)) -> anyhow::Result<u64> {
     let start = Instant::now();
+    // Audited as the OS user running the demo, declared as "demo".
+    let who = super::dossier::who(Some("demo"))?;
     let reader = |purpose: &str| Reader {
-        user: "demo".into(),
+        who: who.clone(),
         purpose: purpose.into(),
     };
     let id = Node::open(&dirs[1])?.create_dossier(
@@ -286,8 +288,14 @@ async fn dossier_scenario(dirs: &[PathBuf], say: &impl Fn(String)) -> anyhow::Re
             Basis::WettelijkeTaak,
             "verhuizing: leerplicht en jeugdhulp",
             None,
+            &reader("verhuizing"),
         )?;
-        roc.revoke_dossier(&id, party("gemeente-zeist")?, "verhuisd naar Houten")?;
+        roc.revoke_dossier(
+            &id,
+            party("gemeente-zeist")?,
+            "verhuisd naar Houten",
+            &reader("verhuizing"),
+        )?;
         roc.add_dossier_note(&id, "Verhuisd naar Houten.", &reader("verhuizing"))?;
     }
     wait_for("Gemeente Houten to read the dossier", || reads(3)).await?;

@@ -1,7 +1,7 @@
 //! `regiosync dossier …` and `regiosync audit`: sealed student dossiers on this node,
 //! and the audit log of every read and write.
 
-use regiosync_core::audit::verify_chain;
+use regiosync_core::audit::{Who, verify_chain};
 use regiosync_core::dossier::Dossier;
 use regiosync_core::plan::date_format;
 use regiosync_node::dossiers::{NewDossier, Reader};
@@ -10,18 +10,41 @@ use serde_json::json;
 use crate::cli::{DossierCommand, GlobalArgs};
 use crate::output::{Output, one_line};
 
-/// The user for the audit log: `--user`, else the login name.
-fn user(given: Option<&str>) -> anyhow::Result<String> {
-    let name = given
-        .map(str::to_owned)
-        .or_else(|| std::env::var("USER").ok())
+/// Who runs the command, for the audit log: the OS user (`$USER`, else
+/// `$USERNAME`, else on Unix the process's user id as `uid N`), and the `--user`
+/// name as declared (not checked: the CLI has no sign-in; the web app records its
+/// signed-in account).
+pub(crate) fn who(declared: Option<&str>) -> anyhow::Result<Who> {
+    let os_user = std::env::var("USER")
+        .ok()
         .or_else(|| std::env::var("USERNAME").ok())
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .or_else(uid)
         .unwrap_or_default();
     anyhow::ensure!(
-        !name.trim().is_empty(),
-        "pass --user NAME: the audit log records who reads, writes or erases a dossier, and no login name was found"
+        !os_user.is_empty(),
+        "no login name found ($USER and $USERNAME are empty): the audit log records which OS user reads, writes or erases a dossier"
     );
-    Ok(name.trim().to_owned())
+    let declared = declared.map(str::trim).filter(|d| !d.is_empty());
+    Ok(Who::Cli {
+        os_user,
+        declared: declared.map(str::to_owned),
+    })
+}
+
+#[cfg(unix)]
+fn uid() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is the process's user (Linux).
+    std::fs::metadata("/proc/self")
+        .ok()
+        .map(|m| format!("uid {}", m.uid()))
+}
+
+#[cfg(not(unix))]
+fn uid() -> Option<String> {
+    None
 }
 
 pub(crate) fn run(
@@ -37,7 +60,7 @@ pub(crate) fn run(
             "--purpose is empty: the audit log records why a dossier is made or read; say why (for example --purpose zorgoverleg)"
         );
         Ok(Reader {
-            user: user(user_arg)?,
+            who: who(user_arg)?,
             purpose: purpose.to_owned(),
         })
     };
@@ -171,7 +194,18 @@ pub(crate) fn run(
             until,
         } => {
             let id = node.resolve_dossier(&id)?;
-            node.grant_dossier(&id, party.clone(), basis, &purpose, until)?;
+            anyhow::ensure!(
+                !purpose.trim().is_empty(),
+                "--purpose is empty: say why {party} gets access (for example --purpose \"verhuizing\")"
+            );
+            node.grant_dossier(
+                &id,
+                party.clone(),
+                basis,
+                &purpose,
+                until,
+                &reader(&purpose)?,
+            )?;
             out.emit(&json!({ "id": id, "granted": party }), || {
                 format!("Granted {party} access to dossier {id}; its devices got every key.\n")
             })
@@ -209,7 +243,7 @@ pub(crate) fn run(
         }
         DossierCommand::Revoke { id, party, reason } => {
             let id = node.resolve_dossier(&id)?;
-            node.revoke_dossier(&id, party.clone(), &reason)?;
+            node.revoke_dossier(&id, party.clone(), &reason, &reader("intrekken toegang")?)?;
             out.emit(&json!({ "id": id, "revoked": party }), || {
                 format!("Revoked {party}'s access to dossier {id}; what is written from now on is sealed with a new key.\n")
             })
@@ -286,7 +320,10 @@ pub(crate) fn audit(global: &GlobalArgs, out: Output, verify: bool) -> anyhow::R
             json!({
                 "seq": seq,
                 "at_ms": e.at_ms,
-                "user": e.user,
+                "format": e.who.format(),
+                "via": e.who.via(),
+                "user": e.who.name(),
+                "declared": e.who.declared(),
                 "dossier": e.dossier,
                 "action": e.action,
                 "purpose": e.purpose,
@@ -297,9 +334,9 @@ pub(crate) fn audit(global: &GlobalArgs, out: Output, verify: bool) -> anyhow::R
         log.iter()
             .map(|(seq, e, _)| {
                 format!(
-                    "{seq:>5}  {}  {:<12} {:<8} {}  {}\n",
+                    "{seq:>5}  {}  {:<24} {:<8} {}  {}\n",
                     super::human_time(e.at_ms / 1000),
-                    one_line(&e.user),
+                    one_line(&e.who.to_string()),
                     one_line(&e.action),
                     e.dossier,
                     one_line(&e.purpose)
