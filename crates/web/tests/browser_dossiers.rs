@@ -123,7 +123,9 @@ async fn sign_in(c: &Client, base: &str, name: &str) -> Result<(), fantoccini::e
         .await?
         .click()
         .await?;
-    c.wait().for_element(Locator::Css("main h1")).await?;
+    // The Overzicht's own element: the sign-in page has a `main h1` too, so waiting
+    // for that raced the navigation under load.
+    c.wait().for_element(Locator::Id("partijen")).await?;
     assert!(
         c.current_url().await?.path().ends_with("/overzicht"),
         "{name} signed in"
