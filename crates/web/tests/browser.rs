@@ -11,69 +11,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::browser::{browser, browser_binaries, screenshots, start_chromedriver, start_server};
 use common::{PASSWORD, fixture};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use regiosync_web::tls;
 use tokio_util::sync::CancellationToken;
-
-/// The first of `names` found on the PATH or in /usr/bin, /usr/lib/chromium.
-fn find(names: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/bin", "/usr/lib/chromium"].map(PathBuf::from));
-    names
-        .iter()
-        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
-        .find(|p| p.is_file())
-}
-
-fn browser_binaries() -> (PathBuf, PathBuf) {
-    let chromium = find(&["chromium", "chromium-browser"]);
-    let driver = find(&["chromedriver"]);
-    match (chromium, driver) {
-        (Some(c), Some(d)) => (c, d),
-        (c, d) => panic!(
-            "the browser tests need Debian's chromium and chromedriver (found chromium: {}, chromedriver: {}): install them with `apt-get install -y chromium chromium-driver` (.ci/run does this)",
-            c.is_some(),
-            d.is_some()
-        ),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Serves the fixture's app over TLS on a loopback port, as `up` does.
-async fn start_server(
-    app: axum::Router,
-    dir: &Path,
-    cancel: CancellationToken,
-) -> (SocketAddr, String, tokio::task::JoinHandle<()>) {
-    tls::install_crypto_provider();
-    let setup = tls::setup(&tls::CertSource::Generated {
-        dir: dir.to_owned(),
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(regiosync_web::server::serve(
-        listener,
-        setup.config,
-        app,
-        cancel,
-    ));
-    (addr, setup.fingerprint, task)
-}
 
 /// The certificate a TLS client is shown, accepted without checks (we compare its
 /// fingerprint instead, as a person would).
@@ -161,48 +105,10 @@ async fn a_browser_signs_in_sees_the_overview_and_opens_a_plan() {
     let cancel = CancellationToken::new();
     let (addr, _, task) = start_server(f.app.clone(), f.dir.path(), cancel.clone()).await;
 
-    let port = free_port();
-    let mut driver = tokio::process::Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "chromedriver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut driver, port) = start_chromedriver(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert("acceptInsecureCerts".into(), true.into());
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1200,1000",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }),
-    );
-    let client = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with headless chromium");
-    let shots = std::env::var_os("REGIOSYNC_SCREENSHOTS").map(PathBuf::from);
+    let client = browser(&chromium, port, profile.path(), 1000).await;
+    let shots = screenshots();
     let base = format!("https://127.0.0.1:{}", addr.port());
 
     let result: Result<(), fantoccini::error::CmdError> = async {

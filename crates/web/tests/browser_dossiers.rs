@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::browser::{browser, browser_binaries, screenshots, sign_in, start_chromedriver};
 use common::{PASSWORD, pass};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use regiosync_core::audit::Who;
 use regiosync_core::id::{PartyName, Role};
 use regiosync_node::Node;
@@ -26,39 +27,6 @@ use regiosync_node::staff::StaffRole;
 use regiosync_web::{AppState, WebConfig, router, tls};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-
-/// The first of `names` found on the PATH or in /usr/bin, /usr/lib/chromium.
-fn find(names: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/bin", "/usr/lib/chromium"].map(PathBuf::from));
-    names
-        .iter()
-        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
-        .find(|p| p.is_file())
-}
-
-fn browser_binaries() -> (PathBuf, PathBuf) {
-    let chromium = find(&["chromium", "chromium-browser"]);
-    let driver = find(&["chromedriver"]);
-    match (chromium, driver) {
-        (Some(c), Some(d)) => (c, d),
-        (c, d) => panic!(
-            "the browser tests need Debian's chromium and chromedriver (found chromium: {}, chromedriver: {}): install them with `apt-get install -y chromium chromium-driver` (.ci/run does this)",
-            c.is_some(),
-            d.is_some()
-        ),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running node with its web app.
 struct Party {
@@ -109,28 +77,6 @@ async fn start(
         node,
         base: format!("https://127.0.0.1:{port}"),
     }
-}
-
-async fn sign_in(c: &Client, base: &str, name: &str) -> Result<(), fantoccini::error::CmdError> {
-    c.delete_all_cookies().await?;
-    c.goto(&format!("{base}/inloggen")).await?;
-    c.find(Locator::Id("naam")).await?.send_keys(name).await?;
-    c.find(Locator::Id("wachtwoord"))
-        .await?
-        .send_keys(PASSWORD)
-        .await?;
-    c.find(Locator::Css("form.stack button[type=submit]"))
-        .await?
-        .click()
-        .await?;
-    // The Overzicht's own element: the sign-in page has a `main h1` too, so waiting
-    // for that raced the navigation under load.
-    c.wait().for_element(Locator::Id("partijen")).await?;
-    assert!(
-        c.current_url().await?.path().ends_with("/overzicht"),
-        "{name} signed in"
-    );
-    Ok(())
 }
 
 async fn h1(c: &Client) -> Result<String, fantoccini::error::CmdError> {
@@ -212,45 +158,10 @@ async fn a_woongemeente_reads_the_rocs_dossier_with_a_purpose_and_others_cannot(
     )
     .await;
 
-    let port = free_port();
-    let mut driver = tokio::process::Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut driver, port) = start_chromedriver(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert("acceptInsecureCerts".into(), true.into());
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1200,1400",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }),
-    );
-    let c = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with headless chromium");
-    let shots = std::env::var_os("REGIOSYNC_SCREENSHOTS").map(PathBuf::from);
+    let c = browser(&chromium, port, profile.path(), 1400).await;
+    let shots = screenshots();
     let shot = |name: &'static str, png: Vec<u8>| {
         if let Some(d) = &shots {
             std::fs::write(d.join(name), png).unwrap();

@@ -8,112 +8,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{PASSWORD, fixture};
-use fantoccini::{Client, ClientBuilder, Locator};
-use regiosync_web::tls;
+use common::browser::{
+    browser, browser_binaries, screenshots, sign_in, start_chromedriver, start_server,
+};
+use common::fixture;
+use fantoccini::{Client, Locator};
 use tokio_util::sync::CancellationToken;
-
-/// The first of `names` found on the PATH or in /usr/bin, /usr/lib/chromium.
-fn find(names: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/bin", "/usr/lib/chromium"].map(PathBuf::from));
-    names
-        .iter()
-        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
-        .find(|p| p.is_file())
-}
-
-fn browser_binaries() -> (PathBuf, PathBuf) {
-    let chromium = find(&["chromium", "chromium-browser"]);
-    let driver = find(&["chromedriver"]);
-    match (chromium, driver) {
-        (Some(c), Some(d)) => (c, d),
-        (c, d) => panic!(
-            "the browser tests need Debian's chromium and chromedriver (found chromium: {}, chromedriver: {}): install them with `apt-get install -y chromium chromium-driver` (.ci/run does this)",
-            c.is_some(),
-            d.is_some()
-        ),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Serves the fixture's app over TLS on a loopback port, as `up` does.
-async fn start_server(
-    app: axum::Router,
-    dir: &Path,
-    cancel: CancellationToken,
-) -> (SocketAddr, String, tokio::task::JoinHandle<()>) {
-    tls::install_crypto_provider();
-    let setup = tls::setup(&tls::CertSource::Generated {
-        dir: dir.to_owned(),
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(regiosync_web::server::serve(
-        listener,
-        setup.config,
-        app,
-        cancel,
-    ));
-    (addr, setup.fingerprint, task)
-}
-
-async fn browser(port: u16, profile: &Path) -> Client {
-    let (chromium, _) = browser_binaries();
-    let mut caps = serde_json::Map::new();
-    caps.insert("acceptInsecureCerts".into(), true.into());
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1200,1400",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
-    ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with headless chromium")
-}
-
-async fn sign_in(c: &Client, base: &str) -> Result<(), fantoccini::error::CmdError> {
-    c.goto(&format!("{base}/inloggen")).await?;
-    c.find(Locator::Id("naam"))
-        .await?
-        .send_keys("p.beleid")
-        .await?;
-    c.find(Locator::Id("wachtwoord"))
-        .await?
-        .send_keys(PASSWORD)
-        .await?;
-    c.find(Locator::Css("form.stack button[type=submit]"))
-        .await?
-        .click()
-        .await?;
-    c.wait().for_element(Locator::Id("partijen")).await?;
-    Ok(())
-}
 
 /// Opens the editor of section `sid` and replaces its text with `text`.
 async fn edit(
@@ -146,7 +48,7 @@ async fn save(c: &Client) -> Result<(), fantoccini::error::CmdError> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_beleid_user_edits_with_the_toolbar_two_browsers_merge_and_approvals_count() {
-    let (_, chromedriver) = browser_binaries();
+    let (chromium, chromedriver) = browser_binaries();
     let f = fixture();
     let plan = f.plan.to_string();
     let (intro, visie) = {
@@ -158,34 +60,16 @@ async fn a_beleid_user_edits_with_the_toolbar_two_browsers_merge_and_approvals_c
     };
     let cancel = CancellationToken::new();
     let (addr, _, task) = start_server(f.app.clone(), f.dir.path(), cancel.clone()).await;
-    let port = free_port();
-    let mut driver = tokio::process::Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "chromedriver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut driver, port) = start_chromedriver(&chromedriver).await;
     let (pa, pb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = browser(port, pa.path()).await;
-    let b = browser(port, pb.path()).await;
-    let shots = std::env::var_os("REGIOSYNC_SCREENSHOTS").map(PathBuf::from);
+    let a = browser(&chromium, port, pa.path(), 1400).await;
+    let b = browser(&chromium, port, pb.path(), 1400).await;
+    let shots = screenshots();
     let base = format!("https://127.0.0.1:{}", addr.port());
 
     let result: Result<(), fantoccini::error::CmdError> = async {
-        sign_in(&a, &base).await?;
-        sign_in(&b, &base).await?;
+        sign_in(&a, &base, "p.beleid").await?;
+        sign_in(&b, &base, "p.beleid").await?;
         // The toolbar: type a sentence, select a word, press Vet.
         edit(
             &a,

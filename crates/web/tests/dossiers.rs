@@ -7,110 +7,15 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
-use common::{Fixture, PASSWORD, fixture, pass};
+use common::{
+    Fixture, PASSWORD, enc, fixture, get, location, login, pass, post, send, session_csrf, text,
+    try_login,
+};
 use regiosync_core::audit::{Who, verify_chain};
 use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_node::Node;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::staff::StaffRole;
-use tower::ServiceExt;
-
-async fn send(app: &axum::Router, req: Request<Body>) -> Response<Body> {
-    app.clone().oneshot(req).await.unwrap()
-}
-
-async fn text(resp: Response<Body>) -> String {
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
-    let mut b = Request::get(path).header(header::HOST, "127.0.0.1:8443");
-    if let Some(c) = cookie {
-        b = b.header(header::COOKIE, c);
-    }
-    b.body(Body::empty()).unwrap()
-}
-
-fn post(path: &str, cookie: Option<&str>, body: impl Into<Body>) -> Request<Body> {
-    let mut b = Request::post(path)
-        .header(header::HOST, "127.0.0.1:8443")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    if let Some(c) = cookie {
-        b = b.header(header::COOKIE, c);
-    }
-    b.body(body.into()).unwrap()
-}
-
-fn location(resp: &Response<Body>) -> &str {
-    resp.headers()
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or("")
-}
-
-/// The `name=value` of the first Set-Cookie of `name`, and its whole header.
-fn set_cookie(resp: &Response<Body>, name: &str) -> Option<(String, String)> {
-    resp.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|v| (v.split(';').next().unwrap().to_owned(), v))
-}
-
-/// The value of the hidden `csrf` field in a page.
-fn csrf_in(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    page[at..at + 64].to_owned()
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Opens the sign-in page: the pre-session cookie and the form's token.
-async fn login_page(app: &axum::Router) -> (String, String) {
-    let resp = send(app, get("/inloggen", None)).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let (cookie, _) = set_cookie(&resp, "__Host-regiosync-login").unwrap();
-    let page = text(resp).await;
-    (cookie, csrf_in(&page))
-}
-
-async fn try_login(app: &axum::Router, name: &str, password: &str) -> Response<Body> {
-    let (cookie, csrf) = login_page(app).await;
-    let body = format!(
-        "csrf={csrf}&naam={}&wachtwoord={}",
-        enc(name),
-        enc(password)
-    );
-    send(app, post("/inloggen", Some(&cookie), body)).await
-}
-
-/// Signs in and returns the session cookie (`name=value`).
-async fn login(app: &axum::Router, name: &str) -> String {
-    let resp = try_login(app, name, PASSWORD).await;
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "sign-in of {name}");
-    set_cookie(&resp, "__Host-regiosync").unwrap().0
-}
-
-/// The CSRF token of a signed-in page.
-async fn session_csrf(app: &axum::Router, cookie: &str) -> String {
-    let resp = send(app, get("/wachtwoord", Some(cookie))).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    csrf_in(&text(resp).await)
-}
 
 fn multipart(path: &str, cookie: &str, csrf: &str, file: &[u8]) -> Request<Body> {
     let boundary = "----regiosynctestgrens";

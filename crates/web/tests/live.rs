@@ -7,22 +7,17 @@ mod common;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode, header};
-use common::{Fixture, fixture};
+use axum::http::{Request, StatusCode, header};
+use common::{Fixture, fixture, send};
 use futures::StreamExt;
 use regiosync_core::id::PartyName;
 use regiosync_core::plan::PlanKind;
 use regiosync_node::Node;
 use regiosync_node::staff::SessionLimits;
 use regiosync_web::live::{MAX_STREAMS, MAX_STREAMS_PER_SESSION};
-use tower::ServiceExt;
 
 /// Only to keep a broken test from hanging; nothing is timed.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn send(app: &axum::Router, req: Request<Body>) -> Response<Body> {
-    app.clone().oneshot(req).await.unwrap()
-}
 
 fn events(path: &str, cookie: Option<&str>) -> Request<Body> {
     let mut b = Request::get(path)

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::browser::{browser, browser_binaries, screenshots, sign_in, start_chromedriver};
 use common::{PASSWORD, pass};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_node::Node;
@@ -32,31 +33,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Only to keep a broken test from hanging; nothing is timed.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn find(names: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/bin", "/usr/lib/chromium"].map(PathBuf::from));
-    names
-        .iter()
-        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
-        .find(|p| p.is_file())
-}
-
-fn browser_binaries() -> (PathBuf, PathBuf) {
-    match (
-        find(&["chromium", "chromium-browser"]),
-        find(&["chromedriver"]),
-    ) {
-        (Some(c), Some(d)) => (c, d),
-        (c, d) => panic!(
-            "the browser tests need Debian's chromium and chromedriver (found chromium: {}, chromedriver: {}): install them with `apt-get install -y chromium chromium-driver` (.ci/run does this)",
-            c.is_some(),
-            d.is_some()
-        ),
-    }
-}
 
 fn party(s: &str) -> PartyName {
     PartyName::new(s).unwrap()
@@ -171,70 +147,15 @@ async fn an_edit_on_party_a_s_node_appears_in_party_b_s_open_page_without_a_relo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut driver = tokio::process::Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut driver, port) = start_chromedriver(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert("acceptInsecureCerts".into(), true.into());
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1200,1000",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }),
-    );
-    let client = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with headless chromium");
-    let shots = std::env::var_os("REGIOSYNC_SCREENSHOTS").map(PathBuf::from);
+    let client = browser(&chromium, port, profile.path(), 1000).await;
+    let shots = screenshots();
     let base = format!("https://127.0.0.1:{}", b.web.port());
 
     let result: Result<(), fantoccini::error::CmdError> = async {
         // B's person signs in and opens the plan.
-        client.goto(&format!("{base}/inloggen")).await?;
-        client
-            .find(Locator::Id("naam"))
-            .await?
-            .send_keys("l.lezer")
-            .await?;
-        client
-            .find(Locator::Id("wachtwoord"))
-            .await?
-            .send_keys(PASSWORD)
-            .await?;
-        client
-            .find(Locator::Css("form.stack button[type=submit]"))
-            .await?
-            .click()
-            .await?;
-        client.wait().for_element(Locator::Id("partijen")).await?;
+        sign_in(&client, &base, "l.lezer").await?;
         client.goto(&format!("{base}/plannen/{doc}")).await?;
         // Its live stream is open (the script marks the content).
         client

@@ -6,103 +6,15 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode, header};
-use common::{Fixture, PASSWORD, fixture};
+use axum::http::{Response, StatusCode, header};
+use common::{Fixture, enc, field, fixture, get_as, post_as, send, text_named_escapes};
 use regiosync_core::id::DocId;
-use tower::ServiceExt;
 
-async fn send(app: &axum::Router, req: Request<Body>) -> Response<Body> {
-    app.clone().oneshot(req).await.unwrap()
-}
-
-async fn text(resp: Response<Body>) -> String {
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    // askama escapes `<` as `&#60;`; the tests look for `&lt;` (both are escaped).
-    String::from_utf8(bytes.to_vec())
-        .unwrap()
-        .replace("&#60;", "&lt;")
-        .replace("&#62;", "&gt;")
-        .replace("&#34;", "&quot;")
-        .replace("&#38;", "&amp;")
-        .replace("&#39;", "'")
-}
-
-fn get(path: &str, cookie: &str) -> Request<Body> {
-    Request::get(path)
-        .header(header::HOST, "127.0.0.1:8443")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap()
-}
-
-fn post(path: &str, cookie: &str, body: String) -> Request<Body> {
-    Request::post(path)
-        .header(header::HOST, "127.0.0.1:8443")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::COOKIE, cookie)
-        .body(body.into())
-        .unwrap()
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The value of the first hidden field `name` in a page.
-fn field(page: &str, name: &str) -> String {
-    let pat = format!("name=\"{name}\" value=\"");
-    let at = page
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {name} in page"))
-        + pat.len();
-    page[at..].split('"').next().unwrap().to_owned()
-}
-
+/// Signs in (as common::login does) and returns the session cookie and the CSRF
+/// token of its Overzicht.
 async fn login(app: &axum::Router, name: &str) -> (String, String) {
-    let resp = send(
-        app,
-        Request::get("/inloggen")
-            .header(header::HOST, "127.0.0.1:8443")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    let pre = resp
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|v| v.starts_with("__Host-regiosync-login="))
-        .unwrap();
-    let csrf = field(&text(resp).await, "csrf");
-    let resp = send(
-        app,
-        post(
-            "/inloggen",
-            &pre,
-            format!("csrf={csrf}&naam={name}&wachtwoord={}", enc(PASSWORD)),
-        ),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    let cookie = resp
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|v| v.starts_with("__Host-regiosync="))
-        .unwrap();
-    let page = text(send(app, get("/overzicht", &cookie)).await).await;
+    let cookie = common::login(app, name).await;
+    let page = text_named_escapes(send(app, get_as("/overzicht", &cookie)).await).await;
     (cookie, field(&page, "csrf"))
 }
 
@@ -136,10 +48,10 @@ async fn ctx() -> Ctx {
 }
 
 async fn heads(c: &Ctx) -> String {
-    let page = text(
+    let page = text_named_escapes(
         send(
             &c.f.app,
-            get(
+            get_as(
                 &format!("/plannen/{}/secties/{}/bewerken", c.f.plan, c.intro),
                 &c.beleid.0,
             ),
@@ -170,7 +82,9 @@ async fn plan_heads(node: &tokio::sync::Mutex<regiosync_node::Node>, plan: &DocI
 async fn the_plan_page_shows_everything_and_a_lezer_gets_no_forms() {
     let c = ctx().await;
     let plan = c.f.plan;
-    let page = text(send(&c.f.app, get(&format!("/plannen/{plan}"), &c.lezer.0)).await).await;
+    let page =
+        text_named_escapes(send(&c.f.app, get_as(&format!("/plannen/{plan}"), &c.lezer.0)).await)
+            .await;
     for want in [
         "Inleiding",
         "Samen met het onderwijs.",
@@ -189,7 +103,9 @@ async fn the_plan_page_shows_everything_and_a_lezer_gets_no_forms() {
     assert!(!page.contains("/bewerken"));
     assert!(!page.contains("/goedkeuren"));
     assert!(!page.contains("plan-editor.js"));
-    let page = text(send(&c.f.app, get(&format!("/plannen/{plan}"), &c.beleid.0)).await).await;
+    let page =
+        text_named_escapes(send(&c.f.app, get_as(&format!("/plannen/{plan}"), &c.beleid.0)).await)
+            .await;
     assert!(page.contains("/bewerken"));
     assert!(page.contains("/goedkeuren"));
     // Exports are downloads of the existing export code.
@@ -200,7 +116,7 @@ async fn the_plan_page_shows_everything_and_a_lezer_gets_no_forms() {
     ] {
         let resp = send(
             &c.f.app,
-            get(&format!("/plannen/{plan}/export/{fmt}"), &c.lezer.0),
+            get_as(&format!("/plannen/{plan}/export/{fmt}"), &c.lezer.0),
         )
         .await;
         assert_eq!(resp.status(), StatusCode::OK, "{fmt}");
@@ -218,7 +134,7 @@ async fn the_plan_page_shows_everything_and_a_lezer_gets_no_forms() {
     }
     let resp = send(
         &c.f.app,
-        get(&format!("/plannen/{plan}/export/pdf"), &c.lezer.0),
+        get_as(&format!("/plannen/{plan}/export/pdf"), &c.lezer.0),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
@@ -272,17 +188,21 @@ async fn a_lezer_and_a_missing_csrf_token_are_refused_and_change_nothing() {
     for (path, body) in writes(&c.f.plan, &c.intro, &versie) {
         let resp = send(
             &c.f.app,
-            post(&path, &c.lezer.0, format!("csrf={}&{body}", c.lezer.1)),
+            post_as(&path, &c.lezer.0, format!("csrf={}&{body}", c.lezer.1)),
         )
         .await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "lezer {path}");
-        assert!(text(resp).await.contains("Geen toegang"));
-        let resp = send(&c.f.app, post(&path, &c.beleid.0, body.clone())).await;
+        assert!(text_named_escapes(resp).await.contains("Geen toegang"));
+        let resp = send(&c.f.app, post_as(&path, &c.beleid.0, body.clone())).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "no csrf {path}");
-        assert!(text(resp).await.contains("Formulier niet geaccepteerd"));
+        assert!(
+            text_named_escapes(resp)
+                .await
+                .contains("Formulier niet geaccepteerd")
+        );
         let resp = send(
             &c.f.app,
-            post(
+            post_as(
                 &path,
                 &c.beleid.0,
                 format!("csrf={}&{body}", "0".repeat(64)),
@@ -294,7 +214,7 @@ async fn a_lezer_and_a_missing_csrf_token_are_refused_and_change_nothing() {
     // The editor page itself is for beleid only.
     let resp = send(
         &c.f.app,
-        get(
+        get_as(
             &format!("/plannen/{}/secties/{}/bewerken", c.f.plan, c.intro),
             &c.lezer.0,
         ),
@@ -319,7 +239,7 @@ async fn a_section_save_is_stored_escaped_and_saves_from_one_version_merge() {
     let (cookie, csrf) = c.beleid.clone();
     let base = heads(&c).await;
     let save = |text: &str, versie: &str| {
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties/{sid}"),
             &cookie,
             format!("csrf={csrf}&versie={versie}&tekst={}", enc(text)),
@@ -369,7 +289,9 @@ async fn a_section_save_is_stored_escaped_and_saves_from_one_version_merge() {
     let now = plan_text(&c).await;
     assert!(now.contains("van **A**"), "{now}");
     assert!(now.contains("Derde, van B."), "{now}");
-    let page = text(send(&c.f.app, get(&format!("/plannen/{plan}"), &cookie)).await).await;
+    let page =
+        text_named_escapes(send(&c.f.app, get_as(&format!("/plannen/{plan}"), &cookie)).await)
+            .await;
     assert!(page.contains("<strong>A</strong>"));
     assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(!page.contains("<img src=x"));
@@ -386,7 +308,7 @@ async fn a_section_save_is_stored_escaped_and_saves_from_one_version_merge() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
-    let page = text(resp).await;
+    let page = text_named_escapes(resp).await;
     assert!(page.contains("Tegelijk bewerkt"));
     // The Markdown escapes `<` (`\<`); the page escapes it again.
     assert!(page.contains("Iets heel anders"));
@@ -412,7 +334,7 @@ async fn a_section_save_is_stored_escaped_and_saves_from_one_version_merge() {
     let before = plan_heads(&c.f.node, &plan).await;
     let resp = send(&c.f.app, save("x", &"ab".repeat(32))).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
-    assert!(text(resp).await.contains("Versie verouderd"));
+    assert!(text_named_escapes(resp).await.contains("Versie verouderd"));
     let resp = send(&c.f.app, save("x", "zz")).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let versie = heads(&c).await;
@@ -423,7 +345,7 @@ async fn a_section_save_is_stored_escaped_and_saves_from_one_version_merge() {
     ] {
         let resp = send(
             &c.f.app,
-            post(
+            post_as(
                 &path,
                 &cookie,
                 format!("csrf={csrf}&versie={versie}&tekst=x"),
@@ -434,7 +356,7 @@ async fn a_section_save_is_stored_escaped_and_saves_from_one_version_merge() {
     }
     let resp = send(
         &c.f.app,
-        get(
+        get_as(
             &format!("/plannen/{plan}/secties/s-00000000/bewerken"),
             &cookie,
         ),
@@ -452,10 +374,10 @@ async fn the_editor_works_without_script_and_previews_on_the_server() {
     let c = ctx().await;
     let (plan, sid) = (c.f.plan, c.intro.clone());
     let (cookie, csrf) = c.beleid.clone();
-    let page = text(
+    let page = text_named_escapes(
         send(
             &c.f.app,
-            get(&format!("/plannen/{plan}/secties/{sid}/bewerken"), &cookie),
+            get_as(&format!("/plannen/{plan}/secties/{sid}/bewerken"), &cookie),
         )
         .await,
     )
@@ -469,7 +391,7 @@ async fn the_editor_works_without_script_and_previews_on_the_server() {
     let before = plan_heads(&c.f.node, &plan).await;
     let resp = send(
         &c.f.app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties/{sid}"),
             &cookie,
             format!(
@@ -480,12 +402,12 @@ async fn the_editor_works_without_script_and_previews_on_the_server() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let page = text(resp).await;
+    let page = text_named_escapes(resp).await;
     assert!(page.contains("<strong>vet</strong> &lt;script&gt;x&lt;/script&gt;"));
     assert_eq!(plan_heads(&c.f.node, &plan).await, before);
     let resp = send(
         &c.f.app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/voorbeeld"),
             &cookie,
             format!("csrf={csrf}&tekst={}", enc("## Kop\n\n_schuin_")),
@@ -493,9 +415,9 @@ async fn the_editor_works_without_script_and_previews_on_the_server() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let html = text(resp).await;
+    let html = text_named_escapes(resp).await;
     assert!(html.contains("<em>schuin</em>"), "{html}");
-    let resp = send(&c.f.app, get("/assets/plan-editor.js", &cookie)).await;
+    let resp = send(&c.f.app, get_as("/assets/plan-editor.js", &cookie)).await;
     assert!(
         resp.headers()[header::CONTENT_TYPE]
             .to_str()
@@ -521,7 +443,7 @@ async fn sections_agreements_comments_and_approvals() {
     // New section with HTML in its title, rename, move, delete.
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties"),
             &cookie,
             format!("csrf={csrf}&titel={}", enc("Slot <i>x</i>")),
@@ -537,7 +459,7 @@ async fn sections_agreements_comments_and_approvals() {
     );
     let dup = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties"),
             &cookie,
             format!("csrf={csrf}&titel=inleiding"),
@@ -548,7 +470,7 @@ async fn sections_agreements_comments_and_approvals() {
     // The same title written with a combining accent is the same title (NFC): a
     // "new" section must not empty the existing one.
     let cafe = |title: &str| {
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties"),
             &cookie,
             format!("csrf={csrf}&titel={}", enc(title)),
@@ -569,7 +491,7 @@ async fn sections_agreements_comments_and_approvals() {
     );
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties/{sid}/naam"),
             &cookie,
             format!("csrf={csrf}&titel=Aanleiding"),
@@ -579,7 +501,7 @@ async fn sections_agreements_comments_and_approvals() {
     ok(&resp, "rename");
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties/{sid}/verplaatsen"),
             &cookie,
             format!("csrf={csrf}&richting=omlaag"),
@@ -592,7 +514,8 @@ async fn sections_agreements_comments_and_approvals() {
         assert_eq!(p.sections[1].id, sid);
         assert_eq!(p.sections[1].title, "Aanleiding");
     }
-    let page = text(send(app, get(&format!("/plannen/{plan}"), &cookie)).await).await;
+    let page =
+        text_named_escapes(send(app, get_as(&format!("/plannen/{plan}"), &cookie)).await).await;
     assert!(page.contains("Slot &lt;i&gt;x&lt;/i&gt;"));
     let slot =
         c.f.node
@@ -606,7 +529,7 @@ async fn sections_agreements_comments_and_approvals() {
             .clone();
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties/{slot}/verwijderen"),
             &cookie,
             format!("csrf={csrf}"),
@@ -620,7 +543,7 @@ async fn sections_agreements_comments_and_approvals() {
     );
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/secties/{slot}/verwijderen"),
             &cookie,
             format!("csrf={csrf}&zeker=ja"),
@@ -641,7 +564,7 @@ async fn sections_agreements_comments_and_approvals() {
     // Agreements: add (HTML in the title), status by allowed transitions only, remove.
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/afspraken"),
             &cookie,
             format!(
@@ -660,7 +583,7 @@ async fn sections_agreements_comments_and_approvals() {
     ] {
         let resp = send(
             app,
-            post(
+            post_as(
                 &format!("/plannen/{plan}/afspraken"),
                 &cookie,
                 format!("csrf={csrf}&{body}"),
@@ -672,7 +595,8 @@ async fn sections_agreements_comments_and_approvals() {
     let aid = c.f.node.lock().await.plan(&plan).unwrap().agreements[0]
         .id
         .clone();
-    let page = text(send(app, get(&format!("/plannen/{plan}"), &cookie)).await).await;
+    let page =
+        text_named_escapes(send(app, get_as(&format!("/plannen/{plan}"), &cookie)).await).await;
     assert!(page.contains("Warme overdracht &lt;script&gt;x&lt;/script&gt;"));
     assert!(page.contains("2027-03-31"));
     assert!(page.contains("OOGO-budget"));
@@ -682,7 +606,7 @@ async fn sections_agreements_comments_and_approvals() {
         "open → open is no transition"
     );
     let status = |s: &str| {
-        post(
+        post_as(
             &format!("/plannen/{plan}/afspraken/{aid}/status"),
             &cookie,
             format!("csrf={csrf}&status={s}"),
@@ -691,12 +615,12 @@ async fn sections_agreements_comments_and_approvals() {
     ok(&send(app, status("afgerond")).await, "afgerond");
     let resp = send(app, status("vervallen")).await;
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(text(resp).await.contains("niet toegestaan"));
+    assert!(text_named_escapes(resp).await.contains("niet toegestaan"));
     let resp = send(app, status("<b>")).await;
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/afspraken/a-00000000/status"),
             &cookie,
             format!("csrf={csrf}&status=open"),
@@ -708,7 +632,7 @@ async fn sections_agreements_comments_and_approvals() {
     // A comment on a quoted passage, HTML escaped; a quote not in the text: 422.
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/opmerkingen"),
             &cookie,
             format!(
@@ -722,7 +646,7 @@ async fn sections_agreements_comments_and_approvals() {
     ok(&resp, "comment");
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/opmerkingen"),
             &cookie,
             format!("csrf={csrf}&sectie={sid}&citaat=bestaat+niet&tekst=x"),
@@ -730,13 +654,14 @@ async fn sections_agreements_comments_and_approvals() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let page = text(send(app, get(&format!("/plannen/{plan}"), &c.lezer.0)).await).await;
+    let page =
+        text_named_escapes(send(app, get_as(&format!("/plannen/{plan}"), &c.lezer.0)).await).await;
     assert!(page.contains("Eens &lt;script&gt;y&lt;/script&gt;"));
     assert!(page.contains("met het onderwijs"));
 
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/afspraken/{aid}/verwijderen"),
             &cookie,
             format!("csrf={csrf}"),
@@ -755,7 +680,8 @@ async fn sections_agreements_comments_and_approvals() {
     );
 
     // Approve the version shown; an old version is refused (409).
-    let page = text(send(app, get(&format!("/plannen/{plan}"), &cookie)).await).await;
+    let page =
+        text_named_escapes(send(app, get_as(&format!("/plannen/{plan}"), &cookie)).await).await;
     let shown = page
         .split("action=\"/plannen/")
         .find(|s| s.contains("/goedkeuren"))
@@ -763,7 +689,7 @@ async fn sections_agreements_comments_and_approvals() {
         .unwrap();
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/goedkeuren"),
             &cookie,
             format!(
@@ -774,7 +700,8 @@ async fn sections_agreements_comments_and_approvals() {
     )
     .await;
     ok(&resp, "approve");
-    let page = text(send(app, get(&format!("/plannen/{plan}"), &cookie)).await).await;
+    let page =
+        text_named_escapes(send(app, get_as(&format!("/plannen/{plan}"), &cookie)).await).await;
     assert!(page.contains("deze versie"));
     assert!(page.contains("Akkoord &lt;b&gt;"));
     // A later edit: "1 wijziging sinds" and the diff since the approval.
@@ -782,7 +709,7 @@ async fn sections_agreements_comments_and_approvals() {
     ok(
         &send(
             app,
-            post(
+            post_as(
                 &format!("/plannen/{plan}/secties/{sid}"),
                 &cookie,
                 format!("csrf={csrf}&versie={versie}&tekst=Helemaal+nieuw."),
@@ -791,12 +718,13 @@ async fn sections_agreements_comments_and_approvals() {
         .await,
         "edit after approval",
     );
-    let page = text(send(app, get(&format!("/plannen/{plan}"), &cookie)).await).await;
+    let page =
+        text_named_escapes(send(app, get_as(&format!("/plannen/{plan}"), &cookie)).await).await;
     assert!(page.contains("1 wijziging sinds"), "{page}");
     assert!(page.contains(&format!("/plannen/{plan}/sinds/gemeente-gouda")));
     let resp = send(
         app,
-        post(
+        post_as(
             &format!("/plannen/{plan}/goedkeuren"),
             &cookie,
             format!("csrf={csrf}&versie={shown}"),
@@ -806,15 +734,19 @@ async fn sections_agreements_comments_and_approvals() {
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     let resp = send(
         app,
-        get(&format!("/plannen/{plan}/sinds/gemeente-gouda"), &c.lezer.0),
+        get_as(&format!("/plannen/{plan}/sinds/gemeente-gouda"), &c.lezer.0),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let page = text(resp).await;
+    let page = text_named_escapes(resp).await;
     assert!(page.contains("Aanleiding"));
     assert!(page.contains("Helemaal nieuw."));
     for party in ["swv-midden-holland", "geen%20partij"] {
-        let resp = send(app, get(&format!("/plannen/{plan}/sinds/{party}"), &cookie)).await;
+        let resp = send(
+            app,
+            get_as(&format!("/plannen/{plan}/sinds/{party}"), &cookie),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{party}");
     }
 }
