@@ -21,6 +21,7 @@ mod data;
 mod regiosync_side;
 mod report;
 mod samod_side;
+mod web_side;
 mod workloads;
 
 use std::path::PathBuf;
@@ -53,8 +54,9 @@ struct Args {
     /// Leave samod out of the small-document workloads.
     #[arg(long)]
     without_samod: bool,
-    /// Run only the workloads whose name contains this text.
-    #[arg(long)]
+    /// Run only the workloads whose name contains this text (`--only web`, or
+    /// `--workload web`: the web app workloads of issue 17).
+    #[arg(long, alias = "workload")]
     only: Option<String>,
     /// Internal: serve a node's data folder until stdin closes (the separate process
     /// of the start-up and memory measurement).
@@ -111,7 +113,10 @@ fn main() -> anyhow::Result<()> {
     if args.smoke {
         println!("(smoke sizes: the targets of issue 7 are not compared)\n");
     } else {
-        println!("## Targets (issue 7)\n\n{}", workloads::targets(&report));
+        println!(
+            "## Targets (issues 7 and 17)\n\n{}",
+            workloads::targets(&report)
+        );
     }
     println!(
         "end states: identical (regiosync = samod = source, same Automerge heads for every document)"
