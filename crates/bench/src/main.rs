@@ -12,6 +12,9 @@
 //! Automerge heads: the same changes), and the run fails if they are not. Times are
 //! medians of `--reps` repetitions; bytes and round trips are those of the last one.
 //! `--smoke` runs tiny sizes (seconds, even in a debug build) for the test suite.
+//! `--workload web` (= `--only web`) runs only the web app workloads of issue 17: a
+//! section saved through one node's web app until the other node's live stream says
+//! so, and the plan page and dossier list times (see `web_side`).
 //! See docs/PERFORMANCE.md for the workloads, targets and a full run.
 
 #![allow(clippy::print_stdout)] // a runner prints its report
