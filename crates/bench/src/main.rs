@@ -12,6 +12,9 @@
 //! Automerge heads: the same changes), and the run fails if they are not. Times are
 //! medians of `--reps` repetitions; bytes and round trips are those of the last one.
 //! `--smoke` runs tiny sizes (seconds, even in a debug build) for the test suite.
+//! `--workload web` (= `--only web`) runs only the web app workloads of issue 17: a
+//! section saved through one node's web app until the other node's live stream says
+//! so, and the plan page and dossier list times (see `web_side`).
 //! See docs/PERFORMANCE.md for the workloads, targets and a full run.
 
 #![allow(clippy::print_stdout)] // a runner prints its report
@@ -21,6 +24,7 @@ mod data;
 mod regiosync_side;
 mod report;
 mod samod_side;
+mod web_side;
 mod workloads;
 
 use std::path::PathBuf;
@@ -53,8 +57,9 @@ struct Args {
     /// Leave samod out of the small-document workloads.
     #[arg(long)]
     without_samod: bool,
-    /// Run only the workloads whose name contains this text.
-    #[arg(long)]
+    /// Run only the workloads whose name contains this text (`--only web`, or
+    /// `--workload web`: the web app workloads of issue 17).
+    #[arg(long, alias = "workload")]
     only: Option<String>,
     /// Internal: serve a node's data folder until stdin closes (the separate process
     /// of the start-up and memory measurement).
@@ -111,7 +116,10 @@ fn main() -> anyhow::Result<()> {
     if args.smoke {
         println!("(smoke sizes: the targets of issue 7 are not compared)\n");
     } else {
-        println!("## Targets (issue 7)\n\n{}", workloads::targets(&report));
+        println!(
+            "## Targets (issues 7 and 17)\n\n{}",
+            workloads::targets(&report)
+        );
     }
     println!(
         "end states: identical (regiosync = samod = source, same Automerge heads for every document)"

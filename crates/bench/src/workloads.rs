@@ -32,6 +32,7 @@ use crate::data;
 use crate::regiosync_side::{self as ours, Answering, Source};
 use crate::report::{Report, median, percentile};
 use crate::samod_side::{self, Peer};
+use crate::web_side::{self, WebSizes};
 
 /// The sizes of one run.
 #[derive(Clone, Debug)]
@@ -53,6 +54,8 @@ pub(crate) struct Sizes {
     /// Whether samod runs the small-document workloads too (off: regiosync and
     /// Automerge only, for a quicker look at one side).
     pub(crate) samod: bool,
+    /// The web workloads (issue 17).
+    pub(crate) web: WebSizes,
 }
 
 impl Sizes {
@@ -67,6 +70,12 @@ impl Sizes {
             edits: 5,
             reps: 1,
             samod: true,
+            web: WebSizes {
+                edits: 3,
+                agreements: 5,
+                dossiers: 20,
+                requests: 3,
+            },
         }
     }
     /// Under two minutes on two cores: the 1,000-document workloads, fewer edits.
@@ -80,6 +89,7 @@ impl Sizes {
             edits: 100,
             reps: 3,
             samod: true,
+            web: WebSizes::issue_17(),
         }
     }
     /// Everything at the sizes of issue 7.
@@ -93,6 +103,7 @@ impl Sizes {
             edits: 1_000,
             reps: 3,
             samod: true,
+            web: WebSizes::issue_17(),
         }
     }
 }
@@ -183,7 +194,53 @@ pub(crate) async fn run_all(
                 .with_context(|| format!("workload {w}"))?;
         }
     }
+    if wanted(only, &WEB_WORKLOADS) {
+        web(&tmp.path().join("web"), sizes, &mut report)
+            .await
+            .context("the web workloads")?;
+    }
     Ok(report)
+}
+
+/// The web workloads' names (`--only web` runs them all).
+const WEB_WORKLOADS: [&str; 3] = ["web-live", "web-plan-page", "web-dossier-list"];
+
+/// The web workloads (issue 17): a section saved through party A's web app until
+/// party B's open live stream says so; the plan page with many agreements and the
+/// dossier list with many dossiers. See `web_side`.
+async fn web(root: &Path, sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+    let s = sizes.web;
+    let steps = s.edits + 3 + s.dossiers.div_ceil(100);
+    let b = bar(steps, "web: regiosync".into());
+    let r = web_side::run(root, s, |_| b.inc(1)).await?;
+    b.finish_and_clear();
+    let [live, plan, list] = WEB_WORKLOADS;
+    report.add(live, "regiosync", "p50_ms", percentile(&r.live, 0.5));
+    report.add(live, "regiosync", "p99_ms", percentile(&r.live, 0.99));
+    report.add(live, "regiosync", "max_ms", percentile(&r.live, 1.0));
+    report.add(live, "regiosync", "events", r.live.len() as f64);
+    report.add(plan, "regiosync", "agreements", s.agreements as f64);
+    report.add(plan, "regiosync", "median_ms", median(&r.plan_page));
+    report.add(plan, "regiosync", "p99_ms", percentile(&r.plan_page, 0.99));
+    report.add(plan, "regiosync", "requests", r.plan_page.len() as f64);
+    report.add(plan, "regiosync", "page_kb", r.plan_page_kb);
+    report.add(
+        plan,
+        "regiosync",
+        "node_plan_median_ms",
+        median(&r.plan_read),
+    );
+    report.add(list, "regiosync", "dossiers", s.dossiers as f64);
+    report.add(list, "regiosync", "median_ms", median(&r.dossier_list));
+    report.add(
+        list,
+        "regiosync",
+        "p99_ms",
+        percentile(&r.dossier_list, 0.99),
+    );
+    report.add(list, "regiosync", "requests", r.dossier_list.len() as f64);
+    report.add(list, "regiosync", "setup_s", r.dossier_setup_s);
+    Ok(())
 }
 
 /// The documents of a catch-up, as the source holds them: ids, plaintext changes,
@@ -912,6 +969,42 @@ pub(crate) fn targets(report: &Report) -> String {
         r("node-10k-dossiers", "rss_mb"),
         "MB",
         300.0,
+    );
+    line(
+        "(issue 17) web save on A until B's live event, p50 ≤ 50 ms",
+        r("web-live", "p50_ms"),
+        "ms",
+        50.0,
+    );
+    line(
+        "(issue 17) … p99 ≤ 200 ms",
+        r("web-live", "p99_ms"),
+        "ms",
+        200.0,
+    );
+    line(
+        "(issue 17) plan page with 500 agreements ≤ 100 ms (median)",
+        r("web-plan-page", "median_ms"),
+        "ms",
+        100.0,
+    );
+    line(
+        "(issue 17) … p99 ≤ 100 ms",
+        r("web-plan-page", "p99_ms"),
+        "ms",
+        100.0,
+    );
+    line(
+        "(issue 17) dossier list with 10,000 dossiers ≤ 100 ms (median)",
+        r("web-dossier-list", "median_ms"),
+        "ms",
+        100.0,
+    );
+    line(
+        "(issue 17) … p99 ≤ 100 ms",
+        r("web-dossier-list", "p99_ms"),
+        "ms",
+        100.0,
     );
     out
 }

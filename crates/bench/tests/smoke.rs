@@ -1,4 +1,5 @@
-//! The runner's `--smoke` mode, as the test suite runs it: tiny sizes, every workload,
+//! The runner's `--smoke` mode, as the test suite runs it: tiny sizes, every workload
+//! (the web workloads with 3 edits),
 //! a JSON file with the rows issue 7 names, and end states that the runner itself
 //! checks to be identical across regiosync, samod and the source (it exits non-zero
 //! otherwise). Nothing here asserts on a time.
@@ -64,6 +65,20 @@ fn smoke_run_covers_every_workload_with_identical_end_states() {
     assert!(has("propagation-5-tcp", "samod", "p99_ms"));
     for w in ["catchup-1k-sealed", "catchup-1k-plain"] {
         assert!(has(w, "regiosync", "wall_ms") && has(w, "regiosync", "bytes"));
+    }
+    // The web workloads (issue 17), at smoke size: every one of the 3 saves through
+    // A's web app arrived as a `change` event on B's open live stream (the runner
+    // fails otherwise); the pages answered.
+    let value = |w: &str, m: &str| {
+        rows.iter()
+            .find(|r| r["workload"] == w && r["system"] == "regiosync" && r["metric"] == m)
+            .and_then(|r| r["value"].as_f64())
+    };
+    assert_eq!(value("web-live", "events"), Some(3.0));
+    assert!(has("web-live", "regiosync", "p50_ms") && has("web-live", "regiosync", "p99_ms"));
+    for w in ["web-plan-page", "web-dossier-list"] {
+        assert!(has(w, "regiosync", "median_ms") && has(w, "regiosync", "p99_ms"));
+        assert_eq!(value(w, "requests"), Some(3.0));
     }
     assert!(has("node-10k-dossiers", "regiosync", "rss_mb"));
     assert!(has("node-10k-dossiers", "regiosync", "startup_ms"));
