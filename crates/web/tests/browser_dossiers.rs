@@ -208,6 +208,8 @@ async fn a_woongemeente_reads_the_rocs_dossier_with_a_purpose_and_others_cannot(
             .await?
             .click()
             .await?;
+        // The new-dossier form has a `doel` field too: wait for the dossier's address.
+        common::browser::wait_for_path(&c, |p| p != "/dossiers/nieuw").await?;
         c.wait().for_element(Locator::Id("doel")).await?;
         let url = c.current_url().await?;
         let id = url.path().trim_start_matches("/dossiers/").to_owned();

@@ -189,12 +189,7 @@ async fn a_beleid_user_edits_with_the_toolbar_two_browsers_merge_and_approvals_c
             .click()
             .await?;
         // The plan page has a `main h1` too: wait for the diff page's address first.
-        for _ in 0..200 {
-            if a.current_url().await?.path().contains("/sinds/") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        common::browser::wait_for_path(&a, |p| p.contains("/sinds/")).await?;
         let h1 = a
             .wait()
             .for_element(Locator::Css("main h1"))

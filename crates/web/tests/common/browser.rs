@@ -150,3 +150,19 @@ pub async fn sign_in(
     );
     Ok(())
 }
+
+/// Waits (up to 10 s) until the browser's address path satisfies `arrived`: after a
+/// click that navigates, an element the next page shares with the page before (a
+/// heading, a field name) would be found before the navigation ends.
+pub async fn wait_for_path(
+    c: &Client,
+    arrived: impl Fn(&str) -> bool,
+) -> Result<(), fantoccini::error::CmdError> {
+    for _ in 0..200 {
+        if arrived(c.current_url().await?.path()) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
