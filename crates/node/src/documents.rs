@@ -221,7 +221,37 @@ impl Node {
     pub fn plan(&self, id: &DocId) -> Result<Plan, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let v = self.verified(id, &folded)?;
-        read_plan_of(&v.doc, &folded.state, id)
+        if let Some(p) = v.plan.get() {
+            return Ok(p.clone());
+        }
+        let p = read_plan_of(&v.doc, &folded.state, id)?;
+        // The key of the resident document includes the control heads, so the
+        // region state that `read_plan_of` holds the plan to is the same for `v`.
+        let _ = v.plan.set(p.clone());
+        Ok(p)
+    }
+
+    /// The newest change among a plan's current heads: when it was made (the
+    /// author's clock, Unix seconds) and by which party. Every other change is an
+    /// ancestor of a head; this reads the heads only instead of the whole history
+    /// ([`Node::history`]), so lists and pages can show "last change" cheaply. A
+    /// head's author clock can be behind an ancestor's (clocks differ); the time
+    /// shown is then the head's, which is when the plan last changed to its
+    /// current state as far as this node can tell.
+    pub fn last_change(&self, id: &DocId) -> Result<Option<(i64, Option<PartyName>)>, NodeError> {
+        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        let v = self.verified(id, &folded)?;
+        Ok(v.doc
+            .get_heads()
+            .iter()
+            .filter_map(|h| v.doc.get_change_meta_by_hash(h))
+            .max_by_key(|c| c.timestamp)
+            .map(|c| {
+                let party = NodeId::from_actor_id(&c.actor)
+                    .and_then(|d| folded.state.devices.get(&d))
+                    .map(|d| d.party.clone());
+                (c.timestamp, party)
+            }))
     }
 
     /// The equivocations this node refused (a device that signed two different
@@ -408,19 +438,19 @@ impl Node {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let v = self.verified(id, &folded)?;
         Ok(v.doc
-            .get_changes(&[])
+            .get_changes_meta(&[])
             .into_iter()
             .map(|c| {
-                let device = NodeId::from_actor_id(c.actor_id());
+                let device = NodeId::from_actor_id(&c.actor);
                 HistoryEntry {
-                    hash: c.hash().to_string(),
-                    time: c.timestamp(),
+                    hash: c.hash.to_string(),
+                    time: c.timestamp,
                     party: device
                         .and_then(|d| folded.state.devices.get(&d))
                         .map(|d| d.party.clone()),
                     device,
-                    seq: c.seq(),
-                    message: c.message().map(one_line),
+                    seq: c.seq,
+                    message: c.message.as_deref().map(one_line),
                 }
             })
             .collect())
@@ -616,6 +646,10 @@ pub(crate) struct Verified {
     /// What each device has written into `doc`, carried along so that changes
     /// applied on top are held to it without rescanning the document.
     pub(crate) budget: Budget,
+    /// The plan read out of `doc`, once: a resident document is immutable (a new
+    /// change makes a new `Verified`), and reading a plan with hundreds of agreements
+    /// costs tens of milliseconds, which every page view would otherwise pay again.
+    pub(crate) plan: std::sync::OnceLock<Plan>,
 }
 
 impl Verified {
@@ -628,6 +662,7 @@ impl Verified {
             snapshot_fresh: false,
             last_change: 0,
             budget: Budget::default(),
+            plan: std::sync::OnceLock::new(),
         }
     }
 
@@ -810,6 +845,7 @@ fn apply_verified(
         snapshot_fresh: false,
         last_change: 0,
         budget,
+        plan: std::sync::OnceLock::new(),
     })
 }
 

@@ -97,9 +97,12 @@
     }).then(function (html) {
       var doc = new DOMParser().parseFromString(html, 'text/html');
       var fresh = doc.getElementById('plan-live');
+      var version = fresh ? fresh.getAttribute('data-version') : null;
       if (!fresh || !swap(fresh)) {
         say((status.textContent ? status.textContent + ' ' : '') +
           'Herlaad de pagina om alle wijzigingen te zien (sla eerst uw eigen werk op).');
+      } else if (version !== null) {
+        box.setAttribute('data-version', version);
       }
       box.setAttribute('data-live-version', String(Number(box.getAttribute('data-live-version') || 0) + 1));
     }).catch(function () {
@@ -114,7 +117,10 @@
   }
 
   var opened = false;
-  var events = new EventSource(location.pathname.replace(/\/$/, '') + '/events');
+  // The stream is told the version this page shows: a change stored between the
+  // page's rendering and the stream's start is announced at once instead of lost.
+  var events = new EventSource(location.pathname.replace(/\/$/, '') + '/events?versie=' +
+    encodeURIComponent(box.getAttribute('data-version') || ''));
   events.addEventListener('open', function () {
     box.setAttribute('data-live-state', 'open');
     // After a lost connection, changes may have been missed.

@@ -26,7 +26,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -113,6 +113,8 @@ struct PlanView {
     sections: Vec<(String, String, [u8; 32])>,
     /// Display names of the parties ("Gemeente Gouda").
     names: HashMap<String, String>,
+    /// The plan's heads (sorted, as the plan page's `data-version` lists them).
+    heads: Vec<[u8; 32]>,
 }
 
 impl PlanView {
@@ -122,7 +124,9 @@ impl PlanView {
         crate::plans::check_plan(node, id).map_err(|_| WebError::NotFound)?;
         let state = node.region_state()?;
         let plan = node.plan(id)?;
+        let heads = node.plan_heads(id)?.iter().map(|h| h.0).collect();
         Ok(Self {
+            heads,
             sections: plan
                 .sections
                 .iter()
@@ -143,11 +147,46 @@ impl PlanView {
     }
 }
 
-/// `GET /plannen/{id}/events`: the plan's change stream (see the module docs).
+/// Most heads a `versie` parameter may list (a plan has a few at most; more is
+/// not a page of ours).
+const MAX_PAGE_HEADS: usize = 64;
+
+/// The version an open page shows, from `?versie=` (change hashes in hex,
+/// comma-separated, the comma possibly percent-encoded as the browser sends it):
+/// `None` when the parameter is absent, `Some(None)` when it cannot be read (the
+/// stream then assumes the page is behind), sorted hashes otherwise. Parsed here
+/// rather than with a query extractor, so that a bad value costs one extra page
+/// refresh instead of a refused stream.
+fn page_version(q: Option<&str>) -> Option<Option<Vec<[u8; 32]>>> {
+    let raw = q?.split('&').find_map(|kv| kv.strip_prefix("versie="))?;
+    if raw.is_empty() {
+        return Some(None);
+    }
+    let raw = raw.replace("%2C", ",").replace("%2c", ",");
+    let mut heads = Vec::new();
+    for part in raw.split(',').take(MAX_PAGE_HEADS + 1) {
+        let mut h = [0u8; 32];
+        if hex::decode_to_slice(part, &mut h).is_err() {
+            return Some(None);
+        }
+        heads.push(h);
+    }
+    if heads.len() > MAX_PAGE_HEADS {
+        return Some(None);
+    }
+    heads.sort_unstable();
+    Some(Some(heads))
+}
+
+/// `GET /plannen/{id}/events?versie=HEADS`: the plan's change stream (see the
+/// module docs). When the page's version (`versie`, its `data-version`) is not the
+/// plan's version any more, because a change was stored between the page's
+/// rendering and this request, the first message says so at once.
 pub(crate) async fn events(
     State(state): State<AppState>,
     who: Allowed<ReadPlans>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> Result<Response, WebError> {
     let id: DocId = id.parse().map_err(|_| WebError::NotFound)?;
     // Subscribed under the node's lock, with the plan read: no change can fall
@@ -159,8 +198,14 @@ pub(crate) async fn events(
         })
         .await?;
     let slot = state.streams().take(&who.staff.token)?;
-    tracing::debug!(doc = %id, "live stream opened");
+    let behind = match page_version(q.as_deref()) {
+        None => false,
+        Some(None) => true,
+        Some(Some(heads)) => heads != view.heads,
+    };
+    tracing::debug!(doc = %id, behind, "live stream opened");
     let live = Live {
+        behind,
         state,
         id,
         token: who.staff.token,
@@ -181,6 +226,8 @@ pub(crate) async fn events(
 
 /// One open stream.
 struct Live {
+    /// The page is behind the plan already: the first message says so.
+    behind: bool,
     state: AppState,
     id: DocId,
     token: String,
@@ -203,6 +250,13 @@ impl Live {
     async fn next(&mut self) -> Option<Event> {
         if self.done {
             return None;
+        }
+        if std::mem::take(&mut self.behind) {
+            let data = serde_json::json!({
+                "notices": ["Het plan is gewijzigd sinds deze pagina werd geladen"],
+                "kinds": [],
+            });
+            return Some(Event::default().event("change").data(data.to_string()));
         }
         loop {
             let wake = tokio::select! {
@@ -396,7 +450,26 @@ mod tests {
                 })
                 .collect(),
             names: HashMap::from([("gemeente-gouda".into(), "Gemeente Gouda".into())]),
+            heads: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_page_version_is_read_strictly_and_bounded() {
+        let h = "ab".repeat(32);
+        let g = "01".repeat(32);
+        assert_eq!(page_version(None), None);
+        assert_eq!(page_version(Some("bericht=x")), None);
+        assert_eq!(page_version(Some("versie=")), Some(None));
+        // Sorted, whichever way the page listed them; the comma encoded or not.
+        let want = Some(Some(vec![[0x01; 32], [0xab; 32]]));
+        assert_eq!(page_version(Some(&format!("versie={h}%2C{g}"))), want);
+        assert_eq!(page_version(Some(&format!("versie={g},{h}"))), want);
+        // Not hex, too short, too many: unreadable, so "behind".
+        assert_eq!(page_version(Some("versie=%3Cscript%3E")), Some(None));
+        assert_eq!(page_version(Some("versie=abab")), Some(None));
+        let many = vec![h.clone(); MAX_PAGE_HEADS + 1].join(",");
+        assert_eq!(page_version(Some(&format!("versie={many}"))), Some(None));
     }
 
     #[test]

@@ -304,17 +304,14 @@ fn plan_views(node: &Node, limit: usize) -> Result<(Vec<DocView>, usize), WebErr
         {
             continue;
         }
-        let last = node
-            .history(&d.id)
-            .ok()
-            .and_then(|h| h.into_iter().max_by_key(|e| e.time));
+        let last = node.last_change(&d.id).ok().flatten();
         let kind = d
             .subkind
             .parse::<regiosync_core::plan::PlanKind>()
             .map(|k| k.label().to_owned())
             .unwrap_or_else(|_| d.subkind.clone());
         docs.push((
-            last.as_ref().map_or(0, |e| e.time),
+            last.as_ref().map_or(0, |e| e.0),
             DocView {
                 id: d.id.to_string(),
                 short: d.short,
@@ -322,9 +319,9 @@ fn plan_views(node: &Node, limit: usize) -> Result<(Vec<DocView>, usize), WebErr
                 kind,
                 last_change: last
                     .as_ref()
-                    .map_or_else(|| "–".into(), |e| format_time(e.time)),
+                    .map_or_else(|| "–".into(), |e| format_time(e.0)),
                 last_by: last
-                    .and_then(|e| e.party)
+                    .and_then(|e| e.1)
                     .map_or_else(|| "–".into(), |p| p.to_string()),
             },
         ));

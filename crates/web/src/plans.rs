@@ -442,22 +442,18 @@ fn plan_view(
                 .collect()
         })
         .unwrap_or_default();
-    let last = node
-        .history(id)?
-        .into_iter()
-        .max_by_key(|e| e.time)
-        .map_or_else(
-            || "–".into(),
-            |e| {
-                format!(
-                    "{}{}",
-                    format_time(e.time),
-                    e.party
-                        .map(|p| format!(" door {}", party_display(st, &p)))
-                        .unwrap_or_default()
-                )
-            },
-        );
+    let last = node.last_change(id)?.map_or_else(
+        || "–".into(),
+        |(time, party)| {
+            format!(
+                "{}{}",
+                format_time(time),
+                party
+                    .map(|p| format!(" door {}", party_display(st, &p)))
+                    .unwrap_or_default()
+            )
+        },
+    );
     Ok((
         PlanView {
             id: id.to_string(),

@@ -276,3 +276,72 @@ async fn a_stream_that_falls_behind_skips_to_one_message() {
     assert_eq!(data["kinds"], serde_json::json!(["section"]));
     assert!(!buf.contains("event:"), "one message: {buf}");
 }
+
+/// A change stored between the page's rendering and the stream's start is not
+/// lost: the page sends the version it shows (`?versie=`, its `data-version`), and
+/// a stream opened for an older version says at once that the plan changed. A
+/// stream for the current version stays quiet until the next change; an
+/// unreadable version counts as behind.
+#[tokio::test]
+async fn a_page_behind_the_plan_is_told_at_once_and_a_current_one_is_not() {
+    let f = fixture();
+    let (cookie, _) = session(&f, "p.beleid").await;
+    let hex = |hs: Vec<regiosync_core::automerge::ChangeHash>| {
+        hs.iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join("%2C")
+    };
+    let rendered = hex(f.node.lock().await.plan_heads(&f.plan).unwrap());
+    // The page's data-version is the plan's version.
+    let page = send(
+        &f.app,
+        common::get_as(&format!("/plannen/{}", f.plan), &cookie),
+    )
+    .await;
+    let html = common::text(page).await;
+    assert!(
+        html.contains(&format!(
+            "data-version=\"{}\"",
+            rendered.replace("%2C", ",")
+        )),
+        "the page names its version"
+    );
+    // A change lands before the page's stream opens.
+    f.node
+        .lock()
+        .await
+        .set_section(&f.plan, "Inleiding", "Intussen gewijzigd.")
+        .unwrap();
+    let current = hex(f.node.lock().await.plan_heads(&f.plan).unwrap());
+    let path = |v: &str| format!("/plannen/{}/events?versie={v}", f.plan);
+
+    let resp = send(&f.app, events(&path(&rendered), Some(&cookie))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body().into_data_stream();
+    let mut buf = String::new();
+    let (name, data) = next_event(&mut body, &mut buf).await.unwrap();
+    assert_eq!(name, "change");
+    assert!(data.contains("sinds deze pagina werd geladen"), "{data}");
+
+    // An unreadable version: behind, not refused.
+    let resp = send(&f.app, events(&path("zz%2C%3Cscript%3E"), Some(&cookie))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut bad = resp.into_body().into_data_stream();
+    let mut bad_buf = String::new();
+    let (name, _) = next_event(&mut bad, &mut bad_buf).await.unwrap();
+    assert_eq!(name, "change");
+
+    // The current version: the first message is the next change's.
+    let resp = send(&f.app, events(&path(&current), Some(&cookie))).await;
+    let mut quiet = resp.into_body().into_data_stream();
+    let mut quiet_buf = String::new();
+    f.node
+        .lock()
+        .await
+        .set_section(&f.plan, "Inleiding", "Weer gewijzigd.")
+        .unwrap();
+    let (name, data) = next_event(&mut quiet, &mut quiet_buf).await.unwrap();
+    assert_eq!(name, "change");
+    assert!(data.contains("heeft sectie Inleiding gewijzigd"), "{data}");
+}

@@ -7,6 +7,12 @@
 //! sync service share, as a web save does). The anti-entropy interval is longer
 //! than the test: only the push at commit can bring the edit over.
 //!
+//! A second test has a `beleid` person of each party edit one section at the same
+//! time, each in their own party's web app, from the same version: each rewrites a
+//! different paragraph, and both texts survive on both nodes and in both open
+//! pages. Then Gouda approves in its browser, the ROC edits in its own, and the
+//! ROC's open page shows Gouda's approval with "1 wijziging sinds".
+//!
 //! Never skipped: without chromium and chromedriver the test fails and says how to
 //! install them (`apt-get install -y chromium chromium-driver`; `.ci/run` does).
 
@@ -63,10 +69,19 @@ fn region(root: &Path) -> (PathBuf, PathBuf, DocId) {
         .set_section(&doc, "Inleiding", "Samen met het onderwijs.")
         .unwrap();
     gouda
-        .set_section(&doc, "Visie", "Eén contactpersoon per school.")
+        .set_section(
+            &doc,
+            "Visie",
+            "Eén contactpersoon per school.\n\nDe partners overleggen elk kwartaal.",
+        )
+        .unwrap();
+    gouda
+        .add_staff("g.beleid", StaffRole::Beleid, &pass(PASSWORD), false)
         .unwrap();
     roc.import(&gouda.export().unwrap()).unwrap();
     roc.add_staff("l.lezer", StaffRole::Lezer, &pass(PASSWORD), false)
+        .unwrap();
+    roc.add_staff("r.beleid", StaffRole::Beleid, &pass(PASSWORD), false)
         .unwrap();
     (a, b, doc)
 }
@@ -181,11 +196,7 @@ async fn an_edit_on_party_a_s_node_appears_in_party_b_s_open_page_without_a_relo
         // It appears in B's open page, with the notice.
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let text = client
-                .find(Locator::Css("article.plan"))
-                .await?
-                .text()
-                .await?;
+            let text = text_at(&client, ARTICLE).await?.unwrap_or_default();
             if text.contains("en het mbo.") {
                 break;
             }
@@ -207,11 +218,7 @@ async fn an_edit_on_party_a_s_node_appears_in_party_b_s_open_page_without_a_relo
             "the page was reloaded"
         );
         // The rest of the plan is still there.
-        let text = client
-            .find(Locator::Css("article.plan"))
-            .await?
-            .text()
-            .await?;
+        let text = text_at(&client, ARTICLE).await?.unwrap_or_default();
         assert!(text.contains("Eén contactpersoon per school."), "{text}");
         if let Some(d) = &shots {
             std::fs::write(d.join("web-live.png"), client.screenshot().await?).unwrap();
@@ -225,6 +232,225 @@ async fn an_edit_on_party_a_s_node_appears_in_party_b_s_open_page_without_a_relo
         eprintln!("the page when the test failed:\n{page}");
     }
     let _ = client.close().await;
+    let _ = driver.kill().await;
+    cancel.cancel();
+    for t in a.tasks.into_iter().chain(b.tasks) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    result.unwrap();
+}
+
+/// The text of the first element an XPath finds, read in one script call: the live
+/// script swaps the page's content at any moment, so a found element can be stale
+/// by the time its text is asked for. `None` when nothing matches.
+async fn text_at(
+    c: &fantoccini::Client,
+    xpath: &str,
+) -> Result<Option<String>, fantoccini::error::CmdError> {
+    let v = c
+        .execute(
+            "var n = document.evaluate(arguments[0], document, null, \
+             XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue; \
+             return n ? n.innerText : null;",
+            vec![serde_json::json!(xpath)],
+        )
+        .await?;
+    Ok(v.as_str().map(str::to_owned))
+}
+
+/// The plan's article, as [`text_at`] reads it.
+const ARTICLE: &str = "//article[contains(concat(' ', @class, ' '), ' plan ')]";
+
+/// Waits until the open page's `article.plan` (swapped in by the live script, never
+/// reloaded here) contains every one of `texts`.
+async fn wait_for_texts(
+    c: &fantoccini::Client,
+    texts: &[&str],
+) -> Result<(), fantoccini::error::CmdError> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let text = text_at(c, ARTICLE).await?.unwrap_or_default();
+        if texts.iter().all(|t| text.contains(t)) {
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed all of {texts:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens section `sid`'s editor and rewrites its text, without saving.
+async fn type_section(
+    c: &fantoccini::Client,
+    base: &str,
+    doc: &DocId,
+    sid: &str,
+    text: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    c.goto(&format!("{base}/plannen/{doc}/secties/{sid}/bewerken"))
+        .await?;
+    let area = c
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Id("tekst"))
+        .await?;
+    area.clear().await?;
+    area.send_keys(text).await?;
+    Ok(())
+}
+
+/// Presses the editor's save button and waits for the plan page's notice.
+async fn save(c: &fantoccini::Client) -> Result<(), fantoccini::error::CmdError> {
+    c.find(Locator::Css(
+        "form.editor .buttons button[type=submit]:not([name])",
+    ))
+    .await?
+    .click()
+    .await?;
+    c.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("p.notice[role=status]"))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_parties_edit_one_section_at_once_in_their_own_web_apps_and_approvals_travel() {
+    let (chromium, chromedriver) = browser_binaries();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b, doc) = region(tmp.path());
+    let (addr_a, addr_b) = (
+        regiosync_net::free_loopback_tcp().unwrap(),
+        regiosync_net::free_loopback_tcp().unwrap(),
+    );
+    let cancel = CancellationToken::new();
+    let a = up(&dir_a, &addr_a, &addr_b, &cancel).await;
+    let b = up(&dir_b, &addr_b, &addr_a, &cancel).await;
+    // B holds the plan at A's version: both people start from the same one.
+    let deadline = Instant::now() + DEADLINE;
+    let visie = loop {
+        let heads_a = a.node.lock().await.plan_heads(&doc).unwrap();
+        let on_b = b.node.lock().await.plan_heads(&doc).ok();
+        if on_b.as_ref() == Some(&heads_a) {
+            break a
+                .node
+                .lock()
+                .await
+                .plan(&doc)
+                .unwrap()
+                .titled("Visie")
+                .unwrap()
+                .id
+                .clone();
+        }
+        assert!(Instant::now() < deadline, "the plan did not reach B");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let (mut driver, port) = start_chromedriver(&chromedriver).await;
+    let (pa, pb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ca = browser(&chromium, port, pa.path(), 1400).await;
+    let cb = browser(&chromium, port, pb.path(), 1400).await;
+    let base_a = format!("https://127.0.0.1:{}", a.web.port());
+    let base_b = format!("https://127.0.0.1:{}", b.web.port());
+    let first = "Eén vaste contactpersoon per school, ook in de zomer (Gouda).";
+    let second = "De partners overleggen elke maand (ROC).";
+
+    let result: Result<(), fantoccini::error::CmdError> = async {
+        sign_in(&ca, &base_a, "g.beleid").await?;
+        sign_in(&cb, &base_b, "r.beleid").await?;
+        // Both open the editor before either saves: same base version.
+        type_section(
+            &ca,
+            &base_a,
+            &doc,
+            &visie,
+            &format!("{first}\n\nDe partners overleggen elk kwartaal."),
+        )
+        .await?;
+        type_section(
+            &cb,
+            &base_b,
+            &doc,
+            &visie,
+            &format!("Eén contactpersoon per school.\n\n{second}"),
+        )
+        .await?;
+        let (ra, rb) = tokio::join!(save(&ca), save(&cb));
+        ra?;
+        rb?;
+        // Both texts, in both open pages (the live script swaps them in) ...
+        wait_for_texts(&ca, &[first, second]).await?;
+        wait_for_texts(&cb, &[first, second]).await?;
+        // ... and in both nodes' stores, with nothing of the old paragraphs left.
+        for node in [&a.node, &b.node] {
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                let text = node.lock().await.plan(&doc).unwrap().titled("Visie").unwrap().text.clone();
+                if text.contains(first) && text.contains(second) {
+                    assert!(!text.contains("elk kwartaal"), "{text}");
+                    assert!(!text.contains("Eén contactpersoon per school."), "{text}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "a node lacks an edit: {text}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        // Gouda approves in its browser; the ROC's open page shows it live.
+        ca.find(Locator::Css("form.approve button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        ca.wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css("p.notice[role=status]"))
+            .await?;
+        let gouda_row = "//section[@id='goedkeuring']//tr[th[normalize-space()='Gemeente Gouda']]/td[@class='since']";
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if text_at(&cb, gouda_row)
+                .await?
+                .is_some_and(|t| t.contains("deze versie"))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the approval did not reach the ROC's page");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The ROC edits; its page then counts one change since Gouda's approval.
+        type_section(&cb, &base_b, &doc, &visie, "Een latere wijziging van het ROC.").await?;
+        save(&cb).await?;
+        let since = text_at(&cb, gouda_row).await?.unwrap_or_default();
+        assert!(since.contains("1 wijziging sinds"), "{since}");
+        // Gouda's own page says the same, live.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let since = text_at(&ca, gouda_row).await?.unwrap_or_default();
+            if since.contains("1 wijziging sinds") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Gouda's page: {since}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        for c in [&ca, &cb] {
+            if let Ok(page) = c.source().await {
+                eprintln!("a page when the test failed:\n{page}");
+            }
+        }
+    }
+    let _ = ca.close().await;
+    let _ = cb.close().await;
     let _ = driver.kill().await;
     cancel.cancel();
     for t in a.tasks.into_iter().chain(b.tasks) {
