@@ -342,6 +342,17 @@ pub(crate) enum DossierCommand {
         /// What happened
         text: String,
     },
+    /// Add a support agreement (ondersteuningsafspraak), with the date it is to be
+    /// evaluated if there is one
+    Agreement {
+        /// Dossier id or prefix
+        id: String,
+        /// What is agreed, e.g. "Wekelijks gesprek met de mentor"
+        text: String,
+        /// When to evaluate it (YYYY-MM-DD)
+        #[arg(long, value_parser = parse_date)]
+        evaluate: Option<time::Date>,
+    },
     /// Grant a party access (owner party only); its devices get every key
     Grant {
         /// Dossier id or prefix

@@ -1241,6 +1241,21 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
         "--user",
         "j.bakker",
     ]);
+    env.json(&[
+        "dossier",
+        "agreement",
+        &id,
+        "Wekelijks gesprek met de mentor",
+        "--evaluate",
+        "2027-03-01",
+        "--user",
+        "j.bakker",
+    ]);
+    assert_fails(
+        &env.run(&["dossier", "agreement", &id, " ", "--user", "j.bakker"]),
+        1,
+        "the agreement is empty",
+    );
     // A read needs a purpose.
     assert_fails(
         &env.run(&["dossier", "show", &id, "--user", "j.bakker"]),
@@ -1262,6 +1277,11 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
         shown["dossier"]["contacten"][0]["tekst"],
         "Huisbezoek met ouders."
     );
+    assert_eq!(
+        shown["dossier"]["afspraken"][0]["tekst"],
+        "Wekelijks gesprek met de mentor"
+    );
+    assert_eq!(shown["dossier"]["afspraken"][0]["evaluatie"], "2027-03-01");
     // Bad input changes nothing.
     assert_fails(
         &env.run(&[
@@ -1304,8 +1324,8 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["create", "note", "read"]);
-    assert_eq!(log[2]["purpose"], "zorgoverleg");
+    assert_eq!(actions, ["create", "note", "agreement", "read"]);
+    assert_eq!(log[3]["purpose"], "zorgoverleg");
     // Format 2: the OS user that ran the command, and --user kept as declared.
     for e in log.as_array().unwrap() {
         assert_eq!(e["format"], 2);
@@ -1322,7 +1342,7 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
     let v = env.json(&["audit", "--verify"]);
     assert_eq!(
         (v["entries"].as_i64(), v["intact"].as_bool()),
-        (Some(3), Some(true))
+        (Some(4), Some(true))
     );
     // Erased: reading says by whom and when; the audit chain still verifies.
     // Not on a terminal: refused without --yes, and nothing is erased.
@@ -1347,7 +1367,7 @@ fn a_dossier_from_the_command_line_is_sealed_shown_with_a_purpose_and_audited() 
         "erased on",
     );
     let v = env.json(&["audit", "--verify"]);
-    assert_eq!(v["entries"].as_i64(), Some(4));
+    assert_eq!(v["entries"].as_i64(), Some(5));
 }
 
 /// Runs `regiosync up` on loopback with `--peer` addresses; killed on drop.

@@ -351,6 +351,24 @@ impl Node {
         })
     }
 
+    /// Appends a support agreement (ondersteuningsafspraak) with its evaluation date,
+    /// if any; returns its id. Audited as `agreement` under `by`.
+    pub fn add_dossier_agreement(
+        &mut self,
+        id: &DocId,
+        text: &str,
+        evaluate: Option<time::Date>,
+        by: &Reader,
+    ) -> Result<String, NodeError> {
+        let text = text.to_owned();
+        let mut made = String::new();
+        self.write_dossier(id, by, "agreement", |tx| {
+            made = schema::add_support_agreement(tx, &text, evaluate)?;
+            Ok(())
+        })?;
+        Ok(made)
+    }
+
     /// Grants a party access (owner party only) and gives its devices every key;
     /// audited as `grant` under `by` (its purpose is the grant's).
     pub fn grant_dossier(

@@ -387,9 +387,20 @@ enum Action {
         party: String,
         reason: String,
     },
+    Agreement {
+        text: String,
+        evaluate: Option<String>,
+    },
 }
 
-/// POST /dossiers/{id}/{actie}: note, edit, grant, revoke; then the dossier again.
+/// A date from a form's date field (`jjjj-mm-dd`, as browsers send it).
+fn date_of(s: &str) -> Result<time::Date, WebError> {
+    regiosync_core::plan::parse_date(s)
+        .map_err(|_| WebError::Unprocessable("Dat is geen datum (jjjj-mm-dd).".into()))
+}
+
+/// POST /dossiers/{id}/{actie}: note, support agreement, edit, grant, revoke; then
+/// the dossier again.
 pub(crate) async fn act(
     State(state): State<AppState>,
     Path((raw, action)): Path<(String, String)>,
@@ -408,6 +419,22 @@ pub(crate) async fn act(
                 ));
             }
             Action::Note(text.to_owned())
+        }
+        "afspraak" => {
+            let text = f.required("afspraak", "Afspraak", MAX_TEXT_BYTES)?.trim();
+            if text.is_empty() {
+                return Err(WebError::Unprocessable(
+                    "De afspraak is leeg: schrijf op wat er is afgesproken.".into(),
+                ));
+            }
+            Action::Agreement {
+                text: text.to_owned(),
+                evaluate: f
+                    .get("evaluatie")
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            }
         }
         "veld" => {
             let field: DossierField = f
@@ -465,6 +492,12 @@ pub(crate) async fn act(
                     node.add_dossier_note(&id, &text, &by).map_err(refusal)?;
                     "De notitie is toegevoegd aan het contactlog."
                 }
+                Action::Agreement { text, evaluate } => {
+                    let evaluate = evaluate.map(|d| date_of(&d)).transpose()?;
+                    node.add_dossier_agreement(&id, &text, evaluate, &by)
+                        .map_err(refusal)?;
+                    "De ondersteuningsafspraak is toegevoegd."
+                }
                 Action::Edit(field, value) => {
                     node.edit_dossier(&id, field, &value, &by)
                         .map_err(refusal)?;
@@ -479,14 +512,7 @@ pub(crate) async fn act(
                     let region = node.region_state()?;
                     let party = party_of(&region, &party)?;
                     let basis = basis_of(&basis)?;
-                    let until = match until {
-                        Some(u) => Some(regiosync_core::plan::parse_date(&u).map_err(|_| {
-                            WebError::Unprocessable(
-                                "De einddatum is geen datum (jjjj-mm-dd).".into(),
-                            )
-                        })?),
-                        None => None,
-                    };
+                    let until = until.map(|u| date_of(&u)).transpose()?;
                     let by = reader(&staff, &grant_purpose);
                     node.grant_dossier(&id, party, basis, &grant_purpose, until, &by)
                         .map_err(refusal)?;

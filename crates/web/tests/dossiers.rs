@@ -151,13 +151,20 @@ async fn only_the_dossier_role_reaches_dossiers_and_only_the_beheerder_beheer() 
         }
         let resp = open(app, &c, &csrf, &id, "nieuwsgierig").await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{name}");
-        for action in ["notitie", "veld", "toegang", "intrekken", "wissen"] {
+        for action in [
+            "notitie",
+            "afspraak",
+            "veld",
+            "toegang",
+            "intrekken",
+            "wissen",
+        ] {
             let resp = send(
                 app,
                 post(
                     &format!("/dossiers/{id}/{action}"),
                     Some(&c),
-                    format!("csrf={csrf}&doel=x&tekst=x&zeker=ja"),
+                    format!("csrf={csrf}&doel=x&tekst=x&afspraak=x&zeker=ja"),
                 ),
             )
             .await;
@@ -288,6 +295,48 @@ async fn note_edit_grant_revoke_and_erase_work_and_are_audited() {
     let page = text(resp).await;
     assert!(page.contains("De notitie is toegevoegd"));
     assert!(page.contains("Huisbezoek &#60;img src=x onerror=alert(1)&#62;"));
+    // A support agreement with an evaluation date; one with a bad date or no text
+    // is refused and adds nothing.
+    let resp = send(
+        app,
+        act(
+            "afspraak",
+            format!(
+                "afspraak={}&evaluatie=2027-03-01",
+                enc("Wekelijks gesprek met de <b>mentor</b>")
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = text(resp).await;
+    assert!(page.contains("De ondersteuningsafspraak is toegevoegd"));
+    assert!(page.contains("Wekelijks gesprek met de &#60;b&#62;mentor&#60;/b&#62;"));
+    assert!(
+        page.contains("2027-03-01") || page.contains("1 maart 2027"),
+        "{page}"
+    );
+    for extra in ["afspraak=x&evaluatie=morgen", "afspraak=+&evaluatie="] {
+        let resp = send(app, act("afspraak", extra.into())).await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{extra}");
+    }
+    let dossier = f
+        .node
+        .lock()
+        .await
+        .read_dossier(
+            &id.parse().unwrap(),
+            &Reader {
+                who: Who::cli("test"),
+                purpose: "controle".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        dossier.afspraken.len(),
+        1,
+        "only the valid agreement was added"
+    );
     let resp = send(
         app,
         act(

@@ -186,6 +186,22 @@ pub(crate) fn run(
                 format!("Added a note to dossier {id}.\n")
             })
         }
+        DossierCommand::Agreement { id, text, evaluate } => {
+            let id = node.resolve_dossier(&id)?;
+            anyhow::ensure!(
+                !text.trim().is_empty(),
+                "the agreement is empty: write what is agreed, e.g. regiosync dossier agreement {id} \"Wekelijks gesprek met de mentor\" --evaluate 2027-03-01"
+            );
+            let made = node.add_dossier_agreement(
+                &id,
+                text.trim(),
+                evaluate,
+                &reader("ondersteuningsafspraak")?,
+            )?;
+            out.emit(&json!({ "id": id, "agreement": made }), || {
+                format!("Added support agreement {made} to dossier {id}.\n")
+            })
+        }
         DossierCommand::Grant {
             id,
             party,
