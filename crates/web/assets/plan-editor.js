@@ -1,6 +1,8 @@
-// regiosync: the section editor's toolbar and live preview. The form works without
-// this file (a plain textarea, "Opslaan" and "Voorbeeld" submit to the server); this
-// only adds buttons that insert Markdown and a preview the server renders.
+// regiosync: the section editor's toolbar and live preview, and "comment on the
+// selected passage". The forms work without this file (a plain textarea, "Opslaan"
+// and "Voorbeeld" submit to the server; the comment form takes a typed quote); this
+// only adds buttons that insert Markdown, a preview the server renders, and a
+// button that fills the comment form from a selection in a section's text.
 (function () {
   "use strict";
   var form = document.querySelector("form.editor");
@@ -81,4 +83,65 @@
   });
   refresh();
   area.focus();
+})();
+
+// Comment on a passage: selecting words within one paragraph of a section's text
+// (with the mouse or the keyboard) shows a button under that section; it fills the
+// "Opmerking bij een passage" form with the section and the selected words, opens
+// it and puts the focus in the comment field. The server still checks that the
+// quote occurs exactly once in the section.
+(function () {
+  "use strict";
+  if (!document.getElementById("opmerking-form") || !window.getSelection) { return; }
+  var button = document.createElement("button");
+  button.type = "button";
+  button.className = "secondary quote-button";
+  button.textContent = "Opmerking bij de geselecteerde tekst";
+  button.hidden = true;
+  var chosen = null;
+  var blocks = "p, li, h1, h2, h3, h4, h5, h6, blockquote, pre, td, th";
+
+  function selected() {
+    var sel = window.getSelection();
+    if (!sel || sel.isCollapsed || sel.rangeCount === 0) { return null; }
+    var node = sel.getRangeAt(0).commonAncestorContainer;
+    var el = node.nodeType === 1 ? node : node.parentElement;
+    var box = el && el.closest ? el.closest("section[id] > .text") : null;
+    var block = el && el.closest ? el.closest(blocks) : null;
+    if (!box || !block || !box.contains(block)) { return null; }
+    var quote = sel.toString().replace(/\s+/g, " ").trim();
+    if (!quote) { return null; }
+    return { section: box.parentElement.id, quote: quote, box: box };
+  }
+
+  var timer;
+  document.addEventListener("selectionchange", function () {
+    clearTimeout(timer);
+    timer = setTimeout(function () {
+      var s = selected();
+      if (!s) {
+        // Pressing the button moves the selection; keep the last one until then.
+        if (document.activeElement !== button) { button.hidden = true; chosen = null; }
+        return;
+      }
+      chosen = s;
+      s.box.after(button);
+      button.hidden = false;
+    }, 150);
+  });
+
+  button.addEventListener("click", function () {
+    // The live script may have swapped the page's content: look the form up now.
+    var form = document.getElementById("opmerking-form");
+    if (!chosen || !form) { return; }
+    var select = form.querySelector("select[name=sectie]");
+    var quote = form.querySelector("input[name=citaat]");
+    var text = form.querySelector("textarea[name=tekst]");
+    if (select) { select.value = chosen.section; }
+    if (quote) { quote.value = chosen.quote; }
+    var details = form.closest("details");
+    if (details) { details.open = true; }
+    button.hidden = true;
+    if (text) { text.focus(); text.scrollIntoView({ block: "center" }); }
+  });
 })();

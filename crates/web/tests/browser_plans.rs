@@ -118,6 +118,57 @@ async fn a_beleid_user_edits_with_the_toolbar_two_browsers_merge_and_approvals_c
             .await?;
         assert_eq!(bold, "samen");
 
+        // Comment on a passage: select words across the bold one, press the button
+        // that appears, and the form holds the section and the quote.
+        a.execute(
+            "const p = document.getElementById(arguments[0]).querySelector('.text p'); \
+             const t = p.firstChild; const strong = p.querySelector('strong'); \
+             const r = document.createRange(); \
+             r.setStart(t, t.textContent.indexOf('werken')); \
+             r.setEnd(strong.nextSibling, 4); \
+             const s = window.getSelection(); s.removeAllRanges(); s.addRange(r); \
+             document.dispatchEvent(new Event('selectionchange'));",
+            vec![serde_json::json!(intro)],
+        )
+        .await?;
+        a.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("button.quote-button:not([hidden])"))
+            .await?
+            .click()
+            .await?;
+        let form = a.find(Locator::Id("opmerking-form")).await?;
+        let quote = form
+            .find(Locator::Id("opmerking-citaat"))
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default();
+        assert_eq!(quote, "werken we samen aan");
+        let section = form
+            .find(Locator::Id("opmerking-sectie"))
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default();
+        assert_eq!(section, intro);
+        form.find(Locator::Id("opmerking-tekst"))
+            .await?
+            .send_keys("Wie is hier aanspreekpunt?")
+            .await?;
+        form.find(Locator::Css("button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        common::browser::wait_for_path(&a, |p| p.contains("bericht=opmerking")).await?;
+        let quoted = a
+            .wait()
+            .for_element(Locator::Css("ul.comments li blockquote"))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(quoted, "werken we samen aan");
+
         // Two browsers open the same section at the same version; each rewrites a
         // different paragraph; both save.
         c_open(&a, &base, &plan, &visie).await?;
