@@ -13,6 +13,10 @@
 //! pages. Then Gouda approves in its browser, the ROC edits in its own, and the
 //! ROC's open page shows Gouda's approval with "1 wijziging sinds".
 //!
+//! A third test needs no browser: a plan that Gouda's node held and showed
+//! disappears from Gouda's web app (list, page, editor, export, live stream) once
+//! its owner, the ROC, restricts its readers to itself and that op arrives by sync.
+//!
 //! Never skipped: without chromium and chromedriver the test fails and says how to
 //! install them (`apt-get install -y chromium chromium-driver`; `.ci/run` does).
 
@@ -457,4 +461,163 @@ async fn two_parties_edit_one_section_at_once_in_their_own_web_apps_and_approval
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     result.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_this_party_may_no_longer_read_leaves_its_web_app() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use tower::ServiceExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b, _) = region(tmp.path());
+    let (addr_a, addr_b) = (
+        regiosync_net::free_loopback_tcp().unwrap(),
+        regiosync_net::free_loopback_tcp().unwrap(),
+    );
+    let cancel = CancellationToken::new();
+    let a = up(&dir_a, &addr_a, &addr_b, &cancel).await;
+    let b = up(&dir_b, &addr_b, &addr_a, &cancel).await;
+    // The ROC writes a plan every party may read; Gouda's node receives it.
+    let doc = {
+        let mut roc = b.node.lock().await;
+        let doc = roc
+            .create_plan(PlanKind::Ondersteuningsplan, "Ondersteuningsplan ROC")
+            .unwrap();
+        roc.set_section(&doc, "Inleiding", "Vertrouwelijke passage.")
+            .unwrap();
+        doc
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while a.node.lock().await.plan(&doc).is_err() {
+        assert!(Instant::now() < deadline, "the plan did not reach Gouda");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Gouda's web app (the same node handle as its server's), signed in as beleid.
+    let app = router(AppState::new(a.node.clone(), WebConfig::default()));
+    let cookie = {
+        let mut node = a.node.lock().await;
+        let creds = node.staff_credentials("g.beleid").unwrap().unwrap();
+        let s = node
+            .start_staff_session(&creds, regiosync_node::staff::SessionLimits::default())
+            .unwrap();
+        format!("__Host-regiosync={}", &*s.token)
+    };
+    let get = |path: String, accept: &'static str| {
+        let app = app.clone();
+        let cookie = cookie.clone();
+        async move {
+            app.oneshot(
+                Request::get(path)
+                    .header(header::HOST, "127.0.0.1:8443")
+                    .header(header::ACCEPT, accept)
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let sid = a
+        .node
+        .lock()
+        .await
+        .plan(&doc)
+        .unwrap()
+        .titled("Inleiding")
+        .unwrap()
+        .id
+        .clone();
+    let pages = [
+        format!("/plannen/{doc}"),
+        format!("/plannen/{doc}/secties/{sid}/bewerken"),
+        format!("/plannen/{doc}/export/html"),
+    ];
+    for p in &pages {
+        assert_eq!(
+            get(p.clone(), "text/html").await.status(),
+            StatusCode::OK,
+            "{p}"
+        );
+    }
+    let list = get("/plannen".into(), "text/html").await;
+    let list = axum::body::to_bytes(list.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list).contains("Ondersteuningsplan ROC"));
+    // A live stream open on the plan.
+    let stream = get(format!("/plannen/{doc}/events"), "text/event-stream").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut stream = stream.into_body().into_data_stream();
+
+    // The ROC restricts the plan to itself.
+    let only_roc = vec![party("roc-midden-holland")];
+    b.node
+        .lock()
+        .await
+        .set_acl(&doc, Some(only_roc.clone()), Some(only_roc))
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let may = a
+            .node
+            .lock()
+            .await
+            .region_state()
+            .unwrap()
+            .may_read(&doc, &party("gemeente-gouda"));
+        if !may {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restriction did not reach Gouda"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every page of it is now 404, as for a plan that does not exist, and the
+    // list no longer names it.
+    for p in &pages {
+        let resp = get(p.clone(), "text/html").await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{p}");
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("Vertrouwelijke"),
+            "{p}"
+        );
+    }
+    let list = get("/plannen".into(), "text/html").await;
+    let list = axum::body::to_bytes(list.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&list).contains("Ondersteuningsplan ROC"));
+    assert_eq!(
+        get(format!("/plannen/{doc}/events"), "text/event-stream")
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // The open stream says `end` (at its next check) and closes, without the text.
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(DEADLINE, async {
+        use futures::StreamExt;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: end") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ended.ok(), Some(true), "the stream did not end: {seen}");
+    assert!(!seen.contains("Vertrouwelijke"));
+
+    cancel.cancel();
+    for t in a.tasks.into_iter().chain(b.tasks) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
 }
