@@ -45,6 +45,18 @@ impl Output {
 
     /// Prints a line for people while a long-running command runs (human mode only:
     /// in `--json` mode stdout carries just the one final value).
+    /// In `--json` mode, prints `value` as one compact line at once (a long-running
+    /// command's progress, e.g. `up` saying where it serves); nothing otherwise.
+    pub(crate) fn json_line<T: Serialize>(&self, value: &T) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            if serde_json::to_writer(&mut out, value).is_ok() {
+                let _ = writeln!(out);
+                let _ = out.flush();
+            }
+        }
+    }
+
     pub(crate) fn note(&self, text: &str) {
         if !self.json {
             let text = terminal_safe(text, Lines::Keep);

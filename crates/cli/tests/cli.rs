@@ -2320,3 +2320,47 @@ fn staff_accounts_and_the_web_app_of_up() {
     assert!(printed.contains(&format!("Web app: {url}")), "{printed}");
     assert!(printed.contains(&format!("Certificate SHA-256: {fingerprint}")));
 }
+
+/// `up --json` says where it serves, as one line, when it starts: a script gets the
+/// web app's address and certificate fingerprint without parsing text, and they
+/// match what `status` says.
+#[test]
+fn up_json_prints_one_line_with_the_web_address_when_it_starts() {
+    use std::io::BufRead;
+    let env = Env::new();
+    env.init();
+    let mut child = env
+        .cmd(&[
+            "--json",
+            "up",
+            "--no-mdns",
+            "--web-listen",
+            "127.0.0.1:0",
+            "--listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let up = Up(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+    let web = &v["serving"]["web"];
+    let url = web["url"].as_str().unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{v}");
+    assert!(!url.ends_with(":0"), "the real port: {v}");
+    assert_eq!(web["self_signed"], true);
+    eventually("status shows the running node", || {
+        env.run(&["status"]).status.success() && env.json(&["status"])["web"]["url"] == url
+    });
+    assert_eq!(
+        env.json(&["status"])["web"]["fingerprint"],
+        web["fingerprint"]
+    );
+    drop(up);
+}

@@ -177,7 +177,7 @@ impl Node {
         let folded = fold_dossier(&state, *id, &all)
             .ok_or_else(|| refused("the dossier has no valid root"))?;
         if let Some(why) = folded.rejected.get(&op.hash()) {
-            return Err(refused(why.to_string()));
+            return Err(NodeError::DossierRejected(why.clone()));
         }
         self.store.write(|tx| {
             tx.put_dossier_op(id, &op.hash().0, &op.encode(), now_ms())
@@ -383,10 +383,10 @@ impl Node {
         if let Some(end) = until
             && end < today()
         {
-            return Err(refused(format!(
-                "the grant's last day {end} is in the past: give --until a date from today ({}) on",
-                today()
-            )));
+            return Err(NodeError::GrantEndsInPast {
+                until: end,
+                today: today(),
+            });
         }
         self.issue_dossier_op(
             id,
@@ -490,13 +490,11 @@ impl Node {
             return Err(erased(e));
         }
         if !access.has_access(&self.info.party) {
-            return Err(refused("this party has no access to the dossier"));
+            return Err(NodeError::NoDossierAccess);
         }
         if access.needs_rotation(&state, today()) {
             if access.owner != self.info.party {
-                return Err(refused(
-                    "someone lost access to this dossier: its owner must start a new key first (any edit by the owner does)",
-                ));
+                return Err(NodeError::DossierNeedsNewKey);
             }
             self.rotate(id)?;
         }

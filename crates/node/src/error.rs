@@ -188,6 +188,29 @@ pub enum NodeError {
     /// A dossier operation this node will not do (no access, no key, not the owner).
     #[error("{0}")]
     DossierRefused(String),
+    /// A dossier op the region's rules refuse (the reason as the dossier log's fold
+    /// gives it, e.g. only the owner party grants); nothing was stored.
+    #[error("{0}")]
+    DossierRejected(regiosync_core::control::dossier::DossierRejection),
+    /// This party may not read or write the dossier.
+    #[error("this party has no access to the dossier")]
+    NoDossierAccess,
+    /// A party lost access to the dossier; only the owner starts the new key (any
+    /// edit by the owner does), and until then other parties do not write.
+    #[error(
+        "someone lost access to this dossier: its owner must start a new key first (any edit by the owner does)"
+    )]
+    DossierNeedsNewKey,
+    /// A grant whose last day is already over.
+    #[error(
+        "the grant's last day {until} is in the past: give --until a date from today ({today}) on"
+    )]
+    GrantEndsInPast {
+        /// The last day asked for.
+        until: time::Date,
+        /// Today, on this node's clock.
+        today: time::Date,
+    },
     /// The dossier was erased.
     #[error("the dossier was erased on {} by {by}: nothing of it can be read or written", erased_on(*at))]
     Erased {

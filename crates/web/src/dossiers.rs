@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use regiosync_core::audit::{MAX_AUDIT_TEXT, Who};
 use regiosync_core::control::RegionState;
-use regiosync_core::control::dossier::Basis;
+use regiosync_core::control::dossier::{Basis, DossierRejection};
 use regiosync_core::dossier::{Dossier, DossierField, MAX_FIELD_CHARS, MAX_TEXT_BYTES};
 use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_core::plan::date_format;
@@ -77,11 +77,42 @@ fn refusal(e: NodeError) -> WebError {
         NodeError::UnknownDossier(_) | NodeError::UnknownDocument(_) | NodeError::Erased { .. } => {
             WebError::NotFound
         }
+        NodeError::NoDossierAccess => WebError::NotFound,
+        NodeError::DossierNeedsNewKey => WebError::Unprocessable(
+            "Een partij heeft de toegang tot dit dossier verloren. De eigenaar moet eerst een nieuwe sleutel maken (dat gebeurt bij elke wijziging door de eigenaar); tot dan schrijven andere partijen niet in dit dossier.".into(),
+        ),
+        NodeError::GrantEndsInPast { until, today } => WebError::Unprocessable(format!(
+            "De einddatum {until} ligt in het verleden: kies vandaag ({today}) of later."
+        )),
+        NodeError::DossierRejected(why) => WebError::Unprocessable(rejection_nl(&why).into()),
         NodeError::DossierRefused(why) => {
             WebError::Unprocessable(format!("De node voert dit niet uit. Reden: {why}"))
         }
         NodeError::Dossier(e) => WebError::Unprocessable(format!("Ongeldige waarde: {e}")),
         e => e.into(),
+    }
+}
+
+/// Why the region's rules refuse a dossier op, in Dutch (the node's own message
+/// is English, for the CLI and the log).
+fn rejection_nl(why: &DossierRejection) -> &'static str {
+    match why {
+        DossierRejection::NotOwner => {
+            "Alleen de eigenaar van het dossier geeft toegang of trekt die in."
+        }
+        DossierRejection::NotOwnerOrAdmin => {
+            "Alleen de eigenaar van het dossier of een beheerder van de regio wist het."
+        }
+        DossierRejection::UnknownParty => "Die partij hoort niet (meer) bij de regio.",
+        DossierRejection::NoGrant => "Die partij heeft geen toegang die ingetrokken kan worden.",
+        DossierRejection::Erased => "Het dossier is gewist.",
+        DossierRejection::NoAccess | DossierRejection::WrapToOutsider => {
+            "Die partij heeft geen toegang tot het dossier."
+        }
+        DossierRejection::AuthorRemoved | DossierRejection::UnknownAuthor => {
+            "Dit apparaat hoort niet (meer) bij de regio."
+        }
+        _ => "De regels van de regio staan dit niet toe.",
     }
 }
 

@@ -384,7 +384,28 @@ async fn note_edit_grant_revoke_and_erase_work_and_are_audited() {
     ] {
         let resp = send(app, act("toegang", extra.into())).await;
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{extra}");
+        // In Dutch, as the rest of the page: no English node message.
+        let page = text(resp).await;
+        assert!(!page.contains(" the "), "{extra}: {page}");
+        if extra.contains("2020-01-31") {
+            assert!(
+                page.contains("De einddatum 2020-01-31 ligt in het verleden"),
+                "{page}"
+            );
+        }
     }
+    // Revoking a party that has no grant: the region's rule, in Dutch.
+    let resp = send(
+        app,
+        act("intrekken", "partij=swv-midden-holland&reden=x".into()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(resp)
+            .await
+            .contains("Die partij heeft geen toegang die ingetrokken kan worden.")
+    );
     let resp = send(
         app,
         act(

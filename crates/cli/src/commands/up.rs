@@ -141,6 +141,16 @@ Certificate SHA-256: {}{}",
             }
         ));
     }
+    out.json_line(&serde_json::json!({
+        "serving": {
+            "node": node.info().node_id,
+            "web": web.as_ref().map(|w| serde_json::json!({
+                "url": w.endpoint.url,
+                "fingerprint": w.endpoint.fingerprint,
+                "self_signed": w.tls.self_signed,
+            })),
+        }
+    }));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
