@@ -71,9 +71,9 @@ pub(crate) fn get_date_opt<R: ReadDoc>(
         None => Ok(None),
         Some((Value::Scalar(v), _)) if v.is_null() => Ok(None),
         Some((Value::Scalar(v), _)) => match v.as_str() {
-            Some(s) => crate::plan::parse_date(s)
+            Some(s) => crate::date::parse(s)
                 .map(Some)
-                .map_err(|_| violation(key)),
+                .ok_or_else(|| violation(key)),
             None => Err(violation(key)),
         },
         Some(_) => Err(violation(key)),

@@ -42,8 +42,8 @@ use std::str::FromStr;
 use serde::Serialize;
 use time::Date;
 
+use crate::date::date_format;
 use crate::id::PartyName;
-use crate::plan::date_format;
 
 pub use schema::{
     DOSSIER_SCHEMA_VERSION, add_absence, add_contact, add_support_agreement, init_dossier,

@@ -9,9 +9,9 @@ use super::{
     AbsenceSignal, Contact, Dossier, DossierError, DossierField, SupportAgreement, free_text,
     one_line,
 };
+use crate::date::date_format;
 use crate::docschema::{get_date_opt, get_obj, get_str, get_uint, new_local_id, violation};
 use crate::id::PartyName;
-use crate::plan::{date_format, parse_date};
 
 /// The dossier schema version this code writes and reads.
 pub const DOSSIER_SCHEMA_VERSION: u64 = 1;
@@ -48,7 +48,7 @@ pub fn set_field<T: Transactable>(
     let key = field.as_str();
     match field {
         DossierField::Geboortedatum => {
-            let d = parse_date(value).map_err(|_| DossierError::BadValue {
+            let d = crate::date::parse(value).ok_or(DossierError::BadValue {
                 field: key,
                 why: "not a date: write it as YYYY-MM-DD",
             })?;
@@ -228,18 +228,18 @@ mod tests {
         let id = add_support_agreement(
             &mut tx,
             "Extra tijd bij toetsen",
-            Some(parse_date("2027-09-01").unwrap()),
+            Some(crate::date::parse("2027-09-01").unwrap()),
         )
         .unwrap();
         add_absence(
             &mut tx,
-            parse_date("2026-11-03").unwrap(),
+            crate::date::parse("2026-11-03").unwrap(),
             "3 dagen ongeoorloofd",
         )
         .unwrap();
         add_contact(
             &mut tx,
-            parse_date("2026-11-04").unwrap(),
+            crate::date::parse("2026-11-04").unwrap(),
             &p("roc-midden"),
             "Huisbezoek met ouders.",
         )
@@ -247,7 +247,10 @@ mod tests {
         tx.commit();
         let d = read_dossier(&doc).unwrap();
         assert_eq!(d.naam, "Sanne de Vries");
-        assert_eq!(d.geboortedatum, Some(parse_date("2008-04-12").unwrap()));
+        assert_eq!(
+            d.geboortedatum,
+            Some(crate::date::parse("2008-04-12").unwrap())
+        );
         assert_eq!(d.woongemeente, p("gemeente-zeist"));
         assert_eq!(d.ondersteuningsbehoefte, "Rustige werkplek.\n");
         assert_eq!(d.afspraken[0].id, id);
@@ -284,7 +287,7 @@ mod tests {
         .unwrap();
         add_contact(
             &mut tx,
-            parse_date("2026-11-05").unwrap(),
+            crate::date::parse("2026-11-05").unwrap(),
             &p("roc-midden"),
             "a",
         )
@@ -299,7 +302,7 @@ mod tests {
         .unwrap();
         add_contact(
             &mut tx,
-            parse_date("2026-11-05").unwrap(),
+            crate::date::parse("2026-11-05").unwrap(),
             &p("gemeente-zeist"),
             "b",
         )
@@ -329,7 +332,7 @@ mod tests {
         assert!(
             add_contact(
                 &mut tx,
-                parse_date("2026-11-05").unwrap(),
+                crate::date::parse("2026-11-05").unwrap(),
                 &p("roc-midden"),
                 " "
             )

@@ -304,50 +304,10 @@ pub struct Agreement {
 
 /// Parses a calendar date written as `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Result<Date, PlanError> {
-    Date::parse(s.trim(), date_format::FORMAT)
-        .map_err(|_| PlanError::BadDate(s.chars().take(40).collect()))
+    crate::date::parse(s).ok_or_else(|| PlanError::BadDate(s.chars().take(40).collect()))
 }
 
-/// `YYYY-MM-DD` (de)serialisation of dates.
-pub mod date_format {
-    use time::Date;
-    use time::format_description::BorrowedFormatItem;
-    use time::macros::format_description;
-
-    /// The one date format of regiosync files and output.
-    pub const FORMAT: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
-
-    /// Formats a date as `YYYY-MM-DD`.
-    pub fn format(d: Date) -> String {
-        d.format(FORMAT).unwrap_or_else(|_| d.to_string())
-    }
-
-    /// Serialises a date as `"YYYY-MM-DD"`.
-    pub fn serialize<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-
-    /// Serde helpers for `Option<Date>`.
-    pub mod option {
-        use serde::{Deserialize, Deserializer, Serializer};
-        use time::Date;
-
-        /// Serialises as `"YYYY-MM-DD"` or `null`.
-        pub fn serialize<S: Serializer>(d: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => s.serialize_str(&super::format(*d)),
-                None => s.serialize_none(),
-            }
-        }
-
-        /// Deserialises from `"YYYY-MM-DD"` or `null`.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
-            Option::<String>::deserialize(d)?
-                .map(|s| crate::plan::parse_date(&s).map_err(serde::de::Error::custom))
-                .transpose()
-        }
-    }
-}
+pub use crate::date::date_format;
 
 /// Why a plan could not be read or edited.
 #[derive(Debug, thiserror::Error)]
