@@ -5,6 +5,7 @@
 //! separate handles on the data dirs as the CLI makes them. Convergence is awaited
 //! with a timeout, never a fixed sleep.
 
+use regiosync_store::StoreRead;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -7,6 +7,7 @@
 //! Each test is named after the attack it shows failing, and checks that the honest
 //! parties keep syncing during and after it.
 
+use regiosync_store::StoreRead;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -8,6 +8,7 @@
 //! the plan still arrives, through a relayed connection or the direct one that DCUtR
 //! makes of it, and the relay never holds it.
 
+use regiosync_store::StoreRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

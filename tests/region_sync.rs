@@ -3,6 +3,7 @@
 //! Edits are made through separate handles on each data dir, as the CLI makes them
 //! while the node runs. Convergence is awaited with a timeout, never a fixed sleep.
 
+use regiosync_store::StoreRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

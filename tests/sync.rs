@@ -2,6 +2,7 @@
 //! a plan made on one node reaches the other, edits flow both ways, concurrent edits
 //! of one section merge, and an idle re-sync costs one round trip.
 
+use regiosync_store::StoreRead;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 //! (`service::run`) for propagation, and a node in a separate process for start-up
 //! time and memory.
 
+use regiosync_node::StoreRead;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -24,12 +24,13 @@ use regiosync_core::plan::{
     self, AgreementInput, AgreementUpdate, CommentInput, Plan, PlanError, PlanKind, SectionEdit,
     SectionMove, SectionPlace,
 };
-use regiosync_store::{ChangeRow, DocumentRow, Snapshot, Store, StoreError, StoredDoc, WriteTx};
+use regiosync_store::{ChangeRow, DocumentRow, Snapshot, StoreRead};
 use serde::Serialize;
 
 use crate::Node;
+use crate::clock::now_ms;
+use crate::control_log::control_of;
 use crate::error::NodeError;
-use crate::region::control_of;
 
 /// The document kind of plans in the store.
 pub const KIND_PLAN: &str = "plan";
@@ -75,44 +76,6 @@ pub struct Edited<T> {
     pub value: T,
     /// The new change, or `None` if the edit changed nothing.
     pub change: Option<ChangeHash>,
-}
-
-/// Read access to a store, in or outside a write transaction.
-pub(crate) trait DocSource {
-    fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError>;
-    fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError>;
-    fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError>;
-    fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-}
-
-impl DocSource for Store {
-    fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
-        Store::load(self, id)
-    }
-    fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
-        Store::changes(self, id)
-    }
-    fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        Store::ops(self)
-    }
-    fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Store::setting(self, key)
-    }
-}
-
-impl DocSource for WriteTx<'_> {
-    fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
-        WriteTx::load(self, id)
-    }
-    fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
-        WriteTx::changes(self, id)
-    }
-    fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        WriteTx::ops(self)
-    }
-    fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        WriteTx::setting(self, key)
-    }
 }
 
 impl Node {
@@ -685,7 +648,7 @@ impl Verified {
 /// when it was verified under the current control heads; otherwise every change is
 /// verified again (a revocation may have made some of them invalid).
 pub(crate) fn load_verified(
-    src: &impl DocSource,
+    src: &impl StoreRead,
     id: &DocId,
     folded: &Folded,
 ) -> Result<Verified, NodeError> {
@@ -1028,9 +991,4 @@ fn one_line(m: &str) -> String {
         .take(120)
         .collect();
     s.trim().to_owned()
-}
-
-pub(crate) fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

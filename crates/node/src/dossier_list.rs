@@ -6,10 +6,12 @@
 
 use regiosync_core::control::dossier::{Basis, fold_dossier};
 use regiosync_core::id::{DocId, PartyName};
+use regiosync_store::StoreRead;
 use time::Date;
 
 use crate::Node;
-use crate::dossiers::{decode_log, today};
+use crate::clock::today;
+use crate::dossiers::decode_log;
 use crate::error::NodeError;
 
 /// A dossier as the list shows it: nothing from its sealed content.

@@ -30,6 +30,7 @@
 //! a device of a party whose access is in force, and only the ops the fold accepts
 //! are stored (not refused ones, not ones waiting for parents).
 
+use regiosync_store::StoreRead;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -44,8 +45,8 @@ use regiosync_store::{ChangeRow, DossierItems, Tombstone};
 use time::Date;
 
 use crate::Node;
-use crate::documents::now_ms;
-use crate::dossiers::{dossier_row, today};
+use crate::clock::{now_ms, today};
+use crate::dossiers::dossier_row;
 use crate::error::NodeError;
 
 /// Bytes of ops and sealed changes per `Dossiers` message, well under the 16 MiB

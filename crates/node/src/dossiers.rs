@@ -7,6 +7,7 @@
 //! changes are rows of `changes` under a `documents` row of kind `dossier` with an
 //! empty title, each with its [`SealedEnvelope`]. Sync is in `dossier_sync.rs`.
 
+use regiosync_store::StoreRead;
 use std::collections::BTreeSet;
 
 use automerge::{Automerge, Change};
@@ -26,9 +27,9 @@ use regiosync_store::{ChangeRow, DocumentRow};
 use time::Date;
 
 use crate::Node;
-use crate::documents::now_ms;
+use crate::clock::{now_ms, today};
+use crate::control_log::control_of;
 use crate::error::NodeError;
-use crate::region::control_of;
 
 /// The `documents.kind` of a dossier.
 pub const KIND_DOSSIER: &str = "dossier";
@@ -54,10 +55,6 @@ pub struct Reader {
     pub who: Who,
     /// Why.
     pub purpose: String,
-}
-
-pub(crate) fn today() -> Date {
-    time::OffsetDateTime::now_utc().date()
 }
 
 fn refused(why: impl Into<String>) -> NodeError {
@@ -167,7 +164,7 @@ impl Node {
                 dossier: *id,
                 parents,
                 author,
-                time: crate::region::now_secs(),
+                time: crate::clock::now_secs(),
                 body,
             },
             &key,

@@ -14,6 +14,7 @@
 //! - `join_request.bin`: a join request of a third party under an invite of the
 //!   responder that is valid for a century.
 
+use regiosync_store::StoreRead;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 

@@ -9,6 +9,7 @@
 //! verified, as for a bundle file), remembers the inviter's addresses for
 //! `regiosync up`, and closes the connection. Its real identity is used from then on.
 
+use regiosync_store::StoreRead;
 use std::time::Duration;
 
 use regiosync_core::control::{InviteCode, JoinRequest, join_peer_id, join_peer_seed};
@@ -17,9 +18,9 @@ use regiosync_core::sync::{MAX_REASON, Request, Response};
 use regiosync_net::{Multiaddr, NetEvent, Protocol};
 
 use crate::Node;
-use crate::documents::now_ms;
+use crate::clock::{now_ms, now_secs};
 use crate::error::NodeError;
-use crate::region::{Imported, now_secs};
+use crate::region::Imported;
 
 /// How long after its use an invite's join identity gets the region's log again
 /// (its `Joined` answer may have been lost); after that a repeated request is told

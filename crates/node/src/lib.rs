@@ -27,6 +27,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![deny(missing_docs)]
 
+mod clock;
+mod control_log;
 pub mod data_dir;
 pub mod documents;
 pub mod dossier_list;
@@ -63,6 +65,9 @@ pub use documents::{DocSummary, Edited, Equivocation, HistoryEntry};
 pub use error::NodeError;
 pub use join::join_over_network;
 pub use region::{Accepted, AclChange, Audience, Imported};
+/// The store's reads (on [`Node::store`]'s result), re-exported so that crates
+/// built on the node (the web app) need not depend on the store crate for them.
+pub use regiosync_store::StoreRead;
 pub use sync::{Answer, SyncReport, Transport, sync_with};
 
 /// An open node: its description, its store and, once unlocked, its secret keys.
@@ -83,7 +88,7 @@ pub struct Node {
     dossier_readers: std::sync::Mutex<dossier_sync::DossierReaders>,
     /// The last fold of the control log, kept while no op is stored (see
     /// `region::Node::control`): every sync request needs it.
-    control_cache: std::sync::Mutex<Option<region::ControlCache>>,
+    control_cache: std::sync::Mutex<Option<control_log::ControlCache>>,
     /// Change notifications of this process (see `events.rs`).
     events: events::Events,
 }

@@ -4,6 +4,7 @@
 //! known to hold (the per-peer sync state), which shortens the next sync's bloom
 //! filters and tells `regiosync status` which documents are ahead or behind.
 
+use regiosync_store::StoreRead;
 use std::collections::{BTreeMap, HashMap};
 
 use regiosync_core::control::{Folded, MAX_ADDR_LEN, MAX_ADDRS, OpBody};
@@ -13,7 +14,7 @@ use regiosync_net::{Multiaddr, Protocol};
 use serde::{Deserialize, Serialize};
 
 use crate::Node;
-use crate::documents::now_ms;
+use crate::clock::now_ms;
 use crate::error::NodeError;
 
 /// `addr` without a trailing `/p2p/<peer>`: the peer is stored beside it.

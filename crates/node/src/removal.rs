@@ -11,6 +11,7 @@
 use regiosync_core::control::{OpBody, RegionState, SignedOp};
 use regiosync_core::id::NodeId;
 use regiosync_core::sync::MAX_REMOVED_OPS;
+use regiosync_store::StoreRead;
 use serde::Serialize;
 
 use crate::Node;

@@ -402,7 +402,7 @@ pub async fn run_shared(
                         {
                             reach_due = true;
                             let entry = status.peers.entry(id.to_string()).or_default();
-                            entry.last_seen = Some(crate::region::now_secs());
+                            entry.last_seen = Some(crate::clock::now_secs());
                             if let Some((since, synced)) = connected_at.remove(&id)
                                 && !synced
                                 && since.elapsed() < REFUSED_WITHIN
@@ -491,7 +491,7 @@ pub async fn run_shared(
                         for sp in static_peers.iter_mut().filter(|sp| sp.peer == Some(peer)) {
                             sp.redial.attempts = 0;
                         }
-                        entry.last_contact = Some(crate::region::now_secs());
+                        entry.last_contact = Some(crate::clock::now_secs());
                         entry.docs_differing = report.docs_differing;
                         entry.docs = report.docs;
                         entry.changes_received = report.changes_received;
@@ -711,7 +711,7 @@ fn write_status(
     via: &HashMap<NodeId, bool>,
     last: &mut (String, Instant),
 ) {
-    let now = crate::region::now_secs();
+    let now = crate::clock::now_secs();
     for (id, party) in members {
         let e = status.peers.entry(id.to_string()).or_default();
         e.party.clone_from(party);

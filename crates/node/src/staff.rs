@@ -8,6 +8,7 @@
 //! [`Node::staff_credentials`] hands out the hash so that the caller can verify it
 //! without holding the node ([`StaffCredentials::verify`]).
 
+use regiosync_store::StoreRead;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::Node;
-use crate::documents::now_ms;
+use crate::clock::now_ms;
 use crate::error::NodeError;
 
 /// Shortest password accepted.

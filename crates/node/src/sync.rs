@@ -9,6 +9,7 @@
 //! op and change is verified before it is stored. The responder answers each request
 //! from its store (`Node::respond`).
 
+use regiosync_store::StoreRead;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -31,11 +32,12 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::Node;
-use crate::documents::{KIND_PLAN, Verified, change_row, now_ms};
+use crate::clock::now_ms;
+use crate::control_log::decode_stored_ops;
+use crate::documents::{KIND_PLAN, Verified, change_row};
 use crate::error::NodeError;
 use crate::events::{ChangeEvent, ChangeKind, Source};
 use crate::peers::{DocStates, SharedHeads};
-use crate::region::decode_stored_ops;
 
 /// Most `need` repair rounds per batch.
 const MAX_NEED_ROUNDS: usize = 4;

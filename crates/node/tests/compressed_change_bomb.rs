@@ -9,6 +9,7 @@ mod common;
 use common::{assert_still_serves, region};
 use regiosync_core::change_chunk::compressed_bomb;
 use regiosync_core::sync::{DocMessage, Request, SignedChange};
+use regiosync_store::StoreRead;
 
 /// A field of /proc/self/status in kB (Linux).
 fn status_kb(field: &str) -> Option<u64> {

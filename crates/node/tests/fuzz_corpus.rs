@@ -10,6 +10,7 @@
 //! fixture (only if `fuzz/fixture/` is absent) and writes the seeds and the
 //! regression inputs of issue 14 (items 3 and 4).
 
+use regiosync_store::StoreRead;
 use std::path::{Path, PathBuf};
 
 use regiosync_core::sync::{DocMessage, Request, SignedChange};

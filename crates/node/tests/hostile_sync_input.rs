@@ -7,6 +7,7 @@
 
 mod common;
 
+use regiosync_store::StoreRead;
 use std::sync::Mutex;
 
 use common::{assert_still_serves, docs, region};

@@ -5,6 +5,7 @@
 use automerge::{Automerge, ROOT, transaction::Transactable};
 use criterion::{Criterion, criterion_group, criterion_main};
 use regiosync_core::id::DocId;
+use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DocumentRow, Store};
 
 const DOCS: usize = 1_000;

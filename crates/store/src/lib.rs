@@ -32,6 +32,8 @@
 //!         created_ms: 0,
 //!     })
 //! })?;
+//! // Reads are the same on the store and inside a transaction: `StoreRead`.
+//! use regiosync_store::StoreRead;
 //! assert_eq!(store.documents()?.len(), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -47,9 +49,9 @@ mod error;
 mod faults;
 mod migrations;
 mod peers;
+mod read;
 mod staff;
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,6 +67,7 @@ use error::SqliteResultExt;
 pub use error::StoreError;
 pub use faults::{EquivocationRow, MAX_EQUIVOCATIONS_PER_DEVICE};
 pub use peers::{MAX_ADDRS_PER_PEER, PeerDocHeads};
+pub use read::StoreRead;
 pub use staff::{SessionRow, StaffRow};
 
 /// How long a write waits for another process's write to finish.
@@ -185,117 +188,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Every equivocation on record (see [`EquivocationRow`]), oldest first.
-    pub fn equivocations(&self) -> Result<Vec<EquivocationRow>, StoreError> {
-        faults::equivocations(&self.conn, &self.path)
-    }
-
-    /// All documents, oldest first.
-    pub fn documents(&self) -> Result<Vec<DocumentRow>, StoreError> {
-        documents::documents(&self.conn, &self.path)
-    }
-
-    /// One document's metadata.
-    pub fn document(&self, id: &DocId) -> Result<Option<DocumentRow>, StoreError> {
-        documents::document(&self.conn, &self.path, id)
-    }
-
-    /// The ids of documents whose hex id starts with `hex_prefix`.
-    pub fn ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<DocId>, StoreError> {
-        documents::ids_with_prefix(&self.conn, &self.path, hex_prefix)
-    }
-
-    /// The snapshot and tail of changes of a document.
-    pub fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
-        documents::load(&self.conn, &self.path, id)
-    }
-
-    /// Every change of a document, in the order it was stored.
-    pub fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
-        documents::changes(&self.conn, &self.path, id)
-    }
-
-    /// Every stored control op (wire bytes), ordered by hash.
-    pub fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        control::ops(&self.conn, &self.path)
-    }
-
-    /// The hashes of every stored control op, ordered (without reading the ops).
-    pub fn op_hashes(&self) -> Result<Vec<[u8; 32]>, StoreError> {
-        control::op_hashes(&self.conn, &self.path)
-    }
-
-    /// A value that changes whenever a control op is stored, by this connection or
-    /// another (ops are never deleted): the number of ops and the largest row id. A
-    /// node keeps its fold of the control log while this stays the same.
-    pub fn ops_version(&self) -> Result<(i64, i64), StoreError> {
-        control::ops_version(&self.conn, &self.path)
-    }
-
-    /// A node setting.
-    pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        control::setting(&self.conn, &self.path, key)
-    }
-
-    /// An invitation by id.
-    pub fn invite(&self, id: &[u8; 16]) -> Result<Option<InviteRow>, StoreError> {
-        control::invite(&self.conn, &self.path, id)
-    }
-
-    /// Invitations still open at `now_s` (Unix seconds): not expired, and unused or
-    /// used at `used_since_ms` (Unix milliseconds) or later. The running node admits
-    /// their one-time join identities.
-    pub fn open_invites(
-        &self,
-        now_s: i64,
-        used_since_ms: i64,
-    ) -> Result<Vec<InviteRow>, StoreError> {
-        control::open_invites(&self.conn, &self.path, now_s, used_since_ms)
-    }
-
-    /// The store position of the newest change of a document (0: none). Positions
-    /// only grow, so a reader that loaded a document up to this position can tell
-    /// whether anything was added since (by any process).
-    pub fn last_change(&self, id: &DocId) -> Result<i64, StoreError> {
-        documents::last_change(&self.conn, &self.path, id)
-    }
-
-    /// The changes of a document stored after position `after`, and the position of
-    /// the last one (`after` if none).
-    pub fn changes_after(
-        &self,
-        id: &DocId,
-        after: i64,
-    ) -> Result<(Vec<ChangeRow>, i64), StoreError> {
-        documents::change_rows(&self.conn, &self.path, id, after)
-    }
-
-    /// The ops of a dossier's access log (wire bytes), ordered by hash.
-    pub fn dossier_ops(&self, dossier: &DocId) -> Result<Vec<Vec<u8>>, StoreError> {
-        dossiers::dossier_ops(&self.conn, &self.path, dossier)
-    }
-
-    /// The tombstone of an erased dossier.
-    pub fn dossier_erased(&self, dossier: &DocId) -> Result<Option<Tombstone>, StoreError> {
-        dossiers::erased(&self.conn, &self.path, dossier)
-    }
-
-    /// Every tombstone of an erased dossier.
-    pub fn tombstones(&self) -> Result<Vec<Tombstone>, StoreError> {
-        dossiers::tombstones(&self.conn, &self.path)
-    }
-
-    /// The hashes of every access-log op and sealed change of every dossier held.
-    pub fn dossier_items(&self) -> Result<BTreeMap<DocId, DossierItems>, StoreError> {
-        dossiers::dossier_items(&self.conn, &self.path)
-    }
-
-    /// The hashes of the access-log ops and sealed changes of one dossier, `None` if
-    /// nothing of it is held.
-    pub fn dossier_items_of(&self, dossier: &DocId) -> Result<Option<DossierItems>, StoreError> {
-        dossiers::dossier_items_of(&self.conn, &self.path, dossier)
-    }
-
     /// Moves every committed page from the WAL into the main file and truncates the
     /// WAL, so that data deleted with `secure_delete` leaves no copy in the WAL.
     /// `false` when another connection kept it from completing.
@@ -305,41 +197,6 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
             .at(&self.path)?;
         Ok(busy == 0)
-    }
-
-    /// The dossiers whose access logs this store holds.
-    pub fn dossier_ids(&self) -> Result<Vec<DocId>, StoreError> {
-        dossiers::dossier_ids(&self.conn, &self.path)
-    }
-
-    /// The audit log, in order (check it with `regiosync_core::audit::verify_chain`).
-    pub fn audit_log(&self) -> Result<Vec<AuditRow>, StoreError> {
-        audit::entries(&self.conn, &self.path)
-    }
-
-    /// The audit entries of one dossier, in order (its access history).
-    pub fn audit_log_of(&self, dossier: &DocId) -> Result<Vec<AuditRow>, StoreError> {
-        audit::entries_of(&self.conn, &self.path, dossier)
-    }
-
-    /// At most `limit` audit entries with a sequence number below `before` (all when
-    /// `None`), newest first: a page of the log.
-    pub fn audit_log_page(
-        &self,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<AuditRow>, StoreError> {
-        audit::page(&self.conn, &self.path, before, limit)
-    }
-
-    /// Remembered peer addresses as (peer public key, multiaddr), newest first per peer.
-    pub fn peer_addrs(&self) -> Result<Vec<([u8; 32], String)>, StoreError> {
-        peers::peer_addrs(&self.conn, &self.path)
-    }
-
-    /// Per document, the heads `peer` was last known to hold.
-    pub fn peer_docs(&self, peer: &[u8; 32]) -> Result<Vec<PeerDocHeads>, StoreError> {
-        peers::peer_docs(&self.conn, &self.path, peer)
     }
 
     /// Caps the store at its current size, so the next growth fails as on a full disk.
@@ -353,26 +210,6 @@ impl Store {
         self.conn
             .pragma_update(None, "max_page_count", pages)
             .at(&self.path)
-    }
-
-    /// Every staff account of the web app, by name.
-    pub fn staff_users(&self) -> Result<Vec<StaffRow>, StoreError> {
-        staff::users(&self.conn, &self.path)
-    }
-
-    /// A staff account by sign-in name.
-    pub fn staff_user(&self, name: &str) -> Result<Option<StaffRow>, StoreError> {
-        staff::user_by_name(&self.conn, &self.path, name)
-    }
-
-    /// A staff account by row id.
-    pub fn staff_user_by_id(&self, id: i64) -> Result<Option<StaffRow>, StoreError> {
-        staff::user_by_id(&self.conn, &self.path, id)
-    }
-
-    /// A web session by the SHA-256 of its token.
-    pub fn staff_session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
-        staff::session(&self.conn, &self.path, token_hash)
     }
 
     /// SQLite's `data_version`: changes when *another* connection (another regiosync
@@ -396,32 +233,10 @@ impl WriteTx<'_> {
         documents::insert_document(&self.tx, self.path, row)
     }
 
-    /// A document's row inside this transaction, without its changes.
-    pub fn document(&self, id: &DocId) -> Result<Option<DocumentRow>, StoreError> {
-        documents::document(&self.tx, self.path, id)
-    }
-
-    /// Reads a document inside this transaction (sees this transaction's writes).
-    pub fn load(&self, id: &DocId) -> Result<StoredDoc, StoreError> {
-        documents::load(&self.tx, self.path, id)
-    }
-
     /// Appends a change and returns its store position, or `None` if the document
     /// already had it.
     pub fn append_change(&self, id: &DocId, change: &ChangeRow) -> Result<Option<i64>, StoreError> {
         documents::append_change(&self.tx, self.path, id, change)
-    }
-
-    /// The hash of the first stored change of `actor` with sequence number `seq` in
-    /// a document: two different changes with the same actor and sequence number are
-    /// an equivocation, and only the first one held is kept.
-    pub fn change_with_seq(
-        &self,
-        id: &DocId,
-        actor: &[u8],
-        seq: u64,
-    ) -> Result<Option<[u8; 32]>, StoreError> {
-        documents::change_with_seq(&self.tx, self.path, id, actor, seq)
     }
 
     /// Records evidence of an equivocation; `false` if it was on record, or the
@@ -430,31 +245,9 @@ impl WriteTx<'_> {
         faults::record_equivocation(&self.tx, self.path, row)
     }
 
-    /// The highest sequence number stored for `actor` in a document (0 if none),
-    /// whether or not those changes are accepted: a device's next change must come
-    /// after every change it ever stored, or it would equivocate.
-    pub fn max_seq(&self, id: &DocId, actor: &[u8]) -> Result<u64, StoreError> {
-        documents::max_seq(&self.tx, self.path, id, actor)
-    }
-
-    /// Every change of a document, in the order it was stored.
-    pub fn changes(&self, id: &DocId) -> Result<Vec<ChangeRow>, StoreError> {
-        documents::changes(&self.tx, self.path, id)
-    }
-
     /// Stores a control op (wire bytes) under its hash; `false` if it was there.
     pub fn put_op(&self, hash: &[u8; 32], bytes: &[u8], now_ms: i64) -> Result<bool, StoreError> {
         control::put_op(&self.tx, self.path, hash, bytes, now_ms)
-    }
-
-    /// Every stored control op, inside this transaction.
-    pub fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        control::ops(&self.tx, self.path)
-    }
-
-    /// A node setting, inside this transaction.
-    pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        control::setting(&self.tx, self.path, key)
     }
 
     /// Sets a node setting.
@@ -472,11 +265,6 @@ impl WriteTx<'_> {
         dossiers::purge_dossier(&self.tx, self.path, tombstone)
     }
 
-    /// The tombstone of an erased dossier, inside the transaction.
-    pub fn dossier_erased(&self, dossier: &DocId) -> Result<Option<Tombstone>, StoreError> {
-        dossiers::erased(&self.tx, self.path, dossier)
-    }
-
     /// Stores an op of a dossier's access log; `false` if it was already stored.
     pub fn put_dossier_op(
         &self,
@@ -486,11 +274,6 @@ impl WriteTx<'_> {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         dossiers::put_dossier_op(&self.tx, self.path, dossier, hash, bytes, now_ms)
-    }
-
-    /// The ops of a dossier's access log, inside the transaction.
-    pub fn dossier_ops(&self, dossier: &DocId) -> Result<Vec<Vec<u8>>, StoreError> {
-        dossiers::dossier_ops(&self.tx, self.path, dossier)
     }
 
     /// Appends an audit entry, chained to the last one; returns its sequence number.
@@ -527,11 +310,6 @@ impl WriteTx<'_> {
         control::insert_invite(&self.tx, self.path, invite)
     }
 
-    /// An invitation by id, inside this transaction.
-    pub fn invite(&self, id: &[u8; 16]) -> Result<Option<InviteRow>, StoreError> {
-        control::invite(&self.tx, self.path, id)
-    }
-
     /// Marks an unused invitation as used by `by`; `false` if it was already used.
     pub fn use_invite(&self, id: &[u8; 16], by: &[u8], now_ms: i64) -> Result<bool, StoreError> {
         control::use_invite(&self.tx, self.path, id, by, now_ms)
@@ -540,11 +318,6 @@ impl WriteTx<'_> {
     /// Adds a staff account (its `id` is ignored); `None` if the name is taken.
     pub fn insert_staff_user(&self, row: &StaffRow) -> Result<Option<i64>, StoreError> {
         staff::insert_user(&self.tx, self.path, row)
-    }
-
-    /// A staff account by sign-in name, inside this transaction.
-    pub fn staff_user(&self, name: &str) -> Result<Option<StaffRow>, StoreError> {
-        staff::user_by_name(&self.tx, self.path, name)
     }
 
     /// Sets a staff account's password hash and ends all its sessions; `false` if

@@ -16,6 +16,7 @@ use regiosync_core::audit::verify_chain;
 use regiosync_core::id::{NodeId, PartyName, Role};
 use regiosync_core::identity::ExposeSecret;
 use regiosync_node::NodeError;
+use regiosync_node::StoreRead;
 use regiosync_node::input_file::InputKind;
 use regiosync_node::staff::{self, StaffError, StaffRole};
 use serde::Deserialize;

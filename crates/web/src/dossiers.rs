@@ -23,6 +23,7 @@ use regiosync_core::control::dossier::{Basis, DossierRejection};
 use regiosync_core::dossier::{Dossier, DossierField, MAX_FIELD_CHARS, MAX_TEXT_BYTES};
 use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_core::plan::date_format;
+use regiosync_node::StoreRead;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::{Node, NodeError};
 use serde::Deserialize;

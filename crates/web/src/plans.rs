@@ -19,6 +19,7 @@ use regiosync_core::id::{DocId, PartyName};
 use regiosync_core::plan::{
     self, AgreementStatus, AgreementUpdate, Plan, PlanError, SectionPlace, richtext,
 };
+use regiosync_node::StoreRead;
 use regiosync_node::documents::KIND_PLAN;
 use regiosync_node::plan_versions::{ExportFormat, short_heads};
 use regiosync_node::section_at::{SectionClash, SectionSave, normalize_markdown};

@@ -12,6 +12,7 @@
 
 mod common;
 
+use regiosync_node::StoreRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -14,6 +14,7 @@ use common::{
 use regiosync_core::audit::{Who, verify_chain};
 use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_node::Node;
+use regiosync_node::StoreRead;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::staff::StaffRole;
 

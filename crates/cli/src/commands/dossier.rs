@@ -4,6 +4,7 @@
 use regiosync_core::audit::{Who, verify_chain};
 use regiosync_core::dossier::Dossier;
 use regiosync_core::plan::date_format;
+use regiosync_node::StoreRead;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use serde_json::json;
 

@@ -6,6 +6,7 @@ use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_core::sync::{DocMessage, Request, Response, opening_message};
 use regiosync_node::Node;
+use regiosync_store::StoreRead;
 
 pub fn party(s: &str) -> PartyName {
     PartyName::new(s).unwrap()
