@@ -39,6 +39,7 @@ pub mod seal;
 mod signature_memo;
 pub mod text;
 #[doc(hidden)]
+#[cfg(any(test, feature = "test-hooks"))]
 pub use signature_memo::forget_all as forget_verified_signatures_for_bench;
 pub mod sync;
 

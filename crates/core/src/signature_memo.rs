@@ -68,6 +68,7 @@ pub(crate) fn verify(key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> bo
 /// again. For benchmarks that run several nodes in one process: each repetition must
 /// verify as a fresh process would, and a run with the memo left warm measures a
 /// catch-up without signature checks.
+#[cfg(any(test, feature = "test-hooks"))]
 pub fn forget_all() {
     VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }

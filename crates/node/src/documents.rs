@@ -423,6 +423,7 @@ impl Node {
     /// for benchmarks that need large histories fast. Not for normal use: a real edit
     /// goes through [`Node::add_agreement`].
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn bulk_agreements_for_bench(&mut self, id: &DocId, n: usize) -> Result<(), NodeError> {
         let owner = self.info.party.clone();
         self.bulk_edit_plan_for_bench(id, n, |t, i| {
@@ -439,6 +440,7 @@ impl Node {
     /// one store transaction, for benchmarks. Not for normal use: `f` is not checked
     /// against the plan schema.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn bulk_edit_plan_for_bench(
         &mut self,
         id: &DocId,
@@ -471,6 +473,7 @@ impl Node {
     /// be this device's own (their actor is its actor), or they fail verification on
     /// every receiver. Not for normal use.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn import_changes_for_bench(
         &mut self,
         kind: PlanKind,

@@ -246,6 +246,7 @@ impl Node {
     /// The keys this device can unwrap from `access` (another node's view of the
     /// dossier's access log, say), for tests that check what a device can open.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn key_ring_for_tests(&mut self, access: &DossierAccess) -> Result<KeyRing, NodeError> {
         self.key_ring(access)
     }
@@ -455,6 +456,7 @@ impl Node {
     /// need many dossiers fast (one transaction instead of one per change). Not for
     /// normal use: a real edit goes through [`Node::add_dossier_note`] and friends.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn bulk_dossier_edits_for_bench(
         &mut self,
         id: &DocId,

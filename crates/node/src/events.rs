@@ -189,6 +189,7 @@ impl Events {
 
     /// Sends an event again, for tests of listeners that fall behind.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn resend_for_tests(&self, event: ChangeEvent) {
         self.send(event);
     }

@@ -37,6 +37,7 @@ pub mod dossiers;
 mod error;
 pub mod events;
 #[doc(hidden)]
+#[cfg(any(test, feature = "test-hooks"))]
 pub mod fuzzing;
 pub mod input_file;
 pub mod join;
@@ -168,6 +169,7 @@ impl Node {
 
     /// The signing key, for tests that play a hostile member.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn signing_key_for_tests(
         &mut self,
     ) -> Result<&regiosync_core::identity::SigningKey, NodeError> {
@@ -181,6 +183,7 @@ impl Node {
 
     /// Mutable access to the store, for benchmarks that measure the store's floor.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn store_mut_for_bench(&mut self) -> &mut Store {
         &mut self.store
     }

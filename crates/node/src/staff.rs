@@ -532,6 +532,7 @@ impl Node {
 
     /// Moves a session's clock back by `by`, for tests of expiry.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn age_staff_session_for_tests(
         &mut self,
         token: &str,

@@ -202,6 +202,7 @@ impl Store {
     /// Caps the store at its current size, so the next growth fails as on a full disk.
     /// For tests of disk-full handling.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn fill_disk_for_tests(&self) -> Result<(), StoreError> {
         let pages: i64 = self
             .conn
