@@ -5,7 +5,6 @@
 //! separate handles on the data dirs as the CLI makes them. Convergence is awaited
 //! with a timeout, never a fixed sleep.
 
-use regiosync_store::StoreRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use regiosync_core::plan::PlanKind;
 use regiosync_net::Multiaddr;
 use regiosync_node::Node;
 use regiosync_node::dossiers::{NewDossier, Reader};
+use regiosync_store::StoreRead;
 use regiosync_tests::{
     Running, free_addr, logs, loopback_config, party, region_by_files, start_node, wait_until,
 };

@@ -7,7 +7,6 @@
 //! Each test is named after the attack it shows failing, and checks that the honest
 //! parties keep syncing during and after it.
 
-use regiosync_store::StoreRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use regiosync_core::sync::{DossierMessage, Refusal, Request, Response};
 use regiosync_net::{Multiaddr, NetHandle, NetTask, PeerId};
 use regiosync_node::Node;
 use regiosync_node::dossiers::{NewDossier, Reader};
+use regiosync_store::StoreRead;
 use regiosync_tests::{
     Running, free_addr, logs, loopback_config, party, region_by_files, start_node, wait_until,
 };

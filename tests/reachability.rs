@@ -8,7 +8,6 @@
 //! the plan still arrives, through a relayed connection or the direct one that DCUtR
 //! makes of it, and the relay never holds it.
 
-use regiosync_store::StoreRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use regiosync_core::plan::PlanKind;
 use regiosync_net::Multiaddr;
 use regiosync_node::Node;
 use regiosync_node::service::ServiceConfig;
+use regiosync_store::StoreRead;
 use regiosync_tests::{
     Running, free_addr, logs, loopback_config, party, region_by_files, start_node, wait_until,
 };

@@ -3,7 +3,6 @@
 //! Edits are made through separate handles on each data dir, as the CLI makes them
 //! while the node runs. Convergence is awaited with a timeout, never a fixed sleep.
 
-use regiosync_store::StoreRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use regiosync_core::plan::{AgreementInput, Plan, PlanKind};
 use regiosync_net::Multiaddr;
 use regiosync_node::service::run;
 use regiosync_node::{Node, NodeError};
+use regiosync_store::StoreRead;
 use regiosync_tests::{
     Running, free_addr, logs, loopback_config, party, region_by_files, start_node,
 };

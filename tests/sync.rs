@@ -2,7 +2,6 @@
 //! a plan made on one node reaches the other, edits flow both ways, concurrent edits
 //! of one section merge, and an idle re-sync costs one round trip.
 
-use regiosync_store::StoreRead;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use regiosync_core::id::{NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_net::{Config, Multiaddr, NetEvent, NetHandle, NetTask, spawn};
 use regiosync_node::{DocStates, Node, sync_with};
+use regiosync_store::StoreRead;
 use tokio::sync::Mutex;
 use tokio::time::timeout;
 

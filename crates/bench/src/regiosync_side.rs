@@ -4,7 +4,6 @@
 //! (`service::run`) for propagation, and a node in a separate process for start-up
 //! time and memory.
 
-use regiosync_node::StoreRead;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use regiosync_core::dossier as schema;
 use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_core::plan::{AgreementInput, PlanKind};
 use regiosync_net::{Multiaddr, NetEvent};
+use regiosync_node::StoreRead;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::service::{ServiceConfig, run};
 use regiosync_node::{Node, SyncReport, sync_with};

@@ -55,7 +55,7 @@ impl NodeId {
     }
 
     /// The Automerge actor id that this device writes with: its public key, so every
-    /// change names its author device (see DESIGN.md, "Identities and keys").
+    /// change names its author device (docs/PROTOCOL.md, "node.key").
     pub fn actor_id(&self) -> automerge::ActorId {
         automerge::ActorId::from(&self.0[..])
     }

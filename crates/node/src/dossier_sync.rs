@@ -30,7 +30,6 @@
 //! a device of a party whose access is in force, and only the ops the fold accepts
 //! are stored (not refused ones, not ones waiting for parents).
 
-use regiosync_store::StoreRead;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -38,9 +37,13 @@ use regiosync_core::control::dossier::{
     DossierBody, DossierOp, SignedDossierOp, check_erase, dossier_id, ever_granted, fold_dossier,
 };
 use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
-use regiosync_core::envelope::sealed::{SealedEnvelope, SealedRejection, verify_sealed};
+use regiosync_core::envelope::sealed::{SealedEnvelope, verify_sealed};
 use regiosync_core::id::{DocId, NodeId, PartyName};
+use regiosync_core::sync::rules::{
+    MAX_DOSSIER_BATCH_BYTES, all_items, is_sealed_forgery, parents_first, tombstone_items,
+};
 use regiosync_core::sync::{DossierMessage, MAX_DOSSIER_OPS_PER_MESSAGE, SignedChange};
+use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DossierItems, Tombstone};
 use time::Date;
 
@@ -48,10 +51,6 @@ use crate::Node;
 use crate::clock::{now_ms, today};
 use crate::dossiers::dossier_row;
 use crate::error::NodeError;
-
-/// Bytes of ops and sealed changes per `Dossiers` message, well under the 16 MiB
-/// frame limit.
-const MAX_DOSSIER_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Per dossier, the parties whose access is in force, cached while the region's
 /// control heads, the dossier's access-log ops and the date stay the same (a fold
@@ -62,33 +61,6 @@ pub(crate) struct DossierReaders {
 }
 
 type ReadersKey = (Vec<OpHash>, Vec<[u8; 32]>, Date);
-
-/// The hashes a tombstone stands for in the summary: its `Open` and `Erase` ops.
-fn tombstone_items(t: &Tombstone) -> Vec<[u8; 32]> {
-    [&t.open_op, &t.erase_op]
-        .into_iter()
-        .filter(|b| !b.is_empty())
-        .filter_map(|b| Signed::<DossierOp>::decode_stored(b).ok())
-        .map(|o| o.hash().0)
-        .collect()
-}
-
-fn all_items(items: &DossierItems) -> Vec<[u8; 32]> {
-    items.ops.iter().chain(&items.changes).copied().collect()
-}
-
-/// Whether a rejection proves that the sender forged or mangled a sealed change,
-/// as opposed to a question of how far each node's logs have got.
-fn is_sealed_forgery(why: &SealedRejection) -> bool {
-    matches!(
-        why,
-        SealedRejection::WrongRegion
-            | SealedRejection::WrongDossier
-            | SealedRejection::SealedHashMismatch
-            | SealedRejection::BadSignature
-            | SealedRejection::Malformed
-    )
-}
 
 /// What receiving dossier messages did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -607,74 +579,6 @@ impl Node {
         }
         Ok(())
     }
-}
-
-/// Access-log ops (wire form) ordered so that every op comes after those of its
-/// parents that are among them (Kahn's algorithm; ties by hash). Ops that do not
-/// decode are left out.
-fn parents_first(ops: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let decoded: BTreeMap<OpHash, (SignedDossierOp, Vec<u8>)> = ops
-        .into_iter()
-        .filter_map(|b| {
-            let o = Signed::<DossierOp>::decode_stored(&b).ok()?;
-            Some((o.hash(), (o, b)))
-        })
-        .collect();
-    let mut waiting: BTreeMap<OpHash, usize> = BTreeMap::new();
-    let mut children: HashMap<OpHash, Vec<OpHash>> = HashMap::new();
-    for (h, (o, _)) in &decoded {
-        let inside: Vec<&OpHash> = o
-            .payload()
-            .parents
-            .iter()
-            .filter(|p| decoded.contains_key(*p))
-            .collect();
-        waiting.insert(*h, inside.len());
-        for p in inside {
-            children.entry(*p).or_default().push(*h);
-        }
-    }
-    let mut ready: BTreeSet<OpHash> = waiting
-        .iter()
-        .filter(|(_, n)| **n == 0)
-        .map(|(h, _)| *h)
-        .collect();
-    let mut out = Vec::with_capacity(decoded.len());
-    while let Some(h) = ready.pop_first() {
-        out.push(h);
-        for c in children.get(&h).into_iter().flatten() {
-            if let Some(n) = waiting.get_mut(c) {
-                *n -= 1;
-                if *n == 0 {
-                    ready.insert(*c);
-                }
-            }
-        }
-    }
-    let mut decoded = decoded;
-    out.iter()
-        .filter_map(|h| decoded.remove(h).map(|(_, b)| b))
-        .collect()
-}
-
-/// Leaves out of `msgs` every op and sealed change already in `sent` (by hash), adds
-/// the rest to it, and drops messages left empty.
-pub(crate) fn not_sent_yet(
-    msgs: Vec<DossierMessage>,
-    sent: &mut HashSet<[u8; 32]>,
-) -> Vec<DossierMessage> {
-    msgs.into_iter()
-        .filter_map(|mut m| {
-            m.ops.retain(|b| {
-                Signed::<DossierOp>::decode_stored(b).is_ok_and(|o| sent.insert(o.hash().0))
-            });
-            m.changes.retain(|c| {
-                SealedEnvelope::decode(&c.envelope)
-                    .is_ok_and(|e| sent.insert(e.fields().change_hash))
-            });
-            (!m.ops.is_empty() || !m.changes.is_empty()).then_some(m)
-        })
-        .collect()
 }
 
 /// A dossier that cannot reach a party now: no device of the party is reachable and

@@ -7,7 +7,6 @@
 //! changes are rows of `changes` under a `documents` row of kind `dossier` with an
 //! empty title, each with its [`SealedEnvelope`]. Sync is in `dossier_sync.rs`.
 
-use regiosync_store::StoreRead;
 use std::collections::BTreeSet;
 
 use automerge::{Automerge, Change};
@@ -23,6 +22,7 @@ use regiosync_core::envelope::sealed::{
 };
 use regiosync_core::id::{DocId, NodeId, PartyName, Role, fill_random};
 use regiosync_core::seal::{ContentKey, KeyRing, seal_change, wrap_key};
+use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DocumentRow};
 use time::Date;
 

@@ -14,7 +14,6 @@
 //! - `join_request.bin`: a join request of a third party under an invite of the
 //!   responder that is valid for a century.
 
-use regiosync_store::StoreRead;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -22,6 +21,7 @@ use regiosync_core::control::dossier::Basis;
 use regiosync_core::id::{NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_core::sync::{DocMessage, Request, Response, SignedChange};
+use regiosync_store::StoreRead;
 
 use crate::dossiers::{NewDossier, Reader};
 use crate::sync::{Answer, Transport, sync_with};

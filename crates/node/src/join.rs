@@ -9,13 +9,13 @@
 //! verified, as for a bundle file), remembers the inviter's addresses for
 //! `regiosync up`, and closes the connection. Its real identity is used from then on.
 
-use regiosync_store::StoreRead;
 use std::time::Duration;
 
 use regiosync_core::control::{InviteCode, JoinRequest, join_peer_id, join_peer_seed};
 use regiosync_core::id::NodeId;
 use regiosync_core::sync::{MAX_REASON, Request, Response};
 use regiosync_net::{Multiaddr, NetEvent, Protocol};
+use regiosync_store::StoreRead;
 
 use crate::Node;
 use crate::clock::{now_ms, now_secs};

@@ -4,13 +4,13 @@
 //! known to hold (the per-peer sync state), which shortens the next sync's bloom
 //! filters and tells `regiosync status` which documents are ahead or behind.
 
-use regiosync_store::StoreRead;
 use std::collections::{BTreeMap, HashMap};
 
 use regiosync_core::control::{Folded, MAX_ADDR_LEN, MAX_ADDRS, OpBody};
 use regiosync_core::id::{DocId, NodeId};
 use regiosync_core::sync::{Heads, Summary};
 use regiosync_net::{Multiaddr, Protocol};
+use regiosync_store::StoreRead;
 use serde::{Deserialize, Serialize};
 
 use crate::Node;

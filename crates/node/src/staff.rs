@@ -8,13 +8,13 @@
 //! [`Node::staff_credentials`] hands out the hash so that the caller can verify it
 //! without holding the node ([`StaffCredentials::verify`]).
 
-use regiosync_store::StoreRead;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use regiosync_core::identity::SecretString;
+use regiosync_store::StoreRead;
 use regiosync_store::{SessionRow, StaffRow};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

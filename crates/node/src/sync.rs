@@ -9,24 +9,23 @@
 //! op and change is verified before it is stored. The responder answers each request
 //! from its store (`Node::respond`).
 
-use regiosync_store::StoreRead;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
-use regiosync_core::change_chunk::{ChunkError, change_hash, parse_change};
-use regiosync_core::control::WriteDenied;
-use regiosync_core::control::{Folded, OpHash, RegionState, SignedOp};
-use regiosync_core::envelope::{
-    Candidate, ChangeEnvelope, ChangeMeta, ChangeRejection, plan_change_check, verify_change,
-    verify_signed_hash,
+use regiosync_core::control::{Folded, OpHash, SignedOp};
+use regiosync_core::envelope::{Candidate, plan_change_check};
+use regiosync_core::id::{DocId, NodeId};
+use regiosync_core::sync::rules::{
+    MAX_BATCH_BYTES, MAX_DOCS_PER_ROUND, MAX_NEED_ROUNDS, MAX_OP_PAGES, MAX_OPS_PAGE_BYTES,
+    MAX_ROUNDS, is_forgery, shared_docs, verify_incoming_change,
 };
-use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::{
     DigestSet, DocMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response, SignedChange,
     changes_they_lack, decode_sync_message, missing, opening_message,
 };
+use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DocumentRow};
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -38,20 +37,6 @@ use crate::documents::{KIND_PLAN, Verified, change_row};
 use crate::error::NodeError;
 use crate::events::{ChangeEvent, ChangeKind, Source};
 use crate::peers::{DocStates, SharedHeads};
-
-/// Most `need` repair rounds per batch.
-const MAX_NEED_ROUNDS: usize = 4;
-/// Most narrowing-and-exchange rounds per session.
-const MAX_ROUNDS: usize = 64;
-/// Documents per `Docs` request.
-const MAX_DOCS_PER_ROUND: usize = 256;
-/// Bytes of changes per `Docs` message, well under the 16 MiB frame limit.
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// Bytes of control ops per `Ops` message, well under the frame limit with the
-/// `have` list beside them.
-const MAX_OPS_PAGE_BYTES: usize = 8 * 1024 * 1024;
-/// Most `Ops` pages each way per session (4096 ops each).
-const MAX_OP_PAGES: usize = 256;
 
 /// Sends one request to a peer and returns the response frame.
 pub trait Transport {
@@ -317,7 +302,7 @@ pub async fn sync_with(
                     let got = n.receive_dossiers(&folded, &peer, &dossiers)?;
                     report.dossier_items_received += got.stored;
                     report.changes_rejected += got.forged;
-                    outgoing = crate::dossier_sync::not_sent_yet(
+                    outgoing = regiosync_core::sync::rules::not_sent_yet(
                         n.answer_dossiers(&folded.state, &peer, &dossiers)?,
                         &mut sent,
                     );
@@ -963,67 +948,6 @@ impl Node {
     }
 }
 
-/// Verifies one change a peer sent, cheapest and most expanding-proof checks first:
-/// the raw bytes must be one uncompressed Automerge change chunk (nothing is inflated),
-/// whose hash (computed from the bytes) the envelope must sign; only then is the
-/// change parsed and its actor, sequence number and authority checked. Changes of a
-/// removed device and changes made under control ops not known here yet are kept
-/// (they may be rescued or become valid when the ops arrive).
-fn verify_incoming_change(
-    sc: &SignedChange,
-    doc: &DocId,
-    folded: &Folded,
-    known_op: impl Fn(&OpHash) -> bool,
-) -> Result<(automerge::Change, ChangeEnvelope), ChangeRejection> {
-    let chunk = |e: ChunkError| {
-        tracing::debug!(doc = %doc, error = %e, "change bytes refused before parsing");
-        ChangeRejection::Malformed
-    };
-    let hash = change_hash(&sc.change).map_err(chunk)?;
-    let env = ChangeEnvelope::decode(&sc.envelope).map_err(|_| ChangeRejection::Unsigned)?;
-    verify_signed_hash(&env, doc, &hash, &folded.state)?;
-    let c = parse_change(&sc.change).map_err(chunk)?;
-    let meta = ChangeMeta {
-        hash: c.hash().0,
-        actor: c.actor_id().to_bytes(),
-        seq: c.seq(),
-    };
-    match verify_change(&env, doc, meta, &folded.state, known_op) {
-        // Kept: may be rescued, or become valid when the ops arrive.
-        Ok(())
-        | Err(ChangeRejection::NoAuthority(WriteDenied::RemovedDevice))
-        | Err(ChangeRejection::UnknownControlHeads) => Ok((c, env)),
-        // A demoted writer's late change (its device has a cutoff: it was a
-        // writer): may be rescued too.
-        Err(ChangeRejection::NoAuthority(WriteDenied::NotAWriter))
-            if folded
-                .state
-                .cutoffs
-                .contains_key(&(*doc, env.fields().author)) =>
-        {
-            Ok((c, env))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether a rejection proves the sender forged or mangled the change (a bad
-/// signature, a signature for another change, document or region, an actor that is
-/// not the signer, bytes that do not parse), as opposed to an authority question that
-/// depends on how far each node's region state has got.
-fn is_forgery(why: &ChangeRejection) -> bool {
-    matches!(
-        why,
-        ChangeRejection::BadSignature
-            | ChangeRejection::HashMismatch
-            | ChangeRejection::ActorMismatch
-            | ChangeRejection::WrongDocument
-            | ChangeRejection::WrongRegion
-            | ChangeRejection::Unsigned
-            | ChangeRejection::Malformed
-    )
-}
-
 /// A document that cannot be loaded (damaged, or holding changes Automerge refuses) is
 /// quarantined: left out of the sync (`None`), reported, and everything else keeps
 /// flowing; other errors pass through.
@@ -1035,17 +959,4 @@ fn quarantined<T>(r: Result<T, NodeError>) -> Option<Result<T, NodeError>> {
         }
         r => Some(r),
     }
-}
-
-/// Documents this node's party and the peer's party may both read.
-fn shared_docs(state: &RegionState, mine: &PartyName, peer: &NodeId) -> Vec<DocId> {
-    let Some(theirs) = state.active_device(peer).map(|d| d.party.clone()) else {
-        return vec![];
-    };
-    state
-        .docs
-        .keys()
-        .filter(|d| state.may_read(d, mine) && state.may_read(d, &theirs))
-        .copied()
-        .collect()
 }

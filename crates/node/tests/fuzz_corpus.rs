@@ -10,11 +10,11 @@
 //! fixture (only if `fuzz/fixture/` is absent) and writes the seeds and the
 //! regression inputs of issue 14 (items 3 and 4).
 
-use regiosync_store::StoreRead;
 use std::path::{Path, PathBuf};
 
 use regiosync_core::sync::{DocMessage, Request, SignedChange};
 use regiosync_node::fuzzing::{RespondHarness, build_fixture, copy_node, record_seeds};
+use regiosync_store::StoreRead;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")

@@ -7,13 +7,13 @@
 
 mod common;
 
-use regiosync_store::StoreRead;
 use std::sync::Mutex;
 
 use common::{assert_still_serves, docs, region};
 use regiosync_core::id::NodeId;
 use regiosync_core::sync::{DocMessage, Request};
 use regiosync_node::{Node, Transport, sync_with};
+use regiosync_store::StoreRead;
 
 #[test]
 fn a_bloom_filter_with_entries_and_no_bits_does_not_crash_the_responder() {

@@ -3,6 +3,7 @@
 //! never name a dossier. The sealed changes themselves are rows of `changes` (with
 //! their sealed envelopes) under a `documents` row of kind `dossier`.
 
+pub use regiosync_core::dossier::held::{DossierItems, Tombstone};
 use std::path::Path;
 
 use regiosync_core::id::DocId;
@@ -46,26 +47,6 @@ pub(crate) fn dossier_ops(
         out.push(r.at(path)?);
     }
     Ok(out)
-}
-
-/// The tombstone of an erased dossier: no personal data, only what proves the
-/// erasure and who must learn of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tombstone {
-    /// The dossier.
-    pub dossier: DocId,
-    /// The party that erased it.
-    pub erased_by: String,
-    /// When (Unix seconds, from the `Erase` op).
-    pub erased_at: i64,
-    /// The signed `Erase` op.
-    pub erase_op: Vec<u8>,
-    /// The signed `Open` op (owner party and nonce: the dossier id derives from it),
-    /// empty in tombstones written before schema version 6.
-    pub open_op: Vec<u8>,
-    /// The parties that ever had access: they may hold ciphertext, so they are sent
-    /// the erasure.
-    pub audience: Vec<String>,
 }
 
 /// Destroys everything of an erased dossier (its access log with the wrapped keys,
@@ -176,15 +157,6 @@ pub(crate) fn tombstones(conn: &Connection, path: &Path) -> Result<Vec<Tombstone
         .at(path)?;
     let rows = stmt.query_map([], tombstone_row).at(path)?;
     rows.map(|r| tombstone(path, r.at(path)?)).collect()
-}
-
-/// What a store holds of one dossier, by hash: what sync compares.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DossierItems {
-    /// Hashes of its access-log ops.
-    pub ops: Vec<[u8; 32]>,
-    /// Hashes of its sealed changes.
-    pub changes: Vec<[u8; 32]>,
 }
 
 /// The hashes of every access-log op and sealed change of every dossier held, in one

@@ -12,7 +12,6 @@
 
 mod common;
 
-use regiosync_node::StoreRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use fantoccini::{Client, Locator};
 use regiosync_core::audit::Who;
 use regiosync_core::id::{PartyName, Role};
 use regiosync_node::Node;
+use regiosync_node::StoreRead;
 use regiosync_node::service::{ServiceConfig, run_shared};
 use regiosync_node::staff::StaffRole;
 use regiosync_web::{AppState, WebConfig, router, tls};

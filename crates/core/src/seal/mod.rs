@@ -1,4 +1,4 @@
-//! Sealing per-student data (DESIGN.md, "Sealing per-student data"): a random
+//! Sealing per-student data (docs/SECURITY.md describes the threat model): a random
 //! content key per dossier and epoch; every change sealed with XChaCha20-Poly1305
 //! bound to the dossier, the epoch and the change hash; the content key wrapped with
 //! age to one device at a time.

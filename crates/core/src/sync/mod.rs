@@ -4,6 +4,7 @@
 pub mod automerge_msg;
 pub mod message;
 pub mod needs;
+pub mod rules;
 pub mod summary;
 
 pub use automerge_msg::{SyncMessageError, decode_sync_message};
