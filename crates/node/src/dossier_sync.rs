@@ -52,16 +52,6 @@ use crate::clock::{now_ms, today};
 use crate::dossiers::dossier_row;
 use crate::error::NodeError;
 
-/// Per dossier, the parties whose access is in force, cached while the region's
-/// control heads, the dossier's access-log ops and the date stay the same (a fold
-/// per dossier and session would dominate an idle sync of thousands of dossiers).
-#[derive(Debug, Default)]
-pub(crate) struct DossierReaders {
-    map: HashMap<DocId, (ReadersKey, Arc<BTreeSet<PartyName>>)>,
-}
-
-type ReadersKey = (Vec<OpHash>, Vec<[u8; 32]>, Date);
-
 /// What receiving dossier messages did.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Received {
@@ -72,7 +62,10 @@ pub(crate) struct Received {
 }
 
 impl Node {
-    /// The parties whose access to `id` is in force, by this node's fold of its log.
+    /// The parties whose access to `id` is in force, by this node's fold of its log;
+    /// remembered (`SyncMemory`) while the region's control heads, the dossier's
+    /// access-log ops and the date stay the same (a fold per dossier and session
+    /// would dominate an idle sync of thousands of dossiers).
     fn dossier_readers(
         &self,
         state: &RegionState,
@@ -81,12 +74,10 @@ impl Node {
     ) -> Result<Arc<BTreeSet<PartyName>>, NodeError> {
         let mut ops = op_hashes.to_vec();
         ops.sort_unstable();
-        let key: ReadersKey = (state.heads.clone(), ops, today());
-        if let Ok(cache) = self.dossier_readers.lock()
-            && let Some((k, readers)) = cache.map.get(id)
-            && *k == key
-        {
-            return Ok(readers.clone());
+        let key: regiosync_core::sync::memory::ReadersKey = (state.heads.clone(), ops, today());
+        let remembered = self.sync_memory().readers(id, &key);
+        if let Some(readers) = remembered {
+            return Ok(readers);
         }
         let log = self.access_log(id)?;
         let readers = Arc::new(
@@ -94,9 +85,8 @@ impl Node {
                 .map(|a| a.in_force(state, key.2))
                 .unwrap_or_default(),
         );
-        if let Ok(mut cache) = self.dossier_readers.lock() {
-            cache.map.insert(*id, (key, readers.clone()));
-        }
+        self.sync_memory()
+            .remember_readers(*id, key, readers.clone());
         Ok(readers)
     }
 
@@ -155,7 +145,7 @@ impl Node {
             return Ok(out);
         }
         for (id, items) in self.store.dossier_items()? {
-            if !self.withheld.contains(&(*peer, id))
+            if !self.sync_memory().is_withheld(peer, &id)
                 && self.may_send_dossier(state, peer, &id, &items)?
             {
                 out.insert(id, all_items(&items));
@@ -313,7 +303,7 @@ impl Node {
             }
             if m.withheld {
                 if self.store.document(&m.dossier)?.is_some() {
-                    self.withheld.insert((*peer, m.dossier));
+                    self.sync_memory().withhold(*peer, m.dossier);
                 }
                 continue;
             }
@@ -498,7 +488,7 @@ impl Node {
         })?;
         if !new_ops.is_empty() {
             // The access may have changed: offer the dossier to everyone again.
-            self.withheld.retain(|(_, d)| *d != id);
+            self.sync_memory().forget_withheld(&id);
             self.wrap_for_new_devices(&id);
         }
         got.stored += stored;
@@ -573,10 +563,7 @@ impl Node {
             tracing::warn!(dossier = %id, "another process holds the store open: the WAL file keeps old pages until the next checkpoint (stop `regiosync up` and run any command to clear it)");
         }
         self.forget_resident(id);
-        self.withheld.retain(|(_, d)| d != id);
-        if let Ok(mut cache) = self.dossier_readers.lock() {
-            cache.map.remove(id);
-        }
+        self.sync_memory().forget_dossier(id);
         Ok(())
     }
 }

@@ -78,15 +78,11 @@ pub struct Node {
     info: NodeInfo,
     store: Store,
     secret: Option<NodeSecret>,
-    /// Per peer, the summary at which all shared documents were last recorded in
-    /// sync (see `peers.rs`), so an idle re-sync writes nothing.
-    in_sync: std::collections::HashMap<regiosync_core::id::NodeId, regiosync_core::sync::Summary>,
+    /// What sync remembers between sessions (`core::sync::memory`): the summaries
+    /// recorded in sync per peer, the dossiers peers withheld, each dossier's readers.
+    sync_memory: std::sync::Mutex<regiosync_core::sync::memory::SyncMemory>,
     /// Verified documents kept in memory (see `documents::ResidentDocs`).
     resident: std::sync::Mutex<documents::ResidentDocs>,
-    /// (peer, dossier) pairs the peer answered `withheld` for: not offered again.
-    withheld: std::collections::HashSet<(regiosync_core::id::NodeId, regiosync_core::id::DocId)>,
-    /// Per dossier, the parties its access is in force for (see `dossier_sync.rs`).
-    dossier_readers: std::sync::Mutex<dossier_sync::DossierReaders>,
     /// The last fold of the control log, kept while no op is stored (see
     /// `region::Node::control`): every sync request needs it.
     control_cache: std::sync::Mutex<Option<control_log::ControlCache>>,
@@ -95,6 +91,15 @@ pub struct Node {
 }
 
 impl Node {
+    /// What sync remembers between sessions; the lock is held only for one call
+    /// (never across a store read), and a poisoned lock is taken over: the memory
+    /// is only a cache of decisions that are checked again.
+    pub(crate) fn sync_memory(
+        &self,
+    ) -> std::sync::MutexGuard<'_, regiosync_core::sync::memory::SyncMemory> {
+        self.sync_memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Creates a new node in `dir` (see [`data_dir::init`]).
     pub fn init(
         dir: &Path,
@@ -122,10 +127,8 @@ impl Node {
             info,
             store,
             secret: None,
-            in_sync: Default::default(),
+            sync_memory: Default::default(),
             resident: Default::default(),
-            withheld: Default::default(),
-            dossier_readers: Default::default(),
             control_cache: Default::default(),
             events: Default::default(),
         })

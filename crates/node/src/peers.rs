@@ -172,7 +172,7 @@ impl Node {
         summary: Summary,
         shared: &SharedHeads,
     ) -> Result<(), NodeError> {
-        if self.in_sync.get(peer) == Some(&summary) {
+        if self.sync_memory().is_recorded_in_sync(peer, &summary) {
             return Ok(());
         }
         let known = self.known_heads(peer)?;
@@ -182,7 +182,7 @@ impl Node {
             .map(|(d, h)| (*d, h.clone()))
             .collect();
         self.note_peer_heads(peer, &changed)?;
-        self.in_sync.insert(*peer, summary);
+        self.sync_memory().record_in_sync(*peer, summary);
         Ok(())
     }
 

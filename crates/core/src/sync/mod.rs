@@ -2,6 +2,7 @@
 //! the node drives them over `regiosync-net`. Specified in docs/PROTOCOL.md.
 
 pub mod automerge_msg;
+pub mod memory;
 pub mod message;
 pub mod needs;
 pub mod rules;
