@@ -30,7 +30,7 @@
 //! a device of a party whose access is in force, and only the ops the fold accepts
 //! are stored (not refused ones, not ones waiting for parents).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use regiosync_core::control::dossier::{
@@ -45,7 +45,6 @@ use regiosync_core::sync::rules::{
 use regiosync_core::sync::{DossierMessage, MAX_DOSSIER_OPS_PER_MESSAGE, SignedChange};
 use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DossierItems, Tombstone};
-use time::Date;
 
 use crate::Node;
 use crate::clock::{now_ms, today};
