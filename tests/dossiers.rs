@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use regiosync_core::audit::verify_chain;
-use regiosync_core::control::dossier::Basis;
+use regiosync_core::dossier::access::Basis;
 use regiosync_core::dossier::{Dossier, DossierField};
 use regiosync_core::id::{DocId, NodeId, Role};
 use regiosync_core::plan::PlanKind;
@@ -575,7 +575,7 @@ async fn a_device_added_later_gets_the_keys_and_reads_the_dossier() {
     let new_id = r.id(new);
     let copies = access.epochs[0].wraps.get(&new_id).map_or(0, Vec::len);
     assert!(
-        (1..=regiosync_core::control::dossier::MAX_WRAPS_PER_DEVICE).contains(&copies),
+        (1..=regiosync_core::dossier::access::MAX_WRAPS_PER_DEVICE).contains(&copies),
         "{copies} copies"
     );
     r.stop_all().await;

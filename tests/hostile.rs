@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regiosync_core::control::dossier::{Basis, DossierBody, DossierOp, KeyWrap, SignedDossierOp};
+use regiosync_core::dossier::access::{Basis, DossierBody, DossierOp, KeyWrap, SignedDossierOp};
 use regiosync_core::control::{Op, OpBody, OpHash, Signed, SignedOp};
 use regiosync_core::id::{DocId, NodeId, Role};
 use regiosync_core::identity::NodeSecret;

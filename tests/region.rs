@@ -1,6 +1,7 @@
 //! The region control plane across several nodes in one process: invitations and
 //! their refusals, joining by bundle, device removal, persistence across restarts.
-//! (Nodes exchange files here; syncing over the network arrives with issue 4.)
+//! (Nodes exchange files here; syncing over the network is tested in `sync.rs` and
+//! `region_sync.rs`.)
 
 use regiosync_core::control::{InviteCode, JOIN_MAGIC, JoinFields, JoinRequest};
 use regiosync_core::id::{PartyName, Role};

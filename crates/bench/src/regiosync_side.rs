@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use automerge::{Automerge, Change, ChangeHash};
-use regiosync_core::control::dossier::Basis;
+use regiosync_core::dossier::access::Basis;
 use regiosync_core::dossier as schema;
 use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_core::plan::{AgreementInput, PlanKind};

@@ -28,7 +28,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
-use regiosync_core::control::dossier::Basis;
+use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{DocId, Role};
 use regiosync_core::identity::SecretString;
 use regiosync_core::plan::{AgreementInput, PlanKind};

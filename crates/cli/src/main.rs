@@ -46,8 +46,8 @@ fn main() -> ExitCode {
     };
     let long_running = matches!(cli.command, Command::Up { .. });
     init_tracing(cli.global.verbose, long_running);
-    // Once, before any TLS configuration is built (DEPENDENCIES.md: both ring and
-    // aws-lc-rs are compiled in, so rustls cannot choose by itself).
+    // Once, before any TLS configuration is built (both ring and aws-lc-rs are
+    // compiled in through the dependency tree, so rustls cannot choose by itself).
     regiosync_web::tls::install_crypto_provider();
     let out = Output {
         json: cli.global.json,

@@ -4,7 +4,7 @@
 //! Names and other content stay sealed until a person opens one dossier with a
 //! purpose ([`Node::read_dossier`], audited).
 
-use regiosync_core::control::dossier::{Basis, fold_dossier};
+use regiosync_core::dossier::access::{Basis, fold_dossier};
 use regiosync_core::id::{DocId, PartyName};
 use regiosync_store::StoreRead;
 use time::Date;

@@ -33,7 +33,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use regiosync_core::control::dossier::{
+use regiosync_core::dossier::access::{
     DossierBody, DossierOp, SignedDossierOp, check_erase, dossier_id, ever_granted, fold_dossier,
 };
 use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
@@ -544,7 +544,7 @@ impl Node {
     pub(crate) fn purge_dossier(
         &mut self,
         id: &DocId,
-        erased: &regiosync_core::control::dossier::Erased,
+        erased: &regiosync_core::dossier::access::Erased,
         open: &SignedDossierOp,
         erase: &SignedDossierOp,
         audience: &BTreeSet<PartyName>,

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use automerge::{Automerge, Change};
 use regiosync_core::audit::{AuditEntry, Who};
-use regiosync_core::control::dossier::{
+use regiosync_core::dossier::access::{
     Basis, DossierAccess, DossierBody, DossierOp, KeyWrap, SignedDossierOp, dossier_id,
     ever_granted, fold_dossier, until_of,
 };
@@ -689,7 +689,7 @@ fn build_doc(
     Ok(doc)
 }
 
-fn erased(e: &regiosync_core::control::dossier::Erased) -> NodeError {
+fn erased(e: &regiosync_core::dossier::access::Erased) -> NodeError {
     NodeError::Erased {
         by: e.by.to_string(),
         at: e.at,

@@ -191,7 +191,7 @@ pub enum NodeError {
     /// A dossier op the region's rules refuse (the reason as the dossier log's fold
     /// gives it, e.g. only the owner party grants); nothing was stored.
     #[error("{0}")]
-    DossierRejected(regiosync_core::control::dossier::DossierRejection),
+    DossierRejected(regiosync_core::dossier::access::DossierRejection),
     /// This party may not read or write the dossier.
     #[error("this party has no access to the dossier")]
     NoDossierAccess,

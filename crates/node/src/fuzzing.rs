@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use regiosync_core::control::dossier::Basis;
+use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_core::sync::{DocMessage, Request, Response, SignedChange};

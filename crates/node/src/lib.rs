@@ -1,11 +1,11 @@
 //! # regiosync-node
 //!
-//! The runtime of a regiosync node. For now it is the owner of a node's data dir (the
-//! keys in `node.key`, the description in `node.json`, the store in `store.sqlite`),
-//! the region control plane as seen from this node (found, invite, join, remove), and
-//! the API that reads and edits documents durably, signing every change and reading
-//! only accepted ones. The networking actor that syncs with peers joins it with the
-//! sync issue.
+//! The runtime of a regiosync node: the owner of a node's data dir (the keys in
+//! `node.key`, the description in `node.json`, the store in `store.sqlite`), the region
+//! control plane as seen from this node (found, invite, join, remove), the API that
+//! reads and edits plans and dossiers durably, signing every change and reading only
+//! accepted ones, the sync session with a peer ([`sync`]) and the running service that
+//! drives it over libp2p ([`service`]).
 //!
 //! ```
 //! use regiosync_core::id::{PartyName, Role};

@@ -413,7 +413,7 @@ fn dossier_region(root: &std::path::Path) -> [Node; 4] {
 fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     use crate::dossiers::{NewDossier, Reader};
     use regiosync_core::audit::{Who, verify_chain};
-    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::access::Basis;
     use regiosync_core::dossier::DossierField;
     use regiosync_core::seal::SealError;
 
@@ -545,7 +545,7 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
 #[test]
 fn two_processes_writing_one_dossier_at_once_lose_nothing() {
     use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::access::Basis;
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut node, ..] = dossier_region(tmp.path());
     let by = Reader {
@@ -588,7 +588,7 @@ fn two_processes_writing_one_dossier_at_once_lose_nothing() {
 fn hostile_dossier_messages_are_refused_and_never_stored() {
     use crate::dossiers::{NewDossier, Reader};
     use regiosync_core::control::Signed;
-    use regiosync_core::control::dossier::{Basis, DossierBody, DossierOp};
+    use regiosync_core::dossier::access::{Basis, DossierBody, DossierOp};
     use regiosync_core::id::DocId;
     use regiosync_core::sync::{DossierMessage, Request, SignedChange};
 
@@ -746,7 +746,7 @@ impl crate::sync::Transport for Direct {
 #[test]
 fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
     use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::access::Basis;
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
@@ -943,7 +943,7 @@ fn a_bundle_of_ops_from_non_members_is_refused_and_not_stored() {
 #[test]
 fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
     use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::access::Basis;
     use regiosync_core::sync::{DossierMessage, Request, SignedChange};
 
     let tmp = tempfile::tempdir().unwrap();
@@ -1024,7 +1024,7 @@ fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
 #[test]
 fn a_dossiers_woongemeente_is_a_municipality_of_the_region_and_moves_only_by_grants() {
     use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::access::Basis;
     use regiosync_core::dossier::DossierField;
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut roc, ..] = dossier_region(tmp.path());
@@ -1097,7 +1097,7 @@ fn an_agreement_owner_is_a_party_of_the_region() {
 #[test]
 fn a_grant_that_ended_before_it_was_given_is_refused() {
     use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::control::dossier::Basis;
+    use regiosync_core::dossier::access::Basis;
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut roc, ..] = dossier_region(tmp.path());
     let by = Reader {

@@ -9,7 +9,7 @@
 //! may report success. We choose `synchronous=FULL` over WAL's usual `NORMAL` because
 //! `NORMAL` can lose the last commits on power loss, and a municipality laptop's
 //! battery does run out. `secure_delete=ON` makes deleted rows leave no bytes in the
-//! file (needed for erasure later).
+//! file (dossier erasure relies on it).
 //!
 //! Opening checks that the file is SQLite, that its `application_id` is ours, that its
 //! schema version is not newer than this build, and runs `PRAGMA quick_check`, so a

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use regiosync_core::audit::{MAX_AUDIT_TEXT, Who};
 use regiosync_core::control::RegionState;
-use regiosync_core::control::dossier::{Basis, DossierRejection};
+use regiosync_core::dossier::access::{Basis, DossierRejection};
 use regiosync_core::dossier::{Dossier, DossierField, MAX_FIELD_CHARS, MAX_TEXT_BYTES};
 use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_core::plan::date_format;

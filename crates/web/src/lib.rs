@@ -1,8 +1,8 @@
 //! # regiosync-web
 //!
 //! The web app of a regiosync node, in Dutch: the staff of a party sign in to their
-//! own node over HTTPS and see the region, its plans and (later) the dossiers their
-//! role may open. `regiosync up` serves it in the same process as the sync service,
+//! own node over HTTPS and see the region, its plans and the dossiers their role
+//! may open. `regiosync up` serves it in the same process as the sync service,
 //! sharing its [`Node`](regiosync_node::Node) handle, on `https://127.0.0.1:8443` by
 //! default, with a certificate generated at first start ([`tls`]).
 //!

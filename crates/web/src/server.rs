@@ -4,7 +4,7 @@
 //!
 //! Written on tokio-rustls and hyper-util rather than taken from `axum-server`: it is
 //! about a hundred lines, it stops with the same cancellation token and task
-//! ownership as the rest of the node (STYLE.md, "shutdown"), and the limits that
+//! ownership as the rest of the node (`regiosync_node::service`), and the limits that
 //! matter to a node on a laptop (connections, handshake time) are visible here.
 
 use std::net::SocketAddr;

@@ -100,7 +100,7 @@ async fn foreign_dossier(f: &Fixture) -> DocId {
         .create_dossier(
             &NewDossier {
                 woongemeente: PartyName::new("gemeente-waddinxveen").unwrap(),
-                basis: regiosync_core::control::dossier::Basis::WettelijkeTaak,
+                basis: regiosync_core::dossier::access::Basis::WettelijkeTaak,
                 purpose: "Jeugdwet".into(),
                 fields: vec![],
             },
@@ -116,7 +116,7 @@ async fn foreign_dossier(f: &Fixture) -> DocId {
         .write(|tx| {
             for op in &ops {
                 let hash = regiosync_core::control::Signed::<
-                    regiosync_core::control::dossier::DossierOp,
+                    regiosync_core::dossier::access::DossierOp,
                 >::decode_stored(op)
                 .unwrap()
                 .hash();
@@ -887,7 +887,7 @@ async fn beheer_invites_accepts_a_join_request_and_manages_devices_and_the_audit
     n.create_dossier(
         &NewDossier {
             woongemeente: PartyName::new("gemeente-gouda").unwrap(),
-            basis: regiosync_core::control::dossier::Basis::WettelijkeTaak,
+            basis: regiosync_core::dossier::access::Basis::WettelijkeTaak,
             purpose: "Jeugdwet".into(),
             fields: vec![],
         },

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
 use anyhow::Context;
-use regiosync_core::control::dossier::Basis;
+use regiosync_core::dossier::access::Basis;
 use regiosync_core::dossier::DossierField;
 use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_core::plan::{AgreementInput, Plan, PlanKind, parse_date};

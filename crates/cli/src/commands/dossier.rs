@@ -271,7 +271,7 @@ pub(crate) fn run(
 fn render(
     id: &str,
     d: &Dossier,
-    access: &regiosync_core::control::dossier::DossierAccess,
+    access: &regiosync_core::dossier::access::DossierAccess,
 ) -> String {
     let date = |x: Option<time::Date>| x.map(date_format::format).unwrap_or_else(|| "-".into());
     let mut s = format!(

@@ -285,7 +285,7 @@ impl OpBody {
 }
 
 /// A payload that is signed by its author and identified by its hash: a region op,
-/// or (see [`crate::control::dossier`]) a dossier access op. The two kinds use
+/// or (see [`crate::dossier::access`]) a dossier access op. The two kinds use
 /// different hash and signature contexts, so one can never be taken for the other.
 pub trait Payload:
     Serialize + serde::de::DeserializeOwned + Clone + PartialEq + fmt::Debug

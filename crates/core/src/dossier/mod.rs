@@ -1,6 +1,6 @@
 //! Student dossiers (kind `dossier`): the typed view of one student's dossier and its
 //! Automerge schema. Who may read a dossier, and its keys, live in its access log
-//! ([`crate::control::dossier`]); its changes travel sealed ([`crate::seal`]).
+//! ([`access`]); its changes travel sealed ([`crate::seal`]).
 //!
 //! A dossier is named by a pseudonymous id (a random [`DocId`](crate::id::DocId)),
 //! never by a BSN. Its `Debug` form shows no personal data, so it cannot end up in a
@@ -34,6 +34,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod access;
 pub mod held;
 mod schema;
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Envelope, EnvelopeError, EnvelopeFields, check_heads};
-use crate::control::dossier::{SignedDossierOp, fold_dossier, fold_dossier_at};
+use crate::dossier::access::{SignedDossierOp, fold_dossier, fold_dossier_at};
 use crate::control::{OpHash, RegionId, RegionState};
 use crate::id::{DocId, NodeId};
 use crate::seal::sealed_epoch;
@@ -209,7 +209,7 @@ mod tests {
     use automerge::{ActorId, Automerge, ROOT};
 
     use super::*;
-    use crate::control::dossier::{Basis, DossierBody, DossierOp, KeyWrap, dossier_id};
+    use crate::dossier::access::{Basis, DossierBody, DossierOp, KeyWrap, dossier_id};
     use crate::control::{OpBody, Signed, fold};
     use crate::id::Role;
     use crate::identity::NodeSecret;

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::change_chunk::{ChunkError, change_hash, parse_change};
-use crate::control::dossier::{DossierOp, SignedDossierOp};
+use crate::dossier::access::{DossierOp, SignedDossierOp};
 use crate::control::{Folded, OpHash, RegionState, Signed, WriteDenied};
 use crate::dossier::held::{DossierItems, Tombstone};
 use crate::envelope::sealed::{SealedEnvelope, SealedRejection};
@@ -209,7 +209,7 @@ pub fn not_sent_yet(
 mod tests {
     use super::*;
     use crate::control::RegionId;
-    use crate::control::dossier::DossierBody;
+    use crate::dossier::access::DossierBody;
     use crate::identity::NodeSecret;
 
     /// A signed access-log op of dossier `d` with these parents: an `Open` without

@@ -4,9 +4,10 @@
 //! students exist or where they live): they are a separate signed DAG per dossier,
 //! with their own hash and signature contexts, that travels only with its dossier.
 //! They are *validated against* the region state: the author must be an active device,
-//! a grantee an active party. The cryptography (content keys, wrapping, epochs) and the
-//! sync policy come with the dossier issue; this module fixes the ops, their authority
-//! and their fold. Rules in docs/AUTH.md, "Dossier access log".
+//! a grantee an active party. This module fixes the ops, their authority, their fold
+//! and the key epochs they carry ([`DossierAccess::key_ring`]); sealing is in
+//! [`crate::seal`], the sync of dossiers in node. Rules in docs/AUTH.md, "Dossier access
+//! log".
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::Date;
 
-use super::fold::linear_order;
-use super::op::{MAX_LIST, MAX_PARENTS, OpError, OpHash, Payload, RegionId, Signed};
-use super::state::RegionState;
+use crate::control::linear_order;
+use crate::control::{
+    MAX_LIST, MAX_PARENTS, OpError, OpHash, Payload, RegionId, RegionState, Signed,
+};
 use crate::id::{DocId, NodeId, PartyName};
 use crate::seal::{KeyRing, MAX_WRAPPED_KEY, SealError, unwrap_key};
 
