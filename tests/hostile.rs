@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regiosync_core::dossier::access::{Basis, DossierBody, DossierOp, KeyWrap, SignedDossierOp};
 use regiosync_core::control::{Op, OpBody, OpHash, Signed, SignedOp};
+use regiosync_core::dossier::access::{Basis, DossierBody, DossierOp, KeyWrap, SignedDossierOp};
 use regiosync_core::id::{DocId, NodeId, Role};
 use regiosync_core::identity::NodeSecret;
 use regiosync_core::sync::{DossierMessage, Refusal, Request, Response};

@@ -223,8 +223,8 @@ async fn a_removed_device_is_told_when_and_by_whom_and_stops_dialling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_tells_a_refusing_member_from_an_offline_one_and_reports_a_dossier_that_cannot_reach_its_party()
  {
-    use regiosync_core::dossier::access::Basis;
     use regiosync_core::dossier::DossierField;
+    use regiosync_core::dossier::access::Basis;
     use regiosync_node::dossiers::{NewDossier, Reader};
     logs();
     let tmp = tempfile::tempdir().unwrap();

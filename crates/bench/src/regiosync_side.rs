@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use automerge::{Automerge, Change, ChangeHash};
-use regiosync_core::dossier::access::Basis;
 use regiosync_core::dossier as schema;
+use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_core::plan::{AgreementInput, PlanKind};
 use regiosync_net::{Multiaddr, NetEvent};

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use regiosync_core::dossier::access::Basis;
 use regiosync_core::dossier::DossierField;
+use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{PartyName, Role};
 use regiosync_core::plan::{AgreementStatus, PlanKind};
 use regiosync_node::Audience;

@@ -18,11 +18,15 @@
 //! **Erasure.** A node that learns of a valid `Erase` (checked on its own against
 //! the dossier's `Open`: a revoked party lacks the ops in between) destroys its copy
 //! and keeps a tombstone, which it sends on to the devices of every party that ever
-//! had access and to relays, so that they purge theirs.
+//! had access and to relays, so that they purge theirs. A node that was sent only the
+//! `Open` and the `Erase` (it never held the dossier) knows only part of that
+//! audience: a peer that shows it holds the erasure joins it, so that both sides
+//! offer the tombstone to each other and their summaries agree.
 //!
 //! **Withheld.** A party whose access ended does not hold the ops that ended it, and
-//! keeps offering the dossier; the other side answers `withheld`, and the offer stops
-//! (until new access-log ops for that dossier arrive, or the node restarts). Only a
+//! keeps offering the dossier; the other side answers `withheld` (or marks its
+//! opening message so, when it opened the session), and the offer stops (until new
+//! access-log ops for that dossier arrive, or the node restarts). Only a
 //! party that once held the dossier is told `withheld`: to a party that never had
 //! access, a dossier this node holds is answered exactly as an id it never heard of.
 //!
@@ -33,10 +37,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
+use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
 use regiosync_core::dossier::access::{
     DossierBody, DossierOp, SignedDossierOp, check_erase, dossier_id, ever_granted, fold_dossier,
 };
-use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
 use regiosync_core::envelope::sealed::{SealedEnvelope, verify_sealed};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::rules::{
@@ -159,8 +163,9 @@ impl Node {
     }
 
     /// The opening `Dossiers` messages for differing documents that are not plans:
-    /// what this node holds of each (nothing for one it does not hold); a dossier it
-    /// may not send to `peer` is left out.
+    /// what this node holds of each (nothing for one it does not hold, or for a
+    /// tombstone it may not send to `peer`); a dossier it may not send to `peer` is
+    /// left out, or, if `peer`'s party held it before, marked `withheld`.
     pub(crate) fn opening_dossiers(
         &self,
         state: &RegionState,
@@ -170,12 +175,29 @@ impl Node {
         let mut out = Vec::new();
         for id in ids {
             let have = if let Some(t) = self.store.dossier_erased(id)? {
-                if !Self::may_send_tombstone(state, peer, &t) {
-                    continue;
+                if Self::may_send_tombstone(state, peer, &t) {
+                    tombstone_items(&t)
+                } else {
+                    // The peer named it (it differs), so the peer holds it and offers
+                    // it to this node: open with what a node that never held it
+                    // says (nothing), so that the peer sends the erasure and this
+                    // node learns that the peer holds it (`note_erasure_holder`).
+                    vec![]
                 }
-                tombstone_items(&t)
             } else if let Some(items) = self.store.dossier_items_of(id)? {
                 if !self.may_send_dossier(state, peer, id, &items)? {
+                    // As the responder does (`answer_dossiers`): a party that held the
+                    // dossier and lost access is told so, and stops offering it,
+                    // whichever side opened the session; anyone else hears nothing.
+                    if self.held_before(state, peer, id)? {
+                        out.push(DossierMessage {
+                            dossier: *id,
+                            have: vec![],
+                            ops: vec![],
+                            changes: vec![],
+                            withheld: true,
+                        });
+                    }
                     continue;
                 }
                 all_items(&items)
@@ -306,6 +328,7 @@ impl Node {
                 }
                 continue;
             }
+            self.note_erasure_holder(&folded.state, peer, m)?;
             if m.ops.is_empty() && m.changes.is_empty() {
                 continue;
             }
@@ -314,6 +337,44 @@ impl Node {
             total.forged += r.forged;
         }
         Ok(total)
+    }
+
+    /// For a dossier erased here: a peer that shows it holds the erasure (the `Erase`
+    /// op's hash, which only a holder knows, or the op itself) is of a party that may
+    /// be sent it, so its party joins the tombstone's audience. Both sides then offer
+    /// the tombstone to each other and their summaries agree: a node that never held
+    /// the dossier (it was sent only the `Open` and the `Erase`) learns the audience
+    /// only this way, and without it a relay and a party would differ on the
+    /// tombstone in every session.
+    fn note_erasure_holder(
+        &mut self,
+        state: &RegionState,
+        peer: &NodeId,
+        m: &DossierMessage,
+    ) -> Result<(), NodeError> {
+        let Some(t) = self.store.dossier_erased(&m.dossier)? else {
+            return Ok(());
+        };
+        let Some(dev) = state.active_device(peer) else {
+            return Ok(());
+        };
+        if t.audience.iter().any(|p| p == dev.party.as_str()) {
+            return Ok(());
+        }
+        let Ok(erase) = Signed::<DossierOp>::decode_stored(&t.erase_op) else {
+            return Ok(());
+        };
+        let hash = erase.hash();
+        let shown = m.have.contains(&hash.0)
+            || m.ops
+                .iter()
+                .any(|w| Signed::<DossierOp>::decode(w).is_ok_and(|o| o.hash() == hash));
+        if shown {
+            let party = dev.party.to_string();
+            self.store
+                .write(|tx| tx.add_tombstone_audience(&m.dossier, &party))?;
+        }
+        Ok(())
     }
 
     fn receive_dossier(
@@ -348,7 +409,8 @@ impl Node {
             }
         }
         if self.store.dossier_erased(&id)?.is_some() {
-            // Erased here: nothing of it is taken in again.
+            // Erased here: nothing of it is taken in again (`receive_dossiers` noted
+            // the peer as a holder of the erasure).
             return Ok(got);
         }
         let log = self.access_log(&id)?;

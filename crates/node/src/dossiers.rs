@@ -11,11 +11,11 @@ use std::collections::BTreeSet;
 
 use automerge::{Automerge, Change};
 use regiosync_core::audit::{AuditEntry, Who};
+use regiosync_core::control::{OpHash, Signed};
 use regiosync_core::dossier::access::{
     Basis, DossierAccess, DossierBody, DossierOp, KeyWrap, SignedDossierOp, dossier_id,
     ever_granted, fold_dossier, until_of,
 };
-use regiosync_core::control::{OpHash, Signed};
 use regiosync_core::dossier::{self as schema, Dossier, DossierField};
 use regiosync_core::envelope::sealed::{
     SealedEnvelope, SealedFields, check_unsealed, sealed_hash, verify_sealed,

@@ -116,9 +116,10 @@ impl Node {
     }
 
     /// Checks the removal a peer showed this device and keeps it: the op must verify,
-    /// be of this region, remove this device or its party, and be signed by a device
-    /// of an admin party by this node's own log (so no ordinary member can make a
-    /// device believe it was removed).
+    /// be of this region, remove this device or its party, and be signed by whoever
+    /// the region's rules let remove it, by this node's own log: a device of an admin
+    /// party, or, for `RemoveDevice`, a device of this device's own party (so no
+    /// ordinary member of another party can make a device believe it was removed).
     pub(crate) fn take_removal(&mut self, ops: &[Vec<u8>]) -> Result<Option<Removal>, NodeError> {
         let me = self.info().node_id;
         let Some(folded) = self.control()? else {
@@ -129,11 +130,12 @@ impl Node {
             let Ok(op) = SignedOp::decode(bytes) else {
                 continue;
             };
-            let admin = state
-                .devices
-                .get(&op.op().author)
-                .is_some_and(|d| state.admin_parties().any(|p| *p == d.party));
-            if op.op().region != Some(state.region) || !admin {
+            let author = state.devices.get(&op.op().author);
+            let admin = author.is_some_and(|d| state.admin_parties().any(|p| *p == d.party));
+            let own_party = matches!(op.op().body, OpBody::RemoveDevice { .. })
+                && author
+                    .is_some_and(|d| state.devices.get(&me).is_some_and(|m| m.party == d.party));
+            if op.op().region != Some(state.region) || !(admin || own_party) {
                 continue;
             }
             if let Some(r) = removes(&op, state, &me) {

@@ -132,7 +132,7 @@ pub async fn sync_with(
                     return Err(match node.lock().await.take_removal(&ops)? {
                         Some(removal) => NodeError::Removed(removal),
                         None => NodeError::Sync(format!(
-                            "peer {} says this device was removed from the region, but showed no removal signed by a region admin",
+                            "peer {} says this device was removed from the region, but showed no removal signed by a region admin or by a device of its own party",
                             peer.short()
                         )),
                     });

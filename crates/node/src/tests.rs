@@ -413,8 +413,8 @@ fn dossier_region(root: &std::path::Path) -> [Node; 4] {
 fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
     use crate::dossiers::{NewDossier, Reader};
     use regiosync_core::audit::{Who, verify_chain};
-    use regiosync_core::dossier::access::Basis;
     use regiosync_core::dossier::DossierField;
+    use regiosync_core::dossier::access::Basis;
     use regiosync_core::seal::SealError;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -1024,8 +1024,8 @@ fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
 #[test]
 fn a_dossiers_woongemeente_is_a_municipality_of_the_region_and_moves_only_by_grants() {
     use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::dossier::access::Basis;
     use regiosync_core::dossier::DossierField;
+    use regiosync_core::dossier::access::Basis;
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut roc, ..] = dossier_region(tmp.path());
     let by = Reader {
@@ -1188,6 +1188,67 @@ fn attack_a_member_cannot_make_a_device_believe_it_was_removed() {
     assert_eq!(removal.by, "gemeente-utrecht");
     assert_eq!(removal.at, 1_800_000_000);
     assert_eq!(zeist.removal().unwrap(), Some(removal));
+}
+
+#[test]
+fn a_device_believes_its_removal_by_a_device_of_its_own_party_but_not_a_party_removal() {
+    use regiosync_core::control::{Op, OpBody, SignedOp};
+    let tmp = tempfile::tempdir().unwrap();
+    let [mut kern, mut roc, _, _] = dossier_region(tmp.path());
+    // A second device of the ROC (no admin party), known to both ROC devices.
+    let dir = tmp.path().join("roc-laptop");
+    Node::init(&dir, party("roc-midden"), Role::Roc, None).unwrap();
+    let mut laptop = Node::open(&dir).unwrap();
+    let code = roc
+        .invite(party("roc-midden"), Role::Roc, false, 600)
+        .unwrap();
+    let (_, bundle) = roc
+        .accept(&laptop.join_request(&code.encode()).unwrap())
+        .unwrap();
+    laptop.import(&bundle).unwrap();
+    let log = roc.export().unwrap();
+    laptop.import(&log).unwrap();
+    kern.import(&log).unwrap();
+    let region = laptop.region().unwrap().unwrap();
+    let heads = laptop.region_state().unwrap().heads;
+    let laptop_id = laptop.info().node_id;
+    let signed = |n: &mut Node, body: OpBody| {
+        let author = n.info().node_id;
+        SignedOp::sign(
+            Op {
+                region: Some(region),
+                parents: heads.clone(),
+                author,
+                time: 1_800_000_000,
+                body,
+            },
+            n.signing_key_for_tests().unwrap(),
+        )
+        .unwrap()
+        .encode()
+    };
+    // Only an admin may remove a party: a party removal by a device of the same
+    // party is not believed.
+    let party_removal = signed(
+        &mut roc,
+        OpBody::RemoveParty {
+            party: party("roc-midden"),
+            cutoffs: vec![],
+        },
+    );
+    assert_eq!(laptop.take_removal(&[party_removal]).unwrap(), None);
+    assert_eq!(laptop.removal().unwrap(), None);
+    // The desktop may remove a device of its own party (AUTH.md): believed.
+    let own = signed(
+        &mut roc,
+        OpBody::RemoveDevice {
+            device: laptop_id,
+            cutoffs: vec![],
+        },
+    );
+    let removal = laptop.take_removal(&[own]).unwrap().unwrap();
+    assert_eq!(removal.by, "roc-midden");
+    assert_eq!(laptop.removal().unwrap(), Some(removal));
 }
 
 #[test]

@@ -100,6 +100,30 @@ fn hash32(path: &Path, bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     })
 }
 
+/// Adds `party` to a tombstone's audience (the parties that are sent the erasure);
+/// `false` if there is no tombstone of the dossier or the party is in it already.
+pub(crate) fn add_tombstone_audience(
+    conn: &Connection,
+    path: &Path,
+    dossier: &DocId,
+    party: &str,
+) -> Result<bool, StoreError> {
+    let Some(mut t) = erased(conn, path, dossier)? else {
+        return Ok(false);
+    };
+    if t.audience.iter().any(|p| p == party) {
+        return Ok(false);
+    }
+    t.audience.push(party.to_owned());
+    t.audience.sort();
+    conn.execute(
+        "UPDATE erased_dossiers SET audience = ?2 WHERE dossier = ?1",
+        params![&dossier.as_bytes()[..], t.audience.join("\n")],
+    )
+    .at(path)?;
+    Ok(true)
+}
+
 const TOMBSTONE_COLUMNS: &str =
     "SELECT dossier, erased_by, erased_at, erase_op, open_op, audience FROM erased_dossiers";
 

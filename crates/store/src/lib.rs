@@ -266,6 +266,13 @@ impl WriteTx<'_> {
         dossiers::purge_dossier(&self.tx, self.path, tombstone)
     }
 
+    /// Adds a party to an erased dossier's tombstone audience: a peer of that party
+    /// showed it holds the erasure, so it may be sent it (and the two sides' summaries
+    /// agree); `false` if nothing changed.
+    pub fn add_tombstone_audience(&self, dossier: &DocId, party: &str) -> Result<bool, StoreError> {
+        dossiers::add_tombstone_audience(&self.tx, self.path, dossier, party)
+    }
+
     /// Stores an op of a dossier's access log; `false` if it was already stored.
     pub fn put_dossier_op(
         &self,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
 use anyhow::Context;
-use regiosync_core::dossier::access::Basis;
 use regiosync_core::dossier::DossierField;
+use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{DocId, PartyName, Role};
 use regiosync_core::plan::{AgreementInput, Plan, PlanKind, parse_date};
 use regiosync_net::Multiaddr;

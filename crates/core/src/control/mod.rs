@@ -35,8 +35,8 @@ mod invite;
 mod op;
 mod state;
 
-pub use fold::{FoldError, Folded, Rejection, fold};
 pub(crate) use fold::linear_order;
+pub use fold::{FoldError, Folded, Rejection, fold};
 pub use invite::{
     BUNDLE_MAGIC, INVITE_PREFIX, InviteCode, InviteError, JOIN_MAGIC, JoinFields, JoinRequest,
     MAX_BUNDLE, MAX_BUNDLE_OPS, MAX_JOIN_REQUEST, decode_bundle, encode_bundle, join_peer_id,

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Envelope, EnvelopeError, EnvelopeFields, check_heads};
-use crate::dossier::access::{SignedDossierOp, fold_dossier, fold_dossier_at};
 use crate::control::{OpHash, RegionId, RegionState};
+use crate::dossier::access::{SignedDossierOp, fold_dossier, fold_dossier_at};
 use crate::id::{DocId, NodeId};
 use crate::seal::sealed_epoch;
 
@@ -209,8 +209,8 @@ mod tests {
     use automerge::{ActorId, Automerge, ROOT};
 
     use super::*;
-    use crate::dossier::access::{Basis, DossierBody, DossierOp, KeyWrap, dossier_id};
     use crate::control::{OpBody, Signed, fold};
+    use crate::dossier::access::{Basis, DossierBody, DossierOp, KeyWrap, dossier_id};
     use crate::id::Role;
     use crate::identity::NodeSecret;
     use crate::seal::{ContentKey, seal_change, wrap_key};

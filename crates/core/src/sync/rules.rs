@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::change_chunk::{ChunkError, change_hash, parse_change};
-use crate::dossier::access::{DossierOp, SignedDossierOp};
 use crate::control::{Folded, OpHash, RegionState, Signed, WriteDenied};
+use crate::dossier::access::{DossierOp, SignedDossierOp};
 use crate::dossier::held::{DossierItems, Tombstone};
 use crate::envelope::sealed::{SealedEnvelope, SealedRejection};
 use crate::envelope::{
