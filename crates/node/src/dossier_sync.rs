@@ -46,6 +46,7 @@ use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::rules::{
     MAX_DOSSIER_BATCH_BYTES, all_items, is_sealed_forgery, parents_first, tombstone_items,
 };
+use regiosync_core::sync::session::Received;
 use regiosync_core::sync::{DossierMessage, MAX_DOSSIER_OPS_PER_MESSAGE, SignedChange};
 use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DossierItems, Tombstone};
@@ -54,15 +55,6 @@ use crate::Node;
 use crate::clock::{now_ms, today};
 use crate::dossiers::dossier_row;
 use crate::error::NodeError;
-
-/// What receiving dossier messages did.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Received {
-    /// Ops and sealed changes stored (and dossiers purged).
-    pub(crate) stored: usize,
-    /// Ops and changes that fail verification (the sender forged or mangled them).
-    pub(crate) forged: usize,
-}
 
 impl Node {
     /// The parties whose access to `id` is in force, by this node's fold of its log;
@@ -339,6 +331,54 @@ impl Node {
         Ok(total)
     }
 
+    /// After a `Revoke` arrived: drops the revoked party's sealed changes held here
+    /// that the revocation did not keep (its `keep` list: what the owner held when
+    /// it revoked). The owner refuses them, and so does every node once it knows the
+    /// revocation; a node that took them in earlier (a relay, another party) would
+    /// otherwise keep offering them in every session, and keep what the revoked
+    /// party wrote after it lost access.
+    fn drop_revoked_changes(
+        &mut self,
+        state: &RegionState,
+        id: &DocId,
+        new_ops: &[SignedDossierOp],
+    ) -> Result<(), NodeError> {
+        let revoked: Vec<(&PartyName, &Vec<[u8; 32]>)> = new_ops
+            .iter()
+            .filter_map(|o| match &o.payload().body {
+                DossierBody::Revoke { party, keep, .. } => Some((party, keep)),
+                _ => None,
+            })
+            .collect();
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        let log = self.access_log(id)?;
+        let Some(access) = fold_dossier(state, *id, &log) else {
+            return Ok(());
+        };
+        let drop: Vec<[u8; 32]> = self
+            .store
+            .changes(id)?
+            .into_iter()
+            .filter_map(|r| {
+                let env = SealedEnvelope::decode(r.envelope.as_deref()?).ok()?;
+                let party = &state.devices.get(&env.fields().author)?.party;
+                let hit = revoked
+                    .iter()
+                    .any(|(p, keep)| *p == party && !keep.contains(&r.hash));
+                // Only while the revocation stands (not granted again since).
+                (hit && !access.has_access(party)).then_some(r.hash)
+            })
+            .collect();
+        if drop.is_empty() {
+            return Ok(());
+        }
+        let n = self.store.write(|tx| tx.drop_sealed_changes(id, &drop))?;
+        tracing::info!(dossier = %id, changes = n, "dropped changes of a revoked party that its revocation did not keep");
+        Ok(())
+    }
+
     /// For a dossier erased here: a peer that shows it holds the erasure (the `Erase`
     /// op's hash, which only a holder knows, or the op itself) is of a party that may
     /// be sent it, so its party joins the tombstone's audience. Both sides then offer
@@ -548,6 +588,7 @@ impl Node {
             Ok::<_, NodeError>(n)
         })?;
         if !new_ops.is_empty() {
+            self.drop_revoked_changes(state, &id, &new_ops)?;
             // The access may have changed: offer the dossier to everyone again.
             self.sync_memory().forget_withheld(&id);
             self.wrap_for_new_devices(&id);

@@ -1,29 +1,33 @@
-//! A sync session with one peer over `/regiosync/sync/1` (messages in
-//! `regiosync_core::sync`, framing in `regiosync-net`).
+//! The driver of sync sessions with one peer over `/regiosync/sync/1` (messages in
+//! `regiosync_core::sync`, framing in `regiosync-net`), and what a session reads and
+//! stores of plans.
 //!
-//! The requester drives: `Hello` (one round trip when nothing changed), `Ops` when the
-//! control heads differ (control ops first: they decide what may be shared), then
-//! `Buckets` and `DocDigests` to name the documents that differ, then `Docs` rounds:
-//! Automerge's sync messages decide what each side lacks, the signed changes travel
-//! with their envelopes, and `need` repairs bloom false positives. Every received
-//! op and change is verified before it is stored. The responder answers each request
-//! from its store (`Node::respond`).
+//! The session itself (which request follows which response, rounds, batches,
+//! bounds) is the state machine in `regiosync_core::sync::session`: [`sync_with`]
+//! runs its requester, [`Node::respond`] its responder, each step under the node's
+//! lock against a [`SessionStore`] view of the node (its store and one fold of its
+//! region log). This module implements that view for plans (Automerge's sync
+//! messages decide what each side lacks, the signed changes travel with their
+//! envelopes, `need` repairs bloom false positives) and control ops; dossiers are in
+//! `dossier_sync`. Every received op and change is verified before it is stored.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
-use regiosync_core::control::{Folded, OpHash, SignedOp};
+use regiosync_core::control::{Folded, OpHash, RegionId, SignedOp};
 use regiosync_core::envelope::{Candidate, plan_change_check};
 use regiosync_core::id::{DocId, NodeId};
 use regiosync_core::sync::rules::{
-    MAX_BATCH_BYTES, MAX_DOCS_PER_ROUND, MAX_NEED_ROUNDS, MAX_OP_PAGES, MAX_OPS_PAGE_BYTES,
-    MAX_ROUNDS, is_forgery, shared_docs, verify_incoming_change,
+    MAX_BATCH_BYTES, MAX_OPS_PAGE_BYTES, is_forgery, shared_docs, verify_incoming_change,
+};
+use regiosync_core::sync::session::{
+    Answered, Exchange, Received, Requester, SessionStore, Shared, Step, Stop, answer,
 };
 use regiosync_core::sync::{
-    DigestSet, DocMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response, SignedChange,
-    changes_they_lack, decode_sync_message, missing, opening_message,
+    DigestSet, DocMessage, DossierMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response,
+    SignedChange, changes_they_lack, decode_sync_message, missing, opening_message,
 };
 use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DocumentRow};
@@ -97,276 +101,163 @@ pub struct SyncReport {
     pub docs: DocStates,
 }
 
-/// The documents a node shares with a peer: their heads and digests.
-pub(crate) struct Shared {
-    pub(crate) heads: SharedHeads,
-    pub(crate) set: DigestSet,
-}
-
-/// Runs one sync session with `peer` as the requesting side.
+/// Runs one sync session with `peer` as the requesting side: the session's state
+/// machine ([`Requester`]) decides each request; this driver performs each step under
+/// the node's lock (taken once per step, with one fold of the region log) and does
+/// the transport between steps.
 pub async fn sync_with(
     node: &Mutex<Node>,
     net: &impl Transport,
     peer: NodeId,
 ) -> Result<SyncReport, NodeError> {
     let mut report = SyncReport::default();
-    let ask = |req: Request| {
-        let frame = req.encode();
-        async move { (frame.len(), net.request(peer, frame).await) }
-    };
-    macro_rules! exchange {
-        ($req:expr) => {{
-            let (sent, resp) = ask($req).await;
-            report.round_trips += 1;
-            report.bytes_sent += sent;
-            let bytes = resp.map_err(|e| NodeError::Sync(format!("peer {}: {e}", peer.short())))?;
-            report.bytes_received += bytes.len();
-            match Response::decode(&bytes) {
-                Ok(Response::Refused { reason }) => {
-                    return Err(NodeError::Sync(format!(
-                        "peer {} refused: {reason}",
-                        peer.short()
-                    )));
-                }
-                Ok(Response::Removed { ops }) => {
-                    return Err(match node.lock().await.take_removal(&ops)? {
-                        Some(removal) => NodeError::Removed(removal),
-                        None => NodeError::Sync(format!(
-                            "peer {} says this device was removed from the region, but showed no removal signed by a region admin or by a device of its own party",
-                            peer.short()
-                        )),
-                    });
-                }
-                Ok(r) => r,
-                Err(e) => {
-                    return Err(NodeError::Sync(format!(
-                        "peer {} sent a bad response: {e}",
-                        peer.short()
-                    )));
-                }
-            }
-        }};
-    }
-
-    // 1. Hello, to active members only (a removed device may still be connected
-    // for a moment, or as a guest that is told it was removed).
-    let (hello, shared) = {
-        let n = node.lock().await;
-        let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
-        if folded.state.active_device(&peer).is_none() {
-            return Err(NodeError::Sync(format!(
-                "peer {} is not an active member of the region",
-                peer.short()
-            )));
-        }
-        n.hello(&peer)?
-    };
-    let Response::Hello {
-        control_heads,
-        summary,
-    } = exchange!(hello.clone())
-    else {
-        return Err(unexpected(&peer));
-    };
-    let Request::Hello {
-        control_heads: mine,
-        ..
-    } = &hello
-    else {
-        return Err(unexpected(&peer));
-    };
-    let mut their_summary = summary;
-    let mut digests = Some(shared);
-
-    // 2. Control ops first, in pages of at most MAX_OPS_PER_MESSAGE (a page that
-    // brings nothing new ends the paging: a peer cannot keep a session going with
-    // ops this node refuses).
-    if control_heads != *mine {
-        let mut theirs: HashSet<OpHash> = HashSet::new();
-        for _ in 0..MAX_OP_PAGES {
-            let have = node.lock().await.op_hashes()?;
-            let Response::Ops { have: t, ops } = exchange!(Request::Ops { have, ops: vec![] })
-            else {
-                return Err(unexpected(&peer));
+    let mut session = Requester::new(peer);
+    let mut response: Option<Response> = None;
+    loop {
+        let request = {
+            let mut n = node.lock().await;
+            let mut view = SessionView::new(&mut n)?;
+            let step = match response.take() {
+                None => session.start(&mut view)?,
+                Some(r) => session.on_response(&mut view, r)?,
             };
-            theirs = t.into_iter().collect();
-            let full = ops.len() >= MAX_OPS_PER_MESSAGE;
-            let new = node.lock().await.receive_ops(&peer, &ops)?;
-            report.ops_received += new;
-            if !full || new == 0 {
-                break;
+            let folded = view.folded.clone();
+            match step {
+                Step::Send(request) => request,
+                Step::Done { tally, shared, .. } => {
+                    report.ops_received = tally.ops_received;
+                    report.docs_differing = tally.docs_differing;
+                    report.changes_received = tally.changes_received;
+                    report.changes_rejected = tally.changes_rejected;
+                    report.changes_sent = tally.changes_sent;
+                    report.dossier_items_received = tally.dossier_items_received;
+                    report.dossier_items_sent = tally.dossier_items_sent;
+                    report.docs = n.doc_states(&folded, &peer, &shared.heads)?;
+                    return Ok(report);
+                }
+                Step::Stop(stop) => return Err(n.stopped(&peer, stop)?),
             }
-        }
-        for _ in 0..MAX_OP_PAGES {
-            let (have, lacking) = {
-                let n = node.lock().await;
-                (n.op_hashes()?, n.ops_except(&theirs)?)
-            };
-            if lacking.is_empty() {
-                break;
-            }
-            let Response::Ops { have: t, ops } = exchange!(Request::Ops { have, ops: lacking })
-            else {
-                return Err(unexpected(&peer));
-            };
-            report.ops_received += node.lock().await.receive_ops(&peer, &ops)?;
-            let before = theirs.len();
-            theirs = t.into_iter().collect();
-            if theirs.len() <= before {
-                // The peer took nothing of this page: it refuses these ops.
-                break;
-            }
-        }
-        // What may be shared can have changed: compare summaries afresh.
-        let (hello, shared) = node.lock().await.hello(&peer)?;
-        digests = Some(shared);
-        let Response::Hello { summary, .. } = exchange!(hello) else {
-            return Err(unexpected(&peer));
         };
-        their_summary = summary;
+        let frame = request.encode();
+        report.round_trips += 1;
+        report.bytes_sent += frame.len();
+        let bytes = net
+            .request(peer, frame)
+            .await
+            .map_err(|e| NodeError::Sync(format!("peer {}: {e}", peer.short())))?;
+        report.bytes_received += bytes.len();
+        response = Some(Response::decode(&bytes).map_err(|e| {
+            NodeError::Sync(format!("peer {} sent a bad response: {e}", peer.short()))
+        })?);
     }
-
-    // 3 and 4, in rounds: narrow down to the differing documents, then exchange
-    // changes in batches of at most MAX_BATCH_BYTES; a large catch-up takes several
-    // rounds, each starting from what this side has by then. The session ends in
-    // sync (with the documents both hold) or with what is left for a later session.
-    let (end, in_sync): (Option<Shared>, bool) = 'session: {
-        if digests.as_ref().map(|d| d.set.summary()) == Some(their_summary) {
-            break 'session (digests, true);
-        }
-        // Dossier items sent this session: what the peer refuses (it may be behind,
-        // or refuse for good) is not in its next `have` either, and goes at most once.
-        let mut sent = HashSet::new();
-        for round in 0..MAX_ROUNDS {
-            // Round 0 narrows with the digests of the last Hello; later rounds read afresh.
-            let shared = match digests.take() {
-                Some(shared) => shared,
-                None => node.lock().await.shared(&peer)?,
-            };
-            let Response::Buckets { differing: buckets } = exchange!(Request::Buckets {
-                buckets: shared.set.buckets()
-            }) else {
-                return Err(unexpected(&peer));
-            };
-            if buckets.is_empty() {
-                break 'session (Some(shared), true);
-            }
-            let Response::DocDigests { differing } = exchange!(Request::DocDigests {
-                buckets: buckets.clone(),
-                docs: shared.set.in_buckets(&buckets)
-            }) else {
-                return Err(unexpected(&peer));
-            };
-            if round == 0 {
-                report.docs_differing = differing.len();
-            }
-            if differing.is_empty() {
-                break 'session (None, false);
-            }
-            let moved = |r: &SyncReport| {
-                r.changes_received
-                    + r.changes_sent
-                    + r.dossier_items_received
-                    + r.dossier_items_sent
-            };
-            let moved_before = moved(&report);
-            // Plans are in the region log; anything else is a sealed dossier.
-            let (plans, dossiers): (Vec<DocId>, Vec<DocId>) = {
-                let folded = node.lock().await.control()?.ok_or(NodeError::NotInRegion)?;
-                differing
-                    .iter()
-                    .partition(|d| folded.state.docs.contains_key(*d))
-            };
-            for batch in dossiers.chunks(MAX_DOCS_PER_ROUND) {
-                let mut outgoing = {
-                    let n = node.lock().await;
-                    let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
-                    n.opening_dossiers(&folded.state, &peer, batch)?
-                };
-
-                for _ in 0..=MAX_NEED_ROUNDS {
-                    if outgoing.is_empty() {
-                        break;
-                    }
-                    report.dossier_items_sent += outgoing
-                        .iter()
-                        .map(|m| m.ops.len() + m.changes.len())
-                        .sum::<usize>();
-                    let Response::Dossiers { dossiers } =
-                        exchange!(Request::Dossiers { dossiers: outgoing })
-                    else {
-                        return Err(unexpected(&peer));
-                    };
-                    let mut n = node.lock().await;
-                    let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
-                    let got = n.receive_dossiers(&folded, &peer, &dossiers)?;
-                    report.dossier_items_received += got.stored;
-                    report.changes_rejected += got.forged;
-                    outgoing = regiosync_core::sync::rules::not_sent_yet(
-                        n.answer_dossiers(&folded.state, &peer, &dossiers)?,
-                        &mut sent,
-                    );
-                }
-            }
-            for batch in plans.chunks(MAX_DOCS_PER_ROUND) {
-                let opening = node.lock().await.opening_messages(&peer, batch)?;
-                let Response::Docs { docs } = exchange!(Request::Docs { docs: opening }) else {
-                    return Err(unexpected(&peer));
-                };
-                let mut outgoing = {
-                    let mut n = node.lock().await;
-                    let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
-                    let (acc, rej) = n.receive_docs(&folded, &peer, &docs)?;
-                    report.changes_received += acc;
-                    report.changes_rejected += rej;
-                    n.answer_docs(&folded, &peer, &docs)?
-                };
-                for _ in 0..MAX_NEED_ROUNDS {
-                    if outgoing
-                        .iter()
-                        .all(|d| d.changes.is_empty() && d.need.is_empty())
-                    {
-                        break;
-                    }
-                    report.changes_sent += outgoing.iter().map(|d| d.changes.len()).sum::<usize>();
-                    let Response::Docs { docs } = exchange!(Request::Docs { docs: outgoing })
-                    else {
-                        return Err(unexpected(&peer));
-                    };
-                    let mut n = node.lock().await;
-                    let folded = n.control()?.ok_or(NodeError::NotInRegion)?;
-                    let (acc, rej) = n.receive_docs(&folded, &peer, &docs)?;
-                    report.changes_received += acc;
-                    report.changes_rejected += rej;
-                    outgoing = n.answer_docs(&folded, &peer, &docs)?;
-                }
-            }
-            if moved(&report) == moved_before {
-                // Nothing moved although documents differ (e.g. changes this side
-                // cannot verify yet): stop instead of looping; a later session retries.
-                break 'session (None, false);
-            }
-        }
-        (None, false)
-    };
-    let mut n = node.lock().await;
-    let shared = match end {
-        Some(shared) => shared,
-        None => n.shared(&peer)?,
-    };
-    report.docs = n.finish_session(&peer, &shared, in_sync)?;
-    Ok(report)
 }
 
-fn unexpected(peer: &NodeId) -> NodeError {
-    NodeError::Sync(format!("peer {} answered out of turn", peer.short()))
+/// A node as the session's state machines see it during one step: its store and one
+/// fold of its region log (taken afresh only after control ops were stored).
+struct SessionView<'a> {
+    node: &'a mut Node,
+    folded: Arc<Folded>,
+}
+
+impl<'a> SessionView<'a> {
+    fn new(node: &'a mut Node) -> Result<Self, NodeError> {
+        let folded = node.control()?.ok_or(NodeError::NotInRegion)?;
+        Ok(SessionView { node, folded })
+    }
+}
+
+impl SessionStore for SessionView<'_> {
+    type Error = NodeError;
+
+    fn region(&self) -> RegionId {
+        self.folded.state.region
+    }
+    fn control_heads(&self) -> Vec<OpHash> {
+        // All placed ops, rejected ones included: changes may name those.
+        self.folded.log_heads.clone()
+    }
+    fn is_active_member(&self, peer: &NodeId) -> bool {
+        self.folded.state.active_device(peer).is_some()
+    }
+    fn shared(&self, peer: &NodeId) -> Result<Shared, NodeError> {
+        self.node.shared_with(&self.folded, peer)
+    }
+    fn exchange_of(&self, doc: &DocId) -> Exchange {
+        // Plans are in the region log; anything else is a sealed dossier.
+        if self.folded.state.docs.contains_key(doc) {
+            Exchange::Automerge
+        } else {
+            Exchange::Sealed
+        }
+    }
+    fn op_hashes(&self) -> Result<Vec<OpHash>, NodeError> {
+        self.node.op_hashes()
+    }
+    fn ops_except(&self, theirs: &HashSet<OpHash>) -> Result<Vec<Vec<u8>>, NodeError> {
+        self.node.ops_except(&self.folded, theirs)
+    }
+    fn receive_ops(&mut self, peer: &NodeId, ops: &[Vec<u8>]) -> Result<usize, NodeError> {
+        let new = self.node.receive_ops(peer, ops)?;
+        if new > 0 {
+            self.folded = self.node.control()?.ok_or(NodeError::NotInRegion)?;
+        }
+        Ok(new)
+    }
+    fn opening_docs(&self, peer: &NodeId, docs: &[DocId]) -> Result<Vec<DocMessage>, NodeError> {
+        self.node.opening_messages(&self.folded, peer, docs)
+    }
+    fn receive_docs(&mut self, peer: &NodeId, docs: &[DocMessage]) -> Result<Received, NodeError> {
+        let folded = self.folded.clone();
+        self.node.receive_docs(&folded, peer, docs)
+    }
+    fn answer_docs(
+        &self,
+        peer: &NodeId,
+        docs: &[DocMessage],
+    ) -> Result<Vec<DocMessage>, NodeError> {
+        self.node.answer_docs(&self.folded, peer, docs)
+    }
+    fn opening_dossiers(
+        &self,
+        peer: &NodeId,
+        dossiers: &[DocId],
+    ) -> Result<Vec<DossierMessage>, NodeError> {
+        self.node
+            .opening_dossiers(&self.folded.state, peer, dossiers)
+    }
+    fn receive_dossiers(
+        &mut self,
+        peer: &NodeId,
+        dossiers: &[DossierMessage],
+    ) -> Result<Received, NodeError> {
+        let folded = self.folded.clone();
+        self.node.receive_dossiers(&folded, peer, dossiers)
+    }
+    fn answer_dossiers(
+        &self,
+        peer: &NodeId,
+        dossiers: &[DossierMessage],
+    ) -> Result<Vec<DossierMessage>, NodeError> {
+        self.node
+            .answer_dossiers(&self.folded.state, peer, dossiers)
+    }
+    fn note_in_sync(&mut self, peer: &NodeId, shared: &Shared) -> Result<(), NodeError> {
+        self.node
+            .note_in_sync(peer, shared.set.summary(), &shared.heads)
+    }
+    fn removal_proof(&self, peer: &NodeId) -> Result<Option<Vec<Vec<u8>>>, NodeError> {
+        self.node.removal_proof(peer)
+    }
+    fn answer_join(&mut self, peer: &NodeId, request: &[u8]) -> Result<Response, NodeError> {
+        self.node.answer_join(peer, request)
+    }
 }
 
 impl Node {
-    /// Answers a sync request from `peer`. Never fails: problems become `Refused`.
-    /// `misbehaved` says why the peer should be disconnected (an undecodable request,
-    /// or changes that fail verification: honest nodes verify before they store, so
-    /// they never pass such changes on).
+    /// Answers a sync request from `peer` ([`answer`] performs it). Never fails:
+    /// problems become `Refused`. `misbehaved` says why the peer should be
+    /// disconnected (an undecodable request, or changes that fail verification:
+    /// honest nodes verify before they store, so they never pass such changes on).
     pub fn respond(&mut self, peer: &NodeId, frame: &[u8]) -> Answer {
         let req = match Request::decode(frame) {
             Ok(req) => req,
@@ -383,128 +274,54 @@ impl Node {
                 };
             }
         };
-        let (mut forged, mut stored) = (0, 0);
         let mut storage_failure = None;
-        let response = self
-            .respond_to(peer, req, &mut forged, &mut stored)
+        let answered = SessionView::new(self)
+            .and_then(|mut view| answer(&mut view, peer, req))
             .unwrap_or_else(|e| {
                 tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
                 if e.is_storage_failure() {
                     storage_failure = Some(e);
                 }
-                Response::Refused {
-                    reason: Refusal::Busy,
+                Answered {
+                    response: Response::Refused {
+                        reason: Refusal::Busy,
+                    },
+                    stored: 0,
+                    forged: 0,
                 }
             });
+        let forged = answered.forged;
         Answer {
-            frame: response.encode(),
+            frame: answered.response.encode(),
             misbehaved: (forged > 0)
                 .then(|| format!("sent {forged} changes or sync messages that fail verification")),
-            stored,
+            stored: answered.stored,
             storage_failure,
         }
     }
 
-    fn respond_to(
-        &mut self,
-        peer: &NodeId,
-        req: Request,
-        refused: &mut usize,
-        stored: &mut usize,
-    ) -> Result<Response, NodeError> {
-        if let Request::Join { request } = &req {
-            let response = self.answer_join(peer, request)?;
-            if matches!(response, Response::Joined { .. }) {
-                // New control ops: the running node updates its gate and pushes them.
-                *stored += 1;
+    /// The error a stopped session ends with (a removal the peer showed is checked,
+    /// and kept if it holds).
+    fn stopped(&mut self, peer: &NodeId, stop: Stop) -> Result<NodeError, NodeError> {
+        Ok(match stop {
+            Stop::NotAMember => NodeError::Sync(format!(
+                "peer {} is not an active member of the region",
+                peer.short()
+            )),
+            Stop::Refused(reason) => {
+                NodeError::Sync(format!("peer {} refused: {reason}", peer.short()))
             }
-            return Ok(response);
-        }
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        if folded.state.active_device(peer).is_none() {
-            // A removed device is told so (and by which op), so it stops dialling.
-            if let Some(ops) = self.removal_proof(peer)? {
-                return Ok(Response::Removed { ops });
-            }
-            return Ok(Response::Refused {
-                reason: Refusal::NotAMember,
-            });
-        }
-        Ok(match req {
-            Request::Hello { region, .. } if region != folded.state.region => Response::Refused {
-                reason: Refusal::WrongRegion,
+            Stop::Removed(ops) => match self.take_removal(&ops)? {
+                Some(removal) => NodeError::Removed(removal),
+                None => NodeError::Sync(format!(
+                    "peer {} says this device was removed from the region, but showed no removal signed by a region admin or by a device of its own party",
+                    peer.short()
+                )),
             },
-            Request::Hello {
-                summary: theirs, ..
-            } => {
-                let shared = self.shared_with(&folded, peer)?;
-                let summary = shared.set.summary();
-                if summary == theirs {
-                    self.note_in_sync(peer, summary, &shared.heads)?;
-                }
-                Response::Hello {
-                    control_heads: folded.state.heads.clone(),
-                    summary,
-                }
+            Stop::OutOfTurn => {
+                NodeError::Sync(format!("peer {} answered out of turn", peer.short()))
             }
-            Request::Ops { have, ops } => {
-                *stored += self.receive_ops(peer, &ops)?;
-                let theirs: HashSet<OpHash> = have.into_iter().collect();
-                Response::Ops {
-                    have: self.op_hashes()?,
-                    ops: self.ops_except(&theirs)?,
-                }
-            }
-            Request::Buckets { buckets } => Response::Buckets {
-                differing: self
-                    .shared_with(&folded, peer)?
-                    .set
-                    .differing_buckets(&buckets),
-            },
-            Request::DocDigests { buckets, docs } => Response::DocDigests {
-                differing: self
-                    .shared_with(&folded, peer)?
-                    .set
-                    .differing_docs(&buckets, &docs),
-            },
-            Request::Dossiers { dossiers } => {
-                let got = self.receive_dossiers(&folded, peer, &dossiers)?;
-                *stored += got.stored;
-                *refused += got.forged;
-                Response::Dossiers {
-                    dossiers: self.answer_dossiers(&folded.state, peer, &dossiers)?,
-                }
-            }
-            Request::Docs { docs } => {
-                let (acc, rej) = self.receive_docs(&folded, peer, &docs)?;
-                *stored += acc;
-                *refused += rej;
-                Response::Docs {
-                    docs: self.answer_docs(&folded, peer, &docs)?,
-                }
-            }
-            _ => Response::Refused {
-                reason: Refusal::BadMessage,
-            },
         })
-    }
-
-    /// The opening `Hello`, and the digests it summarises (the first narrowing round
-    /// reuses them instead of reading every shared document again).
-    fn hello(&self, peer: &NodeId) -> Result<(Request, Shared), NodeError> {
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        let shared = self.shared_with(&folded, peer)?;
-        let hello = Request::Hello {
-            region: folded.state.region,
-            control_heads: folded.state.heads.clone(),
-            summary: shared.set.summary(),
-        };
-        Ok((hello, shared))
-    }
-
-    fn shared(&self, peer: &NodeId) -> Result<Shared, NodeError> {
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        self.shared_with(&folded, peer)
     }
 
     /// The heads and digests of the documents this node and `peer` may both read.
@@ -518,21 +335,6 @@ impl Node {
         let dossiers = self.shared_dossiers(&folded.state, peer)?;
         let set = DigestSet::new(heads.iter().chain(dossiers.iter()));
         Ok(Shared { heads, set })
-    }
-
-    /// At the end of a session: records the peer in sync if it is, and compares the
-    /// shared documents with what the peer is known to hold.
-    fn finish_session(
-        &mut self,
-        peer: &NodeId,
-        shared: &Shared,
-        in_sync: bool,
-    ) -> Result<DocStates, NodeError> {
-        if in_sync {
-            self.note_in_sync(peer, shared.set.summary(), &shared.heads)?;
-        }
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        self.doc_states(&folded, peer, &shared.heads)
     }
 
     fn heads_of(&self, folded: &Folded, doc: &DocId) -> Result<Vec<[u8; 32]>, NodeError> {
@@ -550,8 +352,11 @@ impl Node {
     /// first, so the receiver can place every op of the page), at most
     /// MAX_OPS_PER_MESSAGE ops and MAX_OPS_PAGE_BYTES bytes. Ops waiting for their
     /// parents here are not passed on.
-    fn ops_except(&self, theirs: &HashSet<OpHash>) -> Result<Vec<Vec<u8>>, NodeError> {
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+    fn ops_except(
+        &self,
+        folded: &Folded,
+        theirs: &HashSet<OpHash>,
+    ) -> Result<Vec<Vec<u8>>, NodeError> {
         let mut by_hash: HashMap<OpHash, SignedOp> = decode_stored_ops(&self.store.ops()?)
             .into_iter()
             .map(|o| (o.hash(), o))
@@ -639,13 +444,13 @@ impl Node {
 
     fn opening_messages(
         &self,
+        folded: &Folded,
         peer: &NodeId,
         docs: &[DocId],
     ) -> Result<Vec<DocMessage>, NodeError> {
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
         let known = self.known_heads(peer)?;
         docs.iter()
-            .filter_map(|d| quarantined(self.doc_or_empty(&folded, d)).map(|v| v.map(|v| (d, v))))
+            .filter_map(|d| quarantined(self.doc_or_empty(folded, d)).map(|v| v.map(|v| (d, v))))
             .map(|r| {
                 let (d, v) = r?;
                 let doc = &v.doc;
@@ -782,14 +587,14 @@ impl Node {
             .collect())
     }
 
-    /// Verifies and stores the changes in incoming document messages; returns
-    /// (stored, forged): changes refused for lack of authority are logged, not counted.
+    /// Verifies and stores the changes in incoming document messages; changes refused
+    /// for lack of authority are logged, not counted as forged.
     fn receive_docs(
         &mut self,
         folded: &Folded,
         peer: &NodeId,
         incoming: &[DocMessage],
-    ) -> Result<(usize, usize), NodeError> {
+    ) -> Result<Received, NodeError> {
         let shared: HashSet<DocId> = shared_docs(&folded.state, &self.info.party, peer)
             .into_iter()
             .collect();
@@ -920,7 +725,10 @@ impl Node {
             }
         }
         self.note_peer_heads(peer, &reported)?;
-        Ok((stored, refused))
+        Ok(Received {
+            stored,
+            forged: refused,
+        })
     }
 
     /// After remote changes: updates the cached title and writes a verified snapshot,

@@ -1378,3 +1378,85 @@ fn every_committed_plan_change_is_announced_once_with_its_party_and_kind() {
         [(Some(doc), ChangeKind::Acl), (None, ChangeKind::Region)]
     );
 }
+
+/// Runs one session of `requester` with `responder` in memory; returns both.
+fn sync_once(requester: Node, responder: Node) -> (Node, Node, crate::sync::SyncReport) {
+    let (to, from) = (responder.info().node_id, requester.info().node_id);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let requester = tokio::sync::Mutex::new(requester);
+    let net = Direct {
+        responder: std::sync::Mutex::new(responder),
+        from,
+    };
+    let report = rt
+        .block_on(crate::sync::sync_with(&requester, &net, to))
+        .unwrap();
+    (
+        requester.into_inner(),
+        net.responder.into_inner().unwrap(),
+        report,
+    )
+}
+
+#[test]
+fn a_revocation_drops_what_the_revoked_party_wrote_that_the_owner_did_not_keep() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::dossier::access::Basis;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, zeist, houten] = dossier_region(tmp.path());
+    let by = Reader {
+        who: regiosync_core::audit::Who::cli("t"),
+        purpose: "test".into(),
+    };
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Jeugdwet".into(),
+                fields: vec![],
+            },
+            &by,
+        )
+        .unwrap();
+    roc.grant_dossier(
+        &id,
+        party("gemeente-houten"),
+        Basis::Toestemming,
+        "begeleiding",
+        None,
+        &by,
+    )
+    .unwrap();
+    let changes = |n: &Node| n.store().changes(&id).unwrap().len();
+    // Both gemeenten catch up; Houten writes a note that reaches Zeist, not the ROC.
+    let (zeist, roc, _) = sync_once(zeist, roc);
+    let (mut houten, roc, _) = sync_once(houten, roc);
+    houten
+        .add_dossier_note(&id, "Huisbezoek gepland.", &by)
+        .unwrap();
+    let (zeist, houten, _) = sync_once(zeist, houten);
+    assert_eq!(changes(&zeist), changes(&houten));
+    // The ROC revokes Houten, keeping what it holds of Houten's (nothing).
+    let mut roc = roc;
+    roc.revoke_dossier(&id, party("gemeente-houten"), "verhuisd", &by)
+        .unwrap();
+    let before = changes(&zeist);
+    // Zeist learns of the revocation and drops Houten's note, which the ROC refuses.
+    let (zeist, roc, _) = sync_once(zeist, roc);
+    assert_eq!(changes(&zeist), before - 1, "Houten's note was not dropped");
+    assert_eq!(changes(&zeist), changes(&roc));
+    // The two are in sync: the next session is one round trip, and nothing is
+    // offered again.
+    let (zeist, roc, report) = sync_once(zeist, roc);
+    assert_eq!(report.round_trips, 1, "{report:?}");
+    // Zeist still reads the dossier, without the note.
+    let mut zeist = zeist;
+    let d = zeist.read_dossier(&id, &by).unwrap();
+    assert!(d.contacten.iter().all(|c| c.tekst != "Huisbezoek gepland."));
+    drop(roc);
+}

@@ -100,6 +100,26 @@ fn hash32(path: &Path, bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     })
 }
 
+/// Deletes sealed changes of a dossier by hash (with `secure_delete` on, their bytes
+/// leave the file); returns how many were held.
+pub(crate) fn drop_sealed_changes(
+    conn: &Connection,
+    path: &Path,
+    dossier: &DocId,
+    hashes: &[[u8; 32]],
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for h in hashes {
+        n += conn
+            .execute(
+                "DELETE FROM changes WHERE doc_id = ?1 AND hash = ?2",
+                params![&dossier.as_bytes()[..], &h[..]],
+            )
+            .at(path)?;
+    }
+    Ok(n)
+}
+
 /// Adds `party` to a tombstone's audience (the parties that are sent the erasure);
 /// `false` if there is no tombstone of the dossier or the party is in it already.
 pub(crate) fn add_tombstone_audience(

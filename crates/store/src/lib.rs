@@ -266,6 +266,16 @@ impl WriteTx<'_> {
         dossiers::purge_dossier(&self.tx, self.path, tombstone)
     }
 
+    /// Deletes sealed changes of a dossier (a revocation refused them: see node's
+    /// `dossier_sync`); returns how many were held.
+    pub fn drop_sealed_changes(
+        &self,
+        dossier: &DocId,
+        hashes: &[[u8; 32]],
+    ) -> Result<usize, StoreError> {
+        dossiers::drop_sealed_changes(&self.tx, self.path, dossier, hashes)
+    }
+
     /// Adds a party to an erased dossier's tombstone audience: a peer of that party
     /// showed it holds the erasure, so it may be sent it (and the two sides' summaries
     /// agree); `false` if nothing changed.

@@ -81,6 +81,12 @@ pub struct Folded {
     pub rejected: BTreeMap<OpHash, Rejection>,
     /// Ops waiting for parents that are not known yet.
     pub pending: BTreeSet<OpHash>,
+    /// The heads of every placed op, rejected ones included: what a sync session
+    /// compares to tell whether two nodes hold the same log. (Two nodes can agree on
+    /// the accepted ops, `state.heads`, and still hold different rejected ones, which
+    /// changes may name in their envelopes: a node that lacks one cannot verify such
+    /// a change.)
+    pub log_heads: Vec<OpHash>,
 }
 
 impl Folded {
@@ -263,6 +269,7 @@ pub fn fold<'a>(
                 continue;
             }
             state.heads = dag.heads(|i| outcome[i].is_ok());
+            let log_heads = dag.heads(|_| true);
             for (i, r) in outcome.into_iter().enumerate() {
                 if let Err(why) = r {
                     rejected.insert(dag.ops[i].hash(), why);
@@ -273,6 +280,7 @@ pub fn fold<'a>(
                 order: dag.ops.iter().map(|o| o.hash()).collect(),
                 rejected,
                 pending: dag.pending,
+                log_heads,
             });
         }
         for (x, by) in newly {

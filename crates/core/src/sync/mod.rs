@@ -6,6 +6,7 @@ pub mod memory;
 pub mod message;
 pub mod needs;
 pub mod rules;
+pub mod session;
 pub mod summary;
 
 pub use automerge_msg::{SyncMessageError, decode_sync_message};

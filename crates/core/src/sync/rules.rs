@@ -185,21 +185,42 @@ pub fn parents_first(ops: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Leaves out of `msgs` every op and sealed change already in `sent` (by hash), adds
-/// the rest to it, and drops messages left empty.
+/// One item of a `Dossiers` message: an access-log op's bytes, or a sealed change.
+#[derive(Clone, Copy, Debug)]
+pub enum SealedItem<'a> {
+    /// An access-log op (wire form of `SignedDossierOp`).
+    Op(&'a [u8]),
+    /// A sealed change with its envelope.
+    Change(&'a SignedChange),
+}
+
+/// The hash that names a sealed item (an op's hash, a change's hash from its
+/// envelope); `None` for one that does not decode.
+pub fn sealed_item_hash(item: SealedItem<'_>) -> Option<[u8; 32]> {
+    match item {
+        SealedItem::Op(b) => Signed::<DossierOp>::decode_stored(b)
+            .ok()
+            .map(|o| o.hash().0),
+        SealedItem::Change(c) => SealedEnvelope::decode(&c.envelope)
+            .ok()
+            .map(|e| e.fields().change_hash),
+    }
+}
+
+/// Leaves out of `msgs` every op and sealed change already in `sent` (by the hash
+/// `hash` gives it; an item without one is left out), adds the rest to it, and drops
+/// messages left empty.
 pub fn not_sent_yet(
     msgs: Vec<DossierMessage>,
     sent: &mut HashSet<[u8; 32]>,
+    hash: impl Fn(SealedItem<'_>) -> Option<[u8; 32]>,
 ) -> Vec<DossierMessage> {
     msgs.into_iter()
         .filter_map(|mut m| {
-            m.ops.retain(|b| {
-                Signed::<DossierOp>::decode_stored(b).is_ok_and(|o| sent.insert(o.hash().0))
-            });
-            m.changes.retain(|c| {
-                SealedEnvelope::decode(&c.envelope)
-                    .is_ok_and(|e| sent.insert(e.fields().change_hash))
-            });
+            m.ops
+                .retain(|b| hash(SealedItem::Op(b)).is_some_and(|h| sent.insert(h)));
+            m.changes
+                .retain(|c| hash(SealedItem::Change(c)).is_some_and(|h| sent.insert(h)));
             (!m.ops.is_empty() || !m.changes.is_empty()).then_some(m)
         })
         .collect()
@@ -279,6 +300,7 @@ mod tests {
                 msg(d2, vec![b.encode(), vec![0; 8]]),
             ],
             &mut sent,
+            sealed_item_hash,
         );
         // d1's only op was sent before: its message is gone; d2 keeps its valid op.
         assert_eq!(out.len(), 1);
@@ -286,7 +308,9 @@ mod tests {
         assert_eq!(out[0].ops, vec![b.encode()]);
         assert!(sent.contains(&b.hash().0));
         // Asked again in the same session: nothing.
-        assert!(not_sent_yet(vec![msg(d2, vec![b.encode()])], &mut sent).is_empty());
+        assert!(
+            not_sent_yet(vec![msg(d2, vec![b.encode()])], &mut sent, sealed_item_hash).is_empty()
+        );
     }
 
     #[test]

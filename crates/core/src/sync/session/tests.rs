@@ -1,0 +1,436 @@
+//! The session's state machines against an in-memory store: control ops and sealed
+//! documents are sets of 32-byte items (an op's or item's bytes are its hash), which
+//! is all the requester and the responder see of them. Two such stores converge
+//! through the real [`Requester`] and [`answer`], with no node, socket or clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::identity::NodeSecret;
+use crate::sync::Summary;
+
+/// A node's state as the session sees it: control ops and sealed documents, each a
+/// set of 32-byte items.
+#[derive(Clone, Debug, Default)]
+struct Mem {
+    ops: BTreeSet<[u8; 32]>,
+    docs: BTreeMap<DocId, BTreeSet<[u8; 32]>>,
+    /// Members other than this node; anyone else is refused.
+    members: HashSet<NodeId>,
+    /// `note_in_sync` calls.
+    in_sync: usize,
+    /// The proof a removed peer is shown.
+    removed: Option<(NodeId, Vec<Vec<u8>>)>,
+}
+
+fn item(b: &[u8]) -> Option<[u8; 32]> {
+    b.try_into().ok()
+}
+
+impl SessionStore for Mem {
+    type Error = std::convert::Infallible;
+
+    fn region(&self) -> RegionId {
+        RegionId(OpHash([7; 32]))
+    }
+    fn control_heads(&self) -> Vec<OpHash> {
+        // The whole set stands in for its heads: equal sets, equal heads.
+        self.ops.iter().map(|o| OpHash(*o)).collect()
+    }
+    fn is_active_member(&self, peer: &NodeId) -> bool {
+        self.members.contains(peer)
+    }
+    fn shared(&self, _peer: &NodeId) -> Result<Shared, Self::Error> {
+        let heads: BTreeMap<DocId, Heads> = self
+            .docs
+            .iter()
+            .map(|(d, items)| (*d, items.iter().copied().collect()))
+            .collect();
+        let set = DigestSet::new(heads.iter());
+        Ok(Shared {
+            heads: BTreeMap::new(),
+            set,
+        })
+    }
+    fn exchange_of(&self, _doc: &DocId) -> Exchange {
+        Exchange::Sealed
+    }
+    fn op_hashes(&self) -> Result<Vec<OpHash>, Self::Error> {
+        Ok(self.control_heads())
+    }
+    fn ops_except(&self, theirs: &HashSet<OpHash>) -> Result<Vec<Vec<u8>>, Self::Error> {
+        Ok(self
+            .ops
+            .iter()
+            .filter(|o| !theirs.contains(&OpHash(**o)))
+            .take(MAX_OPS_PER_MESSAGE)
+            .map(|o| o.to_vec())
+            .collect())
+    }
+    fn receive_ops(&mut self, _peer: &NodeId, ops: &[Vec<u8>]) -> Result<usize, Self::Error> {
+        Ok(ops
+            .iter()
+            .filter_map(|o| item(o))
+            .filter(|o| self.ops.insert(*o))
+            .count())
+    }
+    fn opening_docs(&self, _: &NodeId, _: &[DocId]) -> Result<Vec<DocMessage>, Self::Error> {
+        Ok(vec![])
+    }
+    fn receive_docs(&mut self, _: &NodeId, _: &[DocMessage]) -> Result<Received, Self::Error> {
+        Ok(Received::default())
+    }
+    fn answer_docs(&self, _: &NodeId, _: &[DocMessage]) -> Result<Vec<DocMessage>, Self::Error> {
+        Ok(vec![])
+    }
+    fn opening_dossiers(
+        &self,
+        _peer: &NodeId,
+        dossiers: &[DocId],
+    ) -> Result<Vec<DossierMessage>, Self::Error> {
+        Ok(dossiers
+            .iter()
+            .map(|d| DossierMessage {
+                dossier: *d,
+                have: self
+                    .docs
+                    .get(d)
+                    .map(|i| i.iter().copied().collect())
+                    .unwrap_or_default(),
+                ops: vec![],
+                changes: vec![],
+                withheld: false,
+            })
+            .collect())
+    }
+    fn item_hash(&self, item: SealedItem<'_>) -> Option<[u8; 32]> {
+        match item {
+            SealedItem::Op(b) => crate::sync::session::tests::item(b),
+            SealedItem::Change(_) => None,
+        }
+    }
+    fn receive_dossiers(
+        &mut self,
+        _peer: &NodeId,
+        dossiers: &[DossierMessage],
+    ) -> Result<Received, Self::Error> {
+        let mut got = Received::default();
+        for m in dossiers {
+            for o in &m.ops {
+                match item(o) {
+                    Some(o) => {
+                        if self.docs.entry(m.dossier).or_default().insert(o) {
+                            got.stored += 1;
+                        }
+                    }
+                    None => got.forged += 1,
+                }
+            }
+        }
+        Ok(got)
+    }
+    fn answer_dossiers(
+        &self,
+        _peer: &NodeId,
+        dossiers: &[DossierMessage],
+    ) -> Result<Vec<DossierMessage>, Self::Error> {
+        Ok(dossiers
+            .iter()
+            .map(|m| {
+                let mine = self.docs.get(&m.dossier).cloned().unwrap_or_default();
+                let theirs: BTreeSet<[u8; 32]> = m.have.iter().copied().collect();
+                DossierMessage {
+                    dossier: m.dossier,
+                    have: mine.iter().copied().collect(),
+                    ops: mine.difference(&theirs).map(|i| i.to_vec()).collect(),
+                    changes: vec![],
+                    withheld: false,
+                }
+            })
+            .collect())
+    }
+    fn note_in_sync(&mut self, _peer: &NodeId, _shared: &Shared) -> Result<(), Self::Error> {
+        self.in_sync += 1;
+        Ok(())
+    }
+    fn removal_proof(&self, peer: &NodeId) -> Result<Option<Vec<Vec<u8>>>, Self::Error> {
+        Ok(self
+            .removed
+            .as_ref()
+            .filter(|(p, _)| p == peer)
+            .map(|(_, ops)| ops.clone()))
+    }
+    fn answer_join(&mut self, _: &NodeId, _: &[u8]) -> Result<Response, Self::Error> {
+        Ok(Response::JoinRefused {
+            reason: "geen uitnodiging".into(),
+        })
+    }
+}
+
+fn ids() -> (NodeId, NodeId) {
+    let a = NodeSecret::generate().expect("a key").node_id();
+    let b = NodeSecret::generate().expect("a key").node_id();
+    (a, b)
+}
+
+/// Two members, `a` requesting from `b`.
+fn pair(mut a: Mem, mut b: Mem) -> (NodeId, Mem, NodeId, Mem) {
+    let (ia, ib) = ids();
+    a.members.insert(ib);
+    b.members.insert(ia);
+    (ia, a, ib, b)
+}
+
+/// Runs a whole session of `a` with `b` through encoded frames (as a transport
+/// would carry them); returns how it ended and the round trips.
+fn session(ia: NodeId, a: &mut Mem, ib: NodeId, b: &mut Mem) -> (Step, usize) {
+    let mut req = Requester::new(ib);
+    let mut step = req.start(a).expect("infallible");
+    let mut trips = 0;
+    while let Step::Send(request) = step {
+        trips += 1;
+        assert!(trips < 10_000, "the session does not end");
+        let frame = Request::decode(&request.encode()).expect("a request decodes");
+        let answered = answer(b, &ia, frame).expect("infallible");
+        let response = Response::decode(&answered.response.encode()).expect("decodes");
+        step = req.on_response(a, response).expect("infallible");
+    }
+    (step, trips)
+}
+
+fn doc(n: u8) -> DocId {
+    DocId::from_bytes([n; 16])
+}
+
+fn items(range: std::ops::Range<u8>) -> BTreeSet<[u8; 32]> {
+    range.map(|i| [i; 32]).collect()
+}
+
+#[test]
+fn equal_stores_are_in_sync_after_one_round_trip_and_both_record_it() {
+    let mut m = Mem {
+        ops: items(0..3),
+        ..Mem::default()
+    };
+    m.docs.insert(doc(1), items(10..12));
+    let (ia, mut a, ib, mut b) = pair(m.clone(), m);
+    let (end, trips) = session(ia, &mut a, ib, &mut b);
+    assert_eq!(trips, 1);
+    assert!(matches!(end, Step::Done { in_sync: true, .. }), "{end:?}");
+    assert_eq!((a.in_sync, b.in_sync), (1, 1));
+}
+
+#[test]
+fn ops_then_documents_flow_both_ways_and_a_second_session_is_one_round_trip() {
+    let mut a = Mem::default();
+    let mut b = Mem::default();
+    a.ops = items(0..5);
+    b.ops = items(3..9);
+    a.docs.insert(doc(1), items(20..25));
+    b.docs.insert(doc(1), items(23..30));
+    b.docs.insert(doc(2), items(40..41));
+    a.docs.insert(doc(3), items(50..52));
+    let (ia, mut a, ib, mut b) = pair(a, b);
+    let (end, _) = session(ia, &mut a, ib, &mut b);
+    let Step::Done { tally, in_sync, .. } = end else {
+        panic!("{end:?}");
+    };
+    assert!(in_sync);
+    assert_eq!(tally.ops_received, 4);
+    assert_eq!(tally.docs_differing, 3);
+    assert_eq!(a.ops, items(0..9));
+    assert_eq!(a.ops, b.ops);
+    assert_eq!(a.docs, b.docs);
+    assert_eq!(a.docs[&doc(1)], items(20..30));
+    let (end, trips) = session(ia, &mut a, ib, &mut b);
+    assert_eq!(trips, 1, "{end:?}");
+}
+
+#[test]
+fn a_response_out_of_turn_stops_the_session() {
+    let b = Mem {
+        ops: items(0..1),
+        ..Mem::default()
+    };
+    let (_, mut a, ib, _) = pair(Mem::default(), b);
+    let mut req = Requester::new(ib);
+    assert!(matches!(
+        req.start(&mut a),
+        Ok(Step::Send(Request::Hello { .. }))
+    ));
+    let step = req
+        .on_response(&mut a, Response::Buckets { differing: vec![] })
+        .expect("infallible");
+    assert!(matches!(step, Step::Stop(Stop::OutOfTurn)), "{step:?}");
+    // And the session stays stopped, whatever comes next.
+    let step = req
+        .on_response(
+            &mut a,
+            Response::Hello {
+                control_heads: vec![],
+                summary: Summary {
+                    total: [0; 32],
+                    count: 0,
+                },
+            },
+        )
+        .expect("infallible");
+    assert!(matches!(step, Step::Stop(Stop::OutOfTurn)), "{step:?}");
+}
+
+#[test]
+fn refusals_and_removals_stop_the_session_with_what_the_peer_said() {
+    let (_, mut a, ib, _) = pair(Mem::default(), Mem::default());
+    let mut req = Requester::new(ib);
+    req.start(&mut a).expect("infallible");
+    let step = req
+        .on_response(
+            &mut a,
+            Response::Refused {
+                reason: Refusal::WrongRegion,
+            },
+        )
+        .expect("infallible");
+    assert!(matches!(
+        step,
+        Step::Stop(Stop::Refused(Refusal::WrongRegion))
+    ));
+    let mut req = Requester::new(ib);
+    req.start(&mut a).expect("infallible");
+    let step = req
+        .on_response(
+            &mut a,
+            Response::Removed {
+                ops: vec![b"removal".to_vec()],
+            },
+        )
+        .expect("infallible");
+    let Step::Stop(Stop::Removed(ops)) = step else {
+        panic!("{step:?}");
+    };
+    assert_eq!(ops, vec![b"removal".to_vec()]);
+}
+
+#[test]
+fn non_members_get_no_session_and_a_removed_device_is_shown_its_removal() {
+    let (stranger, _) = ids();
+    let mut a = Mem::default();
+    let mut req = Requester::new(stranger);
+    assert!(matches!(
+        req.start(&mut a),
+        Ok(Step::Stop(Stop::NotAMember))
+    ));
+    let hello = Request::Hello {
+        region: a.region(),
+        control_heads: vec![],
+        summary: Summary {
+            total: [0; 32],
+            count: 0,
+        },
+    };
+    let refused = answer(&mut a, &stranger, hello.clone()).expect("infallible");
+    assert_eq!(
+        refused.response,
+        Response::Refused {
+            reason: Refusal::NotAMember
+        }
+    );
+    a.removed = Some((stranger, vec![b"remove-device".to_vec()]));
+    let told = answer(&mut a, &stranger, hello).expect("infallible");
+    assert_eq!(
+        told.response,
+        Response::Removed {
+            ops: vec![b"remove-device".to_vec()]
+        }
+    );
+    // Nothing a non-member sends is stored.
+    let ops = Request::Ops {
+        have: vec![],
+        ops: vec![[9; 32].to_vec()],
+    };
+    assert_eq!(
+        answer(&mut a, &stranger, ops).expect("infallible").stored,
+        0
+    );
+    assert!(a.ops.is_empty());
+}
+
+#[test]
+fn a_hello_for_another_region_is_refused() {
+    let (ia, _, _, mut b) = pair(Mem::default(), Mem::default());
+    let hello = Request::Hello {
+        region: RegionId(OpHash([8; 32])),
+        control_heads: vec![],
+        summary: Summary {
+            total: [0; 32],
+            count: 0,
+        },
+    };
+    assert_eq!(
+        answer(&mut b, &ia, hello).expect("infallible").response,
+        Response::Refused {
+            reason: Refusal::WrongRegion
+        }
+    );
+}
+
+#[test]
+fn forged_items_count_against_the_sender_and_are_not_stored() {
+    let (ia, _, _, mut b) = pair(Mem::default(), Mem::default());
+    let request = Request::Dossiers {
+        dossiers: vec![DossierMessage {
+            dossier: doc(1),
+            have: vec![],
+            ops: vec![b"not 32 bytes".to_vec(), [5; 32].to_vec()],
+            changes: vec![],
+            withheld: false,
+        }],
+    };
+    let answered = answer(&mut b, &ia, request).expect("infallible");
+    assert_eq!((answered.stored, answered.forged), (1, 1));
+    assert_eq!(b.docs[&doc(1)], items(5..6));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// Whatever each side holds, one session leaves both with the union, and the
+    /// next session is one round trip.
+    #[test]
+    fn one_session_converges_any_two_stores(
+        a_ops in proptest::collection::btree_set(any::<u8>(), 0..40),
+        b_ops in proptest::collection::btree_set(any::<u8>(), 0..40),
+        a_docs in proptest::collection::btree_map(0u8..20, proptest::collection::btree_set(any::<u8>(), 0..8), 0..12),
+        b_docs in proptest::collection::btree_map(0u8..20, proptest::collection::btree_set(any::<u8>(), 0..8), 0..12),
+    ) {
+        let mem = |ops: &BTreeSet<u8>, docs: &BTreeMap<u8, BTreeSet<u8>>| {
+            Mem {
+                ops: ops.iter().map(|o| [*o; 32]).collect(),
+                docs: docs
+                .iter()
+                .filter(|(_, i)| !i.is_empty())
+                .map(|(d, i)| {
+                    // Items are unique across documents, as hashes are.
+                    let items = i.iter().map(|x| {
+                        let mut item = [*x; 32];
+                        item[0] = *d;
+                        item
+                    });
+                    (doc(*d), items.collect())
+                })
+                .collect(),
+                ..Mem::default()
+            }
+        };
+        let (ia, mut a, ib, mut b) = pair(mem(&a_ops, &a_docs), mem(&b_ops, &b_docs));
+        let (end, _) = session(ia, &mut a, ib, &mut b);
+        prop_assert!(matches!(end, Step::Done { in_sync: true, .. }), "{:?}", end);
+        prop_assert_eq!(&a.ops, &b.ops);
+        prop_assert_eq!(&a.docs, &b.docs);
+        prop_assert_eq!(a.ops.len(), a_ops.union(&b_ops).count());
+        let (_, trips) = session(ib, &mut b, ia, &mut a);
+        prop_assert_eq!(trips, 1);
+    }
+}
