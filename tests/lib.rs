@@ -83,7 +83,12 @@ pub struct Running {
 /// Starts the node in `dir` with `config`; [`Running::stop`] fails the test if the
 /// node stopped with an error.
 pub fn start_node(dir: &Path, config: ServiceConfig) -> Running {
-    let node = Node::open(dir).expect("the node opens");
+    start_opened(Node::open(dir).expect("the node opens"), config)
+}
+
+/// [`start_node`] for a node opened (and set up, e.g. with a document kind) by the
+/// test.
+pub fn start_opened(node: Node, config: ServiceConfig) -> Running {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let join = tokio::spawn(run(node, config, c));

@@ -34,6 +34,7 @@ pub mod dossier;
 pub mod envelope;
 pub mod id;
 pub mod identity;
+pub mod kind;
 pub mod plan;
 pub mod seal;
 mod signature_memo;

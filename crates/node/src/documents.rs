@@ -14,11 +14,12 @@ use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, Change, ChangeHash};
 use regiosync_core::control::{Folded, OpBody};
 use regiosync_core::envelope::{
-    Candidate, ChangeEnvelope, SignedFields, plan_change_check, select_changes_checked,
+    Candidate, ChangeEnvelope, ChangeRejection, SignedFields, select_changes_checked,
 };
 use regiosync_core::id::{
     DocId, NodeId, PartyName, normalize_doc_id_prefix, shortest_unique_prefix,
 };
+use regiosync_core::kind::{KindName, Kinds};
 use regiosync_core::plan::received::{self, Budget};
 use regiosync_core::plan::{
     self, AgreementInput, AgreementUpdate, CommentInput, Plan, PlanError, PlanKind, SectionEdit,
@@ -32,8 +33,8 @@ use crate::clock::now_ms;
 use crate::control_log::control_of;
 use crate::error::NodeError;
 
-/// The document kind of plans in the store.
-pub const KIND_PLAN: &str = "plan";
+/// The document kind of plans in the store (the family of their kind names).
+pub const KIND_PLAN: &str = regiosync_core::plan::PLAN_FAMILY;
 /// After this many changes since the last snapshot, a new snapshot is written.
 pub const SNAPSHOT_EVERY: usize = 64;
 
@@ -84,54 +85,45 @@ impl Node {
     /// returns its id.
     pub fn create_plan(&mut self, kind: PlanKind, title: &str) -> Result<DocId, NodeError> {
         let title = plan::validate_title("plan title", title)?;
-        let (id, row, ops) = self.new_plan(kind, &title)?;
-        let owner = self.info.party.clone();
-        let actor = self.info.node_id.actor_id();
-        let key = self.signer()?.signing_key().clone();
-        let author = self.info.node_id;
-        let message = format!("create {kind}");
-        self.issue_ops(ops, |tx| {
-            tx.insert_document(&row)?;
-            let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
-            let mut doc = Automerge::new();
-            doc.set_actor(actor);
-            let mut t = doc.transaction();
-            plan::init_plan(&mut t, kind, &title, &owner)?;
-            commit(t, &message);
-            if let Some(c) = doc.get_last_local_change() {
-                tx.append_change(&id, &signed_row(&c, &id, &folded, author, &key)?)?;
-            }
-            Ok(())
-        })?;
-        tracing::info!(doc = %id, kind = %kind, "created plan");
-        Ok(id)
+        self.create_document(&kind.kind_name(), &title)
     }
 
-    /// A new plan's id, its store row and the ops that create it: owned by this
-    /// node's party, read and written by every party of the region, the ones that
-    /// join later included (`SetAudience`).
-    fn new_plan(
+    /// A new document's id, its store row and the ops that create it: owned by
+    /// this node's party, read and written by every party of the region, the ones
+    /// that join later included (`SetAudience`). Plans are created with
+    /// `CreateDoc`, which every version reads; other kinds with `CreateDocument`.
+    pub(crate) fn new_document(
         &self,
-        kind: PlanKind,
+        kind: &KindName,
         title: &str,
     ) -> Result<(DocId, DocumentRow, Vec<OpBody>), NodeError> {
         let id = DocId::random()?;
         let owner = self.info.party.clone();
         let row = DocumentRow {
             id,
-            kind: KIND_PLAN.into(),
-            subkind: kind.as_str().into(),
+            kind: kind.family().into(),
+            subkind: kind.variant().unwrap_or_default().into(),
             title: title.to_owned(),
             created_ms: now_ms(),
         };
-        let ops = vec![
-            OpBody::CreateDoc {
+        let create = match PlanKind::of_kind_name(kind) {
+            Some(plan_kind) => OpBody::CreateDoc {
                 doc: id,
-                kind,
+                kind: plan_kind,
                 owner,
                 readers: vec![],
                 writers: vec![],
             },
+            None => OpBody::CreateDocument {
+                doc: id,
+                kind: kind.clone(),
+                owner,
+                readers: vec![],
+                writers: vec![],
+            },
+        };
+        let ops = vec![
+            create,
             OpBody::SetAudience {
                 doc: id,
                 everyone_reads: true,
@@ -183,6 +175,7 @@ impl Node {
     /// Reads a plan, from its accepted changes only.
     pub fn plan(&self, id: &DocId) -> Result<Plan, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
+        ensure_plan(id, &folded)?;
         let v = self.verified(id, &folded)?;
         if let Some(p) = v.plan.get() {
             return Ok(p.clone());
@@ -452,7 +445,7 @@ impl Node {
         let key = self.signer()?.signing_key().clone();
         self.store.write(|tx| {
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
-            let mut doc = load_verified(tx, id, &folded)?.doc;
+            let mut doc = load_verified(tx, id, &folded, &self.kinds)?.doc;
             doc.set_actor(actor.clone());
             for i in 0..n {
                 let mut t = doc.transaction();
@@ -479,7 +472,7 @@ impl Node {
         kind: PlanKind,
         changes: &[Change],
     ) -> Result<DocId, NodeError> {
-        let (id, row, ops) = self.new_plan(kind, "")?;
+        let (id, row, ops) = self.new_document(&kind.kind_name(), "")?;
         let key = self.signer()?.signing_key().clone();
         let author = self.info.node_id;
         self.issue_ops(ops, |tx| {
@@ -513,12 +506,34 @@ impl Node {
         prepare: impl FnOnce(&Automerge, &Folded) -> Result<P, NodeError>,
         f: impl FnOnce(&mut Transaction<'_>, P) -> Result<T, PlanError>,
     ) -> Result<Edited<T>, NodeError> {
+        let prepare = |doc: &Automerge, folded: &Folded| {
+            ensure_plan(id, folded)?;
+            prepare(doc, folded)
+        };
+        self.edit_document_with(id, message, prepare, f)
+    }
+
+    /// Runs one edit of a document of the region log, of any kind, as one signed
+    /// Automerge change in one store transaction: `prepare` reads the verified
+    /// document first (inside the same transaction), `f` edits it with what
+    /// `prepare` found. The change is held to its kind's rule and to the per-device
+    /// budget before it is stored, as every receiver will hold it.
+    pub(crate) fn edit_document_with<P, T, E>(
+        &mut self,
+        id: &DocId,
+        message: &str,
+        prepare: impl FnOnce(&Automerge, &Folded) -> Result<P, NodeError>,
+        f: impl FnOnce(&mut Transaction<'_>, P) -> Result<T, E>,
+    ) -> Result<Edited<T>, NodeError>
+    where
+        NodeError: From<E>,
+    {
         let actor = self.info.node_id.actor_id();
         let author = self.info.node_id;
         let key = self.signer()?.signing_key().clone();
         let (edited, snapshot) = self.store.write(|tx| {
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
-            let mut v = load_verified(tx, id, &folded)?;
+            let mut v = load_verified(tx, id, &folded, &self.kinds)?;
             let seq = v
                 .doc
                 .get_changes(&[])
@@ -558,11 +573,19 @@ impl Node {
             if change.is_some()
                 && let Some(c) = doc.get_last_local_change()
             {
-                // The bounds every receiver holds the change to (the change alone, and
-                // what this device has written into the plan): an honest node never
-                // makes a change that others leave out.
-                received::check_change(&c, true)
-                    .and_then(|()| v.budget.admit(&c))
+                // The bounds every receiver holds the change to (the change alone by
+                // its kind's rule, and what this device has written into the
+                // document): an honest node never makes a change that others leave out.
+                self.kinds
+                    .check_by(id, &folded.state, &c, &author)
+                    .map_err(|why| match why {
+                        ChangeRejection::OutsideSchema(why) => {
+                            NodeError::BeyondReceiptLimits { id: *id, why }
+                        }
+                        why => NodeError::RefusedByKind { id: *id, why },
+                    })?;
+                v.budget
+                    .admit(&c)
                     .map_err(|why| NodeError::BeyondReceiptLimits { id: *id, why })?;
                 covers = tx.append_change(id, &signed_row(&c, id, &folded, author, &key)?)?;
             }
@@ -654,9 +677,12 @@ pub(crate) fn load_verified(
     src: &impl StoreRead,
     id: &DocId,
     folded: &Folded,
+    kinds: &Kinds,
 ) -> Result<Verified, NodeError> {
     let stored = src.load(id)?;
-    if stored.meta.kind != KIND_PLAN {
+    // Every document of the region log is verified here; a dossier (sealed, not in
+    // the region log) never is.
+    if stored.meta.kind == crate::dossiers::KIND_DOSSIER {
         return Err(NodeError::NotAPlan(
             stored.meta.id,
             stored.meta.kind.clone(),
@@ -670,7 +696,7 @@ pub(crate) fn load_verified(
         }
         _ => (Automerge::new(), src.changes(id)?, false),
     };
-    let mut v = apply_verified(doc, None, &rows, id, folded)?;
+    let mut v = apply_verified(doc, None, &rows, id, folded, kinds)?;
     v.tail_len = rows.len();
     v.snapshot_fresh = fresh;
     v.last_change = stored.last_change;
@@ -712,16 +738,29 @@ pub(crate) fn read_plan_of<R: automerge::ReadDoc>(
 ) -> Result<Plan, NodeError> {
     let mut p = plan::read_plan(doc)?;
     if let Some(acl) = state.docs.get(id)
-        && (p.owner != acl.owner || p.kind != acl.kind)
+        && (p.owner != acl.owner || PlanKind::of_kind_name(&acl.kind) != Some(p.kind))
     {
         tracing::warn!(
             doc = %id,
             "the plan's own owner or kind differs from its creation in the region log; showing the region log's"
         );
         p.owner = acl.owner.clone();
-        p.kind = acl.kind;
+        if let Some(kind) = PlanKind::of_kind_name(&acl.kind) {
+            p.kind = kind;
+        }
     }
     Ok(p)
+}
+
+/// Refuses a document of the region log whose kind is not a plan (a plan-only
+/// read or edit of another kind's document).
+fn ensure_plan(id: &DocId, folded: &Folded) -> Result<(), NodeError> {
+    match folded.state.docs.get(id) {
+        Some(acl) if acl.kind.family() != KIND_PLAN => {
+            Err(NodeError::NotAPlan(*id, acl.kind.to_string()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn damaged(id: &DocId, detail: String) -> NodeError {
@@ -737,6 +776,7 @@ fn apply_verified(
     rows: &[ChangeRow],
     id: &DocId,
     folded: &Folded,
+    kinds: &Kinds,
 ) -> Result<Verified, NodeError> {
     let mut changes = Vec::with_capacity(rows.len());
     let mut envelopes = Vec::with_capacity(rows.len());
@@ -783,7 +823,7 @@ fn apply_verified(
         &folded.state,
         |h| known.contains(h),
         |h| in_doc.contains(h),
-        plan_change_check(id, &folded.state),
+        kinds.change_check(id, &folded.state),
     );
     // Nesting and what each device writes, built up over many changes (each within
     // the per-change limits), are bounded here, where the document is at hand: a
@@ -915,14 +955,20 @@ impl Node {
             Some(v) if v.last_change == last => return Ok(v),
             Some(v) if v.rejected == 0 && v.last_change < last => {
                 let (rows, upto) = self.store.changes_after(id, v.last_change)?;
-                let mut next =
-                    apply_verified(v.doc.clone(), Some(v.budget.clone()), &rows, id, folded)?;
+                let mut next = apply_verified(
+                    v.doc.clone(),
+                    Some(v.budget.clone()),
+                    &rows,
+                    id,
+                    folded,
+                    &self.kinds,
+                )?;
                 next.tail_len = v.tail_len + rows.len();
                 next.snapshot_fresh = v.snapshot_fresh;
                 next.last_change = upto;
                 next
             }
-            _ => load_verified(&self.store, id, folded)?,
+            _ => load_verified(&self.store, id, folded, &self.kinds)?,
         };
         let v = Arc::new(v);
         let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());
@@ -942,7 +988,7 @@ fn heads_key(folded: &Folded) -> Vec<u8> {
     folded.state.heads.iter().flat_map(|h| h.0).collect()
 }
 
-fn signed_row(
+pub(crate) fn signed_row(
     c: &Change,
     doc: &DocId,
     folded: &Folded,
@@ -975,7 +1021,7 @@ pub(crate) fn change_row(c: &Change, bytes: Vec<u8>, envelope: Vec<u8>) -> Chang
     }
 }
 
-fn commit(t: Transaction<'_>, message: &str) -> Option<ChangeHash> {
+pub(crate) fn commit(t: Transaction<'_>, message: &str) -> Option<ChangeHash> {
     let secs = time::OffsetDateTime::now_utc().unix_timestamp();
     t.commit_with(
         CommitOptions::default()

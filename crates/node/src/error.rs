@@ -282,6 +282,19 @@ pub enum NodeError {
         #[source]
         why: regiosync_core::plan::received::ChangeOutsideSchema,
     },
+    /// A document's kind refuses the edit, as every receiver would. Nothing was
+    /// written.
+    #[error("this edit of document {id} is refused: {why}")]
+    RefusedByKind {
+        /// The document.
+        id: DocId,
+        /// The rule it breaks.
+        #[source]
+        why: regiosync_core::envelope::ChangeRejection,
+    },
+    /// A document kind refused a new document, or the kind is not known here.
+    #[error(transparent)]
+    Kind(#[from] regiosync_core::kind::KindError),
 }
 
 /// The day of an erasure, `YYYY-MM-DD` (UTC, by the eraser's clock).

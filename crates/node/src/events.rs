@@ -89,7 +89,9 @@ impl ChangeKind {
     /// The kind of a control op, and the plan it is about.
     pub fn of_op(body: &OpBody) -> (Self, Option<DocId>) {
         match body {
-            OpBody::CreateDoc { doc, .. } => (Self::Created, Some(*doc)),
+            OpBody::CreateDoc { doc, .. } | OpBody::CreateDocument { doc, .. } => {
+                (Self::Created, Some(*doc))
+            }
             OpBody::SetAcl { doc, .. } | OpBody::SetAudience { doc, .. } => (Self::Acl, Some(*doc)),
             OpBody::Approve { doc, .. } => (Self::Approval, Some(*doc)),
             _ => (Self::Region, None),

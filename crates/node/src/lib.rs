@@ -41,6 +41,7 @@ pub mod events;
 pub mod fuzzing;
 pub mod input_file;
 pub mod join;
+pub mod kinds;
 mod peers;
 pub mod plan_versions;
 pub mod section_at;
@@ -88,6 +89,9 @@ pub struct Node {
     control_cache: std::sync::Mutex<Option<control_log::ControlCache>>,
     /// Change notifications of this process (see `events.rs`).
     events: events::Events,
+    /// The document kinds this node knows (`core::kind`): plans, and any a program
+    /// registers with [`Node::register_kind`].
+    kinds: regiosync_core::kind::Kinds,
 }
 
 impl Node {
@@ -131,6 +135,7 @@ impl Node {
             resident: Default::default(),
             control_cache: Default::default(),
             events: Default::default(),
+            kinds: regiosync_core::kind::Kinds::builtin(),
         })
     }
 

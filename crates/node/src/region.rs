@@ -666,7 +666,7 @@ impl Node {
         writers.insert(acl.owner.clone());
         readers.extend(writers.iter().cloned());
         let after = regiosync_core::control::DocAcl {
-            kind: acl.kind,
+            kind: acl.kind.clone(),
             owner: acl.owner.clone(),
             readers: readers.clone(),
             writers: writers.clone(),

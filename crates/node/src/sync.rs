@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
 use regiosync_core::control::{Folded, OpHash, RegionId, SignedOp};
-use regiosync_core::envelope::{Candidate, plan_change_check};
+use regiosync_core::envelope::Candidate;
 use regiosync_core::id::{DocId, NodeId};
 use regiosync_core::sync::rules::{
     MAX_BATCH_BYTES, MAX_OPS_PAGE_BYTES, is_forgery, shared_docs, verify_incoming_change,
@@ -37,7 +37,7 @@ use tokio::sync::Mutex;
 use crate::Node;
 use crate::clock::now_ms;
 use crate::control_log::decode_stored_ops;
-use crate::documents::{KIND_PLAN, Verified, change_row};
+use crate::documents::{Verified, change_row};
 use crate::error::NodeError;
 use crate::events::{ChangeEvent, ChangeKind, Source};
 use crate::peers::{DocStates, SharedHeads};
@@ -607,17 +607,29 @@ impl Node {
             let Some(acl) = folded.state.docs.get(&m.doc) else {
                 continue;
             };
+            // A document of a kind this version does not know (made by a newer
+            // one): none of its changes can be checked, so none is taken; said once
+            // per message, and not held against the peer.
+            if self.kinds.get(&acl.kind).is_none() {
+                tracing::warn!(
+                    peer = %peer,
+                    doc = %m.doc,
+                    kind = %acl.kind,
+                    "not taking changes of a document whose kind this version of regiosync does not know: upgrade regiosync"
+                );
+                continue;
+            }
             let mut rows = Vec::new();
             // Per row: who signed it and what kind of change it is, for the events.
             let mut what = Vec::new();
-            let schema_check = plan_change_check(&m.doc, &folded.state);
+            let kind_check = self.kinds.change_check(&m.doc, &folded.state);
             for sc in &m.changes {
                 let verdict = verify_incoming_change(sc, &m.doc, folded, |h| known.contains(h))
                     .and_then(|(c, env)| {
-                        // Held to the plan schema's rules for received changes (no
-                        // rewrite of the plan's identity or structure, bounded size,
-                        // nesting and marks), like a signature.
-                        schema_check(&Candidate {
+                        // Held to its kind's rules for received changes (for plans:
+                        // no rewrite of the plan's identity or structure, bounded
+                        // size, nesting and marks), like a signature.
+                        kind_check(&Candidate {
                             change: &c,
                             envelope: Some(&env),
                         })?;
@@ -641,16 +653,17 @@ impl Node {
                     }
                 }
             }
+            drop(kind_check);
             let doc = m.doc;
-            let kind = acl.kind;
+            let kind = acl.kind.clone();
             let mut announce: Vec<(Option<NodeId>, ChangeKind)> = Vec::new();
             stored += self.store.write(|tx| {
                 announce.clear();
                 if tx.document(&doc)?.is_none() {
                     tx.insert_document(&DocumentRow {
                         id: doc,
-                        kind: KIND_PLAN.into(),
-                        subkind: kind.as_str().into(),
+                        kind: kind.family().into(),
+                        subkind: kind.variant().unwrap_or_default().into(),
                         title: String::new(),
                         created_ms: now_ms(),
                     })?;

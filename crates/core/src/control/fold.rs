@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::op::{OpBody, OpHash, RegionId, SignedOp};
+use super::op::{DocCreation, OpBody, OpHash, RegionId, SignedOp};
 use super::state::{Approval, DeviceState, DocAcl, PartyState, RegionState};
 use crate::id::{NodeId, PartyName};
 
@@ -1005,6 +1005,49 @@ fn apply_narrowed(
     Ok(Applied::new(&auth, needs_admin))
 }
 
+/// Registers a document (`CreateDoc`, `CreateDocument`): owned by its creator's
+/// party, under an id no document has, readable and writable by parties of the
+/// region.
+fn create_doc(
+    state: &mut RegionState,
+    dag: &Dag<'_>,
+    revoked: &Revoked,
+    i: usize,
+    auth: &Authority,
+    DocCreation {
+        doc,
+        kind,
+        owner,
+        readers,
+        writers,
+    }: DocCreation<'_>,
+) -> Result<Applied, Rejection> {
+    if *owner != auth.party {
+        return Err(Rejection::NotAuthorised(
+            "a document's owner is its creator's party",
+        ));
+    }
+    if state.docs.contains_key(doc) {
+        return Err(Rejection::Invalid("document id is taken"));
+    }
+    for p in readers.iter().chain(writers) {
+        target_party(state, dag, revoked, i, p)?;
+    }
+    let (readers, writers) = closed_acl(owner, readers, writers);
+    state.docs.insert(
+        *doc,
+        DocAcl {
+            kind,
+            owner: owner.clone(),
+            readers,
+            writers,
+            everyone_reads: false,
+            everyone_writes: false,
+        },
+    );
+    Ok(Applied::new(auth, false))
+}
+
 fn apply(
     state: &mut RegionState,
     dag: &Dag<'_>,
@@ -1196,37 +1239,11 @@ fn apply(
             merge_cutoffs(state, cutoffs.iter());
             Ok(Applied::new(&auth, true))
         }
-        OpBody::CreateDoc {
-            doc,
-            kind,
-            owner,
-            readers,
-            writers,
-        } => {
-            if *owner != auth.party {
-                return Err(Rejection::NotAuthorised(
-                    "a document's owner is its creator's party",
-                ));
+        body @ (OpBody::CreateDoc { .. } | OpBody::CreateDocument { .. }) => {
+            match body.doc_creation() {
+                Some(created) => create_doc(state, dag, revoked, i, &auth, created),
+                None => Err(Rejection::Invalid("not a document creation")),
             }
-            if state.docs.contains_key(doc) {
-                return Err(Rejection::Invalid("document id is taken"));
-            }
-            for p in readers.iter().chain(writers) {
-                target_party(state, dag, revoked, i, p)?;
-            }
-            let (readers, writers) = closed_acl(owner, readers, writers);
-            state.docs.insert(
-                *doc,
-                DocAcl {
-                    kind: *kind,
-                    owner: owner.clone(),
-                    readers,
-                    writers,
-                    everyone_reads: false,
-                    everyone_writes: false,
-                },
-            );
-            Ok(Applied::new(&auth, false))
         }
         OpBody::SetAcl {
             doc,

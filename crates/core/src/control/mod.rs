@@ -43,7 +43,7 @@ pub use invite::{
     join_peer_seed, proof,
 };
 pub use op::{
-    Cutoff, MAX_ADDR_LEN, MAX_ADDRS, MAX_APPROVAL_COMMENT, MAX_DISPLAY_NAME, MAX_LIST,
+    Cutoff, DocCreation, MAX_ADDR_LEN, MAX_ADDRS, MAX_APPROVAL_COMMENT, MAX_DISPLAY_NAME, MAX_LIST,
     MAX_OP_BYTES, MAX_PARENTS, MAX_REGION_NAME, OP_FORMAT, Op, OpBody, OpError, OpHash, Payload,
     RegionId, Signed, SignedOp,
 };

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::id::{DocId, NodeId, PartyName, Role};
+use crate::kind::KindName;
 use crate::plan::PlanKind;
 
 /// The format byte of signed ops this build writes and reads.
@@ -174,7 +175,8 @@ pub enum OpBody {
         /// Per document and device, which changes stay valid.
         cutoffs: Vec<Cutoff>,
     },
-    /// Registers a shared plan document with its access lists.
+    /// Registers a shared plan document with its access lists (a plan's kind; any
+    /// other kind is created with [`OpBody::CreateDocument`]).
     CreateDoc {
         /// The document.
         doc: DocId,
@@ -250,9 +252,74 @@ pub enum OpBody {
         /// reads differently from what it holds ([`crate::text::is_misleading`]).
         display_name: String,
     },
+    /// Registers a shared document of any kind with its access lists: the form of
+    /// [`OpBody::CreateDoc`] whose kind is a [`KindName`], so that a new kind of
+    /// document needs no new op. Plans are still created with `CreateDoc`, which
+    /// every version reads; a node older than this op refuses it as undecodable.
+    CreateDocument {
+        /// The document.
+        doc: DocId,
+        /// Its kind ([`crate::kind`]).
+        kind: KindName,
+        /// The owning party (the author's party).
+        owner: PartyName,
+        /// Parties that receive and read it (the owner always does).
+        readers: Vec<PartyName>,
+        /// Parties that may change it (the owner always may).
+        writers: Vec<PartyName>,
+    },
+}
+
+/// What a `CreateDoc` or `CreateDocument` op registers, in one form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocCreation<'a> {
+    /// The document.
+    pub doc: &'a DocId,
+    /// Its kind (`plan/<kind>` for a `CreateDoc`).
+    pub kind: KindName,
+    /// The owning party.
+    pub owner: &'a PartyName,
+    /// Readers named by the op.
+    pub readers: &'a [PartyName],
+    /// Writers named by the op.
+    pub writers: &'a [PartyName],
 }
 
 impl OpBody {
+    /// The document this op registers, if it is a `CreateDoc` or a
+    /// `CreateDocument`.
+    pub fn doc_creation(&self) -> Option<DocCreation<'_>> {
+        match self {
+            OpBody::CreateDoc {
+                doc,
+                kind,
+                owner,
+                readers,
+                writers,
+            } => Some(DocCreation {
+                doc,
+                kind: kind.kind_name(),
+                owner,
+                readers,
+                writers,
+            }),
+            OpBody::CreateDocument {
+                doc,
+                kind,
+                owner,
+                readers,
+                writers,
+            } => Some(DocCreation {
+                doc,
+                kind: kind.clone(),
+                owner,
+                readers,
+                writers,
+            }),
+            _ => None,
+        }
+    }
+
     /// A short name for logs and listings.
     pub fn name(&self) -> &'static str {
         match self {
@@ -269,6 +336,7 @@ impl OpBody {
             OpBody::Approve { .. } => "approve",
             OpBody::SetAudience { .. } => "set-audience",
             OpBody::SetPartyName { .. } => "set-party-name",
+            OpBody::CreateDocument { .. } => "create-document",
         }
     }
 
@@ -502,6 +570,9 @@ fn check_structure(op: &Op) -> Result<(), OpError> {
         }
         OpBody::RemoveParty { cutoffs, .. } => check_cutoffs(cutoffs)?,
         OpBody::CreateDoc {
+            readers, writers, ..
+        }
+        | OpBody::CreateDocument {
             readers, writers, ..
         } => {
             check_party_list(readers)?;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::op::{Cutoff, OpHash, RegionId};
 use crate::id::{DocId, NodeId, PartyName, Role};
-use crate::plan::PlanKind;
+use crate::kind::KindName;
 
 /// A party in the region.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -47,8 +47,8 @@ pub struct DeviceState {
 /// The access lists of a shared plan document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DocAcl {
-    /// The plan kind.
-    pub kind: PlanKind,
+    /// The document's kind ([`crate::kind`]): `plan/<kind>` for plans.
+    pub kind: KindName,
     /// The owning party.
     pub owner: PartyName,
     /// Parties that receive and read it (always includes the owner and the writers).

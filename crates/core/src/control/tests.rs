@@ -2024,3 +2024,65 @@ fn display_names_are_set_by_the_party_or_an_admin_and_no_party_can_pass_for_anot
         assert!(signed.is_err(), "{bad:?} was accepted");
     }
 }
+
+#[test]
+fn create_document_registers_any_kind_under_the_same_rules_as_create_doc() {
+    let (mut w, founder, roc, plan) = standard();
+    let note = DocId::random().unwrap();
+    let kind = crate::kind::KindName::new("note").unwrap();
+    w.issue(
+        &roc,
+        OpBody::CreateDocument {
+            doc: note,
+            kind: kind.clone(),
+            owner: party("roc-midden"),
+            readers: vec![],
+            writers: vec![],
+        },
+    );
+    let f = w.folded();
+    assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+    assert_eq!(f.state.docs[&note].kind, kind);
+    assert_eq!(f.state.docs[&note].owner, party("roc-midden"));
+    // A CreateDoc is read with its plan kind's name.
+    assert_eq!(f.state.docs[&plan].kind.as_str(), "plan/jeugdplan");
+
+    // The owner is the author's party, and an id is taken once, whichever op.
+    let foreign = founder.sign(
+        Some(w.region),
+        w.heads(),
+        OpBody::CreateDocument {
+            doc: DocId::random().unwrap(),
+            kind: kind.clone(),
+            owner: party("roc-midden"),
+            readers: vec![],
+            writers: vec![],
+        },
+    );
+    assert_rejected(&w, &foreign, |r| matches!(r, Rejection::NotAuthorised(_)));
+    let taken = founder.sign(
+        Some(w.region),
+        w.heads(),
+        OpBody::CreateDocument {
+            doc: plan,
+            kind,
+            owner: party("gemeente-utrecht"),
+            readers: vec![],
+            writers: vec![],
+        },
+    );
+    assert_rejected(&w, &taken, |r| matches!(r, Rejection::Invalid(_)));
+
+    // The op travels and decodes; a kind name that is not one does not decode.
+    let bytes = taken.encode();
+    assert_eq!(SignedOp::decode(&bytes).unwrap(), taken);
+    let body = postcard::to_allocvec(&taken.op().body).unwrap();
+    let at = body
+        .windows(4)
+        .position(|w| w == b"note")
+        .expect("the kind name is in the op");
+    let mut bad = body.clone();
+    bad[at..at + 4].copy_from_slice(b"NOTE");
+    assert!(postcard::from_bytes::<OpBody>(&body).is_ok());
+    assert!(postcard::from_bytes::<OpBody>(&bad).is_err());
+}

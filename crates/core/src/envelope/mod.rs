@@ -228,6 +228,14 @@ pub enum ChangeRejection {
     /// plan's identity, deletes its structure, or goes past a limit).
     #[error("{0}")]
     OutsideSchema(crate::plan::received::ChangeOutsideSchema),
+    /// The change breaks its document kind's rules ([`crate::kind::DocKind`]) for
+    /// a kind other than plans.
+    #[error("the change breaks the rules of its document kind: {0}")]
+    OutsideKind(&'static str),
+    /// The document is of a kind this node does not know ([`crate::kind`]), or not
+    /// in the region log: its changes cannot be checked here.
+    #[error("the document is of a kind this version of regiosync does not know: upgrade regiosync")]
+    UnknownKind,
     /// The change bytes are not one uncompressed Automerge change (see
     /// [`crate::change_chunk`]).
     #[error("the change bytes are not a valid uncompressed Automerge change")]
@@ -344,7 +352,7 @@ pub fn select_changes(
 }
 
 /// [`select_changes`] with a further check of every change whose envelope verifies
-/// (for plans: [`plan_change_check`]); a change that fails it is rejected like one
+/// (the document kind's rule: [`crate::kind::Kinds::change_check`]); a change that fails it is rejected like one
 /// without authority, and so is what builds on it.
 pub fn select_changes_checked(
     doc: &DocId,
@@ -500,27 +508,6 @@ pub fn select_changes_checked(
         sel.rejected.insert(*h, ChangeRejection::DependsOnRejected);
     }
     sel
-}
-
-/// The check a received plan change must pass besides its envelope
-/// ([`crate::plan::received::check_change`]): its author may write the plan's identity
-/// (type, kind, owner) in the creating change only if it is a device of the plan's
-/// owner party by the region state.
-pub fn plan_change_check(
-    doc: &DocId,
-    state: &RegionState,
-) -> impl Fn(&Candidate<'_>) -> Result<(), ChangeRejection> {
-    let owner = state.docs.get(doc).map(|acl| acl.owner.clone());
-    move |c: &Candidate<'_>| {
-        let owner_device = c.envelope.is_some_and(|e| {
-            state
-                .devices
-                .get(&e.fields().author)
-                .is_some_and(|d| Some(&d.party) == owner.as_ref())
-        });
-        crate::plan::received::check_change(c.change, owner_device)
-            .map_err(ChangeRejection::OutsideSchema)
-    }
 }
 
 /// Why an envelope could not be made or decoded.

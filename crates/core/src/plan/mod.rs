@@ -8,6 +8,7 @@
 
 pub mod diff;
 pub mod html;
+pub mod kind;
 pub mod markdown;
 pub mod order;
 pub mod paragraphs;
@@ -24,6 +25,7 @@ use time::Date;
 
 use crate::id::PartyName;
 
+pub use kind::{PLAN_FAMILY, PlanDocKind};
 pub use richtext::{Block, BlockKind, Run};
 pub use schema::{
     AgreementInput, AgreementUpdate, CommentInput, PLAN_SCHEMA_VERSION, SectionEdit, SectionMove,
