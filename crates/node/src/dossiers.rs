@@ -30,6 +30,7 @@ use crate::Node;
 use crate::clock::{now_ms, today};
 use crate::control_log::control_of;
 use crate::error::NodeError;
+use crate::events::ChangeKind;
 
 /// The `documents.kind` of a dossier.
 pub const KIND_DOSSIER: &str = "dossier";
@@ -128,6 +129,7 @@ impl Node {
         let audience = ever_granted(&access, &log);
         self.audit(id, by, "erase")?;
         self.purge_dossier(id, &erased, &open, &op, &audience)?;
+        self.announce_local(Some(*id), ChangeKind::Dossier);
         tracing::info!(dossier = %id, "erased dossier");
         Ok(())
     }
@@ -180,6 +182,7 @@ impl Node {
             tx.put_dossier_op(id, &op.hash().0, &op.encode(), now_ms())
                 .map(|_| ())
         })?;
+        self.announce_local(Some(*id), ChangeKind::Dossier);
         Ok(op.hash())
     }
 
@@ -505,7 +508,7 @@ impl Node {
         let entry = self.audit_entry(id, by, action);
         // Rebuild, edit, seal and store in one write transaction: a second process
         // writing the same dossier waits, and sees this change when it rebuilds.
-        self.store.write(|tx| {
+        let written = self.store.write(|tx| {
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
             let state = &folded.state;
             let log = decode_log(id, &tx.dossier_ops(id)?);
@@ -572,8 +575,12 @@ impl Node {
             if written {
                 tx.append_audit(&entry)?;
             }
-            Ok(())
-        })
+            Ok::<_, NodeError>(written)
+        })?;
+        if written {
+            self.announce_local(Some(*id), ChangeKind::Dossier);
+        }
+        Ok(())
     }
 
     /// The dossier's document from every accepted change this device can open.

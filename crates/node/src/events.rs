@@ -8,7 +8,9 @@
 //! party and device changed it and what kind of thing it was; it carries no text of
 //! the document and nothing about a person (staff names, dossier contents): a
 //! listener that wants the new state reads it through the node, with the node's
-//! checks. Dossiers send no events.
+//! checks. A dossier written here sends an event with its id and kind
+//! [`ChangeKind::Dossier`] only, so that the running node pushes it at once; a
+//! dossier received from a peer sends none (it travels on at the next session).
 //!
 //! The channel is a [`tokio::sync::broadcast`] of [`CAPACITY`] events: a sender never
 //! waits and memory never grows; a listener that falls behind loses the oldest events
@@ -68,6 +70,10 @@ pub enum ChangeKind {
     Region,
     /// Some other change of a plan (e.g. its title).
     Other,
+    /// A dossier was written here: its content, its access log (a grant, a
+    /// revocation, new keys) or its erasure. The event names the dossier's id and
+    /// nothing of what changed; it makes the running node push at once.
+    Dossier,
 }
 
 impl ChangeKind {
@@ -109,6 +115,7 @@ impl ChangeKind {
             Self::Acl => "acl",
             Self::Region => "region",
             Self::Other => "other",
+            Self::Dossier => "dossier",
         }
     }
 }

@@ -1460,3 +1460,69 @@ fn a_revocation_drops_what_the_revoked_party_wrote_that_the_owner_did_not_keep()
     assert!(d.contacten.iter().all(|c| c.tekst != "Huisbezoek gepland."));
     drop(roc);
 }
+
+#[test]
+fn every_dossier_write_here_announces_the_dossier_and_nothing_of_its_content() {
+    use crate::dossiers::{NewDossier, Reader};
+    use crate::events::{ChangeKind, Source};
+    use regiosync_core::dossier::access::Basis;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, _zeist, _houten] = dossier_region(tmp.path());
+    let by = Reader {
+        who: regiosync_core::audit::Who::cli("t"),
+        purpose: "test".into(),
+    };
+    let mut events = roc.events().subscribe();
+    fn drain(
+        events: &mut tokio::sync::broadcast::Receiver<crate::events::ChangeEvent>,
+        what: &str,
+    ) -> Vec<crate::events::ChangeEvent> {
+        let mut got = vec![];
+        while let Ok(e) = events.try_recv() {
+            got.push(e);
+        }
+        assert!(!got.is_empty(), "{what}: no event");
+        got
+    }
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Jeugdwet".into(),
+                fields: vec![],
+            },
+            &by,
+        )
+        .unwrap();
+    let check = |got: Vec<crate::events::ChangeEvent>| {
+        for e in got {
+            assert_eq!(e.doc, Some(id));
+            assert_eq!(e.kind, ChangeKind::Dossier);
+            assert_eq!(e.source, Source::Local);
+        }
+    };
+    check(drain(&mut events, "create"));
+    roc.add_dossier_note(&id, "Huisbezoek gepland.", &by)
+        .unwrap();
+    check(drain(&mut events, "note"));
+    roc.grant_dossier(
+        &id,
+        party("gemeente-houten"),
+        Basis::Toestemming,
+        "begeleiding",
+        None,
+        &by,
+    )
+    .unwrap();
+    check(drain(&mut events, "grant"));
+    roc.revoke_dossier(&id, party("gemeente-houten"), "verhuisd", &by)
+        .unwrap();
+    check(drain(&mut events, "revoke"));
+    // A read announces nothing.
+    roc.read_dossier(&id, &by).unwrap();
+    assert!(events.try_recv().is_err());
+    roc.erase_dossier(&id, &by).unwrap();
+    check(drain(&mut events, "erase"));
+}
