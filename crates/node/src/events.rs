@@ -17,7 +17,8 @@
 //! and gets [`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged)
 //! once, after which it must assume that anything may have changed (re-read,
 //! re-sync). Edits made by another process on the same data dir (the CLI while `up`
-//! runs) send nothing here; the running node finds them by polling the store.
+//! runs) send nothing here: they wake the running node through its socket
+//! (`wake.rs`), and its poll of the store finds them too.
 //!
 //! ```
 //! use regiosync_core::id::{PartyName, Role};
@@ -216,6 +217,22 @@ impl crate::Node {
         self.events.clone()
     }
 
+    /// Tells the sync that this handle committed something: a handle that a
+    /// running node serves does so through its change channel (the event already
+    /// sent); any other wakes the node running on the data dir, if one does
+    /// (`wake.rs`).
+    pub(crate) fn wake_running_node(&self) {
+        if !self.served {
+            crate::wake::wake(&self.dir);
+        }
+    }
+
+    /// Marks this handle as the one a running node serves (see
+    /// [`Self::wake_running_node`]).
+    pub(crate) fn serve(&mut self) {
+        self.served = true;
+    }
+
     /// Announces a change this process made, by this device.
     pub(crate) fn announce_local(&self, doc: Option<DocId>, kind: ChangeKind) {
         self.events.send(ChangeEvent {
@@ -225,6 +242,7 @@ impl crate::Node {
             kind,
             source: Source::Local,
         });
+        self.wake_running_node();
     }
 }
 

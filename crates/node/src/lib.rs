@@ -55,6 +55,7 @@ pub mod run_lock;
 pub mod service;
 pub mod staff;
 pub mod sync;
+mod wake;
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +93,10 @@ pub struct Node {
     /// The document kinds this node knows (`core::kind`): plans, and any a program
     /// registers with [`Node::register_kind`].
     kinds: regiosync_core::kind::Kinds,
+    /// Whether this handle is the one a running node (`regiosync up`) serves: its
+    /// commits reach the sync through the change channel; any other handle's wake
+    /// the running node through the data dir's socket (`wake.rs`).
+    served: bool,
 }
 
 impl Node {
@@ -136,6 +141,7 @@ impl Node {
             control_cache: Default::default(),
             events: Default::default(),
             kinds: regiosync_core::kind::Kinds::builtin(),
+            served: false,
         })
     }
 

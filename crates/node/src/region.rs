@@ -493,6 +493,9 @@ impl Node {
                 &folded.state,
             ));
         }
+        if !new.is_empty() {
+            self.wake_running_node();
+        }
         Ok(Imported {
             region: region.to_string(),
             new_ops: new.len(),

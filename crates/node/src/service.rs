@@ -5,8 +5,10 @@
 //! What triggers a session with a peer: it connects; this store changed (an edit
 //! committed in this process, announced on the node's change channel,
 //! [`crate::events`], is pushed at once; another `regiosync` process committed an
-//! edit: SQLite's `data_version` moves, seen by a poll every 200 ms; or this node
-//! stored changes from another peer, which it passes on at once); and a periodic
+//! edit: it wakes this task through the data dir's socket (`wake.rs`), and SQLite's
+//! `data_version` moves, seen by a poll every 200 ms for writers that did not wake
+//! it; or this node stored changes from another peer, which it passes on at once);
+//! and a periodic
 //! anti-entropy tick. Members that are not connected are redialled with exponential
 //! backoff and jitter. After new control ops the member set of the gate is updated, so
 //! a removed device is cut off at once. Other CLI commands keep working while the node
@@ -251,15 +253,25 @@ pub async fn run_shared(
     cancel: CancellationToken,
     _lock: crate::run_lock::RunLock,
 ) -> Result<(), NodeError> {
-    let (me, status_path, key, state) = {
+    let (me, status_path, key, state, wake) = {
         let mut node = node.lock().await;
         // A removed device has nobody to sync with: say so instead of dialling.
         if let Some(removal) = node.removal()? {
             return Err(NodeError::Removed(removal));
         }
+        // Commits through this handle (the web app) reach the sync on the change
+        // channel; other processes' commits wake it through the socket.
+        node.serve();
+        let wake = crate::wake::WakeListener::bind(node.dir());
         let me = node.info().node_id;
         let status_path: PathBuf = node.dir().join(STATUS_FILE);
-        (me, status_path, node.network_key()?, node.region_state()?)
+        (
+            me,
+            status_path,
+            node.network_key()?,
+            node.region_state()?,
+            wake,
+        )
     };
     tracing::info!(node = %me, "node starting");
     let net_config = regiosync_net::Config {
@@ -564,6 +576,17 @@ pub async fn run_shared(
                     }
                 }
             }
+            () = woken(wake.as_ref()) => {
+                // Another process (a CLI command) committed to this data dir: push
+                // now, as for a commit made here.
+                let v = node.lock().await.store().data_version().unwrap_or(data_version);
+                tracing::debug!(peers = connected.len(), "woken by another process; pushing");
+                data_version = v;
+                members = update_members(&node, &net, me).await?;
+                for p in connected.clone() {
+                    start(p, &mut sessions, &mut running, &mut again);
+                }
+            }
             _ = poll.tick() => {
                 if publish_due.is_some_and(|t| t <= Instant::now()) {
                     publish_due = None;
@@ -645,6 +668,14 @@ pub async fn run_shared(
     let _ = std::fs::remove_file(&status_path);
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// A wake-up from another process, or never if the socket could not be made.
+async fn woken(wake: Option<&crate::wake::WakeListener>) {
+    match wake {
+        Some(w) => w.woken().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Exponential backoff from 1 s to 60 s, with up to 50% random jitter so that nodes
