@@ -685,7 +685,7 @@ impl Node {
     /// which devices are `reachable` (connected): none while a designated dossier
     /// relay is reachable, which takes every dossier on. Also the number of dossiers
     /// held.
-    pub fn dossier_reach(
+    pub(crate) fn dossier_reach(
         &self,
         reachable: &dyn Fn(&NodeId) -> bool,
     ) -> Result<(usize, Vec<UnreachedDossier>), NodeError> {
@@ -719,7 +719,7 @@ impl Node {
     }
 
     /// How many dossiers (and tombstones) this node may send `peer`.
-    pub fn dossiers_shared_with(&self, peer: &NodeId) -> Result<usize, NodeError> {
+    pub(crate) fn dossiers_shared_with(&self, peer: &NodeId) -> Result<usize, NodeError> {
         let Some(folded) = self.control()? else {
             return Ok(0);
         };

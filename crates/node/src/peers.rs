@@ -61,7 +61,7 @@ impl Node {
 
     /// Publishes where this device can be reached (a `SetAddrs` op in the region
     /// log), unless the log already says so. Returns whether an op was issued.
-    pub fn publish_addrs(&mut self, addrs: &[Multiaddr]) -> Result<bool, NodeError> {
+    pub(crate) fn publish_addrs(&mut self, addrs: &[Multiaddr]) -> Result<bool, NodeError> {
         let mut addrs: Vec<String> = addrs
             .iter()
             .map(|a| without_peer(a).to_string())
@@ -87,7 +87,11 @@ impl Node {
     }
 
     /// Remembers that `addr` reached `peer`.
-    pub fn remember_addr(&mut self, peer: &NodeId, addr: &Multiaddr) -> Result<(), NodeError> {
+    pub(crate) fn remember_addr(
+        &mut self,
+        peer: &NodeId,
+        addr: &Multiaddr,
+    ) -> Result<(), NodeError> {
         let addr = without_peer(addr).to_string();
         self.store
             .write(|tx| tx.remember_addr(peer.as_bytes(), &addr, now_ms()))?;

@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use automerge::{Automerge, ChangeHash, ObjId, Prop, ROOT, ReadDoc, Value};
 use regiosync_core::control::{OpBody, RegionState};
 use regiosync_core::id::{DocId, NodeId, PartyName};
+use regiosync_core::plan;
 use regiosync_core::plan::diff::PlanDiff;
 use regiosync_core::plan::markdown::{ApprovalLine, ExportContext, format_time};
-use regiosync_core::plan::{self, Plan};
 use serde::Serialize;
 
 use crate::Node;
@@ -147,29 +147,9 @@ impl Node {
             .collect())
     }
 
-    /// Resolves a version reference: `head` (the current version),
-    /// `approval:PARTY`, or comma-separated change hashes (each at least 8 hex
-    /// digits, unambiguous) that this node has.
-    pub fn resolve_version(
-        &self,
-        id: &DocId,
-        reference: &str,
-    ) -> Result<Vec<ChangeHash>, NodeError> {
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        let v = self.verified(id, &folded)?;
-        resolve_in(&v.doc, &folded.state, id, reference)
-    }
-
-    /// The plan as it was at `heads` (which this node must have).
-    pub fn plan_at(&self, id: &DocId, heads: &[ChangeHash]) -> Result<Plan, NodeError> {
-        let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        let v = self.verified(id, &folded)?;
-        let at = fork_at(&v.doc, heads)?;
-        read_plan_of(&at, &folded.state, id)
-    }
-
-    /// What changed between two versions (see [`Node::resolve_version`]; `to`
-    /// defaults to the current version), with the parties whose changes touched each
+    /// What changed between two versions (each `head`, the current version;
+    /// `approval:PARTY`; or comma-separated change hashes of at least 8 hex digits
+    /// that this node has; `to` defaults to the current version), with the parties whose changes touched each
     /// section and agreement. Returns the diff and the two versions' short labels.
     pub fn plan_diff(
         &self,

@@ -385,7 +385,11 @@ impl Node {
     /// member's refused op is kept (a later op can change whether it stands, and every
     /// node must fold the same set), ops waiting for parents up to a limit.
     /// Each op stored is announced ([`crate::events`]) as coming from `peer`.
-    pub fn receive_ops(&mut self, peer: &NodeId, ops: &[Vec<u8>]) -> Result<usize, NodeError> {
+    pub(crate) fn receive_ops(
+        &mut self,
+        peer: &NodeId,
+        ops: &[Vec<u8>],
+    ) -> Result<usize, NodeError> {
         let region = self.region()?.ok_or(NodeError::NotInRegion)?;
         let known: HashSet<OpHash> = self.op_hashes()?.into_iter().collect();
         let mut new: Vec<SignedOp> = Vec::new();
