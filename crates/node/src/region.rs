@@ -294,6 +294,8 @@ impl Node {
                 used_by: None,
             })
         })?;
+        // A running node admits the invite's join identity to its gate now.
+        self.wake_running_node();
         Ok(code)
     }
 
