@@ -56,15 +56,6 @@ use crate::clock::{now_ms, today};
 use crate::dossiers::dossier_row;
 use crate::error::NodeError;
 
-/// What receiving one dossier leaves to store: its new access-log ops and sealed
-/// changes, all verified, written with the other dossiers of the same message in
-/// one transaction (`Node::receive_dossiers`).
-struct DossierWrite {
-    id: DocId,
-    ops: Vec<SignedDossierOp>,
-    rows: Vec<ChangeRow>,
-}
-
 impl Node {
     /// The parties whose access to `id` is in force, by this node's fold of its log;
     /// remembered (`SyncMemory`) while the region's control heads, the dossier's
@@ -318,7 +309,6 @@ impl Node {
     ) -> Result<Received, NodeError> {
         let mut total = Received::default();
         let mut seen = HashSet::new();
-        let mut writes: Vec<DossierWrite> = Vec::new();
         for m in incoming {
             if !seen.insert(m.dossier) {
                 // A dossier named twice in one message: only the first counts.
@@ -334,44 +324,9 @@ impl Node {
             if m.ops.is_empty() && m.changes.is_empty() {
                 continue;
             }
-            let (r, write) = self.receive_dossier(folded, peer, m)?;
+            let r = self.receive_dossier(folded, peer, m)?;
             total.stored += r.stored;
             total.forged += r.forged;
-            writes.extend(write);
-        }
-        // What the message's dossiers brought is stored in one transaction: a
-        // catch-up of hundreds of dossiers pays one commit per message, not one per
-        // dossier. Each dossier's items were verified on their own above; none of
-        // them depends on another dossier's.
-        let counts = self.store.write(|tx| {
-            let mut counts = Vec::with_capacity(writes.len());
-            for w in &writes {
-                if tx.document(&w.id)?.is_none() {
-                    tx.insert_document(&dossier_row(w.id))?;
-                }
-                let mut n = 0;
-                for op in &w.ops {
-                    if tx.put_dossier_op(&w.id, &op.hash().0, &op.encode(), now_ms())? {
-                        n += 1;
-                    }
-                }
-                for r in &w.rows {
-                    if tx.append_change(&w.id, r)?.is_some() {
-                        n += 1;
-                    }
-                }
-                counts.push(n);
-            }
-            Ok::<_, NodeError>(counts)
-        })?;
-        for (w, n) in writes.iter().zip(counts) {
-            total.stored += n;
-            if !w.ops.is_empty() {
-                self.drop_revoked_changes(&folded.state, &w.id, &w.ops)?;
-                // The access may have changed: offer the dossier to everyone again.
-                self.sync_memory().forget_withheld(&w.id);
-                self.wrap_for_new_devices(&w.id);
-            }
         }
         Ok(total)
     }
@@ -467,7 +422,7 @@ impl Node {
         folded: &Folded,
         peer: &NodeId,
         m: &DossierMessage,
-    ) -> Result<(Received, Option<DossierWrite>), NodeError> {
+    ) -> Result<Received, NodeError> {
         let id = m.dossier;
         let state = &folded.state;
         let mut got = Received::default();
@@ -496,7 +451,7 @@ impl Node {
         if self.store.dossier_erased(&id)?.is_some() {
             // Erased here: nothing of it is taken in again (`receive_dossiers` noted
             // the peer as a holder of the erasure).
-            return Ok((got, None));
+            return Ok(got);
         }
         let log = self.access_log(&id)?;
         let known: HashSet<OpHash> = log.iter().map(Signed::hash).collect();
@@ -538,7 +493,7 @@ impl Node {
                         tracing::debug!(dossier = %id, by = %erased.by, "recorded the erasure of a dossier this node never held");
                     }
                     got.stored += 1;
-                    return Ok((got, None));
+                    return Ok(got);
                 }
                 Err(why) => {
                     tracing::warn!(peer = %peer, dossier = %id, reason = %why, "refusing an erasure");
@@ -551,7 +506,7 @@ impl Node {
 
         let Some(access) = fold_dossier(state, id, &all) else {
             tracing::info!(peer = %peer, dossier = %id, "dossier ops without a valid root are not stored");
-            return Ok((got, None));
+            return Ok(got);
         };
         // Only what the rules accept is stored, forwarded or counted: ops the fold
         // refuses (no authority, another dossier's root, a removed device's op that
@@ -575,14 +530,14 @@ impl Node {
                 .is_some_and(|d| in_force.contains(&d.party));
         if !sender_may {
             tracing::info!(peer = %peer, dossier = %id, "not taking dossier items from a peer whose party has no access to it");
-            return Ok((got, None));
+            return Ok(got);
         }
         let me = self.info.node_id;
         if !state.is_dossier_relay(&me) && !in_force.contains(&self.info.party) {
             // Not for this node (the sender's view of the access is ahead or behind):
             // nothing is stored.
             tracing::info!(peer = %peer, dossier = %id, "not storing a dossier this party has no access to");
-            return Ok((got, None));
+            return Ok(got);
         }
         let known_ops = folded.known_ops();
         let mut rows = Vec::new();
@@ -615,15 +570,31 @@ impl Node {
                 }
             }
         }
-        // Stored by the caller, with the message's other dossiers.
-        Ok((
-            got,
-            Some(DossierWrite {
-                id,
-                ops: new_ops,
-                rows,
-            }),
-        ))
+        let stored = self.store.write(|tx| {
+            if tx.document(&id)?.is_none() {
+                tx.insert_document(&dossier_row(id))?;
+            }
+            let mut n = 0;
+            for op in &new_ops {
+                if tx.put_dossier_op(&id, &op.hash().0, &op.encode(), now_ms())? {
+                    n += 1;
+                }
+            }
+            for r in &rows {
+                if tx.append_change(&id, r)?.is_some() {
+                    n += 1;
+                }
+            }
+            Ok::<_, NodeError>(n)
+        })?;
+        if !new_ops.is_empty() {
+            self.drop_revoked_changes(state, &id, &new_ops)?;
+            // The access may have changed: offer the dossier to everyone again.
+            self.sync_memory().forget_withheld(&id);
+            self.wrap_for_new_devices(&id);
+        }
+        got.stored += stored;
+        Ok(got)
     }
 
     /// Gives devices in force that lack a key of the dossier every key this device
