@@ -745,26 +745,10 @@ impl crate::sync::Transport for Direct {
 
 #[test]
 fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
-    use crate::dossiers::{NewDossier, Reader};
-    use regiosync_core::dossier::access::Basis;
-
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
-    let by = Reader {
-        who: regiosync_core::audit::Who::cli("t"),
-        purpose: "test".into(),
-    };
-    let id = roc
-        .create_dossier(
-            &NewDossier {
-                woongemeente: party("gemeente-zeist"),
-                basis: Basis::WettelijkeTaak,
-                purpose: "Jeugdwet".into(),
-                fields: vec![],
-            },
-            &by,
-        )
-        .unwrap();
+    let by = test_reader();
+    let id = zeist_dossier(&mut roc, &by);
     let (roc_id, zeist_id) = (roc.info().node_id, zeist.info().node_id);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1403,26 +1387,12 @@ fn sync_once(requester: Node, responder: Node) -> (Node, Node, crate::sync::Sync
 
 #[test]
 fn a_revocation_drops_what_the_revoked_party_wrote_that_the_owner_did_not_keep() {
-    use crate::dossiers::{NewDossier, Reader};
     use regiosync_core::dossier::access::Basis;
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, zeist, houten] = dossier_region(tmp.path());
-    let by = Reader {
-        who: regiosync_core::audit::Who::cli("t"),
-        purpose: "test".into(),
-    };
-    let id = roc
-        .create_dossier(
-            &NewDossier {
-                woongemeente: party("gemeente-zeist"),
-                basis: Basis::WettelijkeTaak,
-                purpose: "Jeugdwet".into(),
-                fields: vec![],
-            },
-            &by,
-        )
-        .unwrap();
+    let by = test_reader();
+    let id = zeist_dossier(&mut roc, &by);
     roc.grant_dossier(
         &id,
         party("gemeente-houten"),
@@ -1463,16 +1433,12 @@ fn a_revocation_drops_what_the_revoked_party_wrote_that_the_owner_did_not_keep()
 
 #[test]
 fn every_dossier_write_here_announces_the_dossier_and_nothing_of_its_content() {
-    use crate::dossiers::{NewDossier, Reader};
     use crate::events::{ChangeKind, Source};
     use regiosync_core::dossier::access::Basis;
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, _zeist, _houten] = dossier_region(tmp.path());
-    let by = Reader {
-        who: regiosync_core::audit::Who::cli("t"),
-        purpose: "test".into(),
-    };
+    let by = test_reader();
     let mut events = roc.events().subscribe();
     fn drain(
         events: &mut tokio::sync::broadcast::Receiver<crate::events::ChangeEvent>,
@@ -1485,17 +1451,7 @@ fn every_dossier_write_here_announces_the_dossier_and_nothing_of_its_content() {
         assert!(!got.is_empty(), "{what}: no event");
         got
     }
-    let id = roc
-        .create_dossier(
-            &NewDossier {
-                woongemeente: party("gemeente-zeist"),
-                basis: Basis::WettelijkeTaak,
-                purpose: "Jeugdwet".into(),
-                fields: vec![],
-            },
-            &by,
-        )
-        .unwrap();
+    let id = zeist_dossier(&mut roc, &by);
     let check = |got: Vec<crate::events::ChangeEvent>| {
         for e in got {
             assert_eq!(e.doc, Some(id));
@@ -1525,4 +1481,26 @@ fn every_dossier_write_here_announces_the_dossier_and_nothing_of_its_content() {
     assert!(events.try_recv().is_err());
     roc.erase_dossier(&id, &by).unwrap();
     check(drain(&mut events, "erase"));
+}
+
+/// A CLI reader for tests.
+fn test_reader() -> crate::dossiers::Reader {
+    crate::dossiers::Reader {
+        who: regiosync_core::audit::Who::cli("t"),
+        purpose: "test".into(),
+    }
+}
+
+/// A dossier opened by `node` (the ROC) for a student living in Zeist.
+fn zeist_dossier(node: &mut Node, by: &crate::dossiers::Reader) -> regiosync_core::id::DocId {
+    node.create_dossier(
+        &crate::dossiers::NewDossier {
+            woongemeente: party("gemeente-zeist"),
+            basis: regiosync_core::dossier::access::Basis::WettelijkeTaak,
+            purpose: "Jeugdwet".into(),
+            fields: vec![],
+        },
+        by,
+    )
+    .unwrap()
 }
