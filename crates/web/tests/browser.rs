@@ -208,7 +208,16 @@ async fn a_browser_signs_in_sees_the_overview_and_opens_a_plan() {
             .await?
             .click()
             .await?;
-        client.wait().for_element(Locator::Css("p.notice")).await?;
+        // Wait for the sign-in page's own notice: the overview may carry a
+        // `p.notice` of its own (the node does not sync), which is no proof
+        // that the sign-out has landed.
+        let notice = client
+            .wait()
+            .for_element(Locator::Css("p.notice[role=status]"))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(notice, "U bent uitgelogd.");
         assert!(client.current_url().await?.path().ends_with("/inloggen"));
         client.goto(&format!("{base}/plannen")).await?;
         assert!(client.current_url().await?.path().ends_with("/inloggen"));
