@@ -30,7 +30,8 @@
 //! `cargo test -p regiosync-tests --test simulation` runs `SEEDS_PER_TEST` seeds per
 //! test; `SIM_SEEDS=5000 cargo test --release -p regiosync-tests --test simulation`
 //! runs more, `SIM_SEED=1234` replays one seed (printed by a failing run), and
-//! `SIM_DEBUG=1` adds what each node holds of every document to a failure's message.
+//! `SIM_DEBUG=1` adds what each node holds of every document to a failure's message,
+//! and `SIM_KEEP=DIR` keeps a failed seed's node directories in `DIR/seed-N/`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -370,11 +371,11 @@ impl Sim {
         }
         match result {
             Ok(report) => Ok((
-                report.ops_received
-                    + report.changes_received
-                    + report.changes_sent
-                    + report.dossier_items_received
-                    + report.dossier_items_sent,
+                report.moved.ops_received
+                    + report.moved.changes_received
+                    + report.moved.changes_sent
+                    + report.moved.dossier_items_received
+                    + report.moved.dossier_items_sent,
                 report.round_trips == 1,
             )),
             Err(NodeError::Removed(_)) if a == SWV_LAPTOP && self.laptop_removed => {
@@ -629,8 +630,9 @@ impl Sim {
                 let heads = n.plan_heads(&plan).map(|h| h.len());
                 let changes = n.store().changes(&plan).map(|c| c.len());
                 let listed = n.region_state().map(|s| s.docs.contains_key(&plan));
+                let rejected = n.rejected_changes(&plan);
                 self.trace.push(format!(
-                    "plan {plan} on node {i}: row {row} heads {heads:?} changes {changes:?} listed {listed:?}"
+                    "plan {plan} on node {i}: row {row} heads {heads:?} changes {changes:?} rejected {rejected:?} listed {listed:?}"
                 ));
             }
         }
@@ -835,6 +837,13 @@ fn run_seed(template: &Template, seed: u64) -> Result<(), String> {
     failed.extend(sim.check());
     if failed.is_empty() {
         return Ok(());
+    }
+    // `SIM_KEEP=DIR`: the nodes' data dirs as the run left them, for a closer look.
+    if let Ok(keep) = std::env::var("SIM_KEEP") {
+        sim.nodes.iter_mut().for_each(|n| drop(n.take()));
+        for (i, d) in sim.dirs.iter().enumerate() {
+            copy_dir(d, &Path::new(&keep).join(format!("seed-{seed}/node-{i}")));
+        }
     }
     Err(format!(
         "seed {seed} failed:\n  {}\nreplay: SIM_SEED={seed} cargo test -p regiosync-tests --test simulation -- --nocapture\nschedule:\n  {}",

@@ -125,9 +125,9 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
         .await
         .unwrap()
         .unwrap();
-    assert!(r.ops_received >= 1, "{r:?}");
-    assert_eq!(r.docs_differing, 1);
-    assert!(r.changes_received >= 2);
+    assert!(r.moved.ops_received >= 1, "{r:?}");
+    assert_eq!(r.moved.docs_differing, 1);
+    assert!(r.moved.changes_received >= 2);
     assert_eq!(
         roc.node.lock().await.plan(&doc).unwrap(),
         kern.node.lock().await.plan(&doc).unwrap()
@@ -153,7 +153,7 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
         .await
         .unwrap()
         .unwrap();
-    assert!(r.changes_received >= 1, "{r:?}");
+    assert!(r.moved.changes_received >= 1, "{r:?}");
     let a = kern.node.lock().await.plan(&doc).unwrap();
     let b = roc.node.lock().await.plan(&doc).unwrap();
     assert_eq!(a, b, "both nodes converge");
@@ -352,7 +352,7 @@ async fn a_catch_up_larger_than_one_batch_takes_several_rounds_and_completes() {
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(r.changes_received, total, "{r:?}");
+    assert_eq!(r.moved.changes_received, total, "{r:?}");
     assert_eq!(
         roc.node.lock().await.plan(&doc).unwrap().agreements.len(),
         12_000

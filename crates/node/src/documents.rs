@@ -7,7 +7,7 @@
 //! transaction commits. Because the rebuild happens under the write lock, two
 //! processes editing the same document cannot both take the same sequence number.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use automerge::transaction::{CommitOptions, Transaction};
@@ -635,6 +635,14 @@ pub(crate) struct Verified {
     /// What each device has written into `doc`, carried along so that changes
     /// applied on top are held to it without rescanning the document.
     pub(crate) budget: Budget,
+    /// Dependencies of stored changes that this node holds nowhere (neither in
+    /// `doc` nor among its stored changes), so those changes wait. Asked of peers
+    /// by hash (`need`): a peer's bloom filter false positive (it believed this
+    /// node had a change) leaves such a gap that nothing else would ever fill,
+    /// because the changes built on it are stored already and offered again in
+    /// vain. Automerge reports these from its queue; a verified document never
+    /// queues, so they are found here.
+    pub(crate) missing_deps: Vec<[u8; 32]>,
     /// The plan read out of `doc`, once: a resident document is immutable (a new
     /// change makes a new `Verified`), and reading a plan with hundreds of agreements
     /// costs tens of milliseconds, which every page view would otherwise pay again.
@@ -651,6 +659,7 @@ impl Verified {
             snapshot_fresh: false,
             last_change: 0,
             budget: Budget::default(),
+            missing_deps: Vec::new(),
             plan: std::sync::OnceLock::new(),
         }
     }
@@ -842,6 +851,25 @@ fn apply_verified(
     if rejected > 0 {
         tracing::debug!(doc = %id, rejected, "ignoring rejected changes");
     }
+    let missing_deps = if rejected == 0 {
+        Vec::new()
+    } else {
+        let applied: HashSet<[u8; 32]> = admitted.iter().map(|c| c.hash().0).collect();
+        let stored: HashSet<[u8; 32]> = changes.iter().map(|c| c.hash().0).collect();
+        let mut missing: BTreeSet<[u8; 32]> = BTreeSet::new();
+        for c in changes
+            .iter()
+            .filter(|c| !applied.contains(&c.hash().0) && !in_doc.contains(&c.hash().0))
+        {
+            missing.extend(
+                c.deps()
+                    .iter()
+                    .map(|d| d.0)
+                    .filter(|d| !in_doc.contains(d) && !stored.contains(d)),
+            );
+        }
+        missing.into_iter().collect()
+    };
     doc.apply_changes(admitted)
         .map_err(|e| damaged(id, e.to_string()))?;
     Ok(Verified {
@@ -851,6 +879,7 @@ fn apply_verified(
         snapshot_fresh: false,
         last_change: 0,
         budget,
+        missing_deps,
         plan: std::sync::OnceLock::new(),
     })
 }

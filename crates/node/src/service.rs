@@ -487,15 +487,15 @@ pub async fn run_shared(
                 let entry = status.peers.entry(peer.to_string()).or_default();
                 match result {
                     Ok(report) => {
-                        tracing::debug!(peer = %peer, round_trips = report.round_trips, changes = report.changes_received, "sync session done");
+                        tracing::debug!(peer = %peer, round_trips = report.round_trips, changes = report.moved.changes_received, "sync session done");
                         redial.remove(&peer);
                         if let Some(c) = connected_at.get_mut(&peer) {
                             c.1 = true;
                         }
                         reach_due = true;
                         entry.refuses_this_device = false;
-                        entry.dossier_items_received = report.dossier_items_received;
-                        entry.dossier_items_sent = report.dossier_items_sent;
+                        entry.dossier_items_received = report.moved.dossier_items_received;
+                        entry.dossier_items_sent = report.moved.dossier_items_sent;
                         match node.lock().await.dossiers_shared_with(&peer) {
                             Ok(n) => entry.dossiers_shared = n,
                             Err(e) => tracing::warn!(error = %e, "cannot count the dossiers shared with a member"),
@@ -504,16 +504,16 @@ pub async fn run_shared(
                             sp.redial.attempts = 0;
                         }
                         entry.last_contact = Some(crate::clock::now_secs());
-                        entry.docs_differing = report.docs_differing;
+                        entry.docs_differing = report.moved.docs_differing;
                         entry.docs = report.docs;
-                        entry.changes_received = report.changes_received;
+                        entry.changes_received = report.moved.changes_received;
                         entry.last_error = None;
-                        if report.ops_received > 0 {
+                        if report.moved.ops_received > 0 {
                             members = update_members(&node, &net, me).await?;
                         }
-                        if report.changes_received > 0
-                            || report.ops_received > 0
-                            || report.dossier_items_received > 0
+                        if report.moved.changes_received > 0
+                            || report.moved.ops_received > 0
+                            || report.moved.dossier_items_received > 0
                         {
                             for p in connected.iter().filter(|p| **p != peer) {
                                 start(*p, &mut sessions, &mut running, &mut again);

@@ -23,7 +23,7 @@ use regiosync_core::sync::rules::{
     MAX_BATCH_BYTES, MAX_OPS_PAGE_BYTES, is_forgery, shared_docs, verify_incoming_change,
 };
 use regiosync_core::sync::session::{
-    Answered, Exchange, Received, Requester, SessionStore, Shared, Step, Stop, answer,
+    Answered, Exchange, Received, Requester, SessionStore, Shared, Step, Stop, Tally, answer,
 };
 use regiosync_core::sync::{
     DigestSet, DocMessage, DossierMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response,
@@ -83,20 +83,10 @@ pub struct SyncReport {
     pub bytes_sent: usize,
     /// Bytes of responses received.
     pub bytes_received: usize,
-    /// Control ops stored.
-    pub ops_received: usize,
-    /// Documents that differed.
-    pub docs_differing: usize,
-    /// Changes stored.
-    pub changes_received: usize,
-    /// Changes refused (forged, unauthorised).
-    pub changes_rejected: usize,
-    /// Changes sent.
-    pub changes_sent: usize,
-    /// Sealed-dossier ops and changes stored (and dossiers purged on erasure).
-    pub dossier_items_received: usize,
-    /// Sealed-dossier ops and changes sent.
-    pub dossier_items_sent: usize,
+    /// What moved and what was refused, as the session counted it (flattened into
+    /// the report's JSON).
+    #[serde(flatten)]
+    pub moved: Tally,
     /// How the shared documents compare with the peer's at the end of the session.
     pub docs: DocStates,
 }
@@ -125,13 +115,7 @@ pub async fn sync_with(
             match step {
                 Step::Send(request) => request,
                 Step::Done { tally, shared, .. } => {
-                    report.ops_received = tally.ops_received;
-                    report.docs_differing = tally.docs_differing;
-                    report.changes_received = tally.changes_received;
-                    report.changes_rejected = tally.changes_rejected;
-                    report.changes_sent = tally.changes_sent;
-                    report.dossier_items_received = tally.dossier_items_received;
-                    report.dossier_items_sent = tally.dossier_items_sent;
+                    report.moved = tally;
                     report.docs = n.doc_states(&folded, &peer, &shared.heads)?;
                     return Ok(report);
                 }
@@ -466,7 +450,13 @@ impl Node {
                     doc: *d,
                     sync: opening_message(doc, &shared),
                     changes: vec![],
-                    need: vec![],
+                    // What stored changes wait for, asked for at once.
+                    need: v
+                        .missing_deps
+                        .iter()
+                        .take(regiosync_core::sync::MAX_NEED_PER_DOC)
+                        .copied()
+                        .collect(),
                 })
             })
             .collect()
@@ -518,16 +508,21 @@ impl Node {
                     .filter(|h| doc.get_change_by_hash(h).is_some()),
             );
             send.dedup();
-            let need: Vec<[u8; 32]> = msg
+            // What stored changes wait for first (see `Verified::missing_deps`),
+            // then the peer's heads this side lacks.
+            let mut need: Vec<[u8; 32]> = v.missing_deps.clone();
+            for h in msg
                 .as_ref()
                 .map(|msg| missing(doc, &msg.heads))
                 .unwrap_or_default()
-                .iter()
-                // The rest is asked for in a later round (a message may ask for at
-                // most MAX_NEED_PER_DOC).
-                .take(regiosync_core::sync::MAX_NEED_PER_DOC)
-                .map(|h| h.0)
-                .collect();
+            {
+                if !need.contains(&h.0) {
+                    need.push(h.0);
+                }
+            }
+            // The rest is asked for in a later round (a message may ask for at most
+            // MAX_NEED_PER_DOC).
+            need.truncate(regiosync_core::sync::MAX_NEED_PER_DOC);
             let mut changes = self.signed_changes(&m.doc, &send)?;
             // Keep to the batch budget (changes are in causal order, so what is cut
             // off comes in a later round, after what it depends on).

@@ -803,7 +803,7 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
     // even sent, the session ends in a few round trips (not MAX_ROUNDS of
     // resending), and Zeist is told nothing new.
     assert!(report.round_trips <= 8, "{report:?}");
-    assert_eq!(report.dossier_items_sent, 0, "{report:?}");
+    assert_eq!(report.moved.dossier_items_sent, 0, "{report:?}");
     let roc = net.responder.into_inner().unwrap();
     let zeist = zeist.into_inner();
     assert_eq!(
@@ -1503,4 +1503,58 @@ fn zeist_dossier(node: &mut Node, by: &crate::dossiers::Reader) -> regiosync_cor
         by,
     )
     .unwrap()
+}
+
+/// A peer's bloom filter false positive (it believed this node had change `c1`)
+/// leaves a gap: `c2`, built on `c1`, is stored but waits, and the peer keeps
+/// offering `c2` alone. The node asks for the gap by hash (`need`), in its opening
+/// message and in its answers, and the next session closes it.
+#[test]
+fn a_stored_change_whose_dependency_never_came_is_asked_for_by_hash() {
+    use regiosync_core::sync::{DocMessage, Request, Response, opening_message};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
+    let plan = roc.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    roc.set_section(&plan, "Visie", "Eerste versie.").unwrap();
+    let (mut zeist, mut roc, _) = sync_once(zeist, roc);
+    // Two more changes; Zeist is handed only the second.
+    roc.set_section(&plan, "Visie", "Tweede versie.").unwrap();
+    roc.set_section(&plan, "Visie", "Derde versie.").unwrap();
+    let rows = roc.store().changes(&plan).unwrap();
+    let (c1, c2) = (&rows[rows.len() - 2], &rows[rows.len() - 1]);
+    zeist
+        .store
+        .write(|tx| tx.append_change(&plan, c2).map(|_| ()))
+        .unwrap();
+    assert_eq!(zeist.rejected_changes(&plan).unwrap(), 1, "c2 waits for c1");
+
+    // The ROC offers its heads ([c2]) with a bloom filter of everything: Zeist's
+    // answer asks for c1 (not only for c2, which it holds).
+    let roc_doc = roc
+        .verified(&plan, &roc.control().unwrap().unwrap())
+        .unwrap();
+    let frame = Request::Docs {
+        docs: vec![DocMessage {
+            doc: plan,
+            sync: opening_message(&roc_doc.doc, &[]),
+            changes: vec![],
+            need: vec![],
+        }],
+    }
+    .encode();
+    let answer = zeist.respond(&roc.info().node_id, &frame);
+    assert!(answer.misbehaved.is_none());
+    let Ok(Response::Docs { docs }) = Response::decode(&answer.frame) else {
+        panic!("no Docs answer");
+    };
+    assert!(docs[0].need.contains(&c1.hash), "{:?}", docs[0].need);
+
+    // In a session, Zeist asks at once, and ends at the ROC's heads.
+    let (zeist, roc, _) = sync_once(zeist, roc);
+    assert_eq!(zeist.rejected_changes(&plan).unwrap(), 0);
+    assert_eq!(
+        zeist.plan_heads(&plan).unwrap(),
+        roc.plan_heads(&plan).unwrap()
+    );
 }

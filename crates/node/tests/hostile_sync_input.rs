@@ -104,7 +104,7 @@ fn an_honest_large_change_still_syncs() {
         .build()
         .unwrap();
     let report = rt.block_on(sync_with(&roc, &net, kern_id)).unwrap();
-    assert_eq!(report.changes_rejected, 0, "{report:?}");
+    assert_eq!(report.moved.changes_rejected, 0, "{report:?}");
     let bijlage = |n: &Node| {
         let plan = n.plan(&doc).unwrap();
         let s = plan.sections.into_iter().find(|s| s.title == "Bijlage");

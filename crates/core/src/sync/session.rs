@@ -150,7 +150,7 @@ pub trait SessionStore {
 }
 
 /// What a session moved, as counted by the requester.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Tally {
     /// Control ops stored.
     pub ops_received: usize,
