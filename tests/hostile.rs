@@ -598,12 +598,22 @@ async fn junk_region_ops_from_a_stranger_are_not_stored_and_a_removal_still_reac
     // is a single round trip.
     let honest = Attacker::connect(&r, SWV, ROC).await;
     let node = tokio::sync::Mutex::new(r.node(SWV));
-    regiosync_node::sync_with(&node, &honest.net, r.id(ROC))
-        .await
-        .unwrap();
-    let idle = regiosync_node::sync_with(&node, &honest.net, r.id(ROC))
-        .await
-        .unwrap();
+    regiosync_node::sync_with(
+        &node,
+        &regiosync_node::SessionMemory::default(),
+        &honest.net,
+        r.id(ROC),
+    )
+    .await
+    .unwrap();
+    let idle = regiosync_node::sync_with(
+        &node,
+        &regiosync_node::SessionMemory::default(),
+        &honest.net,
+        r.id(ROC),
+    )
+    .await
+    .unwrap();
     assert_eq!(idle.round_trips, 1, "{idle:?}");
     honest.close().await;
     // A device removal reaches every running member.

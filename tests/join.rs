@@ -200,7 +200,7 @@ fn a_join_request_is_answered_only_on_the_invites_own_connection() {
     let other = init(&tmp.path().join("o"), "roc-midden", Role::Roc)
         .info()
         .node_id;
-    let answer = kern.respond(&other, &frame);
+    let answer = kern.respond(&regiosync_node::SessionMemory::default(), &other, &frame);
     match Response::decode(&answer.frame).unwrap() {
         Response::JoinRefused { reason } => assert!(reason.contains("does not belong"), "{reason}"),
         r => panic!("{r:?}"),
@@ -217,11 +217,16 @@ fn a_join_request_is_answered_only_on_the_invites_own_connection() {
     .encode();
     let peer = join_peer_id(&code.secret);
     assert!(matches!(
-        Response::decode(&kern.respond(&peer, &garbage).frame).unwrap(),
+        Response::decode(
+            &kern
+                .respond(&regiosync_node::SessionMemory::default(), &peer, &garbage)
+                .frame
+        )
+        .unwrap(),
         Response::JoinRefused { .. }
     ));
     // On the invite's own identity it is accepted, once.
-    let answer = kern.respond(&peer, &frame);
+    let answer = kern.respond(&regiosync_node::SessionMemory::default(), &peer, &frame);
     let Response::Joined { bundle } = Response::decode(&answer.frame).unwrap() else {
         panic!("not joined");
     };
@@ -229,7 +234,12 @@ fn a_join_request_is_answered_only_on_the_invites_own_connection() {
     // The same device asking again (its answer was lost) gets the log again; another
     // device with the same code is refused.
     assert!(matches!(
-        Response::decode(&kern.respond(&peer, &frame).frame).unwrap(),
+        Response::decode(
+            &kern
+                .respond(&regiosync_node::SessionMemory::default(), &peer, &frame)
+                .frame
+        )
+        .unwrap(),
         Response::Joined { .. }
     ));
     let mut other_dev = init(&tmp.path().join("o2"), "roc-midden", Role::Roc);
@@ -238,7 +248,7 @@ fn a_join_request_is_answered_only_on_the_invites_own_connection() {
     }
     .encode();
     assert!(matches!(
-        Response::decode(&kern.respond(&peer, &frame2).frame).unwrap(),
+        Response::decode(&kern.respond(&regiosync_node::SessionMemory::default(), &peer, &frame2).frame).unwrap(),
         Response::JoinRefused { reason } if reason.contains("already used")
     ));
     // A member (not a join identity) asking to sync is served; the join identity is not.
@@ -249,11 +259,25 @@ fn a_join_request_is_answered_only_on_the_invites_own_connection() {
     }
     .encode();
     assert!(matches!(
-        Response::decode(&kern.respond(&peer, &hello).frame).unwrap(),
+        Response::decode(
+            &kern
+                .respond(&regiosync_node::SessionMemory::default(), &peer, &hello)
+                .frame
+        )
+        .unwrap(),
         Response::Refused { .. }
     ));
     assert!(matches!(
-        Response::decode(&kern.respond(&roc.info().node_id, &hello).frame).unwrap(),
+        Response::decode(
+            &kern
+                .respond(
+                    &regiosync_node::SessionMemory::default(),
+                    &roc.info().node_id,
+                    &hello
+                )
+                .frame
+        )
+        .unwrap(),
         Response::Hello { .. }
     ));
 }

@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -45,7 +45,7 @@ use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::sync::{Transport, sync_with};
-use regiosync_node::{Node, NodeError};
+use regiosync_node::{Node, NodeError, SessionMemory};
 use regiosync_store::StoreRead;
 use regiosync_tests::{party, region_by_files};
 
@@ -166,6 +166,8 @@ const NONE: Faults = Faults {
 /// The simulated network between one requester and one responder for one session.
 struct Link {
     responder: Mutex<Node>,
+    /// What the responder's sync remembers.
+    memory: Arc<SessionMemory>,
     from: NodeId,
     faults: Faults,
     rng: Mutex<StdRng>,
@@ -177,7 +179,7 @@ struct Link {
 
 impl Link {
     fn deliver(&self, node: &mut Node, frame: &[u8]) -> Vec<u8> {
-        let answer = node.respond(&self.from, frame);
+        let answer = node.respond(&self.memory, &self.from, frame);
         let mut v = self.violations.lock().expect("violations");
         if let Some(why) = answer.misbehaved {
             v.push(format!("an honest requester was found misbehaving: {why}"));
@@ -237,6 +239,8 @@ struct Sim {
     _tmp: tempfile::TempDir,
     dirs: Vec<PathBuf>,
     nodes: Vec<Option<Node>>,
+    /// What each node's sync remembers between sessions (lost when it restarts).
+    memories: Vec<Arc<SessionMemory>>,
     ids: Vec<NodeId>,
     rng: StdRng,
     /// Which side of the partition each node is on.
@@ -287,6 +291,7 @@ impl Sim {
             _tmp: tmp,
             dirs,
             nodes,
+            memories: (0..NODES).map(|_| Arc::default()).collect(),
             ids,
             rng: StdRng::seed_from_u64(seed),
             side: vec![false; NODES],
@@ -341,6 +346,7 @@ impl Sim {
         let responder = self.nodes[b].take().expect("responder in place");
         let link = Link {
             responder: Mutex::new(responder),
+            memory: self.memories[b].clone(),
             from: self.ids[a],
             faults,
             rng: Mutex::new(StdRng::seed_from_u64(
@@ -352,7 +358,9 @@ impl Sim {
             violations: Mutex::new(Vec::new()),
         };
         let requester = tokio::sync::Mutex::new(requester);
-        let result = self.rt.block_on(sync_with(&requester, &link, self.ids[b]));
+        let result = self
+            .rt
+            .block_on(sync_with(&requester, &self.memories[a], &link, self.ids[b]));
         self.nodes[a] = Some(requester.into_inner());
         let Link {
             responder,
@@ -393,7 +401,8 @@ impl Sim {
         let at = self.rng.random_range(0..self.delayed.len());
         let (to, from, frame) = self.delayed.swap_remove(at);
         let from_id = self.ids[from];
-        let answer = self.node(to).respond(&from_id, &frame);
+        let memory = self.memories[to].clone();
+        let answer = self.node(to).respond(&memory, &from_id, &frame);
         if let Some(why) = answer.misbehaved {
             self.violations.push(format!(
                 "node {to} found node {from} misbehaving for a late request: {why}"
@@ -565,6 +574,7 @@ impl Sim {
                 let i = self.pick(&(0..NODES).collect::<Vec<_>>());
                 self.nodes[i] = None;
                 self.nodes[i] = Some(Node::open(&self.dirs[i]).expect("reopen a node"));
+                self.memories[i] = Arc::default();
                 self.trace.push(format!("node {i} restarts"));
             }
         }

@@ -57,7 +57,11 @@ async fn start(mut node: Node) -> Peer {
                 let Ok(from) = NodeId::from_peer_id(&peer) else {
                     continue;
                 };
-                let answer = responder.lock().await.respond(&from, &data);
+                let answer = responder.lock().await.respond(
+                    &regiosync_node::SessionMemory::default(),
+                    &from,
+                    &data,
+                );
                 let _ = reply.send(answer.frame);
             }
         }
@@ -121,10 +125,18 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
         .unwrap();
 
     // The ROC syncs with the kerngemeente and gets the plan.
-    let r = timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
-        .await
-        .unwrap()
-        .unwrap();
+    let r = timeout(
+        WAIT,
+        sync_with(
+            &roc.node,
+            &regiosync_node::SessionMemory::default(),
+            &roc.net,
+            kern.id,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(r.moved.ops_received >= 1, "{r:?}");
     assert_eq!(r.moved.docs_differing, 1);
     assert!(r.moved.changes_received >= 2);
@@ -149,10 +161,18 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
         .await
         .set_section(&doc, "Doelen", "Minder uitval.\n")
         .unwrap();
-    let r = timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
-        .await
-        .unwrap()
-        .unwrap();
+    let r = timeout(
+        WAIT,
+        sync_with(
+            &roc.node,
+            &regiosync_node::SessionMemory::default(),
+            &roc.net,
+            kern.id,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(r.moved.changes_received >= 1, "{r:?}");
     let a = kern.node.lock().await.plan(&doc).unwrap();
     let b = roc.node.lock().await.plan(&doc).unwrap();
@@ -165,17 +185,33 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
     );
 
     // Nothing changed: one round trip, a few hundred bytes.
-    let r = timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
-        .await
-        .unwrap()
-        .unwrap();
+    let r = timeout(
+        WAIT,
+        sync_with(
+            &roc.node,
+            &regiosync_node::SessionMemory::default(),
+            &roc.net,
+            kern.id,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(r.round_trips, 1, "{r:?}");
     assert!(r.bytes_sent + r.bytes_received < 400, "{r:?}");
     // The other direction too.
-    let r = timeout(WAIT, sync_with(&kern.node, &kern.net, roc.id))
-        .await
-        .unwrap()
-        .unwrap();
+    let r = timeout(
+        WAIT,
+        sync_with(
+            &kern.node,
+            &regiosync_node::SessionMemory::default(),
+            &kern.net,
+            roc.id,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(r.round_trips, 1, "{r:?}");
     assert_eq!(r.docs.in_sync, 1, "{r:?}");
 
@@ -199,10 +235,18 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
     assert_eq!(after_edit.ahead, vec![doc], "{after_edit:?}");
     assert_eq!(after_edit.in_sync, 0);
     // The session that pushes the edit ends with both in sync again.
-    let r = timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
-        .await
-        .unwrap()
-        .unwrap();
+    let r = timeout(
+        WAIT,
+        sync_with(
+            &roc.node,
+            &regiosync_node::SessionMemory::default(),
+            &roc.net,
+            kern.id,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!((r.docs.in_sync, r.docs.ahead.len()), (1, 0), "{r:?}");
 
     for p in [kern, roc] {
@@ -233,10 +277,18 @@ async fn two_parties_rewriting_one_sentence_offline_get_a_conflict_never_a_mixtu
         .add_address(kern.id.to_peer_id(), kern.addr.clone())
         .await
         .unwrap();
-    timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(
+        WAIT,
+        sync_with(
+            &roc.node,
+            &regiosync_node::SessionMemory::default(),
+            &roc.net,
+            kern.id,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     // Offline (no sync in between): each rewrites the middle sentence; the ROC also
     // changes the last one, which nobody else touched.
     let ours = "Offline: huisbezoek met laptop.";
@@ -260,10 +312,18 @@ async fn two_parties_rewriting_one_sentence_offline_get_a_conflict_never_a_mixtu
         )
         .unwrap();
     for _ in 0..2 {
-        timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
-            .await
-            .unwrap()
-            .unwrap();
+        timeout(
+            WAIT,
+            sync_with(
+                &roc.node,
+                &regiosync_node::SessionMemory::default(),
+                &roc.net,
+                kern.id,
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     }
     let a = kern.node.lock().await.plan(&doc).unwrap();
     let b = roc.node.lock().await.plan(&doc).unwrap();
@@ -302,10 +362,18 @@ async fn two_parties_rewriting_one_sentence_offline_get_a_conflict_never_a_mixtu
         .await
         .set_section(&doc, "Aanpak", agreed)
         .unwrap();
-    timeout(WAIT, sync_with(&roc.node, &roc.net, kern.id))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(
+        WAIT,
+        sync_with(
+            &roc.node,
+            &regiosync_node::SessionMemory::default(),
+            &roc.net,
+            kern.id,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     for p in [&kern, &roc] {
         let plan = p.node.lock().await.plan(&doc).unwrap();
         assert_eq!(plan.titled("Aanpak").unwrap().text, agreed.trim_end());
@@ -347,7 +415,12 @@ async fn a_catch_up_larger_than_one_batch_takes_several_rounds_and_completes() {
     // and longer while the other tests of this file run beside it.
     let r = timeout(
         Duration::from_secs(900),
-        sync_with(&roc.node, &roc.net, kern.id),
+        sync_with(
+            &roc.node,
+            &regiosync_node::SessionMemory::default(),
+            &roc.net,
+            kern.id,
+        ),
     )
     .await
     .unwrap()
@@ -372,7 +445,15 @@ fn a_change_that_arrives_before_its_dependency_is_not_lost_to_a_snapshot() {
     // The ROC gets the plan's changes through the responder, in memory.
     let ask = |from: &mut Node, to: &mut Node, req: Request| {
         let id = from.info().node_id;
-        regiosync_core::sync::Response::decode(&to.respond(&id, &req.encode()).frame).unwrap()
+        regiosync_core::sync::Response::decode(
+            &to.respond(
+                &regiosync_node::SessionMemory::default(),
+                &id,
+                &req.encode(),
+            )
+            .frame,
+        )
+        .unwrap()
     };
     let rows = kern.store().changes(&doc).unwrap();
     let first = Request::Docs {

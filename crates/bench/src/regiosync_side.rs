@@ -18,7 +18,7 @@ use regiosync_net::{Multiaddr, NetEvent};
 use regiosync_node::StoreRead;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::service::{ServiceConfig, run};
-use regiosync_node::{Node, SyncReport, sync_with};
+use regiosync_node::{Node, SessionMemory, SyncReport, sync_with};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -156,6 +156,7 @@ fn net_config(listen: Multiaddr, members: Vec<NodeId>) -> regiosync_net::Config 
 /// session's wall time in ms (from the first dial) and its report.
 pub(crate) async fn sync_from(
     node: &Mutex<Node>,
+    memory: &SessionMemory,
     peer: NodeId,
     addr: Multiaddr,
 ) -> anyhow::Result<(f64, SyncReport)> {
@@ -166,7 +167,7 @@ pub(crate) async fn sync_from(
     )?;
     net.add_address(peer.to_peer_id(), addr).await?;
     let t = Instant::now();
-    let report = tokio::time::timeout(PATIENCE, sync_with(node, &net, peer)).await;
+    let report = tokio::time::timeout(PATIENCE, sync_with(node, memory, &net, peer)).await;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     task.shutdown().await;
     Ok((ms, report.context("sync session timed out")??))
@@ -206,10 +207,15 @@ impl Answering {
         Ok(Self { child, id, addr })
     }
 
-    /// One session of `device` with the source: (ms, report, device).
-    pub(crate) async fn session(&self, device: Node) -> anyhow::Result<(f64, SyncReport, Node)> {
+    /// One session of `device` (with what its sync remembers from earlier
+    /// sessions, as a running node keeps it) with the source: (ms, report, device).
+    pub(crate) async fn session(
+        &self,
+        device: Node,
+        memory: &SessionMemory,
+    ) -> anyhow::Result<(f64, SyncReport, Node)> {
         let device = Mutex::new(device);
-        let (ms, report) = sync_from(&device, self.id, self.addr.clone()).await?;
+        let (ms, report) = sync_from(&device, memory, self.id, self.addr.clone()).await?;
         Ok((ms, report, device.into_inner()))
     }
 
@@ -237,13 +243,15 @@ pub(crate) async fn answer(dir: &Path, listen: Multiaddr) -> anyhow::Result<()> 
     let (net, mut events, task) =
         regiosync_net::spawn(node.network_key()?, net_config(listen, members))?;
     let cancel = stdin_closed();
+    // Kept for the process's life, as a running node keeps it.
+    let memory = SessionMemory::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             ev = events.recv() => match ev {
                 Some(NetEvent::Request { peer, data, reply }) => {
                     if let Ok(from) = NodeId::from_peer_id(&peer) {
-                        let _ = reply.send(node.respond(&from, &data).frame);
+                        let _ = reply.send(node.respond(&memory, &from, &data).frame);
                     }
                 }
                 Some(_) => {}
@@ -321,7 +329,8 @@ pub(crate) async fn start_separate(dir: &Path, device: Node) -> anyhow::Result<(
     let device = Mutex::new(device);
     let deadline = Instant::now() + PATIENCE;
     loop {
-        if let Ok((_, r)) = sync_from(&device, node_id, addr.clone()).await
+        if let Ok((_, r)) =
+            sync_from(&device, &SessionMemory::default(), node_id, addr.clone()).await
             && r.round_trips > 0
         {
             break;

@@ -25,7 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use regiosync_core::dossier as schema;
 use regiosync_core::id::{DocId, PartyName};
 use regiosync_core::plan::{self, AgreementInput, PlanError, PlanKind};
-use regiosync_node::Node;
+use regiosync_node::{Node, SessionMemory};
 
 use crate::automerge_side::{self, Pair};
 use crate::data;
@@ -293,7 +293,8 @@ impl Corpus {
 /// (one repetition each), each verifying every signature as a fresh process would.
 /// With `unverified`, one more device then catches up with every signature already
 /// remembered as verified (the memo left warm): the same catch-up without the
-/// signature checks, reported as `{w}-unverified`. Returns the last device.
+/// signature checks, reported as `{w}-unverified`. Returns the last device, with
+/// what its sync remembers.
 async fn regiosync_catchup(
     w: &str,
     source: &Answering,
@@ -301,21 +302,22 @@ async fn regiosync_catchup(
     unverified: Option<&Path>,
     corpus: &Corpus,
     report: &mut Report,
-) -> anyhow::Result<Node> {
+) -> anyhow::Result<(Node, SessionMemory)> {
     let b = bar(devices.len(), format!("{w}: regiosync"));
     let mut ms = Vec::new();
     let mut last = None;
     for d in devices {
         let device = Node::open(d)?;
         regiosync_core::forget_verified_signatures_for_bench();
-        let (t, rep, mut device) = source.session(device).await?;
+        let memory = SessionMemory::default();
+        let (t, rep, mut device) = source.session(device, &memory).await?;
         corpus.check(&mut device)?;
         ms.push(t);
-        last = Some((rep, device));
+        last = Some((rep, device, memory));
         b.inc(1);
     }
     b.finish_and_clear();
-    let (rep, device) = last.ok_or_else(|| anyhow!("no repetition ran"))?;
+    let (rep, device, memory) = last.ok_or_else(|| anyhow!("no repetition ran"))?;
     let bytes = (rep.bytes_sent + rep.bytes_received) as f64;
     session_rows(report, w, median(&ms), &rep);
     report.add(w, "regiosync", "saved_bytes", corpus.saved as f64);
@@ -328,12 +330,14 @@ async fn regiosync_catchup(
     let changes: usize = corpus.changes.iter().map(Vec::len).sum();
     report.add(w, "regiosync", "changes", changes as f64);
     if let Some(d) = unverified {
-        let (t, rep, mut other) = source.session(Node::open(d)?).await?;
+        let (t, rep, mut other) = source
+            .session(Node::open(d)?, &SessionMemory::default())
+            .await?;
         corpus.check(&mut other)?;
         let u = format!("{w}-unverified");
         session_rows(report, &u, t, &rep);
     }
-    Ok(device)
+    Ok((device, memory))
 }
 
 /// The rows of one regiosync session: wall time, bytes both ways, round trips.
@@ -563,7 +567,7 @@ async fn small_docs(
     let w = format!("catchup-{label}");
     let answering = Answering::start(&src.dir).await?;
     let unverified = src.devices.get(reps).cloned();
-    let device = regiosync_catchup(
+    let (device, memory) = regiosync_catchup(
         &w,
         &answering,
         &src.devices[..reps],
@@ -580,7 +584,7 @@ async fn small_docs(
 
     // Reconnect, nothing changed.
     let w = format!("reconnect-idle-{label}");
-    let (ms, rep, device) = answering.session(device).await?;
+    let (ms, rep, device) = answering.session(device, &memory).await?;
     session_rows(report, &w, ms, &rep);
     if let Some(link) = &mut link {
         let (ms, bytes) = link.reconnect(&[]).await?;
@@ -617,7 +621,7 @@ async fn small_docs(
         corpus.changes[i] = now;
         changed.push((i, corpus.heads[i].clone()));
     }
-    let (ms, rep, mut device) = answering.session(device).await?;
+    let (ms, rep, mut device) = answering.session(device, &memory).await?;
     answering.stop().await;
     corpus.check(&mut device)?;
     session_rows(report, &w, ms, &rep);

@@ -55,14 +55,16 @@ use crate::Node;
 use crate::clock::{now_ms, today};
 use crate::dossiers::dossier_row;
 use crate::error::NodeError;
+use crate::sync::SessionMemory;
 
 impl Node {
     /// The parties whose access to `id` is in force, by this node's fold of its log;
-    /// remembered (`SyncMemory`) while the region's control heads, the dossier's
+    /// remembered (`memory`) while the region's control heads, the dossier's
     /// access-log ops and the date stay the same (a fold per dossier and session
     /// would dominate an idle sync of thousands of dossiers).
     fn dossier_readers(
         &self,
+        memory: &SessionMemory,
         state: &RegionState,
         id: &DocId,
         op_hashes: &[[u8; 32]],
@@ -70,7 +72,7 @@ impl Node {
         let mut ops = op_hashes.to_vec();
         ops.sort_unstable();
         let key: regiosync_core::sync::memory::ReadersKey = (state.heads.clone(), ops, today());
-        let remembered = self.sync_memory().readers(id, &key);
+        let remembered = memory.lock().readers(id, &key);
         if let Some(readers) = remembered {
             return Ok(readers);
         }
@@ -80,8 +82,7 @@ impl Node {
                 .map(|a| a.in_force(state, key.2))
                 .unwrap_or_default(),
         );
-        self.sync_memory()
-            .remember_readers(*id, key, readers.clone());
+        memory.lock().remember_readers(*id, key, readers.clone());
         Ok(readers)
     }
 
@@ -89,6 +90,7 @@ impl Node {
     /// party whose access is in force.
     fn may_send_dossier(
         &self,
+        memory: &SessionMemory,
         state: &RegionState,
         peer: &NodeId,
         id: &DocId,
@@ -99,7 +101,7 @@ impl Node {
         };
         Ok(state.is_dossier_relay(peer)
             || self
-                .dossier_readers(state, id, &items.ops)?
+                .dossier_readers(memory, state, id, &items.ops)?
                 .contains(&dev.party))
     }
 
@@ -132,6 +134,7 @@ impl Node {
     /// the summary covers; dossiers `peer` withheld from this node are left out.
     pub(crate) fn shared_dossiers(
         &self,
+        memory: &SessionMemory,
         state: &RegionState,
         peer: &NodeId,
     ) -> Result<BTreeMap<DocId, Vec<[u8; 32]>>, NodeError> {
@@ -140,8 +143,8 @@ impl Node {
             return Ok(out);
         }
         for (id, items) in self.store.dossier_items()? {
-            if !self.sync_memory().is_withheld(peer, &id)
-                && self.may_send_dossier(state, peer, &id, &items)?
+            if !memory.lock().is_withheld(peer, &id)
+                && self.may_send_dossier(memory, state, peer, &id, &items)?
             {
                 out.insert(id, all_items(&items));
             }
@@ -160,6 +163,7 @@ impl Node {
     /// left out, or, if `peer`'s party held it before, marked `withheld`.
     pub(crate) fn opening_dossiers(
         &self,
+        memory: &SessionMemory,
         state: &RegionState,
         peer: &NodeId,
         ids: &[DocId],
@@ -177,7 +181,7 @@ impl Node {
                     vec![]
                 }
             } else if let Some(items) = self.store.dossier_items_of(id)? {
-                if !self.may_send_dossier(state, peer, id, &items)? {
+                if !self.may_send_dossier(memory, state, peer, id, &items)? {
                     // As the responder does (`answer_dossiers`): a party that held the
                     // dossier and lost access is told so, and stops offering it,
                     // whichever side opened the session; anyone else hears nothing.
@@ -211,6 +215,7 @@ impl Node {
     /// other side lacks (within the batch budget), or `withheld`.
     pub(crate) fn answer_dossiers(
         &self,
+        memory: &SessionMemory,
         state: &RegionState,
         peer: &NodeId,
         incoming: &[DossierMessage],
@@ -247,7 +252,7 @@ impl Node {
                 // Otherwise the answer is the one for a dossier this node never
                 // held: nothing.
             } else if let Some(items) = self.store.dossier_items_of(&id)? {
-                if !self.may_send_dossier(state, peer, &id, &items)? {
+                if !self.may_send_dossier(memory, state, peer, &id, &items)? {
                     // A party that held the dossier and lost access is told so, and
                     // stops offering it. To anyone else the answer is the one for a
                     // dossier this node does not hold (no `withheld`, no hashes): a
@@ -303,6 +308,7 @@ impl Node {
     /// purges dossiers whose erasure arrived, and notes the dossiers withheld.
     pub(crate) fn receive_dossiers(
         &mut self,
+        memory: &SessionMemory,
         folded: &Folded,
         peer: &NodeId,
         incoming: &[DossierMessage],
@@ -316,7 +322,7 @@ impl Node {
             }
             if m.withheld {
                 if self.store.document(&m.dossier)?.is_some() {
-                    self.sync_memory().withhold(*peer, m.dossier);
+                    memory.lock().withhold(*peer, m.dossier);
                 }
                 continue;
             }
@@ -324,7 +330,7 @@ impl Node {
             if m.ops.is_empty() && m.changes.is_empty() {
                 continue;
             }
-            let r = self.receive_dossier(folded, peer, m)?;
+            let r = self.receive_dossier(memory, folded, peer, m)?;
             total.stored += r.stored;
             total.forged += r.forged;
         }
@@ -419,6 +425,7 @@ impl Node {
 
     fn receive_dossier(
         &mut self,
+        memory: &SessionMemory,
         folded: &Folded,
         peer: &NodeId,
         m: &DossierMessage,
@@ -487,6 +494,7 @@ impl Node {
                         .unwrap_or_else(|| BTreeSet::from([self.info.party.clone()]));
                     let held = self.store.document(&id)?.is_some();
                     self.purge_dossier(&id, &erased, open, &erase, &audience)?;
+                    memory.lock().forget_dossier(&id);
                     if held {
                         tracing::info!(dossier = %id, by = %erased.by, "erased dossier (erasure received from a peer)");
                     } else {
@@ -590,7 +598,7 @@ impl Node {
         if !new_ops.is_empty() {
             self.drop_revoked_changes(state, &id, &new_ops)?;
             // The access may have changed: offer the dossier to everyone again.
-            self.sync_memory().forget_withheld(&id);
+            memory.lock().forget_withheld(&id);
             self.wrap_for_new_devices(&id);
         }
         got.stored += stored;
@@ -665,7 +673,6 @@ impl Node {
             tracing::warn!(dossier = %id, "another process holds the store open: the WAL file keeps old pages until the next checkpoint (stop `regiosync up` and run any command to clear it)");
         }
         self.forget_resident(id);
-        self.sync_memory().forget_dossier(id);
         Ok(())
     }
 }
@@ -687,6 +694,7 @@ impl Node {
     /// held.
     pub(crate) fn dossier_reach(
         &self,
+        memory: &SessionMemory,
         reachable: &dyn Fn(&NodeId) -> bool,
     ) -> Result<(usize, Vec<UnreachedDossier>), NodeError> {
         let Some(folded) = self.control()? else {
@@ -705,7 +713,7 @@ impl Node {
         let mut out = Vec::new();
         if !relay_up {
             for (id, items) in &items {
-                for party in self.dossier_readers(state, id, &items.ops)?.iter() {
+                for party in self.dossier_readers(memory, state, id, &items.ops)?.iter() {
                     if *party != mine && !state.devices_of(party).any(|(d, _)| reachable(d)) {
                         out.push(UnreachedDossier {
                             dossier: *id,
@@ -719,10 +727,14 @@ impl Node {
     }
 
     /// How many dossiers (and tombstones) this node may send `peer`.
-    pub(crate) fn dossiers_shared_with(&self, peer: &NodeId) -> Result<usize, NodeError> {
+    pub(crate) fn dossiers_shared_with(
+        &self,
+        memory: &SessionMemory,
+        peer: &NodeId,
+    ) -> Result<usize, NodeError> {
         let Some(folded) = self.control()? else {
             return Ok(0);
         };
-        Ok(self.shared_dossiers(&folded.state, peer)?.len())
+        Ok(self.shared_dossiers(memory, &folded.state, peer)?.len())
     }
 }

@@ -121,7 +121,12 @@ pub fn record_seeds(fixture: &Path, scratch: &Path) -> Result<Vec<Vec<u8>>, Node
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(io)?;
-    rt.block_on(sync_with(&requester, &net, responder_id))?;
+    rt.block_on(sync_with(
+        &requester,
+        &crate::sync::SessionMemory::default(),
+        &net,
+        responder_id,
+    ))?;
     {
         let mut n = requester.blocking_lock();
         let plan = n
@@ -137,7 +142,12 @@ pub fn record_seeds(fixture: &Path, scratch: &Path) -> Result<Vec<Vec<u8>>, Node
             .ok_or_else(|| NodeError::Sync("the fixture has no dossier".into()))?;
         n.add_dossier_note(&dossier, "Gesprek met ouders.", &reader())?;
     }
-    rt.block_on(sync_with(&requester, &net, responder_id))?;
+    rt.block_on(sync_with(
+        &requester,
+        &crate::sync::SessionMemory::default(),
+        &net,
+        responder_id,
+    ))?;
     let mut frames = net.frames.into_inner().unwrap_or_default();
     frames.push(
         Request::Join {
@@ -191,7 +201,10 @@ impl Transport for Recorder {
             f.push(frame.clone());
         }
         let mut n = self.responder.lock().map_err(|e| e.to_string())?;
-        Ok(n.respond(&self.from, &frame).frame)
+        Ok(
+            n.respond(&crate::sync::SessionMemory::default(), &self.from, &frame)
+                .frame,
+        )
     }
 }
 
@@ -231,7 +244,7 @@ impl RespondHarness {
             Ok(n) => self.node.insert(n),
             Err(e) => panic!("the fuzz fixture does not open: {e}"),
         };
-        let answer = node.respond(&self.from, frame);
+        let answer = node.respond(&crate::sync::SessionMemory::default(), &self.from, frame);
         if let Err(e) = Response::decode(&answer.frame) {
             panic!("the responder wrote an undecodable answer: {e}");
         }

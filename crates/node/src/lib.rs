@@ -71,7 +71,7 @@ pub use region::{Accepted, AclChange, Audience, Imported};
 /// The store's reads (on [`Node::store`]'s result), re-exported so that crates
 /// built on the node (the web app) need not depend on the store crate for them.
 pub use regiosync_store::StoreRead;
-pub use sync::{Answer, SyncReport, Transport, sync_with};
+pub use sync::{Answer, SessionMemory, SyncReport, Transport, sync_with};
 
 /// An open node: its description, its store and, once unlocked, its secret keys.
 #[derive(Debug)]
@@ -80,9 +80,6 @@ pub struct Node {
     info: NodeInfo,
     store: Store,
     secret: Option<NodeSecret>,
-    /// What sync remembers between sessions (`core::sync::memory`): the summaries
-    /// recorded in sync per peer, the dossiers peers withheld, each dossier's readers.
-    sync_memory: std::sync::Mutex<regiosync_core::sync::memory::SyncMemory>,
     /// Verified documents kept in memory (see `documents::ResidentDocs`).
     resident: std::sync::Mutex<documents::ResidentDocs>,
     /// The last fold of the control log, kept while no op is stored (see
@@ -100,15 +97,6 @@ pub struct Node {
 }
 
 impl Node {
-    /// What sync remembers between sessions; the lock is held only for one call
-    /// (never across a store read), and a poisoned lock is taken over: the memory
-    /// is only a cache of decisions that are checked again.
-    pub(crate) fn sync_memory(
-        &self,
-    ) -> std::sync::MutexGuard<'_, regiosync_core::sync::memory::SyncMemory> {
-        self.sync_memory.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Creates a new node in `dir` (see [`data_dir::init`]).
     pub fn init(
         dir: &Path,
@@ -136,7 +124,6 @@ impl Node {
             info,
             store,
             secret: None,
-            sync_memory: Default::default(),
             resident: Default::default(),
             control_cache: Default::default(),
             events: Default::default(),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::Node;
 use crate::clock::now_ms;
 use crate::error::NodeError;
+use crate::sync::SessionMemory;
 
 /// `addr` without a trailing `/p2p/<peer>`: the peer is stored beside it.
 pub(crate) fn without_peer(addr: &Multiaddr) -> Multiaddr {
@@ -172,11 +173,12 @@ impl Node {
     /// same summary was recorded before.
     pub(crate) fn note_in_sync(
         &mut self,
+        memory: &SessionMemory,
         peer: &NodeId,
         summary: Summary,
         shared: &SharedHeads,
     ) -> Result<(), NodeError> {
-        if self.sync_memory().is_recorded_in_sync(peer, &summary) {
+        if memory.lock().is_recorded_in_sync(peer, &summary) {
             return Ok(());
         }
         let known = self.known_heads(peer)?;
@@ -186,7 +188,7 @@ impl Node {
             .map(|(d, h)| (*d, h.clone()))
             .collect();
         self.note_peer_heads(peer, &changed)?;
-        self.sync_memory().record_in_sync(*peer, summary);
+        memory.lock().record_in_sync(*peer, summary);
         Ok(())
     }
 
@@ -194,8 +196,8 @@ impl Node {
     /// hold (what `regiosync status` shows per member).
     pub fn sync_state(&self, peer: &NodeId) -> Result<DocStates, NodeError> {
         let folded = self.control()?.ok_or(NodeError::NotInRegion)?;
-        let shared = self.shared_with(&folded, peer)?;
-        self.doc_states(&folded, peer, &shared.heads)
+        let heads = self.shared_heads(&folded, peer)?;
+        self.doc_states(&folded, peer, &heads)
     }
 
     /// The hashes of the accepted changes of a document here.

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Node;
 use crate::error::NodeError;
-use crate::sync::{Answer, SyncReport, sync_with};
+use crate::sync::{Answer, SessionMemory, SyncReport, sync_with};
 
 /// Requests of one peer answered at once; more get `Refused { Busy }`.
 const MAX_REQUESTS_PER_PEER: usize = 2;
@@ -328,6 +328,8 @@ pub async fn run_shared(
     // next poll (which sees only other processes' commits).
     let mut changes = node.lock().await.events().subscribe();
     let mut changes_open = true;
+    // What sync remembers between sessions, for as long as the node runs.
+    let memory = Arc::new(SessionMemory::default());
     let mut tick = tokio::time::interval(config.sync_interval);
     let mut poll = tokio::time::interval(config.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -342,12 +344,12 @@ pub async fn run_shared(
                  running: &mut HashSet<NodeId>,
                  again: &mut HashSet<NodeId>| {
         if running.insert(peer) {
-            let (node, net) = (node.clone(), net.clone());
+            let (node, net, memory) = (node.clone(), net.clone(), memory.clone());
             tracing::debug!(peer = %peer, "sync session starting");
             sessions.spawn(async move {
                 // A session that panics ends with an error for its peer (which must
                 // not stay marked as running, or it would never be synced again).
-                let session = std::panic::AssertUnwindSafe(sync_with(&node, &net, peer));
+                let session = std::panic::AssertUnwindSafe(sync_with(&node, &memory, &net, peer));
                 let result = match futures::FutureExt::catch_unwind(session).await {
                     Ok(result) => result,
                     Err(_) => {
@@ -381,9 +383,9 @@ pub async fn run_shared(
                         // keeps serving events and other peers while a request is
                         // worked on, and a panic while answering one peer ends only
                         // that task (the peer is cut off below), never the node.
-                        let node = node.clone();
+                        let (node, memory) = (node.clone(), memory.clone());
                         let task = responders.spawn_blocking(move || {
-                            let answer = node.blocking_lock().respond(&from, &data);
+                            let answer = node.blocking_lock().respond(&memory, &from, &data);
                             // The slot is free before the peer can send its next
                             // request (also if answering panicked: it is dropped).
                             drop(slot);
@@ -496,7 +498,7 @@ pub async fn run_shared(
                         entry.refuses_this_device = false;
                         entry.dossier_items_received = report.moved.dossier_items_received;
                         entry.dossier_items_sent = report.moved.dossier_items_sent;
-                        match node.lock().await.dossiers_shared_with(&peer) {
+                        match node.lock().await.dossiers_shared_with(&memory, &peer) {
                             Ok(n) => entry.dossiers_shared = n,
                             Err(e) => tracing::warn!(error = %e, "cannot count the dossiers shared with a member"),
                         }
@@ -551,7 +553,18 @@ pub async fn run_shared(
                 let mut next = ev;
                 loop {
                     match next {
-                        Ok(e) => push |= matches!(e.source, crate::events::Source::Local | crate::events::Source::Import),
+                        Ok(e) => {
+                            let local = matches!(e.source, crate::events::Source::Local | crate::events::Source::Import);
+                            // A dossier written here: a peer that withheld it is
+                            // offered it again.
+                            if local
+                                && e.kind == crate::events::ChangeKind::Dossier
+                                && let Some(id) = e.doc
+                            {
+                                memory.forget_dossier(&id);
+                            }
+                            push |= local;
+                        }
                         // Missed some: they may have been local.
                         Err(RecvError::Lagged(_)) => push = true,
                         Err(RecvError::Closed) => {
@@ -641,7 +654,7 @@ pub async fn run_shared(
                 if reach_due {
                     reach_due = false;
                     let reachable = |d: &NodeId| connected.contains(d);
-                    match node.lock().await.dossier_reach(&reachable) {
+                    match node.lock().await.dossier_reach(&memory, &reachable) {
                         Ok((held, mut unreached)) => {
                             status.dossiers_held = held;
                             status.dossiers_unreached_count = unreached.len();

@@ -19,6 +19,7 @@ use automerge::{ChangeHash, ReadDoc};
 use regiosync_core::control::{Folded, OpHash, RegionId, SignedOp};
 use regiosync_core::envelope::Candidate;
 use regiosync_core::id::{DocId, NodeId};
+use regiosync_core::sync::memory::SyncMemory;
 use regiosync_core::sync::rules::{
     MAX_BATCH_BYTES, MAX_OPS_PAGE_BYTES, is_forgery, shared_docs, verify_incoming_change,
 };
@@ -97,6 +98,7 @@ pub struct SyncReport {
 /// the transport between steps.
 pub async fn sync_with(
     node: &Mutex<Node>,
+    memory: &SessionMemory,
     net: &impl Transport,
     peer: NodeId,
 ) -> Result<SyncReport, NodeError> {
@@ -106,7 +108,7 @@ pub async fn sync_with(
     loop {
         let request = {
             let mut n = node.lock().await;
-            let mut view = SessionView::new(&mut n)?;
+            let mut view = SessionView::new(&mut n, memory)?;
             let step = match response.take() {
                 None => session.start(&mut view)?,
                 Some(r) => session.on_response(&mut view, r)?,
@@ -140,13 +142,43 @@ pub async fn sync_with(
 /// fold of its region log (taken afresh only after control ops were stored).
 struct SessionView<'a> {
     node: &'a mut Node,
+    memory: &'a SessionMemory,
     folded: Arc<Folded>,
 }
 
 impl<'a> SessionView<'a> {
-    fn new(node: &'a mut Node) -> Result<Self, NodeError> {
+    fn new(node: &'a mut Node, memory: &'a SessionMemory) -> Result<Self, NodeError> {
         let folded = node.control()?.ok_or(NodeError::NotInRegion)?;
-        Ok(SessionView { node, folded })
+        Ok(SessionView {
+            node,
+            memory,
+            folded,
+        })
+    }
+}
+
+/// What sync remembers between sessions ([`SyncMemory`]: the summary last recorded
+/// in sync per peer, the dossiers peers withheld, each dossier's readers), owned by
+/// whoever runs the sessions: the running node (`service`) keeps one for its
+/// lifetime and passes it to every session it opens and every request it answers.
+/// Losing it (a restart, or a fresh one per session as a one-off CLI sync has)
+/// costs work and round trips, never correctness: every decision is checked again
+/// against the store.
+#[derive(Debug, Default)]
+pub struct SessionMemory(std::sync::Mutex<SyncMemory>);
+
+impl SessionMemory {
+    /// The memory, for one call: the lock is never held across a store read, and a
+    /// poisoned lock is taken over (the memory is only a cache of decisions that
+    /// are checked again).
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SyncMemory> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets what was remembered of dossier `id` (after a local write or erasure:
+    /// a peer that withheld it is offered it again).
+    pub fn forget_dossier(&self, id: &DocId) {
+        self.lock().forget_dossier(id);
     }
 }
 
@@ -164,7 +196,7 @@ impl SessionStore for SessionView<'_> {
         self.folded.state.active_device(peer).is_some()
     }
     fn shared(&self, peer: &NodeId) -> Result<Shared, NodeError> {
-        self.node.shared_with(&self.folded, peer)
+        self.node.shared_with(self.memory, &self.folded, peer)
     }
     fn exchange_of(&self, doc: &DocId) -> Exchange {
         // Plans are in the region log; anything else is a sealed dossier.
@@ -207,7 +239,7 @@ impl SessionStore for SessionView<'_> {
         dossiers: &[DocId],
     ) -> Result<Vec<DossierMessage>, NodeError> {
         self.node
-            .opening_dossiers(&self.folded.state, peer, dossiers)
+            .opening_dossiers(self.memory, &self.folded.state, peer, dossiers)
     }
     fn receive_dossiers(
         &mut self,
@@ -215,7 +247,8 @@ impl SessionStore for SessionView<'_> {
         dossiers: &[DossierMessage],
     ) -> Result<Received, NodeError> {
         let folded = self.folded.clone();
-        self.node.receive_dossiers(&folded, peer, dossiers)
+        self.node
+            .receive_dossiers(self.memory, &folded, peer, dossiers)
     }
     fn answer_dossiers(
         &self,
@@ -223,11 +256,11 @@ impl SessionStore for SessionView<'_> {
         dossiers: &[DossierMessage],
     ) -> Result<Vec<DossierMessage>, NodeError> {
         self.node
-            .answer_dossiers(&self.folded.state, peer, dossiers)
+            .answer_dossiers(self.memory, &self.folded.state, peer, dossiers)
     }
     fn note_in_sync(&mut self, peer: &NodeId, shared: &Shared) -> Result<(), NodeError> {
         self.node
-            .note_in_sync(peer, shared.set.summary(), &shared.heads)
+            .note_in_sync(self.memory, peer, shared.set.summary(), &shared.heads)
     }
     fn removal_proof(&self, peer: &NodeId) -> Result<Option<Vec<Vec<u8>>>, NodeError> {
         self.node.removal_proof(peer)
@@ -242,7 +275,7 @@ impl Node {
     /// problems become `Refused`. `misbehaved` says why the peer should be
     /// disconnected (an undecodable request, or changes that fail verification:
     /// honest nodes verify before they store, so they never pass such changes on).
-    pub fn respond(&mut self, peer: &NodeId, frame: &[u8]) -> Answer {
+    pub fn respond(&mut self, memory: &SessionMemory, peer: &NodeId, frame: &[u8]) -> Answer {
         let req = match Request::decode(frame) {
             Ok(req) => req,
             Err(e) => {
@@ -259,7 +292,7 @@ impl Node {
             }
         };
         let mut storage_failure = None;
-        let answered = SessionView::new(self)
+        let answered = SessionView::new(self, memory)
             .and_then(|mut view| answer(&mut view, peer, req))
             .unwrap_or_else(|e| {
                 tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
@@ -309,16 +342,31 @@ impl Node {
     }
 
     /// The heads and digests of the documents this node and `peer` may both read.
-    pub(crate) fn shared_with(&self, folded: &Folded, peer: &NodeId) -> Result<Shared, NodeError> {
-        let heads: SharedHeads = shared_docs(&folded.state, &self.info.party, peer)
-            .into_iter()
-            .filter_map(|d| quarantined(self.heads_of(folded, &d)).map(|h| h.map(|h| (d, h))))
-            .collect::<Result<_, NodeError>>()?;
+    pub(crate) fn shared_with(
+        &self,
+        memory: &SessionMemory,
+        folded: &Folded,
+        peer: &NodeId,
+    ) -> Result<Shared, NodeError> {
+        let heads = self.shared_heads(folded, peer)?;
         // Sealed dossiers count by the hashes of what is held of them (a relay cannot
         // know their Automerge heads); ids never collide with plans'.
-        let dossiers = self.shared_dossiers(&folded.state, peer)?;
+        let dossiers = self.shared_dossiers(memory, &folded.state, peer)?;
         let set = DigestSet::new(heads.iter().chain(dossiers.iter()));
         Ok(Shared { heads, set })
+    }
+
+    /// The heads of the documents of the region log this node and `peer` may both
+    /// read.
+    pub(crate) fn shared_heads(
+        &self,
+        folded: &Folded,
+        peer: &NodeId,
+    ) -> Result<SharedHeads, NodeError> {
+        shared_docs(&folded.state, &self.info.party, peer)
+            .into_iter()
+            .filter_map(|d| quarantined(self.heads_of(folded, &d)).map(|h| h.map(|h| (d, h))))
+            .collect()
     }
 
     fn heads_of(&self, folded: &Folded, doc: &DocId) -> Result<Vec<[u8; 32]>, NodeError> {

@@ -346,8 +346,9 @@ fn sync_state_tells_ahead_behind_and_in_sync_from_the_peers_known_heads() {
     assert_eq!((s.behind, s.ahead, s.in_sync), (vec![doc], vec![], 0));
     // The same heads: in sync; and it survives reopening.
     let folded = kern.control().unwrap().unwrap();
-    let shared = kern.shared_with(&folded, &peer).unwrap();
-    kern.note_in_sync(&peer, shared.set.summary(), &shared.heads)
+    let memory = crate::sync::SessionMemory::default();
+    let shared = kern.shared_with(&memory, &folded, &peer).unwrap();
+    kern.note_in_sync(&memory, &peer, shared.set.summary(), &shared.heads)
         .unwrap();
     let reopened = Node::open(kern.dir()).unwrap();
     assert_eq!(
@@ -655,29 +656,49 @@ fn hostile_dossier_messages_are_refused_and_never_stored() {
     let mut tampered = changes.clone();
     let last = tampered[0].change.len() - 1;
     tampered[0].change[last] ^= 1;
-    let a = zeist.respond(&roc_id, &frame(id, ops.clone(), tampered));
+    let a = zeist.respond(
+        &crate::sync::SessionMemory::default(),
+        &roc_id,
+        &frame(id, ops.clone(), tampered),
+    );
     assert!(a.misbehaved.is_some());
     assert!(zeist.store().changes(&id).unwrap().is_empty());
     // A forged op signature: refused, counted against the sender.
     let mut forged = ops.clone();
     let end = forged[0].len() - 1;
     forged[0][end] ^= 1;
-    let a = zeist.respond(&roc_id, &frame(id, forged, vec![]));
+    let a = zeist.respond(
+        &crate::sync::SessionMemory::default(),
+        &roc_id,
+        &frame(id, forged, vec![]),
+    );
     assert!(a.misbehaved.is_some());
     // Another dossier's content filed under this id.
     let other = DocId::random().unwrap();
-    let a = zeist.respond(&roc_id, &frame(other, ops.clone(), changes.clone()));
+    let a = zeist.respond(
+        &crate::sync::SessionMemory::default(),
+        &roc_id,
+        &frame(other, ops.clone(), changes.clone()),
+    );
     assert!(a.misbehaved.is_some());
     assert!(zeist.store().dossier_ops(&other).unwrap().is_empty());
     // A party without access is sent the dossier: it stores nothing (not an attack by
     // the sender necessarily: its view of the access may be ahead).
-    let a = houten.respond(&roc_id, &frame(id, ops.clone(), changes.clone()));
+    let a = houten.respond(
+        &crate::sync::SessionMemory::default(),
+        &roc_id,
+        &frame(id, ops.clone(), changes.clone()),
+    );
     assert!(a.misbehaved.is_none());
     assert_eq!(held(&houten), 0);
     assert!(houten.store().document(&id).unwrap().is_none());
 
     // The honest message is taken in whole, and reads.
-    let a = zeist.respond(&roc_id, &frame(id, ops.clone(), changes.clone()));
+    let a = zeist.respond(
+        &crate::sync::SessionMemory::default(),
+        &roc_id,
+        &frame(id, ops.clone(), changes.clone()),
+    );
     assert!(a.misbehaved.is_none(), "{:?}", a.misbehaved);
     assert_eq!(held(&zeist), held(&roc));
     assert_eq!(zeist.read_dossier(&id, &by).unwrap().naam, "Sanne");
@@ -702,7 +723,11 @@ fn hostile_dossier_messages_are_refused_and_never_stored() {
         houten.signing_key_for_tests().unwrap(),
     )
     .unwrap();
-    zeist.respond(&houten_id, &frame(id, vec![erase.encode()], vec![]));
+    zeist.respond(
+        &crate::sync::SessionMemory::default(),
+        &houten_id,
+        &frame(id, vec![erase.encode()], vec![]),
+    );
     assert!(zeist.store().dossier_erased(&id).unwrap().is_none());
     assert_eq!(zeist.read_dossier(&id, &by).unwrap().naam, "Sanne");
     // The owner's erasure is final: the data is gone and comes back from no one.
@@ -718,10 +743,18 @@ fn hostile_dossier_messages_are_refused_and_never_stored() {
         roc.signing_key_for_tests().unwrap(),
     )
     .unwrap();
-    zeist.respond(&roc_id, &frame(id, vec![erase.encode()], vec![]));
+    zeist.respond(
+        &crate::sync::SessionMemory::default(),
+        &roc_id,
+        &frame(id, vec![erase.encode()], vec![]),
+    );
     assert!(zeist.store().dossier_erased(&id).unwrap().is_some());
     assert_eq!(held(&zeist), 0);
-    zeist.respond(&roc_id, &frame(id, ops, changes));
+    zeist.respond(
+        &crate::sync::SessionMemory::default(),
+        &roc_id,
+        &frame(id, ops, changes),
+    );
     assert_eq!(held(&zeist), 0, "an erased dossier was taken in again");
     assert!(zeist.read_dossier(&id, &by).is_err());
 }
@@ -739,7 +772,10 @@ impl crate::sync::Transport for Direct {
         frame: Vec<u8>,
     ) -> Result<Vec<u8>, String> {
         let mut n = self.responder.lock().map_err(|e| e.to_string())?;
-        Ok(n.respond(&self.from, &frame).frame)
+        Ok(
+            n.respond(&crate::sync::SessionMemory::default(), &self.from, &frame)
+                .frame,
+        )
     }
 }
 
@@ -777,8 +813,13 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
         responder: std::sync::Mutex::new(roc),
         from: zeist_id,
     };
-    rt.block_on(crate::sync::sync_with(&zeist, &net, roc_id))
-        .unwrap();
+    rt.block_on(crate::sync::sync_with(
+        &zeist,
+        &crate::sync::SessionMemory::default(),
+        &net,
+        roc_id,
+    ))
+    .unwrap();
     let mut zeist = zeist.into_inner();
     let mut roc = net.responder.into_inner().unwrap();
     assert_eq!(held(&zeist), held(&roc));
@@ -797,7 +838,12 @@ fn a_revoked_party_that_wrote_offline_is_refused_once_per_session() {
         from: zeist_id,
     };
     let report = rt
-        .block_on(crate::sync::sync_with(&zeist, &net, roc_id))
+        .block_on(crate::sync::sync_with(
+            &zeist,
+            &crate::sync::SessionMemory::default(),
+            &net,
+            roc_id,
+        ))
         .unwrap();
     // The ROC answers `withheld` (Zeist held the dossier before): the note is not
     // even sent, the session ends in a few round trips (not MAX_ROUNDS of
@@ -978,7 +1024,7 @@ fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
         }
     };
     // Houten (no access) offers the dossier to Zeist: refused.
-    let a = zeist.respond(&houten_id, &frame);
+    let a = zeist.respond(&crate::sync::SessionMemory::default(), &houten_id, &frame);
     assert_eq!(a.stored, 0);
     assert!(!zeist.store().dossier_items().unwrap().contains_key(&id));
     // Houten designated a relay: taken in. (Zeist forgets it again for the next step.)
@@ -995,12 +1041,12 @@ fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
         }
         Node::open(&dir).unwrap()
     };
-    let a = zeist.respond(&houten_id, &frame);
+    let a = zeist.respond(&crate::sync::SessionMemory::default(), &houten_id, &frame);
     assert!(a.stored > 0, "a designated relay's items are taken in");
     // Its designation ends: the same offer to a node that lacks the dossier is refused.
     kern.set_dossier_relay(houten_id, false).unwrap();
     share(&kern, &mut [&mut fresh]);
-    let a = fresh.respond(&houten_id, &frame);
+    let a = fresh.respond(&crate::sync::SessionMemory::default(), &houten_id, &frame);
     assert_eq!(a.stored, 0, "a former relay brought the dossier");
     assert!(!fresh.store().dossier_items().unwrap().contains_key(&id));
 }
@@ -1305,8 +1351,13 @@ fn every_committed_plan_change_is_announced_once_with_its_party_and_kind() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(crate::sync::sync_with(&roc, &net, kern_id))
-        .unwrap();
+    rt.block_on(crate::sync::sync_with(
+        &roc,
+        &crate::sync::SessionMemory::default(),
+        &net,
+        kern_id,
+    ))
+    .unwrap();
     let got = drain(&mut there);
     assert!(
         got.iter().all(|e| e.source == Source::Sync(kern_id)),
@@ -1338,8 +1389,13 @@ fn every_committed_plan_change_is_announced_once_with_its_party_and_kind() {
         responder: std::sync::Mutex::new(kern),
         from: roc_id,
     };
-    rt.block_on(crate::sync::sync_with(&roc, &net, kern_id))
-        .unwrap();
+    rt.block_on(crate::sync::sync_with(
+        &roc,
+        &crate::sync::SessionMemory::default(),
+        &net,
+        kern_id,
+    ))
+    .unwrap();
     let got = drain(&mut at_kern);
     assert_eq!(
         got,
@@ -1376,7 +1432,12 @@ fn sync_once(requester: Node, responder: Node) -> (Node, Node, crate::sync::Sync
         from,
     };
     let report = rt
-        .block_on(crate::sync::sync_with(&requester, &net, to))
+        .block_on(crate::sync::sync_with(
+            &requester,
+            &crate::sync::SessionMemory::default(),
+            &net,
+            to,
+        ))
         .unwrap();
     (
         requester.into_inner(),
@@ -1543,7 +1604,11 @@ fn a_stored_change_whose_dependency_never_came_is_asked_for_by_hash() {
         }],
     }
     .encode();
-    let answer = zeist.respond(&roc.info().node_id, &frame);
+    let answer = zeist.respond(
+        &crate::sync::SessionMemory::default(),
+        &roc.info().node_id,
+        &frame,
+    );
     assert!(answer.misbehaved.is_none());
     let Ok(Response::Docs { docs }) = Response::decode(&answer.frame) else {
         panic!("no Docs answer");

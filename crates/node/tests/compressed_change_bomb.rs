@@ -43,7 +43,11 @@ fn a_compressed_change_bomb_is_refused_unopened() {
     // Peak memory of this process while answering, where Linux can reset the peak.
     let measured = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let rss_before = status_kb("VmRSS:");
-    let a = kern.respond(&roc.info().node_id, &frame);
+    let a = kern.respond(
+        &regiosync_node::SessionMemory::default(),
+        &roc.info().node_id,
+        &frame,
+    );
     let peak = status_kb("VmHWM:");
     if let (true, Some(rss_before), Some(peak)) = (measured, rss_before, peak) {
         let grown_mib = peak.saturating_sub(rss_before) / 1024;

@@ -33,7 +33,11 @@ fn a_bloom_filter_with_entries_and_no_bits_does_not_crash_the_responder() {
         matches!(Request::decode(&frame), Ok(Request::Docs { .. })),
         "the frame is a well-formed Docs request"
     );
-    let a = kern.respond(&roc.info().node_id, &frame);
+    let a = kern.respond(
+        &regiosync_node::SessionMemory::default(),
+        &roc.info().node_id,
+        &frame,
+    );
     assert!(a.misbehaved.is_some(), "the peer is cut off");
     // The message is not used: nothing is sent for it.
     assert!(docs(&a.frame).iter().all(|d| d.changes.is_empty()));
@@ -58,7 +62,11 @@ fn bloom_filters_that_would_exhaust_the_responder_are_refused() {
         }],
     }
     .encode();
-    let a = kern.respond(&roc.info().node_id, &frame);
+    let a = kern.respond(
+        &regiosync_node::SessionMemory::default(),
+        &roc.info().node_id,
+        &frame,
+    );
     assert!(a.misbehaved.is_some());
     assert_still_serves(&mut kern, &roc, doc);
 }
@@ -72,7 +80,12 @@ struct Direct {
 impl Transport for Direct {
     async fn request(&self, _peer: NodeId, frame: Vec<u8>) -> Result<Vec<u8>, String> {
         let mut n = self.responder.lock().map_err(|e| e.to_string())?;
-        Ok(n.respond(&self.from, &frame).frame)
+        Ok(n.respond(
+            &regiosync_node::SessionMemory::default(),
+            &self.from,
+            &frame,
+        )
+        .frame)
     }
 }
 
@@ -103,7 +116,14 @@ fn an_honest_large_change_still_syncs() {
         .enable_all()
         .build()
         .unwrap();
-    let report = rt.block_on(sync_with(&roc, &net, kern_id)).unwrap();
+    let report = rt
+        .block_on(sync_with(
+            &roc,
+            &regiosync_node::SessionMemory::default(),
+            &net,
+            kern_id,
+        ))
+        .unwrap();
     assert_eq!(report.moved.changes_rejected, 0, "{report:?}");
     let bijlage = |n: &Node| {
         let plan = n.plan(&doc).unwrap();

@@ -4,8 +4,9 @@
 //! access is in force. All of it can be lost at any time (a restart): it only saves
 //! work and round trips, and every decision is checked again against the store.
 //!
-//! One value per running node. Today it lives on the node handle; it is plain data
-//! with no I/O, so that the sync session can later take it as an argument.
+//! Plain data with no I/O. Whoever runs sync sessions owns one (the running node
+//! keeps one for its lifetime, shared by the sessions it opens and the requests it
+//! answers) and passes it to every session and answer.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;

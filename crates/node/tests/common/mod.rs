@@ -57,7 +57,11 @@ pub fn assert_still_serves(kern: &mut Node, roc: &Node, doc: DocId) {
             need: vec![],
         }],
     };
-    let a = kern.respond(&roc.info().node_id, &honest.encode());
+    let a = kern.respond(
+        &regiosync_node::SessionMemory::default(),
+        &roc.info().node_id,
+        &honest.encode(),
+    );
     assert!(a.misbehaved.is_none(), "{:?}", a.misbehaved);
     let got = docs(&a.frame);
     assert_eq!(got.len(), 1);
