@@ -57,6 +57,15 @@ use crate::dossiers::dossier_row;
 use crate::error::NodeError;
 use crate::sync::SessionMemory;
 
+/// What receiving one dossier leaves to store: its new access-log ops and sealed
+/// changes, all verified, written with the other dossiers of the same message in
+/// one transaction (`Node::receive_dossiers`).
+struct DossierWrite {
+    id: DocId,
+    ops: Vec<SignedDossierOp>,
+    rows: Vec<ChangeRow>,
+}
+
 impl Node {
     /// The parties whose access to `id` is in force, by this node's fold of its log;
     /// remembered (`memory`) while the region's control heads, the dossier's
@@ -315,6 +324,7 @@ impl Node {
     ) -> Result<Received, NodeError> {
         let mut total = Received::default();
         let mut seen = HashSet::new();
+        let mut writes: Vec<DossierWrite> = Vec::new();
         for m in incoming {
             if !seen.insert(m.dossier) {
                 // A dossier named twice in one message: only the first counts.
@@ -330,9 +340,44 @@ impl Node {
             if m.ops.is_empty() && m.changes.is_empty() {
                 continue;
             }
-            let r = self.receive_dossier(memory, folded, peer, m)?;
+            let (r, write) = self.receive_dossier(memory, folded, peer, m)?;
             total.stored += r.stored;
             total.forged += r.forged;
+            writes.extend(write);
+        }
+        // What the message's dossiers brought is stored in one transaction: a
+        // catch-up of hundreds of dossiers pays one commit per message, not one per
+        // dossier. Each dossier's items were verified on their own above; none of
+        // them depends on another dossier's.
+        let counts = self.store.write(|tx| {
+            let mut counts = Vec::with_capacity(writes.len());
+            for w in &writes {
+                if tx.document(&w.id)?.is_none() {
+                    tx.insert_document(&dossier_row(w.id))?;
+                }
+                let mut n = 0;
+                for op in &w.ops {
+                    if tx.put_dossier_op(&w.id, &op.hash().0, &op.encode(), now_ms())? {
+                        n += 1;
+                    }
+                }
+                for r in &w.rows {
+                    if tx.append_change(&w.id, r)?.is_some() {
+                        n += 1;
+                    }
+                }
+                counts.push(n);
+            }
+            Ok::<_, NodeError>(counts)
+        })?;
+        for (w, n) in writes.iter().zip(counts) {
+            total.stored += n;
+            if !w.ops.is_empty() {
+                self.drop_revoked_changes(&folded.state, &w.id, &w.ops)?;
+                // The access may have changed: offer the dossier to everyone again.
+                memory.lock().forget_withheld(&w.id);
+                self.wrap_for_new_devices(&w.id);
+            }
         }
         Ok(total)
     }
@@ -429,7 +474,7 @@ impl Node {
         folded: &Folded,
         peer: &NodeId,
         m: &DossierMessage,
-    ) -> Result<Received, NodeError> {
+    ) -> Result<(Received, Option<DossierWrite>), NodeError> {
         let id = m.dossier;
         let state = &folded.state;
         let mut got = Received::default();
@@ -458,7 +503,7 @@ impl Node {
         if self.store.dossier_erased(&id)?.is_some() {
             // Erased here: nothing of it is taken in again (`receive_dossiers` noted
             // the peer as a holder of the erasure).
-            return Ok(got);
+            return Ok((got, None));
         }
         let log = self.access_log(&id)?;
         let known: HashSet<OpHash> = log.iter().map(Signed::hash).collect();
@@ -501,7 +546,7 @@ impl Node {
                         tracing::debug!(dossier = %id, by = %erased.by, "recorded the erasure of a dossier this node never held");
                     }
                     got.stored += 1;
-                    return Ok(got);
+                    return Ok((got, None));
                 }
                 Err(why) => {
                     tracing::warn!(peer = %peer, dossier = %id, reason = %why, "refusing an erasure");
@@ -514,7 +559,7 @@ impl Node {
 
         let Some(access) = fold_dossier(state, id, &all) else {
             tracing::info!(peer = %peer, dossier = %id, "dossier ops without a valid root are not stored");
-            return Ok(got);
+            return Ok((got, None));
         };
         // Only what the rules accept is stored, forwarded or counted: ops the fold
         // refuses (no authority, another dossier's root, a removed device's op that
@@ -538,14 +583,14 @@ impl Node {
                 .is_some_and(|d| in_force.contains(&d.party));
         if !sender_may {
             tracing::info!(peer = %peer, dossier = %id, "not taking dossier items from a peer whose party has no access to it");
-            return Ok(got);
+            return Ok((got, None));
         }
         let me = self.info.node_id;
         if !state.is_dossier_relay(&me) && !in_force.contains(&self.info.party) {
             // Not for this node (the sender's view of the access is ahead or behind):
             // nothing is stored.
             tracing::info!(peer = %peer, dossier = %id, "not storing a dossier this party has no access to");
-            return Ok(got);
+            return Ok((got, None));
         }
         let known_ops = folded.known_ops();
         let mut rows = Vec::new();
@@ -578,31 +623,15 @@ impl Node {
                 }
             }
         }
-        let stored = self.store.write(|tx| {
-            if tx.document(&id)?.is_none() {
-                tx.insert_document(&dossier_row(id))?;
-            }
-            let mut n = 0;
-            for op in &new_ops {
-                if tx.put_dossier_op(&id, &op.hash().0, &op.encode(), now_ms())? {
-                    n += 1;
-                }
-            }
-            for r in &rows {
-                if tx.append_change(&id, r)?.is_some() {
-                    n += 1;
-                }
-            }
-            Ok::<_, NodeError>(n)
-        })?;
-        if !new_ops.is_empty() {
-            self.drop_revoked_changes(state, &id, &new_ops)?;
-            // The access may have changed: offer the dossier to everyone again.
-            memory.lock().forget_withheld(&id);
-            self.wrap_for_new_devices(&id);
-        }
-        got.stored += stored;
-        Ok(got)
+        // Stored by the caller, with the message's other dossiers.
+        Ok((
+            got,
+            Some(DossierWrite {
+                id,
+                ops: new_ops,
+                rows,
+            }),
+        ))
     }
 
     /// Gives devices in force that lack a key of the dossier every key this device
