@@ -647,6 +647,7 @@ impl Node {
             .collect();
         let known = folded.known_ops();
         let (mut stored, mut refused) = (0, 0);
+        let mut writes: Vec<DocWrite> = Vec::new();
         for m in incoming
             .iter()
             .filter(|m| shared.contains(&m.doc) && !m.changes.is_empty())
@@ -701,72 +702,37 @@ impl Node {
                 }
             }
             drop(kind_check);
-            let doc = m.doc;
-            let kind = acl.kind.clone();
-            let mut announce: Vec<(Option<NodeId>, ChangeKind)> = Vec::new();
-            stored += self.store.write(|tx| {
-                announce.clear();
-                if tx.document(&doc)?.is_none() {
-                    tx.insert_document(&DocumentRow {
-                        id: doc,
-                        kind: kind.family().into(),
-                        subkind: kind.variant().unwrap_or_default().into(),
-                        title: String::new(),
-                        created_ms: now_ms(),
-                    })?;
-                }
-                let mut n = 0;
-                for (r, w) in rows.iter().zip(&what) {
-                    // Equivocation: another change of this device under the same
-                    // sequence number is held already (or came earlier in this
-                    // message). The first one held wins; the second is refused, and
-                    // never stored or passed on.
-                    if let Some(first) = tx.change_with_seq(&doc, &r.actor, r.seq)?
-                        && first != r.hash
-                    {
-                        // Kept as evidence (the second change and its signature), and
-                        // shown by `region show`.
-                        tx.record_equivocation(&regiosync_store::EquivocationRow {
-                            doc,
-                            actor: r.actor.clone(),
-                            seq: r.seq,
-                            first,
-                            second: r.hash,
-                            second_bytes: r.bytes.clone(),
-                            second_envelope: r.envelope.clone().unwrap_or_default(),
-                            seen_ms: now_ms(),
-                        })?;
-                        let device = automerge::ActorId::from(r.actor.as_slice());
-                        tracing::warn!(
-                            peer = %peer,
-                            doc = %doc,
-                            device = %NodeId::from_actor_id(&device).map(|d| d.to_string()).unwrap_or_default(),
-                            seq = r.seq,
-                            "refusing a change: its device signed another change with the same sequence number (equivocation); if that device is not under your control, remove it with `regiosync device remove`"
-                        );
-                        continue;
-                    }
-                    if tx.append_change(&doc, r)?.is_some() {
-                        n += 1;
-                        if !announce.contains(w) {
-                            announce.push(*w);
-                        }
-                    }
-                }
-                Ok::<_, NodeError>(n)
-            })?;
+            writes.push(DocWrite {
+                doc: m.doc,
+                kind: acl.kind.clone(),
+                rows,
+                what,
+            });
+        }
+        // What the message's documents brought is stored in one transaction (each
+        // change verified on its own above): a catch-up of many documents pays one
+        // commit per message, not one per document.
+        let announced = self.store.write(|tx| {
+            writes
+                .iter()
+                .map(|w| store_doc_changes(tx, peer, w))
+                .collect::<Result<Vec<_>, NodeError>>()
+        })?;
+        for (w, (n, announce)) in writes.iter().zip(announced) {
+            stored += n;
             // One event per device and kind of change in this message, not per change.
             for (device, kind) in announce {
                 self.events.send(ChangeEvent::by_device(
-                    Some(doc),
+                    Some(w.doc),
                     device,
                     kind,
                     Source::Sync(*peer),
                     &folded.state,
                 ));
             }
-            self.after_receive(folded, &doc);
         }
+        let docs: Vec<DocId> = writes.iter().map(|w| w.doc).collect();
+        self.after_receive(folded, &docs);
         // What the peer holds now, per its sync messages: the per-peer sync state.
         // Every sync message is checked here before Automerge decodes it; one that
         // fails (a Bloom filter that would crash Automerge, counts beyond the limits)
@@ -794,26 +760,109 @@ impl Node {
     /// After remote changes: updates the cached title and writes a verified snapshot,
     /// so that the next read verifies only what comes after it (best effort: a
     /// document whose dependencies have not all arrived may not read yet).
-    fn after_receive(&mut self, folded: &Folded, doc: &DocId) {
-        let Ok(v) = self.verified(doc, folded) else {
-            return;
-        };
-        let title = regiosync_core::plan::read_title(&v.doc).ok();
-        let snapshot = v.snapshot(folded);
+    fn after_receive(&mut self, folded: &Folded, docs: &[DocId]) {
+        // Titles and snapshots of the documents a message changed, in one
+        // transaction after the changes (a failure here loses only a cache).
+        let mut updates = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let Ok(v) = self.verified(doc, folded) else {
+                continue;
+            };
+            let title = regiosync_core::plan::read_title(&v.doc).ok();
+            updates.push((*doc, title, v.snapshot(folded)));
+        }
         let _ = self.store.write(|tx| {
-            if let Some(t) = &title {
-                tx.set_title(doc, t)?;
-            }
-            if let Some(s) = &snapshot {
-                tx.put_snapshot(doc, s, now_ms())?;
+            for (doc, title, snapshot) in &updates {
+                if let Some(t) = title {
+                    tx.set_title(doc, t)?;
+                }
+                if let Some(s) = snapshot {
+                    tx.put_snapshot(doc, s, now_ms())?;
+                }
             }
             Ok::<_, NodeError>(())
         });
-        if snapshot.is_some() {
-            // The resident copy still counts the changes since the old snapshot.
-            self.forget_resident(doc);
+        for (doc, _, snapshot) in &updates {
+            if snapshot.is_some() {
+                // The resident copy still counts the changes since the old snapshot.
+                self.forget_resident(doc);
+            }
         }
     }
+}
+
+/// The verified changes of one document from one received message, stored with
+/// the message's other documents in one transaction.
+struct DocWrite {
+    doc: DocId,
+    kind: regiosync_core::kind::KindName,
+    rows: Vec<ChangeRow>,
+    /// Per row: who signed it and what kind of change it is, for the events.
+    what: Vec<Announce>,
+}
+
+/// Who signed a change (its device, if its actor is one) and what kind of change it
+/// is: what an event announces.
+type Announce = (Option<NodeId>, ChangeKind);
+
+/// Stores one document's verified changes in `tx` (its `documents` row first if
+/// it has none), refusing a second change of a device under a sequence number it
+/// holds (equivocation, kept as evidence). Returns how many changes were new and
+/// the (device, kind) pairs to announce.
+fn store_doc_changes(
+    tx: &regiosync_store::WriteTx<'_>,
+    peer: &NodeId,
+    write: &DocWrite,
+) -> Result<(usize, Vec<Announce>), NodeError> {
+    let mut announce: Vec<Announce> = Vec::new();
+    if tx.document(&write.doc)?.is_none() {
+        tx.insert_document(&DocumentRow {
+            id: write.doc,
+            kind: write.kind.family().into(),
+            subkind: write.kind.variant().unwrap_or_default().into(),
+            title: String::new(),
+            created_ms: now_ms(),
+        })?;
+    }
+    let mut n = 0;
+    for (r, what) in write.rows.iter().zip(&write.what) {
+        // Equivocation: another change of this device under the same
+        // sequence number is held already (or came earlier in this
+        // message). The first one held wins; the second is refused, and
+        // never stored or passed on.
+        if let Some(first) = tx.change_with_seq(&write.doc, &r.actor, r.seq)?
+            && first != r.hash
+        {
+            // Kept as evidence (the second change and its signature), and
+            // shown by `region show`.
+            tx.record_equivocation(&regiosync_store::EquivocationRow {
+                doc: write.doc,
+                actor: r.actor.clone(),
+                seq: r.seq,
+                first,
+                second: r.hash,
+                second_bytes: r.bytes.clone(),
+                second_envelope: r.envelope.clone().unwrap_or_default(),
+                seen_ms: now_ms(),
+            })?;
+            let device = automerge::ActorId::from(r.actor.as_slice());
+            tracing::warn!(
+                peer = %peer,
+                doc = %write.doc,
+                device = %NodeId::from_actor_id(&device).map(|d| d.to_string()).unwrap_or_default(),
+                seq = r.seq,
+                "refusing a change: its device signed another change with the same sequence number (equivocation); if that device is not under your control, remove it with `regiosync device remove`"
+            );
+            continue;
+        }
+        if tx.append_change(&write.doc, r)?.is_some() {
+            n += 1;
+            if !announce.contains(what) {
+                announce.push(*what);
+            }
+        }
+    }
+    Ok((n, announce))
 }
 
 /// A document that cannot be loaded (damaged, or holding changes Automerge refuses) is
