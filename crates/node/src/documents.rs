@@ -805,6 +805,9 @@ fn apply_verified(
                 .and_then(|b| ChangeEnvelope::decode(b).ok()),
         );
     }
+    // A rebuild from the store after a restart checks every signature again: on all
+    // cores (a no-op for the few changes of an incremental load).
+    regiosync_core::envelope::preverify_signatures(envelopes.iter().flatten());
     let candidates: Vec<Candidate<'_>> = changes
         .iter()
         .zip(&envelopes)

@@ -41,6 +41,7 @@ use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
 use regiosync_core::dossier::access::{
     DossierBody, DossierOp, SignedDossierOp, check_erase, dossier_id, ever_granted, fold_dossier,
 };
+use regiosync_core::envelope::preverify_signatures;
 use regiosync_core::envelope::sealed::{SealedEnvelope, verify_sealed};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::rules::{
@@ -325,6 +326,20 @@ impl Node {
         let mut total = Received::default();
         let mut seen = HashSet::new();
         let mut writes: Vec<DossierWrite> = Vec::new();
+        // The signatures of the message's sealed changes on all cores first; the
+        // checks below (`verify_sealed`) find them checked.
+        let envelopes: Vec<SealedEnvelope> = incoming
+            .iter()
+            .flat_map(|m| {
+                m.changes.iter().filter_map(move |sc| {
+                    SealedEnvelope::decode(&sc.envelope).ok().filter(|e| {
+                        e.fields().dossier == m.dossier && e.fields().region == folded.state.region
+                    })
+                })
+            })
+            .collect();
+        preverify_signatures(&envelopes);
+        drop(envelopes);
         for m in incoming {
             if !seen.insert(m.dossier) {
                 // A dossier named twice in one message: only the first counts.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use automerge::{ChangeHash, ReadDoc};
 use regiosync_core::control::{Folded, OpHash, RegionId, SignedOp};
-use regiosync_core::envelope::Candidate;
+use regiosync_core::envelope::{Candidate, ChangeEnvelope, preverify_signatures};
 use regiosync_core::id::{DocId, NodeId};
 use regiosync_core::sync::memory::SyncMemory;
 use regiosync_core::sync::rules::{
@@ -648,6 +648,21 @@ impl Node {
         let known = folded.known_ops();
         let (mut stored, mut refused) = (0, 0);
         let mut writes: Vec<DocWrite> = Vec::new();
+        // The signatures of the message's changes on all cores first; the checks
+        // below find them checked.
+        let envelopes: Vec<ChangeEnvelope> = incoming
+            .iter()
+            .filter(|m| shared.contains(&m.doc))
+            .flat_map(|m| {
+                m.changes.iter().filter_map(move |sc| {
+                    ChangeEnvelope::decode(&sc.envelope).ok().filter(|e| {
+                        e.fields().doc == m.doc && e.fields().region == folded.state.region
+                    })
+                })
+            })
+            .collect();
+        preverify_signatures(&envelopes);
+        drop(envelopes);
         for m in incoming
             .iter()
             .filter(|m| shared.contains(&m.doc) && !m.changes.is_empty())

@@ -169,6 +169,25 @@ impl<F: EnvelopeFields> Envelope<F> {
     }
 }
 
+/// Checks the signatures of `envelopes` on all cores and remembers those that
+/// verify, so that [`verify_change`] and [`sealed::verify_sealed`], which still
+/// check each one together with the rules around it, find them checked. For the
+/// changes of one received message (the caller passes only envelopes addressed to
+/// the documents the message is about, so that a peer's junk costs no more than
+/// before), or of a document rebuilt from the store.
+pub fn preverify_signatures<'a, F: EnvelopeFields + 'a>(
+    envelopes: impl IntoIterator<Item = &'a Envelope<F>>,
+) {
+    let items: Vec<([u8; 32], [u8; 64], Vec<u8>)> = envelopes
+        .into_iter()
+        .filter_map(|e| {
+            let msg = message(&e.fields).ok()?;
+            Some((*e.fields.author().as_bytes(), e.signature, msg))
+        })
+        .collect();
+    crate::signature_memo::verify_many(&items);
+}
+
 fn message<F: EnvelopeFields>(fields: &F) -> Result<Vec<u8>, EnvelopeError> {
     let body = postcard::to_allocvec(fields).map_err(|_| EnvelopeError::Malformed("encoding"))?;
     let mut m = Vec::with_capacity(F::SIG_CONTEXT.len() + body.len());
