@@ -4,7 +4,9 @@
 //! way there or back, duplicated, delayed (delivered late, after the requester gave
 //! up, and so out of order with later sessions), partitions that form and heal, nodes
 //! that restart from their store. Meanwhile the parties edit plans, open sealed
-//! dossiers, grant, revoke and erase them, and the SWV removes its laptop.
+//! dossiers, grant, revoke and erase them, and the SWV removes its laptop; half the
+//! plan edits and new dossiers are pushed at once to one node (`push_to`, as a
+//! running node does after a local edit).
 //!
 //! After the faults stop and the partitions heal, the nodes sync until nothing moves,
 //! and then:
@@ -44,7 +46,7 @@ use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_node::dossiers::{NewDossier, Reader};
-use regiosync_node::sync::{Transport, sync_with};
+use regiosync_node::sync::{Transport, push_to, sync_with};
 use regiosync_node::{Node, NodeError, SessionMemory};
 use regiosync_store::StoreRead;
 use regiosync_tests::{party, region_by_files};
@@ -342,6 +344,20 @@ impl Sim {
         faults: Faults,
         step: u64,
     ) -> Result<(usize, bool), String> {
+        self.push(a, b, faults, step, vec![])
+    }
+
+    /// A session from `a` to `b` that first pushes `changed` (documents `a` just
+    /// changed), as a running node does after a local edit; a plain session if
+    /// `changed` is empty.
+    fn push(
+        &mut self,
+        a: usize,
+        b: usize,
+        faults: Faults,
+        step: u64,
+        changed: Vec<DocId>,
+    ) -> Result<(usize, bool), String> {
         let requester = self.nodes[a].take().expect("requester in place");
         let responder = self.nodes[b].take().expect("responder in place");
         let link = Link {
@@ -358,9 +374,18 @@ impl Sim {
             violations: Mutex::new(Vec::new()),
         };
         let requester = tokio::sync::Mutex::new(requester);
-        let result = self
-            .rt
-            .block_on(sync_with(&requester, &self.memories[a], &link, self.ids[b]));
+        let result = if changed.is_empty() {
+            self.rt
+                .block_on(sync_with(&requester, &self.memories[a], &link, self.ids[b]))
+        } else {
+            self.rt.block_on(push_to(
+                &requester,
+                &self.memories[a],
+                &link,
+                self.ids[b],
+                changed,
+            ))
+        };
         self.nodes[a] = Some(requester.into_inner());
         let Link {
             responder,
@@ -457,6 +482,13 @@ impl Sim {
                     .set_section(&plan, &format!("Sectie {section}"), &text);
                 self.trace
                     .push(format!("node {who} edits a plan: {:?}", r.map(|_| ())));
+                // Half the time the edit is pushed at once to a node on its side.
+                let to = self.pick(&members);
+                if self.rng.random_range(0..2) == 0 && to != who && self.side[to] == self.side[who]
+                {
+                    let r = self.push(who, to, FAULTY, step, vec![plan]);
+                    self.trace.push(format!("push {who} -> {to}: {r:?}"));
+                }
             }
             65..=69 => {
                 let woon = self.pick(&["gemeente-zeist", "gemeente-houten"]);
@@ -470,6 +502,15 @@ impl Sim {
                     &staff(),
                 );
                 if let Ok(id) = r {
+                    // Pushed at once to a node on the ROC's side (half the time).
+                    let to = self.pick(&members);
+                    if self.rng.random_range(0..2) == 0
+                        && to != ROC
+                        && self.side[to] == self.side[ROC]
+                    {
+                        let r = self.push(ROC, to, FAULTY, step, vec![id]);
+                        self.trace.push(format!("push {ROC} -> {to}: {r:?}"));
+                    }
                     let ever: BTreeSet<PartyName> =
                         [party("roc-midden"), party(woon)].into_iter().collect();
                     self.dossiers.push(SimDossier {

@@ -356,6 +356,10 @@ impl Node {
                 continue;
             }
             let (r, write) = self.receive_dossier(memory, folded, peer, m)?;
+            if r.stored > 0 {
+                // An erasure (the only thing stored here): passed on too.
+                total.docs.push(m.dossier);
+            }
             total.stored += r.stored;
             total.forged += r.forged;
             writes.extend(write);
@@ -387,6 +391,9 @@ impl Node {
         })?;
         for (w, n) in writes.iter().zip(counts) {
             total.stored += n;
+            if n > 0 {
+                total.docs.push(w.id);
+            }
             if !w.ops.is_empty() {
                 self.drop_revoked_changes(&folded.state, &w.id, &w.ops)?;
                 // The access may have changed: offer the dossier to everyone again.

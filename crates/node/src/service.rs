@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use regiosync_core::id::NodeId;
+use regiosync_core::id::{DocId, NodeId};
 use regiosync_net::{Multiaddr, NetEvent, NetHandle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Node;
 use crate::error::NodeError;
-use crate::sync::{Answer, SessionMemory, SyncReport, sync_with};
+use crate::sync::{Answer, SessionMemory, SyncReport, push_to, sync_with};
 
 /// Requests of one peer answered at once; more get `Refused { Busy }`.
 const MAX_REQUESTS_PER_PEER: usize = 2;
@@ -339,17 +339,27 @@ pub async fn run_shared(
     let mut responders: JoinSet<Answer> = JoinSet::new();
     let in_flight: Arc<std::sync::Mutex<HashMap<NodeId, usize>>> = Arc::default();
     let mut answering: HashMap<tokio::task::Id, NodeId> = HashMap::new();
+    // A session with `peer`; one that pushes `changed` (documents committed here)
+    // first, if any.
     let start = |peer: NodeId,
+                 changed: &[DocId],
                  sessions: &mut JoinSet<_>,
                  running: &mut HashSet<NodeId>,
                  again: &mut HashSet<NodeId>| {
         if running.insert(peer) {
             let (node, net, memory) = (node.clone(), net.clone(), memory.clone());
+            let changed = changed.to_vec();
             tracing::debug!(peer = %peer, "sync session starting");
             sessions.spawn(async move {
                 // A session that panics ends with an error for its peer (which must
                 // not stay marked as running, or it would never be synced again).
-                let session = std::panic::AssertUnwindSafe(sync_with(&node, &memory, &net, peer));
+                let session = std::panic::AssertUnwindSafe(async {
+                    if changed.is_empty() {
+                        sync_with(&node, &memory, &net, peer).await
+                    } else {
+                        push_to(&node, &memory, &net, peer, changed).await
+                    }
+                });
                 let result = match futures::FutureExt::catch_unwind(session).await {
                     Ok(result) => result,
                     Err(_) => {
@@ -407,7 +417,7 @@ pub async fn run_shared(
                             connected.insert(id);
                             connected_at.insert(id, (Instant::now(), false));
                             reach_due = true;
-                            start(id, &mut sessions, &mut running, &mut again);
+                            start(id, &[], &mut sessions, &mut running, &mut again);
                         }
                     }
                     NetEvent::Disconnected { peer } => {
@@ -476,9 +486,10 @@ pub async fn run_shared(
                 if let Some(why) = answer.misbehaved {
                     let _ = net.disconnect(from.to_peer_id(), why).await;
                 } else if answer.stored > 0 {
-                    // Pass new data on to the other members at once.
+                    // Pass new data on to the other members at once, pushing the
+                    // documents that got it.
                     for p in connected.iter().filter(|p| **p != from) {
-                        start(*p, &mut sessions, &mut running, &mut again);
+                        start(*p, &answer.received, &mut sessions, &mut running, &mut again);
                     }
                     members = update_members(&node, &net, me).await?;
                 }
@@ -508,6 +519,7 @@ pub async fn run_shared(
                         entry.last_contact = Some(crate::clock::now_secs());
                         entry.docs_differing = report.moved.docs_differing;
                         entry.docs = report.docs;
+                        let received = report.received;
                         entry.changes_received = report.moved.changes_received;
                         entry.last_error = None;
                         if report.moved.ops_received > 0 {
@@ -518,7 +530,7 @@ pub async fn run_shared(
                             || report.moved.dossier_items_received > 0
                         {
                             for p in connected.iter().filter(|p| **p != peer) {
-                                start(*p, &mut sessions, &mut running, &mut again);
+                                start(*p, &received, &mut sessions, &mut running, &mut again);
                             }
                         }
                     }
@@ -543,13 +555,15 @@ pub async fn run_shared(
                     }
                 }
                 if again.remove(&peer) && connected.contains(&peer) {
-                    start(peer, &mut sessions, &mut running, &mut again);
+                    start(peer, &[], &mut sessions, &mut running, &mut again);
                 }
             }
             ev = changes.recv(), if changes_open => {
                 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
                 // Everything pending at once: a burst of edits is one push.
                 let mut push = false;
+                // The documents committed here, pushed first.
+                let mut changed: Vec<DocId> = Vec::new();
                 let mut next = ev;
                 loop {
                     match next {
@@ -562,6 +576,12 @@ pub async fn run_shared(
                                 && let Some(id) = e.doc
                             {
                                 memory.forget_dossier(&id);
+                            }
+                            if local
+                                && let Some(id) = e.doc
+                                && !changed.contains(&id)
+                            {
+                                changed.push(id);
                             }
                             push |= local;
                         }
@@ -585,7 +605,7 @@ pub async fn run_shared(
                     tracing::debug!(peers = connected.len(), "committed here; pushing");
                     members = update_members(&node, &net, me).await?;
                     for p in connected.clone() {
-                        start(p, &mut sessions, &mut running, &mut again);
+                        start(p, &changed, &mut sessions, &mut running, &mut again);
                     }
                 }
             }
@@ -597,7 +617,7 @@ pub async fn run_shared(
                 data_version = v;
                 members = update_members(&node, &net, me).await?;
                 for p in connected.clone() {
-                    start(p, &mut sessions, &mut running, &mut again);
+                    start(p, &[], &mut sessions, &mut running, &mut again);
                 }
             }
             _ = poll.tick() => {
@@ -608,7 +628,7 @@ pub async fn run_shared(
                         Ok(true) => {
                             tracing::info!(addrs = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), "published this node's addresses to the region");
                             for p in connected.clone() {
-                                start(p, &mut sessions, &mut running, &mut again);
+                                start(p, &[], &mut sessions, &mut running, &mut again);
                             }
                         }
                         Ok(false) => {}
@@ -627,7 +647,7 @@ pub async fn run_shared(
                     data_version = v;
                     members = update_members(&node, &net, me).await?;
                     for p in connected.clone() {
-                        start(p, &mut sessions, &mut running, &mut again);
+                        start(p, &[], &mut sessions, &mut running, &mut again);
                     }
                 }
                 let now = Instant::now();
@@ -670,7 +690,7 @@ pub async fn run_shared(
                 // Also closes the gate behind invites that expired or were used.
                 members = update_members(&node, &net, me).await?;
                 for p in connected.clone() {
-                    start(p, &mut sessions, &mut running, &mut again);
+                    start(p, &[], &mut sessions, &mut running, &mut again);
                 }
             }
         }

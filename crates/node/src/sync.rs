@@ -73,6 +73,8 @@ pub struct Answer {
     /// Set if this node's own store failed while answering (full, damaged): the
     /// running node stops syncing.
     pub storage_failure: Option<NodeError>,
+    /// The documents that got something new (the running node pushes them on).
+    pub received: Vec<DocId>,
 }
 
 /// What a sync session did.
@@ -90,6 +92,10 @@ pub struct SyncReport {
     pub moved: Tally,
     /// How the shared documents compare with the peer's at the end of the session.
     pub docs: DocStates,
+    /// The documents that got something new from the peer (the running node pushes
+    /// them on to its other peers).
+    #[serde(skip)]
+    pub received: Vec<DocId>,
 }
 
 /// Runs one sync session with `peer` as the requesting side: the session's state
@@ -102,8 +108,30 @@ pub async fn sync_with(
     net: &impl Transport,
     peer: NodeId,
 ) -> Result<SyncReport, NodeError> {
+    drive(node, memory, net, peer, Requester::new(peer)).await
+}
+
+/// A session like [`sync_with`]'s that first pushes `changed`, documents this node
+/// just changed ([`Requester::pushing`]): their changes reach `peer` in the first
+/// round trip.
+pub async fn push_to(
+    node: &Mutex<Node>,
+    memory: &SessionMemory,
+    net: &impl Transport,
+    peer: NodeId,
+    changed: Vec<DocId>,
+) -> Result<SyncReport, NodeError> {
+    drive(node, memory, net, peer, Requester::pushing(peer, changed)).await
+}
+
+async fn drive(
+    node: &Mutex<Node>,
+    memory: &SessionMemory,
+    net: &impl Transport,
+    peer: NodeId,
+    mut session: Requester,
+) -> Result<SyncReport, NodeError> {
     let mut report = SyncReport::default();
-    let mut session = Requester::new(peer);
     let mut response: Option<Response> = None;
     loop {
         let request = {
@@ -116,8 +144,14 @@ pub async fn sync_with(
             let folded = view.folded.clone();
             match step {
                 Step::Send(request) => request,
-                Step::Done { tally, shared, .. } => {
+                Step::Done {
+                    tally,
+                    shared,
+                    received,
+                    ..
+                } => {
                     report.moved = tally;
+                    report.received = received;
                     report.docs = n.doc_states(&folded, &peer, &shared.heads)?;
                     return Ok(report);
                 }
@@ -220,7 +254,10 @@ impl SessionStore for SessionView<'_> {
         Ok(new)
     }
     fn opening_docs(&self, peer: &NodeId, docs: &[DocId]) -> Result<Vec<DocMessage>, NodeError> {
-        self.node.opening_messages(&self.folded, peer, docs)
+        self.node.opening_messages(&self.folded, peer, docs, false)
+    }
+    fn pushing_docs(&self, peer: &NodeId, docs: &[DocId]) -> Result<Vec<DocMessage>, NodeError> {
+        self.node.opening_messages(&self.folded, peer, docs, true)
     }
     fn receive_docs(&mut self, peer: &NodeId, docs: &[DocMessage]) -> Result<Received, NodeError> {
         let folded = self.folded.clone();
@@ -288,6 +325,7 @@ impl Node {
                     misbehaved: Some(format!("undecodable request: {e}")),
                     stored: 0,
                     storage_failure: None,
+                    received: Vec::new(),
                 };
             }
         };
@@ -305,6 +343,7 @@ impl Node {
                     },
                     stored: 0,
                     forged: 0,
+                    received: Vec::new(),
                 }
             });
         let forged = answered.forged;
@@ -314,6 +353,7 @@ impl Node {
                 .then(|| format!("sent {forged} changes or sync messages that fail verification")),
             stored: answered.stored,
             storage_failure,
+            received: answered.received,
         }
     }
 
@@ -478,14 +518,27 @@ impl Node {
         Ok(new.len())
     }
 
+    /// The opening `Docs` messages for `docs`; with `push`, only for documents
+    /// `peer` may read, each carrying the changes after the heads `peer` was last
+    /// known to hold (none if those are not known here), within the batch budget.
     fn opening_messages(
         &self,
         folded: &Folded,
         peer: &NodeId,
         docs: &[DocId],
+        push: bool,
     ) -> Result<Vec<DocMessage>, NodeError> {
         let known = self.known_heads(peer)?;
+        let readable: HashSet<DocId> = if push {
+            shared_docs(&folded.state, &self.info.party, peer)
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut budget = MAX_BATCH_BYTES;
         docs.iter()
+            .filter(|d| !push || readable.contains(d))
             .filter_map(|d| quarantined(self.doc_or_empty(folded, d)).map(|v| v.map(|v| (d, v))))
             .map(|r| {
                 let (d, v) = r?;
@@ -494,10 +547,27 @@ impl Node {
                     .get(d)
                     .map(|h| h.iter().map(|h| ChangeHash(*h)).collect())
                     .unwrap_or_default();
+                let mut changes = Vec::new();
+                if push
+                    && !shared.is_empty()
+                    && shared.iter().all(|h| doc.get_change_by_hash(h).is_some())
+                {
+                    let after: Vec<ChangeHash> =
+                        doc.get_changes(&shared).iter().map(|c| c.hash()).collect();
+                    for c in self.signed_changes(d, &after)? {
+                        let size = c.change.len() + c.envelope.len();
+                        if size > budget {
+                            // In causal order: the rest follows in the session.
+                            break;
+                        }
+                        budget -= size;
+                        changes.push(c);
+                    }
+                }
                 Ok(DocMessage {
                     doc: *d,
                     sync: opening_message(doc, &shared),
-                    changes: vec![],
+                    changes,
                     // What stored changes wait for, asked for at once.
                     need: v
                         .missing_deps
@@ -733,8 +803,12 @@ impl Node {
                 .map(|w| store_doc_changes(tx, peer, w))
                 .collect::<Result<Vec<_>, NodeError>>()
         })?;
+        let mut received = Vec::new();
         for (w, (n, announce)) in writes.iter().zip(announced) {
             stored += n;
+            if n > 0 {
+                received.push(w.doc);
+            }
             // One event per device and kind of change in this message, not per change.
             for (device, kind) in announce {
                 self.events.send(ChangeEvent::by_device(
@@ -769,6 +843,7 @@ impl Node {
         Ok(Received {
             stored,
             forged: refused,
+            docs: received,
         })
     }
 

@@ -1623,3 +1623,80 @@ fn a_stored_change_whose_dependency_never_came_is_asked_for_by_hash() {
         roc.plan_heads(&plan).unwrap()
     );
 }
+
+/// A push (`push_to`) carries the changes of the document just edited in its
+/// first request, after the heads the peer was last known to hold, and the session
+/// then ends with the two in sync.
+#[test]
+fn a_push_carries_the_new_changes_in_its_first_request() {
+    use regiosync_core::sync::Request;
+
+    /// Records the requests it carries to a `Direct` responder.
+    struct Recording {
+        inner: Direct,
+        sent: std::sync::Mutex<Vec<Vec<u8>>>,
+    }
+    impl crate::sync::Transport for Recording {
+        async fn request(
+            &self,
+            peer: regiosync_core::id::NodeId,
+            frame: Vec<u8>,
+        ) -> Result<Vec<u8>, String> {
+            self.sent
+                .lock()
+                .map_err(|e| e.to_string())?
+                .push(frame.clone());
+            self.inner.request(peer, frame).await
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
+    let plan = roc.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    roc.set_section(&plan, "Visie", "Eerste versie.").unwrap();
+    // Zeist catches up; the ROC learns what Zeist holds.
+    let (zeist, mut roc, _) = sync_once(zeist, roc);
+    roc.set_section(&plan, "Visie", "Tweede versie.").unwrap();
+    let newest = roc.store().changes(&plan).unwrap().pop().unwrap();
+
+    let (to, from) = (zeist.info().node_id, roc.info().node_id);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let roc = tokio::sync::Mutex::new(roc);
+    let net = Recording {
+        inner: Direct {
+            responder: std::sync::Mutex::new(zeist),
+            from,
+        },
+        sent: Default::default(),
+    };
+    let memory = crate::sync::SessionMemory::default();
+    let report = rt
+        .block_on(crate::sync::push_to(&roc, &memory, &net, to, vec![plan]))
+        .unwrap();
+    let sent = net.sent.into_inner().unwrap();
+    let Ok(Request::Docs { docs }) = Request::decode(&sent[0]) else {
+        panic!("the first request is not the pushed document");
+    };
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].doc, plan);
+    let hashes: Vec<[u8; 32]> = docs[0]
+        .changes
+        .iter()
+        .map(|c| {
+            automerge::Change::from_bytes(c.change.clone())
+                .unwrap()
+                .hash()
+                .0
+        })
+        .collect();
+    assert_eq!(hashes, vec![newest.hash], "only the change Zeist lacks");
+    assert_eq!(report.moved.changes_sent, 1, "{report:?}");
+    let (roc, zeist) = (roc.into_inner(), net.inner.responder.into_inner().unwrap());
+    assert_eq!(
+        zeist.plan_heads(&plan).unwrap(),
+        roc.plan_heads(&plan).unwrap()
+    );
+}

@@ -70,12 +70,14 @@ pub enum Exchange {
 }
 
 /// What storing the items of one message did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Received {
     /// Items (ops, changes, erasures) that were new here and stored.
     pub stored: usize,
     /// Items that fail verification (forged or mangled): they count against the peer.
     pub forged: usize,
+    /// The documents that got something new (to be passed on to other peers).
+    pub docs: Vec<DocId>,
 }
 
 /// The reads and writes a session performs, implemented by a node over its store and
@@ -107,6 +109,13 @@ pub trait SessionStore {
 
     /// The opening `Docs` messages for `docs`.
     fn opening_docs(&self, peer: &NodeId, docs: &[DocId]) -> Result<Vec<DocMessage>, Self::Error>;
+    /// Opening `Docs` messages for `docs` (documents this node just changed) that
+    /// also carry the changes `peer` is not known to hold, so that a local edit
+    /// reaches it in one round trip; only documents `peer` may read. By default the
+    /// plain opening messages.
+    fn pushing_docs(&self, peer: &NodeId, docs: &[DocId]) -> Result<Vec<DocMessage>, Self::Error> {
+        self.opening_docs(peer, docs)
+    }
     /// Verifies and stores the changes in `Docs` messages from `peer`.
     fn receive_docs(&mut self, peer: &NodeId, docs: &[DocMessage])
     -> Result<Received, Self::Error>;
@@ -200,6 +209,9 @@ pub enum Step {
     Done {
         /// What moved.
         tally: Tally,
+        /// The documents that got something new from the peer (a running node
+        /// pushes them on to its other peers).
+        received: Vec<DocId>,
         /// The shared documents at the end.
         shared: Shared,
         /// Whether the summaries agreed at the end.
@@ -248,6 +260,36 @@ struct Round {
     moved_before: usize,
     dossiers: VecDeque<Vec<DocId>>,
     docs: VecDeque<Vec<DocId>>,
+    /// The documents of a push (see [`Requester::pushing`]), before the `Hello`.
+    pushing: bool,
+}
+
+impl Round {
+    /// The batches of `docs` (sealed ones first, each kind in batches of at most
+    /// `MAX_DOCS_PER_ROUND`).
+    fn of<S: SessionStore>(
+        store: &S,
+        docs: &[DocId],
+        round: usize,
+        moved_before: usize,
+        pushing: bool,
+    ) -> Self {
+        let (docs, dossiers): (Vec<DocId>, Vec<DocId>) = docs
+            .iter()
+            .partition(|d| store.exchange_of(d) == Exchange::Automerge);
+        let batches = |ids: Vec<DocId>| {
+            ids.chunks(MAX_DOCS_PER_ROUND)
+                .map(<[DocId]>::to_vec)
+                .collect()
+        };
+        Round {
+            round,
+            moved_before,
+            dossiers: batches(dossiers),
+            docs: batches(docs),
+            pushing,
+        }
+    }
 }
 
 /// The requesting side of a session with one peer.
@@ -264,6 +306,10 @@ pub struct Requester {
     /// `have` either, and goes at most once.
     sent: HashSet<[u8; 32]>,
     round: Round,
+    /// Documents this node just changed, sent before the `Hello`.
+    changed: Vec<DocId>,
+    /// Documents that got something new from the peer in this session.
+    received: Vec<DocId>,
 }
 
 impl Requester {
@@ -277,6 +323,20 @@ impl Requester {
             digests: None,
             sent: HashSet::new(),
             round: Round::default(),
+            changed: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// A session with `peer` that first pushes `changed` (documents this node just
+    /// changed): their changes go out in the first request, without the `Hello` and
+    /// the narrowing rounds that find differing documents, so that an edit reaches
+    /// the peer in one round trip. Then the session goes on as [`Requester::new`]'s
+    /// (`Hello`, control ops, narrowing), which catches whatever the push missed.
+    pub fn pushing(peer: NodeId, changed: Vec<DocId>) -> Self {
+        Requester {
+            changed,
+            ..Requester::new(peer)
         }
     }
 
@@ -290,6 +350,16 @@ impl Requester {
             self.phase = Phase::Ended;
             return Ok(Step::Stop(Stop::NotAMember));
         }
+        if !self.changed.is_empty() {
+            let changed = std::mem::take(&mut self.changed);
+            self.round = Round::of(store, &changed, 0, 0, true);
+            return self.next_batch(store);
+        }
+        self.opening_hello(store)
+    }
+
+    /// The `Hello` that compares control heads and summaries.
+    fn opening_hello<S: SessionStore>(&mut self, store: &mut S) -> Result<Step, S::Error> {
         let mine = store.control_heads();
         let hello = self.hello(store)?;
         self.phase = Phase::Hello { mine };
@@ -370,26 +440,13 @@ impl Requester {
                 if differing.is_empty() {
                     return self.finish(store, None, false);
                 }
-                let (docs, dossiers): (Vec<DocId>, Vec<DocId>) = differing
-                    .iter()
-                    .partition(|d| store.exchange_of(d) == Exchange::Automerge);
-                self.round = Round {
-                    round,
-                    moved_before: self.tally.moved(),
-                    dossiers: dossiers
-                        .chunks(MAX_DOCS_PER_ROUND)
-                        .map(<[DocId]>::to_vec)
-                        .collect(),
-                    docs: docs
-                        .chunks(MAX_DOCS_PER_ROUND)
-                        .map(<[DocId]>::to_vec)
-                        .collect(),
-                };
+                self.round = Round::of(store, &differing, round, self.tally.moved(), false);
                 self.next_batch(store)
             }
             (Phase::Dossiers { need_round }, Response::Dossiers { dossiers }) => {
                 let got = store.receive_dossiers(&peer, &dossiers)?;
                 self.tally.dossier_items_received += got.stored;
+                note_received(&mut self.received, &got.docs);
                 self.tally.changes_rejected += got.forged;
                 let answers = store.answer_dossiers(&peer, &dossiers)?;
                 let outgoing = not_sent_yet(answers, &mut self.sent, |i| store.item_hash(i));
@@ -488,9 +545,23 @@ impl Requester {
             return self.send_dossiers(store, outgoing, 0);
         }
         if let Some(batch) = self.round.docs.pop_front() {
-            let opening = store.opening_docs(&peer, &batch)?;
+            let opening = if self.round.pushing {
+                let docs = store.pushing_docs(&peer, &batch)?;
+                self.tally.changes_sent += docs.iter().map(|d| d.changes.len()).sum::<usize>();
+                docs
+            } else {
+                store.opening_docs(&peer, &batch)?
+            };
+            if opening.is_empty() {
+                return self.next_batch(store);
+            }
             self.phase = Phase::DocsOpening;
             return Ok(Step::Send(Request::Docs { docs: opening }));
+        }
+        if self.round.pushing {
+            // The push is out: now the usual session, which catches what it missed.
+            self.round = Round::default();
+            return self.opening_hello(store);
         }
         if self.tally.moved() == self.round.moved_before {
             // Nothing moved although documents differ (e.g. changes this side cannot
@@ -541,6 +612,7 @@ impl Requester {
     ) -> Result<(), S::Error> {
         let got = store.receive_docs(&self.peer, docs)?;
         self.tally.changes_received += got.stored;
+        note_received(&mut self.received, &got.docs);
         self.tally.changes_rejected += got.forged;
         Ok(())
     }
@@ -563,9 +635,19 @@ impl Requester {
         self.phase = Phase::Ended;
         Ok(Step::Done {
             tally: self.tally,
+            received: std::mem::take(&mut self.received),
             shared,
             in_sync,
         })
+    }
+}
+
+/// Adds `docs` to `received`, each once.
+fn note_received(received: &mut Vec<DocId>, docs: &[DocId]) {
+    for d in docs {
+        if !received.contains(d) {
+            received.push(*d);
+        }
     }
 }
 
@@ -580,6 +662,8 @@ pub struct Answered {
     /// requester broke the protocol (honest nodes verify before they store, so they
     /// never pass such things on).
     pub forged: usize,
+    /// The documents that got something new (a running node pushes them on).
+    pub received: Vec<DocId>,
 }
 
 /// Answers one request from `peer` (the responding side of a session). A join
@@ -596,6 +680,7 @@ pub fn answer<S: SessionStore>(
         },
         stored: 0,
         forged: 0,
+        received: Vec::new(),
     };
     if let Request::Join { request } = &request {
         done.response = store.answer_join(peer, request)?;
@@ -639,9 +724,17 @@ pub fn answer<S: SessionStore>(
                 ops: store.ops_except(&theirs)?,
             }
         }
-        Request::Buckets { buckets } => Response::Buckets {
-            differing: store.shared(peer)?.set.differing_buckets(&buckets),
-        },
+        Request::Buckets { buckets } => {
+            let shared = store.shared(peer)?;
+            let differing = shared.set.differing_buckets(&buckets);
+            if differing.is_empty() {
+                // The round ends with the two in sync: this side records it too (as
+                // for an equal `Hello`), so that a later push knows what the peer
+                // holds.
+                store.note_in_sync(peer, &shared)?;
+            }
+            Response::Buckets { differing }
+        }
         Request::DocDigests { buckets, docs } => Response::DocDigests {
             differing: store.shared(peer)?.set.differing_docs(&buckets, &docs),
         },
@@ -649,6 +742,7 @@ pub fn answer<S: SessionStore>(
             let got = store.receive_dossiers(peer, &dossiers)?;
             done.stored += got.stored;
             done.forged += got.forged;
+            done.received = got.docs;
             Response::Dossiers {
                 dossiers: store.answer_dossiers(peer, &dossiers)?,
             }
@@ -657,6 +751,7 @@ pub fn answer<S: SessionStore>(
             let got = store.receive_docs(peer, &docs)?;
             done.stored += got.stored;
             done.forged += got.forged;
+            done.received = got.docs;
             Response::Docs {
                 docs: store.answer_docs(peer, &docs)?,
             }

@@ -186,7 +186,11 @@ fn pair(mut a: Mem, mut b: Mem) -> (NodeId, Mem, NodeId, Mem) {
 /// Runs a whole session of `a` with `b` through encoded frames (as a transport
 /// would carry them); returns how it ended and the round trips.
 fn session(ia: NodeId, a: &mut Mem, ib: NodeId, b: &mut Mem) -> (Step, usize) {
-    let mut req = Requester::new(ib);
+    drive(Requester::new(ib), ia, a, b)
+}
+
+/// Runs the session `req` of `a` (whose id is `ia`) with `b` to its end.
+fn drive(mut req: Requester, ia: NodeId, a: &mut Mem, b: &mut Mem) -> (Step, usize) {
     let mut step = req.start(a).expect("infallible");
     let mut trips = 0;
     while let Step::Send(request) = step {
@@ -246,6 +250,35 @@ fn ops_then_documents_flow_both_ways_and_a_second_session_is_one_round_trip() {
     assert_eq!(a.docs[&doc(1)], items(20..30));
     let (end, trips) = session(ia, &mut a, ib, &mut b);
     assert_eq!(trips, 1, "{end:?}");
+}
+
+/// A push sends the changed documents in the first request, before any `Hello`,
+/// and the session then goes on as usual: it also brings what the push did not
+/// name, and ends with the two in sync.
+#[test]
+fn a_push_sends_the_changed_documents_first_and_the_session_then_catches_the_rest() {
+    let mut a = Mem {
+        ops: items(0..3),
+        ..Mem::default()
+    };
+    let mut b = a.clone();
+    a.docs.insert(doc(1), items(10..14));
+    b.docs.insert(doc(1), items(10..12));
+    a.docs.insert(doc(2), items(20..21));
+    let (ia, mut a, ib, mut b) = pair(a, b);
+    let mut req = Requester::pushing(ib, vec![doc(1)]);
+    let Step::Send(first) = req.start(&mut a).expect("infallible") else {
+        panic!("a push sends at once");
+    };
+    let Request::Dossiers { dossiers } = &first else {
+        panic!("the first request is the pushed document, not {first:?}");
+    };
+    assert_eq!(dossiers.len(), 1);
+    assert_eq!(dossiers[0].dossier, doc(1));
+    let (end, _) = drive(Requester::pushing(ib, vec![doc(1)]), ia, &mut a, &mut b);
+    assert!(matches!(end, Step::Done { in_sync: true, .. }), "{end:?}");
+    assert_eq!(a.docs, b.docs);
+    assert_eq!(b.docs[&doc(2)], items(20..21));
 }
 
 #[test]
