@@ -1,11 +1,12 @@
 //! regiosync over real libp2p on loopback: nodes with their own data folders (SQLite,
 //! keys), a region made by invitations, sessions run by the node's own sync code
 //! (`sync_with` on one side, `Node::respond` on the other), running nodes
-//! (`service::run`) for propagation, and a node in a separate process for start-up
+//! (`service::run_shared`) for propagation, and a node in a separate process for start-up
 //! time and memory.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -17,7 +18,8 @@ use regiosync_core::plan::{AgreementInput, PlanKind};
 use regiosync_net::{Multiaddr, NetEvent};
 use regiosync_node::StoreRead;
 use regiosync_node::dossiers::{NewDossier, Reader};
-use regiosync_node::service::{ServiceConfig, run};
+use regiosync_node::run_lock::RunLock;
+use regiosync_node::service::{ServiceConfig, run, run_shared};
 use regiosync_node::{Node, SessionMemory, SyncReport, sync_with};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -361,13 +363,26 @@ pub(crate) fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
     Ok(kb / 1024.0)
 }
 
-/// Edit-to-visible in a five-node region of running nodes (`service::run`, full
-/// mesh) on loopback over `transport` ("tcp" or "quic"): an edit made through a
-/// separate handle on one node's folder (as the CLI makes it) until the change is
-/// stored on all four others. Returns the latency of each edit in ms.
+/// How the propagation workload makes its edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EditPath {
+    /// Through the running node's own handle (`service::run_shared`), as the web app
+    /// edits: the commit reaches the sync on the node's change channel.
+    Api,
+    /// Through a separate handle opened on the node's folder for each edit, as a
+    /// CLI command edits while `up` runs: the commit wakes the running node through
+    /// the data dir's socket.
+    Handle,
+}
+
+/// Edit-to-visible in a five-node region of running nodes (`service::run_shared`,
+/// full mesh) on loopback over `transport` ("tcp" or "quic"): an edit made on one
+/// node (rotating) by `path` until the change is stored on all four others. Returns
+/// the latency of each edit in ms.
 pub(crate) async fn propagation(
     root: &Path,
     transport: &str,
+    path: EditPath,
     edits: usize,
     mut progress: impl FnMut(),
 ) -> anyhow::Result<Vec<f64>> {
@@ -380,7 +395,7 @@ pub(crate) async fn propagation(
     ];
     let dirs: Vec<PathBuf> = names
         .iter()
-        .map(|(p, _)| root.join(format!("{transport}-{p}")))
+        .map(|(p, _)| root.join(format!("{transport}-{path:?}-{p}")))
         .collect();
     Node::init(&dirs[0], party(names[0].0)?, names[0].1, None)?;
     let mut kern = Node::open(&dirs[0])?;
@@ -401,6 +416,7 @@ pub(crate) async fn propagation(
         })
         .collect::<std::io::Result<_>>()?;
     let mut running = Vec::new();
+    let mut handles = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
         let cancel = CancellationToken::new();
         let config = ServiceConfig {
@@ -414,11 +430,13 @@ pub(crate) async fn propagation(
             mdns: false,
             ..ServiceConfig::default()
         };
-        let node = Node::open(dir)?;
+        let lock = RunLock::acquire(dir)?;
+        let node = Arc::new(Mutex::new(Node::open(dir)?));
+        handles.push(node.clone());
         let c = cancel.clone();
         running.push((
             cancel,
-            tokio::spawn(async move { run(node, config, c).await }),
+            tokio::spawn(async move { run_shared(node, config, c, lock).await }),
         ));
     }
     let result = async {
@@ -438,15 +456,16 @@ pub(crate) async fn propagation(
         for k in 0..edits {
             let i = k % 5;
             let before: Vec<usize> = watchers.iter().map(count).collect();
+            let input = AgreementInput {
+                title: format!("Afspraak {k}"),
+                owner: party(names[i].0)?,
+                deadline: None,
+            };
             let t = Instant::now();
-            Node::open(&dirs[i])?.add_agreement(
-                &doc,
-                &AgreementInput {
-                    title: format!("Afspraak {k}"),
-                    owner: party(names[i].0)?,
-                    deadline: None,
-                },
-            )?;
+            match path {
+                EditPath::Api => handles[i].lock().await.add_agreement(&doc, &input)?,
+                EditPath::Handle => Node::open(&dirs[i])?.add_agreement(&doc, &input)?,
+            };
             let deadline = Instant::now() + PATIENCE;
             while watchers.iter().zip(&before).any(|(w, b)| count(w) <= *b) {
                 if Instant::now() > deadline {
