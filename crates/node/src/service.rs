@@ -322,6 +322,8 @@ pub async fn run_shared(
     // Per member: reached only through a relay (true) or directly.
     let mut via: HashMap<NodeId, bool> = HashMap::new();
     let mut reach_due = true;
+    // Members whose count of shared dossiers (status) is due.
+    let mut count_shared: HashSet<NodeId> = HashSet::new();
     let mut redial: HashMap<NodeId, Redial> = HashMap::new();
     let mut data_version = node.lock().await.store().data_version().unwrap_or(0);
     // Changes committed in this process (the web app): pushed at once, not at the
@@ -509,10 +511,8 @@ pub async fn run_shared(
                         entry.refuses_this_device = false;
                         entry.dossier_items_received = report.moved.dossier_items_received;
                         entry.dossier_items_sent = report.moved.dossier_items_sent;
-                        match node.lock().await.dossiers_shared_with(&memory, &peer) {
-                            Ok(n) => entry.dossiers_shared = n,
-                            Err(e) => tracing::warn!(error = %e, "cannot count the dossiers shared with a member"),
-                        }
+                        // Counted at the next poll, off the path of the sync.
+                        count_shared.insert(peer);
                         for sp in static_peers.iter_mut().filter(|sp| sp.peer == Some(peer)) {
                             sp.redial.attempts = 0;
                         }
@@ -603,10 +603,12 @@ pub async fn run_shared(
                 // answer ends (above).
                 if push {
                     tracing::debug!(peers = connected.len(), "committed here; pushing");
-                    members = update_members(&node, &net, me).await?;
                     for p in connected.clone() {
                         start(p, &changed, &mut sessions, &mut running, &mut again);
                     }
+                    // After the sessions are on their way: a commit here may have
+                    // changed who is let in (an invite, a removal).
+                    members = update_members(&node, &net, me).await?;
                 }
             }
             () = woken(wake.as_ref()) => {
@@ -648,6 +650,13 @@ pub async fn run_shared(
                     members = update_members(&node, &net, me).await?;
                     for p in connected.clone() {
                         start(p, &[], &mut sessions, &mut running, &mut again);
+                    }
+                }
+                for peer in std::mem::take(&mut count_shared) {
+                    let n = node.lock().await.dossiers_shared_with(&memory, &peer);
+                    match n {
+                        Ok(n) => status.peers.entry(peer.to_string()).or_default().dossiers_shared = n,
+                        Err(e) => tracing::warn!(error = %e, "cannot count the dossiers shared with a member"),
                     }
                 }
                 let now = Instant::now();
