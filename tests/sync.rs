@@ -8,7 +8,7 @@ use std::time::Duration;
 use regiosync_core::id::{NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
 use regiosync_net::{Config, Multiaddr, NetEvent, NetHandle, NetTask, spawn};
-use regiosync_node::{DocStates, Node, sync_with};
+use regiosync_node::{DocStates, Node, NodeError, SessionMemory, SyncReport, sync_with};
 use regiosync_store::StoreRead;
 use tokio::sync::Mutex;
 use tokio::time::timeout;
@@ -17,6 +17,9 @@ const WAIT: Duration = Duration::from_secs(20);
 
 struct Peer {
     node: Arc<Mutex<Node>>,
+    /// What its sync remembers, shared by its sessions and answers (as a running
+    /// node keeps it).
+    memory: Arc<SessionMemory>,
     net: NetHandle,
     task: NetTask,
     id: NodeId,
@@ -50,28 +53,33 @@ async fn start(mut node: Node) -> Peer {
         .collect();
     net.set_members(members).await.unwrap();
     let node = Arc::new(Mutex::new(node));
-    let responder = node.clone();
+    let memory = Arc::new(SessionMemory::default());
+    let (responder, answers) = (node.clone(), memory.clone());
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             if let NetEvent::Request { peer, data, reply } = ev {
                 let Ok(from) = NodeId::from_peer_id(&peer) else {
                     continue;
                 };
-                let answer = responder.lock().await.respond(
-                    &regiosync_node::SessionMemory::default(),
-                    &from,
-                    &data,
-                );
+                let answer = responder.lock().await.respond(&answers, &from, &data);
                 let _ = reply.send(answer.frame);
             }
         }
     });
     Peer {
         node,
+        memory,
         net,
         task,
         id,
         addr,
+    }
+}
+
+impl Peer {
+    /// One sync session with `peer`, this node requesting.
+    async fn sync(&self, peer: NodeId) -> Result<SyncReport, NodeError> {
+        sync_with(&self.node, &self.memory, &self.net, peer).await
     }
 }
 
@@ -125,18 +133,7 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
         .unwrap();
 
     // The ROC syncs with the kerngemeente and gets the plan.
-    let r = timeout(
-        WAIT,
-        sync_with(
-            &roc.node,
-            &regiosync_node::SessionMemory::default(),
-            &roc.net,
-            kern.id,
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let r = timeout(WAIT, roc.sync(kern.id)).await.unwrap().unwrap();
     assert!(r.moved.ops_received >= 1, "{r:?}");
     assert_eq!(r.moved.docs_differing, 1);
     assert!(r.moved.changes_received >= 2);
@@ -161,18 +158,7 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
         .await
         .set_section(&doc, "Doelen", "Minder uitval.\n")
         .unwrap();
-    let r = timeout(
-        WAIT,
-        sync_with(
-            &roc.node,
-            &regiosync_node::SessionMemory::default(),
-            &roc.net,
-            kern.id,
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let r = timeout(WAIT, roc.sync(kern.id)).await.unwrap().unwrap();
     assert!(r.moved.changes_received >= 1, "{r:?}");
     let a = kern.node.lock().await.plan(&doc).unwrap();
     let b = roc.node.lock().await.plan(&doc).unwrap();
@@ -185,33 +171,11 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
     );
 
     // Nothing changed: one round trip, a few hundred bytes.
-    let r = timeout(
-        WAIT,
-        sync_with(
-            &roc.node,
-            &regiosync_node::SessionMemory::default(),
-            &roc.net,
-            kern.id,
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let r = timeout(WAIT, roc.sync(kern.id)).await.unwrap().unwrap();
     assert_eq!(r.round_trips, 1, "{r:?}");
     assert!(r.bytes_sent + r.bytes_received < 400, "{r:?}");
     // The other direction too.
-    let r = timeout(
-        WAIT,
-        sync_with(
-            &kern.node,
-            &regiosync_node::SessionMemory::default(),
-            &kern.net,
-            roc.id,
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let r = timeout(WAIT, kern.sync(roc.id)).await.unwrap().unwrap();
     assert_eq!(r.round_trips, 1, "{r:?}");
     assert_eq!(r.docs.in_sync, 1, "{r:?}");
 
@@ -235,18 +199,7 @@ async fn plans_flow_both_ways_and_idle_resync_is_one_round_trip() {
     assert_eq!(after_edit.ahead, vec![doc], "{after_edit:?}");
     assert_eq!(after_edit.in_sync, 0);
     // The session that pushes the edit ends with both in sync again.
-    let r = timeout(
-        WAIT,
-        sync_with(
-            &roc.node,
-            &regiosync_node::SessionMemory::default(),
-            &roc.net,
-            kern.id,
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let r = timeout(WAIT, roc.sync(kern.id)).await.unwrap().unwrap();
     assert_eq!((r.docs.in_sync, r.docs.ahead.len()), (1, 0), "{r:?}");
 
     for p in [kern, roc] {
@@ -277,18 +230,7 @@ async fn two_parties_rewriting_one_sentence_offline_get_a_conflict_never_a_mixtu
         .add_address(kern.id.to_peer_id(), kern.addr.clone())
         .await
         .unwrap();
-    timeout(
-        WAIT,
-        sync_with(
-            &roc.node,
-            &regiosync_node::SessionMemory::default(),
-            &roc.net,
-            kern.id,
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    timeout(WAIT, roc.sync(kern.id)).await.unwrap().unwrap();
     // Offline (no sync in between): each rewrites the middle sentence; the ROC also
     // changes the last one, which nobody else touched.
     let ours = "Offline: huisbezoek met laptop.";
@@ -312,18 +254,7 @@ async fn two_parties_rewriting_one_sentence_offline_get_a_conflict_never_a_mixtu
         )
         .unwrap();
     for _ in 0..2 {
-        timeout(
-            WAIT,
-            sync_with(
-                &roc.node,
-                &regiosync_node::SessionMemory::default(),
-                &roc.net,
-                kern.id,
-            ),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        timeout(WAIT, roc.sync(kern.id)).await.unwrap().unwrap();
     }
     let a = kern.node.lock().await.plan(&doc).unwrap();
     let b = roc.node.lock().await.plan(&doc).unwrap();
@@ -362,18 +293,7 @@ async fn two_parties_rewriting_one_sentence_offline_get_a_conflict_never_a_mixtu
         .await
         .set_section(&doc, "Aanpak", agreed)
         .unwrap();
-    timeout(
-        WAIT,
-        sync_with(
-            &roc.node,
-            &regiosync_node::SessionMemory::default(),
-            &roc.net,
-            kern.id,
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    timeout(WAIT, roc.sync(kern.id)).await.unwrap().unwrap();
     for p in [&kern, &roc] {
         let plan = p.node.lock().await.plan(&doc).unwrap();
         assert_eq!(plan.titled("Aanpak").unwrap().text, agreed.trim_end());
@@ -413,18 +333,10 @@ async fn a_catch_up_larger_than_one_batch_takes_several_rounds_and_completes() {
     // A guard against a hang, not a speed check (the runner measures speed): this
     // catch-up takes about two minutes in a debug build on two cores by itself,
     // and longer while the other tests of this file run beside it.
-    let r = timeout(
-        Duration::from_secs(900),
-        sync_with(
-            &roc.node,
-            &regiosync_node::SessionMemory::default(),
-            &roc.net,
-            kern.id,
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let r = timeout(Duration::from_secs(900), roc.sync(kern.id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.moved.changes_received, total, "{r:?}");
     assert_eq!(
         roc.node.lock().await.plan(&doc).unwrap().agreements.len(),
