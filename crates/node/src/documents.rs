@@ -534,11 +534,13 @@ impl Node {
         let (edited, snapshot) = self.store.write(|tx| {
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
             let mut v = load_verified(tx, id, &folded, &self.kinds)?;
+            // From the change graph's metadata, not the changes rebuilt from the op
+            // set: this runs on every edit.
             let seq = v
                 .doc
-                .get_changes(&[])
+                .get_changes_meta(&[])
                 .iter()
-                .filter(|c| *c.actor_id() == actor)
+                .filter(|c| *c.actor == actor)
                 .count() as u64
                 + 1;
             folded
@@ -817,18 +819,18 @@ fn apply_verified(
         })
         .collect();
     let known = folded.known_ops();
-    let held = doc.get_changes(&[]);
-    let in_doc: HashSet<[u8; 32]> = held.iter().map(|c| c.hash().0).collect();
+    // The change graph's metadata, not the changes rebuilt from the op set: this
+    // runs for every change received or made.
+    let in_doc: HashSet<[u8; 32]> = doc.get_changes_meta(&[]).iter().map(|c| c.hash.0).collect();
     // A document from a snapshot: count what its changes wrote, once (then the
     // budget is carried along with the document, see `Node::verified`).
     let mut budget = budget.unwrap_or_else(|| {
         let mut b = Budget::default();
-        for c in &held {
+        for c in &doc.get_changes(&[]) {
             b.record(c);
         }
         b
     });
-    drop(held);
     let selection = select_changes_checked(
         id,
         &candidates,

@@ -210,7 +210,11 @@ impl Node {
             return Ok(Default::default());
         }
         let v = self.verified(doc, folded)?;
-        Ok(v.doc.get_changes(&[]).iter().map(|c| c.hash().0).collect())
+        Ok(v.doc
+            .get_changes_meta(&[])
+            .iter()
+            .map(|c| c.hash.0)
+            .collect())
     }
 
     /// Compares this node's heads of the shared documents with what `peer` was last

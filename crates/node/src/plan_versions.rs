@@ -281,12 +281,12 @@ fn resolve_in(
             .and_then(|p| state.approvals.get(id)?.get(&p).cloned())
             .ok_or_else(|| NodeError::NoApproval(party.trim().chars().take(60).collect()))?;
         let heads: Vec<ChangeHash> = a.heads.iter().map(|h| ChangeHash(*h)).collect();
-        if heads.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
+        if heads.iter().any(|h| !regiosync_core::sync::holds(doc, h)) {
             return Err(NodeError::UnknownVersion(shown));
         }
         return Ok(heads);
     }
-    let all: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+    let all: Vec<ChangeHash> = doc.get_changes_meta(&[]).iter().map(|c| c.hash).collect();
     let mut heads = Vec::new();
     for part in reference.split(',').map(str::trim) {
         let lower = part.to_ascii_lowercase();
@@ -314,14 +314,14 @@ fn resolve_in(
 /// How many changes the document has that are not in the past of `heads`; `None`
 /// if it lacks one of them.
 fn changes_since(doc: &Automerge, heads: &[ChangeHash]) -> Option<usize> {
-    if heads.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
+    if heads.iter().any(|h| !regiosync_core::sync::holds(doc, h)) {
         return None;
     }
-    Some(doc.get_changes(heads).len())
+    Some(doc.get_changes_meta(heads).len())
 }
 
 pub(crate) fn fork_at(doc: &Automerge, heads: &[ChangeHash]) -> Result<Automerge, NodeError> {
-    if heads.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
+    if heads.iter().any(|h| !regiosync_core::sync::holds(doc, h)) {
         return Err(NodeError::UnknownVersion(short_heads(heads)));
     }
     doc.fork_at(heads)

@@ -729,13 +729,13 @@ impl Node {
             }
             let verified = self.verified(doc, &folded)?;
             let mut last: std::collections::BTreeMap<NodeId, (u64, [u8; 32])> = Default::default();
-            for c in verified.doc.get_changes(&[]) {
-                if let Some(dev) = NodeId::from_actor_id(c.actor_id())
+            for c in verified.doc.get_changes_meta(&[]) {
+                if let Some(dev) = NodeId::from_actor_id(&c.actor)
                     && device_filter(&dev)
                 {
                     let e = last.entry(dev).or_insert((0, [0; 32]));
-                    if c.seq() > e.0 {
-                        *e = (c.seq(), c.hash().0);
+                    if c.seq > e.0 {
+                        *e = (c.seq, c.hash.0);
                     }
                 }
             }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
-use automerge::{ChangeHash, ReadDoc};
+use automerge::ChangeHash;
 use regiosync_core::control::{Folded, OpHash, RegionId, SignedOp};
 use regiosync_core::envelope::{Candidate, ChangeEnvelope, preverify_signatures};
 use regiosync_core::id::{DocId, NodeId};
@@ -28,7 +28,7 @@ use regiosync_core::sync::session::{
 };
 use regiosync_core::sync::{
     DigestSet, DocMessage, DossierMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response,
-    SignedChange, changes_they_lack, decode_sync_message, missing, opening_message,
+    SignedChange, changes_they_lack, decode_sync_message, holds, missing, opening_message,
 };
 use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DocumentRow};
@@ -548,12 +548,12 @@ impl Node {
                     .map(|h| h.iter().map(|h| ChangeHash(*h)).collect())
                     .unwrap_or_default();
                 let mut changes = Vec::new();
-                if push
-                    && !shared.is_empty()
-                    && shared.iter().all(|h| doc.get_change_by_hash(h).is_some())
-                {
-                    let after: Vec<ChangeHash> =
-                        doc.get_changes(&shared).iter().map(|c| c.hash()).collect();
+                if push && !shared.is_empty() && shared.iter().all(|h| holds(doc, h)) {
+                    let after: Vec<ChangeHash> = doc
+                        .get_changes_meta(&shared)
+                        .iter()
+                        .map(|c| c.hash)
+                        .collect();
                     for c in self.signed_changes(d, &after)? {
                         let size = c.change.len() + c.envelope.len();
                         if size > budget {
@@ -623,7 +623,7 @@ impl Node {
                 m.need
                     .iter()
                     .map(|h| ChangeHash(*h))
-                    .filter(|h| doc.get_change_by_hash(h).is_some()),
+                    .filter(|h| holds(doc, h)),
             );
             send.dedup();
             // What stored changes wait for first (see `Verified::missing_deps`),

@@ -15,5 +15,5 @@ pub use message::{
     MAX_NEED_PER_DOC, MAX_OPS_PER_MESSAGE, MAX_REASON, MAX_REMOVED_OPS, MAX_SYNC_MESSAGE, Refusal,
     Request, Response, SYNC_FORMAT, SignedChange, SyncError,
 };
-pub use needs::{changes_they_lack, missing, opening_message};
+pub use needs::{changes_they_lack, holds, missing, opening_message};
 pub use summary::{BUCKETS, DigestSet, Heads, Summary, doc_digest};

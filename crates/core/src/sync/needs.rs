@@ -16,11 +16,7 @@ use automerge::{Automerge, ChangeHash, ReadDoc};
 /// this side does not have are ignored. Sent with no changes in it.
 pub fn opening_message(doc: &Automerge, shared: &[ChangeHash]) -> Vec<u8> {
     let mut state = automerge::sync::State::new();
-    state.shared_heads = shared
-        .iter()
-        .filter(|h| doc.get_change_by_hash(h).is_some())
-        .copied()
-        .collect();
+    state.shared_heads = shared.iter().filter(|h| holds(doc, h)).copied().collect();
     // Automerge encodes them as a sorted list.
     state.shared_heads.sort_unstable();
     state.shared_heads.dedup();
@@ -37,39 +33,43 @@ pub fn missing(doc: &Automerge, their_heads: &[ChangeHash]) -> Vec<ChangeHash> {
     doc.get_missing_deps(their_heads)
 }
 
+/// Whether `doc` holds the change `hash`. From Automerge's change graph: unlike
+/// `get_change_by_hash`, which rebuilds the change from the op set, this does not
+/// grow with the change's ops.
+pub fn holds(doc: &Automerge, hash: &ChangeHash) -> bool {
+    doc.get_change_meta_by_hash(hash).is_some()
+}
+
 /// The hashes of the changes of `doc` that the sender of `msg` lacks, in an order
 /// that puts dependencies first.
+///
+/// Works on Automerge's change metadata (hashes and dependencies from its change
+/// graph), never on the changes themselves: rebuilding every change of a document
+/// (`get_changes`) on each answer made answering a push of one change cost time in
+/// proportion to the document's whole history.
 pub fn changes_they_lack(doc: &Automerge, msg: &Message) -> Vec<ChangeHash> {
     let mut send: BTreeSet<ChangeHash> = BTreeSet::new();
-    if msg.have.is_empty() {
-        send.extend(
-            msg.need
-                .iter()
-                .filter(|h| doc.get_change_by_hash(h).is_some()),
-        );
-    } else {
-        let mut last_sync: Vec<ChangeHash> = msg
+    let mut after: Vec<ChangeHash> = Vec::new();
+    if !msg.have.is_empty() {
+        after = msg
             .have
             .iter()
             .flat_map(|h| h.last_sync.iter().copied())
             .collect();
-        // Hashes we do not know cannot anchor `get_changes`: fall back to everything.
-        if last_sync
-            .iter()
-            .any(|h| doc.get_change_by_hash(h).is_none())
-        {
-            last_sync.clear();
+        // Hashes we do not know cannot anchor the search: fall back to everything.
+        if after.iter().any(|h| !holds(doc, h)) {
+            after.clear();
         }
-        let changes = doc.get_changes(&last_sync);
+        let changes = doc.get_changes_meta(&after);
         let mut dependents: HashMap<ChangeHash, Vec<ChangeHash>> = HashMap::new();
         for c in &changes {
-            for d in c.deps() {
-                dependents.entry(*d).or_default().push(c.hash());
+            for d in &c.deps {
+                dependents.entry(*d).or_default().push(c.hash);
             }
         }
         let mut stack: Vec<ChangeHash> = changes
             .iter()
-            .map(|c| c.hash())
+            .map(|c| c.hash)
             .filter(|h| msg.have.iter().all(|have| !have.bloom.contains_hash(h)))
             .collect();
         while let Some(h) = stack.pop() {
@@ -77,16 +77,25 @@ pub fn changes_they_lack(doc: &Automerge, msg: &Message) -> Vec<ChangeHash> {
                 stack.extend(dependents.get(&h).into_iter().flatten().copied());
             }
         }
-        send.extend(
-            msg.need
-                .iter()
-                .filter(|h| doc.get_change_by_hash(h).is_some()),
-        );
     }
-    // Keep Automerge's causal order.
-    doc.get_changes(&[])
+    let needed: Vec<ChangeHash> = msg
+        .need
         .iter()
-        .map(|c| c.hash())
+        .filter(|h| !send.contains(h) && holds(doc, h))
+        .copied()
+        .collect();
+    if send.is_empty() && needed.is_empty() {
+        return Vec::new();
+    }
+    // Keep Automerge's causal order: what comes after `after` is in that order
+    // already; a needed change from before it puts the search back to the start.
+    if !needed.is_empty() {
+        after.clear();
+    }
+    send.extend(needed);
+    doc.get_changes_meta(&after)
+        .iter()
+        .map(|c| c.hash)
         .filter(|h| send.contains(h))
         .collect()
 }
