@@ -160,7 +160,9 @@ impl Node {
             return Ok(());
         }
         let now = now_ms();
-        self.store.write(|tx| {
+        // A cache (lost, it costs a larger first message): not worth a wait for the
+        // disk after every session.
+        self.store.write_cache(|tx| {
             for (doc, h) in &changed {
                 tx.set_peer_heads(peer.as_bytes(), doc, h, now)?;
             }

@@ -820,8 +820,7 @@ impl Node {
                 ));
             }
         }
-        let docs: Vec<DocId> = writes.iter().map(|w| w.doc).collect();
-        self.after_receive(folded, &docs);
+        self.after_receive(folded, &received);
         // What the peer holds now, per its sync messages: the per-peer sync state.
         // Every sync message is checked here before Automerge decodes it; one that
         // fails (a Bloom filter that would crash Automerge, counts beyond the limits)
@@ -852,14 +851,25 @@ impl Node {
     /// document whose dependencies have not all arrived may not read yet).
     fn after_receive(&mut self, folded: &Folded, docs: &[DocId]) {
         // Titles and snapshots of the documents a message changed, in one
-        // transaction after the changes (a failure here loses only a cache).
+        // transaction after the changes (a failure here loses only a cache), and
+        // none when no title changed and no snapshot is due: most received messages
+        // (an edit pushed) change neither, and each commit waits for the disk.
         let mut updates = Vec::with_capacity(docs.len());
         for doc in docs {
             let Ok(v) = self.verified(doc, folded) else {
                 continue;
             };
-            let title = regiosync_core::plan::read_title(&v.doc).ok();
-            updates.push((*doc, title, v.snapshot(folded)));
+            let cached = self.store.document(doc).ok().flatten().map(|d| d.title);
+            let title = regiosync_core::plan::read_title(&v.doc)
+                .ok()
+                .filter(|t| cached.as_ref() != Some(t));
+            let snapshot = v.snapshot(folded);
+            if title.is_some() || snapshot.is_some() {
+                updates.push((*doc, title, snapshot));
+            }
+        }
+        if updates.is_empty() {
+            return;
         }
         let _ = self.store.write(|tx| {
             for (doc, title, snapshot) in &updates {

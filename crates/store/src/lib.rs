@@ -188,6 +188,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Like [`write`](Self::write), for data that can be rebuilt from the rest of the
+    /// store or learnt again from a peer (what a peer was last known to hold): the
+    /// commit does not wait for the disk (SQLite's `synchronous=NORMAL` for this one
+    /// transaction). A power loss may lose it, never a transaction committed before
+    /// it through `write` (those were on disk when they returned), and never leaves
+    /// the store damaged: that is what WAL mode guarantees with `NORMAL`. The next
+    /// `write` makes it durable along with its own commit.
+    pub fn write_cache<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.conn
+            .pragma_update(None, "synchronous", 1i64)
+            .at(&self.path)?;
+        let out = self.write(f);
+        // Back to FULL for every other write, whatever `f` did.
+        let restored = self
+            .conn
+            .pragma_update(None, "synchronous", 2i64)
+            .at(&self.path);
+        let out = out?;
+        restored?;
+        Ok(out)
+    }
+
     /// Moves every committed page from the WAL into the main file and truncates the
     /// WAL, so that data deleted with `secure_delete` leaves no copy in the WAL.
     /// `false` when another connection kept it from completing.

@@ -56,6 +56,43 @@ fn pragmas_take_effect() {
     assert_eq!(sd, 1);
 }
 
+/// A cache write commits like any other and leaves the connection at
+/// `synchronous=FULL` for the writes after it, also when it fails.
+#[test]
+fn cache_writes_commit_and_restore_full_sync() {
+    let (_d, mut store) = new_store();
+    let sync = |s: &Store| -> i64 {
+        s.conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    };
+    let doc = DocId::random().unwrap();
+    store
+        .write_cache(|tx| tx.set_peer_heads(&[7; 32], &doc, &[[1; 32]], 5))
+        .unwrap();
+    assert_eq!(sync(&store), 2, "back to FULL after a cache write");
+    let got = store.peer_docs(&[7; 32]).unwrap();
+    assert_eq!(
+        got,
+        vec![(doc, vec![[1; 32]])],
+        "the cache write was committed"
+    );
+    let failed: Result<(), StoreError> = store.write_cache(|tx| {
+        tx.set_peer_heads(&[7; 32], &doc, &[[2; 32]], 6)?;
+        Err(StoreError::Io {
+            path: "x".into(),
+            detail: "refused".into(),
+        })
+    });
+    assert!(failed.is_err());
+    assert_eq!(sync(&store), 2, "back to FULL after a failed cache write");
+    assert_eq!(
+        store.peer_docs(&[7; 32]).unwrap(),
+        vec![(doc, vec![[1; 32]])],
+        "nothing of the failed cache write was kept"
+    );
+}
+
 #[test]
 fn documents_changes_and_snapshots_roundtrip() {
     let (dir, mut store) = new_store();
