@@ -315,7 +315,8 @@ pub async fn run_shared(
     let mut publish_due: Option<Instant> = None;
     let mut sessions: JoinSet<(NodeId, Result<SyncReport, NodeError>)> = JoinSet::new();
     let mut running: HashSet<NodeId> = HashSet::new();
-    let mut again: HashSet<NodeId> = HashSet::new();
+    // Sessions asked for while one with the same peer ran: started when it ends.
+    let mut again: HashMap<NodeId, Pending> = HashMap::new();
     let mut connected: HashSet<NodeId> = HashSet::new();
     // Per connected member: since when, and whether a session succeeded since.
     let mut connected_at: HashMap<NodeId, (Instant, bool)> = HashMap::new();
@@ -347,7 +348,7 @@ pub async fn run_shared(
                  changed: &[DocId],
                  sessions: &mut JoinSet<_>,
                  running: &mut HashSet<NodeId>,
-                 again: &mut HashSet<NodeId>| {
+                 again: &mut HashMap<NodeId, Pending>| {
         if running.insert(peer) {
             let (node, net, memory) = (node.clone(), net.clone(), memory.clone());
             let changed = changed.to_vec();
@@ -372,7 +373,10 @@ pub async fn run_shared(
                 (peer, result)
             });
         } else {
-            again.insert(peer);
+            let pending = again
+                .entry(peer)
+                .or_insert_with(|| Pending::Push(Vec::new()));
+            pending.add(changed);
         }
     };
 
@@ -517,8 +521,10 @@ pub async fn run_shared(
                             sp.redial.attempts = 0;
                         }
                         entry.last_contact = Some(crate::clock::now_secs());
-                        entry.docs_differing = report.moved.docs_differing;
-                        entry.docs = report.docs;
+                        if !report.push_only {
+                            entry.docs_differing = report.moved.docs_differing;
+                            entry.docs = report.docs;
+                        }
                         let received = report.received;
                         entry.changes_received = report.moved.changes_received;
                         entry.last_error = None;
@@ -554,8 +560,14 @@ pub async fn run_shared(
                         entry.last_error = Some(e.to_string());
                     }
                 }
-                if again.remove(&peer) && connected.contains(&peer) {
-                    start(peer, &[], &mut sessions, &mut running, &mut again);
+                if let Some(pending) = again.remove(&peer)
+                    && connected.contains(&peer)
+                {
+                    let changed = match pending {
+                        Pending::Push(docs) => docs,
+                        Pending::Full => Vec::new(),
+                    };
+                    start(peer, &changed, &mut sessions, &mut running, &mut again);
                 }
             }
             ev = changes.recv(), if changes_open => {
@@ -710,6 +722,34 @@ pub async fn run_shared(
     let _ = std::fs::remove_file(&status_path);
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// A session asked for while another with the same peer runs.
+#[derive(Debug)]
+enum Pending {
+    /// A full session (`Hello`, narrowing), which catches everything.
+    Full,
+    /// A push of these documents only (a push that lands ends without the
+    /// `Hello`, so it does not stand in for a full session).
+    Push(Vec<DocId>),
+}
+
+impl Pending {
+    /// Adds a request for a push of `changed`, or for a full session when it is
+    /// empty.
+    fn add(&mut self, changed: &[DocId]) {
+        match self {
+            Pending::Full => {}
+            Pending::Push(_) if changed.is_empty() => *self = Pending::Full,
+            Pending::Push(docs) => {
+                for d in changed {
+                    if !docs.contains(d) {
+                        docs.push(*d);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A wake-up from another process, or never if the socket could not be made.

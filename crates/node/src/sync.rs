@@ -96,6 +96,11 @@ pub struct SyncReport {
     /// them on to its other peers).
     #[serde(skip)]
     pub received: Vec<DocId>,
+    /// The session was a push that landed and ended without comparing the shared
+    /// documents ([`Requester::pushing`]): `docs` and `moved.docs_differing` say
+    /// nothing about them.
+    #[serde(skip)]
+    pub push_only: bool,
 }
 
 /// Runs one sync session with `peer` as the requesting side: the session's state
@@ -152,7 +157,12 @@ async fn drive(
                 } => {
                     report.moved = tally;
                     report.received = received;
-                    report.docs = n.doc_states(&folded, &peer, &shared.heads)?;
+                    match shared {
+                        Some(shared) => {
+                            report.docs = n.doc_states(&folded, &peer, &shared.heads)?;
+                        }
+                        None => report.push_only = true,
+                    }
                     return Ok(report);
                 }
                 Step::Stop(stop) => return Err(n.stopped(&peer, stop)?),

@@ -212,8 +212,9 @@ pub enum Step {
         /// The documents that got something new from the peer (a running node
         /// pushes them on to its other peers).
         received: Vec<DocId>,
-        /// The shared documents at the end.
-        shared: Shared,
+        /// The shared documents at the end; `None` when a push landed and the
+        /// session ended without comparing them (see [`Requester::pushing`]).
+        shared: Option<Shared>,
         /// Whether the summaries agreed at the end.
         in_sync: bool,
     },
@@ -308,6 +309,10 @@ pub struct Requester {
     round: Round,
     /// Documents this node just changed, sent before the `Hello`.
     changed: Vec<DocId>,
+    /// A push is out and nothing has shown yet that it did not land: when its
+    /// exchange ends with nothing left to send either way, the session ends there,
+    /// without the `Hello` (see [`Requester::pushing`]).
+    push_landed: bool,
     /// Documents that got something new from the peer in this session.
     received: Vec<DocId>,
 }
@@ -324,6 +329,7 @@ impl Requester {
             sent: HashSet::new(),
             round: Round::default(),
             changed: Vec::new(),
+            push_landed: false,
             received: Vec::new(),
         }
     }
@@ -331,8 +337,17 @@ impl Requester {
     /// A session with `peer` that first pushes `changed` (documents this node just
     /// changed): their changes go out in the first request, without the `Hello` and
     /// the narrowing rounds that find differing documents, so that an edit reaches
-    /// the peer in one round trip. Then the session goes on as [`Requester::new`]'s
-    /// (`Hello`, control ops, narrowing), which catches whatever the push missed.
+    /// the peer in one round trip.
+    ///
+    /// A push of plans that lands (the exchange ends with nothing left that either
+    /// side lacks of them, within the usual need rounds) ends the session there: a
+    /// peer that got the edit from another member already costs one round trip, not
+    /// a `Hello` and its summary of everything shared. Otherwise (a plan the peer
+    /// cannot take yet, e.g. it lacks the control ops that created it; any dossier
+    /// pushed, since a dossier exchange cannot tell a refusal from a success) the
+    /// session goes on as [`Requester::new`]'s (`Hello`, control ops, narrowing),
+    /// which catches whatever the push missed. The periodic full session catches
+    /// anything else that differs.
     pub fn pushing(peer: NodeId, changed: Vec<DocId>) -> Self {
         Requester {
             changed,
@@ -353,6 +368,7 @@ impl Requester {
         if !self.changed.is_empty() {
             let changed = std::mem::take(&mut self.changed);
             self.round = Round::of(store, &changed, 0, 0, true);
+            self.push_landed = self.round.dossiers.is_empty() && !self.round.docs.is_empty();
             return self.next_batch(store);
         }
         self.opening_hello(store)
@@ -553,14 +569,26 @@ impl Requester {
                 store.opening_docs(&peer, &batch)?
             };
             if opening.is_empty() {
+                // Nothing of these the peer may read: not a push that landed.
+                self.push_landed = false;
                 return self.next_batch(store);
             }
             self.phase = Phase::DocsOpening;
             return Ok(Step::Send(Request::Docs { docs: opening }));
         }
         if self.round.pushing {
-            // The push is out: now the usual session, which catches what it missed.
             self.round = Round::default();
+            if std::mem::take(&mut self.push_landed) {
+                // Both sides hold the same changes of what was pushed.
+                self.phase = Phase::Ended;
+                return Ok(Step::Done {
+                    tally: self.tally,
+                    received: std::mem::take(&mut self.received),
+                    shared: None,
+                    in_sync: false,
+                });
+            }
+            // The push is out: now the usual session, which catches what it missed.
             return self.opening_hello(store);
         }
         if self.tally.moved() == self.round.moved_before {
@@ -598,6 +626,9 @@ impl Requester {
             .iter()
             .all(|d| d.changes.is_empty() && d.need.is_empty());
         if idle || need_round >= MAX_NEED_ROUNDS {
+            // Still something to send after the last need round: the peer does not
+            // take it (yet).
+            self.push_landed &= idle;
             return self.next_batch(store);
         }
         self.tally.changes_sent += outgoing.iter().map(|d| d.changes.len()).sum::<usize>();
@@ -636,7 +667,7 @@ impl Requester {
         Ok(Step::Done {
             tally: self.tally,
             received: std::mem::take(&mut self.received),
-            shared,
+            shared: Some(shared),
             in_sync,
         })
     }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::identity::NodeSecret;
-use crate::sync::Summary;
+use crate::sync::{SignedChange, Summary};
 
 /// A node's state as the session sees it: control ops and sealed documents, each a
 /// set of 32-byte items.
@@ -23,6 +23,43 @@ struct Mem {
     in_sync: usize,
     /// The proof a removed peer is shown.
     removed: Option<(NodeId, Vec<Vec<u8>>)>,
+    /// Documents (in `docs`) that travel as plans, in `Docs` messages: their `sync`
+    /// lists every item held, `changes` carries items, `need` names items.
+    plans: BTreeSet<DocId>,
+    /// Plans whose received items this node refuses (as a node refuses changes it
+    /// cannot verify yet).
+    refuse: BTreeSet<DocId>,
+}
+
+impl Mem {
+    /// This side's `Docs` message for plan `doc`: all it holds in `sync`, and the
+    /// items `theirs` (if known) lacks, or what it lacks of `theirs` in `need`.
+    fn plan_message(&self, doc: &DocId, theirs: Option<&BTreeSet<[u8; 32]>>) -> DocMessage {
+        let mine = self.docs.get(doc).cloned().unwrap_or_default();
+        let (changes, need) = match theirs {
+            Some(theirs) => (
+                mine.difference(theirs)
+                    .map(|i| SignedChange {
+                        change: i.to_vec(),
+                        envelope: vec![],
+                    })
+                    .collect(),
+                theirs.difference(&mine).copied().collect(),
+            ),
+            None => (vec![], vec![]),
+        };
+        DocMessage {
+            doc: *doc,
+            sync: mine.iter().flatten().copied().collect(),
+            changes,
+            need,
+        }
+    }
+}
+
+/// The items a plan message says its sender holds.
+fn held_by(m: &DocMessage) -> BTreeSet<[u8; 32]> {
+    m.sync.chunks(32).filter_map(item).collect()
 }
 
 fn item(b: &[u8]) -> Option<[u8; 32]> {
@@ -54,8 +91,12 @@ impl SessionStore for Mem {
             set,
         })
     }
-    fn exchange_of(&self, _doc: &DocId) -> Exchange {
-        Exchange::Sealed
+    fn exchange_of(&self, doc: &DocId) -> Exchange {
+        if self.plans.contains(doc) {
+            Exchange::Automerge
+        } else {
+            Exchange::Sealed
+        }
     }
     fn op_hashes(&self) -> Result<Vec<OpHash>, Self::Error> {
         Ok(self.control_heads())
@@ -76,14 +117,54 @@ impl SessionStore for Mem {
             .filter(|o| self.ops.insert(*o))
             .count())
     }
-    fn opening_docs(&self, _: &NodeId, _: &[DocId]) -> Result<Vec<DocMessage>, Self::Error> {
-        Ok(vec![])
+    fn opening_docs(&self, _: &NodeId, docs: &[DocId]) -> Result<Vec<DocMessage>, Self::Error> {
+        Ok(docs.iter().map(|d| self.plan_message(d, None)).collect())
     }
-    fn receive_docs(&mut self, _: &NodeId, _: &[DocMessage]) -> Result<Received, Self::Error> {
-        Ok(Received::default())
+    fn pushing_docs(&self, _: &NodeId, docs: &[DocId]) -> Result<Vec<DocMessage>, Self::Error> {
+        // Everything held: the peer's heads are not known here.
+        let nothing = BTreeSet::new();
+        Ok(docs
+            .iter()
+            .map(|d| self.plan_message(d, Some(&nothing)))
+            .map(|m| DocMessage { need: vec![], ..m })
+            .collect())
     }
-    fn answer_docs(&self, _: &NodeId, _: &[DocMessage]) -> Result<Vec<DocMessage>, Self::Error> {
-        Ok(vec![])
+    fn receive_docs(&mut self, _: &NodeId, docs: &[DocMessage]) -> Result<Received, Self::Error> {
+        let mut got = Received::default();
+        for m in docs.iter().filter(|m| !self.refuse.contains(&m.doc)) {
+            for c in &m.changes {
+                if let Some(i) = item(&c.change)
+                    && self.docs.entry(m.doc).or_default().insert(i)
+                {
+                    got.stored += 1;
+                    if !got.docs.contains(&m.doc) {
+                        got.docs.push(m.doc);
+                    }
+                }
+            }
+        }
+        Ok(got)
+    }
+    fn answer_docs(&self, _: &NodeId, docs: &[DocMessage]) -> Result<Vec<DocMessage>, Self::Error> {
+        Ok(docs
+            .iter()
+            .filter(|m| self.plans.contains(&m.doc))
+            .map(|m| {
+                let mut answer = self.plan_message(&m.doc, Some(&held_by(m)));
+                // What the other side asked for by hash, too.
+                for n in &m.need {
+                    if self.docs.get(&m.doc).is_some_and(|d| d.contains(n))
+                        && !answer.changes.iter().any(|c| c.change == n.to_vec())
+                    {
+                        answer.changes.push(SignedChange {
+                            change: n.to_vec(),
+                            envelope: vec![],
+                        });
+                    }
+                }
+                answer
+            })
+            .collect())
     }
     fn opening_dossiers(
         &self,
@@ -279,6 +360,84 @@ fn a_push_sends_the_changed_documents_first_and_the_session_then_catches_the_res
     assert!(matches!(end, Step::Done { in_sync: true, .. }), "{end:?}");
     assert_eq!(a.docs, b.docs);
     assert_eq!(b.docs[&doc(2)], items(20..21));
+}
+
+/// A push of a plan that lands (the peer took every pushed change, and nothing is
+/// left either side lacks) ends after that one round trip, without the `Hello`:
+/// a peer that already had the edit (from another member) costs one round trip.
+/// Other differences wait for a full session.
+#[test]
+fn a_push_that_lands_ends_after_one_round_trip() {
+    let mut a = Mem {
+        ops: items(0..3),
+        ..Mem::default()
+    };
+    a.plans.insert(doc(1));
+    let mut b = a.clone();
+    a.docs.insert(doc(1), items(10..14));
+    b.docs.insert(doc(1), items(10..12));
+    // A document the push does not name differs too.
+    a.docs.insert(doc(2), items(20..21));
+    let (ia, mut a, ib, mut b) = pair(a, b);
+    let (end, trips) = drive(Requester::pushing(ib, vec![doc(1)]), ia, &mut a, &mut b);
+    assert_eq!(trips, 1, "{end:?}");
+    let Step::Done {
+        shared,
+        in_sync,
+        received,
+        tally,
+    } = end
+    else {
+        panic!("{end:?}");
+    };
+    assert!(
+        shared.is_none() && !in_sync,
+        "nothing compared, nothing recorded"
+    );
+    // This test store pushes all it holds (it keeps no peer heads).
+    assert_eq!(tally.changes_sent, 4);
+    assert!(received.is_empty());
+    assert_eq!(b.docs[&doc(1)], items(10..14), "the push landed");
+    assert!(
+        !b.docs.contains_key(&doc(2)),
+        "left for the next full session"
+    );
+    assert_eq!((a.in_sync, b.in_sync), (0, 0));
+    // Pushed again to a peer that has it all: still one round trip.
+    let (_, trips) = drive(Requester::pushing(ib, vec![doc(1)]), ia, &mut a, &mut b);
+    assert_eq!(trips, 1);
+}
+
+/// A push the peer does not take (it refuses the changes, as a node that cannot
+/// verify them yet) goes on to the `Hello` and the rest of the session after the
+/// need rounds, instead of ending as if it had landed.
+#[test]
+fn a_push_the_peer_does_not_take_goes_on_to_the_hello() {
+    let mut a = Mem {
+        ops: items(0..3),
+        ..Mem::default()
+    };
+    a.plans.insert(doc(1));
+    let mut b = a.clone();
+    a.ops.insert([9; 32]);
+    a.docs.insert(doc(1), items(10..14));
+    b.docs.insert(doc(1), items(10..12));
+    b.refuse.insert(doc(1));
+    let (ia, mut a, ib, mut b) = pair(a, b);
+    let (end, trips) = drive(Requester::pushing(ib, vec![doc(1)]), ia, &mut a, &mut b);
+    assert!(trips > 2, "{trips} round trips: {end:?}");
+    assert!(
+        matches!(
+            end,
+            Step::Done {
+                shared: Some(_),
+                ..
+            }
+        ),
+        "ended as a full session: {end:?}"
+    );
+    assert!(b.ops.contains(&[9; 32]), "the Hello brought the control op");
+    assert_eq!(b.docs[&doc(1)], items(10..12), "still refused");
 }
 
 #[test]
