@@ -455,6 +455,18 @@ pub(crate) async fn propagation(
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // A full mesh, as the workload says: every node connected to the four
+        // others (by their status files) before the first edit.
+        let deadline = Instant::now() + PATIENCE;
+        while !dirs.iter().all(|d| {
+            regiosync_node::service::read_status(d)
+                .is_some_and(|s| s.peers.values().filter(|p| p.connected).count() == 4)
+        }) {
+            if Instant::now() > deadline {
+                bail!("the five nodes did not all connect to each other");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let mut lat = Vec::with_capacity(edits);
         for k in 0..edits {
             let i = k % 5;

@@ -326,6 +326,8 @@ pub async fn run_shared(
     // Members whose count of shared dossiers (status) is due.
     let mut count_shared: HashSet<NodeId> = HashSet::new();
     let mut redial: HashMap<NodeId, Redial> = HashMap::new();
+    // The members when the static addresses were last dialled afresh.
+    let mut seen_members: HashSet<NodeId> = members.iter().map(|(m, _)| *m).collect();
     let mut data_version = node.lock().await.store().data_version().unwrap_or(0);
     // Changes committed in this process (the web app): pushed at once, not at the
     // next poll (which sees only other processes' commits).
@@ -535,6 +537,9 @@ pub async fn run_shared(
                             || report.moved.ops_received > 0
                             || report.moved.dossier_items_received > 0
                         {
+                            // New control ops go on in full sessions (they go first
+                            // there); documents alone are pushed on.
+                            let received = if report.moved.ops_received > 0 { Vec::new() } else { received };
                             for p in connected.iter().filter(|p| **p != peer) {
                                 start(*p, &received, &mut sessions, &mut running, &mut again);
                             }
@@ -576,6 +581,10 @@ pub async fn run_shared(
                 let mut push = false;
                 // The documents committed here, pushed first.
                 let mut changed: Vec<DocId> = Vec::new();
+                // A control op committed here (the region, a plan's creation or
+                // readers): a full session, which sends control ops first (a push
+                // that lands ends without them).
+                let mut full = false;
                 let mut next = ev;
                 loop {
                     match next {
@@ -596,9 +605,20 @@ pub async fn run_shared(
                                 changed.push(id);
                             }
                             push |= local;
+                            full |= local
+                                && (e.doc.is_none()
+                                    || matches!(
+                                        e.kind,
+                                        crate::events::ChangeKind::Created
+                                            | crate::events::ChangeKind::Acl
+                                            | crate::events::ChangeKind::Region
+                                    ));
                         }
                         // Missed some: they may have been local.
-                        Err(RecvError::Lagged(_)) => push = true,
+                        Err(RecvError::Lagged(_)) => {
+                            push = true;
+                            full = true;
+                        }
                         Err(RecvError::Closed) => {
                             changes_open = false;
                             break;
@@ -615,6 +635,9 @@ pub async fn run_shared(
                 // answer ends (above).
                 if push {
                     tracing::debug!(peers = connected.len(), "committed here; pushing");
+                    if full {
+                        changed.clear();
+                    }
                     for p in connected.clone() {
                         start(p, &changed, &mut sessions, &mut running, &mut again);
                     }
@@ -672,6 +695,17 @@ pub async fn run_shared(
                     }
                 }
                 let now = Instant::now();
+                // A member learnt since the last poll may be behind a static address
+                // that refused this device before (its gate did not list this device
+                // yet, or this one did not list it): dial the unconnected ones again
+                // now, not after their backoff, so that the mesh is complete soon
+                // after a region forms.
+                if members.iter().any(|(m, _)| !seen_members.contains(m)) {
+                    seen_members = members.iter().map(|(m, _)| *m).collect();
+                    for sp in &mut static_peers {
+                        sp.redial.due = now;
+                    }
+                }
                 for sp in &mut static_peers {
                     if sp.peer.is_some_and(|p| connected.contains(&p)) {
                         continue;

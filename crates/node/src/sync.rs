@@ -529,8 +529,10 @@ impl Node {
     }
 
     /// The opening `Docs` messages for `docs`; with `push`, only for documents
-    /// `peer` may read, each carrying the changes after the heads `peer` was last
-    /// known to hold (none if those are not known here), within the batch budget.
+    /// `peer` may read and is not known to hold at this node's heads already (a
+    /// peer that passed the edit on to this node, or answered it, is), each
+    /// carrying the changes after the heads `peer` was last known to hold (none if
+    /// those are not known here), within the batch budget.
     fn opening_messages(
         &self,
         folded: &Folded,
@@ -564,6 +566,10 @@ impl Node {
                         .iter()
                         .map(|c| c.hash)
                         .collect();
+                    if after.is_empty() && v.missing_deps.is_empty() {
+                        // It holds everything this node holds of the document.
+                        return Ok(None);
+                    }
                     for c in self.signed_changes(d, &after)? {
                         let size = c.change.len() + c.envelope.len();
                         if size > budget {
@@ -574,7 +580,7 @@ impl Node {
                         changes.push(c);
                     }
                 }
-                Ok(DocMessage {
+                Ok(Some(DocMessage {
                     doc: *d,
                     sync: opening_message(doc, &shared),
                     changes,
@@ -585,8 +591,9 @@ impl Node {
                         .take(regiosync_core::sync::MAX_NEED_PER_DOC)
                         .copied()
                         .collect(),
-                })
+                }))
             })
+            .filter_map(Result::transpose)
             .collect()
     }
 

@@ -1625,8 +1625,9 @@ fn a_stored_change_whose_dependency_never_came_is_asked_for_by_hash() {
 }
 
 /// A push (`push_to`) carries the changes of the document just edited in its
-/// first request, after the heads the peer was last known to hold, and the session
-/// then ends with the two in sync.
+/// first request, after the heads the peer was last known to hold; it lands, and
+/// the session ends there with the two holding the same. A second push of the same
+/// document (a pass-on) sends nothing: the peer is known to hold it.
 #[test]
 fn a_push_carries_the_new_changes_in_its_first_request() {
     use regiosync_core::sync::Request;
@@ -1694,9 +1695,26 @@ fn a_push_carries_the_new_changes_in_its_first_request() {
         .collect();
     assert_eq!(hashes, vec![newest.hash], "only the change Zeist lacks");
     assert_eq!(report.moved.changes_sent, 1, "{report:?}");
-    let (roc, zeist) = (roc.into_inner(), net.inner.responder.into_inner().unwrap());
+    // The push landed: the session ended there, without the Hello.
+    assert_eq!(sent.len(), 1, "{report:?}");
+    assert!(report.push_only);
+    let zeist = net.inner.responder.into_inner().unwrap();
     assert_eq!(
         zeist.plan_heads(&plan).unwrap(),
-        roc.plan_heads(&plan).unwrap()
+        roc.blocking_lock().plan_heads(&plan).unwrap()
     );
+    // Pushed again (as a pass-on would): Zeist is known to hold it all now, so
+    // nothing is sent at all.
+    let net = Recording {
+        inner: Direct {
+            responder: std::sync::Mutex::new(zeist),
+            from,
+        },
+        sent: Default::default(),
+    };
+    let again = rt
+        .block_on(crate::sync::push_to(&roc, &memory, &net, to, vec![plan]))
+        .unwrap();
+    assert_eq!(net.sent.into_inner().unwrap().len(), 0, "{again:?}");
+    assert_eq!(again.round_trips, 0);
 }

@@ -569,8 +569,8 @@ impl Requester {
                 store.opening_docs(&peer, &batch)?
             };
             if opening.is_empty() {
-                // Nothing of these the peer may read: not a push that landed.
-                self.push_landed = false;
+                // Nothing to push: the peer may not read these documents, or holds
+                // them as they are here already.
                 return self.next_batch(store);
             }
             self.phase = Phase::DocsOpening;
