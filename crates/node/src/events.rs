@@ -105,6 +105,17 @@ impl ChangeKind {
         }
     }
 
+    /// Whether this kind is that of a control op (the kinds [`ChangeKind::of_op`]
+    /// gives): the running node sends those in a full session, where control ops go
+    /// first, not in a push of documents. Exhaustive, so that a new kind needs a
+    /// decision here.
+    pub fn is_control_op(self) -> bool {
+        match self {
+            Self::Created | Self::Acl | Self::Approval | Self::Region => true,
+            Self::Section | Self::Agreement | Self::Comment | Self::Other | Self::Dossier => false,
+        }
+    }
+
     /// Short lowercase name (`section`, `agreement`, …), for logs and the web app.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -270,5 +281,33 @@ mod tests {
         ] {
             assert_eq!(ChangeKind::of_message(m), k, "{m}");
         }
+    }
+
+    /// The kinds of control ops are the ones the running node sends in a full
+    /// session (an approval pushed as a document would be left behind by a push
+    /// that lands); the kinds of plan edits are pushed.
+    #[test]
+    fn control_op_kinds_are_told_from_edits() {
+        let doc = DocId::from_bytes([1; 16]);
+        for body in [
+            OpBody::Approve {
+                doc,
+                heads: vec![],
+                comment: None,
+            },
+            OpBody::SetAddrs { addrs: vec![] },
+        ] {
+            let (kind, _) = ChangeKind::of_op(&body);
+            assert!(kind.is_control_op(), "{kind:?}");
+        }
+        for m in [
+            "set section Inleiding",
+            "add agreement X",
+            "comment on Inleiding",
+            "set title",
+        ] {
+            assert!(!ChangeKind::of_message(m).is_control_op(), "{m}");
+        }
+        assert!(!ChangeKind::Dossier.is_control_op());
     }
 }

@@ -10,7 +10,9 @@
 //! it; or this node stored changes from another peer, which it passes on at once);
 //! and a periodic
 //! anti-entropy tick. Members that are not connected are redialled with exponential
-//! backoff and jitter. After new control ops the member set of the gate is updated, so
+//! backoff and jitter; when the node learns of a new member, its static addresses
+//! (`--peer`) are dialled again at once (one may have refused this device while its
+//! node did not know it yet). After new control ops the member set of the gate is updated, so
 //! a removed device is cut off at once. Other CLI commands keep working while the node
 //! runs: they share the store (SQLite serialises writers), and `regiosync status`
 //! reads the status file this task writes.
@@ -581,9 +583,9 @@ pub async fn run_shared(
                 let mut push = false;
                 // The documents committed here, pushed first.
                 let mut changed: Vec<DocId> = Vec::new();
-                // A control op committed here (the region, a plan's creation or
-                // readers): a full session, which sends control ops first (a push
-                // that lands ends without them).
+                // A control op committed here (the region, a plan's creation, its
+                // readers, an approval): a full session, which sends control ops
+                // first (a push that lands ends without them).
                 let mut full = false;
                 let mut next = ev;
                 loop {
@@ -605,14 +607,7 @@ pub async fn run_shared(
                                 changed.push(id);
                             }
                             push |= local;
-                            full |= local
-                                && (e.doc.is_none()
-                                    || matches!(
-                                        e.kind,
-                                        crate::events::ChangeKind::Created
-                                            | crate::events::ChangeKind::Acl
-                                            | crate::events::ChangeKind::Region
-                                    ));
+                            full |= local && (e.doc.is_none() || e.kind.is_control_op());
                         }
                         // Missed some: they may have been local.
                         Err(RecvError::Lagged(_)) => {

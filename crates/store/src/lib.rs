@@ -8,7 +8,9 @@
 //! ([`Store::write`]); when it returns `Ok` the commit has been fsynced, so a caller
 //! may report success. We choose `synchronous=FULL` over WAL's usual `NORMAL` because
 //! `NORMAL` can lose the last commits on power loss, and a municipality laptop's
-//! battery does run out. `secure_delete=ON` makes deleted rows leave no bytes in the
+//! battery does run out. Only data that can be learnt again (what a peer was last
+//! known to hold) is written with [`Store::write_cache`], which does not wait for the
+//! disk. `secure_delete=ON` makes deleted rows leave no bytes in the
 //! file (dossier erasure relies on it).
 //!
 //! Opening checks that the file is SQLite, that its `application_id` is ours, that its
@@ -202,13 +204,18 @@ impl Store {
         self.conn
             .pragma_update(None, "synchronous", 1i64)
             .at(&self.path)?;
-        let out = self.write(f);
-        // Back to FULL for every other write, whatever `f` did.
+        // Back to FULL for every other write, whatever `f` did, a panic included
+        // (the running node survives a panicking session, and its later writes must
+        // still wait for the disk).
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write(f)));
         let restored = self
             .conn
             .pragma_update(None, "synchronous", 2i64)
             .at(&self.path);
-        let out = out?;
+        let out = match out {
+            Ok(out) => out?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         restored?;
         Ok(out)
     }

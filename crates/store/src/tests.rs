@@ -91,6 +91,15 @@ fn cache_writes_commit_and_restore_full_sync() {
         vec![(doc, vec![[1; 32]])],
         "nothing of the failed cache write was kept"
     );
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _: Result<(), StoreError> = store.write_cache(|_| panic!("a bug in a cache write"));
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(
+        sync(&store),
+        2,
+        "back to FULL after a panicking cache write"
+    );
 }
 
 #[test]
