@@ -97,7 +97,7 @@ pub(crate) fn run(out: Output, duration: Option<u64>, dir: Option<PathBuf>) -> a
         let mut timings = serde_json::Map::new();
 
         say("\n1. The kerngemeente's and the SWV's plans reach everyone:".into());
-        timings.insert("initial_ms".into(), converge(&dirs, &docs, &say).await?.into());
+        timings.insert("initial_ms".into(), converge(&dirs, &docs, &nodes, &say).await?.into());
 
         say("\n2. All five edit the jeugdplan at the same moment (two in the same section):".into());
         for (i, d) in dirs.iter().enumerate() {
@@ -105,7 +105,7 @@ pub(crate) fn run(out: Output, duration: Option<u64>, dir: Option<PathBuf>) -> a
         }
         Node::open(&dirs[1])?.set_section(&docs[0], "Doelen", "1. Geen jongere uit beeld.\n2. Warme overdracht vo-mbo, met het ROC.\n")?;
         Node::open(&dirs[3])?.set_section(&docs[0], "Doelen", "1. Geen jongere uit beeld, ook niet na verhuizing.\n2. Warme overdracht vo-mbo.\n")?;
-        timings.insert("concurrent_ms".into(), converge(&dirs, &docs, &say).await?.into());
+        timings.insert("concurrent_ms".into(), converge(&dirs, &docs, &nodes, &say).await?.into());
 
         say("\n3. The SWV's server goes down; the others keep working; the SWV edits offline:".into());
         if let Some(n) = nodes[4].take() {
@@ -120,7 +120,7 @@ pub(crate) fn run(out: Output, duration: Option<u64>, dir: Option<PathBuf>) -> a
         show(&dirs, &docs, &say);
         say("   The SWV comes back:".into());
         nodes[4] = Some(start(&dirs[4], &addrs, 4)?.0);
-        timings.insert("catch_up_ms".into(), converge(&dirs, &docs, &say).await?.into());
+        timings.insert("catch_up_ms".into(), converge(&dirs, &docs, &nodes, &say).await?.into());
 
         say("\n4. The ROC opens a dossier for a student who lives in Zeist; it is sealed for the ROC and Gemeente Zeist only:".into());
         timings.insert("dossier_ms".into(), dossier_scenario(&dirs, &say).await?.into());
@@ -384,7 +384,12 @@ fn show(dirs: &[PathBuf], docs: &[DocId], say: &impl Fn(String)) {
 }
 
 /// Waits until every node reads the same plans; returns how long it took.
-async fn converge(dirs: &[PathBuf], docs: &[DocId], say: &impl Fn(String)) -> anyhow::Result<u64> {
+async fn converge(
+    dirs: &[PathBuf],
+    docs: &[DocId],
+    nodes: &[Option<Running>],
+    say: &impl Fn(String),
+) -> anyhow::Result<u64> {
     let start = Instant::now();
     loop {
         let all = plans(dirs, docs);
@@ -397,10 +402,32 @@ async fn converge(dirs: &[PathBuf], docs: &[DocId], say: &impl Fn(String)) -> an
             say(format!("   ✓ all five nodes agree ({ms} ms)"));
             return Ok(ms);
         }
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(60),
-            "the nodes did not converge within 60 s"
-        );
+        if start.elapsed() >= Duration::from_secs(60) {
+            // Say where they differ, so that the failure can be looked into.
+            let per_node: Vec<String> = all
+                .iter()
+                .enumerate()
+                .map(|(i, ps)| {
+                    let held = ps.iter().flatten().count();
+                    let same = if ps == &all[0] { "as" } else { "unlike" };
+                    let stopped = match nodes.get(i) {
+                        Some(Some(n)) if n.join.is_finished() => " (its node has stopped)",
+                        Some(None) => " (its node is down)",
+                        _ => "",
+                    };
+                    format!(
+                        "{} reads {held} of {} plans, {same} {}{stopped}",
+                        PARTIES[i].0,
+                        docs.len(),
+                        PARTIES[0].0
+                    )
+                })
+                .collect();
+            anyhow::bail!(
+                "the nodes did not converge within 60 s: {}",
+                per_node.join("; ")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
