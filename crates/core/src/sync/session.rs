@@ -313,6 +313,8 @@ pub struct Requester {
     /// exchange ends with nothing left to send either way, the session ends there,
     /// without the `Hello` (see [`Requester::pushing`]).
     push_landed: bool,
+    /// The documents of the push's last opening `Docs` request.
+    pushed: Vec<DocId>,
     /// Documents that got something new from the peer in this session.
     received: Vec<DocId>,
 }
@@ -330,6 +332,7 @@ impl Requester {
             round: Round::default(),
             changed: Vec::new(),
             push_landed: false,
+            pushed: Vec::new(),
             received: Vec::new(),
         }
     }
@@ -469,6 +472,16 @@ impl Requester {
                 self.send_dossiers(store, outgoing, need_round + 1)
             }
             (Phase::DocsOpening, Response::Docs { docs }) => {
+                // A pushed document the answer leaves out is one the peer does not
+                // share (yet): it lacks the control op that created it, or its
+                // readers differ. Not a push that landed.
+                if self.round.pushing
+                    && std::mem::take(&mut self.pushed)
+                        .iter()
+                        .any(|d| !docs.iter().any(|m| m.doc == *d))
+                {
+                    self.push_landed = false;
+                }
                 self.receive_docs(store, &docs)?;
                 let outgoing = store.answer_docs(&peer, &docs)?;
                 self.send_docs(store, outgoing, 0)
@@ -564,6 +577,7 @@ impl Requester {
             let opening = if self.round.pushing {
                 let docs = store.pushing_docs(&peer, &batch)?;
                 self.tally.changes_sent += docs.iter().map(|d| d.changes.len()).sum::<usize>();
+                self.pushed = docs.iter().map(|d| d.doc).collect();
                 docs
             } else {
                 store.opening_docs(&peer, &batch)?

@@ -440,6 +440,35 @@ fn a_push_the_peer_does_not_take_goes_on_to_the_hello() {
     assert_eq!(b.docs[&doc(1)], items(10..12), "still refused");
 }
 
+/// A push of a plan the peer does not share (it lacks the control op that created
+/// it, so its answer leaves the plan out) is not taken for one that landed: the
+/// session goes on to the `Hello`, which brings the op.
+#[test]
+fn a_push_the_answer_leaves_out_goes_on_to_the_hello() {
+    let mut a = Mem {
+        ops: items(0..3),
+        ..Mem::default()
+    };
+    let mut b = a.clone();
+    a.plans.insert(doc(1));
+    a.ops.insert([9; 32]);
+    a.docs.insert(doc(1), items(10..12));
+    let (ia, mut a, ib, mut b) = pair(a, b);
+    let (end, trips) = drive(Requester::pushing(ib, vec![doc(1)]), ia, &mut a, &mut b);
+    assert!(trips > 1, "{trips} round trips: {end:?}");
+    assert!(
+        matches!(
+            end,
+            Step::Done {
+                shared: Some(_),
+                ..
+            }
+        ),
+        "ended as a full session: {end:?}"
+    );
+    assert!(b.ops.contains(&[9; 32]), "the Hello brought the control op");
+}
+
 #[test]
 fn a_response_out_of_turn_stops_the_session() {
     let b = Mem {
