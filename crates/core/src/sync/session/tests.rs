@@ -449,7 +449,7 @@ fn a_push_the_answer_leaves_out_goes_on_to_the_hello() {
         ops: items(0..3),
         ..Mem::default()
     };
-    let mut b = a.clone();
+    let b = a.clone();
     a.plans.insert(doc(1));
     a.ops.insert([9; 32]);
     a.docs.insert(doc(1), items(10..12));
