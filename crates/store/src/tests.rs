@@ -56,6 +56,37 @@ fn pragmas_take_effect() {
     assert_eq!(sd, 1);
 }
 
+/// Finding a device's change by sequence number (done for every change stored) is
+/// an index lookup, not a read of every change of the document.
+#[test]
+fn a_change_is_found_by_device_and_sequence_number_through_an_index() {
+    let (_d, store) = new_store();
+    for sql in [
+        "SELECT hash FROM changes WHERE doc_id = ?1 AND actor = ?2 AND seq = ?3 ORDER BY rowid LIMIT 1",
+        "SELECT coalesce(max(seq), 0) FROM changes WHERE doc_id = ?1 AND actor = ?2",
+    ] {
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(
+                rusqlite::params_from_iter(
+                    [vec![0u8; 16], vec![1u8; 16], vec![0u8]]
+                        .into_iter()
+                        .take(sql.matches('?').count()),
+                ),
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|l| l.contains("changes_by_actor_seq")),
+            "{sql}: {plan:?}"
+        );
+    }
+}
+
 /// A cache write commits like any other and leaves the connection at
 /// `synchronous=FULL` for the writes after it, also when it fails.
 #[test]
