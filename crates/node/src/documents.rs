@@ -921,6 +921,9 @@ pub(crate) struct ResidentDocs {
     /// Per document: the validity key, the store position covered, the heads.
     heads: HashMap<DocId, ResidentHeads>,
     tick: u64,
+    /// Documents loaded from the store in full (not from memory, nor by applying
+    /// new changes to the copy in memory), for tests.
+    loads: u64,
 }
 
 impl std::fmt::Debug for ResidentDocs {
@@ -958,6 +961,41 @@ impl Node {
             .heads
             .insert(*id, (key, v.last_change, heads.clone()));
         Ok(heads)
+    }
+
+    /// After a snapshot of the resident copy of `id` (covering the store up to
+    /// `covers_upto`) was written: the copy now counts as loaded from it, as a
+    /// reload would find it, without the reload (for a large plan, loading the
+    /// snapshot and counting what each device wrote cost as much as the catch-up
+    /// that wrote it). Forgets the copy if it is not the one the snapshot was made
+    /// of, or is in use elsewhere.
+    pub(crate) fn snapshot_written(&self, id: &DocId, folded: &Folded, covers_upto: i64) {
+        let key = resident_key(folded);
+        let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((tick, k, v)) = r.docs.remove(id) else {
+            return;
+        };
+        if k != key || v.last_change != covers_upto {
+            return;
+        }
+        if let Ok(mut v) = Arc::try_unwrap(v) {
+            v.tail_len = 0;
+            v.snapshot_fresh = true;
+            r.docs.insert(*id, (tick, k, Arc::new(v)));
+        }
+    }
+
+    /// The resident copy of `id`, if held (changes after its snapshot, whether the
+    /// snapshot was fresh, the store position covered),
+    /// and how many documents were loaded from the store in full so far.
+    #[cfg(test)]
+    pub(crate) fn resident_state(&self, id: &DocId) -> (Option<(usize, bool, i64)>, u64) {
+        let r = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+        let state = r
+            .docs
+            .get(id)
+            .map(|(_, _, v)| (v.tail_len, v.snapshot_fresh, v.last_change));
+        (state, r.loads)
     }
 
     /// Drops a document from memory (its next read loads it from the store).
@@ -1002,7 +1040,14 @@ impl Node {
                 next.last_change = upto;
                 next
             }
-            _ => load_verified(&self.store, id, folded, &self.kinds)?,
+            _ => {
+                let v = load_verified(&self.store, id, folded, &self.kinds)?;
+                self.resident
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .loads += 1;
+                v
+            }
         };
         let v = Arc::new(v);
         let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());

@@ -888,21 +888,26 @@ impl Node {
         if updates.is_empty() {
             return;
         }
-        let _ = self.store.write(|tx| {
-            for (doc, title, snapshot) in &updates {
-                if let Some(t) = title {
-                    tx.set_title(doc, t)?;
+        let written = self
+            .store
+            .write(|tx| {
+                for (doc, title, snapshot) in &updates {
+                    if let Some(t) = title {
+                        tx.set_title(doc, t)?;
+                    }
+                    if let Some(s) = snapshot {
+                        tx.put_snapshot(doc, s, now_ms())?;
+                    }
                 }
-                if let Some(s) = snapshot {
-                    tx.put_snapshot(doc, s, now_ms())?;
-                }
-            }
-            Ok::<_, NodeError>(())
-        });
+                Ok::<_, NodeError>(())
+            })
+            .is_ok();
         for (doc, _, snapshot) in &updates {
-            if snapshot.is_some() {
+            match snapshot {
+                Some(s) if written => self.snapshot_written(doc, folded, s.covers_upto),
                 // The resident copy still counts the changes since the old snapshot.
-                self.forget_resident(doc);
+                Some(_) => self.forget_resident(doc),
+                None => {}
             }
         }
     }

@@ -1718,3 +1718,37 @@ fn a_push_carries_the_new_changes_in_its_first_request() {
     assert_eq!(net.sent.into_inner().unwrap().len(), 0, "{again:?}");
     assert_eq!(again.round_trips, 0);
 }
+
+/// A catch-up that writes a snapshot keeps the plan in memory as if loaded from
+/// that snapshot (no reload from the store for the next read), and the plan reads
+/// the same as from the store afresh.
+#[test]
+fn a_snapshot_written_after_a_catch_up_keeps_the_plan_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
+    let plan = roc.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    for i in 0..crate::documents::SNAPSHOT_EVERY + 2 {
+        roc.set_section(&plan, "Visie", &format!("Versie {i}."))
+            .unwrap();
+    }
+    let (zeist, _roc, report) = sync_once(zeist, roc);
+    assert!(report.moved.changes_received > crate::documents::SNAPSHOT_EVERY);
+    let folded = zeist.control().unwrap().unwrap();
+    let (kept, loads) = zeist.resident_state(&plan);
+    let last = zeist.store().last_change(&plan).unwrap();
+    assert_eq!(
+        kept,
+        Some((0, true, last)),
+        "kept, counted from the new snapshot"
+    );
+    assert_eq!(loads, 1, "built once when the changes came, never reloaded");
+    let snapshot = zeist.store().load(&plan).unwrap().snapshot;
+    assert!(
+        snapshot.is_some_and(|s| s.covers_upto == last),
+        "the snapshot was written"
+    );
+    let in_memory = zeist.verified(&plan, &folded).unwrap().doc.get_heads();
+    zeist.forget_resident(&plan);
+    let from_store = zeist.verified(&plan, &folded).unwrap().doc.get_heads();
+    assert_eq!(in_memory, from_store);
+}
