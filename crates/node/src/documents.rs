@@ -849,7 +849,12 @@ fn apply_verified(
         .accepted
         .iter()
         .map(|&i| &changes[i])
-        .filter(|c| nesting.admit(&doc, c).is_ok() && budget.admit(c).is_ok())
+        .filter(|c| {
+            // Expanded once for both checks.
+            let expanded = received::expand(c);
+            nesting.admit_expanded(&doc, c, expanded.as_ref()).is_ok()
+                && budget.admit_expanded(c, expanded.as_ref()).is_ok()
+        })
         .cloned()
         .collect();
     let rejected = selection.rejected.len() + selection.accepted.len() - admitted.len();

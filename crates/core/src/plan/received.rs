@@ -251,6 +251,18 @@ impl Nesting {
         base: &automerge::Automerge,
         change: &Change,
     ) -> Result<(), ChangeOutsideSchema> {
+        self.admit_expanded(base, change, expand(change).as_ref())
+    }
+
+    /// [`Nesting::admit`] with the change's operations expanded once by the caller
+    /// ([`expand`]; `None`: it cannot be expanded), who needs them for other checks
+    /// too: expanding a change costs as much as the checks together.
+    pub fn admit_expanded(
+        &mut self,
+        base: &automerge::Automerge,
+        change: &Change,
+        expanded: Option<&automerge::legacy::Change>,
+    ) -> Result<(), ChangeOutsideSchema> {
         let refuse = |this: &mut Self| {
             this.refused.insert(change.hash().0);
             Err(ChangeOutsideSchema::TooDeep)
@@ -258,9 +270,7 @@ impl Nesting {
         if change.deps().iter().any(|d| self.refused.contains(&d.0)) {
             return refuse(self);
         }
-        let Ok(expanded) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
-        else {
+        let Some(expanded) = expanded else {
             self.refused.insert(change.hash().0);
             return Err(ChangeOutsideSchema::Undecodable);
         };
@@ -388,6 +398,16 @@ impl Budget {
     /// Admits `change` if neither it nor a change it depends on takes its device
     /// past a bound, and counts it.
     pub fn admit(&mut self, change: &Change) -> Result<(), ChangeOutsideSchema> {
+        self.admit_expanded(change, expand(change).as_ref())
+    }
+
+    /// [`Budget::admit`] with the change's operations expanded once by the caller
+    /// ([`expand`]; `None`: it cannot be expanded).
+    pub fn admit_expanded(
+        &mut self,
+        change: &Change,
+        expanded: Option<&automerge::legacy::Change>,
+    ) -> Result<(), ChangeOutsideSchema> {
         if let Some(why) = change
             .deps()
             .iter()
@@ -396,7 +416,7 @@ impl Budget {
             self.refused.insert(change.hash().0, why);
             return Err(why);
         }
-        let Some(marks) = marks_by_text(change) else {
+        let Some(marks) = expanded.map(marks_of) else {
             self.refused
                 .insert(change.hash().0, ChangeOutsideSchema::Undecodable);
             return Err(ChangeOutsideSchema::Undecodable);
@@ -441,10 +461,20 @@ impl Budget {
     }
 }
 
+/// A change's operations, expanded (`None` if it cannot be: Automerge documents
+/// panics for invalid input, which refuse the change here instead of taking the
+/// node down).
+pub fn expand(change: &Change) -> Option<automerge::legacy::Change> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).ok()
+}
+
 /// The marks a change opens, by text object; `None` if it cannot be expanded.
 fn marks_by_text(change: &Change) -> Option<HashMap<TextKey, u64>> {
-    let expanded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).ok()?;
+    expand(change).as_ref().map(marks_of)
+}
+
+/// The marks the expanded operations open, by text object.
+fn marks_of(expanded: &automerge::legacy::Change) -> HashMap<TextKey, u64> {
     let mut marks: HashMap<TextKey, u64> = HashMap::new();
     for op in &expanded.operations {
         if matches!(op.action, OpType::MarkBegin(_)) {
@@ -455,7 +485,7 @@ fn marks_by_text(change: &Change) -> Option<HashMap<TextKey, u64>> {
             *marks.entry(obj).or_insert(0) += 1;
         }
     }
-    Some(marks)
+    marks
 }
 
 /// The depth of an object of `doc` (0 if it is not there), walking at most
