@@ -1,5 +1,8 @@
-//! Local edit throughput: one durable plan edit (rebuild from store, one Automerge
-//! change, fsynced commit) per iteration, on a plan that grows as it is edited.
+//! Local edit throughput: one durable plan edit (one Automerge change, fsynced
+//! commit) per iteration, on a plan that grows as it is edited: through a node handle
+//! that keeps the plan in memory between edits (the running node, the web app), and
+//! through a handle opened afresh for each edit (a CLI command), which rebuilds the
+//! plan from the store.
 //! Run: `cargo bench -p regiosync-node --bench local_edits`.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -60,6 +63,18 @@ fn edits(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             n.set_section(&id, "Inleiding", &format!("Versie {i} van de inleiding.\n"))
+                .expect("edit")
+        })
+    });
+
+    // The CLI path: a handle opened for the edit (store open, plan rebuilt from the
+    // latest snapshot and the changes after it), on the same plan as `section_set`.
+    g.bench_function("section_set_fresh_handle", |b| {
+        b.iter(|| {
+            i += 1;
+            Node::open(n.dir())
+                .expect("open")
+                .set_section(&id, "Inleiding", &format!("Versie {i} van de inleiding.\n"))
                 .expect("edit")
         })
     });

@@ -531,18 +531,26 @@ impl Node {
         let actor = self.info.node_id.actor_id();
         let author = self.info.node_id;
         let key = self.signer()?.signing_key().clone();
-        let (edited, snapshot) = self.store.write(|tx| {
+        let (resident, kinds) = (&self.resident, &self.kinds);
+        let (edited, kept) = self.store.write(|tx| {
             let folded = control_of(tx)?.ok_or(NodeError::NotInRegion)?;
-            let mut v = load_verified(tx, id, &folded, &self.kinds)?;
-            // From the change graph's metadata, not the changes rebuilt from the op
-            // set: this runs on every edit.
-            let seq = v
-                .doc
-                .get_changes_meta(&[])
-                .iter()
-                .filter(|c| *c.actor == actor)
-                .count() as u64
-                + 1;
+            // The copy in memory when it is the document as the store holds it now
+            // (same control state, nothing stored since, read inside this write
+            // transaction): an edit in the running node applies one change to it
+            // instead of rebuilding and re-verifying the plan from the store.
+            let mut v = take_verified(resident, kinds, tx, id, &folded)?;
+            // This device's accepted changes: counted once per copy from the change
+            // graph's metadata (which builds every change's clock: for a plan with
+            // thousands of changes it was most of an edit's time), then carried.
+            let seq = match v.own_changes {
+                Some(n) => n,
+                None => v
+                    .doc
+                    .get_changes_meta(&[])
+                    .iter()
+                    .filter(|c| *c.actor == actor)
+                    .count() as u64,
+            } + 1;
             folded
                 .state
                 .change_authority(id, &author, seq, &[0; 32])
@@ -575,6 +583,18 @@ impl Node {
             if change.is_some()
                 && let Some(c) = doc.get_last_local_change()
             {
+                // The number checked above is the one Automerge gave the change (a
+                // copy whose count went wrong must not write: nothing is stored, and
+                // the copy is dropped, so the next edit rebuilds it).
+                if c.seq() != seq {
+                    return Err(damaged(
+                        id,
+                        format!(
+                            "the new change is number {} of this device, not {seq}",
+                            c.seq()
+                        ),
+                    ));
+                }
                 // The bounds every receiver holds the change to (the change alone by
                 // its kind's rule, and what this device has written into the
                 // document): an honest node never makes a change that others leave out.
@@ -591,39 +611,46 @@ impl Node {
                     .map_err(|why| NodeError::BeyondReceiptLimits { id: *id, why })?;
                 covers = tx.append_change(id, &signed_row(&c, id, &folded, author, &key)?)?;
             }
-            // Compact when the tail is long or the snapshot is stale. This runs after
-            // the edit's commit (the edit is durable either way), so a failed snapshot
-            // never fails the edit.
-            let snapshot = match covers {
-                // Not while a stored change is held back: see `Verified::snapshot`.
-                Some(rowid)
-                    if v.rejected == 0
-                        && (v.tail_len + 1 >= SNAPSHOT_EVERY || !v.snapshot_fresh) =>
-                {
-                    Some((v.doc, rowid, heads_key(&folded)))
+            // The edited copy is kept in memory if it is the store's document once
+            // this transaction commits: unchanged, or with exactly the change stored.
+            let kept = match (change, covers) {
+                (None, _) => Some(v),
+                (Some(_), Some(rowid)) => {
+                    v.own_changes = Some(seq);
+                    v.last_change = rowid;
+                    v.tail_len += 1;
+                    v.plan = std::sync::OnceLock::new();
+                    Some(v)
                 }
-                _ => None,
+                (Some(_), None) => None,
             };
-            Ok::<_, NodeError>((Edited { value, change }, snapshot))
+            Ok::<_, NodeError>((Edited { value, change }, kept.map(|v| (v, folded))))
         })?;
         if edited.change.is_some() {
             self.announce_local(Some(*id), crate::events::ChangeKind::of_message(message));
         }
-        if let Some((doc, rowid, heads)) = snapshot {
-            let snap = Snapshot {
-                bytes: doc.save(),
-                covers_upto: rowid,
-                control_heads: heads,
-            };
-            if let Err(e) = self.store.write(|tx| tx.put_snapshot(id, &snap, now_ms())) {
-                tracing::warn!(doc = %id, error = %e, "could not write a snapshot");
+        if let Some((mut v, folded)) = kept {
+            // Compact when the tail is long or the snapshot is stale. This runs after
+            // the edit's commit (the edit is durable either way), so a failed snapshot
+            // never fails the edit. Not while a stored change is held back: see
+            // `Verified::snapshot`.
+            if let Some(snap) = v.snapshot(&folded) {
+                match self.store.write(|tx| tx.put_snapshot(id, &snap, now_ms())) {
+                    Ok(()) => {
+                        v.tail_len = 0;
+                        v.snapshot_fresh = true;
+                    }
+                    Err(e) => tracing::warn!(doc = %id, error = %e, "could not write a snapshot"),
+                }
             }
+            keep_resident(&self.resident, id, &folded, v);
         }
         Ok(edited)
     }
 }
 
 /// A document rebuilt from its accepted changes.
+#[derive(Clone)]
 pub(crate) struct Verified {
     pub(crate) doc: Automerge,
     /// Stored changes that were rejected.
@@ -645,6 +672,9 @@ pub(crate) struct Verified {
     /// vain. Automerge reports these from its queue; a verified document never
     /// queues, so they are found here.
     pub(crate) missing_deps: Vec<[u8; 32]>,
+    /// How many changes this node's own device has in `doc`, once an edit counted
+    /// them (the next edit's sequence number follows).
+    pub(crate) own_changes: Option<u64>,
     /// The plan read out of `doc`, once: a resident document is immutable (a new
     /// change makes a new `Verified`), and reading a plan with hundreds of agreements
     /// costs tens of milliseconds, which every page view would otherwise pay again.
@@ -662,6 +692,7 @@ impl Verified {
             last_change: 0,
             budget: Budget::default(),
             missing_deps: Vec::new(),
+            own_changes: None,
             plan: std::sync::OnceLock::new(),
         }
     }
@@ -890,6 +921,7 @@ fn apply_verified(
         last_change: 0,
         budget,
         missing_deps,
+        own_changes: None,
         plan: std::sync::OnceLock::new(),
     })
 }
@@ -1014,57 +1046,113 @@ impl Node {
 
     /// The verified document, from memory when nothing changed since it was loaded.
     pub(crate) fn verified(&self, id: &DocId, folded: &Folded) -> Result<Arc<Verified>, NodeError> {
-        let key = resident_key(folded);
-        let last = self.store.last_change(id)?;
-        let cached = {
-            let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());
-            r.tick += 1;
-            let tick = r.tick;
-            match r.docs.get_mut(id) {
-                Some(e) if e.1 == key => {
-                    e.0 = tick;
-                    Some(e.2.clone())
-                }
-                _ => None,
-            }
-        };
-        let v = match cached {
-            Some(v) if v.last_change == last => return Ok(v),
-            Some(v) if v.rejected == 0 && v.last_change < last => {
-                let (rows, upto) = self.store.changes_after(id, v.last_change)?;
-                let mut next = apply_verified(
-                    v.doc.clone(),
-                    Some(v.budget.clone()),
-                    &rows,
-                    id,
-                    folded,
-                    &self.kinds,
-                )?;
-                next.tail_len = v.tail_len + rows.len();
-                next.snapshot_fresh = v.snapshot_fresh;
-                next.last_change = upto;
-                next
-            }
-            _ => {
-                let v = load_verified(&self.store, id, folded, &self.kinds)?;
-                self.resident
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .loads += 1;
-                v
-            }
-        };
-        let v = Arc::new(v);
-        let mut r = self.resident.lock().unwrap_or_else(|e| e.into_inner());
-        if r.docs.len() >= RESIDENT_DOCS && !r.docs.contains_key(id) {
-            // Forget the least recently used.
-            if let Some(oldest) = r.docs.iter().min_by_key(|(_, e)| e.0).map(|(k, _)| *k) {
-                r.docs.remove(&oldest);
-            }
-        }
+        verified_in(&self.resident, &self.kinds, &self.store, id, folded)
+    }
+}
+
+/// The verified document `id` as `src` holds it under `folded`: the copy in memory
+/// when neither the control state nor the document's stored changes changed since it
+/// was verified, that copy with the changes stored since applied on top, or else
+/// rebuilt from the store. The result is kept in memory for the next read.
+fn verified_in(
+    resident: &std::sync::Mutex<ResidentDocs>,
+    kinds: &Kinds,
+    src: &impl StoreRead,
+    id: &DocId,
+    folded: &Folded,
+) -> Result<Arc<Verified>, NodeError> {
+    let key = resident_key(folded);
+    let last = src.last_change(id)?;
+    let cached = {
+        let mut r = resident.lock().unwrap_or_else(|e| e.into_inner());
+        r.tick += 1;
         let tick = r.tick;
-        r.docs.insert(*id, (tick, key, v.clone()));
-        Ok(v)
+        match r.docs.get_mut(id) {
+            Some(e) if e.1 == key => {
+                e.0 = tick;
+                Some(e.2.clone())
+            }
+            _ => None,
+        }
+    };
+    let v = match cached {
+        Some(v) if v.last_change == last => return Ok(v),
+        Some(v) if v.rejected == 0 && v.last_change < last => {
+            let (rows, upto) = src.changes_after(id, v.last_change)?;
+            let mut next = apply_verified(
+                v.doc.clone(),
+                Some(v.budget.clone()),
+                &rows,
+                id,
+                folded,
+                kinds,
+            )?;
+            next.tail_len = v.tail_len + rows.len();
+            next.snapshot_fresh = v.snapshot_fresh;
+            next.last_change = upto;
+            next
+        }
+        _ => {
+            let v = load_verified(src, id, folded, kinds)?;
+            resident.lock().unwrap_or_else(|e| e.into_inner()).loads += 1;
+            v
+        }
+    };
+    let v = Arc::new(v);
+    resident
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(*id, key, v.clone());
+    Ok(v)
+}
+
+/// The verified document `id` as `src` holds it (see [`verified_in`]), owned, for an
+/// edit: it leaves memory (the edit changes it) and returns through
+/// [`keep_resident`] once the edit is stored. Owned without a copy unless a reader
+/// holds it at the moment.
+fn take_verified(
+    resident: &std::sync::Mutex<ResidentDocs>,
+    kinds: &Kinds,
+    src: &impl StoreRead,
+    id: &DocId,
+    folded: &Folded,
+) -> Result<Verified, NodeError> {
+    let v = verified_in(resident, kinds, src, id, folded)?;
+    resident
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .docs
+        .remove(id);
+    Ok(Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone()))
+}
+
+/// Keeps `v`, the document `id` as the store now holds it under `folded`, in memory.
+fn keep_resident(
+    resident: &std::sync::Mutex<ResidentDocs>,
+    id: &DocId,
+    folded: &Folded,
+    v: Verified,
+) {
+    resident.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        *id,
+        resident_key(folded),
+        Arc::new(v),
+    );
+}
+
+impl ResidentDocs {
+    /// Keeps `v` under validity key `key`, forgetting the least recently used
+    /// document when [`RESIDENT_DOCS`] are held.
+    fn insert(&mut self, id: DocId, key: Vec<u8>, v: Arc<Verified>) {
+        if self.docs.len() >= RESIDENT_DOCS
+            && !self.docs.contains_key(&id)
+            && let Some(oldest) = self.docs.iter().min_by_key(|(_, e)| e.0).map(|(k, _)| *k)
+        {
+            self.docs.remove(&oldest);
+        }
+        self.tick += 1;
+        let tick = self.tick;
+        self.docs.insert(id, (tick, key, v));
     }
 }
 

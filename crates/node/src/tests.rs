@@ -378,6 +378,58 @@ fn a_resident_document_sees_edits_of_other_handles_and_new_control_state() {
     assert_eq!(reader.plan(&doc).unwrap().sections[0].text, "Drie.");
 }
 
+/// An edit applies its change to the copy in memory instead of rebuilding the plan
+/// from the store, and an edit after another handle (the CLI while the node runs)
+/// wrote to the plan builds on that handle's change, not on a stale copy.
+#[test]
+fn edits_build_on_the_copy_in_memory_unless_another_handle_wrote() {
+    let (_d, mut node) = new_node();
+    let doc = node.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
+    node.set_section(&doc, "Inleiding", "Een.\n").unwrap();
+    let (_, loads) = node.resident_state(&doc);
+    let edits = documents::SNAPSHOT_EVERY + 3;
+    for i in 0..edits {
+        node.set_section(&doc, "Inleiding", &format!("Versie {i}.\n"))
+            .unwrap();
+    }
+    let (kept, after) = node.resident_state(&doc);
+    assert_eq!(after, loads, "no edit rebuilt the plan from the store");
+    let last = node.store().last_change(&doc).unwrap();
+    let (tail, fresh, covers) = kept.expect("the edited plan stays in memory");
+    assert_eq!(covers, last, "the copy covers the last change stored");
+    assert!(
+        fresh && tail < documents::SNAPSHOT_EVERY,
+        "a snapshot was written on the way"
+    );
+    // What memory holds is what the store holds.
+    let in_memory = node.plan(&doc).unwrap();
+    assert_eq!(
+        in_memory,
+        Node::open(node.dir()).unwrap().plan(&doc).unwrap()
+    );
+    assert_eq!(in_memory.sections[0].text, format!("Versie {}.", edits - 1));
+
+    // Another handle edits: the next edit here sees its change (a stale copy would
+    // reuse its sequence number, an equivocation every node refuses).
+    let mut other = Node::open(node.dir()).unwrap();
+    other
+        .set_section(&doc, "Inleiding", "Van de andere.\n")
+        .unwrap();
+    node.add_agreement(
+        &doc,
+        &AgreementInput {
+            title: "Afspraak".into(),
+            owner: party("roc-midden"),
+            deadline: None,
+        },
+    )
+    .unwrap();
+    let plan = Node::open(node.dir()).unwrap().plan(&doc).unwrap();
+    assert_eq!(plan.sections[0].text, "Van de andere.");
+    assert_eq!(plan.agreements.len(), 1);
+    assert!(node.equivocations().unwrap().is_empty());
+    assert_eq!(node.plan(&doc).unwrap(), plan);
+}
 /// A region of four parties in `root` (the kerngemeente, founder and admin; the ROC;
 /// gemeente-zeist; gemeente-houten), joined by files, each knowing every device.
 fn dossier_region(root: &std::path::Path) -> [Node; 4] {
