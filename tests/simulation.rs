@@ -6,7 +6,10 @@
 //! that restart from their store. Meanwhile the parties edit plans, open sealed
 //! dossiers, grant, revoke and erase them, and the SWV removes its laptop; half the
 //! plan edits and new dossiers are pushed at once to one node (`push_to`, as a
-//! running node does after a local edit).
+//! running node does after a local edit, naming the other nodes as pushed to). About
+//! a third of the nodes (drawn from the seed) play an older version that speaks only
+//! `/regiosync/sync/1`: they are sent every request in its old form, and a push
+//! naming peers sent to one of them is a violation.
 //!
 //! After the faults stop and the partitions heal, the nodes sync until nothing moves,
 //! and then:
@@ -45,6 +48,7 @@ use regiosync_core::audit::Who;
 use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
+use regiosync_core::sync::Request;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::sync::{Transport, push_to, sync_with};
 use regiosync_node::{Node, NodeError, SessionMemory};
@@ -177,6 +181,9 @@ struct Link {
     delayed: Mutex<Vec<Vec<u8>>>,
     /// What went wrong on the responding side (must stay empty).
     violations: Mutex<Vec<String>>,
+    /// The responder plays a node of an older version, which speaks only
+    /// `/regiosync/sync/1`: it must never be sent a request of a later version.
+    responder_sync_1: bool,
 }
 
 impl Link {
@@ -194,7 +201,32 @@ impl Link {
 }
 
 impl Transport for Link {
+    async fn request_versioned(
+        &self,
+        peer: NodeId,
+        current: Vec<u8>,
+        sync_1: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        // As libp2p's negotiation picks the protocol both speak.
+        let frame = if self.responder_sync_1 {
+            sync_1
+        } else {
+            current
+        };
+        self.request(peer, frame).await
+    }
+
     async fn request(&self, _peer: NodeId, frame: Vec<u8>) -> Result<Vec<u8>, String> {
+        if self.responder_sync_1
+            && matches!(
+                Request::decode(&frame),
+                Ok(Request::PushDocs { .. } | Request::PushDossiers { .. })
+            )
+        {
+            self.violations.lock().map_err(|e| e.to_string())?.push(
+                "a node that speaks only /regiosync/sync/1 was sent a push naming peers".into(),
+            );
+        }
         let roll = |rng: &mut StdRng, percent: u32| rng.random_range(0..100) < percent;
         let (lose_request, delay, duplicate, lose_response) = {
             let mut rng = self.rng.lock().map_err(|e| e.to_string())?;
@@ -244,6 +276,8 @@ struct Sim {
     /// What each node's sync remembers between sessions (lost when it restarts).
     memories: Vec<Arc<SessionMemory>>,
     ids: Vec<NodeId>,
+    /// Nodes that play an older version, speaking only `/regiosync/sync/1`.
+    sync_1_only: Vec<bool>,
     rng: StdRng,
     /// Which side of the partition each node is on.
     side: Vec<bool>,
@@ -295,6 +329,11 @@ impl Sim {
             nodes,
             memories: (0..NODES).map(|_| Arc::default()).collect(),
             ids,
+            // From a generator of their own, so that the schedule does not shift.
+            sync_1_only: {
+                let mut old = StdRng::seed_from_u64(seed ^ 0x001d_5eed);
+                (0..NODES).map(|_| old.random_range(0..3) == 0).collect()
+            },
             rng: StdRng::seed_from_u64(seed),
             side: vec![false; NODES],
             delayed: Vec::new(),
@@ -372,6 +411,7 @@ impl Sim {
             )),
             delayed: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
+            responder_sync_1: self.sync_1_only[b],
         };
         let requester = tokio::sync::Mutex::new(requester);
         let result = if changed.is_empty() {
@@ -384,6 +424,12 @@ impl Sim {
                 &link,
                 self.ids[b],
                 changed,
+                // Named as pushed to as well, as a running node names its other
+                // connected peers (here the rest of the region).
+                (0..NODES)
+                    .filter(|i| *i != a && *i != b)
+                    .map(|i| self.ids[i])
+                    .collect(),
             ))
         };
         self.nodes[a] = Some(requester.into_inner());

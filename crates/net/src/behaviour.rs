@@ -30,6 +30,6 @@ pub(crate) struct Behaviour {
     /// Direct connection upgrade through relay (hole punching): replaces a relayed
     /// connection by a direct one where the NATs allow it.
     pub(crate) dcutr: dcutr::Behaviour,
-    /// The sync protocol `/regiosync/sync/1`.
+    /// The sync protocol, `/regiosync/sync/2` and `/1` (see `codec`).
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
 }

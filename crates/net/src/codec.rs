@@ -1,10 +1,13 @@
-//! The wire framing of the sync protocol `/regiosync/sync/1`.
+//! The wire framing of the sync protocol, `/regiosync/sync/2` and `/regiosync/sync/1`.
 //!
 //! One request or response per libp2p stream, as a frame: a 4-byte big-endian length
 //! and that many bytes. The protocol version is negotiated by libp2p's
-//! multistream-select on the protocol name: a peer that speaks only another version
-//! fails negotiation and the request fails with `UnsupportedProtocols`, a clear error
-//! instead of misread bytes. What the bytes mean is the business of
+//! multistream-select on the protocol name, per stream: a node offers `/2` first and
+//! `/1` after it, and answers on either; a peer that speaks neither fails
+//! negotiation and the request fails with `UnsupportedProtocols`, a clear error
+//! instead of misread bytes. A request can carry two forms ([`Frame::Versioned`]),
+//! and the codec writes the one the stream negotiated, so a newer node sends what
+//! an older one understands. What the bytes mean is the business of
 //! `regiosync_core`'s sync messages; this layer only guarantees bounded frames.
 
 use std::io;
@@ -12,8 +15,12 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-/// The sync protocol name, with its version.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/regiosync/sync/1");
+/// The sync protocol name this build prefers, with its version: the messages of
+/// `/regiosync/sync/1` plus pushes that name the other peers pushed to.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/regiosync/sync/2");
+
+/// The first sync protocol, still spoken with nodes that know no other.
+pub const SYNC_PROTOCOL_1: StreamProtocol = StreamProtocol::new("/regiosync/sync/1");
 
 /// Default largest frame (request or response), in bytes.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -26,6 +33,15 @@ pub enum Frame {
     /// A frame whose announced length exceeds the limit; its body was not read. The
     /// network task disconnects the sender (libp2p would only log a read error).
     Oversized(u64),
+    /// Outgoing only: a request in two forms, `current` for a peer that speaks
+    /// [`SYNC_PROTOCOL`] and `sync_1` for one that speaks only [`SYNC_PROTOCOL_1`];
+    /// the codec writes the one the stream negotiated.
+    Versioned {
+        /// The form for [`SYNC_PROTOCOL`].
+        current: Vec<u8>,
+        /// The form for [`SYNC_PROTOCOL_1`].
+        sync_1: Vec<u8>,
+    },
 }
 
 /// Frames requests and responses with a length prefix and refuses frames larger than
@@ -119,7 +135,7 @@ impl libp2p::request_response::Codec for FrameCodec {
 
     async fn write_request<T>(
         &mut self,
-        _: &Self::Protocol,
+        protocol: &Self::Protocol,
         io: &mut T,
         req: Frame,
     ) -> io::Result<()>
@@ -128,6 +144,10 @@ impl libp2p::request_response::Codec for FrameCodec {
     {
         match req {
             Frame::Data(d) => self.write_frame(io, &d).await,
+            Frame::Versioned { sync_1, .. } if *protocol == SYNC_PROTOCOL_1 => {
+                self.write_frame(io, &sync_1).await
+            }
+            Frame::Versioned { current, .. } => self.write_frame(io, &current).await,
             Frame::Oversized(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "cannot send an oversized frame",
@@ -168,6 +188,20 @@ mod tests {
         // Truncated frame.
         let mut rd = Cursor::new(vec![0, 0, 0, 10, 1, 2]);
         assert!(codec.read_frame(&mut rd).await.is_err());
+        // A request in two forms: the negotiated protocol picks the one written.
+        let mut codec = codec;
+        for (protocol, want) in [(SYNC_PROTOCOL, b"neu"), (SYNC_PROTOCOL_1, b"alt")] {
+            let mut w = Cursor::new(Vec::new());
+            let req = Frame::Versioned {
+                current: b"neu".to_vec(),
+                sync_1: b"alt".to_vec(),
+            };
+            libp2p::request_response::Codec::write_request(&mut codec, &protocol, &mut w, req)
+                .await
+                .unwrap();
+            let mut rd = Cursor::new(w.into_inner());
+            assert_eq!(codec.read_frame(&mut rd).await.unwrap(), want);
+        }
         // Writing too much is refused too.
         let mut w = Cursor::new(Vec::new());
         assert!(codec.write_frame(&mut w, &vec![0u8; 2048]).await.is_err());

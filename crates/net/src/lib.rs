@@ -2,8 +2,8 @@
 //!
 //! The network layer of a regiosync node on libp2p: TCP (Noise, Yamux) and QUIC
 //! transports, identify, ping, optional mDNS, connection gating to the region's active
-//! devices, and the sync protocol `/regiosync/sync/1` as length-prefixed, size-limited
-//! request/response frames. One task owns the swarm ([`spawn`]); the node talks to it
+//! devices, and the sync protocol (`/regiosync/sync/2`, and `/1` for older nodes) as
+//! length-prefixed, size-limited request/response frames. One task owns the swarm ([`spawn`]); the node talks to it
 //! through a cloneable [`NetHandle`] and receives [`NetEvent`]s. What the frames mean
 //! (control ops, summaries, envelopes) is defined by `regiosync_core`'s sync messages.
 //!
@@ -32,7 +32,7 @@ mod codec;
 mod error;
 mod network;
 
-pub use codec::{DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL};
+pub use codec::{DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL, SYNC_PROTOCOL_1};
 pub use error::NetError;
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;

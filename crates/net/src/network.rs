@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
-use crate::codec::{DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL};
+use crate::codec::{DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL, SYNC_PROTOCOL_1};
 use crate::error::NetError;
 
 /// Commands waiting for the task (bounded: callers wait when it is busy).
@@ -66,6 +66,9 @@ pub struct Config {
     /// always-on node that members behind NAT can reach). Its listen addresses are
     /// announced as its external addresses.
     pub relay_server: bool,
+    /// Speak only the first sync protocol, `/regiosync/sync/1`, as a node of an
+    /// older version does (for tests of regions with old and new nodes).
+    pub sync_1_only: bool,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             request_burst: 1000,
             requests_per_sec: 200,
             relay_server: false,
+            sync_1_only: false,
         }
     }
 }
@@ -156,7 +160,7 @@ enum Command {
     },
     Request {
         peer: PeerId,
-        data: Vec<u8>,
+        frame: Frame,
         done: oneshot::Sender<Result<Vec<u8>, NetError>>,
     },
     Disconnect {
@@ -243,8 +247,28 @@ impl NetHandle {
     /// # Cancel safety
     /// Cancelling drops the response; the request may still reach the peer.
     pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        self.request_frame(peer, Frame::Data(data)).await
+    }
+
+    /// Sends a sync request in two forms, `current` if the stream negotiates
+    /// [`SYNC_PROTOCOL`] and `sync_1` if the peer speaks only [`SYNC_PROTOCOL_1`]
+    /// (see [`Frame::Versioned`]), and waits for its response.
+    ///
+    /// # Cancel safety
+    /// As [`NetHandle::request`].
+    pub async fn request_versioned(
+        &self,
+        peer: PeerId,
+        current: Vec<u8>,
+        sync_1: Vec<u8>,
+    ) -> Result<Vec<u8>, NetError> {
+        self.request_frame(peer, Frame::Versioned { current, sync_1 })
+            .await
+    }
+
+    async fn request_frame(&self, peer: PeerId, frame: Frame) -> Result<Vec<u8>, NetError> {
         let (done, rx) = oneshot::channel();
-        self.send(Command::Request { peer, data, done }).await?;
+        self.send(Command::Request { peer, frame, done }).await?;
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
@@ -373,6 +397,15 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
     let codec = FrameCodec::new(config.max_frame);
     let rr_config =
         request_response::Config::default().with_request_timeout(config.request_timeout);
+    // Offered in this order on every outgoing stream, accepted on incoming ones.
+    let protocols: Vec<(libp2p::StreamProtocol, ProtocolSupport)> = if config.sync_1_only {
+        vec![(SYNC_PROTOCOL_1, ProtocolSupport::Full)]
+    } else {
+        vec![
+            (SYNC_PROTOCOL, ProtocolSupport::Full),
+            (SYNC_PROTOCOL_1, ProtocolSupport::Full),
+        ]
+    };
     let relay_on = config.relay_server;
     let (ping_interval, ping_timeout) = (config.ping_interval, config.ping_timeout);
     let (dns_config, dns_opts) = dns_settings();
@@ -418,11 +451,7 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
                 relay: Toggle::from(relay),
                 relay_client,
                 dcutr: dcutr::Behaviour::new(peer),
-                sync: request_response::Behaviour::with_codec(
-                    codec,
-                    [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                    rr_config,
-                ),
+                sync: request_response::Behaviour::with_codec(codec, protocols, rr_config),
             })
         })
         .map_err(|e| build(&e))?
@@ -565,12 +594,8 @@ impl Actor {
                 });
                 let _ = done.send(r);
             }
-            Command::Request { peer, data, done } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_request(&peer, Frame::Data(data));
+            Command::Request { peer, frame, done } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, frame);
                 self.pending.insert(id, (peer, done));
             }
             Command::Disconnect { peer, reason } => self.misbehaved(peer, reason),
@@ -736,6 +761,16 @@ impl Actor {
             } => {
                 self.misbehaved(peer, format!("sent a frame of {len} bytes, over the limit"));
             }
+            // The codec reads frames as `Data` or `Oversized` only; two forms exist
+            // only in what this node sends.
+            Event::Message {
+                message:
+                    Message::Request {
+                        request: Frame::Versioned { .. },
+                        ..
+                    },
+                ..
+            } => {}
             Event::Message {
                 peer,
                 message:

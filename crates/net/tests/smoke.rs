@@ -1,4 +1,5 @@
-//! Real libp2p nodes on loopback: requests over TCP and QUIC, gating of non-members,
+//! Real libp2p nodes on loopback: requests over TCP and QUIC, old and new protocol
+//! versions side by side, gating of non-members,
 //! disconnection of removed members, and peers that send an oversized frame or flood
 //! requests.
 //! Convergence is awaited with timeouts, never with fixed sleeps as the check.
@@ -200,6 +201,81 @@ async fn members_exchange_requests_over_tcp_and_quic() {
     let connected = a.handle.connected_peers().await.unwrap();
     assert!(connected.contains(&c.handle.local_peer_id()));
     for n in [a, b, c] {
+        n.task.shutdown().await;
+    }
+}
+
+/// A request in two forms reaches a node that speaks `/regiosync/sync/2` in its
+/// current form and a node that speaks only `/regiosync/sync/1` (an older version)
+/// in the old form; both directions work between old and new, over TCP and QUIC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_two_forms_reaches_each_peer_in_the_form_it_speaks() {
+    let (ev, _rx) = mpsc::unbounded_channel();
+    let new = node(1 << 20, ev.clone()).await;
+    let newer = node(1 << 20, ev.clone()).await;
+    let old = node_with(
+        Config {
+            sync_1_only: true,
+            ..Config::default()
+        },
+        ev,
+    )
+    .await;
+    hub(&new, &[&newer, &old]).await;
+    // The spokes dial (the old one on `/1`) and are answered.
+    assert_served(&newer, &new).await;
+    assert_served(&old, &new).await;
+    // The echo answers reversed: what came back tells which form arrived.
+    for (to, want) in [(&newer, b"2/trats".to_vec()), (&old, b"1/ts".to_vec())] {
+        let r = timeout(
+            WAIT,
+            new.handle.request_versioned(
+                to.handle.local_peer_id(),
+                b"start/2".to_vec(),
+                b"st/1".to_vec(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(r, want);
+    }
+    // Over QUIC: an old node that knows only the new one's QUIC address.
+    let (ev, _rx2) = mpsc::unbounded_channel();
+    let old_quic = node_with(
+        Config {
+            sync_1_only: true,
+            ..Config::default()
+        },
+        ev,
+    )
+    .await;
+    let ids = [&newer, &old, &old_quic].map(|n| n.handle.local_peer_id());
+    new.handle.set_members(ids).await.unwrap();
+    old_quic
+        .handle
+        .set_members([new.handle.local_peer_id()])
+        .await
+        .unwrap();
+    old_quic
+        .handle
+        .add_address(new.handle.local_peer_id(), quic(&new))
+        .await
+        .unwrap();
+    assert_served(&old_quic, &new).await;
+    let r = timeout(
+        WAIT,
+        new.handle.request_versioned(
+            old_quic.handle.local_peer_id(),
+            b"start/2".to_vec(),
+            b"st/1".to_vec(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r, b"1/ts");
+    for n in [new, newer, old, old_quic] {
         n.task.shutdown().await;
     }
 }

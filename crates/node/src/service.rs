@@ -348,14 +348,19 @@ pub async fn run_shared(
     let mut answering: HashMap<tokio::task::Id, NodeId> = HashMap::new();
     // A session with `peer`; one that pushes `changed` (documents committed here)
     // first, if any.
+    // A push names `also`, the other peers the same documents go to (see
+    // `pass_on`); a push that has to wait for a running session loses the names
+    // (its receiver then passes it on to all: more sessions, never fewer).
     let start = |peer: NodeId,
                  changed: &[DocId],
+                 also: &[NodeId],
                  sessions: &mut JoinSet<_>,
                  running: &mut HashSet<NodeId>,
                  again: &mut HashMap<NodeId, Pending>| {
         if running.insert(peer) {
             let (node, net, memory) = (node.clone(), net.clone(), memory.clone());
             let changed = changed.to_vec();
+            let also = also.to_vec();
             tracing::debug!(peer = %peer, "sync session starting");
             sessions.spawn(async move {
                 // A session that panics ends with an error for its peer (which must
@@ -364,7 +369,7 @@ pub async fn run_shared(
                     if changed.is_empty() {
                         sync_with(&node, &memory, &net, peer).await
                     } else {
-                        push_to(&node, &memory, &net, peer, changed).await
+                        push_to(&node, &memory, &net, peer, changed, also).await
                     }
                 });
                 let result = match futures::FutureExt::catch_unwind(session).await {
@@ -427,7 +432,7 @@ pub async fn run_shared(
                             connected.insert(id);
                             connected_at.insert(id, (Instant::now(), false));
                             reach_due = true;
-                            start(id, &[], &mut sessions, &mut running, &mut again);
+                            start(id, &[], &[], &mut sessions, &mut running, &mut again);
                         }
                     }
                     NetEvent::Disconnected { peer } => {
@@ -497,9 +502,10 @@ pub async fn run_shared(
                     let _ = net.disconnect(from.to_peer_id(), why).await;
                 } else if answer.stored > 0 {
                     // Pass new data on to the other members at once, pushing the
-                    // documents that got it.
-                    for p in connected.iter().filter(|p| **p != from) {
-                        start(*p, &answer.received, &mut sessions, &mut running, &mut again);
+                    // documents that got it, except to those the sender pushed
+                    // them to itself.
+                    for (p, also) in pass_on(&connected, Some(from), &answer.pushed_to) {
+                        start(p, &answer.received, &also, &mut sessions, &mut running, &mut again);
                     }
                     members = update_members(&node, &net, me).await?;
                 }
@@ -542,8 +548,8 @@ pub async fn run_shared(
                             // New control ops go on in full sessions (they go first
                             // there); documents alone are pushed on.
                             let received = if report.moved.ops_received > 0 { Vec::new() } else { received };
-                            for p in connected.iter().filter(|p| **p != peer) {
-                                start(*p, &received, &mut sessions, &mut running, &mut again);
+                            for (p, also) in pass_on(&connected, Some(peer), &[]) {
+                                start(p, &received, &also, &mut sessions, &mut running, &mut again);
                             }
                         }
                     }
@@ -574,7 +580,7 @@ pub async fn run_shared(
                         Pending::Push(docs) => docs,
                         Pending::Full => Vec::new(),
                     };
-                    start(peer, &changed, &mut sessions, &mut running, &mut again);
+                    start(peer, &changed, &[], &mut sessions, &mut running, &mut again);
                 }
             }
             ev = changes.recv(), if changes_open => {
@@ -633,8 +639,8 @@ pub async fn run_shared(
                     if full {
                         changed.clear();
                     }
-                    for p in connected.clone() {
-                        start(p, &changed, &mut sessions, &mut running, &mut again);
+                    for (p, also) in pass_on(&connected, None, &[]) {
+                        start(p, &changed, &also, &mut sessions, &mut running, &mut again);
                     }
                     // After the sessions are on their way: a commit here may have
                     // changed who is let in (an invite, a removal).
@@ -649,7 +655,7 @@ pub async fn run_shared(
                 data_version = v;
                 members = update_members(&node, &net, me).await?;
                 for p in connected.clone() {
-                    start(p, &[], &mut sessions, &mut running, &mut again);
+                    start(p, &[], &[], &mut sessions, &mut running, &mut again);
                 }
             }
             _ = poll.tick() => {
@@ -660,7 +666,7 @@ pub async fn run_shared(
                         Ok(true) => {
                             tracing::info!(addrs = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), "published this node's addresses to the region");
                             for p in connected.clone() {
-                                start(p, &[], &mut sessions, &mut running, &mut again);
+                                start(p, &[], &[], &mut sessions, &mut running, &mut again);
                             }
                         }
                         Ok(false) => {}
@@ -679,7 +685,7 @@ pub async fn run_shared(
                     data_version = v;
                     members = update_members(&node, &net, me).await?;
                     for p in connected.clone() {
-                        start(p, &[], &mut sessions, &mut running, &mut again);
+                        start(p, &[], &[], &mut sessions, &mut running, &mut again);
                     }
                 }
                 for peer in std::mem::take(&mut count_shared) {
@@ -740,7 +746,7 @@ pub async fn run_shared(
                 // Also closes the gate behind invites that expired or were used.
                 members = update_members(&node, &net, me).await?;
                 for p in connected.clone() {
-                    start(p, &[], &mut sessions, &mut running, &mut again);
+                    start(p, &[], &[], &mut sessions, &mut running, &mut again);
                 }
             }
         }
@@ -751,6 +757,36 @@ pub async fn run_shared(
     let _ = std::fs::remove_file(&status_path);
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Whom to push what came from `from` (`None`: committed on this node) to, and the
+/// other peers each push names as also pushed to ([`push_to`]): every connected
+/// peer except `from` and the peers `from` said it pushed to (`named`: they get the
+/// documents from `from`). Each push names the other peers pushed to here, then
+/// `from`, then `named`, without duplicates: none of them needs the documents from
+/// the receiver. A peer named falsely gets them at its next session with anyone
+/// instead (a sender could as well not push at all).
+fn pass_on(
+    connected: &HashSet<NodeId>,
+    from: Option<NodeId>,
+    named: &[NodeId],
+) -> Vec<(NodeId, Vec<NodeId>)> {
+    let mut targets: Vec<NodeId> = connected
+        .iter()
+        .filter(|p| Some(**p) != from && !named.contains(p))
+        .copied()
+        .collect();
+    targets.sort();
+    let mut holders: Vec<NodeId> = targets.clone();
+    for p in from.iter().chain(named) {
+        if !holders.contains(p) {
+            holders.push(*p);
+        }
+    }
+    targets
+        .iter()
+        .map(|t| (*t, holders.iter().filter(|h| *h != t).copied().collect()))
+        .collect()
 }
 
 /// A session asked for while another with the same peer runs.
@@ -901,4 +937,57 @@ pub fn read_status(dir: &std::path::Path) -> Option<Status> {
     )
     .ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = (0..n)
+            .map(|_| {
+                regiosync_core::identity::NodeSecret::generate()
+                    .unwrap()
+                    .node_id()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A commit here goes to every connected peer, each push naming the others; a
+    /// push received from a peer that named everyone goes on to nobody; one that
+    /// named some goes on to the rest, each naming all who hold it or get it.
+    #[test]
+    fn pushes_go_to_the_peers_nobody_else_pushes_to() {
+        let p = ids(5);
+        let connected: HashSet<NodeId> = p[1..].iter().copied().collect();
+        // Committed here (node p[0]): four pushes, each naming the other three.
+        let local = pass_on(&connected, None, &[]);
+        assert_eq!(local.len(), 4);
+        for (to, also) in &local {
+            let mut want: Vec<NodeId> = p[1..].iter().filter(|x| *x != to).copied().collect();
+            want.sort();
+            assert_eq!(also, &want);
+        }
+        // From p[1], which pushed to all the others too (a full mesh): nobody.
+        assert!(pass_on(&connected, Some(p[1]), &[p[2], p[3], p[4]]).is_empty());
+        // From p[1], which pushed to p[2] only: p[3] and p[4], each naming the
+        // other, then the sender and what it named.
+        let on = pass_on(&connected, Some(p[1]), &[p[2]]);
+        assert_eq!(
+            on,
+            vec![
+                (p[3], vec![p[4], p[1], p[2]]),
+                (p[4], vec![p[3], p[1], p[2]])
+            ]
+        );
+        // Names of peers not connected here change nothing but the names passed on;
+        // without names (an older node, or a session's end) all but the sender.
+        let stranger = ids(1)[0];
+        let on = pass_on(&connected, Some(p[1]), &[stranger]);
+        assert_eq!(on.len(), 3);
+        assert!(on.iter().all(|(_, also)| also.contains(&stranger)));
+        assert_eq!(pass_on(&connected, Some(p[1]), &[]).len(), 3);
+    }
 }

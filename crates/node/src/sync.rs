@@ -1,4 +1,4 @@
-//! The driver of sync sessions with one peer over `/regiosync/sync/1` (messages in
+//! The driver of sync sessions with one peer over `/regiosync/sync/2` (or `/1`; messages in
 //! `regiosync_core::sync`, framing in `regiosync-net`), and what a session reads and
 //! stores of plans.
 //!
@@ -51,11 +51,36 @@ pub trait Transport {
         peer: NodeId,
         frame: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+
+    /// One exchange of a request that has two forms: `current` for a peer that
+    /// speaks the current sync protocol, `sync_1` for one that speaks only
+    /// `/regiosync/sync/1` (an older version). A transport whose peers all speak
+    /// the current protocol sends `current`.
+    fn request_versioned(
+        &self,
+        peer: NodeId,
+        current: Vec<u8>,
+        sync_1: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send {
+        drop(sync_1);
+        self.request(peer, current)
+    }
 }
 
 impl Transport for regiosync_net::NetHandle {
     async fn request(&self, peer: NodeId, frame: Vec<u8>) -> Result<Vec<u8>, String> {
         regiosync_net::NetHandle::request(self, peer.to_peer_id(), frame)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn request_versioned(
+        &self,
+        peer: NodeId,
+        current: Vec<u8>,
+        sync_1: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        regiosync_net::NetHandle::request_versioned(self, peer.to_peer_id(), current, sync_1)
             .await
             .map_err(|e| e.to_string())
     }
@@ -75,6 +100,9 @@ pub struct Answer {
     pub storage_failure: Option<NodeError>,
     /// The documents that got something new (the running node pushes them on).
     pub received: Vec<DocId>,
+    /// The other peers the request says it was pushed to (the running node does not
+    /// push `received` on to them).
+    pub pushed_to: Vec<NodeId>,
 }
 
 /// What a sync session did.
@@ -113,20 +141,31 @@ pub async fn sync_with(
     net: &impl Transport,
     peer: NodeId,
 ) -> Result<SyncReport, NodeError> {
-    drive(node, memory, net, peer, Requester::new(peer)).await
+    drive(node, memory, net, peer, Requester::new(peer), Vec::new()).await
 }
 
 /// A session like [`sync_with`]'s that first pushes `changed`, documents this node
 /// just changed ([`Requester::pushing`]): their changes reach `peer` in the first
-/// round trip.
+/// round trip. The push's requests name `also`, the other peers the same documents
+/// are pushed to (`PushDocs`, `PushDossiers`), so that `peer` does not pass them on
+/// to those; a peer that speaks only `/regiosync/sync/1` gets them without names.
 pub async fn push_to(
     node: &Mutex<Node>,
     memory: &SessionMemory,
     net: &impl Transport,
     peer: NodeId,
     changed: Vec<DocId>,
+    also: Vec<NodeId>,
 ) -> Result<SyncReport, NodeError> {
-    drive(node, memory, net, peer, Requester::pushing(peer, changed)).await
+    drive(
+        node,
+        memory,
+        net,
+        peer,
+        Requester::pushing(peer, changed),
+        also,
+    )
+    .await
 }
 
 async fn drive(
@@ -135,6 +174,7 @@ async fn drive(
     net: &impl Transport,
     peer: NodeId,
     mut session: Requester,
+    also: Vec<NodeId>,
 ) -> Result<SyncReport, NodeError> {
     let mut report = SyncReport::default();
     let mut response: Option<Response> = None;
@@ -171,10 +211,13 @@ async fn drive(
         let frame = request.encode();
         report.round_trips += 1;
         report.bytes_sent += frame.len();
-        let bytes = net
-            .request(peer, frame)
-            .await
-            .map_err(|e| NodeError::Sync(format!("peer {}: {e}", peer.short())))?;
+        let sent = if session.is_pushing() && !also.is_empty() {
+            let named = request.pushed_with(also.clone()).encode();
+            net.request_versioned(peer, named, frame).await
+        } else {
+            net.request(peer, frame).await
+        };
+        let bytes = sent.map_err(|e| NodeError::Sync(format!("peer {}: {e}", peer.short())))?;
         report.bytes_received += bytes.len();
         response = Some(Response::decode(&bytes).map_err(|e| {
             NodeError::Sync(format!("peer {} sent a bad response: {e}", peer.short()))
@@ -336,6 +379,7 @@ impl Node {
                     stored: 0,
                     storage_failure: None,
                     received: Vec::new(),
+                    pushed_to: Vec::new(),
                 };
             }
         };
@@ -354,6 +398,7 @@ impl Node {
                     stored: 0,
                     forged: 0,
                     received: Vec::new(),
+                    pushed_to: Vec::new(),
                 }
             });
         let forged = answered.forged;
@@ -364,6 +409,7 @@ impl Node {
             stored: answered.stored,
             storage_failure,
             received: answered.received,
+            pushed_to: answered.pushed_to,
         }
     }
 

@@ -1704,9 +1704,10 @@ fn a_push_carries_the_new_changes_in_its_first_request() {
     }
 
     let tmp = tempfile::tempdir().unwrap();
-    let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
+    let [_kern, mut roc, zeist, houten] = dossier_region(tmp.path());
     let plan = roc.create_plan(PlanKind::Jeugdplan, "Jeugdplan").unwrap();
     roc.set_section(&plan, "Visie", "Eerste versie.").unwrap();
+    let houten = houten.info().node_id;
     // Zeist catches up; the ROC learns what Zeist holds.
     let (zeist, mut roc, _) = sync_once(zeist, roc);
     roc.set_section(&plan, "Visie", "Tweede versie.").unwrap();
@@ -1726,13 +1727,22 @@ fn a_push_carries_the_new_changes_in_its_first_request() {
         sent: Default::default(),
     };
     let memory = crate::sync::SessionMemory::default();
+    // Pushed to Houten as well: the push says so.
     let report = rt
-        .block_on(crate::sync::push_to(&roc, &memory, &net, to, vec![plan]))
+        .block_on(crate::sync::push_to(
+            &roc,
+            &memory,
+            &net,
+            to,
+            vec![plan],
+            vec![houten],
+        ))
         .unwrap();
     let sent = net.sent.into_inner().unwrap();
-    let Ok(Request::Docs { docs }) = Request::decode(&sent[0]) else {
+    let Ok(Request::PushDocs { also, docs }) = Request::decode(&sent[0]) else {
         panic!("the first request is not the pushed document");
     };
+    assert_eq!(also, vec![houten]);
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].doc, plan);
     let hashes: Vec<[u8; 32]> = docs[0]
@@ -1765,7 +1775,14 @@ fn a_push_carries_the_new_changes_in_its_first_request() {
         sent: Default::default(),
     };
     let again = rt
-        .block_on(crate::sync::push_to(&roc, &memory, &net, to, vec![plan]))
+        .block_on(crate::sync::push_to(
+            &roc,
+            &memory,
+            &net,
+            to,
+            vec![plan],
+            Vec::new(),
+        ))
         .unwrap();
     assert_eq!(net.sent.into_inner().unwrap().len(), 0, "{again:?}");
     assert_eq!(again.round_trips, 0);

@@ -1,4 +1,5 @@
-//! The messages of `/regiosync/sync/1` and their versioned encoding.
+//! The messages of `/regiosync/sync/2` (those of `/regiosync/sync/1` and the push
+//! requests that name peers) and their versioned encoding.
 //!
 //! Every frame is `[1 byte format = 1][postcard(Request | Response)]`. A session runs:
 //!
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::summary::Summary;
 use crate::control::{OpHash, RegionId};
-use crate::id::DocId;
+use crate::id::{DocId, NodeId};
 
 /// The format byte of sync messages this build writes and reads.
 pub const SYNC_FORMAT: u8 = 1;
@@ -34,6 +35,10 @@ pub const MAX_OPS_PER_MESSAGE: usize = 4096;
 pub const MAX_DOSSIER_OPS_PER_MESSAGE: usize = 1024;
 /// Most change hashes one document's `need` may ask for.
 pub const MAX_NEED_PER_DOC: usize = 4096;
+/// Most peers a push (`PushDocs`, `PushDossiers`) names as also pushed to; a node
+/// with more connected peers names the first ones (the others are passed the
+/// documents on, as before the names existed).
+pub const MAX_PUSHED_TO: usize = 64;
 
 /// One document in a `Docs` message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +134,47 @@ pub enum Request {
         /// The dossiers.
         dossiers: Vec<DossierMessage>,
     },
+    /// `Docs` sent as a push, naming the peers the requester pushes the same
+    /// documents to (protocol `/regiosync/sync/2` only): the responder does not pass
+    /// what it gets on to them, since they get it from the requester.
+    PushDocs {
+        /// The other peers pushed to (at most [`MAX_PUSHED_TO`]).
+        also: Vec<NodeId>,
+        /// As in `Docs`.
+        docs: Vec<DocMessage>,
+    },
+    /// `Dossiers` sent as a push, naming the other peers pushed to, as `PushDocs`.
+    PushDossiers {
+        /// The other peers pushed to (at most [`MAX_PUSHED_TO`]).
+        also: Vec<NodeId>,
+        /// As in `Dossiers`.
+        dossiers: Vec<DossierMessage>,
+    },
+}
+
+impl Request {
+    /// This request as a push naming `also`, the other peers the same documents are
+    /// pushed to: `Docs` and `Dossiers` become `PushDocs` and `PushDossiers` (the
+    /// list cut to [`MAX_PUSHED_TO`]); any other request is returned as it is.
+    pub fn pushed_with(self, mut also: Vec<NodeId>) -> Request {
+        also.truncate(MAX_PUSHED_TO);
+        match self {
+            Request::Docs { docs } => Request::PushDocs { also, docs },
+            Request::Dossiers { dossiers } => Request::PushDossiers { also, dossiers },
+            other => other,
+        }
+    }
+
+    /// This request without the names of a push (`PushDocs` becomes `Docs`,
+    /// `PushDossiers` becomes `Dossiers`) and the peers it named; any other request
+    /// with none.
+    pub fn without_pushed(self) -> (Request, Vec<NodeId>) {
+        match self {
+            Request::PushDocs { also, docs } => (Request::Docs { docs }, also),
+            Request::PushDossiers { also, dossiers } => (Request::Dossiers { dossiers }, also),
+            other => (other, Vec::new()),
+        }
+    }
 }
 
 /// A response of the sync protocol.
@@ -273,10 +319,25 @@ impl Request {
             Request::Ops { ops, .. } => check_ops(ops)?,
             Request::Docs { docs } => check_docs(docs)?,
             Request::Dossiers { dossiers } => check_dossiers(dossiers)?,
+            Request::PushDocs { also, docs } => {
+                check_pushed_to(also)?;
+                check_docs(docs)?
+            }
+            Request::PushDossiers { also, dossiers } => {
+                check_pushed_to(also)?;
+                check_dossiers(dossiers)?
+            }
             _ => {}
         }
         Ok(req)
     }
+}
+
+fn check_pushed_to(also: &[NodeId]) -> Result<(), SyncError> {
+    if also.len() > MAX_PUSHED_TO {
+        return Err(SyncError::OverLimit("peers named in a push"));
+    }
+    Ok(())
 }
 
 fn check_ops(ops: &[Vec<u8>]) -> Result<(), SyncError> {

@@ -358,6 +358,14 @@ impl Requester {
         }
     }
 
+    /// Whether the session is still sending its push (the requests before the
+    /// `Hello`): a driver may name the other peers it pushes to in these requests
+    /// ([`Request::pushed_with`]), not in later ones, which carry what the two
+    /// peers alone differ in.
+    pub fn is_pushing(&self) -> bool {
+        self.round.pushing
+    }
+
     /// The first step: the opening `Hello` (to active members only: a removed device
     /// may still be connected for a moment).
     pub fn start<S: SessionStore>(&mut self, store: &mut S) -> Result<Step, S::Error> {
@@ -709,6 +717,11 @@ pub struct Answered {
     pub forged: usize,
     /// The documents that got something new (a running node pushes them on).
     pub received: Vec<DocId>,
+    /// The other peers the request was pushed to, by its own word (`PushDocs`,
+    /// `PushDossiers`): a running node does not push `received` on to them. A peer
+    /// that names peers it did not push to only delays their copy until their next
+    /// session with anyone; it could as well not push at all.
+    pub pushed_to: Vec<NodeId>,
 }
 
 /// Answers one request from `peer` (the responding side of a session). A join
@@ -719,6 +732,7 @@ pub fn answer<S: SessionStore>(
     peer: &NodeId,
     request: Request,
 ) -> Result<Answered, S::Error> {
+    let (request, pushed_to) = request.without_pushed();
     let mut done = Answered {
         response: Response::Refused {
             reason: Refusal::BadMessage,
@@ -726,6 +740,7 @@ pub fn answer<S: SessionStore>(
         stored: 0,
         forged: 0,
         received: Vec::new(),
+        pushed_to,
     };
     if let Request::Join { request } = &request {
         done.response = store.answer_join(peer, request)?;

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::identity::NodeSecret;
+use crate::sync::message::MAX_PUSHED_TO;
 use crate::sync::{SignedChange, Summary};
 
 /// A node's state as the session sees it: control ops and sealed documents, each a
@@ -651,4 +652,84 @@ proptest! {
         let (_, trips) = session(ib, &mut b, ia, &mut a);
         prop_assert_eq!(trips, 1);
     }
+}
+
+/// A push names the other peers it goes to in its push requests only: the
+/// responder reports them (`pushed_to`) and answers as it answers `Docs` and
+/// `Dossiers`; the requests after the push (the `Hello` and the rest) name none. A
+/// list over the limit does not decode.
+#[test]
+fn a_push_names_the_other_peers_in_its_push_requests_only() {
+    let mut a = Mem {
+        ops: items(0..3),
+        ..Mem::default()
+    };
+    a.plans.insert(doc(1));
+    let mut b = a.clone();
+    a.docs.insert(doc(1), items(10..14));
+    a.docs.insert(doc(3), items(30..32));
+    b.docs.insert(doc(1), items(10..12));
+    let (ia, mut a, ib, mut b) = pair(a, b);
+    let (c, d) = ids();
+    // A dossier and a plan pushed: the dossier push goes on to the `Hello`.
+    let mut req = Requester::pushing(ib, vec![doc(1), doc(3)]);
+    let mut step = req.start(&mut a).expect("infallible");
+    let mut named = Vec::new();
+    let mut plain = 0;
+    while let Step::Send(request) = step {
+        let request = if req.is_pushing() {
+            request.pushed_with(vec![c, d])
+        } else {
+            request
+        };
+        let frame = Request::decode(&request.encode()).expect("a request decodes");
+        let kind = std::mem::discriminant(&frame);
+        let answered = answer(&mut b, &ia, frame).expect("infallible");
+        if answered.pushed_to.is_empty() {
+            plain += 1;
+        } else {
+            assert_eq!(answered.pushed_to, vec![c, d]);
+            named.push(kind);
+        }
+        step = req
+            .on_response(&mut a, answered.response)
+            .expect("infallible");
+    }
+    assert!(matches!(step, Step::Done { .. }), "{step:?}");
+    let push_docs = std::mem::discriminant(&Request::PushDocs {
+        also: vec![],
+        docs: vec![],
+    });
+    let push_dossiers = std::mem::discriminant(&Request::PushDossiers {
+        also: vec![],
+        dossiers: vec![],
+    });
+    named.dedup();
+    assert_eq!(
+        named,
+        vec![push_dossiers, push_docs],
+        "the dossier push's rounds, then the plan push's, named them"
+    );
+    assert!(plain > 0, "the rest of the session named nobody");
+    assert_eq!(b.docs[&doc(1)], items(10..14), "the push landed");
+    assert_eq!(b.docs[&doc(3)], items(30..32));
+
+    // Over the limit: refused when decoding, and `pushed_with` cuts its list to it.
+    let many: Vec<NodeId> = (0..=MAX_PUSHED_TO).map(|_| ids().0).collect();
+    let over = Request::PushDocs {
+        also: many.clone(),
+        docs: vec![],
+    };
+    assert_eq!(
+        Request::decode(&over.encode()),
+        Err(crate::sync::message::SyncError::OverLimit(
+            "peers named in a push"
+        ))
+    );
+    let cut = Request::Docs { docs: vec![] }.pushed_with(many);
+    assert!(matches!(&cut, Request::PushDocs { also, .. } if also.len() == MAX_PUSHED_TO));
+    assert!(Request::decode(&cut.encode()).is_ok());
+    // Other requests are not pushes.
+    let hello = Request::Buckets { buckets: vec![] };
+    assert_eq!(hello.clone().pushed_with(vec![c]), hello);
 }
