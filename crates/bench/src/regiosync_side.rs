@@ -467,10 +467,25 @@ pub(crate) async fn propagation(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Visible = the node announced the stored change on its change channel,
+        // after the commit (what the web app's open pages listen to), as samod's
+        // side waits for its document handles' change notifications: no polling
+        // interval in the figure.
+        let mut announced = Vec::new();
+        for h in &handles {
+            announced.push(h.lock().await.events().subscribe());
+        }
         let mut lat = Vec::with_capacity(edits);
         for k in 0..edits {
             let i = k % 5;
-            let before: Vec<i64> = watchers.iter().map(count).collect();
+            for rx in announced.iter_mut() {
+                // Whatever came before this edit.
+                while !matches!(
+                    rx.try_recv(),
+                    Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                        | tokio::sync::broadcast::error::TryRecvError::Closed)
+                ) {}
+            }
             let input = AgreementInput {
                 title: format!("Afspraak {k}"),
                 owner: party(names[i].0)?,
@@ -481,12 +496,27 @@ pub(crate) async fn propagation(
                 EditPath::Api => handles[i].lock().await.add_agreement(&doc, &input)?,
                 EditPath::Handle => Node::open(&dirs[i])?.add_agreement(&doc, &input)?,
             };
-            let deadline = Instant::now() + PATIENCE;
-            while watchers.iter().zip(&before).any(|(w, b)| count(w) <= *b) {
-                if Instant::now() > deadline {
-                    bail!("edit {k} never became visible on every node");
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+            for (j, rx) in announced.iter_mut().enumerate().filter(|(j, _)| *j != i) {
+                let seen = async {
+                    loop {
+                        match rx.recv().await {
+                            Ok(e)
+                                if e.doc == Some(doc)
+                                    && matches!(
+                                        e.source,
+                                        regiosync_node::events::Source::Sync(_)
+                                    ) =>
+                            {
+                                return Ok(());
+                            }
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(e) => return Err(anyhow!("node {j} stopped announcing: {e}")),
+                        }
+                    }
+                };
+                tokio::time::timeout(PATIENCE, seen)
+                    .await
+                    .map_err(|_| anyhow!("edit {k} never became visible on node {j}"))??;
             }
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
             progress();

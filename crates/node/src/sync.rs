@@ -11,7 +11,7 @@
 //! envelopes, `need` repairs bloom false positives) and control ops; dossiers are in
 //! `dossier_sync`. Every received op and change is verified before it is stored.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -749,18 +749,14 @@ impl Node {
         if hashes.is_empty() {
             return Ok(vec![]);
         }
-        let rows: BTreeMap<[u8; 32], ChangeRow> = self
+        let wanted: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+        Ok(self
             .store
-            .changes(doc)?
+            .changes_by_hash(doc, &wanted)?
             .into_iter()
-            .map(|r| (r.hash, r))
-            .collect();
-        Ok(hashes
-            .iter()
-            .filter_map(|h| rows.get(&h.0))
             .filter_map(|r| {
-                r.envelope.clone().map(|envelope| SignedChange {
-                    change: r.bytes.clone(),
+                r.envelope.map(|envelope| SignedChange {
+                    change: r.bytes,
                     envelope,
                 })
             })

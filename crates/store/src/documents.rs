@@ -179,37 +179,80 @@ pub(crate) fn change_rows(
         )
         .at(path)?;
     let rows = stmt
-        .query_map(params![&id.as_bytes()[..], after], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Vec<u8>>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, Option<Vec<u8>>>(6)?,
-            ))
-        })
+        .query_map(params![&id.as_bytes()[..], after], raw_change_row)
         .at(path)?;
     let mut out = Vec::new();
     let mut last = after;
     for r in rows {
-        let (rowid, hash, actor, seq, bytes, stored_ms, envelope) = r.at(path)?;
-        let malformed = || StoreError::Malformed {
-            path: path.to_owned(),
-            detail: "change row".into(),
-        };
+        let (rowid, row) = change_row_of(path, r.at(path)?)?;
         last = rowid;
-        out.push(ChangeRow {
+        out.push(row);
+    }
+    Ok((out, last))
+}
+
+/// The changes of a document with the given hashes, in that order; hashes it does
+/// not hold are left out. One lookup per hash on the `(doc_id, hash)` key, so that
+/// sending a few changes of a long history does not read the whole history.
+pub(crate) fn changes_by_hash(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+    hashes: &[[u8; 32]],
+) -> Result<Vec<ChangeRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT rowid, hash, actor, seq, bytes, stored_ms, envelope FROM changes
+             WHERE doc_id = ?1 AND hash = ?2",
+        )
+        .at(path)?;
+    let mut out = Vec::with_capacity(hashes.len());
+    for h in hashes {
+        if let Some(raw) = stmt
+            .query_row(params![&id.as_bytes()[..], &h[..]], raw_change_row)
+            .optional()
+            .at(path)?
+        {
+            out.push(change_row_of(path, raw)?.1);
+        }
+    }
+    Ok(out)
+}
+
+/// A `changes` row as SQLite gives it: rowid, hash, actor, seq, bytes, stored_ms,
+/// envelope.
+type RawChangeRow = (i64, Vec<u8>, Vec<u8>, i64, Vec<u8>, i64, Option<Vec<u8>>);
+
+fn raw_change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawChangeRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+/// A raw row checked into a [`ChangeRow`], with its store position.
+fn change_row_of(path: &Path, raw: RawChangeRow) -> Result<(i64, ChangeRow), StoreError> {
+    let (rowid, hash, actor, seq, bytes, stored_ms, envelope) = raw;
+    let malformed = || StoreError::Malformed {
+        path: path.to_owned(),
+        detail: "change row".into(),
+    };
+    Ok((
+        rowid,
+        ChangeRow {
             hash: hash.try_into().map_err(|_| malformed())?,
             actor,
             seq: u64::try_from(seq).map_err(|_| malformed())?,
             bytes,
             stored_ms,
             envelope,
-        });
-    }
-    Ok((out, last))
+        },
+    ))
 }
 
 pub(crate) fn changes(

@@ -144,6 +144,18 @@ pub trait StoreRead: sealed::Sealed {
         documents::last_change(c, p, id)
     }
 
+    /// The changes of a document with the given hashes, in that order (hashes it
+    /// does not hold are left out), each found by its key instead of reading every
+    /// change of the document.
+    fn changes_by_hash(
+        &self,
+        id: &DocId,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<ChangeRow>, StoreError> {
+        let (c, p) = self.conn().parts();
+        documents::changes_by_hash(c, p, id, hashes)
+    }
+
     /// The changes of a document stored after position `after`, and the position of
     /// the last one (`after` if none).
     fn changes_after(&self, id: &DocId, after: i64) -> Result<(Vec<ChangeRow>, i64), StoreError> {

@@ -87,6 +87,43 @@ fn a_change_is_found_by_device_and_sequence_number_through_an_index() {
     }
 }
 
+/// Changes picked by hash come in the order asked, only the document's own, and
+/// through the `(doc_id, hash)` key rather than a read of the whole history.
+#[test]
+fn changes_are_found_by_hash_in_the_order_asked() {
+    let (_d, mut store) = new_store();
+    let (a, b) = (doc_row("a"), doc_row("b"));
+    store
+        .write(|tx| {
+            tx.insert_document(&a)?;
+            tx.insert_document(&b)?;
+            for n in 1..=5 {
+                tx.append_change(&a.id, &change(n, 10))?;
+            }
+            tx.append_change(&b.id, &change(9, 10))
+        })
+        .unwrap();
+    let got = store
+        .changes_by_hash(&a.id, &[[4; 32], [8; 32], [2; 32], [9; 32]])
+        .unwrap();
+    assert_eq!(got, vec![change(4, 10), change(2, 10)]);
+    assert!(store.changes_by_hash(&a.id, &[]).unwrap().is_empty());
+    let plan: Vec<String> = store
+        .conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT rowid, hash, actor, seq, bytes, stored_ms, envelope
+             FROM changes WHERE doc_id = ?1 AND hash = ?2",
+        )
+        .unwrap()
+        .query_map(rusqlite::params![vec![0u8; 16], vec![0u8; 32]], |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(plan.iter().any(|l| l.contains("USING INDEX")), "{plan:?}");
+}
+
 /// A cache write commits like any other and leaves the connection at
 /// `synchronous=FULL` for the writes after it, also when it fails.
 #[test]
