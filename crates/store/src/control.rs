@@ -86,11 +86,11 @@ pub(crate) fn setting(
     path: &Path,
     key: &str,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-        r.get(0)
-    })
-    .optional()
-    .at(path)
+    conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")
+        .at(path)?
+        .query_row([key], |r| r.get(0))
+        .optional()
+        .at(path)
 }
 
 pub(crate) fn set_setting(

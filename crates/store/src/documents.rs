@@ -74,18 +74,16 @@ pub(crate) fn document(
     path: &Path,
     id: &DocId,
 ) -> Result<Option<DocumentRow>, StoreError> {
-    conn.query_row(
-        "SELECT id, kind, subkind, title, created_ms FROM documents WHERE id = ?1",
-        params![&id.as_bytes()[..]],
-        row_to_doc,
-    )
-    .optional()
-    .at(path)?
-    .transpose()
-    .map_err(|detail| StoreError::Malformed {
-        path: path.to_owned(),
-        detail,
-    })
+    conn.prepare_cached("SELECT id, kind, subkind, title, created_ms FROM documents WHERE id = ?1")
+        .at(path)?
+        .query_row(params![&id.as_bytes()[..]], row_to_doc)
+        .optional()
+        .at(path)?
+        .transpose()
+        .map_err(|detail| StoreError::Malformed {
+            path: path.to_owned(),
+            detail,
+        })
 }
 
 pub(crate) fn documents(conn: &Connection, path: &Path) -> Result<Vec<DocumentRow>, StoreError> {
@@ -299,20 +297,21 @@ pub(crate) fn append_change(
         detail: "change seq out of range".into(),
     })?;
     let n = conn
-        .execute(
+        .prepare_cached(
             "INSERT INTO changes (doc_id, hash, actor, seq, bytes, stored_ms, envelope)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (doc_id, hash) DO NOTHING",
-            params![
-                &id.as_bytes()[..],
-                &c.hash[..],
-                c.actor,
-                seq,
-                c.bytes,
-                c.stored_ms,
-                c.envelope
-            ],
         )
+        .at(path)?
+        .execute(params![
+            &id.as_bytes()[..],
+            &c.hash[..],
+            c.actor,
+            seq,
+            c.bytes,
+            c.stored_ms,
+            c.envelope
+        ])
         .at(path)?;
     Ok((n == 1).then(|| conn.last_insert_rowid()))
 }
