@@ -1079,14 +1079,17 @@ fn verified_in(
         Some(v) if v.last_change == last => return Ok(v),
         Some(v) if v.rejected == 0 && v.last_change < last => {
             let (rows, upto) = src.changes_after(id, v.last_change)?;
-            let mut next = apply_verified(
-                v.doc.clone(),
-                Some(v.budget.clone()),
-                &rows,
-                id,
-                folded,
-                kinds,
-            )?;
+            // The copy itself when nothing else holds it (it is replaced below),
+            // else a clone: applying a received change does not copy the document.
+            let v = {
+                let mut r = resident.lock().unwrap_or_else(|e| e.into_inner());
+                if r.docs.get(id).is_some_and(|e| Arc::ptr_eq(&e.2, &v)) {
+                    r.docs.remove(id);
+                }
+                drop(r);
+                Arc::try_unwrap(v).map_or_else(|v| (*v).clone(), |v| v)
+            };
+            let mut next = apply_verified(v.doc, Some(v.budget), &rows, id, folded, kinds)?;
             next.tail_len = v.tail_len + rows.len();
             next.snapshot_fresh = v.snapshot_fresh;
             next.last_change = upto;
