@@ -1087,7 +1087,7 @@ fn verified_in(
                     r.docs.remove(id);
                 }
                 drop(r);
-                Arc::try_unwrap(v).map_or_else(|v| (*v).clone(), |v| v)
+                Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone())
             };
             let mut next = apply_verified(v.doc, Some(v.budget), &rows, id, folded, kinds)?;
             next.tail_len = v.tail_len + rows.len();
