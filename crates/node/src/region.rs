@@ -294,8 +294,9 @@ impl Node {
                 used_by: None,
             })
         })?;
-        // A running node admits the invite's join identity to its gate now.
-        self.wake_running_node();
+        // A running node admits the invite's join identity to its gate now: told on
+        // its change channel when this is its own handle (the web app), else woken.
+        self.announce_local(None, ChangeKind::Region);
         Ok(code)
     }
 

@@ -1333,6 +1333,21 @@ fn a_device_believes_its_removal_by_a_device_of_its_own_party_but_not_a_party_re
     assert_eq!(laptop.removal().unwrap(), Some(removal));
 }
 
+/// An invite made through the running node's own handle (the web app) is announced
+/// on its change channel, so that the node admits the join identity to its gate at
+/// once (a served handle wakes nobody: the channel is how the node hears of it).
+#[test]
+fn an_invite_is_announced_to_the_running_node() {
+    use crate::events::{ChangeKind, Source};
+    let (_d, mut node) = new_node();
+    node.serve();
+    let mut rx = node.events().subscribe();
+    node.invite(party("roc-midden"), Role::Roc, false, 3600)
+        .unwrap();
+    let e = rx.try_recv().expect("the invite was announced");
+    assert_eq!((e.doc, e.kind, e.source), (None, ChangeKind::Region, Source::Local));
+}
+
 #[test]
 fn every_committed_plan_change_is_announced_once_with_its_party_and_kind() {
     use crate::events::{ChangeEvent, ChangeKind, Source};
