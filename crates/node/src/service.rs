@@ -507,7 +507,10 @@ pub async fn run_shared(
                     for (p, also) in pass_on(&connected, Some(from), &answer.pushed_to) {
                         start(p, &answer.received, &also, &mut sessions, &mut running, &mut again);
                     }
-                    members = update_members(&node, &net, me).await?;
+                    // Only control ops change who is let in; documents do not.
+                    if answer.control_changed {
+                        members = update_members(&node, &net, me).await?;
+                    }
                 }
             }
             Some(done) = sessions.join_next(), if !sessions.is_empty() => {
@@ -642,9 +645,12 @@ pub async fn run_shared(
                     for (p, also) in pass_on(&connected, None, &[]) {
                         start(p, &changed, &also, &mut sessions, &mut running, &mut again);
                     }
-                    // After the sessions are on their way: a commit here may have
-                    // changed who is let in (an invite, a removal).
-                    members = update_members(&node, &net, me).await?;
+                    // After the sessions are on their way: a control op or an
+                    // invite committed here may have changed who is let in (an edit
+                    // of a plan or a dossier does not).
+                    if full {
+                        members = update_members(&node, &net, me).await?;
+                    }
                 }
             }
             () = woken(wake.as_ref()) => {

@@ -103,6 +103,9 @@ pub struct Answer {
     /// The other peers the request says it was pushed to (the running node does not
     /// push `received` on to them).
     pub pushed_to: Vec<NodeId>,
+    /// The request brought new control ops or an accepted join: the running node
+    /// updates who it lets in.
+    pub control_changed: bool,
 }
 
 /// What a sync session did.
@@ -380,6 +383,7 @@ impl Node {
                     storage_failure: None,
                     received: Vec::new(),
                     pushed_to: Vec::new(),
+                    control_changed: false,
                 };
             }
         };
@@ -399,6 +403,7 @@ impl Node {
                     forged: 0,
                     received: Vec::new(),
                     pushed_to: Vec::new(),
+                    control: false,
                 }
             });
         let forged = answered.forged;
@@ -410,6 +415,7 @@ impl Node {
             storage_failure,
             received: answered.received,
             pushed_to: answered.pushed_to,
+            control_changed: answered.control,
         }
     }
 

@@ -1345,7 +1345,10 @@ fn an_invite_is_announced_to_the_running_node() {
     node.invite(party("roc-midden"), Role::Roc, false, 3600)
         .unwrap();
     let e = rx.try_recv().expect("the invite was announced");
-    assert_eq!((e.doc, e.kind, e.source), (None, ChangeKind::Region, Source::Local));
+    assert_eq!(
+        (e.doc, e.kind, e.source),
+        (None, ChangeKind::Region, Source::Local)
+    );
 }
 
 #[test]

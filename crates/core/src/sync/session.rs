@@ -722,6 +722,9 @@ pub struct Answered {
     /// that names peers it did not push to only delays their copy until their next
     /// session with anyone; it could as well not push at all.
     pub pushed_to: Vec<NodeId>,
+    /// The request brought new control ops (or was a join that was accepted): who
+    /// is a member may have changed, so a running node updates its gate.
+    pub control: bool,
 }
 
 /// Answers one request from `peer` (the responding side of a session). A join
@@ -741,12 +744,14 @@ pub fn answer<S: SessionStore>(
         forged: 0,
         received: Vec::new(),
         pushed_to,
+        control: false,
     };
     if let Request::Join { request } = &request {
         done.response = store.answer_join(peer, request)?;
         if matches!(done.response, Response::Joined { .. }) {
             // New control ops: the running node updates its gate and pushes them.
             done.stored = 1;
+            done.control = true;
         }
         return Ok(done);
     }
@@ -777,7 +782,9 @@ pub fn answer<S: SessionStore>(
             }
         }
         Request::Ops { have, ops } => {
-            done.stored += store.receive_ops(peer, &ops)?;
+            let new = store.receive_ops(peer, &ops)?;
+            done.stored += new;
+            done.control = new > 0;
             let theirs: HashSet<OpHash> = have.into_iter().collect();
             Response::Ops {
                 have: store.op_hashes()?,

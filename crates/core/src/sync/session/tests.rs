@@ -733,3 +733,37 @@ fn a_push_names_the_other_peers_in_its_push_requests_only() {
     let hello = Request::Buckets { buckets: vec![] };
     assert_eq!(hello.clone().pushed_with(vec![c]), hello);
 }
+
+/// An answer says when the request brought new control ops (who is a member may
+/// have changed): not for ops it held already, nor for documents.
+#[test]
+fn an_answer_says_when_control_ops_came() {
+    let b = Mem {
+        ops: items(0..3),
+        ..Mem::default()
+    };
+    let (ia, _a, _ib, mut b) = pair(Mem::default(), b);
+    let ops = |r: std::ops::Range<u8>| -> Vec<Vec<u8>> { r.map(|i| vec![i; 32]).collect() };
+    let old = answer(
+        &mut b,
+        &ia,
+        Request::Ops {
+            have: vec![],
+            ops: ops(0..3),
+        },
+    )
+    .expect("infallible");
+    assert!(!old.control && old.stored == 0);
+    let new = answer(
+        &mut b,
+        &ia,
+        Request::Ops {
+            have: vec![],
+            ops: ops(2..5),
+        },
+    )
+    .expect("infallible");
+    assert!(new.control && new.stored == 2);
+    let docs = answer(&mut b, &ia, Request::Docs { docs: vec![] }).expect("infallible");
+    assert!(!docs.control);
+}
