@@ -331,6 +331,11 @@ pub async fn run_shared(
     // The members when the static addresses were last dialled afresh.
     let mut seen_members: HashSet<NodeId> = members.iter().map(|(m, _)| *m).collect();
     let mut data_version = node.lock().await.store().data_version().unwrap_or(0);
+    // What the store held when this node last looked on behalf of another process's
+    // commit (`written_since`). Commits made here move it too; they are pushed
+    // already and at most make the next look more careful (a full session).
+    let mut marks =
+        regiosync_store::StoreRead::write_marks(node.lock().await.store()).unwrap_or_default();
     // Changes committed in this process (the web app): pushed at once, not at the
     // next poll (which sees only other processes' commits).
     let mut changes = node.lock().await.events().subscribe();
@@ -386,6 +391,27 @@ pub async fn run_shared(
                 .entry(peer)
                 .or_insert_with(|| Pending::Push(Vec::new()));
             pending.add(changed);
+        }
+    };
+
+    // After another process's commit: a push of the documents it changed, or full
+    // sessions when it wrote anything else (see `written_since`).
+    let push_or_sync = |push: &Option<Vec<DocId>>,
+                        connected: &HashSet<NodeId>,
+                        sessions: &mut JoinSet<_>,
+                        running: &mut HashSet<NodeId>,
+                        again: &mut HashMap<NodeId, Pending>| {
+        match push {
+            Some(docs) => {
+                for (p, also) in pass_on(connected, None, &[]) {
+                    start(p, docs, &also, sessions, running, again);
+                }
+            }
+            None => {
+                for p in connected.iter() {
+                    start(*p, &[], &[], sessions, running, again);
+                }
+            }
         }
     };
 
@@ -656,13 +682,14 @@ pub async fn run_shared(
             () = woken(wake.as_ref()) => {
                 // Another process (a CLI command) committed to this data dir: push
                 // now, as for a commit made here.
-                let v = node.lock().await.store().data_version().unwrap_or(data_version);
-                tracing::debug!(peers = connected.len(), "woken by another process; pushing");
+                let (v, push) = {
+                    let n = node.lock().await;
+                    (n.store().data_version().unwrap_or(data_version), written_since(n.store(), &mut marks))
+                };
+                tracing::debug!(peers = connected.len(), docs = push.as_ref().map(Vec::len), "woken by another process; pushing");
                 data_version = v;
                 members = update_members(&node, &net, me).await?;
-                for p in connected.clone() {
-                    start(p, &[], &[], &mut sessions, &mut running, &mut again);
-                }
+                push_or_sync(&push, &connected, &mut sessions, &mut running, &mut again);
             }
             _ = poll.tick() => {
                 if publish_due.is_some_and(|t| t <= Instant::now()) {
@@ -687,12 +714,11 @@ pub async fn run_shared(
                 }
                 let v = node.lock().await.store().data_version().unwrap_or(data_version);
                 if v != data_version {
-                    tracing::debug!(from = data_version, to = v, peers = connected.len(), "store changed; pushing");
+                    let push = written_since(node.lock().await.store(), &mut marks);
+                    tracing::debug!(from = data_version, to = v, peers = connected.len(), docs = push.as_ref().map(Vec::len), "store changed; pushing");
                     data_version = v;
                     members = update_members(&node, &net, me).await?;
-                    for p in connected.clone() {
-                        start(p, &[], &[], &mut sessions, &mut running, &mut again);
-                    }
+                    push_or_sync(&push, &connected, &mut sessions, &mut running, &mut again);
                 }
                 for peer in std::mem::take(&mut count_shared) {
                     let n = node.lock().await.dossiers_shared_with(&memory, &peer);
@@ -763,6 +789,36 @@ pub async fn run_shared(
     let _ = std::fs::remove_file(&status_path);
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Most documents a commit of another process is pushed for; more (an import)
+/// make a full session, which compares everything in a few round trips.
+const MAX_PUSHED_AFTER_OTHER_PROCESS: usize = 256;
+
+/// What another process (a CLI command) wrote since `marks` (which move on to now):
+/// the documents to push when it wrote document changes and nothing else sync
+/// sends, or `None` when it wrote control ops, dossier access ops or an erasure,
+/// changes of more than [`MAX_PUSHED_AFTER_OTHER_PROCESS`] documents, or nothing
+/// this can tell (then full sessions compare everything, as before this look
+/// existed). A store that cannot be read gives `None` too.
+fn written_since(
+    store: &regiosync_store::Store,
+    marks: &mut regiosync_store::WriteMarks,
+) -> Option<Vec<DocId>> {
+    use regiosync_store::StoreRead;
+    let now = store.write_marks().ok()?;
+    let before = std::mem::replace(marks, now);
+    let only_changes = now.changes > before.changes
+        && now.ops == before.ops
+        && now.dossier_ops == before.dossier_ops
+        && now.erased == before.erased;
+    if !only_changes {
+        return None;
+    }
+    let docs = store
+        .docs_changed_after(before.changes, MAX_PUSHED_AFTER_OTHER_PROCESS + 1)
+        .ok()?;
+    (!docs.is_empty() && docs.len() <= MAX_PUSHED_AFTER_OTHER_PROCESS).then_some(docs)
 }
 
 /// Whom to push what came from `from` (`None`: committed on this node) to, and the
@@ -959,6 +1015,41 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// After another process's commit, the node pushes the documents it changed if
+    /// it wrote only document changes, and syncs in full after anything else (here
+    /// a plan's creation: a control op) or when it cannot tell.
+    #[test]
+    fn another_process_s_edits_are_pushed_and_anything_else_synced_in_full() {
+        use regiosync_core::id::{PartyName, Role};
+        use regiosync_core::plan::PlanKind;
+        use regiosync_store::StoreRead;
+        let dir = tempfile::tempdir().unwrap();
+        let party = PartyName::new("roc-midden").unwrap();
+        crate::Node::init(dir.path(), party, Role::Roc, None).unwrap();
+        let mut running = crate::Node::open(dir.path()).unwrap();
+        running.create_region("Regio").unwrap();
+        let a = running.create_plan(PlanKind::Jeugdplan, "A").unwrap();
+        let b = running.create_plan(PlanKind::Jeugdplan, "B").unwrap();
+        let mut marks = running.store().write_marks().unwrap();
+        // Nothing written: nothing it can name, so a full session.
+        assert_eq!(written_since(running.store(), &mut marks), None);
+        // A CLI command edits both plans.
+        let mut cli = crate::Node::open(dir.path()).unwrap();
+        cli.set_section(&a, "Inleiding", "Een.").unwrap();
+        cli.set_section(&b, "Inleiding", "Twee.").unwrap();
+        let mut pushed = written_since(running.store(), &mut marks).unwrap();
+        pushed.sort();
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(pushed, want);
+        // The marks moved on: the same edits are not named again.
+        assert_eq!(written_since(running.store(), &mut marks), None);
+        // An edit and a new plan (a control op): a full session.
+        cli.set_section(&a, "Inleiding", "Drie.").unwrap();
+        cli.create_plan(PlanKind::Jeugdplan, "C").unwrap();
+        assert_eq!(written_since(running.store(), &mut marks), None);
     }
 
     /// A commit here goes to every connected peer, each push naming the others; a

@@ -55,6 +55,25 @@ pub struct Snapshot {
     pub control_heads: Vec<u8>,
 }
 
+/// Marks of what a store holds, read in one statement: the largest row id of the
+/// tables whose rows sync sends (`changes`, `control_ops`, `dossier_ops`,
+/// `erased_dossiers`), and for the two small ones (`control_ops`,
+/// `erased_dossiers`) the number of rows too. A write by any process moves at
+/// least one of them (an insert the largest id; deleting a dossier's changes and
+/// ops comes with its tombstone); comparing two tells which kinds of data were
+/// written in between.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteMarks {
+    /// Changes of documents (plans and sealed dossier changes): the largest id.
+    pub changes: i64,
+    /// Control ops of the region log: the number and the largest id.
+    pub ops: (i64, i64),
+    /// Ops of dossiers' access logs: the largest id.
+    pub dossier_ops: i64,
+    /// Erased dossiers (tombstones): the number and the largest id.
+    pub erased: (i64, i64),
+}
+
 /// What is needed to rebuild a document: its latest snapshot, if any, and the changes
 /// stored after it, in the order they were stored.
 #[derive(Clone, Debug)]
@@ -187,6 +206,55 @@ pub(crate) fn change_rows(
         out.push(row);
     }
     Ok((out, last))
+}
+
+/// What the store holds, as marks that move with every write of a kind sync sends
+/// (see [`crate::StoreRead::write_marks`]).
+pub(crate) fn write_marks(conn: &Connection, path: &Path) -> Result<WriteMarks, StoreError> {
+    // One statement, so one consistent read of all four tables.
+    conn.prepare_cached(
+        "SELECT (SELECT coalesce(max(rowid), 0) FROM changes),
+                (SELECT count(*) FROM control_ops), (SELECT coalesce(max(rowid), 0) FROM control_ops),
+                (SELECT coalesce(max(rowid), 0) FROM dossier_ops),
+                (SELECT count(*) FROM erased_dossiers), (SELECT coalesce(max(rowid), 0) FROM erased_dossiers)",
+    )
+    .at(path)?
+    .query_row([], |r| {
+        Ok(WriteMarks {
+            changes: r.get(0)?,
+            ops: (r.get(1)?, r.get(2)?),
+            dossier_ops: r.get(3)?,
+            erased: (r.get(4)?, r.get(5)?),
+        })
+    })
+    .at(path)
+}
+
+/// The documents with changes stored after position `after`, at most `limit`.
+pub(crate) fn docs_changed_after(
+    conn: &Connection,
+    path: &Path,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<DocId>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT DISTINCT doc_id FROM changes WHERE rowid > ?1 LIMIT ?2")
+        .at(path)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![after, limit], |r| r.get::<_, Vec<u8>>(0))
+        .at(path)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let bytes = r.at(path)?;
+        out.push(
+            DocId::from_slice(&bytes).map_err(|_| StoreError::Malformed {
+                path: path.to_owned(),
+                detail: "document id of a change".into(),
+            })?,
+        );
+    }
+    Ok(out)
 }
 
 /// The changes of a document with the given hashes, in that order; hashes it does

@@ -63,7 +63,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use audit::AuditRow;
 pub use control::InviteRow;
-pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc};
+pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc, WriteMarks};
 pub use dossiers::{DossierItems, Tombstone};
 use error::SqliteResultExt;
 pub use error::StoreError;

@@ -144,6 +144,20 @@ pub trait StoreRead: sealed::Sealed {
         documents::last_change(c, p, id)
     }
 
+    /// Marks of what the store holds (see [`crate::WriteMarks`]): compared before
+    /// and after another process wrote, they tell which kinds of data it wrote.
+    fn write_marks(&self) -> Result<crate::WriteMarks, StoreError> {
+        let (c, p) = self.conn().parts();
+        documents::write_marks(c, p)
+    }
+
+    /// The documents with changes stored after position `after` (a
+    /// [`crate::WriteMarks::changes`] largest id), at most `limit` of them.
+    fn docs_changed_after(&self, after: i64, limit: usize) -> Result<Vec<DocId>, StoreError> {
+        let (c, p) = self.conn().parts();
+        documents::docs_changed_after(c, p, after, limit)
+    }
+
     /// The changes of a document with the given hashes, in that order (hashes it
     /// does not hold are left out), each found by its key instead of reading every
     /// change of the document.

@@ -124,6 +124,43 @@ fn changes_are_found_by_hash_in_the_order_asked() {
     assert!(plan.iter().any(|l| l.contains("USING INDEX")), "{plan:?}");
 }
 
+/// Each kind of write sync sends moves its own mark, and the documents changed
+/// after a mark are found by row id.
+#[test]
+fn write_marks_tell_which_kinds_of_data_were_written() {
+    let (_d, mut store) = new_store();
+    let (a, b) = (doc_row("a"), doc_row("b"));
+    store
+        .write(|tx| {
+            tx.insert_document(&a)?;
+            tx.insert_document(&b)
+        })
+        .unwrap();
+    let m0 = store.write_marks().unwrap();
+    store
+        .write(|tx| tx.append_change(&b.id, &change(1, 10)))
+        .unwrap();
+    let m1 = store.write_marks().unwrap();
+    assert!(m1.changes > m0.changes);
+    assert_eq!(
+        (m1.ops, m1.dossier_ops, m1.erased),
+        (m0.ops, m0.dossier_ops, m0.erased)
+    );
+    assert_eq!(
+        store.docs_changed_after(m0.changes, 10).unwrap(),
+        vec![b.id]
+    );
+    assert!(store.docs_changed_after(m1.changes, 10).unwrap().is_empty());
+    store.write(|tx| tx.put_op(&[5; 32], b"op", 1)).unwrap();
+    let m2 = store.write_marks().unwrap();
+    assert!(m2.ops != m1.ops && m2.changes == m1.changes);
+    store
+        .write(|tx| tx.put_dossier_op(&a.id, &[6; 32], b"dossier op", 1))
+        .unwrap();
+    let m3 = store.write_marks().unwrap();
+    assert!(m3.dossier_ops > m2.dossier_ops && m3.ops == m2.ops);
+}
+
 /// A cache write commits like any other and leaves the connection at
 /// `synchronous=FULL` for the writes after it, also when it fails.
 #[test]
