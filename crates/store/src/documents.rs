@@ -135,13 +135,22 @@ pub(crate) fn ids_with_prefix(
             r.get::<_, Vec<u8>>(0)
         })
         .at(path)?;
+    doc_ids(path, rows, "document id")
+}
+
+/// The document ids of a query's rows, each checked.
+fn doc_ids(
+    path: &Path,
+    rows: impl Iterator<Item = rusqlite::Result<Vec<u8>>>,
+    what: &str,
+) -> Result<Vec<DocId>, StoreError> {
     let mut out = Vec::new();
     for r in rows {
         let bytes = r.at(path)?;
         out.push(
             DocId::from_slice(&bytes).map_err(|_| StoreError::Malformed {
                 path: path.to_owned(),
-                detail: "document id".into(),
+                detail: what.into(),
             })?,
         );
     }
@@ -244,17 +253,7 @@ pub(crate) fn docs_changed_after(
     let rows = stmt
         .query_map(params![after, limit], |r| r.get::<_, Vec<u8>>(0))
         .at(path)?;
-    let mut out = Vec::new();
-    for r in rows {
-        let bytes = r.at(path)?;
-        out.push(
-            DocId::from_slice(&bytes).map_err(|_| StoreError::Malformed {
-                path: path.to_owned(),
-                detail: "document id of a change".into(),
-            })?,
-        );
-    }
-    Ok(out)
+    doc_ids(path, rows, "document id of a change")
 }
 
 /// The changes of a document with the given hashes, in that order; hashes it does
