@@ -539,3 +539,37 @@ async fn a_node_whose_disk_is_full_stops_syncing_with_a_clear_error() {
         r.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_store_is_damaged_where_start_up_does_not_read_stops_with_a_clear_error() {
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, doc) = build_region(tmp.path());
+    let mut node = Node::open(&dirs[0]).unwrap();
+    node.bulk_agreements_for_bench(&doc, 300).unwrap();
+    assert!(node.store().checkpoint_truncate().unwrap());
+    let path = node.store().path().to_owned();
+    drop(node);
+    // Damage pages near the end of the file (the plan's change rows): opening the
+    // store reads only its header, so only the background check can find them
+    // before a session reads the plan.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    assert!(len > 200_000, "{len}");
+    for b in &mut bytes[len - 4096 * 8..len - 4096 * 2] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let node = Node::open(&dirs[0]).expect("opening reads only the header");
+    let addr = free_addr();
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        run(node, loopback_config(&addr, &[]), CancellationToken::new()),
+    )
+    .await;
+    let err = result
+        .expect("the node kept running on a damaged store")
+        .expect_err("the node must stop");
+    assert!(err.to_string().contains("damaged"), "{err}");
+}

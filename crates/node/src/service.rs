@@ -415,10 +415,39 @@ pub async fn run_shared(
         }
     };
 
+    // SQLite's check of every page of the store, on a connection of its own: seconds
+    // for a large store, so it does not hold up the start (`Store::open` checks only
+    // the header). A damaged store stops the node, as any storage failure does.
+    let store_path = node.lock().await.store().path().to_owned();
+    let mut store_check = Some(tokio::task::spawn_blocking(move || {
+        regiosync_store::quick_check_file(&store_path)
+    }));
+
     loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
+            checked = async {
+                match store_check.as_mut() {
+                    Some(check) => check.await,
+                    None => std::future::pending().await,
+                }
+            }, if store_check.is_some() => {
+                store_check = None;
+                match checked {
+                    Ok(Ok(())) => tracing::debug!("the store's pages passed SQLite's quick check"),
+                    Ok(Err(e)) if matches!(e, regiosync_store::StoreError::Corrupt { .. }) => {
+                        tracing::error!(error = %e, "the store is damaged; stopping sync");
+                        sessions.abort_all();
+                        net_task.shutdown().await;
+                        return Err(e.into());
+                    }
+                    // Not a finding about the pages (e.g. the file is busy): the
+                    // queries themselves still report a damaged page.
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot run SQLite's quick check of the store"),
+                    Err(e) => tracing::warn!(error = %e, "the store's quick check did not finish"),
+                }
+            }
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 match ev {

@@ -1,5 +1,6 @@
-//! Opening a store that holds 1,000 documents of 20 changes each (pragmas, header and
-//! application id checks, `quick_check`), and listing them.
+//! Opening a store that holds 1,000 documents of 20 changes each (header, pragmas and
+//! application id checks), listing them, and SQLite's `quick_check` of every page
+//! (which the running node makes in the background).
 //! Run: `cargo bench -p regiosync-store --bench open_store`.
 
 use automerge::{Automerge, ROOT, transaction::Transactable};
@@ -73,6 +74,9 @@ fn open(c: &mut Criterion) {
             let s = Store::open(&path).expect("open");
             assert_eq!(s.documents().expect("list").len(), DOCS);
         })
+    });
+    g.bench_function("quick_check_1000_docs", |b| {
+        b.iter(|| regiosync_store::quick_check_file(&path).expect("intact"))
     });
     let ids: Vec<DocId> = Store::open(&path)
         .expect("open")

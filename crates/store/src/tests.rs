@@ -375,10 +375,17 @@ fn truncated_and_corrupted_files_are_detected() {
     let full = fs::read(&p).unwrap();
     assert!(full.len() > 100_000);
 
-    // Truncated in the middle.
+    // Truncated in the middle: opening reads the header's page count, not the pages.
     fs::write(&p, &full[..full.len() / 2]).unwrap();
-    let r = Store::open(&p).and_then(|s| s.changes(&id).map(|_| ()));
-    assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+    let r = Store::open(&p);
+    assert!(
+        matches!(&r, Err(StoreError::Corrupt { detail, .. }) if detail.contains("truncated")),
+        "{r:?}"
+    );
+    assert!(matches!(
+        crate::quick_check_file(&p),
+        Err(StoreError::Corrupt { .. })
+    ));
 
     // Truncated inside the header.
     fs::write(&p, &full[..50]).unwrap();
@@ -392,6 +399,17 @@ fn truncated_and_corrupted_files_are_detected() {
     fs::write(&p, &bad).unwrap();
     let r = Store::open(&p).and_then(|s| s.changes(&id).map(|_| ()));
     assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+    // The check the running node makes in the background finds it without a query
+    // reaching the damaged pages.
+    assert!(matches!(
+        crate::quick_check_file(&p),
+        Err(StoreError::Corrupt { .. })
+    ));
+
+    // The intact file passes both.
+    fs::write(&p, &full).unwrap();
+    crate::quick_check_file(&p).unwrap();
+    Store::open(&p).unwrap().changes(&id).unwrap();
 }
 
 #[test]
