@@ -54,6 +54,11 @@ struct Args {
     /// Repetitions per catch-up (the median is reported).
     #[arg(long)]
     reps: Option<usize>,
+    /// Dossiers of the start-up workload (`startup-*-dossiers`; the full run's
+    /// 100,000 take minutes to set up), e.g. `--only startup --startup-dossiers
+    /// 10000`.
+    #[arg(long)]
+    startup_dossiers: Option<usize>,
     /// Leave samod out of the small-document workloads.
     #[arg(long)]
     without_samod: bool,
@@ -107,6 +112,10 @@ fn main() -> anyhow::Result<()> {
     let sizes = workloads::Sizes {
         reps: args.reps.unwrap_or(sizes.reps).max(1),
         samod: sizes.samod && !args.without_samod,
+        startup: match args.startup_dossiers {
+            Some(n) => vec![(workloads::startup_label(n), n)],
+            None => sizes.startup.clone(),
+        },
         ..sizes
     };
     let started = std::time::Instant::now();

@@ -75,14 +75,41 @@ impl Source {
         })
     }
 
+    /// Joins a device of another party (`party`, a municipality) in `dir`.
+    pub(crate) fn join_municipality(
+        &mut self,
+        dir: &Path,
+        party: &PartyName,
+    ) -> anyhow::Result<()> {
+        Node::init(dir, party.clone(), Role::Gemeente, None)?;
+        let mut n = Node::open(dir)?;
+        let code = self
+            .node
+            .invite(party.clone(), Role::Gemeente, false, 3600)?;
+        let (_, bundle) = self.node.accept(&n.join_request(&code.encode())?)?;
+        n.import(&bundle)?;
+        Ok(())
+    }
+
     /// Creates a dossier with `content`: its first change holds the fields, then one
     /// change per contact note (all sealed and signed, in one store transaction).
     pub(crate) fn create_dossier(&mut self, content: &DossierContent) -> anyhow::Result<DocId> {
+        let me = self.node.info().party.clone();
+        self.create_dossier_for(content, &me)
+    }
+
+    /// [`Self::create_dossier`] for a student whose woongemeente is `woongemeente`
+    /// (granted access when it is not this node's party).
+    pub(crate) fn create_dossier_for(
+        &mut self,
+        content: &DossierContent,
+        woongemeente: &PartyName,
+    ) -> anyhow::Result<DocId> {
         let by = reader();
         let me = self.node.info().party.clone();
         let id = self.node.create_dossier(
             &NewDossier {
-                woongemeente: me.clone(),
+                woongemeente: woongemeente.clone(),
                 basis: Basis::Toestemming,
                 purpose: "benchmark".into(),
                 fields: content.fields.clone(),

@@ -58,6 +58,9 @@ pub(crate) struct Sizes {
     pub(crate) samod: bool,
     /// The web workloads (issue 17).
     pub(crate) web: WebSizes,
+    /// Start-up of a large node (`startup-*-dossiers`): workload label and dossier
+    /// count.
+    pub(crate) startup: Vec<(&'static str, usize)>,
 }
 
 impl Sizes {
@@ -78,6 +81,7 @@ impl Sizes {
                 dossiers: 20,
                 requests: 3,
             },
+            startup: vec![("100k", 40)],
         }
     }
     /// Under two minutes on two cores: the 1,000-document workloads, fewer edits.
@@ -92,6 +96,7 @@ impl Sizes {
             reps: 3,
             samod: true,
             web: WebSizes::issue_17(),
+            startup: vec![],
         }
     }
     /// Everything at the sizes of issue 7.
@@ -106,6 +111,7 @@ impl Sizes {
             reps: 3,
             samod: true,
             web: WebSizes::issue_17(),
+            startup: vec![("100k", 100_000)],
         }
     }
 }
@@ -181,6 +187,14 @@ pub(crate) async fn run_all(
             )
             .await
             .with_context(|| format!("workloads of {label} documents"))?;
+        }
+    }
+    for (label, n) in &sizes.startup {
+        let w = format!("startup-{label}-dossiers");
+        if wanted(only, &[&w]) {
+            startup(&tmp.path().join(&w), &w, *n, sizes, seed, &mut report)
+                .await
+                .with_context(|| format!("workload {w}"))?;
         }
     }
     if wanted(only, &["catchup-large"]) {
@@ -694,6 +708,75 @@ async fn small_docs(
     Ok(())
 }
 
+/// The label of a start-up workload of `n` dossiers ("100k", "2500").
+pub(crate) fn startup_label(n: usize) -> &'static str {
+    match n {
+        100_000 => "100k",
+        10_000 => "10k",
+        1_000 => "1k",
+        // A label per run: leaked once, for the run's life.
+        _ => Box::leak(n.to_string().into_boxed_str()),
+    }
+}
+
+/// Of every this many dossiers of `startup-*`, one is about a resident of the
+/// municipality whose device syncs with the started node.
+const STARTUP_SHARED_EVERY: usize = 100;
+
+/// `startup-*-dossiers`: a node holding `n` dossiers (the kerngemeente's, of
+/// `sizes.changes` changes each), one in [`STARTUP_SHARED_EVERY`] of them granted to
+/// a neighbouring municipality, is started as a separate process; measured until it
+/// has answered a first (idle) sync of that municipality's device, caught up before,
+/// and its peak RSS. Unlike `node-*-dossiers` (a device of the node's own party,
+/// which shares every dossier), the peer shares a small part, as most peers do.
+async fn startup(
+    root: &Path,
+    w: &str,
+    n: usize,
+    sizes: &Sizes,
+    seed: u64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut src = Source::new(root, 0)?;
+    let other = ours::party("gemeente-zeist")?;
+    let device_dir = root.join("gemeente-zeist");
+    src.join_municipality(&device_dir, &other)?;
+    let me = src.node.info().party.clone();
+    let b = bar(n, format!("setup: {n} dossiers"));
+    let set_up = Instant::now();
+    for i in 0..n {
+        let content = data::dossier(seed, i, sizes.changes);
+        let woongemeente = if i % STARTUP_SHARED_EVERY == 0 {
+            &other
+        } else {
+            &me
+        };
+        src.create_dossier_for(&content, woongemeente)?;
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    report.add(w, "regiosync", "setup_s", set_up.elapsed().as_secs_f64());
+    let answering = Answering::start(&src.dir).await?;
+    let (_, _, device) = answering
+        .session(Node::open(&device_dir)?, &SessionMemory::default())
+        .await?;
+    answering.stop().await;
+    let shared = device.dossier_ids()?.len();
+    if shared != n.div_ceil(STARTUP_SHARED_EVERY) {
+        bail!(
+            "the municipality's device holds {shared} dossiers after catching up, not {}",
+            n.div_ceil(STARTUP_SHARED_EVERY)
+        );
+    }
+    drop(src.node);
+    let (served, _device) = ours::start_separate(&src.dir, device).await?;
+    report.add(w, "regiosync", "dossiers", n as f64);
+    report.add(w, "regiosync", "shared_with_peer", shared as f64);
+    report.add(w, "regiosync", "startup_ms", served.startup_ms);
+    report.add(w, "regiosync", "rss_mb", served.rss_mb);
+    Ok(())
+}
+
 /// The text object of a plan's first section.
 fn first_section_text<R: ReadDoc>(doc: &R) -> Result<automerge::ObjId, PlanError> {
     let missing = || PlanError::UnknownSection("the first section".into());
@@ -994,6 +1077,18 @@ pub(crate) fn targets(report: &Report) -> String {
     line(
         "… peak RSS ≤ 300 MB",
         r("node-10k-dossiers", "rss_mb"),
+        "MB",
+        300.0,
+    );
+    line(
+        "(issue 19) start-up of a node with 100,000 dossiers ≤ 1,000 ms",
+        r("startup-100k-dossiers", "startup_ms"),
+        "ms",
+        1000.0,
+    );
+    line(
+        "(issue 19) … peak RSS ≤ 300 MB",
+        r("startup-100k-dossiers", "rss_mb"),
         "MB",
         300.0,
     );

@@ -39,7 +39,8 @@ use std::sync::Arc;
 
 use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
 use regiosync_core::dossier::access::{
-    DossierBody, DossierOp, SignedDossierOp, check_erase, dossier_id, ever_granted, fold_dossier,
+    AccessSummary, DossierBody, DossierOp, SignedDossierOp, check_erase, dossier_id, ever_granted,
+    fold_dossier,
 };
 use regiosync_core::envelope::preverify_signatures;
 use regiosync_core::envelope::sealed::{SealedEnvelope, verify_sealed};
@@ -57,6 +58,10 @@ use crate::clock::{now_ms, today};
 use crate::dossiers::dossier_row;
 use crate::error::NodeError;
 use crate::sync::SessionMemory;
+
+/// Above this many dossiers shared with a peer, their items are read in one scan of
+/// every dossier's instead of one read each.
+const SCAN_ALL_ITEMS_ABOVE: usize = 2_000;
 
 /// What receiving one dossier leaves to store: its new access-log ops and sealed
 /// changes, all verified, written with the other dossiers of the same message in
@@ -81,7 +86,7 @@ impl Node {
     ) -> Result<Arc<BTreeSet<PartyName>>, NodeError> {
         let mut ops = op_hashes.to_vec();
         ops.sort_unstable();
-        let key: regiosync_core::sync::memory::ReadersKey = (state.heads.clone(), ops, today());
+        let key: regiosync_core::sync::memory::ReadersKey = (state.access_digest(), ops, today());
         let remembered = memory.lock().readers(id, &key);
         if let Some(readers) = remembered {
             return Ok(readers);
@@ -94,6 +99,54 @@ impl Node {
         );
         memory.lock().remember_readers(*id, key, readers.clone());
         Ok(readers)
+    }
+
+    /// The parties in force of every dossier whose log this node holds, for what
+    /// looks at all of them at once (the summary of what is shared with a peer, the
+    /// status): from the store's readers index where its row was folded under the
+    /// region's present membership (`RegionState::access_digest`), else folded now
+    /// and the row written, so that a node with 100,000 dossiers does not fold every
+    /// log again at start-up. Each row is deleted by the store when an op of its
+    /// dossier is added, so a row found is the fold of the log as held.
+    pub(crate) fn all_dossier_readers(
+        &self,
+        state: &RegionState,
+    ) -> Result<Vec<(DocId, BTreeSet<PartyName>)>, NodeError> {
+        let digest = state.access_digest();
+        let day = today();
+        let mut out = Vec::new();
+        let mut folded = Vec::new();
+        for (id, row) in self.store.dossier_readers_index()? {
+            let summary = match row.and_then(|(d, s)| (d == digest).then_some(s)) {
+                Some(bytes) => AccessSummary::decode(&bytes),
+                None => None,
+            };
+            let summary = match summary {
+                Some(s) => s,
+                None => {
+                    // The rows read once: their number is what the row is valid for.
+                    let raw = self.store.dossier_ops(&id)?;
+                    let log = crate::dossiers::decode_log(&id, &raw);
+                    let s = fold_dossier(state, id, &log)
+                        .map(|a| a.summary())
+                        .unwrap_or_else(AccessSummary::nobody);
+                    folded.push((id, digest, s.encode(), raw.len()));
+                    s
+                }
+            };
+            out.push((id, summary.in_force(state, day)));
+        }
+        if !folded.is_empty() {
+            tracing::debug!(
+                dossiers = folded.len(),
+                "folded access logs the readers index lacked"
+            );
+            // An index: losing a row costs a fold, never a wrong answer.
+            if let Err(e) = self.store.cache_dossier_readers(&folded) {
+                tracing::warn!(error = %e, "cannot write the dossier readers index");
+            }
+        }
+        Ok(out)
     }
 
     /// Whether this node may send the dossier to `peer`: a relay, or a device of a
@@ -149,14 +202,32 @@ impl Node {
         peer: &NodeId,
     ) -> Result<BTreeMap<DocId, Vec<[u8; 32]>>, NodeError> {
         let mut out = BTreeMap::new();
-        if state.active_device(peer).is_none() {
+        let Some(dev) = state.active_device(peer) else {
             return Ok(out);
-        }
-        for (id, items) in self.store.dossier_items()? {
-            if !memory.lock().is_withheld(peer, &id)
-                && self.may_send_dossier(memory, state, peer, &id, &items)?
-            {
-                out.insert(id, all_items(&items));
+        };
+        let relay = state.is_dossier_relay(peer);
+        let sent: Vec<DocId> = self
+            .all_dossier_readers(state)?
+            .into_iter()
+            .filter(|(id, readers)| {
+                (relay || readers.contains(&dev.party)) && !memory.lock().is_withheld(peer, id)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        // The items of the dossiers sent only: one read per dossier when the peer
+        // shares a few of many, one scan of all when it shares most.
+        if sent.len() > SCAN_ALL_ITEMS_ABOVE {
+            let mut all = self.store.dossier_items()?;
+            for id in sent {
+                if let Some(items) = all.remove(&id) {
+                    out.insert(id, all_items(&items));
+                }
+            }
+        } else {
+            for id in sent {
+                if let Some(items) = self.store.dossier_items_of(&id)? {
+                    out.insert(id, all_items(&items));
+                }
             }
         }
         for t in self.store.tombstones()? {
@@ -745,7 +816,6 @@ impl Node {
     /// held.
     pub(crate) fn dossier_reach(
         &self,
-        memory: &SessionMemory,
         reachable: &dyn Fn(&NodeId) -> bool,
     ) -> Result<(usize, Vec<UnreachedDossier>), NodeError> {
         let Some(folded) = self.control()? else {
@@ -756,15 +826,15 @@ impl Node {
         let Some(mine) = state.devices.get(&me).map(|d| d.party.clone()) else {
             return Ok((0, vec![]));
         };
-        let items = self.store.dossier_items()?;
+        let readers = self.all_dossier_readers(state)?;
         let relay_up = state
             .devices
             .keys()
             .any(|d| *d != me && state.is_dossier_relay(d) && reachable(d));
         let mut out = Vec::new();
         if !relay_up {
-            for (id, items) in &items {
-                for party in self.dossier_readers(memory, state, id, &items.ops)?.iter() {
+            for (id, parties) in &readers {
+                for party in parties {
                     if *party != mine && !state.devices_of(party).any(|(d, _)| reachable(d)) {
                         out.push(UnreachedDossier {
                             dossier: *id,
@@ -774,7 +844,7 @@ impl Node {
                 }
             }
         }
-        Ok((items.len(), out))
+        Ok((readers.len(), out))
     }
 
     /// How many dossiers (and tombstones) this node may send `peer`.

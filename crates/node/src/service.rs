@@ -791,7 +791,7 @@ pub async fn run_shared(
                 if reach_due {
                     reach_due = false;
                     let reachable = |d: &NodeId| connected.contains(d);
-                    match node.lock().await.dossier_reach(&memory, &reachable) {
+                    match node.lock().await.dossier_reach(&reachable) {
                         Ok((held, mut unreached)) => {
                             status.dossiers_held = held;
                             status.dossiers_unreached_count = unreached.len();

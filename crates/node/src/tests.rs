@@ -1839,3 +1839,58 @@ fn a_snapshot_written_after_a_catch_up_keeps_the_plan_in_memory() {
     let from_store = zeist.verified(&plan, &folded).unwrap().doc.get_heads();
     assert_eq!(in_memory, from_store);
 }
+
+#[test]
+fn the_readers_index_is_kept_and_follows_another_handles_revocation() {
+    use crate::dossiers::{NewDossier, Reader};
+    use regiosync_core::dossier::access::Basis;
+    use regiosync_core::id::DocId;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
+    let by = Reader {
+        who: regiosync_core::audit::Who::cli("j.bakker"),
+        purpose: "begeleiding".into(),
+    };
+    let new = |woongemeente: &str| NewDossier {
+        woongemeente: party(woongemeente),
+        basis: Basis::WettelijkeTaak,
+        purpose: "Jeugdwet".into(),
+        fields: vec![],
+    };
+    let shared = roc.create_dossier(&new("gemeente-zeist"), &by).unwrap();
+    let other = roc.create_dossier(&new("gemeente-houten"), &by).unwrap();
+    let state = roc.region_state().unwrap();
+    let zeist_id = zeist.info().node_id;
+    let memory = SessionMemory::default();
+    let names = |n: &Node| -> Vec<DocId> {
+        n.shared_dossiers(&memory, &state, &zeist_id)
+            .unwrap()
+            .into_keys()
+            .collect()
+    };
+    assert_eq!(names(&roc), vec![shared]);
+    // The folds were written to the index, under the region's membership digest,
+    // and a new handle (a restart) reads them instead of folding.
+    let index = roc.store().dossier_readers_index().unwrap();
+    assert_eq!(index.len(), 2);
+    assert!(index.iter().all(|(_, row)| {
+        row.as_ref()
+            .is_some_and(|(d, _)| *d == state.access_digest())
+    }));
+    let dir = roc.dir().to_owned();
+    let mut cli = Node::open(&dir).unwrap();
+    assert_eq!(names(&cli), vec![shared]);
+    // Another process revokes Zeist: its op deletes the row, and the running
+    // handle's next summary no longer offers the dossier.
+    cli.revoke_dossier(&shared, party("gemeente-zeist"), "verhuisd", &by)
+        .unwrap();
+    drop(cli);
+    assert_eq!(names(&roc), Vec::<DocId>::new());
+    let rows = roc.store().dossier_readers_index().unwrap();
+    assert!(
+        rows.iter().all(|(_, row)| row.is_some()),
+        "folded again and kept"
+    );
+    assert!(rows.iter().any(|(id, _)| *id == other));
+}

@@ -272,6 +272,71 @@ fn collect_items(
     Ok(out)
 }
 
+/// A row of the dossier readers index: the membership digest the dossier's log was
+/// folded under, and the encoded `AccessSummary`.
+pub type ReadersRow = ([u8; 32], Vec<u8>);
+
+/// Every dossier whose access log this store holds, with its row of the readers
+/// index if there is one.
+pub(crate) fn dossier_readers_index(
+    conn: &Connection,
+    path: &Path,
+) -> Result<Vec<(DocId, Option<ReadersRow>)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT d.dossier, r.digest, r.summary
+             FROM (SELECT DISTINCT dossier FROM dossier_ops) d
+             LEFT JOIN dossier_readers r ON r.dossier = d.dossier
+             ORDER BY d.dossier",
+        )
+        .at(path)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Option<Vec<u8>>>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        })
+        .at(path)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (id, digest, summary) = r.at(path)?;
+        let row = match (digest, summary) {
+            (Some(d), Some(s)) => Some((hash32(path, d)?, s)),
+            _ => None,
+        };
+        out.push((doc_id(path, id)?, row));
+    }
+    Ok(out)
+}
+
+/// Writes rows of the readers index (replacing a dossier's row): (dossier, digest,
+/// encoded summary, number of access-log ops folded). A row is written only if the
+/// dossier still has exactly that many ops: ops are only ever added (or all
+/// deleted), so another process that stored an op after the fold read the log
+/// leaves the stale row unwritten instead of the trigger's deletion undone.
+pub(crate) fn put_dossier_readers(
+    conn: &Connection,
+    path: &Path,
+    rows: &[(DocId, [u8; 32], Vec<u8>, usize)],
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO dossier_readers (dossier, digest, summary)
+             SELECT ?1, ?2, ?3
+             WHERE ?4 > 0 AND (SELECT count(*) FROM dossier_ops WHERE dossier = ?1) = ?4
+             ON CONFLICT (dossier) DO UPDATE SET digest = excluded.digest, summary = excluded.summary",
+        )
+        .at(path)?;
+    for (id, digest, summary, ops) in rows {
+        let ops = i64::try_from(*ops).unwrap_or(i64::MAX);
+        stmt.execute(params![&id.as_bytes()[..], &digest[..], summary, ops])
+            .at(path)?;
+    }
+    Ok(())
+}
+
 /// The ids of the dossiers whose access logs this store holds.
 pub(crate) fn dossier_ids(conn: &Connection, path: &Path) -> Result<Vec<DocId>, StoreError> {
     let mut stmt = conn

@@ -70,7 +70,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use audit::AuditRow;
 pub use control::InviteRow;
 pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc, WriteMarks};
-pub use dossiers::{DossierItems, Tombstone};
+pub use dossiers::{DossierItems, ReadersRow, Tombstone};
 use error::SqliteResultExt;
 pub use error::StoreError;
 pub use faults::{EquivocationRow, MAX_EQUIVOCATIONS_PER_DEVICE};
@@ -223,6 +223,25 @@ impl Store {
         };
         restored?;
         Ok(out)
+    }
+
+    /// Writes rows of the dossier readers index (see
+    /// [`StoreRead::dossier_readers_index`]) in one transaction of their own: for
+    /// the read paths of a node that fold logs the index lacked. Each row is
+    /// (dossier, digest, encoded summary, number of access-log ops folded), and is
+    /// written only while the dossier has exactly that many ops (so a fold of a log
+    /// that grew meanwhile is not kept). Must not be called inside
+    /// [`write`](Self::write) (it cannot be: that borrows the store mutably).
+    pub fn cache_dossier_readers(
+        &self,
+        rows: &[(DocId, [u8; 32], Vec<u8>, usize)],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction().at(&self.path)?;
+        dossiers::put_dossier_readers(&tx, &self.path, rows)?;
+        tx.commit().at(&self.path)
     }
 
     /// Moves every committed page from the WAL into the main file and truncates the

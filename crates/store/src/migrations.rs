@@ -160,6 +160,21 @@ const MIGRATIONS: &[&str] = &[
     //    change made here (the next number). Without it each lookup read every change
     //    of the document, so storing a plan's history cost time in its square.
     "CREATE INDEX changes_by_actor_seq ON changes (doc_id, actor, seq);",
+    // 11: per dossier, who may read it as its access log's fold decided
+    //    (`regiosync_core::dossier::access::AccessSummary`, encoded) under the region
+    //    membership of `digest` (`RegionState::access_digest`): an index that saves
+    //    folding every dossier's log again at start-up. A row is valid only while the
+    //    log is what it was folded from: adding or deleting an op of the dossier
+    //    deletes it (the triggers), and a row of another digest is folded again.
+    "CREATE TABLE dossier_readers (
+        dossier     BLOB PRIMARY KEY NOT NULL CHECK (length(dossier) = 16),
+        digest      BLOB NOT NULL CHECK (length(digest) = 32),
+        summary     BLOB NOT NULL
+     ) STRICT;
+     CREATE TRIGGER dossier_readers_after_op AFTER INSERT ON dossier_ops
+     BEGIN DELETE FROM dossier_readers WHERE dossier = NEW.dossier; END;
+     CREATE TRIGGER dossier_readers_after_op_gone AFTER DELETE ON dossier_ops
+     BEGIN DELETE FROM dossier_readers WHERE dossier = OLD.dossier; END;",
 ];
 
 /// The schema version this build writes.

@@ -208,6 +208,16 @@ pub trait StoreRead: sealed::Sealed {
         dossiers::dossier_items_of(c, p, dossier)
     }
 
+    /// Every dossier whose access log this store holds, with its row of the readers
+    /// index if there is one: the membership digest it was folded under and the
+    /// encoded `AccessSummary` (migration 11 in docs/PROTOCOL.md).
+    fn dossier_readers_index(
+        &self,
+    ) -> Result<Vec<(DocId, Option<dossiers::ReadersRow>)>, StoreError> {
+        let (c, p) = self.conn().parts();
+        dossiers::dossier_readers_index(c, p)
+    }
+
     /// The dossiers whose access logs this store holds.
     fn dossier_ids(&self) -> Result<Vec<DocId>, StoreError> {
         let (c, p) = self.conn().parts();

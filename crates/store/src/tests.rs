@@ -814,3 +814,70 @@ fn staff_accounts_and_sessions() {
     assert!(store.staff_session(&[3; 32]).unwrap().is_none());
     assert!(store.staff_users().unwrap()[0].disabled);
 }
+
+#[test]
+fn the_readers_index_holds_only_rows_of_the_log_as_it_was_folded() {
+    let (_d, mut store) = new_store();
+    let (a, b) = (DocId::from_bytes([1; 16]), DocId::from_bytes([2; 16]));
+    store
+        .write(|tx| {
+            tx.put_dossier_op(&a, &[1; 32], b"open a", 1)?;
+            tx.put_dossier_op(&a, &[2; 32], b"keys a", 1)?;
+            tx.put_dossier_op(&b, &[3; 32], b"open b", 1)
+        })
+        .unwrap();
+    let index = |s: &Store| s.dossier_readers_index().unwrap();
+    assert_eq!(index(&store), vec![(a, None), (b, None)]);
+    store
+        .cache_dossier_readers(&[
+            (a, [7; 32], b"a's readers".to_vec(), 2),
+            // Folded from its one op: kept.
+            (b, [7; 32], b"b's readers".to_vec(), 1),
+            // A dossier whose log is not held: not written.
+            (DocId::from_bytes([3; 16]), [7; 32], b"x".to_vec(), 1),
+        ])
+        .unwrap();
+    assert_eq!(
+        index(&store),
+        vec![
+            (a, Some(([7; 32], b"a's readers".to_vec()))),
+            (b, Some(([7; 32], b"b's readers".to_vec())))
+        ]
+    );
+    // A new op of `a` (from this or another process) makes its row go.
+    store
+        .write(|tx| tx.put_dossier_op(&a, &[4; 32], b"grant a", 1))
+        .unwrap();
+    assert_eq!(index(&store)[0], (a, None));
+    // A fold of the log before that op (two ops) is not written back.
+    store
+        .cache_dossier_readers(&[(a, [7; 32], b"stale".to_vec(), 2)])
+        .unwrap();
+    assert_eq!(index(&store)[0], (a, None));
+    store
+        .cache_dossier_readers(&[(a, [8; 32], b"fresh".to_vec(), 3)])
+        .unwrap();
+    assert_eq!(index(&store)[0], (a, Some(([8; 32], b"fresh".to_vec()))));
+    // Erasure deletes the log, and with it the row.
+    store
+        .write(|tx| {
+            tx.purge_dossier(&Tombstone {
+                dossier: a,
+                erased_by: "roc-x".into(),
+                erased_at: 1,
+                erase_op: vec![1],
+                open_op: vec![2],
+                audience: vec!["roc-x".into()],
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        index(&store),
+        vec![(b, Some(([7; 32], b"b's readers".to_vec())))]
+    );
+    let left: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM dossier_readers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 1);
+}

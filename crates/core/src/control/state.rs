@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::op::{Cutoff, OpHash, RegionId};
 use crate::id::{DocId, NodeId, PartyName, Role};
@@ -121,6 +122,38 @@ pub struct RegionState {
 }
 
 impl RegionState {
+    /// A digest of everything of the region a dossier's access-log fold reads: the
+    /// region id, each party's role, admin flag and removal, and each device's
+    /// party, age recipient, removal and relay designation. Published addresses,
+    /// plans, approvals, names and the log's heads are left out, so that a fold
+    /// remembered under this digest (in memory, or in the store's index of readers)
+    /// stays valid across region ops that cannot change it (a node publishing its
+    /// addresses at every start, a plan created).
+    pub fn access_digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"regiosync/access-digest/1\0");
+        h.update(self.region.0.0);
+        let len = |h: &mut Sha256, n: usize| h.update((n as u64).to_be_bytes());
+        len(&mut h, self.parties.len());
+        for (name, p) in &self.parties {
+            len(&mut h, name.as_str().len());
+            h.update(name.as_str());
+            len(&mut h, p.role.as_str().len());
+            h.update(p.role.as_str());
+            h.update([u8::from(p.admin), u8::from(p.removed)]);
+        }
+        len(&mut h, self.devices.len());
+        for (id, d) in &self.devices {
+            h.update(id.as_bytes());
+            len(&mut h, d.party.as_str().len());
+            h.update(d.party.as_str());
+            len(&mut h, d.age_recipient.len());
+            h.update(&d.age_recipient);
+            h.update([u8::from(d.removed), u8::from(d.dossier_relay)]);
+        }
+        h.finalize().into()
+    }
+
     /// The device, if it is a member and not removed (nor its party).
     pub fn active_device(&self, device: &NodeId) -> Option<&DeviceState> {
         let d = self.devices.get(device)?;

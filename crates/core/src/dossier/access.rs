@@ -343,23 +343,86 @@ pub struct DossierAccess {
     pub pending: BTreeSet<OpHash>,
 }
 
-impl DossierAccess {
+/// What decides who may read a dossier on a given day, taken from its fold: the
+/// owner and each granted party with the grant's end; nobody once erased. Small and
+/// independent of the date and of region ops that do not touch membership, so a
+/// node keeps it per dossier (the store's index of readers, keyed by
+/// [`RegionState::access_digest`]) instead of folding every dossier's log again at
+/// start-up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessSummary {
+    /// The owner; `None` once erased (nobody may read).
+    owner: Option<PartyName>,
+    /// Granted parties and the day each grant ends (inclusive), as Julian day
+    /// numbers (`None`: no end).
+    grants: Vec<(PartyName, Option<i32>)>,
+}
+
+/// Format byte of an encoded [`AccessSummary`].
+const ACCESS_SUMMARY_FORMAT: u8 = 1;
+
+impl AccessSummary {
+    /// Nobody may read (a log without its `Open`, an erased dossier).
+    pub fn nobody() -> Self {
+        Self {
+            owner: None,
+            grants: vec![],
+        }
+    }
+
     /// Parties that may read the dossier on `today`: the owner and every grant not
     /// expired, while they are active members of the region; nobody once erased.
     pub fn in_force(&self, region: &RegionState, today: Date) -> BTreeSet<PartyName> {
-        if self.erased.is_some() {
+        let Some(owner) = &self.owner else {
             return BTreeSet::new();
-        }
-        std::iter::once(&self.owner)
+        };
+        let today = today.to_julian_day();
+        std::iter::once(owner)
             .chain(
                 self.grants
                     .iter()
-                    .filter(|(_, g)| g.until.is_none_or(|u| today <= u))
+                    .filter(|(_, until)| until.is_none_or(|u| today <= u))
                     .map(|(p, _)| p),
             )
             .filter(|p| region.active_party(p).is_some())
             .cloned()
             .collect()
+    }
+
+    /// `[format = 1][postcard(self)]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![ACCESS_SUMMARY_FORMAT];
+        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out
+    }
+
+    /// Decodes [`Self::encode`]'s form; `None` for another format or bad bytes
+    /// (the caller folds the log again).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        match bytes.split_first() {
+            Some((&ACCESS_SUMMARY_FORMAT, rest)) => postcard::from_bytes(rest).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl DossierAccess {
+    /// The [`AccessSummary`] of this fold.
+    pub fn summary(&self) -> AccessSummary {
+        AccessSummary {
+            owner: self.erased.is_none().then(|| self.owner.clone()),
+            grants: self
+                .grants
+                .iter()
+                .map(|(p, g)| (p.clone(), g.until.map(Date::to_julian_day)))
+                .collect(),
+        }
+    }
+
+    /// Parties that may read the dossier on `today`: the owner and every grant not
+    /// expired, while they are active members of the region; nobody once erased.
+    pub fn in_force(&self, region: &RegionState, today: Date) -> BTreeSet<PartyName> {
+        self.summary().in_force(region, today)
     }
 
     /// Whether `party` has access at all (owner, or a grant that may have expired).

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use time::Date;
 
-use crate::control::OpHash;
 use crate::id::{DocId, NodeId, PartyName};
 use crate::sync::Summary;
 
-/// What the readers of a dossier were computed from: the region's control heads,
-/// the dossier's access-log op hashes (sorted), and the date (grants end by date).
-pub type ReadersKey = (Vec<OpHash>, Vec<[u8; 32]>, Date);
+/// What the readers of a dossier were computed from: the region's
+/// [`access_digest`](crate::control::RegionState::access_digest), the dossier's
+/// access-log op hashes (sorted), and the date (grants end by date).
+pub type ReadersKey = ([u8; 32], Vec<[u8; 32]>, Date);
 
 /// A node's in-memory sync state (see the module docs).
 #[derive(Debug, Default)]
@@ -93,14 +93,16 @@ mod tests {
         let mut m = SyncMemory::default();
         let id = DocId::from_bytes([1; 16]);
         let day = time::macros::date!(2027 - 01 - 01);
-        let key: ReadersKey = (vec![OpHash([1; 32])], vec![[2; 32]], day);
+        let key: ReadersKey = ([1; 32], vec![[2; 32]], day);
         let who = Arc::new(BTreeSet::from([PartyName::new("roc-x").unwrap()]));
         m.remember_readers(id, key.clone(), who.clone());
         assert_eq!(m.readers(&id, &key), Some(who));
-        // A new op, a new control head or the next day: computed again.
-        let next_day = (key.0.clone(), key.1.clone(), day.next_day().unwrap());
+        // A new op, another membership or the next day: computed again.
+        let next_day = (key.0, key.1.clone(), day.next_day().unwrap());
         assert_eq!(m.readers(&id, &next_day), None);
-        let new_op = (key.0.clone(), vec![[2; 32], [3; 32]], day);
+        let members = ([9; 32], key.1.clone(), day);
+        assert_eq!(m.readers(&id, &members), None);
+        let new_op = (key.0, vec![[2; 32], [3; 32]], day);
         assert_eq!(m.readers(&id, &new_op), None);
         m.forget_dossier(&id);
         assert_eq!(m.readers(&id, &key), None);
