@@ -2086,3 +2086,62 @@ fn create_document_registers_any_kind_under_the_same_rules_as_create_doc() {
     assert!(postcard::from_bytes::<OpBody>(&body).is_ok());
     assert!(postcard::from_bytes::<OpBody>(&bad).is_err());
 }
+
+#[test]
+fn the_access_digest_follows_membership_and_nothing_else() {
+    let (mut w, founder, roc, doc) = standard();
+    let before = w.folded().state.access_digest();
+    let before_heads = w.folded().state.heads;
+    // What a dossier's fold cannot depend on: addresses, plans, their readers.
+    w.issue(
+        &roc,
+        OpBody::SetAddrs {
+            addrs: vec!["/ip4/192.0.2.7/tcp/4100".to_string()],
+        },
+    );
+    w.issue(
+        &founder,
+        OpBody::CreateDoc {
+            doc: DocId::random().unwrap(),
+            kind: PlanKind::Jeugdplan,
+            owner: party("gemeente-utrecht"),
+            readers: vec![],
+            writers: vec![],
+        },
+    );
+    w.issue(
+        &founder,
+        OpBody::SetAcl {
+            doc,
+            readers: vec![],
+            writers: vec![],
+            cutoffs: vec![],
+        },
+    );
+    let same = w.folded().state;
+    assert_ne!(same.heads, before_heads, "the log moved on");
+    assert_eq!(same.access_digest(), before);
+    // What it depends on: a new party, a new device, a relay, a removal.
+    let mut seen = vec![before];
+    let other = Device::new();
+    for body in [
+        add_party("gemeente-zeist", Role::Gemeente),
+        add_device("gemeente-zeist", &other),
+        OpBody::SetDossierRelay {
+            device: other.id(),
+            relay: true,
+        },
+        OpBody::RemoveDevice {
+            device: other.id(),
+            cutoffs: vec![],
+        },
+    ] {
+        w.issue(&founder, body);
+        let d = w.folded().state.access_digest();
+        assert!(
+            !seen.contains(&d),
+            "a membership change must change the digest"
+        );
+        seen.push(d);
+    }
+}
