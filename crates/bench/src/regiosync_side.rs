@@ -391,7 +391,7 @@ pub(crate) fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// How the propagation workload makes its edits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum EditPath {
     /// Through the running node's own handle (`service::run_shared`), as the web app
     /// edits: the commit reaches the sync on the node's change channel.
@@ -400,6 +400,18 @@ pub(crate) enum EditPath {
     /// CLI command edits while `up` runs: the commit wakes the running node through
     /// the data dir's socket.
     Handle,
+    /// Through a real CLI process per edit (`regiosync doc agreement add`, the
+    /// binary beside this one): what a person at the command line waits for,
+    /// start-up of the process included.
+    Process(PathBuf),
+}
+
+/// The `regiosync` binary of the same build as this runner (beside it in the target
+/// folder), if it was built (`cargo build --release -p regiosync`).
+pub(crate) fn cli_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let cli = exe.parent()?.join("regiosync");
+    cli.is_file().then_some(cli)
 }
 
 /// Edit-to-visible in a five-node region of running nodes (`service::run_shared`,
@@ -422,7 +434,14 @@ pub(crate) async fn propagation(
     ];
     let dirs: Vec<PathBuf> = names
         .iter()
-        .map(|(p, _)| root.join(format!("{transport}-{path:?}-{p}")))
+        .map(|(p, _)| {
+            let how = match path {
+                EditPath::Api => "api",
+                EditPath::Handle => "handle",
+                EditPath::Process(_) => "process",
+            };
+            root.join(format!("{transport}-{how}-{p}"))
+        })
         .collect();
     Node::init(&dirs[0], party(names[0].0)?, names[0].1, None)?;
     let mut kern = Node::open(&dirs[0])?;
@@ -519,10 +538,31 @@ pub(crate) async fn propagation(
                 deadline: None,
             };
             let t = Instant::now();
-            match path {
-                EditPath::Api => handles[i].lock().await.add_agreement(&doc, &input)?,
-                EditPath::Handle => Node::open(&dirs[i])?.add_agreement(&doc, &input)?,
-            };
+            match &path {
+                EditPath::Api => {
+                    handles[i].lock().await.add_agreement(&doc, &input)?;
+                }
+                EditPath::Handle => {
+                    Node::open(&dirs[i])?.add_agreement(&doc, &input)?;
+                }
+                EditPath::Process(cli) => {
+                    let out = tokio::process::Command::new(cli)
+                        .arg("--data-dir")
+                        .arg(&dirs[i])
+                        .args(["doc", "agreement", "add", &doc.to_string()])
+                        .args(["--title", &input.title, "--owner", names[i].0])
+                        .stdin(Stdio::null())
+                        .output()
+                        .await
+                        .context("running the regiosync CLI")?;
+                    if !out.status.success() {
+                        bail!(
+                            "regiosync doc agreement add failed: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                }
+            }
             for (j, rx) in announced.iter_mut().enumerate().filter(|(j, _)| *j != i) {
                 let seen = async {
                     loop {
