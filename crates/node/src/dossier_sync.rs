@@ -59,6 +59,15 @@ use crate::dossiers::dossier_row;
 use crate::error::NodeError;
 use crate::sync::SessionMemory;
 
+/// [`Node::all_dossier_readers`]'s last result and what it was computed from: the
+/// membership digest, the date, and the store's marks of access-log ops and
+/// erasures (any process's write moves them).
+#[derive(Debug)]
+pub(crate) struct AllReaders {
+    key: ([u8; 32], time::Date, i64, (i64, i64)),
+    readers: Arc<Vec<(DocId, BTreeSet<PartyName>)>>,
+}
+
 /// Above this many dossiers shared with a peer, their items are read in one scan of
 /// every dossier's instead of one read each.
 const SCAN_ALL_ITEMS_ABOVE: usize = 2_000;
@@ -107,13 +116,27 @@ impl Node {
     /// region's present membership (`RegionState::access_digest`), else folded now
     /// and the row written, so that a node with 100,000 dossiers does not fold every
     /// log again at start-up. Each row is deleted by the store when an op of its
-    /// dossier is added, so a row found is the fold of the log as held.
+    /// dossier is added, so a row found is the fold of the log as held. The result
+    /// is kept in memory while the membership digest, the date and the store's marks
+    /// of access-log ops and erasures (by any process) stay the same.
     pub(crate) fn all_dossier_readers(
         &self,
         state: &RegionState,
-    ) -> Result<Vec<(DocId, BTreeSet<PartyName>)>, NodeError> {
-        let digest = state.access_digest();
-        let day = today();
+    ) -> Result<Arc<Vec<(DocId, BTreeSet<PartyName>)>>, NodeError> {
+        let marks = self.store.write_marks()?;
+        let key = (
+            state.access_digest(),
+            today(),
+            marks.dossier_ops,
+            marks.erased,
+        );
+        if let Ok(kept) = self.all_readers.lock()
+            && let Some(kept) = kept.as_ref()
+            && kept.key == key
+        {
+            return Ok(kept.readers.clone());
+        }
+        let (digest, day) = (key.0, key.1);
         let mut out = Vec::new();
         let mut folded = Vec::new();
         for (id, row) in self.store.dossier_readers_index()? {
@@ -146,7 +169,14 @@ impl Node {
                 tracing::warn!(error = %e, "cannot write the dossier readers index");
             }
         }
-        Ok(out)
+        let readers = Arc::new(out);
+        if let Ok(mut kept) = self.all_readers.lock() {
+            *kept = Some(AllReaders {
+                key,
+                readers: readers.clone(),
+            });
+        }
+        Ok(readers)
     }
 
     /// Whether this node may send the dossier to `peer`: a relay, or a device of a
@@ -208,11 +238,11 @@ impl Node {
         let relay = state.is_dossier_relay(peer);
         let sent: Vec<DocId> = self
             .all_dossier_readers(state)?
-            .into_iter()
+            .iter()
             .filter(|(id, readers)| {
                 (relay || readers.contains(&dev.party)) && !memory.lock().is_withheld(peer, id)
             })
-            .map(|(id, _)| id)
+            .map(|(id, _)| *id)
             .collect();
         // The items of the dossiers sent only: one read per dossier when the peer
         // shares a few of many, one scan of all when it shares most.
@@ -833,7 +863,7 @@ impl Node {
             .any(|d| *d != me && state.is_dossier_relay(d) && reachable(d));
         let mut out = Vec::new();
         if !relay_up {
-            for (id, parties) in &readers {
+            for (id, parties) in readers.iter() {
                 for party in parties {
                     if *party != mine && !state.devices_of(party).any(|(d, _)| reachable(d)) {
                         out.push(UnreachedDossier {

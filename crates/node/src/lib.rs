@@ -85,6 +85,10 @@ pub struct Node {
     /// The last fold of the control log, kept while no op is stored (see
     /// `region::Node::control`): every sync request needs it.
     control_cache: std::sync::Mutex<Option<control_log::ControlCache>>,
+    /// The parties in force of every dossier held, with what they were computed
+    /// from (see `dossier_sync::Node::all_dossier_readers`): a session's summary, the
+    /// answer to a peer's and the status all need them.
+    all_readers: std::sync::Mutex<Option<dossier_sync::AllReaders>>,
     /// Change notifications of this process (see `events.rs`).
     events: events::Events,
     /// The document kinds this node knows (`core::kind`): plans, and any a program
@@ -125,6 +129,7 @@ impl Node {
             store,
             secret: None,
             resident: Default::default(),
+            all_readers: Default::default(),
             control_cache: Default::default(),
             events: Default::default(),
             kinds: regiosync_core::kind::Kinds::builtin(),

@@ -284,10 +284,9 @@ pub(crate) fn dossier_readers_index(
 ) -> Result<Vec<(DocId, Option<ReadersRow>)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT d.dossier, r.digest, r.summary
-             FROM (SELECT DISTINCT dossier FROM dossier_ops) d
-             LEFT JOIN dossier_readers r ON r.dossier = d.dossier
-             ORDER BY d.dossier",
+            "SELECT o.dossier, r.digest, r.summary
+             FROM dossier_ops o LEFT JOIN dossier_readers r ON r.dossier = o.dossier
+             GROUP BY o.dossier ORDER BY o.dossier",
         )
         .at(path)?;
     let rows = stmt
