@@ -65,8 +65,11 @@ use crate::sync::SessionMemory;
 #[derive(Debug)]
 pub(crate) struct AllReaders {
     key: ([u8; 32], time::Date, i64, (i64, i64)),
-    readers: Arc<Vec<(DocId, BTreeSet<PartyName>)>>,
+    readers: Arc<ReadersOfAll>,
 }
+
+/// Each dossier held and the parties in force for it.
+pub(crate) type ReadersOfAll = Vec<(DocId, BTreeSet<PartyName>)>;
 
 /// Above this many dossiers shared with a peer, their items are read in one scan of
 /// every dossier's instead of one read each.
@@ -122,7 +125,7 @@ impl Node {
     pub(crate) fn all_dossier_readers(
         &self,
         state: &RegionState,
-    ) -> Result<Arc<Vec<(DocId, BTreeSet<PartyName>)>>, NodeError> {
+    ) -> Result<Arc<ReadersOfAll>, NodeError> {
         let marks = self.store.write_marks()?;
         let key = (
             state.access_digest(),
