@@ -43,7 +43,7 @@ use regiosync_core::dossier::access::{
     fold_dossier,
 };
 use regiosync_core::envelope::preverify_signatures;
-use regiosync_core::envelope::sealed::{SealedEnvelope, verify_sealed};
+use regiosync_core::envelope::sealed::{SealedCheck, SealedEnvelope};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::rules::{
     MAX_DOSSIER_BATCH_BYTES, all_items, is_sealed_forgery, parents_first, tombstone_items,
@@ -719,6 +719,7 @@ impl Node {
             return Ok((got, None));
         }
         let known_ops = folded.known_ops();
+        let mut check = SealedCheck::new(&id, state, &all);
         let mut rows = Vec::new();
         for sc in &m.changes {
             let env = match SealedEnvelope::decode(&sc.envelope) {
@@ -729,9 +730,7 @@ impl Node {
                     continue;
                 }
             };
-            match verify_sealed(&env, &sc.change, &id, state, &all, |h| {
-                known_ops.contains(h)
-            }) {
+            match check.verify(&env, &sc.change, |h| known_ops.contains(h)) {
                 Ok(_) => rows.push(ChangeRow {
                     hash: env.fields().change_hash,
                     actor: env.fields().author.as_bytes().to_vec(),

@@ -18,7 +18,7 @@ use regiosync_core::dossier::access::{
 };
 use regiosync_core::dossier::{self as schema, Dossier, DossierField};
 use regiosync_core::envelope::sealed::{
-    SealedEnvelope, SealedFields, check_unsealed, sealed_hash, verify_sealed,
+    SealedCheck, SealedEnvelope, SealedFields, check_unsealed, sealed_hash,
 };
 use regiosync_core::id::{DocId, NodeId, PartyName, Role, fill_random};
 use regiosync_core::seal::{ContentKey, KeyRing, seal_change, wrap_key};
@@ -660,6 +660,7 @@ fn build_doc(
     ring: &KeyRing,
 ) -> Result<Automerge, NodeError> {
     let mut changes: Vec<Change> = Vec::new();
+    let mut check = SealedCheck::new(id, state, log);
     for row in rows {
         let Some(env) = row
             .envelope
@@ -669,7 +670,7 @@ fn build_doc(
             tracing::warn!(dossier = %id, "a stored dossier change has no readable envelope");
             continue;
         };
-        if let Err(why) = verify_sealed(&env, &row.bytes, id, state, log, |h| known.contains(h)) {
+        if let Err(why) = check.verify(&env, &row.bytes, |h| known.contains(h)) {
             tracing::info!(dossier = %id, reason = %why, "ignoring a refused dossier change");
             continue;
         }
