@@ -21,10 +21,35 @@ pub const DOC_ID_MIN_PREFIX: usize = 8;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId([u8; 32]);
 
+/// Public keys that decoded as valid Ed25519 points in this process. Every node id
+/// read from the wire or the store is checked (a point decompression, ≈15 µs), and a
+/// region has few devices whose ids recur in every op and envelope: a dossier catch-up
+/// decoded the same few keys tens of thousands of times. Only keys that passed the
+/// check are kept; a peer can fill the set with valid keys of its own, and when full
+/// it is emptied, which costs time, not correctness. Hand-written for the same reason
+/// as the signature memo (`signature_memo.rs`): a bounded set behind a mutex.
+static VALID_KEYS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Most keys kept in [`VALID_KEYS`] (32 bytes each: 128 KiB).
+const VALID_KEYS_CAPACITY: usize = 1 << 12;
+
 impl NodeId {
     /// Wraps a public key. Fails if the bytes are not a valid Ed25519 point.
     pub fn from_public_key_bytes(bytes: [u8; 32]) -> Result<Self, IdError> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| IdError::BadNodeKey)?;
+        let known = VALID_KEYS
+            .lock()
+            .map(|k| k.contains(&bytes))
+            .unwrap_or(false);
+        if !known {
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| IdError::BadNodeKey)?;
+            if let Ok(mut k) = VALID_KEYS.lock() {
+                if k.len() >= VALID_KEYS_CAPACITY {
+                    k.clear();
+                }
+                k.insert(bytes);
+            }
+        }
         Ok(Self(bytes))
     }
 
@@ -390,6 +415,22 @@ pub enum IdError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn node_ids_decode_as_their_keys_check_says_the_second_time_too() {
+        // Valid and invalid points among these; the second pass meets the keys the
+        // first pass remembered.
+        let candidates: Vec<[u8; 32]> = (0..=255u8).map(|k| [k; 32]).collect();
+        let (mut valid, mut invalid) = (0, 0);
+        for _ in 0..2 {
+            for c in &candidates {
+                let want = ed25519_dalek::VerifyingKey::from_bytes(c).is_ok();
+                assert_eq!(NodeId::from_public_key_bytes(*c).is_ok(), want, "{c:?}");
+                if want { valid += 1 } else { invalid += 1 }
+            }
+        }
+        assert!(valid > 0 && invalid > 0, "{valid} valid, {invalid} invalid");
+    }
+
     use super::*;
 
     #[test]
