@@ -421,6 +421,21 @@ mod tests {
             );
         }
 
+        /// The student moves: A is revoked, keeping `kept` (a note it wrote before),
+        /// and the key rotated to epoch 2 for the ROC alone.
+        fn move_student_away(&mut self, kept: [u8; 32]) {
+            let roc = self.roc.clone_for_tests();
+            self.access(
+                &roc,
+                DossierBody::Revoke {
+                    party: party("gemeente-a"),
+                    reason: "verhuisd".into(),
+                    keep: vec![kept],
+                },
+            );
+            self.rotate(2, &[&roc]);
+        }
+
         fn key(&self, epoch: u32) -> &ContentKey {
             &self.keys.iter().find(|(e, _)| *e == epoch).unwrap().1
         }
@@ -497,16 +512,7 @@ mod tests {
         let two = |(e, s, _): (SealedEnvelope, Vec<u8>, automerge::Change)| (e, s);
         cases.push(two(w.change(&w.a, 1, before_revoke.clone())));
         cases.push(two(w.change(&w.b, 1, before_revoke.clone())));
-        let roc = w.roc.clone_for_tests();
-        w.access(
-            &roc,
-            DossierBody::Revoke {
-                party: party("gemeente-a"),
-                reason: "verhuisd".into(),
-                keep: vec![kept_change.hash().0],
-            },
-        );
-        w.rotate(2, &[&roc]);
+        w.move_student_away(kept_change.hash().0);
         // Under the old heads and the new ones, alternating, so that a fold kept for
         // one set of heads would be reused wrongly for the other.
         for heads in [before_revoke.clone(), w.heads(), before_revoke, w.heads()] {
@@ -593,16 +599,7 @@ mod tests {
         // state is refused.
         let (kept_env, kept_sealed, kept_change) = w.change(&w.a, 1, w.heads());
         let before_revoke = w.heads();
-        let roc = w.roc.clone_for_tests();
-        w.access(
-            &roc,
-            DossierBody::Revoke {
-                party: party("gemeente-a"),
-                reason: "verhuisd".into(),
-                keep: vec![kept_change.hash().0],
-            },
-        );
-        w.rotate(2, &[&roc]);
+        w.move_student_away(kept_change.hash().0);
         let (env, sealed, _) = w.change(&w.roc, 1, w.heads());
         assert_eq!(
             w.verify(&env, &sealed),
