@@ -432,6 +432,14 @@ fn edits_build_on_the_copy_in_memory_unless_another_handle_wrote() {
 }
 /// A region of four parties in `root` (the kerngemeente, founder and admin; the ROC;
 /// gemeente-zeist; gemeente-houten), joined by files, each knowing every device.
+/// The mentor who reads and writes the test dossiers (by the CLI, for guidance).
+fn mentor() -> crate::dossiers::Reader {
+    crate::dossiers::Reader {
+        who: regiosync_core::audit::Who::cli("j.bakker"),
+        purpose: "begeleiding".into(),
+    }
+}
+
 fn dossier_region(root: &std::path::Path) -> [Node; 4] {
     let mk = |name: &str, p: &str, role: Role| {
         let dir = root.join(name);
@@ -464,7 +472,7 @@ fn dossier_region(root: &std::path::Path) -> [Node; 4] {
 
 #[test]
 fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
-    use crate::dossiers::{NewDossier, Reader};
+    use crate::dossiers::NewDossier;
     use regiosync_core::audit::{Who, verify_chain};
     use regiosync_core::dossier::DossierField;
     use regiosync_core::dossier::access::Basis;
@@ -472,10 +480,7 @@ fn a_dossier_is_sealed_granted_revoked_and_audited_on_its_node() {
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, mut a, mut b] = dossier_region(tmp.path());
-    let mentor = Reader {
-        who: regiosync_core::audit::Who::cli("j.bakker"),
-        purpose: "begeleiding".into(),
-    };
+    let mentor = mentor();
     let id = roc
         .create_dossier(
             &NewDossier {
@@ -639,7 +644,7 @@ fn two_processes_writing_one_dossier_at_once_lose_nothing() {
 
 #[test]
 fn hostile_dossier_messages_are_refused_and_never_stored() {
-    use crate::dossiers::{NewDossier, Reader};
+    use crate::dossiers::NewDossier;
     use regiosync_core::control::Signed;
     use regiosync_core::dossier::access::{Basis, DossierBody, DossierOp};
     use regiosync_core::id::DocId;
@@ -647,10 +652,7 @@ fn hostile_dossier_messages_are_refused_and_never_stored() {
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, mut zeist, mut houten] = dossier_region(tmp.path());
-    let by = Reader {
-        who: regiosync_core::audit::Who::cli("j.bakker"),
-        purpose: "begeleiding".into(),
-    };
+    let by = mentor();
     let id = roc
         .create_dossier(
             &NewDossier {
@@ -1024,16 +1026,13 @@ fn a_bundle_of_ops_from_non_members_is_refused_and_not_stored() {
 /// are.
 #[test]
 fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
-    use crate::dossiers::{NewDossier, Reader};
+    use crate::dossiers::NewDossier;
     use regiosync_core::dossier::access::Basis;
     use regiosync_core::sync::{DossierMessage, Request, SignedChange};
 
     let tmp = tempfile::tempdir().unwrap();
     let [mut kern, mut roc, mut zeist, houten] = dossier_region(tmp.path());
-    let by = Reader {
-        who: regiosync_core::audit::Who::cli("j.bakker"),
-        purpose: "begeleiding".into(),
-    };
+    let by = mentor();
     let id = roc
         .create_dossier(
             &NewDossier {
@@ -1105,15 +1104,12 @@ fn a_former_relay_and_a_party_without_access_cannot_bring_a_dossier() {
 
 #[test]
 fn a_dossiers_woongemeente_is_a_municipality_of_the_region_and_moves_only_by_grants() {
-    use crate::dossiers::{NewDossier, Reader};
+    use crate::dossiers::NewDossier;
     use regiosync_core::dossier::DossierField;
     use regiosync_core::dossier::access::Basis;
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut roc, ..] = dossier_region(tmp.path());
-    let by = Reader {
-        who: regiosync_core::audit::Who::cli("j.bakker"),
-        purpose: "begeleiding".into(),
-    };
+    let by = mentor();
     let new = |w: &str| NewDossier {
         woongemeente: party(w),
         basis: Basis::WettelijkeTaak,
@@ -1178,14 +1174,11 @@ fn an_agreement_owner_is_a_party_of_the_region() {
 
 #[test]
 fn a_grant_that_ended_before_it_was_given_is_refused() {
-    use crate::dossiers::{NewDossier, Reader};
+    use crate::dossiers::NewDossier;
     use regiosync_core::dossier::access::Basis;
     let tmp = tempfile::tempdir().unwrap();
     let [_, mut roc, ..] = dossier_region(tmp.path());
-    let by = Reader {
-        who: regiosync_core::audit::Who::cli("j.bakker"),
-        purpose: "begeleiding".into(),
-    };
+    let by = mentor();
     let id = roc
         .create_dossier(
             &NewDossier {
@@ -1842,16 +1835,13 @@ fn a_snapshot_written_after_a_catch_up_keeps_the_plan_in_memory() {
 
 #[test]
 fn the_readers_index_is_kept_and_follows_another_handles_revocation() {
-    use crate::dossiers::{NewDossier, Reader};
+    use crate::dossiers::NewDossier;
     use regiosync_core::dossier::access::Basis;
     use regiosync_core::id::DocId;
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
-    let by = Reader {
-        who: regiosync_core::audit::Who::cli("j.bakker"),
-        purpose: "begeleiding".into(),
-    };
+    let by = mentor();
     let new = |woongemeente: &str| NewDossier {
         woongemeente: party(woongemeente),
         basis: Basis::WettelijkeTaak,
