@@ -65,6 +65,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regiosync_core::id::DocId;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use audit::AuditRow;
@@ -470,6 +471,22 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     // a sync step uses more, so they evicted each other and were parsed again on
     // every use; a profile of edit propagation found SQLite's parser in the top).
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // The query planner stability guarantee: one plan per statement, whatever the
+    // values bound. Without it this SQLite build (STAT4 enabled) marks a statement
+    // with a bound parameter in its WHERE clause to be planned again whenever a
+    // parameter is bound anew, so every cached statement was parsed and planned on
+    // every execution (a third of a sealed catch-up's time). The store's queries
+    // are all equality and range lookups on keys, whose plan does not depend on the
+    // value.
+    let qpsg = conn
+        .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .at(path)?;
+    if !qpsg {
+        return Err(StoreError::Io {
+            path: path.to_owned(),
+            detail: "SQLite refused the query planner stability guarantee (QPSG)".into(),
+        });
+    }
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
         .at(path)?;

@@ -881,3 +881,35 @@ fn the_readers_index_holds_only_rows_of_the_log_as_it_was_folded() {
         .unwrap();
     assert_eq!(left, 1);
 }
+
+/// A cached statement is parsed and planned once, not on every execution: without the
+/// query planner stability guarantee this SQLite build planned a statement again each
+/// time a value was bound to a parameter of its WHERE clause.
+#[test]
+fn cached_statements_are_not_planned_again_per_execution() {
+    use rusqlite::StatementStatus;
+    let (_d, mut store) = new_store();
+    let (a, b) = (doc_row("a"), doc_row("b"));
+    store
+        .write(|w| {
+            w.insert_document(&a)?;
+            w.insert_document(&b)
+        })
+        .unwrap();
+    for i in 0..4u8 {
+        let id = if i % 2 == 0 { a.id } else { b.id };
+        store
+            .write(|w| w.append_change(&id, &change(i + 1, 10)))
+            .unwrap();
+        assert!(store.last_change(&id).unwrap() > 0);
+        store.changes(&id).unwrap();
+    }
+    for sql in [
+        "SELECT coalesce(max(rowid), 0) FROM changes WHERE doc_id = ?1",
+        "SELECT rowid, hash, actor, seq, bytes, stored_ms, envelope FROM changes
+             WHERE doc_id = ?1 AND rowid > ?2 ORDER BY rowid",
+    ] {
+        let st = store.conn.prepare_cached(sql).unwrap();
+        assert_eq!(st.get_status(StatementStatus::RePrepare), 0, "{sql}");
+    }
+}
