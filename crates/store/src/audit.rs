@@ -41,23 +41,24 @@ pub(crate) fn append(
         ),
     };
     let hash = chain_hash(&prev, seq, entry);
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit_log (seq, at_ms, device, user, dossier, action, purpose, hash, format, via, declared)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            seq,
-            entry.at_ms,
-            &entry.device[..],
-            entry.who.name(),
-            &entry.dossier.as_bytes()[..],
-            entry.action,
-            entry.purpose,
-            &hash[..],
-            entry.who.format(),
-            entry.who.via(),
-            entry.who.declared(),
-        ],
     )
+    .at(path)?
+    .execute(params![
+        seq,
+        entry.at_ms,
+        &entry.device[..],
+        entry.who.name(),
+        &entry.dossier.as_bytes()[..],
+        entry.action,
+        entry.purpose,
+        &hash[..],
+        entry.who.format(),
+        entry.who.via(),
+        entry.who.declared(),
+    ])
     .at(path)?;
     Ok(seq)
 }

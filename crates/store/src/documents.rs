@@ -339,16 +339,17 @@ pub(crate) fn insert_document(
     if document(conn, path, &row.id)?.is_some() {
         return Err(StoreError::DuplicateDocument(row.id));
     }
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO documents (id, kind, subkind, title, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            &row.id.as_bytes()[..],
-            row.kind,
-            row.subkind,
-            row.title,
-            row.created_ms
-        ],
     )
+    .at(path)?
+    .execute(params![
+        &row.id.as_bytes()[..],
+        row.kind,
+        row.subkind,
+        row.title,
+        row.created_ms
+    ])
     .at(path)?;
     Ok(())
 }
@@ -445,14 +446,21 @@ pub(crate) fn put_snapshot(
     snap: &Snapshot,
     stored_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO snapshots (doc_id, bytes, covers_upto, stored_ms, control_heads) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (doc_id) DO UPDATE SET bytes = excluded.bytes, covers_upto = excluded.covers_upto,
                                             stored_ms = excluded.stored_ms, control_heads = excluded.control_heads
          WHERE excluded.covers_upto > snapshots.covers_upto
             OR (excluded.covers_upto = snapshots.covers_upto AND excluded.control_heads <> snapshots.control_heads)",
-        params![&id.as_bytes()[..], snap.bytes, snap.covers_upto, stored_ms, snap.control_heads],
     )
+    .at(path)?
+    .execute(params![
+        &id.as_bytes()[..],
+        snap.bytes,
+        snap.covers_upto,
+        stored_ms,
+        snap.control_heads
+    ])
     .at(path)?;
     Ok(())
 }

@@ -21,11 +21,12 @@ pub(crate) fn put_dossier_op(
     now_ms: i64,
 ) -> Result<bool, StoreError> {
     let n = conn
-        .execute(
+        .prepare_cached(
             "INSERT INTO dossier_ops (hash, dossier, bytes, stored_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (hash) DO NOTHING",
-            params![&hash[..], &dossier.as_bytes()[..], bytes, now_ms],
         )
+        .at(path)?
+        .execute(params![&hash[..], &dossier.as_bytes()[..], bytes, now_ms])
         .at(path)?;
     Ok(n == 1)
 }
@@ -183,15 +184,13 @@ pub(crate) fn erased(
     dossier: &DocId,
 ) -> Result<Option<Tombstone>, StoreError> {
     use rusqlite::OptionalExtension;
-    conn.query_row(
-        &format!("{TOMBSTONE_COLUMNS} WHERE dossier = ?1"),
-        [&dossier.as_bytes()[..]],
-        tombstone_row,
-    )
-    .optional()
-    .at(path)?
-    .map(|r| tombstone(path, r))
-    .transpose()
+    conn.prepare_cached(&format!("{TOMBSTONE_COLUMNS} WHERE dossier = ?1"))
+        .at(path)?
+        .query_row([&dossier.as_bytes()[..]], tombstone_row)
+        .optional()
+        .at(path)?
+        .map(|r| tombstone(path, r))
+        .transpose()
 }
 
 /// Every tombstone.
