@@ -49,6 +49,7 @@ use regiosync_core::sync::rules::{
     MAX_DOSSIER_BATCH_BYTES, all_items, is_sealed_forgery, parents_first, tombstone_items,
 };
 use regiosync_core::sync::session::Received;
+use regiosync_core::sync::summary::doc_digest;
 use regiosync_core::sync::{DossierMessage, MAX_DOSSIER_OPS_PER_MESSAGE, SignedChange};
 use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DossierItems, Tombstone};
@@ -226,17 +227,16 @@ impl Node {
         state.is_dossier_relay(peer) || t.audience.iter().any(|p| p == dev.party.as_str())
     }
 
-    /// The dossiers (and tombstones) this node may send to `peer`, with the hashes
-    /// the summary covers; dossiers `peer` withheld from this node are left out.
+    /// The dossiers (and tombstones) this node may send to `peer`, with their summary
+    /// digests; dossiers `peer` withheld from this node are left out.
     pub(crate) fn shared_dossiers(
         &self,
         memory: &SessionMemory,
         state: &RegionState,
         peer: &NodeId,
-    ) -> Result<BTreeMap<DocId, Vec<[u8; 32]>>, NodeError> {
-        let mut out = BTreeMap::new();
+    ) -> Result<BTreeMap<DocId, [u8; 8]>, NodeError> {
         let Some(dev) = state.active_device(peer) else {
-            return Ok(out);
+            return Ok(BTreeMap::new());
         };
         let relay = state.is_dossier_relay(peer);
         let sent: Vec<DocId> = self
@@ -247,25 +247,13 @@ impl Node {
             })
             .map(|(id, _)| *id)
             .collect();
-        // The items of the dossiers sent only: one read per dossier when the peer
-        // shares a few of many, one scan of all when it shares most.
-        if sent.len() > SCAN_ALL_ITEMS_ABOVE {
-            let mut all = self.store.dossier_items()?;
-            for id in sent {
-                if let Some(items) = all.remove(&id) {
-                    out.insert(id, all_items(&items));
-                }
-            }
-        } else {
-            for id in sent {
-                if let Some(items) = self.store.dossier_items_of(&id)? {
-                    out.insert(id, all_items(&items));
-                }
-            }
-        }
+        // The digests of the dossiers sent, from the store's digest index; the items
+        // of those it lacks are read (one read per dossier when a few lack one, one
+        // scan of all when many do).
+        let mut out = self.store.dossier_digests(&sent, SCAN_ALL_ITEMS_ABOVE)?;
         for t in self.store.tombstones()? {
             if Self::may_send_tombstone(state, peer, &t) {
-                out.insert(t.dossier, tombstone_items(&t));
+                out.insert(t.dossier, doc_digest(&t.dossier, &tombstone_items(&t)));
             }
         }
         Ok(out)

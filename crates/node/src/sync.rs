@@ -454,7 +454,7 @@ impl Node {
         // Sealed dossiers count by the hashes of what is held of them (a relay cannot
         // know their Automerge heads); ids never collide with plans'.
         let dossiers = self.shared_dossiers(memory, &folded.state, peer)?;
-        let set = DigestSet::new(heads.iter().chain(dossiers.iter()));
+        let set = DigestSet::with_digests(heads.iter(), dossiers);
         Ok(Shared { heads, set })
     }
 

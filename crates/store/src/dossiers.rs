@@ -271,6 +271,84 @@ fn collect_items(
     Ok(out)
 }
 
+/// The summary digests of `ids` (those of which anything is held; see
+/// [`Store::dossier_digests`](crate::Store::dossier_digests)): from the digest index
+/// where it has a row, else computed from the items and written to it. One deferred
+/// transaction: if another connection commits between the reads and the write, the
+/// write fails (SQLite refuses to upgrade a read snapshot that is no longer the
+/// latest) and is dropped, so a digest of items that changed meanwhile is never
+/// kept; the digests returned are those of the snapshot read.
+pub(crate) fn dossier_digests(
+    conn: &Connection,
+    path: &Path,
+    ids: &[DocId],
+    scan_all_above: usize,
+) -> Result<std::collections::BTreeMap<DocId, [u8; 8]>, StoreError> {
+    use regiosync_core::sync::rules::all_items;
+    use regiosync_core::sync::summary::doc_digest;
+    use rusqlite::OptionalExtension;
+    let mut out = std::collections::BTreeMap::new();
+    let tx = conn.unchecked_transaction().at(path)?;
+    let mut missing = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT digest FROM dossier_digests WHERE dossier = ?1")
+            .at(path)?;
+        for id in ids {
+            let row: Option<Vec<u8>> = stmt
+                .query_row([&id.as_bytes()[..]], |r| r.get(0))
+                .optional()
+                .at(path)?;
+            match row.and_then(|d| <[u8; 8]>::try_from(d).ok()) {
+                Some(d) => {
+                    out.insert(*id, d);
+                }
+                None => missing.push(*id),
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let mut computed = Vec::with_capacity(missing.len());
+    if missing.len() > scan_all_above {
+        let mut all = dossier_items(&tx, path)?;
+        for id in &missing {
+            if let Some(items) = all.remove(id) {
+                computed.push((*id, doc_digest(id, &all_items(&items))));
+            }
+        }
+    } else {
+        for id in &missing {
+            if let Some(items) = dossier_items_of(&tx, path, id)? {
+                computed.push((*id, doc_digest(id, &all_items(&items))));
+            }
+        }
+    }
+    let written = (|| -> rusqlite::Result<()> {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO dossier_digests (dossier, digest) VALUES (?1, ?2)
+             ON CONFLICT (dossier) DO UPDATE SET digest = excluded.digest",
+        )?;
+        for (id, digest) in &computed {
+            stmt.execute(params![&id.as_bytes()[..], &digest[..]])?;
+        }
+        Ok(())
+    })();
+    match written {
+        Ok(()) => {
+            if let Err(e) = tx.commit() {
+                tracing::debug!(error = %e, "dossier digest index not updated");
+            }
+        }
+        // Busy (another process wrote since the read) or read-only: the index
+        // stays as it was; the digests below are right for what was read.
+        Err(e) => tracing::debug!(error = %e, "dossier digest index not updated"),
+    }
+    out.extend(computed);
+    Ok(out)
+}
+
 /// A row of the dossier readers index: the membership digest the dossier's log was
 /// folded under, and the encoded `AccessSummary`.
 pub type ReadersRow = ([u8; 32], Vec<u8>);

@@ -245,6 +245,20 @@ impl Store {
         tx.commit().at(&self.path)
     }
 
+    /// The sync summary's digest of each of `ids` of which anything is held
+    /// (`regiosync_core::sync::summary::doc_digest` over the hashes of its access-log
+    /// ops and sealed changes), from the digest index (migration 12), computing and
+    /// recording the digests it lacks. The items are read per dossier, or in one
+    /// scan of all when more than `scan_all_above` lack a digest. Must not be called
+    /// inside [`write`](Self::write) (it cannot be: that borrows the store mutably).
+    pub fn dossier_digests(
+        &self,
+        ids: &[DocId],
+        scan_all_above: usize,
+    ) -> Result<std::collections::BTreeMap<DocId, [u8; 8]>, StoreError> {
+        dossiers::dossier_digests(&self.conn, &self.path, ids, scan_all_above)
+    }
+
     /// Moves every committed page from the WAL into the main file and truncates the
     /// WAL, so that data deleted with `secure_delete` leaves no copy in the WAL.
     /// `false` when another connection kept it from completing.

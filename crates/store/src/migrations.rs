@@ -175,6 +175,24 @@ const MIGRATIONS: &[&str] = &[
      BEGIN DELETE FROM dossier_readers WHERE dossier = NEW.dossier; END;
      CREATE TRIGGER dossier_readers_after_op_gone AFTER DELETE ON dossier_ops
      BEGIN DELETE FROM dossier_readers WHERE dossier = OLD.dossier; END;",
+    // 12: per dossier, the digest of what is held of it as the sync summary counts
+    //    it (`regiosync_core::sync::summary::doc_digest` over the hashes of its
+    //    access-log ops and sealed changes): an index that saves reading every item
+    //    of every shared dossier for each session's summary. Adding or deleting an op
+    //    or a change of the dossier deletes its row (the triggers; for a plan's
+    //    changes they find no row).
+    "CREATE TABLE dossier_digests (
+        dossier     BLOB PRIMARY KEY NOT NULL CHECK (length(dossier) = 16),
+        digest      BLOB NOT NULL CHECK (length(digest) = 8)
+     ) STRICT;
+     CREATE TRIGGER dossier_digests_after_op AFTER INSERT ON dossier_ops
+     BEGIN DELETE FROM dossier_digests WHERE dossier = NEW.dossier; END;
+     CREATE TRIGGER dossier_digests_after_op_gone AFTER DELETE ON dossier_ops
+     BEGIN DELETE FROM dossier_digests WHERE dossier = OLD.dossier; END;
+     CREATE TRIGGER dossier_digests_after_change AFTER INSERT ON changes
+     BEGIN DELETE FROM dossier_digests WHERE dossier = NEW.doc_id; END;
+     CREATE TRIGGER dossier_digests_after_change_gone AFTER DELETE ON changes
+     BEGIN DELETE FROM dossier_digests WHERE dossier = OLD.doc_id; END;",
 ];
 
 /// The schema version this build writes.

@@ -913,3 +913,116 @@ fn cached_statements_are_not_planned_again_per_execution() {
         assert_eq!(st.get_status(StatementStatus::RePrepare), 0, "{sql}");
     }
 }
+
+#[test]
+fn the_digest_index_follows_every_op_and_change_of_a_dossier() {
+    use regiosync_core::sync::summary::doc_digest;
+    let (_d, mut store) = new_store();
+    let (a, b) = (DocId::from_bytes([1; 16]), DocId::from_bytes([2; 16]));
+    let dossier_row = |id: DocId| DocumentRow {
+        id,
+        kind: "dossier".into(),
+        subkind: String::new(),
+        title: String::new(),
+        created_ms: 1,
+    };
+    store
+        .write(|tx| {
+            tx.put_dossier_op(&a, &[1; 32], b"open a", 1)?;
+            tx.put_dossier_op(&b, &[3; 32], b"open b", 1)?;
+            tx.insert_document(&dossier_row(a))?;
+            tx.append_change(&a, &change(9, 10))
+        })
+        .unwrap();
+    let rows = |s: &Store| -> i64 {
+        s.conn
+            .query_row("SELECT count(*) FROM dossier_digests", [], |r| r.get(0))
+            .unwrap()
+    };
+    let not_held = DocId::from_bytes([3; 16]);
+    let expect_a = |hashes: &[[u8; 32]]| doc_digest(&a, hashes);
+    // Computed from the items (a dossier not held has none), and recorded.
+    let got = store.dossier_digests(&[a, b, not_held], 100).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[&a], expect_a(&[[1; 32], [9; 32]]));
+    assert_eq!(got[&b], doc_digest(&b, &[[3; 32]]));
+    assert_eq!(rows(&store), 2);
+    // The scan of all items gives the same digests.
+    store
+        .conn
+        .execute("DELETE FROM dossier_digests", [])
+        .unwrap();
+    assert_eq!(store.dossier_digests(&[a, b], 0).unwrap(), got);
+    assert_eq!(rows(&store), 2);
+    // A recorded digest is what is read: rewrite a's row and see it come back.
+    store
+        .conn
+        .execute(
+            "UPDATE dossier_digests SET digest = ?1 WHERE dossier = ?2",
+            rusqlite::params![&[7u8; 8][..], &a.as_bytes()[..]],
+        )
+        .unwrap();
+    assert_eq!(store.dossier_digests(&[a], 100).unwrap()[&a], [7; 8]);
+    // A new op, a new change, and a deleted change of `a` each make its row go;
+    // b's stays.
+    store
+        .write(|tx| tx.put_dossier_op(&a, &[2; 32], b"grant a", 1))
+        .unwrap();
+    assert_eq!(rows(&store), 1);
+    assert_eq!(
+        store.dossier_digests(&[a], 100).unwrap()[&a],
+        expect_a(&[[1; 32], [2; 32], [9; 32]])
+    );
+    store
+        .write(|tx| tx.append_change(&a, &change(10, 10)))
+        .unwrap();
+    assert_eq!(rows(&store), 1);
+    assert_eq!(
+        store.dossier_digests(&[a], 100).unwrap()[&a],
+        expect_a(&[[1; 32], [2; 32], [9; 32], [10; 32]])
+    );
+    store
+        .conn
+        .execute("DELETE FROM changes WHERE hash = ?1", [&[10u8; 32][..]])
+        .unwrap();
+    assert_eq!(rows(&store), 1);
+    // Erasure deletes the log and the changes, and with them the row.
+    store.dossier_digests(&[a], 100).unwrap();
+    assert_eq!(rows(&store), 2);
+    store
+        .write(|tx| {
+            tx.purge_dossier(&Tombstone {
+                dossier: a,
+                erased_by: "roc-x".into(),
+                erased_at: 1,
+                erase_op: vec![1],
+                open_op: vec![2],
+                audience: vec!["roc-x".into()],
+            })
+        })
+        .unwrap();
+    assert_eq!(rows(&store), 1);
+    assert!(!store.dossier_digests(&[a], 100).unwrap().contains_key(&a));
+}
+
+/// What keeps the digest index from recording a digest of items that changed while
+/// they were read (`dossiers::dossier_digests`): a deferred transaction that read
+/// before another connection committed cannot write afterwards.
+#[test]
+fn a_read_that_another_process_overtook_cannot_write() {
+    let (d, store) = new_store();
+    let mut other = Store::open(&d.path().join("store.sqlite")).unwrap();
+    let a = DocId::from_bytes([1; 16]);
+    let tx = store.conn.unchecked_transaction().unwrap();
+    let _: i64 = tx
+        .query_row("SELECT count(*) FROM dossier_ops", [], |r| r.get(0))
+        .unwrap();
+    other
+        .write(|w| w.put_dossier_op(&a, &[1; 32], b"open a", 1))
+        .unwrap();
+    let write = tx.execute(
+        "INSERT INTO dossier_digests (dossier, digest) VALUES (?1, ?2)",
+        rusqlite::params![&a.as_bytes()[..], &[7u8; 8][..]],
+    );
+    assert!(write.is_err(), "{write:?}");
+}

@@ -67,6 +67,17 @@ impl DigestSet {
         }
     }
 
+    /// From documents and their heads, plus documents whose digests were computed
+    /// before (a store keeps those of the sealed dossiers it holds).
+    pub fn with_digests<'a>(
+        docs: impl IntoIterator<Item = (&'a DocId, &'a Heads)>,
+        digests: impl IntoIterator<Item = (DocId, [u8; 8])>,
+    ) -> Self {
+        let mut set = Self::new(docs);
+        set.digests.extend(digests);
+        set
+    }
+
     /// The top-level summary.
     pub fn summary(&self) -> Summary {
         let mut h = Sha256::new();
