@@ -981,11 +981,16 @@ fn the_digest_index_follows_every_op_and_change_of_a_dossier() {
         store.dossier_digests(&[a], 100).unwrap()[&a],
         expect_a(&[[1; 32], [2; 32], [9; 32], [10; 32]])
     );
+    store.dossier_digests(&[a], 100).unwrap();
+    assert_eq!(rows(&store), 2);
     store
-        .conn
-        .execute("DELETE FROM changes WHERE hash = ?1", [&[10u8; 32][..]])
+        .write(|tx| tx.drop_sealed_changes(&a, &[[10; 32]]))
         .unwrap();
     assert_eq!(rows(&store), 1);
+    assert_eq!(
+        store.dossier_digests(&[a], 100).unwrap()[&a],
+        expect_a(&[[1; 32], [2; 32], [9; 32]])
+    );
     // Erasure deletes the log and the changes, and with them the row.
     store.dossier_digests(&[a], 100).unwrap();
     assert_eq!(rows(&store), 2);
