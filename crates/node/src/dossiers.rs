@@ -522,14 +522,7 @@ impl Node {
             let key = ring
                 .get(epoch)
                 .ok_or_else(|| refused("this device has no key of the dossier's current epoch"))?;
-            let mut doc = build_doc(
-                id,
-                &tx.changes(id)?,
-                &log,
-                state,
-                &folded.known_ops(),
-                &ring,
-            )?;
+            let mut doc = build_doc(id, &tx.changes(id)?, &log, state, folded.known_ops(), &ring)?;
             doc.set_actor(me.actor_id());
             let access_heads = log_heads(&log, state, id);
             let mut written = false;
@@ -601,7 +594,7 @@ impl Node {
                 "this device holds no key of this dossier: its party has no access",
             ));
         }
-        build_doc(id, &self.store.changes(id)?, &log, state, &known, &ring)
+        build_doc(id, &self.store.changes(id)?, &log, state, known, &ring)
     }
 
     fn audit_entry(&self, id: &DocId, by: &Reader, action: &str) -> AuditEntry {

@@ -87,13 +87,19 @@ pub struct Folded {
     /// changes may name in their envelopes: a node that lacks one cannot verify such
     /// a change.)
     pub log_heads: Vec<OpHash>,
+    /// `order` and `pending` as a set, built at the first [`Folded::known_ops`]:
+    /// every document checked or built under this fold asks for it, and building
+    /// it each time made a catch-up of many documents quadratic in their number
+    /// (the region log names every plan).
+    known: std::sync::OnceLock<HashSet<OpHash>>,
 }
 
 impl Folded {
     /// Every op this node has placed or holds pending: what a change envelope's control
     /// heads may name to count as known (see `envelope::verify_change`).
-    pub fn known_ops(&self) -> HashSet<OpHash> {
-        self.order.iter().chain(&self.pending).copied().collect()
+    pub fn known_ops(&self) -> &HashSet<OpHash> {
+        self.known
+            .get_or_init(|| self.order.iter().chain(&self.pending).copied().collect())
     }
 
     /// Whether the op was applied.
@@ -281,6 +287,7 @@ pub fn fold<'a>(
                 rejected,
                 pending: dag.pending,
                 log_heads,
+                known: std::sync::OnceLock::new(),
             });
         }
         for (x, by) in newly {
