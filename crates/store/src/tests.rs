@@ -815,6 +815,18 @@ fn staff_accounts_and_sessions() {
     assert!(store.staff_users().unwrap()[0].disabled);
 }
 
+/// The tombstone of `dossier` erased by its owner, the ROC.
+fn erased_by_roc(dossier: DocId) -> Tombstone {
+    Tombstone {
+        dossier,
+        erased_by: "roc-x".into(),
+        erased_at: 1,
+        erase_op: vec![1],
+        open_op: vec![2],
+        audience: vec!["roc-x".into()],
+    }
+}
+
 #[test]
 fn the_readers_index_holds_only_rows_of_the_log_as_it_was_folded() {
     let (_d, mut store) = new_store();
@@ -860,16 +872,7 @@ fn the_readers_index_holds_only_rows_of_the_log_as_it_was_folded() {
     assert_eq!(index(&store)[0], (a, Some(([8; 32], b"fresh".to_vec()))));
     // Erasure deletes the log, and with it the row.
     store
-        .write(|tx| {
-            tx.purge_dossier(&Tombstone {
-                dossier: a,
-                erased_by: "roc-x".into(),
-                erased_at: 1,
-                erase_op: vec![1],
-                open_op: vec![2],
-                audience: vec!["roc-x".into()],
-            })
-        })
+        .write(|tx| tx.purge_dossier(&erased_by_roc(a)))
         .unwrap();
     assert_eq!(
         index(&store),
@@ -995,16 +998,7 @@ fn the_digest_index_follows_every_op_and_change_of_a_dossier() {
     store.dossier_digests(&[a], 100).unwrap();
     assert_eq!(rows(&store), 2);
     store
-        .write(|tx| {
-            tx.purge_dossier(&Tombstone {
-                dossier: a,
-                erased_by: "roc-x".into(),
-                erased_at: 1,
-                erase_op: vec![1],
-                open_op: vec![2],
-                audience: vec!["roc-x".into()],
-            })
-        })
+        .write(|tx| tx.purge_dossier(&erased_by_roc(a)))
         .unwrap();
     assert_eq!(rows(&store), 1);
     assert!(!store.dossier_digests(&[a], 100).unwrap().contains_key(&a));
