@@ -30,6 +30,18 @@ fn snap(bytes: &[u8], covers: i64) -> Snapshot {
     }
 }
 
+/// Two new documents, "a" and "b", stored in one transaction.
+fn two_docs(store: &mut Store) -> (DocumentRow, DocumentRow) {
+    let (a, b) = (doc_row("a"), doc_row("b"));
+    store
+        .write(|tx| {
+            tx.insert_document(&a)?;
+            tx.insert_document(&b)
+        })
+        .unwrap();
+    (a, b)
+}
+
 fn new_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::create(&dir.path().join("store.sqlite")).unwrap();
@@ -129,13 +141,7 @@ fn changes_are_found_by_hash_in_the_order_asked() {
 #[test]
 fn write_marks_tell_which_kinds_of_data_were_written() {
     let (_d, mut store) = new_store();
-    let (a, b) = (doc_row("a"), doc_row("b"));
-    store
-        .write(|tx| {
-            tx.insert_document(&a)?;
-            tx.insert_document(&b)
-        })
-        .unwrap();
+    let (a, b) = two_docs(&mut store);
     let m0 = store.write_marks().unwrap();
     store
         .write(|tx| tx.append_change(&b.id, &change(1, 10)))
@@ -892,13 +898,7 @@ fn the_readers_index_holds_only_rows_of_the_log_as_it_was_folded() {
 fn cached_statements_are_not_planned_again_per_execution() {
     use rusqlite::StatementStatus;
     let (_d, mut store) = new_store();
-    let (a, b) = (doc_row("a"), doc_row("b"));
-    store
-        .write(|w| {
-            w.insert_document(&a)?;
-            w.insert_document(&b)
-        })
-        .unwrap();
+    let (a, b) = two_docs(&mut store);
     for i in 0..4u8 {
         let id = if i % 2 == 0 { a.id } else { b.id };
         store
