@@ -6,10 +6,12 @@
 //! that restart from their store. Meanwhile the parties edit plans, open sealed
 //! dossiers, grant, revoke and erase them, and the SWV removes its laptop; half the
 //! plan edits and new dossiers are pushed at once to one node (`push_to`, as a
-//! running node does after a local edit, naming the other nodes as pushed to). About
-//! a third of the nodes (drawn from the seed) play an older version that speaks only
-//! `/regiosync/sync/1`: they are sent every request in its old form, and a push
-//! naming peers sent to one of them is a violation.
+//! running node does after a local edit, naming the other nodes as pushed to). The
+//! nodes speak different sync protocol versions (drawn from the seed): about a third
+//! only `/regiosync/sync/1`, a third up to `/2`, a third `/3` (compact frames). Each
+//! is sent every request in the form of the newest version it speaks; a push naming
+//! peers sent to a `/1` node, or a compact frame sent to a `/1` or `/2` node, is a
+//! violation.
 //!
 //! After the faults stop and the partitions heal, the nodes sync until nothing moves,
 //! and then:
@@ -48,7 +50,8 @@ use regiosync_core::audit::Who;
 use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
-use regiosync_core::sync::Request;
+use regiosync_core::sync::{FrameFormat, Request};
+use regiosync_net::StreamProtocol;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::sync::{Transport, push_to, sync_with};
 use regiosync_node::{Node, NodeError, SessionMemory};
@@ -181,9 +184,9 @@ struct Link {
     delayed: Mutex<Vec<Vec<u8>>>,
     /// What went wrong on the responding side (must stay empty).
     violations: Mutex<Vec<String>>,
-    /// The responder plays a node of an older version, which speaks only
-    /// `/regiosync/sync/1`: it must never be sent a request of a later version.
-    responder_sync_1: bool,
+    /// The newest sync protocol version the responder speaks (1, 2 or 3): a node
+    /// of an older version must never be sent a request of a later one.
+    responder_version: u8,
 }
 
 impl Link {
@@ -204,20 +207,24 @@ impl Transport for Link {
     async fn request_versioned(
         &self,
         peer: NodeId,
-        current: Vec<u8>,
-        sync_1: Vec<u8>,
+        forms: Vec<(StreamProtocol, Vec<u8>)>,
     ) -> Result<Vec<u8>, String> {
-        // As libp2p's negotiation picks the protocol both speak.
-        let frame = if self.responder_sync_1 {
-            sync_1
-        } else {
-            current
+        // As libp2p's negotiation picks the newest protocol both speak.
+        let version = |p: &StreamProtocol| match p.as_ref() {
+            "/regiosync/sync/3" => 3,
+            "/regiosync/sync/2" => 2,
+            _ => 1,
         };
+        let frame = forms
+            .into_iter()
+            .find(|(p, _)| version(p) <= self.responder_version)
+            .map(|(_, f)| f)
+            .ok_or("simulated: no protocol in common")?;
         self.request(peer, frame).await
     }
 
     async fn request(&self, _peer: NodeId, frame: Vec<u8>) -> Result<Vec<u8>, String> {
-        if self.responder_sync_1
+        if self.responder_version < 2
             && matches!(
                 Request::decode(&frame),
                 Ok(Request::PushDocs { .. } | Request::PushDossiers { .. })
@@ -226,6 +233,15 @@ impl Transport for Link {
             self.violations.lock().map_err(|e| e.to_string())?.push(
                 "a node that speaks only /regiosync/sync/1 was sent a push naming peers".into(),
             );
+        }
+        if self.responder_version < 3 && FrameFormat::of(&frame) == Some(FrameFormat::Compact) {
+            self.violations
+                .lock()
+                .map_err(|e| e.to_string())?
+                .push(format!(
+                    "a node that speaks only /regiosync/sync/{} was sent a compact frame",
+                    self.responder_version
+                ));
         }
         let roll = |rng: &mut StdRng, percent: u32| rng.random_range(0..100) < percent;
         let (lose_request, delay, duplicate, lose_response) = {
@@ -276,8 +292,9 @@ struct Sim {
     /// What each node's sync remembers between sessions (lost when it restarts).
     memories: Vec<Arc<SessionMemory>>,
     ids: Vec<NodeId>,
-    /// Nodes that play an older version, speaking only `/regiosync/sync/1`.
-    sync_1_only: Vec<bool>,
+    /// The newest sync protocol version each node speaks: a third each play
+    /// nodes of older versions (`/regiosync/sync/1` only, up to `/2`).
+    versions: Vec<u8>,
     rng: StdRng,
     /// Which side of the partition each node is on.
     side: Vec<bool>,
@@ -330,9 +347,9 @@ impl Sim {
             memories: (0..NODES).map(|_| Arc::default()).collect(),
             ids,
             // From a generator of their own, so that the schedule does not shift.
-            sync_1_only: {
+            versions: {
                 let mut old = StdRng::seed_from_u64(seed ^ 0x001d_5eed);
-                (0..NODES).map(|_| old.random_range(0..3) == 0).collect()
+                (0..NODES).map(|_| old.random_range(1..=3)).collect()
             },
             rng: StdRng::seed_from_u64(seed),
             side: vec![false; NODES],
@@ -411,7 +428,7 @@ impl Sim {
             )),
             delayed: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
-            responder_sync_1: self.sync_1_only[b],
+            responder_version: self.versions[b],
         };
         let requester = tokio::sync::Mutex::new(requester);
         let result = if changed.is_empty() {

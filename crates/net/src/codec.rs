@@ -1,13 +1,13 @@
-//! The wire framing of the sync protocol, `/regiosync/sync/2` and `/regiosync/sync/1`.
+//! The wire framing of the sync protocol, `/regiosync/sync/3`, `/2` and `/1`.
 //!
 //! One request or response per libp2p stream, as a frame: a 4-byte big-endian length
 //! and that many bytes. The protocol version is negotiated by libp2p's
-//! multistream-select on the protocol name, per stream: a node offers `/2` first and
-//! `/1` after it, and answers on either; a peer that speaks neither fails
+//! multistream-select on the protocol name, per stream: a node offers `/3`, then
+//! `/2`, then `/1`, and answers on any of them; a peer that speaks none fails
 //! negotiation and the request fails with `UnsupportedProtocols`, a clear error
-//! instead of misread bytes. A request can carry two forms ([`Frame::Versioned`]),
-//! and the codec writes the one the stream negotiated, so a newer node sends what
-//! an older one understands. What the bytes mean is the business of
+//! instead of misread bytes. A request can carry one form per version
+//! ([`Frame::Versioned`]), and the codec writes the one the stream negotiated, so a
+//! newer node sends what an older one understands. What the bytes mean is the business of
 //! `regiosync_core`'s sync messages; this layer only guarantees bounded frames.
 
 use std::io;
@@ -16,8 +16,13 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 /// The sync protocol name this build prefers, with its version: the messages of
-/// `/regiosync/sync/1` plus pushes that name the other peers pushed to.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/regiosync/sync/2");
+/// `/regiosync/sync/2` plus frames whose change envelopes travel compact (frame
+/// format 2).
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/regiosync/sync/3");
+
+/// The messages of `/regiosync/sync/1` plus pushes that name the other peers pushed
+/// to; spoken with nodes that know no later version.
+pub const SYNC_PROTOCOL_2: StreamProtocol = StreamProtocol::new("/regiosync/sync/2");
 
 /// The first sync protocol, still spoken with nodes that know no other.
 pub const SYNC_PROTOCOL_1: StreamProtocol = StreamProtocol::new("/regiosync/sync/1");
@@ -33,15 +38,10 @@ pub enum Frame {
     /// A frame whose announced length exceeds the limit; its body was not read. The
     /// network task disconnects the sender (libp2p would only log a read error).
     Oversized(u64),
-    /// Outgoing only: a request in two forms, `current` for a peer that speaks
-    /// [`SYNC_PROTOCOL`] and `sync_1` for one that speaks only [`SYNC_PROTOCOL_1`];
-    /// the codec writes the one the stream negotiated.
-    Versioned {
-        /// The form for [`SYNC_PROTOCOL`].
-        current: Vec<u8>,
-        /// The form for [`SYNC_PROTOCOL_1`].
-        sync_1: Vec<u8>,
-    },
+    /// Outgoing only: a request in one form per protocol version, newest first;
+    /// the codec writes the form of the protocol the stream negotiated (the last
+    /// form if none is for it).
+    Versioned(Vec<(StreamProtocol, Vec<u8>)>),
 }
 
 /// Frames requests and responses with a length prefix and refuses frames larger than
@@ -144,10 +144,17 @@ impl libp2p::request_response::Codec for FrameCodec {
     {
         match req {
             Frame::Data(d) => self.write_frame(io, &d).await,
-            Frame::Versioned { sync_1, .. } if *protocol == SYNC_PROTOCOL_1 => {
-                self.write_frame(io, &sync_1).await
+            Frame::Versioned(forms) => {
+                let form = forms
+                    .iter()
+                    .find(|(p, _)| p == protocol)
+                    .or(forms.last())
+                    .map(|(_, f)| f.as_slice())
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "a request with no form")
+                    })?;
+                self.write_frame(io, form).await
             }
-            Frame::Versioned { current, .. } => self.write_frame(io, &current).await,
             Frame::Oversized(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "cannot send an oversized frame",
@@ -188,14 +195,19 @@ mod tests {
         // Truncated frame.
         let mut rd = Cursor::new(vec![0, 0, 0, 10, 1, 2]);
         assert!(codec.read_frame(&mut rd).await.is_err());
-        // A request in two forms: the negotiated protocol picks the one written.
+        // A request in three forms: the negotiated protocol picks the one written.
         let mut codec = codec;
-        for (protocol, want) in [(SYNC_PROTOCOL, b"neu"), (SYNC_PROTOCOL_1, b"alt")] {
+        for (protocol, want) in [
+            (SYNC_PROTOCOL, b"drie"),
+            (SYNC_PROTOCOL_2, b"twee"),
+            (SYNC_PROTOCOL_1, b"een!"),
+        ] {
             let mut w = Cursor::new(Vec::new());
-            let req = Frame::Versioned {
-                current: b"neu".to_vec(),
-                sync_1: b"alt".to_vec(),
-            };
+            let req = Frame::Versioned(vec![
+                (SYNC_PROTOCOL, b"drie".to_vec()),
+                (SYNC_PROTOCOL_2, b"twee".to_vec()),
+                (SYNC_PROTOCOL_1, b"een!".to_vec()),
+            ]);
             libp2p::request_response::Codec::write_request(&mut codec, &protocol, &mut w, req)
                 .await
                 .unwrap();

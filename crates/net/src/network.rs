@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
-use crate::codec::{DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL, SYNC_PROTOCOL_1};
+use crate::codec::{
+    DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL, SYNC_PROTOCOL_1, SYNC_PROTOCOL_2,
+};
 use crate::error::NetError;
 
 /// Commands waiting for the task (bounded: callers wait when it is busy).
@@ -66,9 +68,10 @@ pub struct Config {
     /// always-on node that members behind NAT can reach). Its listen addresses are
     /// announced as its external addresses.
     pub relay_server: bool,
-    /// Speak only the first sync protocol, `/regiosync/sync/1`, as a node of an
-    /// older version does (for tests of regions with old and new nodes).
-    pub sync_1_only: bool,
+    /// The newest sync protocol version spoken (1, 2 or 3; default 3): a lower one
+    /// makes the node speak as one of an older version does (for tests of regions
+    /// with old and new nodes).
+    pub max_sync_version: u8,
 }
 
 impl Default for Config {
@@ -86,7 +89,7 @@ impl Default for Config {
             request_burst: 1000,
             requests_per_sec: 200,
             relay_server: false,
-            sync_1_only: false,
+            max_sync_version: 3,
         }
     }
 }
@@ -250,20 +253,18 @@ impl NetHandle {
         self.request_frame(peer, Frame::Data(data)).await
     }
 
-    /// Sends a sync request in two forms, `current` if the stream negotiates
-    /// [`SYNC_PROTOCOL`] and `sync_1` if the peer speaks only [`SYNC_PROTOCOL_1`]
-    /// (see [`Frame::Versioned`]), and waits for its response.
+    /// Sends a sync request in one form per protocol version, newest first (see
+    /// [`Frame::Versioned`]): the peer gets the form of the newest version it
+    /// speaks. Waits for its response.
     ///
     /// # Cancel safety
     /// As [`NetHandle::request`].
     pub async fn request_versioned(
         &self,
         peer: PeerId,
-        current: Vec<u8>,
-        sync_1: Vec<u8>,
+        forms: Vec<(libp2p::StreamProtocol, Vec<u8>)>,
     ) -> Result<Vec<u8>, NetError> {
-        self.request_frame(peer, Frame::Versioned { current, sync_1 })
-            .await
+        self.request_frame(peer, Frame::Versioned(forms)).await
     }
 
     async fn request_frame(&self, peer: PeerId, frame: Frame) -> Result<Vec<u8>, NetError> {
@@ -398,14 +399,15 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
     let rr_config =
         request_response::Config::default().with_request_timeout(config.request_timeout);
     // Offered in this order on every outgoing stream, accepted on incoming ones.
-    let protocols: Vec<(libp2p::StreamProtocol, ProtocolSupport)> = if config.sync_1_only {
-        vec![(SYNC_PROTOCOL_1, ProtocolSupport::Full)]
-    } else {
-        vec![
-            (SYNC_PROTOCOL, ProtocolSupport::Full),
-            (SYNC_PROTOCOL_1, ProtocolSupport::Full),
-        ]
-    };
+    let protocols: Vec<(libp2p::StreamProtocol, ProtocolSupport)> = [
+        (3, SYNC_PROTOCOL),
+        (2, SYNC_PROTOCOL_2),
+        (1, SYNC_PROTOCOL_1),
+    ]
+    .into_iter()
+    .filter(|(v, _)| *v <= config.max_sync_version.max(1))
+    .map(|(_, p)| (p, ProtocolSupport::Full))
+    .collect();
     let relay_on = config.relay_server;
     let (ping_interval, ping_timeout) = (config.ping_interval, config.ping_timeout);
     let (dns_config, dns_opts) = dns_settings();
@@ -766,7 +768,7 @@ impl Actor {
             Event::Message {
                 message:
                     Message::Request {
-                        request: Frame::Versioned { .. },
+                        request: Frame::Versioned(_),
                         ..
                     },
                 ..

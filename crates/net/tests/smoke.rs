@@ -127,6 +127,15 @@ async fn hub(a: &Node, spokes: &[&Node]) {
     }
 }
 
+/// A request in the forms of `/3`, `/2` and `/1`.
+fn forms() -> Vec<(libp2p::StreamProtocol, Vec<u8>)> {
+    vec![
+        (regiosync_net::SYNC_PROTOCOL, b"start/3".to_vec()),
+        (regiosync_net::SYNC_PROTOCOL_2, b"st/2".to_vec()),
+        (regiosync_net::SYNC_PROTOCOL_1, b"s/1".to_vec()),
+    ]
+}
+
 /// `from` gets an answer from `to` (which echoes requests reversed).
 async fn assert_served(from: &Node, to: &Node) {
     let r = timeout(
@@ -205,35 +214,46 @@ async fn members_exchange_requests_over_tcp_and_quic() {
     }
 }
 
-/// A request in two forms reaches a node that speaks `/regiosync/sync/2` in its
-/// current form and a node that speaks only `/regiosync/sync/1` (an older version)
-/// in the old form; both directions work between old and new, over TCP and QUIC.
+/// A request in one form per version reaches a node that speaks
+/// `/regiosync/sync/3` in the newest form, one that speaks up to `/2` in that
+/// version's form, and one that speaks only `/1` (an older version) in the oldest;
+/// both directions work between old and new, over TCP and QUIC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_in_two_forms_reaches_each_peer_in_the_form_it_speaks() {
+async fn a_request_in_several_forms_reaches_each_peer_in_the_form_it_speaks() {
     let (ev, _rx) = mpsc::unbounded_channel();
     let new = node(1 << 20, ev.clone()).await;
     let newer = node(1 << 20, ev.clone()).await;
+    let older = node_with(
+        Config {
+            max_sync_version: 2,
+            ..Config::default()
+        },
+        ev.clone(),
+    )
+    .await;
     let old = node_with(
         Config {
-            sync_1_only: true,
+            max_sync_version: 1,
             ..Config::default()
         },
         ev,
     )
     .await;
-    hub(&new, &[&newer, &old]).await;
-    // The spokes dial (the old one on `/1`) and are answered.
+    hub(&new, &[&newer, &older, &old]).await;
+    // The spokes dial (the old ones on `/2` and `/1`) and are answered.
     assert_served(&newer, &new).await;
+    assert_served(&older, &new).await;
     assert_served(&old, &new).await;
     // The echo answers reversed: what came back tells which form arrived.
-    for (to, want) in [(&newer, b"2/trats".to_vec()), (&old, b"1/ts".to_vec())] {
+    for (to, want) in [
+        (&newer, b"3/trats".to_vec()),
+        (&older, b"2/ts".to_vec()),
+        (&old, b"1/s".to_vec()),
+    ] {
         let r = timeout(
             WAIT,
-            new.handle.request_versioned(
-                to.handle.local_peer_id(),
-                b"start/2".to_vec(),
-                b"st/1".to_vec(),
-            ),
+            new.handle
+                .request_versioned(to.handle.local_peer_id(), forms()),
         )
         .await
         .unwrap()
@@ -244,13 +264,13 @@ async fn a_request_in_two_forms_reaches_each_peer_in_the_form_it_speaks() {
     let (ev, _rx2) = mpsc::unbounded_channel();
     let old_quic = node_with(
         Config {
-            sync_1_only: true,
+            max_sync_version: 1,
             ..Config::default()
         },
         ev,
     )
     .await;
-    let ids = [&newer, &old, &old_quic].map(|n| n.handle.local_peer_id());
+    let ids = [&newer, &older, &old, &old_quic].map(|n| n.handle.local_peer_id());
     new.handle.set_members(ids).await.unwrap();
     old_quic
         .handle
@@ -265,17 +285,14 @@ async fn a_request_in_two_forms_reaches_each_peer_in_the_form_it_speaks() {
     assert_served(&old_quic, &new).await;
     let r = timeout(
         WAIT,
-        new.handle.request_versioned(
-            old_quic.handle.local_peer_id(),
-            b"start/2".to_vec(),
-            b"st/1".to_vec(),
-        ),
+        new.handle
+            .request_versioned(old_quic.handle.local_peer_id(), forms()),
     )
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(r, b"1/ts");
-    for n in [new, newer, old, old_quic] {
+    assert_eq!(r, b"1/s");
+    for n in [new, newer, older, old, old_quic] {
         n.task.shutdown().await;
     }
 }

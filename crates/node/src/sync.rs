@@ -27,9 +27,11 @@ use regiosync_core::sync::session::{
     Answered, Exchange, Received, Requester, SessionStore, Shared, Step, Stop, Tally, answer,
 };
 use regiosync_core::sync::{
-    DigestSet, DocMessage, DossierMessage, MAX_OPS_PER_MESSAGE, Refusal, Request, Response,
-    SignedChange, changes_they_lack, decode_sync_message, holds, missing, opening_message,
+    DigestSet, DocMessage, DossierMessage, FrameFormat, MAX_OPS_PER_MESSAGE, Refusal, Request,
+    Response, SignedChange, changes_they_lack, decode_sync_message, holds, missing,
+    opening_message,
 };
+use regiosync_net::StreamProtocol;
 use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DocumentRow};
 use serde::Serialize;
@@ -52,18 +54,17 @@ pub trait Transport {
         frame: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
 
-    /// One exchange of a request that has two forms: `current` for a peer that
-    /// speaks the current sync protocol, `sync_1` for one that speaks only
-    /// `/regiosync/sync/1` (an older version). A transport whose peers all speak
-    /// the current protocol sends `current`.
+    /// One exchange of a request that has one form per sync protocol version,
+    /// newest first (`/regiosync/sync/3`, `/2`, `/1`): the peer gets the form of the
+    /// newest version it speaks. A transport whose peers all speak the newest
+    /// version sends the first form.
     fn request_versioned(
         &self,
         peer: NodeId,
-        current: Vec<u8>,
-        sync_1: Vec<u8>,
+        forms: Vec<(StreamProtocol, Vec<u8>)>,
     ) -> impl Future<Output = Result<Vec<u8>, String>> + Send {
-        drop(sync_1);
-        self.request(peer, current)
+        let first = forms.into_iter().next().map(|(_, f)| f).unwrap_or_default();
+        self.request(peer, first)
     }
 }
 
@@ -77,10 +78,9 @@ impl Transport for regiosync_net::NetHandle {
     async fn request_versioned(
         &self,
         peer: NodeId,
-        current: Vec<u8>,
-        sync_1: Vec<u8>,
+        forms: Vec<(StreamProtocol, Vec<u8>)>,
     ) -> Result<Vec<u8>, String> {
-        regiosync_net::NetHandle::request_versioned(self, peer.to_peer_id(), current, sync_1)
+        regiosync_net::NetHandle::request_versioned(self, peer.to_peer_id(), forms)
             .await
             .map_err(|e| e.to_string())
     }
@@ -181,6 +181,8 @@ async fn drive(
 ) -> Result<SyncReport, NodeError> {
     let mut report = SyncReport::default();
     let mut response: Option<Response> = None;
+    // The frame format the peer speaks, learnt from its first answer.
+    let mut format: Option<FrameFormat> = None;
     loop {
         let request = {
             let mut n = node.lock().await;
@@ -211,21 +213,61 @@ async fn drive(
                 Step::Stop(stop) => return Err(n.stopped(&peer, stop)?),
             }
         };
-        let frame = request.encode();
         report.round_trips += 1;
-        report.bytes_sent += frame.len();
-        let sent = if session.is_pushing() && !also.is_empty() {
-            let named = request.pushed_with(also.clone()).encode();
-            net.request_versioned(peer, named, frame).await
-        } else {
-            net.request(peer, frame).await
-        };
+        let (sent, lengths) = send(net, peer, request, &also, session.is_pushing(), format).await;
         let bytes = sent.map_err(|e| NodeError::Sync(format!("peer {}: {e}", peer.short())))?;
+        // The peer answers in the format it was asked in: a compact answer says it
+        // speaks `/3`, a full one that it does not (or was asked in full).
+        if format.is_none() {
+            format = FrameFormat::of(&bytes);
+        }
+        report.bytes_sent += match format {
+            Some(FrameFormat::Compact) => lengths.0,
+            _ => lengths.1,
+        };
         report.bytes_received += bytes.len();
         response = Some(Response::decode(&bytes).map_err(|e| {
             NodeError::Sync(format!("peer {} sent a bad response: {e}", peer.short()))
         })?);
     }
+}
+
+/// Sends `request` to `peer` in the forms it may read: compact (frame format 2) to
+/// a peer known to speak `/regiosync/sync/3`; full to one known not to; all forms,
+/// newest first, while the session does not know yet (its first request). A push
+/// names `also` where the version has pushes that name peers (`/2` and later).
+/// Returns the answer and the lengths of the compact and the full form sent.
+async fn send(
+    net: &impl Transport,
+    peer: NodeId,
+    request: Request,
+    also: &[NodeId],
+    pushing: bool,
+    format: Option<FrameFormat>,
+) -> (Result<Vec<u8>, String>, (usize, usize)) {
+    let named = (pushing && !also.is_empty()).then(|| request.clone().pushed_with(also.to_vec()));
+    let newest = named.as_ref().unwrap_or(&request);
+    if format == Some(FrameFormat::Compact) {
+        let frame = newest.encode_as(FrameFormat::Compact);
+        let len = frame.len();
+        return (net.request(peer, frame).await, (len, len));
+    }
+    let full = request.encode();
+    let len = full.len();
+    let mut forms = Vec::with_capacity(3);
+    let mut compact_len = len;
+    if format.is_none() {
+        let compact = newest.encode_as(FrameFormat::Compact);
+        compact_len = compact.len();
+        forms.push((regiosync_net::SYNC_PROTOCOL, compact));
+    }
+    match named {
+        Some(named) => forms.push((regiosync_net::SYNC_PROTOCOL_2, named.encode())),
+        None if forms.is_empty() => return (net.request(peer, full).await, (len, len)),
+        None => forms.push((regiosync_net::SYNC_PROTOCOL_2, full.clone())),
+    }
+    forms.push((regiosync_net::SYNC_PROTOCOL_1, full));
+    (net.request_versioned(peer, forms).await, (compact_len, len))
 }
 
 /// A node as the session's state machines see it during one step: its store and one
@@ -369,6 +411,9 @@ impl Node {
     /// disconnected (an undecodable request, or changes that fail verification:
     /// honest nodes verify before they store, so they never pass such changes on).
     pub fn respond(&mut self, memory: &SessionMemory, peer: &NodeId, frame: &[u8]) -> Answer {
+        // Answered in the format asked in: only a peer that speaks
+        // `/regiosync/sync/3` asks in the compact one.
+        let format = FrameFormat::of(frame).unwrap_or(FrameFormat::Full);
         let req = match Request::decode(frame) {
             Ok(req) => req,
             Err(e) => {
@@ -377,7 +422,7 @@ impl Node {
                     reason: Refusal::BadMessage,
                 };
                 return Answer {
-                    frame: refused.encode(),
+                    frame: refused.encode_as(format),
                     misbehaved: Some(format!("undecodable request: {e}")),
                     stored: 0,
                     storage_failure: None,
@@ -408,7 +453,7 @@ impl Node {
             });
         let forged = answered.forged;
         Answer {
-            frame: answered.response.encode(),
+            frame: answered.response.encode_as(format),
             misbehaved: (forged > 0)
                 .then(|| format!("sent {forged} changes or sync messages that fail verification")),
             stored: answered.stored,

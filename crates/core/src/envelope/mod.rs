@@ -123,6 +123,17 @@ impl<F: EnvelopeFields> Envelope<F> {
         &self.fields
     }
 
+    /// The signature (not yet verified).
+    pub(crate) fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+
+    /// An envelope from fields and a signature that travelled apart (the compact
+    /// wire form, `sync::compact`); checked like any decoded one, never trusted.
+    pub(crate) fn from_parts(fields: F, signature: [u8; 64]) -> Self {
+        Self { fields, signature }
+    }
+
     /// Encodes the wire form.
     pub fn encode(&self) -> Vec<u8> {
         let body = postcard::to_allocvec(&self.fields).unwrap_or_default();

@@ -18,12 +18,38 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::compact::{Compactor, Expander, Kind, Table};
 use super::summary::Summary;
 use crate::control::{OpHash, RegionId};
 use crate::id::{DocId, NodeId};
 
-/// The format byte of sync messages this build writes and reads.
+/// The format byte of sync messages in their full form, which every version
+/// writes and reads.
 pub const SYNC_FORMAT: u8 = 1;
+/// The format byte of sync messages whose change envelopes travel compact
+/// ([`crate::sync::compact`]): written only to peers that speak
+/// `/regiosync/sync/3`, read from anyone.
+pub const COMPACT_FORMAT: u8 = 2;
+
+/// The encoding of a sync frame, from its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameFormat {
+    /// Format 1: envelopes as stored.
+    Full,
+    /// Format 2: envelopes compact.
+    Compact,
+}
+
+impl FrameFormat {
+    /// The format of `frame`, if it has one this build knows.
+    pub fn of(frame: &[u8]) -> Option<Self> {
+        match frame.first() {
+            Some(&SYNC_FORMAT) => Some(Self::Full),
+            Some(&COMPACT_FORMAT) => Some(Self::Compact),
+            _ => None,
+        }
+    }
+}
 /// Largest encoded message accepted (the transport frame limit is the same).
 pub const MAX_SYNC_MESSAGE: usize = 16 * 1024 * 1024;
 /// Most documents in one `Docs` or `Dossiers` message: bounds the work one request
@@ -275,7 +301,7 @@ pub enum SyncError {
     TooLarge(usize),
     /// An unknown format byte.
     #[error(
-        "sync message has format {0}, this regiosync speaks {SYNC_FORMAT}: upgrade the older node"
+        "sync message has format {0}, this regiosync speaks {SYNC_FORMAT} and {COMPACT_FORMAT}: upgrade the older node"
     )]
     UnknownFormat(u8),
     /// Not a valid message.
@@ -293,24 +319,119 @@ fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     out
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, SyncError> {
+/// A message whose changes' envelopes can travel compact.
+trait WithChanges: Serialize + for<'de> Deserialize<'de> + Clone {
+    /// Calls `f` with each change of the message, its document and envelope kind.
+    fn each_change(
+        &mut self,
+        f: &mut dyn FnMut(Kind, &DocId, &mut SignedChange) -> Result<(), SyncError>,
+    ) -> Result<(), SyncError>;
+}
+
+fn each_in_docs(
+    docs: &mut [DocMessage],
+    f: &mut dyn FnMut(Kind, &DocId, &mut SignedChange) -> Result<(), SyncError>,
+) -> Result<(), SyncError> {
+    for d in docs {
+        for c in &mut d.changes {
+            f(Kind::Plain, &d.doc, c)?;
+        }
+    }
+    Ok(())
+}
+
+fn each_in_dossiers(
+    dossiers: &mut [DossierMessage],
+    f: &mut dyn FnMut(Kind, &DocId, &mut SignedChange) -> Result<(), SyncError>,
+) -> Result<(), SyncError> {
+    for d in dossiers {
+        for c in &mut d.changes {
+            f(Kind::Sealed, &d.dossier, c)?;
+        }
+    }
+    Ok(())
+}
+
+impl WithChanges for Request {
+    fn each_change(
+        &mut self,
+        f: &mut dyn FnMut(Kind, &DocId, &mut SignedChange) -> Result<(), SyncError>,
+    ) -> Result<(), SyncError> {
+        match self {
+            Request::Docs { docs } | Request::PushDocs { docs, .. } => each_in_docs(docs, f),
+            Request::Dossiers { dossiers } | Request::PushDossiers { dossiers, .. } => {
+                each_in_dossiers(dossiers, f)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl WithChanges for Response {
+    fn each_change(
+        &mut self,
+        f: &mut dyn FnMut(Kind, &DocId, &mut SignedChange) -> Result<(), SyncError>,
+    ) -> Result<(), SyncError> {
+        match self {
+            Response::Docs { docs } => each_in_docs(docs, f),
+            Response::Dossiers { dossiers } => each_in_dossiers(dossiers, f),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `[2][postcard(table)][postcard(msg with compact envelopes)]`.
+fn encode_compact<T: WithChanges>(msg: &T) -> Vec<u8> {
+    let mut msg = msg.clone();
+    let mut compactor = Compactor::default();
+    // The closure never fails.
+    let _ = msg.each_change(&mut |kind, doc, change| {
+        compactor.compact(kind, doc, change);
+        Ok(())
+    });
+    let mut out = vec![COMPACT_FORMAT];
+    out.extend(postcard::to_allocvec(&compactor.into_table()).unwrap_or_default());
+    out.extend(postcard::to_allocvec(&msg).unwrap_or_default());
+    out
+}
+
+fn decode<T: WithChanges>(bytes: &[u8]) -> Result<T, SyncError> {
     if bytes.len() > MAX_SYNC_MESSAGE {
         return Err(SyncError::TooLarge(bytes.len()));
     }
     let (&format, body) = bytes.split_first().ok_or(SyncError::Malformed)?;
-    if format != SYNC_FORMAT {
-        return Err(SyncError::UnknownFormat(format));
-    }
-    match postcard::take_from_bytes(body) {
-        Ok((msg, [])) => Ok(msg),
-        _ => Err(SyncError::Malformed),
+    match format {
+        SYNC_FORMAT => match postcard::take_from_bytes(body) {
+            Ok((msg, [])) => Ok(msg),
+            _ => Err(SyncError::Malformed),
+        },
+        COMPACT_FORMAT => {
+            let (table, body): (Table, _) =
+                postcard::take_from_bytes(body).map_err(|_| SyncError::Malformed)?;
+            let mut msg: T = match postcard::take_from_bytes(body) {
+                Ok((msg, [])) => msg,
+                _ => return Err(SyncError::Malformed),
+            };
+            let mut expander = Expander::new(table)?;
+            msg.each_change(&mut |kind, doc, change| expander.expand(kind, doc, change))?;
+            Ok(msg)
+        }
+        other => Err(SyncError::UnknownFormat(other)),
     }
 }
 
 impl Request {
-    /// The frame bytes.
+    /// The frame bytes, in the full form (format 1) every version reads.
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
+    }
+    /// The frame bytes in `format` (compact only for a peer that speaks
+    /// `/regiosync/sync/3`).
+    pub fn encode_as(&self, format: FrameFormat) -> Vec<u8> {
+        match format {
+            FrameFormat::Full => encode(self),
+            FrameFormat::Compact => encode_compact(self),
+        }
     }
     /// Decodes untrusted frame bytes and checks the per-message limits.
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
@@ -371,9 +492,17 @@ fn check_dossiers(dossiers: &[DossierMessage]) -> Result<(), SyncError> {
 }
 
 impl Response {
-    /// The frame bytes.
+    /// The frame bytes, in the full form (format 1) every version reads.
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
+    }
+    /// The frame bytes in `format`: a responder answers in the format it was asked
+    /// in, so a peer that asked in format 1 (an older version) gets format 1.
+    pub fn encode_as(&self, format: FrameFormat) -> Vec<u8> {
+        match format {
+            FrameFormat::Full => encode(self),
+            FrameFormat::Compact => encode_compact(self),
+        }
     }
     /// Decodes untrusted frame bytes and checks the per-message limits.
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
@@ -480,7 +609,9 @@ mod tests {
     proptest! {
         #[test]
         fn requests_roundtrip(r in request()) {
-            prop_assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+            prop_assert_eq!(&Request::decode(&r.encode()).unwrap(), &r);
+            // Envelopes that are not real ones travel whole in format 2.
+            prop_assert_eq!(Request::decode(&r.encode_as(FrameFormat::Compact)).unwrap(), r);
         }
 
         #[test]
@@ -500,12 +631,17 @@ mod tests {
                     withheld: m.sync.is_empty(),
                 }).collect() },
             ] {
-                prop_assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+                prop_assert_eq!(&Response::decode(&r.encode()).unwrap(), &r);
+                prop_assert_eq!(Response::decode(&r.encode_as(FrameFormat::Compact)).unwrap(), r);
             }
         }
 
         #[test]
-        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        fn garbage_never_panics(mut bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+            // The same behind the compact format's byte.
+            bytes.insert(0, COMPACT_FORMAT);
             let _ = Request::decode(&bytes);
             let _ = Response::decode(&bytes);
         }
@@ -590,9 +726,18 @@ mod tests {
         };
         // One round trip of two such frames is well under a few hundred bytes.
         assert!(hello.encode().len() < 120, "{}", hello.encode().len());
+        // In format 2 it costs three bytes more (an empty table).
+        let compact = hello.encode_as(FrameFormat::Compact);
+        assert_eq!(compact.len(), hello.encode().len() + 3);
+        assert_eq!(Request::decode(&compact).unwrap(), hello);
         let mut wire = hello.encode();
-        wire[0] = 2;
-        assert_eq!(Request::decode(&wire), Err(SyncError::UnknownFormat(2)));
+        wire[0] = 3;
+        assert_eq!(Request::decode(&wire), Err(SyncError::UnknownFormat(3)));
+        assert!(
+            SyncError::UnknownFormat(3)
+                .to_string()
+                .contains("upgrade the older node")
+        );
         let mut trailing = hello.encode();
         trailing.push(0);
         assert_eq!(Request::decode(&trailing), Err(SyncError::Malformed));
