@@ -1001,3 +1001,106 @@ async fn a_writer_cannot_pile_up_marks_over_many_changes() {
     .await;
     r.stop_all().await;
 }
+
+/// Sealed changes are chained per author (PROTOCOL.md, "Sealed change envelopes"):
+/// a change's signature vouches for its author's previous one, so that a chain of
+/// one device's changes costs one signature check. Zeist, a member with access,
+/// makes up a sealed change in the ROC's name (without the ROC's signature) and
+/// names it as the predecessor of its own, validly signed, change. A link vouches
+/// only for its own author's envelopes: the made-up change is refused as a forgery
+/// and never stored, while Zeist's own change is taken (the message was judged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_vouch_for_a_change_made_up_in_another_devices_name() {
+    use regiosync_core::envelope::sealed::{
+        SealedEnvelope, SealedFields, envelope_hash, sealed_hash,
+    };
+    use regiosync_core::sync::{FrameFormat, SignedChange};
+
+    logs();
+    let _one = ONE_REGION_AT_A_TIME.lock().await;
+    let (mut r, id) = build();
+    // Zeist (the student's municipality, granted at opening) gets the dossier.
+    r.start(&[ROC, ZEIST]);
+    wait_until("Zeist receives the dossier", LIMIT, || {
+        r.node(ZEIST).read_dossier(&id, &mentor()).is_ok()
+    })
+    .await;
+    r.stop_all().await;
+    // The ROC's own first change gives what a sealed change of the dossier names
+    // now: region, control and access heads, and sealed bytes of the current epoch.
+    let rows = r.node(ROC).store().changes(&id).unwrap();
+    let real = rows.last().unwrap();
+    let template = SealedEnvelope::decode(real.envelope.as_deref().unwrap()).unwrap();
+    let bytes = |tag: u8| {
+        let mut b = real.bytes.clone();
+        let last = b.len() - 1;
+        b[last] ^= tag;
+        b
+    };
+    // Made up in the ROC's name: signed with its key here only to get a well-formed
+    // envelope, then the signature is garbled (the attacker has no such key).
+    let made_up_bytes = bytes(1);
+    let made_up = SealedEnvelope::sign(
+        SealedFields {
+            change_hash: [0x42; 32],
+            sealed_hash: sealed_hash(&made_up_bytes),
+            prev: None,
+            ..template.fields().clone()
+        },
+        r.node(ROC).signing_key_for_tests().unwrap(),
+    )
+    .unwrap();
+    let mut made_up_wire = made_up.encode();
+    made_up_wire[1..65].copy_from_slice(&[7; 64]);
+    // Zeist's own change, validly signed, naming the made-up one as its predecessor.
+    let zeist_bytes = bytes(2);
+    let zeist_id = r.id(ZEIST);
+    let own = SealedEnvelope::sign(
+        SealedFields {
+            change_hash: [0x43; 32],
+            sealed_hash: sealed_hash(&zeist_bytes),
+            author: zeist_id,
+            prev: Some(envelope_hash(&made_up_wire)),
+            ..template.fields().clone()
+        },
+        r.node(ZEIST).signing_key_for_tests().unwrap(),
+    )
+    .unwrap();
+    r.start(&[ROC]);
+    let zeist = Attacker::connect(&r, ZEIST, ROC).await;
+    let mut msg = offer(id, vec![], vec![]);
+    msg.changes = vec![
+        SignedChange {
+            change: made_up_bytes,
+            envelope: made_up_wire,
+        },
+        SignedChange {
+            change: zeist_bytes,
+            envelope: own.encode(),
+        },
+    ];
+    // Compact, as a peer on `/regiosync/sync/3` sends it (a full frame would leave
+    // out the chained envelope).
+    // The ROC answers, or cuts the forger off first: either way the message was
+    // judged (below).
+    let frame = dossiers(vec![msg]).encode_as(FrameFormat::Compact);
+    let _ = zeist.net.request(zeist.victim, frame).await;
+    zeist.close().await;
+    r.stop_all().await;
+    let held: Vec<[u8; 32]> = r
+        .node(ROC)
+        .store()
+        .changes(&id)
+        .unwrap()
+        .iter()
+        .map(|c| c.hash)
+        .collect();
+    assert!(
+        !held.contains(&[0x42; 32]),
+        "the change made up in the ROC's name was stored"
+    );
+    assert!(
+        held.contains(&[0x43; 32]),
+        "Zeist's own change was not judged on its own signature"
+    );
+}

@@ -10,8 +10,10 @@
 //! nodes speak different sync protocol versions (drawn from the seed): about a third
 //! only `/regiosync/sync/1`, a third up to `/2`, a third `/3` (compact frames). Each
 //! is sent every request in the form of the newest version it speaks; a push naming
-//! peers sent to a `/1` node, or a compact frame sent to a `/1` or `/2` node, is a
-//! violation.
+//! peers sent to a `/1` node, or a compact frame or a dossier change in the chained
+//! envelope format sent to a `/1` or `/2` node, is a violation. Before the final
+//! sync the region upgrades: every node speaks `/3` (an older node never gets the
+//! changes in the chained envelope format).
 //!
 //! After the faults stop and the partitions heal, the nodes sync until nothing moves,
 //! and then:
@@ -232,6 +234,19 @@ impl Transport for Link {
         {
             self.violations.lock().map_err(|e| e.to_string())?.push(
                 "a node that speaks only /regiosync/sync/1 was sent a push naming peers".into(),
+            );
+        }
+        if self.responder_version < 3
+            && let Ok(Request::Dossiers { dossiers } | Request::PushDossiers { dossiers, .. }) =
+                Request::decode(&frame)
+            && dossiers
+                .iter()
+                .flat_map(|d| &d.changes)
+                .any(|c| c.envelope.first() != Some(&1))
+        {
+            self.violations.lock().map_err(|e| e.to_string())?.push(
+                "a node of an older version was sent a dossier change in a newer envelope format"
+                    .into(),
             );
         }
         if self.responder_version < 3 && FrameFormat::of(&frame) == Some(FrameFormat::Compact) {
@@ -699,6 +714,10 @@ impl Sim {
     /// the rounds it took.
     fn heal(&mut self) -> Result<usize, String> {
         self.side = vec![false; NODES];
+        // The region upgrades: nodes of an older version do not get dossier changes
+        // in the chained envelope format, which they cannot read (they are never
+        // sent any: see `Link::request`), so they hold all only once on `/3`.
+        self.versions = vec![3; NODES];
         while !self.delayed.is_empty() {
             self.deliver_delayed();
         }

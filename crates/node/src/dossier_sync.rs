@@ -43,7 +43,7 @@ use regiosync_core::dossier::access::{
     fold_dossier,
 };
 use regiosync_core::envelope::preverify_signatures;
-use regiosync_core::envelope::sealed::{SealedCheck, SealedEnvelope};
+use regiosync_core::envelope::sealed::{DossierEnvelopes, SealedCheck, SealedEnvelope};
 use regiosync_core::id::{DocId, NodeId, PartyName};
 use regiosync_core::sync::rules::{
     MAX_DOSSIER_BATCH_BYTES, all_items, is_sealed_forgery, parents_first, tombstone_items,
@@ -418,21 +418,27 @@ impl Node {
         let mut total = Received::default();
         let mut seen = HashSet::new();
         let mut writes: Vec<DossierWrite> = Vec::new();
-        // The signatures of the message's sealed changes on all cores first; the
-        // checks below (`verify_sealed`) find them checked.
-        let envelopes: Vec<SealedEnvelope> = incoming
+        // Each dossier's envelopes decoded once. The signatures a dossier's chains
+        // rest on (each author's newest envelope, `chain_tips`) are checked on
+        // all cores first; the checks below find them checked, and the older
+        // envelopes of a chain need no check of their own (`authentic`).
+        let decoded: Vec<DossierEnvelopes> = incoming
             .iter()
-            .flat_map(|m| {
-                m.changes.iter().filter_map(move |sc| {
-                    SealedEnvelope::decode(&sc.envelope).ok().filter(|e| {
-                        e.fields().dossier == m.dossier && e.fields().region == folded.state.region
-                    })
+            .map(|m| {
+                DossierEnvelopes::decode(m.dossier, m.changes.iter().map(|c| Some(&c.envelope[..])))
+            })
+            .collect();
+        let tips: Vec<&SealedEnvelope> = decoded
+            .iter()
+            .zip(incoming)
+            .flat_map(|(d, m)| {
+                d.tips().into_iter().filter(move |e| {
+                    e.fields().dossier == m.dossier && e.fields().region == folded.state.region
                 })
             })
             .collect();
-        preverify_signatures(&envelopes);
-        drop(envelopes);
-        for m in incoming {
+        preverify_signatures(tips);
+        for (m, envelopes) in incoming.iter().zip(&decoded) {
             if !seen.insert(m.dossier) {
                 // A dossier named twice in one message: only the first counts.
                 continue;
@@ -447,7 +453,7 @@ impl Node {
             if m.ops.is_empty() && m.changes.is_empty() {
                 continue;
             }
-            let (r, write) = self.receive_dossier(memory, folded, peer, m)?;
+            let (r, write) = self.receive_dossier(memory, folded, peer, m, envelopes)?;
             if r.stored > 0 {
                 // An erasure (the only thing stored here): passed on too.
                 total.docs.push(m.dossier);
@@ -588,6 +594,7 @@ impl Node {
         folded: &Folded,
         peer: &NodeId,
         m: &DossierMessage,
+        envelopes: &DossierEnvelopes,
     ) -> Result<(Received, Option<DossierWrite>), NodeError> {
         let id = m.dossier;
         let state = &folded.state;
@@ -709,16 +716,30 @@ impl Node {
         let known_ops = folded.known_ops();
         let mut check = SealedCheck::new(&id, state, &all);
         let mut rows = Vec::new();
-        for sc in &m.changes {
-            let env = match SealedEnvelope::decode(&sc.envelope) {
-                Ok(env) => env,
-                Err(e) => {
-                    got.forged += 1;
-                    tracing::warn!(peer = %peer, dossier = %id, error = %e, "refusing a sealed change without a valid envelope");
-                    continue;
-                }
+        let mut authentic = envelopes.authentic(|_, _| false);
+        if authentic
+            .iter()
+            .enumerate()
+            .any(|(i, ok)| !ok && envelopes.get(i).is_some())
+        {
+            // Not proven within the message: an envelope may be the predecessor
+            // of one this node stored before (a chain that came in two parts).
+            let held = match self.store.document(&id)? {
+                Some(_) => self.store.changes(&id)?,
+                None => Vec::new(),
             };
-            match check.verify(&env, &sc.change, |h| known_ops.contains(h)) {
+            let named =
+                DossierEnvelopes::decode(id, held.iter().map(|r| r.envelope.as_deref())).named();
+            authentic = envelopes.authentic(|h, a| named.contains(&(*h, *a)));
+        }
+        for (i, sc) in m.changes.iter().enumerate() {
+            let Some(env) = envelopes.get(i) else {
+                got.forged += 1;
+                let e = SealedEnvelope::decode(&sc.envelope).err();
+                tracing::warn!(peer = %peer, dossier = %id, error = ?e, "refusing a sealed change without a valid envelope");
+                continue;
+            };
+            match check.verify_authentic(env, &sc.change, |h| known_ops.contains(h), authentic[i]) {
                 Ok(_) => rows.push(ChangeRow {
                     hash: env.fields().change_hash,
                     actor: env.fields().author.as_bytes().to_vec(),

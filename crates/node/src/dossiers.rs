@@ -18,7 +18,8 @@ use regiosync_core::dossier::access::{
 };
 use regiosync_core::dossier::{self as schema, Dossier, DossierField};
 use regiosync_core::envelope::sealed::{
-    SealedCheck, SealedEnvelope, SealedFields, check_unsealed, sealed_hash,
+    DossierEnvelopes, SealedCheck, SealedEnvelope, SealedFields, check_unsealed, envelope_hash,
+    sealed_hash,
 };
 use regiosync_core::id::{DocId, NodeId, PartyName, Role, fill_random};
 use regiosync_core::seal::{ContentKey, KeyRing, seal_change, wrap_key};
@@ -522,8 +523,18 @@ impl Node {
             let key = ring
                 .get(epoch)
                 .ok_or_else(|| refused("this device has no key of the dossier's current epoch"))?;
-            let mut doc = build_doc(id, &tx.changes(id)?, &log, state, folded.known_ops(), &ring)?;
+            let rows = tx.changes(id)?;
+            let mut doc = build_doc(id, &rows, &log, state, folded.known_ops(), &ring)?;
             doc.set_actor(me.actor_id());
+            // Each change names this device's previous one in the dossier (the
+            // writes of one device are serialised by this transaction), so that a
+            // peer checks one signature for the whole run (`authentic`).
+            let mut prev = rows
+                .iter()
+                .rev()
+                .find(|r| r.actor == me.as_bytes())
+                .and_then(|r| r.envelope.as_deref())
+                .map(envelope_hash);
             let access_heads = log_heads(&log, state, id);
             let mut written = false;
             for i in 0..n {
@@ -549,9 +560,12 @@ impl Node {
                         author: me,
                         control_heads: state.heads.clone(),
                         access_heads: access_heads.clone(),
+                        prev,
                     },
                     &signing,
                 )?;
+                let envelope = envelope.encode();
+                prev = Some(envelope_hash(&envelope));
                 tx.append_change(
                     id,
                     &ChangeRow {
@@ -560,7 +574,7 @@ impl Node {
                         seq: change.seq(),
                         bytes: sealed,
                         stored_ms: now_ms(),
-                        envelope: Some(envelope.encode()),
+                        envelope: Some(envelope),
                     },
                 )?;
             }
@@ -654,16 +668,16 @@ fn build_doc(
 ) -> Result<Automerge, NodeError> {
     let mut changes: Vec<Change> = Vec::new();
     let mut check = SealedCheck::new(id, state, log);
-    for row in rows {
-        let Some(env) = row
-            .envelope
-            .as_deref()
-            .and_then(|b| SealedEnvelope::decode(b).ok())
-        else {
+    let envelopes = DossierEnvelopes::decode(*id, rows.iter().map(|r| r.envelope.as_deref()));
+    let authentic = envelopes.authentic(|_, _| false);
+    for (i, row) in rows.iter().enumerate() {
+        let Some(env) = envelopes.get(i) else {
             tracing::warn!(dossier = %id, "a stored dossier change has no readable envelope");
             continue;
         };
-        if let Err(why) = check.verify(&env, &row.bytes, |h| known.contains(h)) {
+        if let Err(why) =
+            check.verify_authentic(env, &row.bytes, |h| known.contains(h), authentic[i])
+        {
             tracing::info!(dossier = %id, reason = %why, "ignoring a refused dossier change");
             continue;
         }
@@ -675,7 +689,7 @@ fn build_doc(
             }
         };
         match regiosync_core::change_chunk::parse_change(&plain) {
-            Ok(c) if check_unsealed(&env, &c).is_ok() => changes.push(c),
+            Ok(c) if check_unsealed(env, &c).is_ok() => changes.push(c),
             _ => {
                 tracing::warn!(dossier = %id, "a sealed change is not the change its author signed")
             }

@@ -252,6 +252,9 @@ async fn send(
         let len = frame.len();
         return (net.request(peer, frame).await, (len, len));
     }
+    if format == Some(FrameFormat::Full) {
+        older_peer(&peer, request.newer_envelopes());
+    }
     let full = request.encode();
     let len = full.len();
     let mut forms = Vec::with_capacity(3);
@@ -268,6 +271,18 @@ async fn send(
     }
     forms.push((regiosync_net::SYNC_PROTOCOL_1, full));
     (net.request_versioned(peer, forms).await, (compact_len, len))
+}
+
+/// Logs that `peer`, which speaks only an older sync protocol, is not sent `n`
+/// dossier changes whose envelopes it could not read.
+fn older_peer(peer: &NodeId, n: usize) {
+    if n > 0 {
+        tracing::info!(
+            peer = %peer.short(),
+            changes = n,
+            "not sending dossier changes in the current envelope format to a peer that runs an older regiosync: upgrade regiosync on that node"
+        );
+    }
 }
 
 /// A node as the session's state machines see it during one step: its store and one
@@ -452,6 +467,9 @@ impl Node {
                 }
             });
         let forged = answered.forged;
+        if format == FrameFormat::Full {
+            older_peer(peer, answered.response.newer_envelopes());
+        }
         Answer {
             frame: answered.response.encode_as(format),
             misbehaved: (forged > 0)

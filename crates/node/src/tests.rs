@@ -640,6 +640,27 @@ fn two_processes_writing_one_dossier_at_once_lose_nothing() {
     }
     let d = node.read_dossier(&id, &by).unwrap();
     assert_eq!(d.contacten.len(), 16, "every note of both writers");
+    // The device's changes form one chain (the writes were serialised): its
+    // first envelope in format 1, every later one naming its predecessor, so a
+    // peer checks one signature for all of them.
+    use regiosync_core::envelope::sealed::{CHAINED_FORMAT, DossierEnvelopes};
+    let rows = node.store().changes(&id).unwrap();
+    let formats: Vec<u8> = rows
+        .iter()
+        .map(|r| r.envelope.as_ref().unwrap()[0])
+        .collect();
+    assert_eq!(formats[0], 1);
+    assert!(
+        formats[1..].iter().all(|f| *f == CHAINED_FORMAT),
+        "{formats:?}"
+    );
+    let envelopes = DossierEnvelopes::decode(id, rows.iter().map(|r| r.envelope.as_deref()));
+    assert_eq!(envelopes.tips().len(), 1, "one chain, one tip");
+    assert_eq!(
+        envelopes.named().len(),
+        rows.len() - 1,
+        "no two name the same"
+    );
 }
 
 #[test]

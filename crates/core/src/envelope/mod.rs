@@ -20,8 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::control::{OpHash, RegionId, RegionState, WriteDenied};
 use crate::id::{DocId, NodeId};
 
-/// The format byte of envelopes this build writes and reads.
+/// The format byte of plain change envelopes, and of sealed ones that start their
+/// author's chain in a dossier.
 pub const ENVELOPE_FORMAT: u8 = 1;
+/// The newest envelope format this build reads: 2, sealed change envelopes that
+/// name their author's previous one (`sealed::SealedFields::prev`).
+pub const MAX_ENVELOPE_FORMAT: u8 = 2;
 /// Largest encoded envelope accepted (the heads list is bounded).
 pub const MAX_ENVELOPE_BYTES: usize = 4096;
 /// Most control heads an envelope may name.
@@ -55,6 +59,38 @@ pub trait EnvelopeFields: Serialize + for<'de> Deserialize<'de> + Clone + Partia
     fn normalise(&mut self);
     /// Structural checks (bounded, sorted head lists), on signing and decoding.
     fn check(&self) -> Result<(), EnvelopeError>;
+    /// The format byte these fields are written under ([`ENVELOPE_FORMAT`] unless
+    /// a kind has a later format for some of its envelopes).
+    fn format(&self) -> u8 {
+        ENVELOPE_FORMAT
+    }
+    /// Domain separation of the signature of these fields (by format).
+    fn context(&self) -> &'static [u8] {
+        Self::SIG_CONTEXT
+    }
+    /// The encoded fields, as signed and sent after the signature.
+    fn encode_body(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+    /// Decodes the fields of an envelope of `format` (canonical encoding only).
+    fn decode_body(format: u8, body: &[u8]) -> Result<Self, EnvelopeError> {
+        if format != ENVELOPE_FORMAT {
+            return Err(EnvelopeError::UnknownFormat(format));
+        }
+        decode_canonical(body)
+    }
+}
+
+/// Decodes postcard-encoded fields and refuses any other encoding of them than
+/// the canonical one (a second encoding would be a second envelope hash).
+pub(crate) fn decode_canonical<T: Serialize + for<'de> Deserialize<'de>>(
+    body: &[u8],
+) -> Result<T, EnvelopeError> {
+    let fields: T = postcard::from_bytes(body).map_err(|_| EnvelopeError::Malformed("fields"))?;
+    if postcard::to_allocvec(&fields).ok().as_deref() != Some(body) {
+        return Err(EnvelopeError::Malformed("non-canonical encoding"));
+    }
+    Ok(fields)
 }
 
 impl EnvelopeFields for SignedFields {
@@ -136,9 +172,9 @@ impl<F: EnvelopeFields> Envelope<F> {
 
     /// Encodes the wire form.
     pub fn encode(&self) -> Vec<u8> {
-        let body = postcard::to_allocvec(&self.fields).unwrap_or_default();
+        let body = self.fields.encode_body();
         let mut out = Vec::with_capacity(65 + body.len());
-        out.push(ENVELOPE_FORMAT);
+        out.push(self.fields.format());
         out.extend_from_slice(&self.signature);
         out.extend_from_slice(&body);
         out
@@ -153,18 +189,14 @@ impl<F: EnvelopeFields> Envelope<F> {
         let (&format, rest) = wire
             .split_first()
             .ok_or(EnvelopeError::Malformed("empty"))?;
-        if format != ENVELOPE_FORMAT {
+        if format == 0 || format > MAX_ENVELOPE_FORMAT {
             return Err(EnvelopeError::UnknownFormat(format));
         }
         if rest.len() < 64 {
             return Err(EnvelopeError::Malformed("truncated signature"));
         }
         let (sig, body) = rest.split_at(64);
-        let fields: F =
-            postcard::from_bytes(body).map_err(|_| EnvelopeError::Malformed("fields"))?;
-        if postcard::to_allocvec(&fields).ok().as_deref() != Some(body) {
-            return Err(EnvelopeError::Malformed("non-canonical encoding"));
-        }
+        let fields = F::decode_body(format, body)?;
         fields.check()?;
         let signature: [u8; 64] = sig
             .try_into()
@@ -200,9 +232,13 @@ pub fn preverify_signatures<'a, F: EnvelopeFields + 'a>(
 }
 
 fn message<F: EnvelopeFields>(fields: &F) -> Result<Vec<u8>, EnvelopeError> {
-    let body = postcard::to_allocvec(fields).map_err(|_| EnvelopeError::Malformed("encoding"))?;
-    let mut m = Vec::with_capacity(F::SIG_CONTEXT.len() + body.len());
-    m.extend_from_slice(F::SIG_CONTEXT);
+    let body = fields.encode_body();
+    if body.is_empty() {
+        return Err(EnvelopeError::Malformed("encoding"));
+    }
+    let context = fields.context();
+    let mut m = Vec::with_capacity(context.len() + body.len());
+    m.extend_from_slice(context);
     m.extend_from_slice(&body);
     Ok(m)
 }
@@ -549,7 +585,7 @@ pub enum EnvelopeError {
     TooLarge(usize),
     /// Unknown format byte.
     #[error(
-        "change envelope has format version {0}, this regiosync knows {ENVELOPE_FORMAT}: upgrade regiosync"
+        "change envelope has format version {0}, this regiosync knows 1 to {MAX_ENVELOPE_FORMAT}: upgrade regiosync"
     )]
     UnknownFormat(u8),
     /// Does not decode.

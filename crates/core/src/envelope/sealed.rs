@@ -25,6 +25,12 @@ use crate::id::{DocId, NodeId};
 use crate::seal::sealed_epoch;
 
 const SEALED_SIG_CONTEXT: &[u8] = b"regiosync/sealed-change/1\0";
+/// The signature context of format 2 (an envelope that names its predecessor).
+const SEALED_SIG_CONTEXT_2: &[u8] = b"regiosync/sealed-change/2\0";
+/// Domain separation of [`envelope_hash`].
+const ENVELOPE_HASH_CONTEXT: &[u8] = b"regiosync/sealed-envelope/1\0";
+/// The format byte of a sealed envelope that names its author's previous one.
+pub const CHAINED_FORMAT: u8 = 2;
 
 /// The signed fields of a sealed change's envelope.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +49,12 @@ pub struct SealedFields {
     pub control_heads: Vec<OpHash>,
     /// The dossier access-log heads the author had (sorted).
     pub access_heads: Vec<OpHash>,
+    /// The [`envelope_hash`] of the author's previous sealed envelope in this
+    /// dossier (its chain tip when it wrote this change); `None` for its first.
+    /// With `Some`, the envelope is written in format 2 and its signature vouches
+    /// for that predecessor too (see [`authentic`]).
+    #[serde(skip)]
+    pub prev: Option<[u8; 32]>,
 }
 
 impl EnvelopeFields for SealedFields {
@@ -66,6 +78,141 @@ impl EnvelopeFields for SealedFields {
         }
         Ok(())
     }
+    fn format(&self) -> u8 {
+        if self.prev.is_some() {
+            CHAINED_FORMAT
+        } else {
+            super::ENVELOPE_FORMAT
+        }
+    }
+    fn context(&self) -> &'static [u8] {
+        if self.prev.is_some() {
+            SEALED_SIG_CONTEXT_2
+        } else {
+            SEALED_SIG_CONTEXT
+        }
+    }
+    /// Format 1: the fields; format 2: the fields, then the 32-byte `prev`.
+    fn encode_body(&self) -> Vec<u8> {
+        let mut body = postcard::to_allocvec(self).unwrap_or_default();
+        if let Some(prev) = &self.prev {
+            body.extend_from_slice(prev);
+        }
+        body
+    }
+    fn decode_body(format: u8, body: &[u8]) -> Result<Self, EnvelopeError> {
+        match format {
+            super::ENVELOPE_FORMAT => super::decode_canonical(body),
+            CHAINED_FORMAT => {
+                let split = body
+                    .len()
+                    .checked_sub(32)
+                    .ok_or(EnvelopeError::Malformed("truncated previous envelope"))?;
+                let (fields, prev) = body.split_at(split);
+                let mut fields: Self = super::decode_canonical(fields)?;
+                fields.prev = Some(
+                    prev.try_into()
+                        .map_err(|_| EnvelopeError::Malformed("previous envelope"))?,
+                );
+                Ok(fields)
+            }
+            other => Err(EnvelopeError::UnknownFormat(other)),
+        }
+    }
+}
+
+/// The hash by which a later envelope of the same author names this one
+/// (`SealedFields::prev`): SHA-256 over a context, the envelope's format byte and
+/// its encoded fields, without the signature (what an author's later signature
+/// vouches for is what the envelope says, so that it can travel without its own).
+pub fn envelope_hash(wire: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(ENVELOPE_HASH_CONTEXT);
+    match wire.split_first() {
+        Some((format, rest)) if rest.len() >= 64 => {
+            h.update([*format]);
+            h.update(&rest[64..]);
+        }
+        _ => h.update(wire),
+    }
+    h.finalize().into()
+}
+
+/// For each envelope, the one in the list it names as `prev` if that is the same
+/// author's envelope of `dossier`; and how many in the list name each.
+fn links(
+    dossier: &DocId,
+    envelopes: &[(&SealedEnvelope, [u8; 32])],
+) -> (Vec<Option<usize>>, Vec<usize>) {
+    let by_hash: std::collections::HashMap<&[u8; 32], usize> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, (_, h))| (h, i))
+        .collect();
+    let prev: Vec<Option<usize>> = envelopes
+        .iter()
+        .map(|(e, _)| {
+            let f = e.fields();
+            let p = *by_hash.get(f.prev.as_ref()?)?;
+            let pf = envelopes[p].0.fields();
+            (f.dossier == *dossier && pf.author == f.author).then_some(p)
+        })
+        .collect();
+    let mut successors = vec![0usize; envelopes.len()];
+    for p in prev.iter().flatten() {
+        successors[*p] += 1;
+    }
+    (prev, successors)
+}
+
+/// The envelopes of the list no other envelope of the same author names as its
+/// predecessor: the chain tips, whose signatures [`authentic`] checks (callers
+/// check them on all cores first, `preverify_signatures`).
+pub fn chain_tips(dossier: &DocId, envelopes: &[(&SealedEnvelope, [u8; 32])]) -> Vec<usize> {
+    let (_, successors) = links(dossier, envelopes);
+    (0..envelopes.len())
+        .filter(|i| successors[*i] == 0)
+        .collect()
+}
+
+/// Which of one dossier's sealed envelopes are authentic, i.e. written by their
+/// author: an envelope is when its own signature verifies, or when an authentic
+/// envelope of the same author and dossier names it as `prev` (its author's
+/// signature covers the predecessor's hash, so a chain of one author's changes is
+/// proven by the signature of its newest one). `envelopes` are decoded envelopes
+/// with their [`envelope_hash`]; `vouched_elsewhere` answers for an (envelope
+/// hash, author) whether an authentic envelope held outside the list names it.
+///
+/// Signatures are checked newest first, so an honest chain costs one check; a
+/// chain whose newest signature fails falls back to the signatures below it. Only
+/// the same author vouches: another device's envelope that names a predecessor
+/// proves nothing about it (else a member could make up a change "by" someone
+/// else and vouch for it with its own signature).
+pub fn authentic(
+    dossier: &DocId,
+    envelopes: &[(&SealedEnvelope, [u8; 32])],
+    vouched_elsewhere: impl Fn(&[u8; 32], &NodeId) -> bool,
+) -> Vec<bool> {
+    let n = envelopes.len();
+    let (prev, mut successors) = links(dossier, envelopes);
+    let mut vouched = vec![false; n];
+    let mut result = vec![false; n];
+    // Newest first: an envelope is decided once every successor in the list is.
+    let mut ready: Vec<usize> = (0..n).filter(|i| successors[*i] == 0).collect();
+    while let Some(i) = ready.pop() {
+        let (e, h) = &envelopes[i];
+        result[i] = vouched[i] || vouched_elsewhere(h, &e.fields().author) || e.signature_ok();
+        if let Some(p) = prev[i] {
+            vouched[p] |= result[i];
+            successors[p] -= 1;
+            if successors[p] == 0 {
+                ready.push(p);
+            }
+        }
+    }
+    // Every index is decided: `prev` links point to distinct earlier hashes, so
+    // they form no cycle (that would need a SHA-256 collision).
+    result
 }
 
 /// A sealed change's envelope.
@@ -179,6 +326,28 @@ impl<'a> SealedCheck<'a> {
         sealed: &[u8],
         known_op: impl Fn(&OpHash) -> bool,
     ) -> Result<u32, SealedRejection> {
+        self.verify_with(envelope, sealed, known_op, || envelope.signature_ok())
+    }
+
+    /// As [`Self::verify`], with the envelope's authenticity decided already (by
+    /// [`authentic`], over the dossier's envelopes): `false` is `BadSignature`.
+    pub fn verify_authentic(
+        &mut self,
+        envelope: &SealedEnvelope,
+        sealed: &[u8],
+        known_op: impl Fn(&OpHash) -> bool,
+        authentic: bool,
+    ) -> Result<u32, SealedRejection> {
+        self.verify_with(envelope, sealed, known_op, || authentic)
+    }
+
+    fn verify_with(
+        &mut self,
+        envelope: &SealedEnvelope,
+        sealed: &[u8],
+        known_op: impl Fn(&OpHash) -> bool,
+        authentic: impl FnOnce() -> bool,
+    ) -> Result<u32, SealedRejection> {
         let (state, dossier, log) = (self.state, *self.dossier, self.access_log);
         let f = envelope.fields();
         if f.region != state.region {
@@ -190,7 +359,7 @@ impl<'a> SealedCheck<'a> {
         if f.sealed_hash != sealed_hash(sealed) {
             return Err(SealedRejection::SealedHashMismatch);
         }
-        if !envelope.signature_ok() {
+        if !authentic() {
             return Err(SealedRejection::BadSignature);
         }
         if !f.control_heads.iter().all(known_op) {
@@ -242,6 +411,75 @@ impl<'a> SealedCheck<'a> {
             return Err(SealedRejection::RetiredEpoch { used, current });
         }
         Ok(used)
+    }
+}
+
+/// One dossier's sealed envelopes as a node holds or receives them (wire forms,
+/// some perhaps undecodable), decoded once, with their hashes: what the chain
+/// rules ([`chain_tips`], [`authentic`]) take.
+pub struct DossierEnvelopes {
+    dossier: DocId,
+    items: Vec<Option<(SealedEnvelope, [u8; 32])>>,
+}
+
+impl DossierEnvelopes {
+    /// Decodes `wires` (in order; `None` or an undecodable one stays `None`).
+    pub fn decode<'a>(dossier: DocId, wires: impl IntoIterator<Item = Option<&'a [u8]>>) -> Self {
+        let items = wires
+            .into_iter()
+            .map(|w| {
+                let w = w?;
+                Some((SealedEnvelope::decode(w).ok()?, envelope_hash(w)))
+            })
+            .collect();
+        Self { dossier, items }
+    }
+
+    /// The decoded envelope at `i`.
+    pub fn get(&self, i: usize) -> Option<&SealedEnvelope> {
+        self.items.get(i)?.as_ref().map(|(e, _)| e)
+    }
+
+    fn listed(&self) -> (Vec<usize>, Vec<(&SealedEnvelope, [u8; 32])>) {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| x.as_ref().map(|(e, h)| (i, (e, *h))))
+            .unzip()
+    }
+
+    /// The chain tips among them (see [`chain_tips`]).
+    pub fn tips(&self) -> Vec<&SealedEnvelope> {
+        let (_, listed) = self.listed();
+        chain_tips(&self.dossier, &listed)
+            .into_iter()
+            .map(|i| listed[i].0)
+            .collect()
+    }
+
+    /// Per item, whether it is authentic (see [`authentic`]); `false` for one that
+    /// did not decode.
+    pub fn authentic(&self, vouched_elsewhere: impl Fn(&[u8; 32], &NodeId) -> bool) -> Vec<bool> {
+        let (at, listed) = self.listed();
+        let mut out = vec![false; self.items.len()];
+        for (i, ok) in at
+            .into_iter()
+            .zip(authentic(&self.dossier, &listed, vouched_elsewhere))
+        {
+            out[i] = ok;
+        }
+        out
+    }
+
+    /// For each decoded envelope that names a predecessor, (that hash, its
+    /// author): what these envelopes vouch for, if they are authentic.
+    pub fn named(&self) -> std::collections::HashSet<([u8; 32], NodeId)> {
+        self.items
+            .iter()
+            .flatten()
+            .filter(|(e, _)| e.fields().dossier == self.dossier)
+            .filter_map(|(e, _)| Some((e.fields().prev?, e.fields().author)))
+            .collect()
     }
 }
 
@@ -472,11 +710,31 @@ mod tests {
                     author: by.node_id(),
                     control_heads: self.state.heads.clone(),
                     access_heads,
+                    prev: None,
                 },
                 by.signing_key(),
             )
             .unwrap();
             (env, sealed, change)
+        }
+
+        /// An envelope by `by` of this dossier naming `prev` (its fields made up:
+        /// the chain tests need no change behind them).
+        fn chained(&self, by: &NodeSecret, n: u8, prev: Option<[u8; 32]>) -> SealedEnvelope {
+            SealedEnvelope::sign(
+                SealedFields {
+                    region: self.state.region,
+                    dossier: self.dossier,
+                    change_hash: [n; 32],
+                    sealed_hash: [n; 32],
+                    author: by.node_id(),
+                    control_heads: self.state.heads.clone(),
+                    access_heads: self.heads(),
+                    prev,
+                },
+                by.signing_key(),
+            )
+            .unwrap()
         }
 
         fn verify(&self, env: &SealedEnvelope, sealed: &[u8]) -> Result<u32, SealedRejection> {
@@ -485,6 +743,140 @@ mod tests {
                 known.contains(h)
             })
         }
+    }
+
+    /// `env` with its signature replaced by garbage (as a forger would send it).
+    fn unsigned(env: &SealedEnvelope) -> SealedEnvelope {
+        let mut wire = env.encode();
+        wire[1..65].copy_from_slice(&[7; 64]);
+        SealedEnvelope::decode(&wire).unwrap()
+    }
+
+    fn hashed(envs: &[SealedEnvelope]) -> Vec<(&SealedEnvelope, [u8; 32])> {
+        envs.iter()
+            .map(|e| (e, envelope_hash(&e.encode())))
+            .collect()
+    }
+
+    #[test]
+    fn a_chained_envelope_is_format_2_and_its_signature_covers_the_link() {
+        let w = World::new();
+        let first = w.chained(&w.a, 1, None);
+        let second = w.chained(&w.a, 2, Some(envelope_hash(&first.encode())));
+        assert_eq!(first.encode()[0], crate::envelope::ENVELOPE_FORMAT);
+        let wire = second.encode();
+        assert_eq!(wire[0], CHAINED_FORMAT);
+        assert_eq!(SealedEnvelope::decode(&wire).unwrap(), second);
+        assert!(second.signature_ok());
+        // Another link under the same signature does not verify.
+        let mut relinked = wire.clone();
+        let last = relinked.len() - 1;
+        relinked[last] ^= 1;
+        assert!(!SealedEnvelope::decode(&relinked).unwrap().signature_ok());
+        // Read as format 1, the trailing link is not a valid encoding; a format 2
+        // envelope without a link is truncated; an unknown format is refused.
+        let mut as_1 = wire.clone();
+        as_1[0] = 1;
+        assert!(SealedEnvelope::decode(&as_1).is_err());
+        let cut = &first.encode()[..65 + 20];
+        let mut short = cut.to_vec();
+        short[0] = CHAINED_FORMAT;
+        assert!(SealedEnvelope::decode(&short).is_err());
+        let mut three = wire;
+        three[0] = 3;
+        assert_eq!(
+            SealedEnvelope::decode(&three),
+            Err(EnvelopeError::UnknownFormat(3))
+        );
+    }
+
+    #[test]
+    fn a_chain_is_proven_by_the_newest_signature_that_verifies() {
+        let w = World::new();
+        let e1 = w.chained(&w.a, 1, None);
+        let e2 = w.chained(&w.a, 2, Some(envelope_hash(&e1.encode())));
+        let e3 = w.chained(&w.a, 3, Some(envelope_hash(&e2.encode())));
+        // Only the newest carries a valid signature: the chain is proven by it.
+        let envs = [unsigned(&e1), unsigned(&e2), e3.clone()];
+        assert_eq!(
+            authentic(&w.dossier, &hashed(&envs), |_, _| false),
+            vec![true, true, true]
+        );
+        // In any order.
+        let envs = [e3.clone(), unsigned(&e1), unsigned(&e2)];
+        assert_eq!(
+            authentic(&w.dossier, &hashed(&envs), |_, _| false),
+            vec![true, true, true]
+        );
+        // The newest is forged: the ones below stand on their own signatures.
+        let envs = [e1.clone(), unsigned(&e2), unsigned(&e3)];
+        assert_eq!(
+            authentic(&w.dossier, &hashed(&envs), |_, _| false),
+            vec![true, false, false]
+        );
+        // A held envelope outside the list (stored before) vouches as well.
+        let h2 = envelope_hash(&e2.encode());
+        let author = w.a.node_id();
+        let envs = [unsigned(&e1), unsigned(&e2)];
+        assert_eq!(
+            authentic(&w.dossier, &hashed(&envs), |h, a| *h == h2 && *a == author),
+            vec![true, true]
+        );
+        // The newest is the chain's one tip.
+        let all = [e1.clone(), e2.clone(), e3.clone()];
+        assert_eq!(chain_tips(&w.dossier, &hashed(&all)), vec![2]);
+        // But not for another author.
+        let b = w.b.node_id();
+        assert_eq!(
+            authentic(&w.dossier, &hashed(&envs), |h, a| *h == h2 && *a == b),
+            vec![false, false]
+        );
+    }
+
+    #[test]
+    fn attack_an_envelope_made_up_for_another_author_is_not_vouched_by_the_forger() {
+        let w = World::new();
+        // Municipality B makes up a change "by" the ROC (with no valid signature)
+        // and names it as the predecessor of its own, validly signed, change.
+        let forged = unsigned(&w.chained(&w.roc, 1, None));
+        let own = w.chained(&w.b, 2, Some(envelope_hash(&forged.encode())));
+        let envs = [forged, own];
+        assert_eq!(
+            authentic(&w.dossier, &hashed(&envs), |_, _| false),
+            vec![false, true]
+        );
+        // Nor does the same author's envelope of another dossier: links count
+        // within one dossier.
+        let e1 = unsigned(&w.chained(&w.a, 1, None));
+        let elsewhere = SealedEnvelope::sign(
+            SealedFields {
+                dossier: DocId::from_bytes([9; 16]),
+                prev: Some(envelope_hash(&e1.encode())),
+                ..w.chained(&w.a, 2, None).fields().clone()
+            },
+            w.a.signing_key(),
+        )
+        .unwrap();
+        let envs = [e1, elsewhere];
+        assert_eq!(
+            authentic(&w.dossier, &hashed(&envs), |_, _| false),
+            vec![false, true]
+        );
+    }
+
+    #[test]
+    fn a_forked_chain_is_proven_by_each_branch() {
+        // Two processes of one device wrote on the same predecessor.
+        let w = World::new();
+        let e1 = w.chained(&w.a, 1, None);
+        let h1 = envelope_hash(&e1.encode());
+        let left = w.chained(&w.a, 2, Some(h1));
+        let right = w.chained(&w.a, 3, Some(h1));
+        let envs = [unsigned(&e1), unsigned(&left), right];
+        assert_eq!(
+            authentic(&w.dossier, &hashed(&envs), |_, _| false),
+            vec![true, false, true]
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::message::{MAX_SYNC_MESSAGE, SignedChange, SyncError};
 use crate::control::{OpHash, RegionId};
-use crate::envelope::sealed::{SealedEnvelope, SealedFields, sealed_hash};
+use crate::envelope::sealed::{SealedEnvelope, SealedFields, envelope_hash, sealed_hash};
 use crate::envelope::{ChangeEnvelope, EnvelopeFields, SignedFields, check_heads};
 use crate::id::{DocId, NodeId};
 
@@ -84,7 +84,57 @@ enum Compact {
         author: u32,
         control: u32,
         access: u32,
+        prev: Prev,
     },
+}
+
+/// The `prev` of a sealed envelope (format 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Prev {
+    /// None (a format 1 envelope).
+    None,
+    /// The envelope of the same author sent last before it in the same dossier's
+    /// message, in compact form (the usual case: a chain travels in order).
+    Previous,
+    /// Another envelope, by its hash.
+    Hash([u8; 32]),
+}
+
+/// The hash of each author's envelope sent last in compact form, per dossier: what
+/// [`Prev::Previous`] names. Kept alike by the compactor and the expander.
+#[derive(Default)]
+struct LastSent(HashMap<(DocId, u32), [u8; 32]>);
+
+impl LastSent {
+    fn prev(&self, doc: &DocId, author: u32, prev: Option<[u8; 32]>) -> Prev {
+        match prev {
+            None => Prev::None,
+            Some(p) if self.0.get(&(*doc, author)) == Some(&p) => Prev::Previous,
+            Some(p) => Prev::Hash(p),
+        }
+    }
+    fn resolve(
+        &self,
+        doc: &DocId,
+        author: u32,
+        prev: &Prev,
+    ) -> Result<Option<[u8; 32]>, SyncError> {
+        match prev {
+            Prev::None => Ok(None),
+            Prev::Previous => self
+                .0
+                .get(&(*doc, author))
+                .copied()
+                .map(Some)
+                .ok_or(SyncError::Malformed),
+            Prev::Hash(h) => Ok(Some(*h)),
+        }
+    }
+    fn record(&mut self, doc: &DocId, compact: &Compact, wire: &[u8]) {
+        if let Compact::Sealed { author, .. } = compact {
+            self.0.insert((*doc, *author), envelope_hash(wire));
+        }
+    }
 }
 
 /// Which kind of envelope a message's changes carry.
@@ -102,6 +152,7 @@ pub(crate) struct Compactor {
     table: Table,
     authors: HashMap<NodeId, u32>,
     heads: HashMap<Vec<OpHash>, u32>,
+    last: LastSent,
 }
 
 impl Compactor {
@@ -137,9 +188,13 @@ impl Compactor {
 
     /// Replaces `change.envelope` (format 1 wire form) by its compact form.
     pub(crate) fn compact(&mut self, kind: Kind, doc: &DocId, change: &mut SignedChange) {
-        let compact = self
-            .try_compact(kind, doc, change)
-            .unwrap_or_else(|| Compact::Full(std::mem::take(&mut change.envelope)));
+        let compact = match self.try_compact(kind, doc, change) {
+            Some(c) => {
+                self.last.record(doc, &c, &change.envelope);
+                c
+            }
+            None => Compact::Full(std::mem::take(&mut change.envelope)),
+        };
         change.envelope = postcard::to_allocvec(&compact).unwrap_or_default();
     }
 
@@ -163,18 +218,20 @@ impl Compactor {
                 if f.dossier != *doc || !self.region_ok(&f.region) {
                     return None;
                 }
+                let author = self.author(&f.author);
                 Compact::Sealed {
                     signature: Signature::from_bytes(env.signature()),
                     change_hash: f.change_hash,
-                    author: self.author(&f.author),
+                    author,
                     control: self.heads(&f.control_heads),
                     access: self.heads(&f.access_heads),
+                    prev: self.last.prev(doc, author, f.prev),
                 }
             }
         };
         // Only what comes back byte for byte travels compact (a stored envelope
         // is canonical, so this always holds for what honest nodes store).
-        let back = expand_one(&self.table, kind, doc, &change.change, &compact).ok()?;
+        let back = expand_one(&self.table, &self.last, kind, doc, &change.change, &compact).ok()?;
         (back == change.envelope).then_some(compact)
     }
 }
@@ -183,6 +240,7 @@ impl Compactor {
 pub(crate) struct Expander {
     table: Table,
     rebuilt: usize,
+    last: LastSent,
 }
 
 impl Expander {
@@ -191,7 +249,11 @@ impl Expander {
         if table.heads.iter().any(|h| check_heads(h).is_err()) {
             return Err(SyncError::Malformed);
         }
-        Ok(Self { table, rebuilt: 0 })
+        Ok(Self {
+            table,
+            rebuilt: 0,
+            last: LastSent::default(),
+        })
     }
 
     /// Replaces `change.envelope` (compact form) by the format 1 wire form.
@@ -205,7 +267,8 @@ impl Expander {
             Ok((c, [])) => c,
             _ => return Err(SyncError::Malformed),
         };
-        let wire = expand_one(&self.table, kind, doc, &change.change, &compact)?;
+        let wire = expand_one(&self.table, &self.last, kind, doc, &change.change, &compact)?;
+        self.last.record(doc, &compact, &wire);
         self.rebuilt += wire.len();
         if self.rebuilt > MAX_SYNC_MESSAGE {
             return Err(SyncError::OverLimit("rebuilt envelope bytes"));
@@ -217,6 +280,7 @@ impl Expander {
 
 fn expand_one(
     table: &Table,
+    last: &LastSent,
     kind: Kind,
     doc: &DocId,
     change: &[u8],
@@ -253,9 +317,11 @@ fn expand_one(
                 author: a,
                 control,
                 access,
+                prev,
             },
         ) => {
             let fields = SealedFields {
+                prev: last.resolve(doc, *a, prev)?,
                 region: region()?,
                 dossier: *doc,
                 change_hash: *change_hash,
@@ -281,6 +347,7 @@ mod tests {
     use automerge::{Automerge, ROOT};
 
     use super::*;
+    use crate::envelope::sealed::CHAINED_FORMAT;
     use crate::identity::NodeSecret;
     use crate::sync::{DocMessage, DossierMessage, FrameFormat, Request, Response};
 
@@ -313,6 +380,10 @@ mod tests {
                 envelope: env.encode(),
             });
             let bytes = vec![i as u8; 100];
+            // A chain: each names the one before (format 2), but the first.
+            let prev = sealed
+                .last()
+                .map(|p: &SignedChange| envelope_hash(&p.envelope));
             let env = SealedEnvelope::sign(
                 SealedFields {
                     region,
@@ -322,6 +393,7 @@ mod tests {
                     author: by.node_id(),
                     control_heads: heads.clone(),
                     access_heads: vec![OpHash([3; 32])],
+                    prev,
                 },
                 by.signing_key(),
             )
@@ -383,8 +455,29 @@ mod tests {
             compact.len(),
             full.len()
         );
-        let (full, compact) = (resp.encode(), resp.encode_as(FrameFormat::Compact));
+        // The full form as it would be with every change (a full frame leaves out
+        // the chained ones, below).
+        let full = [
+            &[crate::sync::SYNC_FORMAT][..],
+            &postcard::to_allocvec(&resp).unwrap(),
+        ]
+        .concat();
+        let compact = resp.encode_as(FrameFormat::Compact);
         assert_eq!(Response::decode(&compact).unwrap(), resp);
+        // The chains' links travel as "the previous one".
+        let Response::Dossiers { dossiers } = &resp else {
+            unreachable!()
+        };
+        assert!(dossiers[0].changes[1].envelope[0] == CHAINED_FORMAT);
+        // A full frame, for a peer of an older version, carries only the changes
+        // whose envelopes it reads: each author's first (unchained) one, and the
+        // format 1 junk.
+        assert_eq!(resp.newer_envelopes(), 38);
+        let Response::Dossiers { dossiers: old } = Response::decode(&resp.encode()).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(old[0].changes.len(), 3);
+        assert!(old[0].changes.iter().all(|c| c.envelope[0] == 1));
         assert!(
             compact.len() + 40 * 120 < full.len(),
             "{} vs {}",
@@ -427,6 +520,7 @@ mod tests {
             author,
             control,
             access,
+            prev: Prev::None,
         }
     }
 
@@ -450,6 +544,19 @@ mod tests {
                 Err(SyncError::Malformed)
             );
         }
+        // "The previous one" where there is none.
+        let orphan = Compact::Sealed {
+            signature: Signature::from_bytes(&[5; 64]),
+            change_hash: [6; 32],
+            author: 0,
+            control: 0,
+            access: 0,
+            prev: Prev::Previous,
+        };
+        assert_eq!(
+            Response::decode(&frame(&table, vec![0; 10], &orphan, 1)),
+            Err(SyncError::Malformed)
+        );
         // A plain envelope in a dossier message.
         let plain = Compact::Plain {
             signature: Signature::from_bytes(&[5; 64]),
