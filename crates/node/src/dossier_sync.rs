@@ -528,10 +528,9 @@ impl Node {
         let Some(access) = fold_dossier(state, *id, &log) else {
             return Ok(());
         };
-        let drop: Vec<[u8; 32]> = self
-            .store
-            .changes(id)?
-            .into_iter()
+        let rows = self.store.changes(id)?;
+        let mut drop: Vec<[u8; 32]> = rows
+            .iter()
             .filter_map(|r| {
                 let env = SealedEnvelope::decode(r.envelope.as_deref()?).ok()?;
                 let party = &state.devices.get(&env.fields().author)?.party;
@@ -544,6 +543,19 @@ impl Node {
             .collect();
         if drop.is_empty() {
             return Ok(());
+        }
+        // A kept change that was taken in on the word of a later change of its
+        // author (a chain, `authentic`) stands on its own signature once that later
+        // change is dropped: one whose own signature does not verify (made so by
+        // its author) goes too, on every node alike, instead of being offered on
+        // and refused as a forgery by every peer that judges it alone.
+        let remaining: Vec<&ChangeRow> = rows.iter().filter(|r| !drop.contains(&r.hash)).collect();
+        let envelopes =
+            DossierEnvelopes::decode(*id, remaining.iter().map(|r| r.envelope.as_deref()));
+        for (r, ok) in remaining.iter().zip(envelopes.authentic(|_, _| false)) {
+            if !ok {
+                drop.push(r.hash);
+            }
         }
         let n = self.store.write(|tx| tx.drop_sealed_changes(id, &drop))?;
         tracing::info!(dossier = %id, changes = n, "dropped changes of a revoked party that its revocation did not keep");

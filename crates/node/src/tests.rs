@@ -1905,3 +1905,128 @@ fn the_readers_index_is_kept_and_follows_another_handles_revocation() {
     );
     assert!(rows.iter().any(|(id, _)| *id == other));
 }
+
+/// A chain of one author's sealed changes is proven by its newest signature
+/// (`authentic`). Zeist garbles the signature of its first change and sends it to
+/// Houten together with its second, validly signed change that names it: Houten
+/// takes both in. The ROC, which holds Zeist's first change as it was really
+/// signed, then revokes Zeist, keeping that change (the second came after). When
+/// the revocation reaches Houten and drops the second change, the first no longer
+/// has a chain to stand on: Houten drops it too, and takes the genuine copy from
+/// the ROC, instead of keeping (and offering every peer) a copy whose signature
+/// does not verify.
+#[test]
+fn a_kept_change_whose_chain_was_dropped_stands_on_its_own_signature() {
+    use crate::dossiers::NewDossier;
+    use regiosync_core::dossier::access::Basis;
+    use regiosync_core::sync::{DossierMessage, FrameFormat, Request};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, mut zeist, mut houten] = dossier_region(tmp.path());
+    let by = mentor();
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Jeugdwet: ondersteuning".into(),
+                fields: vec![],
+            },
+            &by,
+        )
+        .unwrap();
+    roc.grant_dossier(
+        &id,
+        party("gemeente-houten"),
+        Basis::WettelijkeTaak,
+        "leerplicht",
+        None,
+        &by,
+    )
+    .unwrap();
+    let (z, r, _) = sync_once(zeist, roc);
+    let (h, r, _) = sync_once(houten, r);
+    (zeist, roc, houten) = (z, r, h);
+    zeist.add_dossier_note(&id, "Eerste.", &by).unwrap();
+    let (z, r, _) = sync_once(zeist, roc);
+    (zeist, roc) = (z, r);
+    zeist.add_dossier_note(&id, "Tweede.", &by).unwrap();
+    let me = zeist.info().node_id;
+    let own: Vec<_> = zeist
+        .store()
+        .changes(&id)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.actor == me.as_bytes())
+        .collect();
+    let [first, second] = [&own[own.len() - 2], &own[own.len() - 1]];
+    let genuine = first.envelope.clone().unwrap();
+    let mut garbled = genuine.clone();
+    garbled[1..65].copy_from_slice(&[7; 64]);
+    let msg = Request::Dossiers {
+        dossiers: vec![DossierMessage {
+            dossier: id,
+            have: vec![],
+            ops: vec![],
+            changes: vec![
+                regiosync_core::sync::SignedChange {
+                    change: first.bytes.clone(),
+                    envelope: garbled.clone(),
+                },
+                regiosync_core::sync::SignedChange {
+                    change: second.bytes.clone(),
+                    envelope: second.envelope.clone().unwrap(),
+                },
+            ],
+            withheld: false,
+        }],
+    };
+    let answer = houten.respond(
+        &crate::sync::SessionMemory::default(),
+        &me,
+        &msg.encode_as(FrameFormat::Compact),
+    );
+    assert!(answer.misbehaved.is_none(), "{:?}", answer.misbehaved);
+    let envelope_at_houten = |h: &Node| {
+        h.store()
+            .changes(&id)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.hash == first.hash)
+            .and_then(|r| r.envelope)
+    };
+    assert_eq!(
+        envelope_at_houten(&houten),
+        Some(garbled),
+        "taken in on the chain"
+    );
+    // The ROC revokes Zeist; it holds the first change only, which it keeps.
+    roc.revoke_dossier(&id, party("gemeente-zeist"), "verhuisd", &by)
+        .unwrap();
+    let (h, r, _) = sync_once(houten, roc);
+    let (h, _r, _) = sync_once(h, r);
+    houten = h;
+    assert!(
+        !houten
+            .store()
+            .changes(&id)
+            .unwrap()
+            .iter()
+            .any(|r| r.hash == second.hash),
+        "the change after the revocation was dropped"
+    );
+    assert_eq!(
+        envelope_at_houten(&houten),
+        Some(genuine),
+        "the first change as its author signed it"
+    );
+    assert!(
+        houten
+            .read_dossier(&id, &by)
+            .unwrap()
+            .contacten
+            .iter()
+            .any(|c| c.tekst == "Eerste."),
+        "the kept note is still read"
+    );
+}
