@@ -37,7 +37,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use regiosync_core::control::{Folded, OpHash, RegionState, Signed};
+use regiosync_core::control::{Folded, OpError, OpHash, RegionState, Signed};
 use regiosync_core::dossier::access::{
     AccessSummary, DossierBody, DossierOp, SignedDossierOp, check_erase, dossier_id, ever_granted,
     fold_dossier,
@@ -438,7 +438,19 @@ impl Node {
             })
             .collect();
         preverify_signatures(tips);
-        for (m, envelopes) in incoming.iter().zip(&decoded) {
+        // The access-log ops of all the message's dossiers in one batch: each
+        // author's newest op vouches for the earlier ones it names as parents, and
+        // those newest ones are checked on all cores (`Signed::decode_batch`).
+        let wires: Vec<&[u8]> = incoming
+            .iter()
+            .flat_map(|m| m.ops.iter().map(Vec::as_slice))
+            .collect();
+        let mut ops = Signed::<DossierOp>::decode_batch(&wires).into_iter();
+        let ops: Vec<Vec<Result<SignedDossierOp, OpError>>> = incoming
+            .iter()
+            .map(|m| ops.by_ref().take(m.ops.len()).collect())
+            .collect();
+        for ((m, envelopes), ops) in incoming.iter().zip(&decoded).zip(ops) {
             if !seen.insert(m.dossier) {
                 // A dossier named twice in one message: only the first counts.
                 continue;
@@ -453,7 +465,7 @@ impl Node {
             if m.ops.is_empty() && m.changes.is_empty() {
                 continue;
             }
-            let (r, write) = self.receive_dossier(memory, folded, peer, m, envelopes)?;
+            let (r, write) = self.receive_dossier(memory, folded, peer, m, ops, envelopes)?;
             if r.stored > 0 {
                 // An erasure (the only thing stored here): passed on too.
                 total.docs.push(m.dossier);
@@ -606,6 +618,7 @@ impl Node {
         folded: &Folded,
         peer: &NodeId,
         m: &DossierMessage,
+        ops: Vec<Result<SignedDossierOp, OpError>>,
         envelopes: &DossierEnvelopes,
     ) -> Result<(Received, Option<DossierWrite>), NodeError> {
         let id = m.dossier;
@@ -616,8 +629,8 @@ impl Node {
         // the dossier.
         let mut new_ops: Vec<SignedDossierOp> = Vec::new();
         let mut wire_hashes = HashSet::new();
-        for wire in &m.ops {
-            match Signed::<DossierOp>::decode(wire) {
+        for decoded in ops {
+            match decoded {
                 Ok(op) if op.payload().dossier != id || op.payload().region != state.region => {
                     got.forged += 1;
                     tracing::warn!(peer = %peer, dossier = %id, "refusing a dossier op filed under another dossier or region");

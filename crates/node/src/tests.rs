@@ -2030,3 +2030,99 @@ fn a_kept_change_whose_chain_was_dropped_stands_on_its_own_signature() {
         "the kept note is still read"
     );
 }
+
+/// The access-log ops of a received message are decoded as a batch: an author's
+/// op vouches for its own earlier ops that it names as parents. Zeist makes up a
+/// grant "by" the ROC (with no valid signature) and names it as the parent of its
+/// own, validly signed op: the made-up grant is refused as a forgery and never
+/// stored.
+#[test]
+fn a_dossier_op_made_up_in_the_owners_name_is_not_vouched_for_by_another_party() {
+    use crate::dossiers::NewDossier;
+    use regiosync_core::control::Signed;
+    use regiosync_core::dossier::access::{Basis, DossierBody, DossierOp};
+    use regiosync_core::sync::{DossierMessage, FrameFormat, Request};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
+    let by = mentor();
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-zeist"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Jeugdwet: ondersteuning".into(),
+                fields: vec![],
+            },
+            &by,
+        )
+        .unwrap();
+    let (mut zeist, mut roc, _) = sync_once(zeist, roc);
+    let region = roc.region().unwrap().unwrap();
+    let heads: Vec<_> = roc
+        .access_log(&id)
+        .unwrap()
+        .iter()
+        .map(Signed::hash)
+        .collect();
+    let grant = DossierOp {
+        region,
+        dossier: id,
+        parents: heads,
+        author: roc.info().node_id,
+        time: 1_800_000_000,
+        body: DossierBody::Grant {
+            party: party("gemeente-houten"),
+            basis: Basis::Toestemming,
+            purpose: "zomaar".into(),
+            until: None,
+        },
+    };
+    let made_up = Signed::sign(grant, roc.signing_key_for_tests().unwrap()).unwrap();
+    let mut made_up_wire = made_up.encode();
+    made_up_wire[1..65].copy_from_slice(&[7; 64]);
+    let own = Signed::sign(
+        DossierOp {
+            region,
+            dossier: id,
+            parents: vec![made_up.hash()],
+            author: zeist.info().node_id,
+            time: 1_800_000_000,
+            body: DossierBody::Grant {
+                party: party("gemeente-houten"),
+                basis: Basis::Toestemming,
+                purpose: "ook zomaar".into(),
+                until: None,
+            },
+        },
+        zeist.signing_key_for_tests().unwrap(),
+    )
+    .unwrap();
+    let msg = Request::Dossiers {
+        dossiers: vec![DossierMessage {
+            dossier: id,
+            have: vec![],
+            ops: vec![made_up_wire, own.encode()],
+            changes: vec![],
+            withheld: false,
+        }],
+    };
+    let before = roc.access_log(&id).unwrap().len();
+    let answer = roc.respond(
+        &crate::sync::SessionMemory::default(),
+        &zeist.info().node_id,
+        &msg.encode_as(FrameFormat::Compact),
+    );
+    assert!(
+        answer.misbehaved.is_some(),
+        "the made-up op was not taken for a forgery"
+    );
+    let log = roc.access_log(&id).unwrap();
+    assert!(
+        !log.iter().any(|o| o.hash() == made_up.hash()),
+        "the made-up grant was stored"
+    );
+    // Zeist's own op is judged on its signature (and refused by the rules: it is
+    // not the owner, and its parent is unknown here), so nothing was added.
+    assert_eq!(log.len(), before);
+}

@@ -364,6 +364,9 @@ pub trait Payload:
     const SIG_CONTEXT: &'static [u8];
     /// The signing device.
     fn author(&self) -> NodeId;
+    /// The hashes of the ops this one was made on (its author's signature covers
+    /// them, see [`Signed::decode_batch`]).
+    fn parents(&self) -> &[OpHash];
     /// Rules that hold whatever the state.
     fn check_structure(&self) -> Result<(), OpError>;
 }
@@ -374,15 +377,19 @@ impl Payload for Op {
     fn author(&self) -> NodeId {
         self.author
     }
+    fn parents(&self) -> &[OpHash] {
+        &self.parents
+    }
     fn check_structure(&self) -> Result<(), OpError> {
         check_structure(self)
     }
 }
 
 /// A signed payload whose signature and encoding have been checked. It can only be
-/// made by [`Signed::sign`] or [`Signed::decode`] (or, for this node's own store,
-/// [`Signed::decode_stored`]), so holding one means the named author signed exactly
-/// these bytes; whether the author had the *authority* is decided by a fold.
+/// made by [`Signed::sign`], [`Signed::decode`] or [`Signed::decode_batch`] (or, for
+/// this node's own store, [`Signed::decode_stored`]), so holding one means the named
+/// author signed exactly these bytes, or a later op of theirs that names them; whether
+/// the author had the *authority* is decided by a fold.
 ///
 /// Wire form: `[format byte][64-byte signature][postcard(payload)]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -433,6 +440,101 @@ impl<P: Payload> Signed<P> {
         Self::decode_inner(wire, true)
     }
 
+    /// Decodes a batch of signed payloads from untrusted bytes (the ops of one
+    /// received message), as [`Signed::decode`] does each, with one difference: an
+    /// op named as a parent by another op of the batch with the same author, whose
+    /// own signature (or such a chain) holds, needs no check of its own signature.
+    /// The later op's signature covers its parents' hashes, and so what they say:
+    /// its author vouches for its own earlier ops, as a sealed change envelope does
+    /// for its predecessor (`envelope::sealed::authentic`). Another author's op
+    /// vouches for nothing. The signatures of the ops no same-author op names (the
+    /// newest of each author) are checked first, on all cores; an op whose own
+    /// signature is bad and that nothing vouches for is `BadSignature`, as in
+    /// [`Signed::decode`]. The results are in the order of `wires`.
+    pub fn decode_batch(wires: &[&[u8]]) -> Vec<Result<Self, OpError>> {
+        let decoded: Vec<Result<Self, OpError>> =
+            wires.iter().map(|w| Self::decode_inner(w, false)).collect();
+        let n = decoded.len();
+        let by_hash: std::collections::HashMap<OpHash, usize> = decoded
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((d.as_ref().ok()?.hash, i)))
+            .collect();
+        let authors: Vec<Option<NodeId>> = decoded
+            .iter()
+            .map(|d| d.as_ref().ok().map(|o| o.payload.author()))
+            .collect();
+        // For each op, its parents in the batch by the same author; how many name each.
+        let parents: Vec<Vec<usize>> = decoded
+            .iter()
+            .zip(&authors)
+            .map(|(d, author)| {
+                let Ok(op) = d else { return Vec::new() };
+                op.payload
+                    .parents()
+                    .iter()
+                    .filter_map(|h| by_hash.get(h).copied())
+                    .filter(|p| authors[*p] == *author)
+                    .collect()
+            })
+            .collect();
+        let mut children = vec![0usize; n];
+        for p in parents.iter().flatten() {
+            children[*p] += 1;
+        }
+        let mut ready: Vec<usize> = (0..n)
+            .filter(|i| children[*i] == 0 && decoded[*i].is_ok())
+            .collect();
+        let tips: Vec<([u8; 32], [u8; 64], Vec<u8>)> = ready
+            .iter()
+            .filter_map(|i| {
+                let op = decoded[*i].as_ref().ok()?;
+                Some((
+                    *op.payload.author().as_bytes(),
+                    op.signature,
+                    sig_message::<P>(&op.hash),
+                ))
+            })
+            .collect();
+        crate::signature_memo::verify_many(&tips);
+        let mut vouched = vec![false; n];
+        let mut authentic = vec![false; n];
+        while let Some(i) = ready.pop() {
+            let Ok(op) = &decoded[i] else { continue };
+            authentic[i] = vouched[i] || op.signature_ok();
+            for &p in &parents[i] {
+                vouched[p] |= authentic[i];
+                children[p] -= 1;
+                if children[p] == 0 {
+                    ready.push(p);
+                }
+            }
+        }
+        // Every decoded op is decided: parent links follow hashes of distinct
+        // payloads, so they form no cycle.
+        decoded
+            .into_iter()
+            .zip(authentic)
+            .map(|(d, ok)| {
+                d.and_then(|op| {
+                    if ok {
+                        Ok(op)
+                    } else {
+                        Err(OpError::BadSignature)
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn signature_ok(&self) -> bool {
+        crate::signature_memo::verify(
+            self.payload.author().as_bytes(),
+            &self.signature,
+            &sig_message::<P>(&self.hash),
+        )
+    }
+
     /// Decodes a payload from this node's own store, which only holds ops that passed
     /// [`Signed::decode`] or [`Signed::sign`] when they were stored. Skips the
     /// signature check (the dominant cost of loading a large log) but keeps every
@@ -465,21 +567,16 @@ impl<P: Payload> Signed<P> {
         let signature: [u8; 64] = sig
             .try_into()
             .map_err(|_| OpError::Malformed("signature"))?;
-        if verify
-            && !crate::signature_memo::verify(
-                payload.author().as_bytes(),
-                &signature,
-                &sig_message::<P>(&hash),
-            )
-        {
-            return Err(OpError::BadSignature);
-        }
-        Ok(Self {
+        let op = Self {
             payload,
             bytes: bytes.to_vec(),
             signature,
             hash,
-        })
+        };
+        if verify && !op.signature_ok() {
+            return Err(OpError::BadSignature);
+        }
+        Ok(op)
     }
 
     /// The wire form.

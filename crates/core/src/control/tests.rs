@@ -2145,3 +2145,112 @@ fn the_access_digest_follows_membership_and_nothing_else() {
         seen.push(d);
     }
 }
+
+/// `Signed::decode_batch`: an op named as a parent by a later op of the same author
+/// in the batch is vouched for by that op's signature; another author's op vouches
+/// for nothing.
+mod decode_batch {
+    use super::*;
+    use crate::testkit::{genesis, sign_op};
+
+    /// `op`'s wire form with a signature nobody made.
+    fn garbled(op: &SignedOp) -> Vec<u8> {
+        let mut w = op.encode();
+        w[1..65].copy_from_slice(&[7; 64]);
+        w
+    }
+
+    fn batch(wires: &[Vec<u8>]) -> Vec<Result<SignedOp, OpError>> {
+        let refs: Vec<&[u8]> = wires.iter().map(Vec::as_slice).collect();
+        SignedOp::decode_batch(&refs)
+    }
+
+    fn chain(admin: &NodeSecret, other: &NodeSecret) -> Vec<SignedOp> {
+        let g = genesis(admin, "gemeente-kern", Role::Kerngemeente);
+        let region = Some(RegionId(g.hash()));
+        let a = sign_op(
+            admin,
+            region,
+            vec![g.hash()],
+            OpBody::AddParty {
+                party: party("roc-x"),
+                role: Role::Roc,
+            },
+        );
+        let b = sign_op(
+            admin,
+            region,
+            vec![a.hash()],
+            OpBody::AddDevice {
+                party: party("roc-x"),
+                device: other.node_id(),
+                age_recipient: other.age_recipient().to_string(),
+            },
+        );
+        vec![g, a, b]
+    }
+
+    #[test]
+    fn the_newest_signature_vouches_for_the_same_authors_earlier_ops() {
+        let (admin, other) = (
+            NodeSecret::generate().unwrap(),
+            NodeSecret::generate().unwrap(),
+        );
+        let ops = chain(&admin, &other);
+        // The first two without a signature of their own, in any order.
+        let wires = vec![ops[2].encode(), garbled(&ops[0]), garbled(&ops[1])];
+        let got = batch(&wires);
+        assert!(got.iter().all(Result::is_ok), "{got:?}");
+        assert_eq!(got[1].as_ref().unwrap().hash(), ops[0].hash());
+        // The newest garbled: it is refused, the ones below stand on their own.
+        let wires = vec![ops[0].encode(), ops[1].encode(), garbled(&ops[2])];
+        let got = batch(&wires);
+        assert!(got[0].is_ok() && got[1].is_ok());
+        assert!(matches!(got[2], Err(OpError::BadSignature)));
+        // Alone, a garbled op is refused as `decode` refuses it.
+        assert!(matches!(
+            batch(&[garbled(&ops[1])])[0],
+            Err(OpError::BadSignature)
+        ));
+        assert!(matches!(
+            SignedOp::decode(&garbled(&ops[1])),
+            Err(OpError::BadSignature)
+        ));
+        // Junk is refused as `decode` refuses it, and vouches for nothing.
+        let got = batch(&[vec![1, 2, 3], garbled(&ops[0])]);
+        assert!(got[0].is_err() && matches!(got[1], Err(OpError::BadSignature)));
+    }
+
+    #[test]
+    fn attack_an_op_made_up_in_another_authors_name_is_not_vouched_for() {
+        let (admin, other) = (
+            NodeSecret::generate().unwrap(),
+            NodeSecret::generate().unwrap(),
+        );
+        let ops = chain(&admin, &other);
+        let region = Some(RegionId(ops[0].hash()));
+        // `other` makes up an op "by" the admin and names it as a parent of its own,
+        // validly signed op.
+        let made_up = sign_op(
+            &admin,
+            region,
+            vec![ops[2].hash()],
+            OpBody::SetAdmin {
+                party: party("roc-x"),
+                admin: true,
+            },
+        );
+        let own = sign_op(
+            &other,
+            region,
+            vec![made_up.hash()],
+            OpBody::AddParty {
+                party: party("roc-y"),
+                role: Role::Roc,
+            },
+        );
+        let got = batch(&[garbled(&made_up), own.encode()]);
+        assert!(matches!(got[0], Err(OpError::BadSignature)), "{got:?}");
+        assert!(got[1].is_ok());
+    }
+}

@@ -156,6 +156,10 @@ impl Payload for DossierOp {
         self.author
     }
 
+    fn parents(&self) -> &[OpHash] {
+        &self.parents
+    }
+
     fn check_structure(&self) -> Result<(), OpError> {
         let open = matches!(self.body, DossierBody::Open { .. });
         if open != self.parents.is_empty() {
