@@ -1917,24 +1917,13 @@ fn the_readers_index_is_kept_and_follows_another_handles_revocation() {
 /// does not verify.
 #[test]
 fn a_kept_change_whose_chain_was_dropped_stands_on_its_own_signature() {
-    use crate::dossiers::NewDossier;
     use regiosync_core::dossier::access::Basis;
     use regiosync_core::sync::{DossierMessage, FrameFormat, Request};
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, mut zeist, mut houten] = dossier_region(tmp.path());
     let by = mentor();
-    let id = roc
-        .create_dossier(
-            &NewDossier {
-                woongemeente: party("gemeente-zeist"),
-                basis: Basis::WettelijkeTaak,
-                purpose: "Jeugdwet: ondersteuning".into(),
-                fields: vec![],
-            },
-            &by,
-        )
-        .unwrap();
+    let id = zeist_dossier(&mut roc, &by);
     roc.grant_dossier(
         &id,
         party("gemeente-houten"),
@@ -2038,7 +2027,6 @@ fn a_kept_change_whose_chain_was_dropped_stands_on_its_own_signature() {
 /// stored.
 #[test]
 fn a_dossier_op_made_up_in_the_owners_name_is_not_vouched_for_by_another_party() {
-    use crate::dossiers::NewDossier;
     use regiosync_core::control::Signed;
     use regiosync_core::dossier::access::{Basis, DossierBody, DossierOp};
     use regiosync_core::sync::{DossierMessage, FrameFormat, Request};
@@ -2046,17 +2034,7 @@ fn a_dossier_op_made_up_in_the_owners_name_is_not_vouched_for_by_another_party()
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, zeist, _houten] = dossier_region(tmp.path());
     let by = mentor();
-    let id = roc
-        .create_dossier(
-            &NewDossier {
-                woongemeente: party("gemeente-zeist"),
-                basis: Basis::WettelijkeTaak,
-                purpose: "Jeugdwet: ondersteuning".into(),
-                fields: vec![],
-            },
-            &by,
-        )
-        .unwrap();
+    let id = zeist_dossier(&mut roc, &by);
     let (mut zeist, mut roc, _) = sync_once(zeist, roc);
     let region = roc.region().unwrap().unwrap();
     let heads: Vec<_> = roc

@@ -438,6 +438,13 @@ fn encode_compact<T: WithChanges>(msg: &T) -> Vec<u8> {
     out
 }
 
+fn encode_in<T: WithChanges>(msg: &T, format: FrameFormat) -> Vec<u8> {
+    match format {
+        FrameFormat::Full => encode_full(msg),
+        FrameFormat::Compact => encode_compact(msg),
+    }
+}
+
 fn decode<T: WithChanges>(bytes: &[u8]) -> Result<T, SyncError> {
     if bytes.len() > MAX_SYNC_MESSAGE {
         return Err(SyncError::TooLarge(bytes.len()));
@@ -476,10 +483,7 @@ impl Request {
     /// The frame bytes in `format` (compact only for a peer that speaks
     /// `/regiosync/sync/3`).
     pub fn encode_as(&self, format: FrameFormat) -> Vec<u8> {
-        match format {
-            FrameFormat::Full => encode_full(self),
-            FrameFormat::Compact => encode_compact(self),
-        }
+        encode_in(self, format)
     }
     /// Decodes untrusted frame bytes and checks the per-message limits.
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
@@ -552,10 +556,7 @@ impl Response {
     /// The frame bytes in `format`: a responder answers in the format it was asked
     /// in, so a peer that asked in format 1 (an older version) gets format 1.
     pub fn encode_as(&self, format: FrameFormat) -> Vec<u8> {
-        match format {
-            FrameFormat::Full => encode_full(self),
-            FrameFormat::Compact => encode_compact(self),
-        }
+        encode_in(self, format)
     }
     /// Decodes untrusted frame bytes and checks the per-message limits.
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
