@@ -74,7 +74,10 @@ fn samples() -> Vec<Vec<u8>> {
 fn feed(bytes: &[u8]) {
     let _ = SignedOp::decode(bytes);
     let _ = SignedOp::decode_stored(bytes);
+    let _ = SignedOp::decode_batch(&[bytes, bytes]);
     let _ = ChangeEnvelope::decode(bytes);
+    let _ = crate::envelope::sealed::SealedEnvelope::decode(bytes);
+    let _ = crate::envelope::sealed::envelope_hash(bytes);
     let _ = JoinRequest::decode(bytes);
     let _ = decode_bundle(bytes);
     let _ = InviteCode::decode(&String::from_utf8_lossy(bytes));
