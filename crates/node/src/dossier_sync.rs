@@ -540,17 +540,17 @@ impl Node {
         let Some(access) = fold_dossier(state, *id, &log) else {
             return Ok(());
         };
-        let rows = self.store.changes(id)?;
+        let rows = self.store.change_envelopes(id)?;
         let mut drop: Vec<[u8; 32]> = rows
             .iter()
-            .filter_map(|r| {
-                let env = SealedEnvelope::decode(r.envelope.as_deref()?).ok()?;
+            .filter_map(|(hash, envelope)| {
+                let env = SealedEnvelope::decode(envelope.as_deref()?).ok()?;
                 let party = &state.devices.get(&env.fields().author)?.party;
                 let hit = revoked
                     .iter()
-                    .any(|(p, keep)| *p == party && !keep.contains(&r.hash));
+                    .any(|(p, keep)| *p == party && !keep.contains(hash));
                 // Only while the revocation stands (not granted again since).
-                (hit && !access.has_access(party)).then_some(r.hash)
+                (hit && !access.has_access(party)).then_some(*hash)
             })
             .collect();
         if drop.is_empty() {
@@ -561,12 +561,12 @@ impl Node {
         // change is dropped: one whose own signature does not verify (made so by
         // its author) goes too, on every node alike, instead of being offered on
         // and refused as a forgery by every peer that judges it alone.
-        let remaining: Vec<&ChangeRow> = rows.iter().filter(|r| !drop.contains(&r.hash)).collect();
-        let envelopes =
-            DossierEnvelopes::decode(*id, remaining.iter().map(|r| r.envelope.as_deref()));
-        for (r, ok) in remaining.iter().zip(envelopes.authentic(|_, _| false)) {
+        let remaining: Vec<&regiosync_store::EnvelopeRow> =
+            rows.iter().filter(|(h, _)| !drop.contains(h)).collect();
+        let envelopes = DossierEnvelopes::decode(*id, remaining.iter().map(|(_, e)| e.as_deref()));
+        for ((hash, _), ok) in remaining.iter().zip(envelopes.authentic(|_, _| false)) {
             if !ok {
-                drop.push(r.hash);
+                drop.push(*hash);
             }
         }
         let n = self.store.write(|tx| tx.drop_sealed_changes(id, &drop))?;
@@ -749,12 +749,9 @@ impl Node {
         {
             // Not proven within the message: an envelope may be the predecessor
             // of one this node stored before (a chain that came in two parts).
-            let held = match self.store.document(&id)? {
-                Some(_) => self.store.changes(&id)?,
-                None => Vec::new(),
-            };
+            let held = self.store.change_envelopes(&id)?;
             let named =
-                DossierEnvelopes::decode(id, held.iter().map(|r| r.envelope.as_deref())).named();
+                DossierEnvelopes::decode(id, held.iter().map(|(_, e)| e.as_deref())).named();
             authentic = envelopes.authentic(|h, a| named.contains(&(*h, *a)));
         }
         for (i, sc) in m.changes.iter().enumerate() {

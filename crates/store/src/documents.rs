@@ -25,6 +25,10 @@ pub struct DocumentRow {
     pub created_ms: i64,
 }
 
+/// A change's hash and its stored envelope, without the change bytes
+/// ([`crate::StoreRead::change_envelopes`]).
+pub type EnvelopeRow = ([u8; 32], Option<Vec<u8>>);
+
 /// One Automerge change as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeRow {
@@ -329,6 +333,31 @@ pub(crate) fn changes(
         return Err(StoreError::UnknownDocument(*id));
     }
     Ok(change_rows(conn, path, id, 0)?.0)
+}
+
+pub(crate) fn change_envelopes(
+    conn: &Connection,
+    path: &Path,
+    id: &DocId,
+) -> Result<Vec<EnvelopeRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT hash, envelope FROM changes WHERE doc_id = ?1 ORDER BY rowid")
+        .at(path)?;
+    let rows = stmt
+        .query_map(params![&id.as_bytes()[..]], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+        })
+        .at(path)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (hash, envelope) = r.at(path)?;
+        let hash = hash.try_into().map_err(|_| StoreError::Malformed {
+            path: path.to_owned(),
+            detail: "change row".into(),
+        })?;
+        out.push((hash, envelope));
+    }
+    Ok(out)
 }
 
 pub(crate) fn insert_document(

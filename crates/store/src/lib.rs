@@ -70,7 +70,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use audit::AuditRow;
 pub use control::InviteRow;
-pub use documents::{ChangeRow, DocumentRow, Snapshot, StoredDoc, WriteMarks};
+pub use documents::{ChangeRow, DocumentRow, EnvelopeRow, Snapshot, StoredDoc, WriteMarks};
 pub use dossiers::{DossierItems, ReadersRow, Tombstone};
 use error::SqliteResultExt;
 pub use error::StoreError;

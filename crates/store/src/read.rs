@@ -96,6 +96,14 @@ pub trait StoreRead: sealed::Sealed {
         documents::changes(c, p, id)
     }
 
+    /// The hash and envelope of every change of a document, in the order they were
+    /// stored, without the change bytes (for checks that need only the envelopes,
+    /// e.g. a dossier's chains of signatures).
+    fn change_envelopes(&self, id: &DocId) -> Result<Vec<crate::EnvelopeRow>, StoreError> {
+        let (c, p) = self.conn().parts();
+        documents::change_envelopes(c, p, id)
+    }
+
     /// Every stored control op (wire bytes), ordered by hash.
     fn ops(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         let (c, p) = self.conn().parts();

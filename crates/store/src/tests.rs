@@ -120,6 +120,17 @@ fn changes_are_found_by_hash_in_the_order_asked() {
         .unwrap();
     assert_eq!(got, vec![change(4, 10), change(2, 10)]);
     assert!(store.changes_by_hash(&a.id, &[]).unwrap().is_empty());
+    // The envelopes alone: the document's own, in stored order, as `changes` has them.
+    let envelopes = store.change_envelopes(&a.id).unwrap();
+    let want: Vec<crate::EnvelopeRow> = store
+        .changes(&a.id)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.hash, c.envelope))
+        .collect();
+    assert_eq!(envelopes, want);
+    assert_eq!(envelopes.len(), 5);
+    assert!(store.change_envelopes(&doc_row("c").id).unwrap().is_empty());
     let plan: Vec<String> = store
         .conn
         .prepare(
