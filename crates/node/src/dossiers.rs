@@ -22,7 +22,7 @@ use regiosync_core::envelope::sealed::{
     sealed_hash,
 };
 use regiosync_core::id::{DocId, NodeId, PartyName, Role, fill_random};
-use regiosync_core::seal::{ContentKey, KeyRing, seal_change, wrap_key};
+use regiosync_core::seal::{ContentKey, KeyRing, seal_change, seal_change_rebuildable, wrap_key};
 use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DocumentRow};
 use time::Date;
@@ -550,7 +550,20 @@ impl Node {
                     continue;
                 };
                 written = true;
-                let sealed = seal_change(key, id, epoch, &change.hash().0, change.raw_bytes())?;
+                // A chained change (envelope format 2, never sent to older versions)
+                // is sealed with a synthetic nonce (seal format 2), so that a reader
+                // can rebuild its sealed bytes from a bundle; a first change stays in
+                // the formats every version reads.
+                let sealed = match prev {
+                    Some(_) => seal_change_rebuildable(
+                        key,
+                        id,
+                        epoch,
+                        &change.hash().0,
+                        change.raw_bytes(),
+                    )?,
+                    None => seal_change(key, id, epoch, &change.hash().0, change.raw_bytes())?,
+                };
                 let envelope = SealedEnvelope::sign(
                     SealedFields {
                         region: state.region,

@@ -204,7 +204,7 @@ impl<F: EnvelopeFields> Envelope<F> {
         Ok(Self { fields, signature })
     }
 
-    fn signature_ok(&self) -> bool {
+    pub(crate) fn signature_ok(&self) -> bool {
         let Ok(msg) = message(&self.fields) else {
             return false;
         };

@@ -6,18 +6,28 @@
 //! Two formats, both versioned (docs/PROTOCOL.md, "Sealed changes" and "Wrapped
 //! keys"):
 //!
-//! - A **sealed change**: `[format = 1][epoch: u32 BE][nonce: 24][ciphertext + tag: 16]`,
+//! - A **sealed change**: `[format][epoch: u32 BE][nonce: 24][ciphertext + tag: 16]`,
 //!   45 bytes more than the change. The associated data is
-//!   `"regiosync/seal/1\0" || dossier id || epoch || change hash`, so a ciphertext
-//!   moved to another dossier, epoch or change does not open.
+//!   `"regiosync/seal/<format>\0" || dossier id || epoch || change hash`, so a
+//!   ciphertext moved to another dossier, epoch or change does not open. Format 1
+//!   draws the nonce at random; format 2 ([`seal_change_rebuildable`]) derives it
+//!   from the key, the associated data and the change (a synthetic nonce, as
+//!   AES-SIV does), so any holder of the key seals a change to the same bytes: a
+//!   reader that received the plaintext in a bundle ([`seal_bundle`]) rebuilds the
+//!   sealed bytes its author signed. Equal nonces then mean equal changes, which the
+//!   change hash in the envelope says anyway.
+//! - A **sealed bundle** (of many changes, for one sync message between two readers):
+//!   `[format = 1][epoch: u32 BE][nonce: 24][ciphertext + tag: 16]` with the
+//!   associated data `"regiosync/bundle/1\0" || dossier id || epoch`.
 //! - A **wrapped key**: an age file (binary, X25519) to one device's recipient whose
 //!   plaintext is `[format = 1][dossier id: 16][epoch: u32 BE][key: 32]`: the key
 //!   names what it is for, so a wrapping replayed under another dossier or epoch is
 //!   refused after unwrapping.
 //!
 //! age costs ~70 µs and ~200 bytes per recipient (docs/PERFORMANCE.md): it wraps keys (once per device and
-//! epoch), never changes. XChaCha20's 192-bit nonces are drawn at random, which is
-//! safe for any number of changes under one key.
+//! epoch), never changes. XChaCha20's 192-bit nonces (random, or in format 2 an
+//! HMAC-SHA256 of the change under a key derived from the content key) are safe for
+//! any number of changes under one key.
 //!
 //! ```
 //! use regiosync_core::identity::NodeSecret;
@@ -47,8 +57,14 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::id::{DocId, fill_random};
 
-/// Format byte of a sealed change this build writes and reads.
+/// Format byte of a sealed change with a random nonce (read by every version).
 pub const SEAL_FORMAT: u8 = 1;
+/// Format byte of a sealed change with a synthetic nonce ([`seal_change_rebuildable`]):
+/// written only with a chained envelope (envelope format 2), which older versions
+/// are never sent.
+pub const REBUILDABLE_SEAL_FORMAT: u8 = 2;
+/// Format byte of a sealed bundle ([`seal_bundle`]).
+pub const BUNDLE_SEAL_FORMAT: u8 = 1;
 /// Format byte of a wrapped key's plaintext.
 pub const WRAP_FORMAT: u8 = 1;
 /// Bytes a sealed change adds to the change: format, epoch, nonce, tag.
@@ -57,6 +73,9 @@ pub const SEAL_OVERHEAD: usize = 1 + 4 + 24 + 16;
 pub const MAX_WRAPPED_KEY: usize = 1024;
 
 const SEAL_CONTEXT: &[u8] = b"regiosync/seal/1\0";
+const SEAL_CONTEXT_2: &[u8] = b"regiosync/seal/2\0";
+const BUNDLE_CONTEXT: &[u8] = b"regiosync/bundle/1\0";
+const NONCE_KEY_CONTEXT: &[u8] = b"regiosync/seal/2 nonce key";
 const WRAP_PLAIN_LEN: usize = 1 + 16 + 4 + 32;
 
 /// A dossier's content key for one epoch. Wiped from memory when dropped; its
@@ -92,7 +111,7 @@ pub enum SealError {
     #[error("the operating system provided no randomness")]
     NoRandomness,
     /// Not a sealed change of a format this build knows.
-    #[error("sealed change has format {0}, this regiosync reads {SEAL_FORMAT}: upgrade regiosync")]
+    #[error("sealed data has format {0}, which this regiosync does not read: upgrade regiosync")]
     UnknownFormat(u8),
     /// Too short to be a sealed change or wrapped key.
     #[error("sealed data is truncated or malformed")]
@@ -115,13 +134,125 @@ pub enum SealError {
     Wrap(String),
 }
 
-fn aad(dossier: &DocId, epoch: u32, change_hash: &[u8; 32]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(SEAL_CONTEXT.len() + 16 + 4 + 32);
-    a.extend_from_slice(SEAL_CONTEXT);
+fn aad(context: &[u8], dossier: &DocId, epoch: u32, change_hash: Option<&[u8; 32]>) -> Vec<u8> {
+    let mut a = Vec::with_capacity(context.len() + 16 + 4 + 32);
+    a.extend_from_slice(context);
     a.extend_from_slice(dossier.as_bytes());
     a.extend_from_slice(&epoch.to_be_bytes());
-    a.extend_from_slice(change_hash);
+    if let Some(h) = change_hash {
+        a.extend_from_slice(h);
+    }
     a
+}
+
+fn seal_context(format: u8) -> Result<&'static [u8], SealError> {
+    match format {
+        SEAL_FORMAT => Ok(SEAL_CONTEXT),
+        REBUILDABLE_SEAL_FORMAT => Ok(SEAL_CONTEXT_2),
+        other => Err(SealError::UnknownFormat(other)),
+    }
+}
+
+/// `[format][epoch][nonce][XChaCha20-Poly1305(key, nonce, plaintext, aad)]`.
+fn seal_with(
+    key: &ContentKey,
+    format: u8,
+    epoch: u32,
+    nonce: &[u8; 24],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| SealError::Tampered)?;
+    let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
+    out.push(format);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens `[format][epoch][nonce][ciphertext]` with `key` and `aad`.
+fn open_with(key: &ContentKey, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(SealError::Malformed);
+    }
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    cipher
+        .decrypt(
+            XNonce::from_slice(&sealed[5..29]),
+            Payload {
+                msg: &sealed[29..],
+                aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| SealError::Tampered)
+}
+
+/// The synthetic nonce of format 2: HMAC-SHA256 over the associated data and the
+/// plaintext, keyed with a key derived from the content key (so the nonce says
+/// nothing about the change to anyone without the key), cut to 24 bytes. Written
+/// by hand on the `hmac` crate: no maintained crate offers XChaCha20-Poly1305 with
+/// synthetic nonces (the `aes-siv` family is AES only).
+fn synthetic_nonce(key: &ContentKey, aad: &[u8], plaintext: &[u8]) -> [u8; 24] {
+    use hmac::{Hmac, Mac};
+    type HmacSha256 = Hmac<sha2::Sha256>;
+    let mut derive = <HmacSha256 as Mac>::new_from_slice(key.expose())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    derive.update(NONCE_KEY_CONTEXT);
+    let nonce_key = Zeroizing::new(derive.finalize().into_bytes());
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(&nonce_key[..])
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(&(aad.len() as u64).to_be_bytes());
+    mac.update(aad);
+    mac.update(plaintext);
+    let tag = mac.finalize().into_bytes();
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&tag[..24]);
+    nonce
+}
+
+/// Seals a change in format 2: as [`seal_change`], but with a synthetic nonce, so
+/// that sealing the same change of the same dossier under the same key always gives
+/// the same bytes (what lets a reader rebuild them from a bundle).
+pub fn seal_change_rebuildable(
+    key: &ContentKey,
+    dossier: &DocId,
+    epoch: u32,
+    change_hash: &[u8; 32],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let aad = aad(SEAL_CONTEXT_2, dossier, epoch, Some(change_hash));
+    let nonce = synthetic_nonce(key, &aad, plaintext);
+    seal_with(key, REBUILDABLE_SEAL_FORMAT, epoch, &nonce, &aad, plaintext)
+}
+
+/// The format byte of sealed data, if it is one a sealed change may have.
+pub fn sealed_format(sealed: &[u8]) -> Option<u8> {
+    sealed.first().copied().filter(|f| seal_context(*f).is_ok())
+}
+
+/// Seals a bundle's plaintext (the changes of one dossier that a reader sends
+/// another in one sync message) under `key` of `epoch`, with a random nonce.
+pub fn seal_bundle(
+    key: &ContentKey,
+    dossier: &DocId,
+    epoch: u32,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let mut nonce = [0u8; 24];
+    fill_random(&mut nonce).map_err(|_| SealError::NoRandomness)?;
+    let aad = aad(BUNDLE_CONTEXT, dossier, epoch, None);
+    seal_with(key, BUNDLE_SEAL_FORMAT, epoch, &nonce, &aad, plaintext)
 }
 
 /// Seals a change (its bytes) for `dossier` under `key` of `epoch`.
@@ -134,32 +265,15 @@ pub fn seal_change(
 ) -> Result<Vec<u8>, SealError> {
     let mut nonce = [0u8; 24];
     fill_random(&mut nonce).map_err(|_| SealError::NoRandomness)?;
-    let cipher = XChaCha20Poly1305::new(key.expose().into());
-    let aad = aad(dossier, epoch, change_hash);
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| SealError::Tampered)?;
-    let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
-    out.push(SEAL_FORMAT);
-    out.extend_from_slice(&epoch.to_be_bytes());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    Ok(out)
+    let aad = aad(SEAL_CONTEXT, dossier, epoch, Some(change_hash));
+    seal_with(key, SEAL_FORMAT, epoch, &nonce, &aad, plaintext)
 }
 
 /// The epoch a sealed change names (readable without any key: a relay and the
 /// access-log rules use it).
 pub fn sealed_epoch(sealed: &[u8]) -> Result<u32, SealError> {
     let (&format, rest) = sealed.split_first().ok_or(SealError::Malformed)?;
-    if format != SEAL_FORMAT {
-        return Err(SealError::UnknownFormat(format));
-    }
+    seal_context(format)?;
     if sealed.len() < SEAL_OVERHEAD {
         return Err(SealError::Malformed);
     }
@@ -203,30 +317,45 @@ impl KeyRing {
         self.keys.keys().copied()
     }
 
-    /// Opens a sealed change of this ring's dossier.
+    /// Opens a sealed change of this ring's dossier (format 1 or 2).
     pub fn unseal(
         &self,
         change_hash: &[u8; 32],
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let epoch = sealed_epoch(sealed)?;
+        let context = seal_context(sealed[0])?;
         let key = self
             .keys
             .get(&epoch)
             .ok_or(SealError::NoKeyForEpoch(epoch))?;
-        let nonce = &sealed[5..29];
-        let cipher = XChaCha20Poly1305::new(key.expose().into());
-        let aad = aad(&self.dossier, epoch, change_hash);
-        cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: &sealed[29..],
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| SealError::Tampered)
+        open_with(
+            key,
+            sealed,
+            &aad(context, &self.dossier, epoch, Some(change_hash)),
+        )
+    }
+
+    /// Opens a sealed bundle of this ring's dossier ([`seal_bundle`]).
+    pub fn open_bundle(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let (&format, rest) = sealed.split_first().ok_or(SealError::Malformed)?;
+        if format != BUNDLE_SEAL_FORMAT {
+            return Err(SealError::UnknownFormat(format));
+        }
+        let epoch: [u8; 4] = rest
+            .get(..4)
+            .and_then(|e| e.try_into().ok())
+            .ok_or(SealError::Malformed)?;
+        let epoch = u32::from_be_bytes(epoch);
+        let key = self
+            .keys
+            .get(&epoch)
+            .ok_or(SealError::NoKeyForEpoch(epoch))?;
+        open_with(
+            key,
+            sealed,
+            &aad(BUNDLE_CONTEXT, &self.dossier, epoch, None),
+        )
     }
 
     /// Forgets every key (erasure); the memory is wiped as the keys drop.

@@ -157,3 +157,74 @@ proptest! {
         let _ = unwrap_key(&bytes, &DocId::random().unwrap(), 0, id.age_identity());
     }
 }
+
+#[test]
+fn format_2_seals_a_change_to_the_same_bytes_for_every_holder_of_the_key() {
+    let dossier = DocId::random().unwrap();
+    let key = ContentKey::generate().unwrap();
+    let a = seal_change_rebuildable(&key, &dossier, 1, &[1; 32], b"contact: huisbezoek").unwrap();
+    let b = seal_change_rebuildable(&key.clone(), &dossier, 1, &[1; 32], b"contact: huisbezoek")
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a[0], REBUILDABLE_SEAL_FORMAT);
+    assert_eq!(sealed_epoch(&a), Ok(1));
+    let mut ring = KeyRing::new(dossier);
+    ring.insert(1, key.clone());
+    assert_eq!(
+        &ring.unseal(&[1; 32], &a).unwrap()[..],
+        b"contact: huisbezoek"
+    );
+    // Another change, epoch, dossier or key: another nonce.
+    let nonce = |s: &[u8]| s[5..29].to_vec();
+    for other in [
+        seal_change_rebuildable(&key, &dossier, 1, &[1; 32], b"contact: huisbezoek!").unwrap(),
+        seal_change_rebuildable(&key, &dossier, 1, &[2; 32], b"contact: huisbezoek").unwrap(),
+        seal_change_rebuildable(&key, &dossier, 2, &[1; 32], b"contact: huisbezoek").unwrap(),
+        seal_change_rebuildable(
+            &key,
+            &DocId::random().unwrap(),
+            1,
+            &[1; 32],
+            b"contact: huisbezoek",
+        )
+        .unwrap(),
+        seal_change_rebuildable(
+            &ContentKey::generate().unwrap(),
+            &dossier,
+            1,
+            &[1; 32],
+            b"contact: huisbezoek",
+        )
+        .unwrap(),
+    ] {
+        assert_ne!(nonce(&other), nonce(&a));
+    }
+    // Format 1 of the same change: random nonces, never equal.
+    let r1 = seal_change(&key, &dossier, 1, &[1; 32], b"contact: huisbezoek").unwrap();
+    let r2 = seal_change(&key, &dossier, 1, &[1; 32], b"contact: huisbezoek").unwrap();
+    assert_ne!(r1, r2);
+}
+
+#[test]
+fn a_sealed_change_does_not_open_under_the_other_formats_binding() {
+    let dossier = DocId::random().unwrap();
+    let key = ContentKey::generate().unwrap();
+    let mut ring = KeyRing::new(dossier);
+    ring.insert(0, key.clone());
+    let mut two = seal_change_rebuildable(&key, &dossier, 0, &[1; 32], b"x").unwrap();
+    two[0] = SEAL_FORMAT;
+    assert_eq!(ring.unseal(&[1; 32], &two), Err(SealError::Tampered));
+    let mut one = seal_change(&key, &dossier, 0, &[1; 32], b"x").unwrap();
+    one[0] = REBUILDABLE_SEAL_FORMAT;
+    assert_eq!(ring.unseal(&[1; 32], &one), Err(SealError::Tampered));
+    one[0] = 3;
+    assert_eq!(
+        ring.unseal(&[1; 32], &one),
+        Err(SealError::UnknownFormat(3))
+    );
+    // A bundle is no sealed change, and a sealed change no bundle.
+    let bundle = seal_bundle(&key, &dossier, 0, b"x").unwrap();
+    assert_eq!(ring.unseal(&[1; 32], &bundle), Err(SealError::Tampered));
+    let change = seal_change(&key, &dossier, 0, &[1; 32], b"x").unwrap();
+    assert_eq!(ring.open_bundle(&change), Err(SealError::Tampered));
+}

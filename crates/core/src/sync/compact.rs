@@ -24,6 +24,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::bundle::{BundlePrev, OutBundle, PendingBundle, PendingEntry};
 use super::message::{MAX_SYNC_MESSAGE, SignedChange, SyncError};
 use crate::control::{OpHash, RegionId};
 use crate::envelope::sealed::{SealedEnvelope, SealedFields, envelope_hash, sealed_hash};
@@ -236,6 +237,62 @@ impl Compactor {
     }
 }
 
+/// A bundle in a frame of format 3 ([`crate::sync::bundle`]): its dossier, its
+/// sealed plaintext, and its changes' envelopes without the two hashes the receiver
+/// computes from the rebuilt changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireBundle {
+    pub(crate) dossier: DocId,
+    sealed: Vec<u8>,
+    entries: Vec<WireEntry>,
+}
+
+/// One bundled change's envelope: signature and table indices, as [`Compact::Sealed`]
+/// without the change hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct WireEntry {
+    signature: Signature,
+    author: u32,
+    control: u32,
+    access: u32,
+    prev: BundlePrev,
+}
+
+impl Compactor {
+    /// The wire form of a bundle, its envelopes' parts in this frame's table; `None`
+    /// if an envelope does not decode or is of another region than the frame's
+    /// (the caller then sends the changes on their own).
+    pub(crate) fn bundle(&mut self, b: &OutBundle) -> Option<WireBundle> {
+        let mut last: HashMap<NodeId, [u8; 32]> = HashMap::new();
+        let mut entries = Vec::with_capacity(b.changes.len());
+        for c in &b.changes {
+            let env = SealedEnvelope::decode(&c.envelope).ok()?;
+            let f = env.fields();
+            if f.dossier != b.dossier || !self.region_ok(&f.region) {
+                return None;
+            }
+            let prev = match f.prev {
+                None => BundlePrev::None,
+                Some(p) if last.get(&f.author) == Some(&p) => BundlePrev::Previous,
+                Some(p) => BundlePrev::Hash(p),
+            };
+            last.insert(f.author, envelope_hash(&c.envelope));
+            entries.push(WireEntry {
+                signature: Signature::from_bytes(env.signature()),
+                author: self.author(&f.author),
+                control: self.heads(&f.control_heads),
+                access: self.heads(&f.access_heads),
+                prev,
+            });
+        }
+        Some(WireBundle {
+            dossier: b.dossier,
+            sealed: b.sealed.clone(),
+            entries,
+        })
+    }
+}
+
 /// Rebuilds a frame's envelopes, counting the bytes rebuilt.
 pub(crate) struct Expander {
     table: Table,
@@ -275,6 +332,44 @@ impl Expander {
         }
         change.envelope = wire;
         Ok(())
+    }
+}
+
+impl Expander {
+    /// A received bundle with its table references resolved (refused whole if one
+    /// is out of range).
+    pub(crate) fn pending(&self, w: WireBundle) -> Result<PendingBundle, SyncError> {
+        let region = self.table.region.ok_or(SyncError::Malformed)?;
+        let heads = |i: u32| {
+            self.table
+                .heads
+                .get(i as usize)
+                .cloned()
+                .ok_or(SyncError::Malformed)
+        };
+        let entries = w
+            .entries
+            .into_iter()
+            .map(|e| {
+                Ok(PendingEntry {
+                    region,
+                    author: *self
+                        .table
+                        .authors
+                        .get(e.author as usize)
+                        .ok_or(SyncError::Malformed)?,
+                    control_heads: heads(e.control)?,
+                    access_heads: heads(e.access)?,
+                    signature: e.signature.to_bytes(),
+                    prev: e.prev,
+                })
+            })
+            .collect::<Result<Vec<_>, SyncError>>()?;
+        Ok(PendingBundle {
+            dossier: w.dossier,
+            sealed: w.sealed,
+            entries,
+        })
     }
 }
 

@@ -18,7 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::compact::{Compactor, Expander, Kind, Table};
+use super::bundle::{OutBundle, PendingBundle};
+use super::compact::{Compactor, Expander, Kind, Table, WireBundle};
 use super::summary::Summary;
 use crate::control::{OpHash, RegionId};
 use crate::id::{DocId, NodeId};
@@ -31,6 +32,11 @@ pub const SYNC_FORMAT: u8 = 1;
 /// `/regiosync/sync/3`, read from anyone.
 pub const COMPACT_FORMAT: u8 = 2;
 
+/// The format byte of sync messages whose envelopes travel compact and whose
+/// dossier changes may travel in bundles ([`crate::sync::bundle`]): written only to
+/// peers that speak `/regiosync/sync/4`, read from anyone.
+pub const BUNDLED_FORMAT: u8 = 3;
+
 /// The encoding of a sync frame, from its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameFormat {
@@ -38,6 +44,8 @@ pub enum FrameFormat {
     Full,
     /// Format 2: envelopes compact.
     Compact,
+    /// Format 3: envelopes compact, dossier changes between readers in bundles.
+    Bundled,
 }
 
 impl FrameFormat {
@@ -46,6 +54,7 @@ impl FrameFormat {
         match frame.first() {
             Some(&SYNC_FORMAT) => Some(Self::Full),
             Some(&COMPACT_FORMAT) => Some(Self::Compact),
+            Some(&BUNDLED_FORMAT) => Some(Self::Bundled),
             _ => None,
         }
     }
@@ -423,50 +432,100 @@ fn encode_full<T: WithChanges>(msg: &T) -> Vec<u8> {
     encode(msg.as_ref())
 }
 
-/// `[2][postcard(table)][postcard(msg with compact envelopes)]`.
-fn encode_compact<T: WithChanges>(msg: &T) -> Vec<u8> {
+/// `[2][postcard(table)][postcard(msg with compact envelopes)]`, or in format 3
+/// the same followed by `postcard(bundles)`: each of `bundles` whose dossier the
+/// message names travels as a bundle, beside the dossier's other changes.
+fn encode_compact<T: WithChanges>(msg: &T, format: u8, bundles: &[OutBundle]) -> Vec<u8> {
     let mut msg = msg.clone();
     let mut compactor = Compactor::default();
-    // The closure never fails.
-    let _ = msg.each_change(&mut |kind, doc, change| {
-        compactor.compact(kind, doc, change);
-        Ok(())
-    });
-    let mut out = vec![COMPACT_FORMAT];
+    let mut wire: Vec<WireBundle> = Vec::new();
+    let mut lists = msg.change_lists();
+    for b in bundles {
+        let Some((_, _, list)) = lists
+            .iter_mut()
+            .find(|(kind, doc, _)| *kind == Kind::Sealed && *doc == b.dossier)
+        else {
+            continue;
+        };
+        match compactor.bundle(b) {
+            Some(w) if !wire.iter().any(|x| x.dossier == b.dossier) => wire.push(w),
+            // Travels on its own after all.
+            _ => list.extend(b.changes.iter().cloned()),
+        }
+    }
+    for (kind, doc, list) in lists {
+        for change in list {
+            compactor.compact(kind, &doc, change);
+        }
+    }
+    let mut out = vec![format];
     out.extend(postcard::to_allocvec(&compactor.into_table()).unwrap_or_default());
     out.extend(postcard::to_allocvec(&msg).unwrap_or_default());
+    if format == BUNDLED_FORMAT {
+        out.extend(postcard::to_allocvec(&wire).unwrap_or_default());
+    }
     out
 }
 
 fn encode_in<T: WithChanges>(msg: &T, format: FrameFormat) -> Vec<u8> {
     match format {
         FrameFormat::Full => encode_full(msg),
-        FrameFormat::Compact => encode_compact(msg),
+        FrameFormat::Compact => encode_compact(msg, COMPACT_FORMAT, &[]),
+        FrameFormat::Bundled => encode_compact(msg, BUNDLED_FORMAT, &[]),
     }
 }
 
-fn decode<T: WithChanges>(bytes: &[u8]) -> Result<T, SyncError> {
+fn decode<T: WithChanges>(bytes: &[u8]) -> Result<(T, Vec<PendingBundle>), SyncError> {
     if bytes.len() > MAX_SYNC_MESSAGE {
         return Err(SyncError::TooLarge(bytes.len()));
     }
     let (&format, body) = bytes.split_first().ok_or(SyncError::Malformed)?;
     match format {
         SYNC_FORMAT => match postcard::take_from_bytes(body) {
-            Ok((msg, [])) => Ok(msg),
+            Ok((msg, [])) => Ok((msg, Vec::new())),
             _ => Err(SyncError::Malformed),
         },
-        COMPACT_FORMAT => {
+        COMPACT_FORMAT | BUNDLED_FORMAT => {
             let (table, body): (Table, _) =
                 postcard::take_from_bytes(body).map_err(|_| SyncError::Malformed)?;
-            let mut msg: T = match postcard::take_from_bytes(body) {
-                Ok((msg, [])) => msg,
+            let (mut msg, rest): (T, _) =
+                postcard::take_from_bytes(body).map_err(|_| SyncError::Malformed)?;
+            let wire: Vec<WireBundle> = match (format, rest) {
+                (COMPACT_FORMAT, []) => Vec::new(),
+                (BUNDLED_FORMAT, rest) => match postcard::take_from_bytes(rest) {
+                    Ok((wire, [])) => wire,
+                    _ => return Err(SyncError::Malformed),
+                },
                 _ => return Err(SyncError::Malformed),
             };
             let mut expander = Expander::new(table)?;
             msg.each_change(&mut |kind, doc, change| expander.expand(kind, doc, change))?;
-            Ok(msg)
+            // At most one bundle per dossier, and only for a dossier the message names.
+            let mut named: Vec<DocId> = msg
+                .change_lists()
+                .into_iter()
+                .filter(|(kind, _, _)| *kind == Kind::Sealed)
+                .map(|(_, doc, _)| doc)
+                .collect();
+            let mut bundles = Vec::with_capacity(wire.len());
+            for w in wire {
+                let Some(i) = named.iter().position(|d| *d == w.dossier) else {
+                    return Err(SyncError::Malformed);
+                };
+                named.swap_remove(i);
+                bundles.push(expander.pending(w)?);
+            }
+            Ok((msg, bundles))
         }
         other => Err(SyncError::UnknownFormat(other)),
+    }
+}
+
+/// [`decode`] for a caller that does not take bundles: a frame with one is refused.
+fn decode_unbundled<T: WithChanges>(bytes: &[u8]) -> Result<T, SyncError> {
+    match decode(bytes)? {
+        (msg, b) if b.is_empty() => Ok(msg),
+        _ => Err(SyncError::Malformed),
     }
 }
 
@@ -485,9 +544,28 @@ impl Request {
     pub fn encode_as(&self, format: FrameFormat) -> Vec<u8> {
         encode_in(self, format)
     }
-    /// Decodes untrusted frame bytes and checks the per-message limits.
+    /// The frame bytes in format 3 (only for a peer that speaks
+    /// `/regiosync/sync/4`), with `bundles` (built from this request's dossiers,
+    /// their changes no longer in it) travelling as bundles.
+    pub fn encode_bundled(&self, bundles: &[OutBundle]) -> Vec<u8> {
+        encode_compact(self, BUNDLED_FORMAT, bundles)
+    }
+    /// Decodes untrusted frame bytes and checks the per-message limits; a frame
+    /// holding a bundle is refused (see [`Self::decode_bundled`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
-        let req: Self = decode(bytes)?;
+        let req: Self = decode_unbundled(bytes)?;
+        req.check()?;
+        Ok(req)
+    }
+    /// Decodes untrusted frame bytes with the bundles they hold (to be opened
+    /// once the message's access-log ops are stored).
+    pub fn decode_bundled(bytes: &[u8]) -> Result<(Self, Vec<PendingBundle>), SyncError> {
+        let (req, bundles): (Self, _) = decode(bytes)?;
+        req.check()?;
+        Ok((req, bundles))
+    }
+    fn check(&self) -> Result<(), SyncError> {
+        let req = self;
         match &req {
             Request::Ops { ops, .. } => check_ops(ops)?,
             Request::Docs { docs } => check_docs(docs)?,
@@ -502,7 +580,7 @@ impl Request {
             }
             _ => {}
         }
-        Ok(req)
+        Ok(())
     }
 }
 
@@ -558,9 +636,26 @@ impl Response {
     pub fn encode_as(&self, format: FrameFormat) -> Vec<u8> {
         encode_in(self, format)
     }
-    /// Decodes untrusted frame bytes and checks the per-message limits.
+    /// The frame bytes in format 3, with `bundles` (as [`Request::encode_bundled`]):
+    /// the answer to a request asked in format 3.
+    pub fn encode_bundled(&self, bundles: &[OutBundle]) -> Vec<u8> {
+        encode_compact(self, BUNDLED_FORMAT, bundles)
+    }
+    /// Decodes untrusted frame bytes and checks the per-message limits; a frame
+    /// holding a bundle is refused (see [`Self::decode_bundled`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
-        let resp: Self = decode(bytes)?;
+        let resp: Self = decode_unbundled(bytes)?;
+        resp.check()?;
+        Ok(resp)
+    }
+    /// Decodes untrusted frame bytes with the bundles they hold.
+    pub fn decode_bundled(bytes: &[u8]) -> Result<(Self, Vec<PendingBundle>), SyncError> {
+        let (resp, bundles): (Self, _) = decode(bytes)?;
+        resp.check()?;
+        Ok((resp, bundles))
+    }
+    fn check(&self) -> Result<(), SyncError> {
+        let resp = self;
         match &resp {
             Response::Ops { ops, .. } => check_ops(ops)?,
             Response::Docs { docs } => check_docs(docs)?,
@@ -570,7 +665,7 @@ impl Response {
             }
             _ => {}
         }
-        Ok(resp)
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! the node drives them over `regiosync-net`. Specified in docs/PROTOCOL.md.
 
 pub mod automerge_msg;
+pub mod bundle;
 mod compact;
 pub mod memory;
 pub mod message;
@@ -12,7 +13,7 @@ pub mod summary;
 
 pub use automerge_msg::{SyncMessageError, decode_sync_message};
 pub use message::{
-    COMPACT_FORMAT, DocMessage, DossierMessage, FrameFormat, MAX_DOCS_PER_MESSAGE,
+    BUNDLED_FORMAT, COMPACT_FORMAT, DocMessage, DossierMessage, FrameFormat, MAX_DOCS_PER_MESSAGE,
     MAX_DOSSIER_OPS_PER_MESSAGE, MAX_NEED_PER_DOC, MAX_OPS_PER_MESSAGE, MAX_REASON,
     MAX_REMOVED_OPS, MAX_SYNC_MESSAGE, Refusal, Request, Response, SYNC_FORMAT, SignedChange,
     SyncError,
