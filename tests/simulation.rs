@@ -8,12 +8,13 @@
 //! plan edits and new dossiers are pushed at once to one node (`push_to`, as a
 //! running node does after a local edit, naming the other nodes as pushed to). The
 //! nodes speak different sync protocol versions (drawn from the seed): about a third
-//! only `/regiosync/sync/1`, a third up to `/2`, a third `/3` (compact frames). Each
-//! is sent every request in the form of the newest version it speaks; a push naming
-//! peers sent to a `/1` node, or a compact frame or a dossier change in the chained
-//! envelope format sent to a `/1` or `/2` node, is a violation. Before the final
-//! sync the region upgrades: every node speaks `/3` (an older node never gets the
-//! changes in the chained envelope format).
+//! only `/regiosync/sync/1`, the others up to `/2`, `/3` (compact frames) or `/4`
+//! (bundles of dossier changes between readers). Each is sent every request in the
+//! form of the newest version it speaks; a push naming peers sent to a `/1` node, a
+//! compact frame or a dossier change in the chained envelope format sent to a `/1`
+//! or `/2` node, or a bundled frame sent to a node before `/4`, is a violation.
+//! Before the final sync the region upgrades: every node speaks `/4` (an older node
+//! never gets the changes in the chained envelope format).
 //!
 //! After the faults stop and the partitions heal, the nodes sync until nothing moves,
 //! and then:
@@ -52,7 +53,7 @@ use regiosync_core::audit::Who;
 use regiosync_core::dossier::access::Basis;
 use regiosync_core::id::{DocId, NodeId, PartyName, Role};
 use regiosync_core::plan::PlanKind;
-use regiosync_core::sync::{FrameFormat, Request};
+use regiosync_core::sync::{FrameFormat, Request, Response};
 use regiosync_net::StreamProtocol;
 use regiosync_node::dossiers::{NewDossier, Reader};
 use regiosync_node::sync::{Transport, push_to, sync_with};
@@ -186,14 +187,20 @@ struct Link {
     delayed: Mutex<Vec<Vec<u8>>>,
     /// What went wrong on the responding side (must stay empty).
     violations: Mutex<Vec<String>>,
-    /// The newest sync protocol version the responder speaks (1, 2 or 3): a node
+    /// The newest sync protocol version the responder speaks (1 to 4): a node
     /// of an older version must never be sent a request of a later one.
     responder_version: u8,
+    /// Bundles of dossier changes that went over the link, either way.
+    bundles: std::sync::atomic::AtomicUsize,
 }
 
 impl Link {
     fn deliver(&self, node: &mut Node, frame: &[u8]) -> Vec<u8> {
         let answer = node.respond(&self.memory, &self.from, frame);
+        let bundles = Request::decode_bundled(frame).map_or(0, |(_, b)| b.len())
+            + Response::decode_bundled(&answer.frame).map_or(0, |(_, b)| b.len());
+        self.bundles
+            .fetch_add(bundles, std::sync::atomic::Ordering::Relaxed);
         let mut v = self.violations.lock().expect("violations");
         if let Some(why) = answer.misbehaved {
             v.push(format!("an honest requester was found misbehaving: {why}"));
@@ -213,6 +220,7 @@ impl Transport for Link {
     ) -> Result<Vec<u8>, String> {
         // As libp2p's negotiation picks the newest protocol both speak.
         let version = |p: &StreamProtocol| match p.as_ref() {
+            "/regiosync/sync/4" => 4,
             "/regiosync/sync/3" => 3,
             "/regiosync/sync/2" => 2,
             _ => 1,
@@ -255,6 +263,15 @@ impl Transport for Link {
                 .map_err(|e| e.to_string())?
                 .push(format!(
                     "a node that speaks only /regiosync/sync/{} was sent a compact frame",
+                    self.responder_version
+                ));
+        }
+        if self.responder_version < 4 && FrameFormat::of(&frame) == Some(FrameFormat::Bundled) {
+            self.violations
+                .lock()
+                .map_err(|e| e.to_string())?
+                .push(format!(
+                    "a node that speaks only /regiosync/sync/{} was sent a bundled frame",
                     self.responder_version
                 ));
         }
@@ -307,8 +324,8 @@ struct Sim {
     /// What each node's sync remembers between sessions (lost when it restarts).
     memories: Vec<Arc<SessionMemory>>,
     ids: Vec<NodeId>,
-    /// The newest sync protocol version each node speaks: a third each play
-    /// nodes of older versions (`/regiosync/sync/1` only, up to `/2`).
+    /// The newest sync protocol version each node speaks (drawn from the seed,
+    /// `/regiosync/sync/1` only up to `/4`).
     versions: Vec<u8>,
     rng: StdRng,
     /// Which side of the partition each node is on.
@@ -324,6 +341,8 @@ struct Sim {
     rt: tokio::runtime::Runtime,
     /// The last session's report, for the failure message.
     last_report: String,
+    /// Bundles of dossier changes sent in this run.
+    bundles: usize,
 }
 
 fn staff() -> Reader {
@@ -364,7 +383,7 @@ impl Sim {
             // From a generator of their own, so that the schedule does not shift.
             versions: {
                 let mut old = StdRng::seed_from_u64(seed ^ 0x001d_5eed);
-                (0..NODES).map(|_| old.random_range(1..=3)).collect()
+                (0..NODES).map(|_| old.random_range(1..=4)).collect()
             },
             rng: StdRng::seed_from_u64(seed),
             side: vec![false; NODES],
@@ -378,6 +397,7 @@ impl Sim {
                 .build()
                 .expect("a runtime"),
             last_report: String::new(),
+            bundles: 0,
         }
     }
 
@@ -444,6 +464,7 @@ impl Sim {
             delayed: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             responder_version: self.versions[b],
+            bundles: Default::default(),
         };
         let requester = tokio::sync::Mutex::new(requester);
         let result = if changed.is_empty() {
@@ -469,8 +490,10 @@ impl Sim {
             responder,
             delayed,
             violations,
+            bundles,
             ..
         } = link;
+        self.bundles += bundles.into_inner();
         self.nodes[b] = Some(responder.into_inner().expect("responder"));
         for frame in delayed.into_inner().expect("delayed") {
             self.delayed.push((b, a, frame));
@@ -614,10 +637,18 @@ impl Sim {
                     .filter(|i| *i == ROC || granted.contains(&Self::party_of(*i)))
                     .collect();
                 let who = self.pick(&writers);
-                let text = format!("Notitie {}.", self.rng.random_range(0..1000));
-                let r = self.node(who).add_dossier_note(&id, &text, &staff());
+                // One to three notes in a row (a home visit's): a peer that lacks
+                // several chained changes of one author gets them in a bundle.
+                let n = self.rng.random_range(1..=3);
+                let mut r = Ok(());
+                for _ in 0..n {
+                    let text = format!("Notitie {}.", self.rng.random_range(0..1000));
+                    if r.is_ok() {
+                        r = self.node(who).add_dossier_note(&id, &text, &staff());
+                    }
+                }
                 self.trace
-                    .push(format!("node {who} writes a note: {:?}", r.map(|_| ())));
+                    .push(format!("node {who} writes {n} notes: {r:?}"));
             }
             80..=84 => {
                 let Some(d) = self.live_dossier() else { return };
@@ -717,7 +748,7 @@ impl Sim {
         // The region upgrades: nodes of an older version do not get dossier changes
         // in the chained envelope format, which they cannot read (they are never
         // sent any: see `Link::request`), so they hold all only once on `/3`.
-        self.versions = vec![3; NODES];
+        self.versions = vec![4; NODES];
         while !self.delayed.is_empty() {
             self.deliver_delayed();
         }
@@ -956,8 +987,9 @@ impl Sim {
     }
 }
 
-/// Runs one seed; returns what failed, with the replay command and the schedule.
-fn run_seed(template: &Template, seed: u64) -> Result<(), String> {
+/// Runs one seed; returns what failed, with the replay command and the schedule,
+/// or the number of bundles of dossier changes sent.
+fn run_seed(template: &Template, seed: u64) -> Result<usize, String> {
     let mut sim = Sim::new(template, seed);
     for step in 0..STEPS as u64 {
         sim.step(step);
@@ -969,7 +1001,7 @@ fn run_seed(template: &Template, seed: u64) -> Result<(), String> {
     };
     failed.extend(sim.check());
     if failed.is_empty() {
-        return Ok(());
+        return Ok(sim.bundles);
     }
     // `SIM_KEEP=DIR`: the nodes' data dirs as the run left them, for a closer look.
     if let Ok(keep) = std::env::var("SIM_KEEP") {
@@ -1003,14 +1035,24 @@ fn run_seeds(lane: u64, count: u64) {
     };
     let template = template();
     let mut failures = BTreeMap::new();
+    let mut bundles = 0;
+    let many = seeds.len() > 4;
     for seed in seeds {
-        if let Err(e) = run_seed(&template, seed) {
-            failures.insert(seed, e);
-            if failures.len() >= 3 {
-                break;
+        match run_seed(&template, seed) {
+            Ok(b) => bundles += b,
+            Err(e) => {
+                failures.insert(seed, e);
+                if failures.len() >= 3 {
+                    break;
+                }
             }
         }
     }
+    // The runs cover the bundle format (frame format 3), not only its fallbacks.
+    assert!(
+        !many || !failures.is_empty() || bundles > 0,
+        "no bundle of dossier changes was sent in any seed"
+    );
     if let Some((_, first)) = failures.iter().next() {
         panic!(
             "{} seed(s) failed ({:?}); the first:\n{first}",

@@ -28,12 +28,18 @@ struct Peer {
 
 /// Starts networking for a node: listens on loopback TCP (mDNS off), allows the
 /// region's active devices, and answers sync requests from the store.
-async fn start(mut node: Node) -> Peer {
+async fn start(node: Node) -> Peer {
+    start_speaking(node, Config::default().max_sync_version).await
+}
+
+/// [`start`] for a node that speaks sync protocol versions up to `version` only.
+async fn start_speaking(mut node: Node, version: u8) -> Peer {
     let key = node.network_key().unwrap();
     let id = node.info().node_id;
     let config = Config {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
+        max_sync_version: version,
         ..Config::default()
     };
     let (net, mut events, task) = spawn(key, config).unwrap();
@@ -343,6 +349,100 @@ async fn a_catch_up_larger_than_one_batch_takes_several_rounds_and_completes() {
         12_000
     );
     for p in [kern, roc] {
+        p.task.shutdown().await;
+    }
+}
+
+/// Two devices of the kerngemeente (where the student lives, so it reads the
+/// dossier) catch up on a dossier the ROC wrote offline, over TCP: the one that
+/// speaks `/regiosync/sync/4` gets the ROC's chained notes in a bundle, the one that
+/// speaks only `/3` gets them one by one; both end with exactly the sealed bytes and
+/// envelopes the ROC holds, and read every note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_catches_up_on_a_dossier_in_a_bundle_and_an_older_node_one_by_one() {
+    use regiosync_core::dossier::access::Basis;
+    use regiosync_node::dossiers::{NewDossier, Reader};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut kern, mut roc) = region(tmp.path());
+    Node::init(
+        &tmp.path().join("kern-2"),
+        party("gemeente-utrecht"),
+        Role::Kerngemeente,
+        None,
+    )
+    .unwrap();
+    let mut kern2 = Node::open(&tmp.path().join("kern-2")).unwrap();
+    let code = kern
+        .invite(party("gemeente-utrecht"), Role::Kerngemeente, false, 3600)
+        .unwrap();
+    let (_, bundle) = kern
+        .accept(&kern2.join_request(&code.encode()).unwrap())
+        .unwrap();
+    kern2.import(&bundle).unwrap();
+    roc.import(&kern.export().unwrap()).unwrap();
+    let by = Reader {
+        who: regiosync_core::audit::Who::cli("j.bakker"),
+        purpose: "begeleiding".into(),
+    };
+    let id = roc
+        .create_dossier(
+            &NewDossier {
+                woongemeente: party("gemeente-utrecht"),
+                basis: Basis::WettelijkeTaak,
+                purpose: "Leerplichtwet".into(),
+                fields: vec![],
+            },
+            &by,
+        )
+        .unwrap();
+    let notes: Vec<String> = (0..12)
+        .map(|i| format!("Huisbezoek {i}: verzuim besproken met ouders en mentor."))
+        .collect();
+    for n in &notes {
+        roc.add_dossier_note(&id, n, &by).unwrap();
+    }
+    let rows = |n: &Node| {
+        let mut r: Vec<_> = n
+            .store()
+            .changes(&id)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.hash, r.bytes, r.envelope))
+            .collect();
+        r.sort();
+        r
+    };
+    let at_roc = rows(&roc);
+
+    let roc = start(roc).await;
+    let new = start(kern).await;
+    let old = start_speaking(kern2, 3).await;
+    let mut bytes = Vec::new();
+    for p in [&new, &old] {
+        p.net
+            .add_address(roc.id.to_peer_id(), roc.addr.clone())
+            .await
+            .unwrap();
+        let r = timeout(WAIT, p.sync(roc.id)).await.unwrap().unwrap();
+        bytes.push(r.bytes_received);
+        let mut n = p.node.lock().await;
+        assert_eq!(rows(&n), at_roc, "{r:?}");
+        let d = n.read_dossier(&id, &by).unwrap();
+        assert!(
+            notes
+                .iter()
+                .all(|t| d.contacten.iter().any(|c| &c.tekst == t))
+        );
+    }
+    // Twelve notes of ≈300 sealed bytes each one by one; a bundle deflates them.
+    assert!(
+        bytes[0] + 2000 < bytes[1],
+        "bundled {} vs one by one {}",
+        bytes[0],
+        bytes[1]
+    );
+    for p in [roc, new, old] {
         p.task.shutdown().await;
     }
 }

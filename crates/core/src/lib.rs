@@ -28,6 +28,7 @@
 pub mod audit;
 pub mod change_chunk;
 pub mod control;
+pub mod cores;
 pub mod date;
 mod docschema;
 pub mod dossier;

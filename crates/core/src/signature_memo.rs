@@ -71,26 +71,15 @@ pub(crate) fn verify(key: &[u8; 32], signature: &[u8; 64], message: &[u8]) -> bo
 /// [`verify`] (then a memo hit), together with the rules around it, so a triple
 /// that fails here is simply checked (and refused) again there.
 ///
-/// Hand-written with `std::thread::scope` rather than a thread-pool crate: one split
-/// per received message on machines of two to a few cores needs no pool.
 pub(crate) fn verify_many(items: &[([u8; 32], [u8; 64], Vec<u8>)]) {
     /// Fewer than this per thread is not worth a thread's start (≈20 µs).
     const MIN_PER_THREAD: usize = 16;
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let threads = cores.min(items.len() / MIN_PER_THREAD);
-    if threads < 2 {
+    if items.len() < 2 * MIN_PER_THREAD {
         // One core's worth: the one-by-one checks that follow do it.
         return;
     }
-    let per_thread = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        for part in items.chunks(per_thread) {
-            s.spawn(move || {
-                for (key, signature, message) in part {
-                    verify(key, signature, message);
-                }
-            });
-        }
+    crate::cores::map(items, MIN_PER_THREAD, |(key, signature, message)| {
+        verify(key, signature, message)
     });
 }
 

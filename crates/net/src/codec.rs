@@ -1,9 +1,9 @@
-//! The wire framing of the sync protocol, `/regiosync/sync/3`, `/2` and `/1`.
+//! The wire framing of the sync protocol, `/regiosync/sync/4`, `/3`, `/2` and `/1`.
 //!
 //! One request or response per libp2p stream, as a frame: a 4-byte big-endian length
 //! and that many bytes. The protocol version is negotiated by libp2p's
-//! multistream-select on the protocol name, per stream: a node offers `/3`, then
-//! `/2`, then `/1`, and answers on any of them; a peer that speaks none fails
+//! multistream-select on the protocol name, per stream: a node offers `/4`, then
+//! `/3`, `/2`, then `/1`, and answers on any of them; a peer that speaks none fails
 //! negotiation and the request fails with `UnsupportedProtocols`, a clear error
 //! instead of misread bytes. A request can carry one form per version
 //! ([`Frame::Versioned`]), and the codec writes the one the stream negotiated, so a
@@ -16,9 +16,13 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
 /// The sync protocol name this build prefers, with its version: the messages of
-/// `/regiosync/sync/2` plus frames whose change envelopes travel compact (frame
-/// format 2).
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/regiosync/sync/3");
+/// `/regiosync/sync/3` plus frames in which the dossier changes one reader sends
+/// another travel in bundles (frame format 3).
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/regiosync/sync/4");
+
+/// The messages of `/regiosync/sync/2` plus frames whose change envelopes travel
+/// compact (frame format 2); spoken with nodes that know no later version.
+pub const SYNC_PROTOCOL_3: StreamProtocol = StreamProtocol::new("/regiosync/sync/3");
 
 /// The messages of `/regiosync/sync/1` plus pushes that name the other peers pushed
 /// to; spoken with nodes that know no later version.
@@ -195,16 +199,18 @@ mod tests {
         // Truncated frame.
         let mut rd = Cursor::new(vec![0, 0, 0, 10, 1, 2]);
         assert!(codec.read_frame(&mut rd).await.is_err());
-        // A request in three forms: the negotiated protocol picks the one written.
+        // A request in four forms: the negotiated protocol picks the one written.
         let mut codec = codec;
         for (protocol, want) in [
-            (SYNC_PROTOCOL, b"drie"),
+            (SYNC_PROTOCOL, b"vier"),
+            (SYNC_PROTOCOL_3, b"drie"),
             (SYNC_PROTOCOL_2, b"twee"),
             (SYNC_PROTOCOL_1, b"een!"),
         ] {
             let mut w = Cursor::new(Vec::new());
             let req = Frame::Versioned(vec![
-                (SYNC_PROTOCOL, b"drie".to_vec()),
+                (SYNC_PROTOCOL, b"vier".to_vec()),
+                (SYNC_PROTOCOL_3, b"drie".to_vec()),
                 (SYNC_PROTOCOL_2, b"twee".to_vec()),
                 (SYNC_PROTOCOL_1, b"een!".to_vec()),
             ]);

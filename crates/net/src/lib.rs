@@ -2,7 +2,7 @@
 //!
 //! The network layer of a regiosync node on libp2p: TCP (Noise, Yamux) and QUIC
 //! transports, identify, ping, optional mDNS, connection gating to the region's active
-//! devices, and the sync protocol (`/regiosync/sync/3`, and `/2`, `/1` for older nodes) as
+//! devices, and the sync protocol (`/regiosync/sync/4`, and `/3`, `/2`, `/1` for older nodes) as
 //! length-prefixed, size-limited request/response frames. One task owns the swarm ([`spawn`]); the node talks to it
 //! through a cloneable [`NetHandle`] and receives [`NetEvent`]s. What the frames mean
 //! (control ops, summaries, envelopes) is defined by `regiosync_core`'s sync messages.
@@ -34,6 +34,7 @@ mod network;
 
 pub use codec::{
     DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL, SYNC_PROTOCOL_1, SYNC_PROTOCOL_2,
+    SYNC_PROTOCOL_3,
 };
 pub use error::NetError;
 pub use libp2p::identity::Keypair;

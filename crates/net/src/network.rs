@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{
     DEFAULT_MAX_FRAME, Frame, FrameCodec, SYNC_PROTOCOL, SYNC_PROTOCOL_1, SYNC_PROTOCOL_2,
+    SYNC_PROTOCOL_3,
 };
 use crate::error::NetError;
 
@@ -68,7 +69,7 @@ pub struct Config {
     /// always-on node that members behind NAT can reach). Its listen addresses are
     /// announced as its external addresses.
     pub relay_server: bool,
-    /// The newest sync protocol version spoken (1, 2 or 3; default 3): a lower one
+    /// The newest sync protocol version spoken (1 to 4; default 4): a lower one
     /// makes the node speak as one of an older version does (for tests of regions
     /// with old and new nodes).
     pub max_sync_version: u8,
@@ -89,7 +90,7 @@ impl Default for Config {
             request_burst: 1000,
             requests_per_sec: 200,
             relay_server: false,
-            max_sync_version: 3,
+            max_sync_version: 4,
         }
     }
 }
@@ -400,7 +401,8 @@ fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NetErr
         request_response::Config::default().with_request_timeout(config.request_timeout);
     // Offered in this order on every outgoing stream, accepted on incoming ones.
     let protocols: Vec<(libp2p::StreamProtocol, ProtocolSupport)> = [
-        (3, SYNC_PROTOCOL),
+        (4, SYNC_PROTOCOL),
+        (3, SYNC_PROTOCOL_3),
         (2, SYNC_PROTOCOL_2),
         (1, SYNC_PROTOCOL_1),
     ]

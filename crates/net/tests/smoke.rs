@@ -127,10 +127,11 @@ async fn hub(a: &Node, spokes: &[&Node]) {
     }
 }
 
-/// A request in the forms of `/3`, `/2` and `/1`.
+/// A request in the forms of `/4`, `/3`, `/2` and `/1`.
 fn forms() -> Vec<(libp2p::StreamProtocol, Vec<u8>)> {
     vec![
-        (regiosync_net::SYNC_PROTOCOL, b"start/3".to_vec()),
+        (regiosync_net::SYNC_PROTOCOL, b"start/4".to_vec()),
+        (regiosync_net::SYNC_PROTOCOL_3, b"start/3".to_vec()),
         (regiosync_net::SYNC_PROTOCOL_2, b"st/2".to_vec()),
         (regiosync_net::SYNC_PROTOCOL_1, b"s/1".to_vec()),
     ]
@@ -215,7 +216,7 @@ async fn members_exchange_requests_over_tcp_and_quic() {
 }
 
 /// A request in one form per version reaches a node that speaks
-/// `/regiosync/sync/3` in the newest form, one that speaks up to `/2` in that
+/// `/regiosync/sync/4` in the newest form, ones that speak up to `/3` or `/2` in that
 /// version's form, and one that speaks only `/1` (an older version) in the oldest;
 /// both directions work between old and new, over TCP and QUIC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,6 +224,14 @@ async fn a_request_in_several_forms_reaches_each_peer_in_the_form_it_speaks() {
     let (ev, _rx) = mpsc::unbounded_channel();
     let new = node(1 << 20, ev.clone()).await;
     let newer = node(1 << 20, ev.clone()).await;
+    let three = node_with(
+        Config {
+            max_sync_version: 3,
+            ..Config::default()
+        },
+        ev.clone(),
+    )
+    .await;
     let older = node_with(
         Config {
             max_sync_version: 2,
@@ -239,14 +248,16 @@ async fn a_request_in_several_forms_reaches_each_peer_in_the_form_it_speaks() {
         ev,
     )
     .await;
-    hub(&new, &[&newer, &older, &old]).await;
-    // The spokes dial (the old ones on `/2` and `/1`) and are answered.
+    hub(&new, &[&newer, &three, &older, &old]).await;
+    // The spokes dial (the old ones on `/3`, `/2` and `/1`) and are answered.
     assert_served(&newer, &new).await;
+    assert_served(&three, &new).await;
     assert_served(&older, &new).await;
     assert_served(&old, &new).await;
     // The echo answers reversed: what came back tells which form arrived.
     for (to, want) in [
-        (&newer, b"3/trats".to_vec()),
+        (&newer, b"4/trats".to_vec()),
+        (&three, b"3/trats".to_vec()),
         (&older, b"2/ts".to_vec()),
         (&old, b"1/s".to_vec()),
     ] {
@@ -270,7 +281,7 @@ async fn a_request_in_several_forms_reaches_each_peer_in_the_form_it_speaks() {
         ev,
     )
     .await;
-    let ids = [&newer, &older, &old, &old_quic].map(|n| n.handle.local_peer_id());
+    let ids = [&newer, &three, &older, &old, &old_quic].map(|n| n.handle.local_peer_id());
     new.handle.set_members(ids).await.unwrap();
     old_quic
         .handle

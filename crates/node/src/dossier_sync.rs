@@ -45,12 +45,18 @@ use regiosync_core::dossier::access::{
 use regiosync_core::envelope::preverify_signatures;
 use regiosync_core::envelope::sealed::{DossierEnvelopes, SealedCheck, SealedEnvelope};
 use regiosync_core::id::{DocId, NodeId, PartyName};
+use regiosync_core::seal::KeyRing;
+use regiosync_core::sync::bundle::{
+    BundleError, MAX_BUNDLE_PLAIN, MIN_BUNDLED, OutBundle, PendingBundle,
+};
 use regiosync_core::sync::rules::{
     MAX_DOSSIER_BATCH_BYTES, all_items, is_sealed_forgery, parents_first, tombstone_items,
 };
 use regiosync_core::sync::session::Received;
 use regiosync_core::sync::summary::doc_digest;
-use regiosync_core::sync::{DossierMessage, MAX_DOSSIER_OPS_PER_MESSAGE, SignedChange};
+use regiosync_core::sync::{
+    DossierMessage, MAX_DOSSIER_OPS_PER_MESSAGE, Request, Response, SignedChange,
+};
 use regiosync_store::StoreRead;
 use regiosync_store::{ChangeRow, DossierItems, Tombstone};
 
@@ -414,10 +420,32 @@ impl Node {
         folded: &Folded,
         peer: &NodeId,
         incoming: &[DossierMessage],
+        bundles: Vec<PendingBundle>,
     ) -> Result<Received, NodeError> {
         let mut total = Received::default();
         let mut seen = HashSet::new();
         let mut writes: Vec<DossierWrite> = Vec::new();
+        // The access-log ops of all the message's dossiers in one batch: each
+        // author's newest op vouches for the earlier ones it names as parents, and
+        // those newest ones are checked on all cores (`Signed::decode_batch`).
+        let wires: Vec<&[u8]> = incoming
+            .iter()
+            .flat_map(|m| m.ops.iter().map(Vec::as_slice))
+            .collect();
+        let mut ops = Signed::<DossierOp>::decode_batch(&wires).into_iter();
+        let ops: Vec<Vec<Result<SignedDossierOp, OpError>>> = incoming
+            .iter()
+            .map(|m| ops.by_ref().take(m.ops.len()).collect())
+            .collect();
+        // Bundled changes join their dossier's others, opened with the keys the
+        // access log (with this message's ops) gives this device.
+        let opened;
+        let incoming = if bundles.is_empty() {
+            incoming
+        } else {
+            opened = self.open_bundles(folded, peer, incoming, &ops, bundles, &mut total)?;
+            &opened[..]
+        };
         // Each dossier's envelopes decoded once. The signatures a dossier's chains
         // rest on (each author's newest envelope, `chain_tips`) are checked on
         // all cores first; the checks below find them checked, and the older
@@ -438,18 +466,6 @@ impl Node {
             })
             .collect();
         preverify_signatures(tips);
-        // The access-log ops of all the message's dossiers in one batch: each
-        // author's newest op vouches for the earlier ones it names as parents, and
-        // those newest ones are checked on all cores (`Signed::decode_batch`).
-        let wires: Vec<&[u8]> = incoming
-            .iter()
-            .flat_map(|m| m.ops.iter().map(Vec::as_slice))
-            .collect();
-        let mut ops = Signed::<DossierOp>::decode_batch(&wires).into_iter();
-        let ops: Vec<Vec<Result<SignedDossierOp, OpError>>> = incoming
-            .iter()
-            .map(|m| ops.by_ref().take(m.ops.len()).collect())
-            .collect();
         for ((m, envelopes), ops) in incoming.iter().zip(&decoded).zip(ops) {
             if !seen.insert(m.dossier) {
                 // A dossier named twice in one message: only the first counts.
@@ -512,6 +528,152 @@ impl Node {
             }
         }
         Ok(total)
+    }
+
+    /// The messages with the changes of their bundles added, as if they had come
+    /// one by one (they are verified as such below). A bundle is opened with this
+    /// device's keys of the dossier, by the access log as stored plus the ops of
+    /// the same message (a device catching up gets its key and the bundle
+    /// together). A bundle that does not open is left out with a warning; one that
+    /// opens to something other than a list of changes counts against the peer.
+    fn open_bundles(
+        &mut self,
+        folded: &Folded,
+        peer: &NodeId,
+        incoming: &[DossierMessage],
+        ops: &[Vec<Result<SignedDossierOp, OpError>>],
+        bundles: Vec<PendingBundle>,
+        total: &mut Received,
+    ) -> Result<Vec<DossierMessage>, NodeError> {
+        let mut out = incoming.to_vec();
+        // Each bundle with its dossier's place in the message and access log.
+        let mut work = Vec::with_capacity(bundles.len());
+        for b in bundles {
+            let Some(i) = out.iter().position(|m| m.dossier == b.dossier) else {
+                continue;
+            };
+            let mut log = self.access_log(&b.dossier)?;
+            log.extend(
+                ops.get(i)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| o.as_ref().ok())
+                    .filter(|o| o.payload().dossier == b.dossier)
+                    .cloned(),
+            );
+            work.push((i, b, log));
+        }
+        let me = self.info.node_id;
+        let identity = self.signer()?.age_identity();
+        let state = &folded.state;
+        // Unwrapping the keys (age: one X25519 each) and sealing every change again
+        // is most of the work: on all cores.
+        let opened = regiosync_core::cores::map(&work, 8, |(_, b, log)| {
+            let (ring, failed) = match fold_dossier(state, b.dossier, log) {
+                Some(access) => access.key_ring(&me, identity),
+                None => (KeyRing::new(b.dossier), Vec::new()),
+            };
+            (failed, ring)
+        });
+        let mut rings = Vec::with_capacity(opened.len());
+        for ((_, b, _), (failed, ring)) in work.iter().zip(opened) {
+            for (epoch, why) in failed {
+                tracing::warn!(dossier = %b.dossier, epoch, reason = %why, "a wrapped key for this device does not open");
+            }
+            rings.push(ring);
+        }
+        // Opened and inflated in order, sharing the frame's budget (a bomb stops at
+        // the frame's limit however the frame splits it), then rebuilt on all cores.
+        let mut budget = MAX_BUNDLE_PLAIN;
+        let unbundled: Vec<_> = work
+            .iter()
+            .zip(&rings)
+            .map(|((_, b, _), ring)| b.unbundle(ring, &mut budget).map(|u| (u, ring)))
+            .collect();
+        let results = regiosync_core::cores::map(&unbundled, 8, |u| match u {
+            Ok((u, ring)) => u.rebuild(ring),
+            Err(e) => Err(e.clone()),
+        });
+        for ((i, b, _), result) in work.iter().zip(results) {
+            match result {
+                Ok(changes) => out[*i].changes.extend(changes),
+                Err(e) => {
+                    if !matches!(e, BundleError::Seal(_)) {
+                        total.forged += b.len();
+                    }
+                    tracing::warn!(peer = %peer, dossier = %b.dossier, changes = b.len(), error = %e, "could not open a bundle of dossier changes");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves the changes of `dossiers` that `peer` can read (its device holds their
+    /// epochs' keys, and so does this one) into bundles, one per dossier, for a
+    /// frame of format 3. Best effort: a dossier this node cannot read, or whose
+    /// access cannot be folded, keeps its changes one by one.
+    pub(crate) fn bundle_dossiers(
+        &mut self,
+        peer: &NodeId,
+        dossiers: &mut [DossierMessage],
+    ) -> Vec<OutBundle> {
+        let me = self.info.node_id;
+        let Ok(identity) = self.signer().map(|s| s.age_identity().clone()) else {
+            return Vec::new();
+        };
+        let mut work = Vec::new();
+        for (i, m) in dossiers.iter_mut().enumerate() {
+            if m.changes.len() < MIN_BUNDLED {
+                continue;
+            }
+            let Ok(access) = self.dossier_access(&m.dossier) else {
+                continue;
+            };
+            let theirs: BTreeSet<u32> = access.wraps_for(peer).iter().map(|(e, _)| *e).collect();
+            if theirs.is_empty() || access.wraps_for(&me).is_empty() {
+                continue;
+            }
+            work.push((i, access, theirs, std::mem::take(&mut m.changes)));
+        }
+        // Unwrapping this device's keys and opening the changes: on all cores.
+        let built = regiosync_core::cores::map(&work, 8, |(_, access, theirs, changes)| {
+            let (ring, _) = access.key_ring(&me, &identity);
+            OutBundle::build(&ring, access.dossier, changes.clone(), |e| {
+                theirs.contains(&e)
+            })
+        });
+        let mut out = Vec::new();
+        for ((i, ..), (bundle, single)) in work.iter().zip(built) {
+            dossiers[*i].changes = single;
+            out.extend(bundle);
+        }
+        out
+    }
+
+    /// [`Self::bundle_dossiers`] for the dossiers of a request.
+    pub(crate) fn bundle_request(
+        &mut self,
+        peer: &NodeId,
+        request: &mut Request,
+    ) -> Vec<OutBundle> {
+        match request {
+            Request::Dossiers { dossiers } | Request::PushDossiers { dossiers, .. } => {
+                self.bundle_dossiers(peer, dossiers)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Self::bundle_dossiers`] for the dossiers of a response.
+    pub(crate) fn bundle_response(
+        &mut self,
+        peer: &NodeId,
+        response: &mut Response,
+    ) -> Vec<OutBundle> {
+        match response {
+            Response::Dossiers { dossiers } => self.bundle_dossiers(peer, dossiers),
+            _ => Vec::new(),
+        }
     }
 
     /// After a `Revoke` arrived: drops the revoked party's sealed changes held here

@@ -255,7 +255,7 @@ impl Node {
         self.key_ring(access)
     }
 
-    fn key_ring(&mut self, access: &DossierAccess) -> Result<KeyRing, NodeError> {
+    pub(crate) fn key_ring(&mut self, access: &DossierAccess) -> Result<KeyRing, NodeError> {
         let me = self.info.node_id;
         let secret = self.signer()?;
         let (ring, failed) = access.key_ring(&me, secret.age_identity());

@@ -19,6 +19,7 @@ use automerge::ChangeHash;
 use regiosync_core::control::{Folded, OpHash, RegionId, SignedOp};
 use regiosync_core::envelope::{Candidate, ChangeEnvelope, preverify_signatures};
 use regiosync_core::id::{DocId, NodeId};
+use regiosync_core::sync::bundle::{OutBundle, PendingBundle};
 use regiosync_core::sync::memory::SyncMemory;
 use regiosync_core::sync::rules::{
     MAX_BATCH_BYTES, MAX_OPS_PAGE_BYTES, is_forgery, shared_docs, verify_incoming_change,
@@ -181,19 +182,27 @@ async fn drive(
 ) -> Result<SyncReport, NodeError> {
     let mut report = SyncReport::default();
     let mut response: Option<Response> = None;
+    let mut pending: Vec<PendingBundle> = Vec::new();
     // The frame format the peer speaks, learnt from its first answer.
     let mut format: Option<FrameFormat> = None;
     loop {
-        let request = {
+        let (request, bundles) = {
             let mut n = node.lock().await;
             let mut view = SessionView::new(&mut n, memory)?;
+            view.bundles = std::mem::take(&mut pending);
             let step = match response.take() {
                 None => session.start(&mut view)?,
                 Some(r) => session.on_response(&mut view, r)?,
             };
             let folded = view.folded.clone();
             match step {
-                Step::Send(request) => request,
+                // Dossier changes for a peer that reads them travel in bundles,
+                // once the peer is known to speak `/4`.
+                Step::Send(mut request) if format == Some(FrameFormat::Bundled) => {
+                    let bundles = n.bundle_request(&peer, &mut request);
+                    (request, bundles)
+                }
+                Step::Send(request) => (request, Vec::new()),
                 Step::Done {
                     tally,
                     shared,
@@ -214,63 +223,124 @@ async fn drive(
             }
         };
         report.round_trips += 1;
-        let (sent, lengths) = send(net, peer, request, &also, session.is_pushing(), format).await;
+        let (sent, lengths) = send(
+            net,
+            peer,
+            Outgoing {
+                request,
+                bundles,
+                also: &also,
+                pushing: session.is_pushing(),
+            },
+            format,
+        )
+        .await;
         let bytes = sent.map_err(|e| NodeError::Sync(format!("peer {}: {e}", peer.short())))?;
-        // The peer answers in the format it was asked in: a compact answer says it
-        // speaks `/3`, a full one that it does not (or was asked in full).
+        // The peer answers in the format it was asked in: a bundled answer says it
+        // speaks `/4`, a compact one `/3`, a full one neither (or was asked in full).
         if format.is_none() {
             format = FrameFormat::of(&bytes);
         }
-        report.bytes_sent += match format {
-            Some(FrameFormat::Compact) => lengths.0,
-            _ => lengths.1,
-        };
+        report.bytes_sent += lengths.of(format);
         report.bytes_received += bytes.len();
-        response = Some(Response::decode(&bytes).map_err(|e| {
+        let (r, b) = Response::decode_bundled(&bytes).map_err(|e| {
             NodeError::Sync(format!("peer {} sent a bad response: {e}", peer.short()))
-        })?);
+        })?;
+        response = Some(r);
+        pending = b;
     }
 }
 
-/// Sends `request` to `peer` in the forms it may read: compact (frame format 2) to
-/// a peer known to speak `/regiosync/sync/3`; full to one known not to; all forms,
-/// newest first, while the session does not know yet (its first request). A push
-/// names `also` where the version has pushes that name peers (`/2` and later).
-/// Returns the answer and the lengths of the compact and the full form sent.
+/// A request about to be sent: its bundles (built only once the peer is known to
+/// speak `/4`), and for a push the other peers pushed to.
+struct Outgoing<'a> {
+    request: Request,
+    bundles: Vec<OutBundle>,
+    also: &'a [NodeId],
+    pushing: bool,
+}
+
+/// The length of each form of a request that was sent.
+struct Lengths {
+    bundled: usize,
+    compact: usize,
+    full: usize,
+}
+
+impl Lengths {
+    /// The length of the form the peer read, once its format is known.
+    fn of(&self, format: Option<FrameFormat>) -> usize {
+        match format {
+            Some(FrameFormat::Bundled) => self.bundled,
+            Some(FrameFormat::Compact) => self.compact,
+            _ => self.full,
+        }
+    }
+}
+
+/// Sends a request to `peer` in the forms it may read: bundled (frame format 3) to
+/// a peer known to speak `/regiosync/sync/4`, compact (format 2) to one known to
+/// speak `/3`; full to one known to speak neither; all forms, newest first, while
+/// the session does not know yet (its first request, which carries no bundle). A
+/// push names `also` where the version has pushes that name peers (`/2` and
+/// later). Returns the answer and the lengths of the forms sent.
 async fn send(
     net: &impl Transport,
     peer: NodeId,
-    request: Request,
-    also: &[NodeId],
-    pushing: bool,
+    out: Outgoing<'_>,
     format: Option<FrameFormat>,
-) -> (Result<Vec<u8>, String>, (usize, usize)) {
+) -> (Result<Vec<u8>, String>, Lengths) {
+    let Outgoing {
+        request,
+        bundles,
+        also,
+        pushing,
+    } = out;
     let named = (pushing && !also.is_empty()).then(|| request.clone().pushed_with(also.to_vec()));
     let newest = named.as_ref().unwrap_or(&request);
-    if format == Some(FrameFormat::Compact) {
-        let frame = newest.encode_as(FrameFormat::Compact);
+    let one = |frame: Vec<u8>| {
         let len = frame.len();
-        return (net.request(peer, frame).await, (len, len));
-    }
-    if format == Some(FrameFormat::Full) {
-        older_peer(&peer, request.newer_envelopes());
+        let lengths = Lengths {
+            bundled: len,
+            compact: len,
+            full: len,
+        };
+        (frame, lengths)
+    };
+    match format {
+        Some(FrameFormat::Bundled) => {
+            let (frame, lengths) = one(newest.encode_bundled(&bundles));
+            return (net.request(peer, frame).await, lengths);
+        }
+        Some(FrameFormat::Compact) => {
+            let (frame, lengths) = one(newest.encode_as(FrameFormat::Compact));
+            return (net.request(peer, frame).await, lengths);
+        }
+        Some(FrameFormat::Full) => older_peer(&peer, request.newer_envelopes()),
+        None => {}
     }
     let full = request.encode();
-    let len = full.len();
-    let mut forms = Vec::with_capacity(3);
-    let mut compact_len = len;
+    let mut lengths = Lengths {
+        bundled: full.len(),
+        compact: full.len(),
+        full: full.len(),
+    };
+    let mut forms = Vec::with_capacity(4);
     if format.is_none() {
+        let bundled = newest.encode_as(FrameFormat::Bundled);
         let compact = newest.encode_as(FrameFormat::Compact);
-        compact_len = compact.len();
-        forms.push((regiosync_net::SYNC_PROTOCOL, compact));
+        lengths.bundled = bundled.len();
+        lengths.compact = compact.len();
+        forms.push((regiosync_net::SYNC_PROTOCOL, bundled));
+        forms.push((regiosync_net::SYNC_PROTOCOL_3, compact));
     }
     match named {
         Some(named) => forms.push((regiosync_net::SYNC_PROTOCOL_2, named.encode())),
-        None if forms.is_empty() => return (net.request(peer, full).await, (len, len)),
+        None if forms.is_empty() => return (net.request(peer, full).await, lengths),
         None => forms.push((regiosync_net::SYNC_PROTOCOL_2, full.clone())),
     }
     forms.push((regiosync_net::SYNC_PROTOCOL_1, full));
-    (net.request_versioned(peer, forms).await, (compact_len, len))
+    (net.request_versioned(peer, forms).await, lengths)
 }
 
 /// Logs that `peer`, which speaks only an older sync protocol, is not sent `n`
@@ -291,6 +361,9 @@ struct SessionView<'a> {
     node: &'a mut Node,
     memory: &'a SessionMemory,
     folded: Arc<Folded>,
+    /// The bundles of the message being handled (frame format 3), opened when its
+    /// dossiers are received.
+    bundles: Vec<PendingBundle>,
 }
 
 impl<'a> SessionView<'a> {
@@ -300,6 +373,7 @@ impl<'a> SessionView<'a> {
             node,
             memory,
             folded,
+            bundles: Vec::new(),
         })
     }
 }
@@ -397,8 +471,9 @@ impl SessionStore for SessionView<'_> {
         dossiers: &[DossierMessage],
     ) -> Result<Received, NodeError> {
         let folded = self.folded.clone();
+        let bundles = std::mem::take(&mut self.bundles);
         self.node
-            .receive_dossiers(self.memory, &folded, peer, dossiers)
+            .receive_dossiers(self.memory, &folded, peer, dossiers, bundles)
     }
     fn answer_dossiers(
         &self,
@@ -429,8 +504,8 @@ impl Node {
         // Answered in the format asked in: only a peer that speaks
         // `/regiosync/sync/3` asks in the compact one.
         let format = FrameFormat::of(frame).unwrap_or(FrameFormat::Full);
-        let req = match Request::decode(frame) {
-            Ok(req) => req,
+        let (req, bundles) = match Request::decode_bundled(frame) {
+            Ok(decoded) => decoded,
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "undecodable sync request");
                 let refused = Response::Refused {
@@ -449,7 +524,10 @@ impl Node {
         };
         let mut storage_failure = None;
         let answered = SessionView::new(self, memory)
-            .and_then(|mut view| answer(&mut view, peer, req))
+            .and_then(|mut view| {
+                view.bundles = bundles;
+                answer(&mut view, peer, req)
+            })
             .unwrap_or_else(|e| {
                 tracing::warn!(peer = %peer, error = %e, "could not answer a sync request");
                 if e.is_storage_failure() {
@@ -470,8 +548,16 @@ impl Node {
         if format == FrameFormat::Full {
             older_peer(peer, answered.response.newer_envelopes());
         }
+        let mut response = answered.response;
+        let frame = match format {
+            FrameFormat::Bundled => {
+                let bundles = self.bundle_response(peer, &mut response);
+                response.encode_bundled(&bundles)
+            }
+            _ => response.encode_as(format),
+        };
         Answer {
-            frame: answered.response.encode_as(format),
+            frame,
             misbehaved: (forged > 0)
                 .then(|| format!("sent {forged} changes or sync messages that fail verification")),
             stored: answered.stored,

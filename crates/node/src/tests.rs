@@ -2104,3 +2104,97 @@ fn a_dossier_op_made_up_in_the_owners_name_is_not_vouched_for_by_another_party()
     // not the owner, and its parent is unknown here), so nothing was added.
     assert_eq!(log.len(), before);
 }
+
+/// A reader catching up from another reader gets the dossier's chained changes in a
+/// bundle (frame format 3) and stores exactly the sealed bytes and envelopes their
+/// author wrote; a party without access gets no bundle, and a request in format 2
+/// gets the same changes one by one.
+#[test]
+fn a_reader_catches_up_in_a_bundle_and_holds_what_the_author_signed() {
+    use regiosync_core::sync::{DossierMessage, FrameFormat, Request, Response};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, zeist, houten] = dossier_region(tmp.path());
+    let by = mentor();
+    let id = zeist_dossier(&mut roc, &by);
+    for i in 0..8 {
+        roc.add_dossier_note(&id, &format!("Huisbezoek {i}: verzuim besproken."), &by)
+            .unwrap();
+    }
+    // First Zeist gets the access log (and its keys), as a session's first round.
+    let (zeist, roc, _) = sync_once(zeist, roc);
+    let (mut zeist, mut roc) = (zeist, roc);
+    let rows = |n: &Node| {
+        let mut r: Vec<_> = n
+            .store()
+            .changes(&id)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.hash, r.bytes, r.envelope))
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(rows(&zeist), rows(&roc));
+    assert!(
+        zeist
+            .read_dossier(&id, &by)
+            .unwrap()
+            .contacten
+            .iter()
+            .any(|c| c.tekst.contains("Huisbezoek 7"))
+    );
+    // What a device of Zeist that holds only the access log is answered.
+    let ask = |format: FrameFormat, n: &mut Node, from: &Node| {
+        let log = from
+            .store()
+            .dossier_items()
+            .unwrap()
+            .get(&id)
+            .map(|i| i.ops.clone())
+            .unwrap_or_default();
+        let req = Request::Dossiers {
+            dossiers: vec![DossierMessage {
+                dossier: id,
+                have: log,
+                ops: vec![],
+                changes: vec![],
+                withheld: false,
+            }],
+        };
+        let me = from.info().node_id;
+        let answer = n.respond(
+            &crate::sync::SessionMemory::default(),
+            &me,
+            &req.encode_as(format),
+        );
+        assert!(answer.misbehaved.is_none());
+        answer.frame
+    };
+    let bundled = ask(FrameFormat::Bundled, &mut roc, &zeist);
+    let (resp, bundles) = Response::decode_bundled(&bundled).unwrap();
+    let Response::Dossiers { dossiers } = resp else {
+        panic!("not a Dossiers answer")
+    };
+    // The first change (unchained, seal format 1) alone; the eight notes bundled.
+    assert_eq!(bundles.len(), 1);
+    assert_eq!(bundles[0].len(), 8);
+    assert_eq!(dossiers[0].changes.len(), 1);
+    let compact = ask(FrameFormat::Compact, &mut roc, &zeist);
+    let (resp, none) = Response::decode_bundled(&compact).unwrap();
+    assert!(none.is_empty());
+    let Response::Dossiers { dossiers } = resp else {
+        panic!("not a Dossiers answer")
+    };
+    assert_eq!(dossiers[0].changes.len(), 9);
+    assert!(bundled.len() < compact.len());
+    // Zeist answers the ROC in bundles too; Houten, without access, gets nothing.
+    let from_zeist = ask(FrameFormat::Bundled, &mut zeist, &roc);
+    assert_eq!(Response::decode_bundled(&from_zeist).unwrap().1.len(), 1);
+    let to_houten = ask(FrameFormat::Bundled, &mut roc, &houten);
+    let (resp, none) = Response::decode_bundled(&to_houten).unwrap();
+    assert!(none.is_empty());
+    if let Response::Dossiers { dossiers } = resp {
+        assert!(dossiers.iter().all(|d| d.changes.is_empty()));
+    }
+}

@@ -78,10 +78,14 @@ const BUNDLE_CONTEXT: &[u8] = b"regiosync/bundle/1\0";
 const NONCE_KEY_CONTEXT: &[u8] = b"regiosync/seal/2 nonce key";
 const WRAP_PLAIN_LEN: usize = 1 + 16 + 4 + 32;
 
-/// A dossier's content key for one epoch. Wiped from memory when dropped; its
-/// `Debug` form shows nothing of it.
+/// A dossier's content key for one epoch, with the key its synthetic nonces are
+/// derived under (seal format 2). Wiped from memory when dropped; its `Debug` form
+/// shows nothing of it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ContentKey(Zeroizing<[u8; 32]>);
+pub struct ContentKey {
+    key: Zeroizing<[u8; 32]>,
+    nonce_key: Zeroizing<[u8; 32]>,
+}
 
 impl std::fmt::Debug for ContentKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,22 +93,39 @@ impl std::fmt::Debug for ContentKey {
     }
 }
 
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// HMAC-SHA256 keyed with `key` (any length is a valid HMAC key).
+fn hmac(key: &[u8]) -> HmacSha256 {
+    <HmacSha256 as hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+}
+
 impl ContentKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, SealError> {
         let mut k = Zeroizing::new([0u8; 32]);
         fill_random(&mut k[..]).map_err(|_| SealError::NoRandomness)?;
-        Ok(Self(k))
+        Ok(Self::from_bytes(k))
+    }
+
+    fn from_bytes(key: Zeroizing<[u8; 32]>) -> Self {
+        use hmac::Mac;
+        let mut derive = hmac(&key[..]);
+        derive.update(NONCE_KEY_CONTEXT);
+        let mut nonce_key = Zeroizing::new([0u8; 32]);
+        nonce_key.copy_from_slice(&derive.finalize().into_bytes());
+        Self { key, nonce_key }
     }
 
     /// The raw key bytes (to wrap it, or for a byte scan in tests).
     pub fn expose(&self) -> &[u8; 32] {
-        &self.0
+        &self.key
     }
 }
 
 /// Why sealing, unsealing, wrapping or unwrapping failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SealError {
     /// The system gave no randomness.
@@ -204,14 +225,8 @@ fn open_with(key: &ContentKey, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Ve
 /// by hand on the `hmac` crate: no maintained crate offers XChaCha20-Poly1305 with
 /// synthetic nonces (the `aes-siv` family is AES only).
 fn synthetic_nonce(key: &ContentKey, aad: &[u8], plaintext: &[u8]) -> [u8; 24] {
-    use hmac::{Hmac, Mac};
-    type HmacSha256 = Hmac<sha2::Sha256>;
-    let mut derive = <HmacSha256 as Mac>::new_from_slice(key.expose())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    derive.update(NONCE_KEY_CONTEXT);
-    let nonce_key = Zeroizing::new(derive.finalize().into_bytes());
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(&nonce_key[..])
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    use hmac::Mac;
+    let mut mac = hmac(&key.nonce_key[..]);
     mac.update(&(aad.len() as u64).to_be_bytes());
     mac.update(aad);
     mac.update(plaintext);
@@ -234,6 +249,30 @@ pub fn seal_change_rebuildable(
     let aad = aad(SEAL_CONTEXT_2, dossier, epoch, Some(change_hash));
     let nonce = synthetic_nonce(key, &aad, plaintext);
     seal_with(key, REBUILDABLE_SEAL_FORMAT, epoch, &nonce, &aad, plaintext)
+}
+
+/// Whether `sealed` (a change of `dossier` with `change_hash`, sealed in format 2)
+/// is what [`seal_change_rebuildable`] makes of `plaintext` under `key`: its nonce
+/// is the synthetic one. Given that the sealed bytes opened with that key and
+/// nonce, sealing `plaintext` again gives exactly them (one HMAC instead of a
+/// second encryption).
+pub fn is_rebuildable(
+    key: &ContentKey,
+    dossier: &DocId,
+    change_hash: &[u8; 32],
+    sealed: &[u8],
+    plaintext: &[u8],
+) -> bool {
+    let Ok(epoch) = sealed_epoch(sealed) else {
+        return false;
+    };
+    sealed[0] == REBUILDABLE_SEAL_FORMAT
+        && sealed[5..29]
+            == synthetic_nonce(
+                key,
+                &aad(SEAL_CONTEXT_2, dossier, epoch, Some(change_hash)),
+                plaintext,
+            )
 }
 
 /// The format byte of sealed data, if it is one a sealed change may have.
@@ -423,7 +462,7 @@ pub fn unwrap_key(
     let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(&plain[21..53]);
     plain.zeroize();
-    Ok(ContentKey(key))
+    Ok(ContentKey::from_bytes(key))
 }
 
 #[cfg(test)]

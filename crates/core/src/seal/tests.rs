@@ -228,3 +228,33 @@ fn a_sealed_change_does_not_open_under_the_other_formats_binding() {
     let change = seal_change(&key, &dossier, 0, &[1; 32], b"x").unwrap();
     assert_eq!(ring.open_bundle(&change), Err(SealError::Tampered));
 }
+
+#[test]
+fn a_format_2_seal_with_a_nonce_of_its_own_opens_but_is_not_rebuildable() {
+    let (dossier, key, ring) = setup();
+    let plain = b"contact: huisbezoek";
+    let good = seal_change_rebuildable(&key, &dossier, 0, &[1; 32], plain).unwrap();
+    assert!(is_rebuildable(&key, &dossier, &[1; 32], &good, plain));
+    // Format 2 and its binding, but a nonce a writer chose itself.
+    let aad = aad(SEAL_CONTEXT_2, &dossier, 0, Some(&[1; 32]));
+    let odd = seal_with(&key, REBUILDABLE_SEAL_FORMAT, 0, &[9; 24], &aad, plain).unwrap();
+    assert_eq!(&ring.unseal(&[1; 32], &odd).unwrap()[..], plain);
+    assert!(!is_rebuildable(&key, &dossier, &[1; 32], &odd, plain));
+    // Another plaintext, change or dossier than the one sealed.
+    assert!(!is_rebuildable(&key, &dossier, &[1; 32], &good, b"other"));
+    assert!(!is_rebuildable(&key, &dossier, &[2; 32], &good, plain));
+    assert!(!is_rebuildable(
+        &key,
+        &DocId::random().unwrap(),
+        &[1; 32],
+        &good,
+        plain
+    ));
+    assert!(!is_rebuildable(
+        &key,
+        &dossier,
+        &[1; 32],
+        &good[..10],
+        plain
+    ));
+}

@@ -42,8 +42,8 @@ use crate::envelope::Envelope;
 use crate::envelope::sealed::{SealedEnvelope, SealedFields, envelope_hash, sealed_hash};
 use crate::id::{DocId, NodeId};
 use crate::seal::{
-    KeyRing, REBUILDABLE_SEAL_FORMAT, SealError, seal_bundle, seal_change_rebuildable,
-    sealed_epoch, sealed_format,
+    KeyRing, REBUILDABLE_SEAL_FORMAT, SealError, is_rebuildable, seal_bundle,
+    seal_change_rebuildable, sealed_epoch, sealed_format,
 };
 
 /// Most plaintext the bundles of one frame may inflate to together (the frame
@@ -54,7 +54,7 @@ pub const MAX_BUNDLE_PLAIN: usize = MAX_SYNC_MESSAGE;
 pub const MIN_BUNDLED: usize = 2;
 
 /// Why a received bundle was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BundleError {
     /// The bundle, or a change in it, could not be sealed or opened (altered, or
@@ -228,8 +228,7 @@ fn bundleable(
         return None;
     }
     let plain = ring.unseal(&f.change_hash, &c.change).ok()?;
-    let again = seal_change_rebuildable(key, dossier, epoch, &f.change_hash, &plain).ok()?;
-    (again == c.change).then_some((epoch, plain))
+    is_rebuildable(key, dossier, &f.change_hash, &c.change, &plain).then_some((epoch, plain))
 }
 
 impl PendingBundle {
@@ -253,6 +252,16 @@ impl PendingBundle {
         ring: &KeyRing,
         budget: &mut usize,
     ) -> Result<Vec<SignedChange>, BundleError> {
+        self.unbundle(ring, budget)?.rebuild(ring)
+    }
+
+    /// The first half of [`Self::open`]: the bundle opened and inflated (cheap; a
+    /// frame's bundles share one budget, so they are taken in order).
+    pub fn unbundle(
+        &self,
+        ring: &KeyRing,
+        budget: &mut usize,
+    ) -> Result<Unbundled<'_>, BundleError> {
         let plain = ring.open_bundle(&self.sealed)?;
         let changes = unbundle_plaintext(&plain, budget)?;
         if changes.len() != self.entries.len() {
@@ -261,14 +270,34 @@ impl PendingBundle {
                 envelopes: self.entries.len(),
             });
         }
+        Ok(Unbundled {
+            bundle: self,
+            changes: changes
+                .into_iter()
+                .map(|(e, c)| (e, Zeroizing::new(c)))
+                .collect(),
+        })
+    }
+}
+
+/// A bundle's changes in plaintext, with the envelopes that travelled beside them.
+pub struct Unbundled<'a> {
+    bundle: &'a PendingBundle,
+    changes: Vec<(u32, Zeroizing<Vec<u8>>)>,
+}
+
+impl Unbundled<'_> {
+    /// The second half of [`PendingBundle::open`]: each change sealed again and its
+    /// envelope rebuilt (the costly half: may run on any thread).
+    pub fn rebuild(&self, ring: &KeyRing) -> Result<Vec<SignedChange>, BundleError> {
+        let b = self.bundle;
         let mut last: HashMap<NodeId, [u8; 32]> = HashMap::new();
-        let mut out = Vec::with_capacity(changes.len());
-        for ((epoch, raw), e) in changes.into_iter().zip(&self.entries) {
-            let raw = Zeroizing::new(raw);
-            let change_hash = crate::change_chunk::change_hash(&raw)
+        let mut out = Vec::with_capacity(self.changes.len());
+        for ((epoch, raw), e) in self.changes.iter().zip(&b.entries) {
+            let change_hash = crate::change_chunk::change_hash(raw)
                 .map_err(|_| BundleError::Malformed("not an Automerge change"))?;
-            let key = ring.get(epoch).ok_or(SealError::NoKeyForEpoch(epoch))?;
-            let sealed = seal_change_rebuildable(key, &self.dossier, epoch, &change_hash, &raw)?;
+            let key = ring.get(*epoch).ok_or(SealError::NoKeyForEpoch(*epoch))?;
+            let sealed = seal_change_rebuildable(key, &b.dossier, *epoch, &change_hash, raw)?;
             let prev = match &e.prev {
                 BundlePrev::None => None,
                 BundlePrev::Previous => Some(
@@ -281,7 +310,7 @@ impl PendingBundle {
             let fields = SealedFields {
                 prev,
                 region: e.region,
-                dossier: self.dossier,
+                dossier: b.dossier,
                 change_hash,
                 sealed_hash: sealed_hash(&sealed),
                 author: e.author,

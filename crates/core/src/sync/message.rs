@@ -888,11 +888,19 @@ mod tests {
         let compact = hello.encode_as(FrameFormat::Compact);
         assert_eq!(compact.len(), hello.encode().len() + 3);
         assert_eq!(Request::decode(&compact).unwrap(), hello);
+        // In format 3 one more (no bundle).
+        let bundled = hello.encode_as(FrameFormat::Bundled);
+        assert_eq!(bundled.len(), compact.len() + 1);
+        assert_eq!(Request::decode(&bundled).unwrap(), hello);
+        assert_eq!(
+            Request::decode_bundled(&bundled).unwrap(),
+            (hello.clone(), vec![])
+        );
         let mut wire = hello.encode();
-        wire[0] = 3;
-        assert_eq!(Request::decode(&wire), Err(SyncError::UnknownFormat(3)));
+        wire[0] = 4;
+        assert_eq!(Request::decode(&wire), Err(SyncError::UnknownFormat(4)));
         assert!(
-            SyncError::UnknownFormat(3)
+            SyncError::UnknownFormat(4)
                 .to_string()
                 .contains("upgrade the older node")
         );
