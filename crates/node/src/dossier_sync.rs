@@ -26,7 +26,8 @@
 //! **Withheld.** A party whose access ended does not hold the ops that ended it, and
 //! keeps offering the dossier; the other side answers `withheld` (or marks its
 //! opening message so, when it opened the session), and the offer stops (until new
-//! access-log ops for that dossier arrive, or the node restarts). Only a
+//! access-log ops for that dossier arrive, that peer sends the dossier without
+//! refusing it, or the node restarts). Only a
 //! party that once held the dossier is told `withheld`: to a party that never had
 //! access, a dossier this node holds is answered exactly as an id it never heard of.
 //!
@@ -477,6 +478,9 @@ impl Node {
                 }
                 continue;
             }
+            // The peer shares the dossier (again): a refusal it sent earlier, perhaps
+            // delivered after the grant that ended it, no longer holds.
+            memory.lock().unwithhold(peer, &m.dossier);
             self.note_erasure_holder(&folded.state, peer, m)?;
             if m.ops.is_empty() && m.changes.is_empty() {
                 continue;

@@ -2198,3 +2198,61 @@ fn a_reader_catches_up_in_a_bundle_and_holds_what_the_author_signed() {
         assert!(dossiers.iter().all(|d| d.changes.is_empty()));
     }
 }
+
+/// A refusal (`withheld`) can reach a node after the grant that ended it (a late
+/// answer of the peer's older view): once the peer sends the dossier without
+/// refusing it, the node offers the dossier to that peer again, instead of leaving
+/// it out of its summary for that peer until it restarts (the simulation's seed
+/// 1018 never converged).
+#[test]
+fn a_late_refusal_is_forgotten_once_the_peer_shares_the_dossier() {
+    use regiosync_core::dossier::access::Basis;
+    use regiosync_core::sync::{DossierMessage, FrameFormat, Request};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let [_kern, mut roc, zeist, houten] = dossier_region(tmp.path());
+    let by = mentor();
+    let id = zeist_dossier(&mut roc, &by);
+    roc.grant_dossier(
+        &id,
+        party("gemeente-houten"),
+        Basis::WettelijkeTaak,
+        "leerplicht",
+        None,
+        &by,
+    )
+    .unwrap();
+    let (zeist, roc, _) = sync_once(zeist, roc);
+    let (mut houten, _roc, _) = sync_once(houten, roc);
+    let zeist_id = zeist.info().node_id;
+    let memory = crate::sync::SessionMemory::default();
+    // Houten took an old refusal of Zeist's to heart.
+    memory.lock().withhold(zeist_id, id);
+    let shared = |h: &Node, m: &crate::sync::SessionMemory| {
+        h.shared_dossiers(m, &h.region_state().unwrap(), &zeist_id)
+            .unwrap()
+            .iter()
+            .any(|(d, _)| *d == id)
+    };
+    assert!(!shared(&houten, &memory));
+    // Zeist sends the dossier, not refusing it.
+    let have = zeist
+        .store()
+        .dossier_items()
+        .unwrap()
+        .get(&id)
+        .map(|i| [i.ops.clone(), i.changes.clone()].concat())
+        .unwrap();
+    let msg = Request::Dossiers {
+        dossiers: vec![DossierMessage {
+            dossier: id,
+            have,
+            ops: vec![],
+            changes: vec![],
+            withheld: false,
+        }],
+    };
+    let answer = houten.respond(&memory, &zeist_id, &msg.encode_as(FrameFormat::Bundled));
+    assert!(answer.misbehaved.is_none());
+    assert!(shared(&houten, &memory));
+}

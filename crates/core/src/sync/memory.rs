@@ -53,6 +53,14 @@ impl SyncMemory {
         self.withheld.insert((peer, id));
     }
 
+    /// Forgets that `peer` refused dossier `id`: it shares it again (it sent a
+    /// message about it that was not a refusal). A refusal can arrive late, after
+    /// the access-log op that ended it (a delayed answer of the peer's older
+    /// view), so a change here alone does not always clear it.
+    pub fn unwithhold(&mut self, peer: &NodeId, id: &DocId) {
+        self.withheld.remove(&(*peer, *id));
+    }
+
     /// Forgets every peer's refusal of dossier `id` (something of it changed, or it
     /// was erased).
     pub fn forget_withheld(&mut self, id: &DocId) {
@@ -121,5 +129,10 @@ mod tests {
         assert!(!m.is_withheld(&q, &id));
         m.forget_withheld(&id);
         assert!(!m.is_withheld(&p, &id));
+        m.withhold(p, id);
+        m.withhold(q, id);
+        m.unwithhold(&p, &id);
+        assert!(!m.is_withheld(&p, &id));
+        assert!(m.is_withheld(&q, &id));
     }
 }
