@@ -245,7 +245,7 @@ impl RespondHarness {
             Err(e) => panic!("the fuzz fixture does not open: {e}"),
         };
         let answer = node.respond(&crate::sync::SessionMemory::default(), &self.from, frame);
-        if let Err(e) = Response::decode(&answer.frame) {
+        if let Err(e) = Response::decode_bundled(&answer.frame) {
             panic!("the responder wrote an undecodable answer: {e}");
         }
         if let Some(e) = &answer.storage_failure {

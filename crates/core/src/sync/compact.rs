@@ -337,9 +337,22 @@ impl Expander {
 
 impl Expander {
     /// A received bundle with its table references resolved (refused whole if one
-    /// is out of range).
-    pub(crate) fn pending(&self, w: WireBundle) -> Result<PendingBundle, SyncError> {
+    /// is out of range). Its envelopes count against the frame's rebuilt bytes as
+    /// single changes' do (a reference of a few bytes can name two lists of 64
+    /// heads).
+    pub(crate) fn pending(&mut self, w: WireBundle) -> Result<PendingBundle, SyncError> {
         let region = self.table.region.ok_or(SyncError::Malformed)?;
+        for e in &w.entries {
+            let lists = [e.control, e.access]
+                .iter()
+                .map(|i| self.table.heads.get(*i as usize).map_or(0, Vec::len))
+                .sum::<usize>();
+            // Signature, ids, hashes and `prev` (≈230 bytes), and 32 per head.
+            self.rebuilt += 256 + 32 * lists;
+        }
+        if self.rebuilt > MAX_SYNC_MESSAGE {
+            return Err(SyncError::OverLimit("rebuilt envelope bytes"));
+        }
         let heads = |i: u32| {
             self.table
                 .heads
@@ -705,6 +718,47 @@ mod tests {
         );
         // The same with fewer copies is fine.
         assert!(Response::decode(&frame(&table, vec![], &sealed_ref(0, 0, 0), 100)).is_ok());
+        // Bundled envelopes count alike: 5,000 entries naming the 64-head lists.
+        let entry = WireEntry {
+            signature: Signature::from_bytes(&[5; 64]),
+            author: 0,
+            control: 0,
+            access: 0,
+            prev: BundlePrev::Previous,
+        };
+        let dossier = DocId::from_bytes([9; 16]);
+        let bundles = |n: usize| {
+            vec![WireBundle {
+                dossier,
+                sealed: vec![1; 64],
+                entries: vec![entry.clone(); n],
+            }]
+        };
+        let msg = Response::Dossiers {
+            dossiers: vec![DossierMessage {
+                dossier,
+                have: vec![],
+                ops: vec![],
+                changes: vec![],
+                withheld: false,
+            }],
+        };
+        let bundled = |n: usize| {
+            let mut f = vec![crate::sync::BUNDLED_FORMAT];
+            f.extend(postcard::to_allocvec(&table).unwrap());
+            f.extend(postcard::to_allocvec(&msg).unwrap());
+            f.extend(postcard::to_allocvec(&bundles(n)).unwrap());
+            f
+        };
+        assert!(bundled(5000).len() < 1024 * 1024);
+        assert_eq!(
+            Response::decode_bundled(&bundled(5000)),
+            Err(SyncError::OverLimit("rebuilt envelope bytes"))
+        );
+        assert_eq!(
+            Response::decode_bundled(&bundled(100)).unwrap().1[0].len(),
+            100
+        );
     }
 
     #[test]
