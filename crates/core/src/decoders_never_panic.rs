@@ -84,6 +84,51 @@ fn feed(bytes: &[u8]) {
     let _ = NodeSecret::from_file_bytes(bytes, None);
     automerge_msg::fuzz_sync_message(bytes);
     feed_change(bytes);
+    feed_bundles(bytes);
+}
+
+/// Sync frames of every format (bundles included), and bundles that open to
+/// arbitrary plaintexts: what a member holding the dossier's key could send.
+fn feed_bundles(bytes: &[u8]) {
+    use crate::seal::{ContentKey, KeyRing, seal_bundle};
+    use crate::sync::bundle::{
+        BundlePrev, MAX_BUNDLE_PLAIN, PendingBundle, PendingEntry, bundle_plaintext,
+        unbundle_plaintext,
+    };
+    use crate::sync::{Request, Response};
+    for format in [1u8, 2, 3] {
+        let mut frame = vec![format];
+        frame.extend_from_slice(bytes);
+        let _ = Request::decode_bundled(&frame);
+        let _ = Response::decode_bundled(&frame);
+    }
+    let _ = unbundle_plaintext(bytes, &mut MAX_BUNDLE_PLAIN.clone());
+    let dossier = DocId::from_bytes([3; 16]);
+    let Ok(key) = ContentKey::generate() else {
+        return;
+    };
+    let mut ring = KeyRing::new(dossier);
+    ring.insert(0, key.clone());
+    let entry = PendingEntry {
+        region: RegionId(crate::control::OpHash([1; 32])),
+        author: NodeSecret::generate().unwrap().node_id(),
+        control_heads: vec![],
+        access_heads: vec![crate::control::OpHash([2; 32])],
+        signature: [0; 64],
+        prev: BundlePrev::Previous,
+    };
+    // As the deflated plaintext, and as the one change of a well-formed list.
+    for plain in [bytes.to_vec(), bundle_plaintext(&[(0, bytes)]).to_vec()] {
+        let Ok(sealed) = seal_bundle(&key, &dossier, 0, &plain) else {
+            continue;
+        };
+        let b = PendingBundle {
+            dossier,
+            sealed,
+            entries: vec![entry.clone()],
+        };
+        let _ = b.open(&ring, &mut MAX_BUNDLE_PLAIN.clone());
+    }
 }
 
 /// The chunk guard, and Automerge's change parser behind it only.
