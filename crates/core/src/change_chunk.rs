@@ -368,6 +368,86 @@ pub fn compressed_bomb(inflated: usize) -> Vec<u8> {
 
 /// A LEB128 `u64` and how many bytes it took; `None` if it runs past the input, past
 /// 64 bits, or is not minimal.
+/// A change chunk taken apart at its dependencies: the hashes of the changes it
+/// depends on, and the rest of its data. A bundle of a dossier's changes sends a
+/// dependency on an earlier change of the same bundle as that change's place
+/// (`sync::bundle`): the 32 bytes of a hash do not compress, and most changes of a
+/// dossier depend on the one before. [`join_deps`] puts the chunk back together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitChange {
+    /// The dependency hashes, in the chunk's order.
+    pub deps: Vec<[u8; 32]>,
+    /// The chunk's data after the dependencies.
+    pub rest: Vec<u8>,
+}
+
+/// Splits an uncompressed change chunk at its dependencies, if `raw` is one whose
+/// header parses and whose length is right; `None` otherwise (the caller sends
+/// such bytes as they are).
+pub fn split_deps(raw: &[u8]) -> Option<SplitChange> {
+    if raw.len() < 10 || raw[..4] != MAGIC || raw[8] != TYPE_CHANGE {
+        return None;
+    }
+    let (declared, len_bytes) = uleb(&raw[9..])?;
+    let data = &raw[9 + len_bytes..];
+    if declared != data.len() as u64 {
+        return None;
+    }
+    let (n, n_bytes) = uleb(data)?;
+    let deps_end = usize::try_from(n)
+        .ok()?
+        .checked_mul(32)?
+        .checked_add(n_bytes)?;
+    let deps = data
+        .get(n_bytes..deps_end)?
+        .chunks_exact(32)
+        .map(|h| {
+            let mut d = [0u8; 32];
+            d.copy_from_slice(h);
+            d
+        })
+        .collect();
+    Some(SplitChange {
+        deps,
+        rest: data[deps_end..].to_vec(),
+    })
+}
+
+/// The change chunk of `deps` and `rest` (as [`split_deps`] took it apart): the
+/// checksum is the first four bytes of the chunk's hash, as Automerge writes it.
+pub fn join_deps(deps: &[[u8; 32]], rest: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(10 + 32 * deps.len() + rest.len());
+    write_uleb(&mut data, deps.len() as u64);
+    for d in deps {
+        data.extend_from_slice(d);
+    }
+    data.extend_from_slice(rest);
+    let mut header = vec![TYPE_CHANGE];
+    write_uleb(&mut header, data.len() as u64);
+    let hash = Sha256::new()
+        .chain_update(&header)
+        .chain_update(&data)
+        .finalize();
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&hash[..4]);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&data);
+    out
+}
+
+fn write_uleb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
 fn uleb(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value: u64 = 0;
     for (i, &b) in bytes.iter().enumerate().take(10) {
@@ -394,6 +474,44 @@ mod tests {
     use automerge::transaction::Transactable;
     use automerge::{Automerge, ROOT};
     use std::io::Read;
+
+    #[test]
+    fn a_change_split_at_its_dependencies_joins_back_byte_for_byte() {
+        let mut a = Automerge::new();
+        let mut tx = a.transaction();
+        tx.put(ROOT, "naam", "Sanne").unwrap();
+        tx.commit();
+        let mut b = a.fork();
+        for (doc, v) in [(&mut a, "a"), (&mut b, "b")] {
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "notitie", v).unwrap();
+            tx.commit();
+        }
+        a.merge(&mut b).unwrap();
+        let mut tx = a.transaction();
+        tx.put(ROOT, "samen", true).unwrap();
+        tx.commit();
+        let changes = a.get_changes(&[]);
+        let deps: Vec<usize> = changes.iter().map(|c| c.deps().len()).collect();
+        assert!(
+            deps.contains(&0) && deps.contains(&1) && deps.contains(&2),
+            "{deps:?}"
+        );
+        for c in &changes {
+            let raw = c.raw_bytes();
+            let split = split_deps(raw).unwrap();
+            assert_eq!(split.deps.len(), c.deps().len());
+            assert_eq!(join_deps(&split.deps, &split.rest), raw);
+            assert_eq!(change_hash(raw).unwrap(), c.hash().0);
+        }
+        // Not a change chunk, or a length that does not match: not split.
+        let raw = changes[0].raw_bytes();
+        assert!(split_deps(&raw[..raw.len() - 1]).is_none());
+        assert!(split_deps(b"not a chunk at all").is_none());
+        let mut compressed = raw.to_vec();
+        compressed[8] = TYPE_COMPRESSED;
+        assert!(split_deps(&compressed).is_none());
+    }
 
     fn change(text_len: usize) -> automerge::Change {
         let mut doc = Automerge::new();

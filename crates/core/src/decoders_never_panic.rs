@@ -103,6 +103,9 @@ fn feed_bundles(bytes: &[u8]) {
         let _ = Response::decode_bundled(&frame);
     }
     let _ = unbundle_plaintext(bytes, &mut MAX_BUNDLE_PLAIN.clone());
+    if let Some(s) = crate::change_chunk::split_deps(bytes) {
+        let _ = crate::change_chunk::join_deps(&s.deps, &s.rest);
+    }
     let dossier = DocId::from_bytes([3; 16]);
     let Ok(key) = ContentKey::generate() else {
         return;

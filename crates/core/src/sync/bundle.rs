@@ -21,22 +21,30 @@
 //! names an epoch the receiver holds no key of is refused whole ([`BundleError`]).
 //!
 //! ```
-//! use regiosync_core::id::DocId;
-//! use regiosync_core::seal::{ContentKey, KeyRing};
+//! use automerge::{Automerge, ROOT, transaction::Transactable};
 //! use regiosync_core::sync::bundle::{bundle_plaintext, unbundle_plaintext};
 //!
-//! let plain = bundle_plaintext(&[(0, b"change one".as_slice()), (0, b"change two")]);
-//! let back = unbundle_plaintext(&plain, &mut 1024)?;
-//! assert_eq!(back, vec![(0, b"change one".to_vec()), (0, b"change two".to_vec())]);
-//! # Ok::<(), regiosync_core::sync::bundle::BundleError>(())
+//! let mut doc = Automerge::new();
+//! for note in ["Huisbezoek", "Gesprek met mentor"] {
+//!     let mut tx = doc.transaction();
+//!     tx.put(ROOT, "notitie", note)?;
+//!     tx.commit();
+//! }
+//! let raw: Vec<Vec<u8>> = doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+//! // The second change depends on the first: its 32-byte hash travels as "change 0".
+//! let plain = bundle_plaintext(&[(0, &raw[0][..]), (0, &raw[1][..])]);
+//! let back = unbundle_plaintext(&plain, &mut (1 << 20))?;
+//! assert_eq!(back, vec![(0, raw[0].clone()), (0, raw[1].clone())]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::message::{MAX_SYNC_MESSAGE, SignedChange};
+use crate::change_chunk::{change_hash, join_deps, split_deps};
 use crate::control::{OpHash, RegionId};
 use crate::envelope::Envelope;
 use crate::envelope::sealed::{SealedEnvelope, SealedFields, envelope_hash, sealed_hash};
@@ -124,34 +132,142 @@ pub struct PendingBundle {
     pub(crate) entries: Vec<PendingEntry>,
 }
 
-/// `postcard(Vec<(epoch, raw change)>)`, deflated.
+/// A change in a bundle's plaintext.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Packed {
+    /// The raw change as it is (one whose dependencies could not be split off).
+    Raw(Vec<u8>),
+    /// The raw change without its dependency hashes ([`split_deps`]), each given as
+    /// the place of an earlier change of the bundle or as the hash.
+    Split { deps: Vec<Dep>, rest: Vec<u8> },
+}
+
+/// A dependency of a packed change.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Dep {
+    /// The change at this place in the bundle (an earlier one).
+    Earlier(u32),
+    /// A change outside the bundle.
+    Hash([u8; 32]),
+}
+
+impl Packed {
+    fn wipe(&mut self) {
+        match self {
+            Packed::Raw(v) | Packed::Split { rest: v, .. } => v.zeroize(),
+        }
+    }
+}
+
+/// A bundle's plaintext: `postcard(Vec<(epoch, Packed)>)`, deflated. A change's
+/// dependency on an earlier change of the bundle travels as that change's place
+/// (a dossier's changes mostly depend on the one before: 32 bytes each that do not
+/// compress), if the change comes back byte for byte from the parts.
 pub fn bundle_plaintext(changes: &[(u32, &[u8])]) -> Zeroizing<Vec<u8>> {
-    let list = Zeroizing::new(postcard::to_allocvec(changes).unwrap_or_default());
+    let mut places: HashMap<[u8; 32], u32> = HashMap::new();
+    let mut list: Vec<(u32, Packed)> = Vec::with_capacity(changes.len());
+    for (i, (epoch, raw)) in changes.iter().enumerate() {
+        let packed = match split_deps(raw) {
+            Some(s) if join_deps(&s.deps, &s.rest) == *raw => Packed::Split {
+                deps: s
+                    .deps
+                    .iter()
+                    .map(|d| places.get(d).map_or(Dep::Hash(*d), |i| Dep::Earlier(*i)))
+                    .collect(),
+                rest: s.rest,
+            },
+            _ => Packed::Raw(raw.to_vec()),
+        };
+        if let Ok(h) = change_hash(raw) {
+            places.insert(h, i as u32);
+        }
+        list.push((*epoch, packed));
+    }
+    let encoded = Zeroizing::new(postcard::to_allocvec(&list).unwrap_or_default());
+    list.iter_mut().for_each(|(_, p)| p.wipe());
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
     // Writing to a Vec cannot fail.
-    let _ = z.write_all(&list);
+    let _ = z.write_all(&encoded);
     Zeroizing::new(z.finish().unwrap_or_default())
 }
 
-/// The changes of a bundle's plaintext, inflated to at most `budget` bytes (which is
-/// reduced by what it took).
+/// The packed changes of a bundle's plaintext, inflated to at most `budget` bytes.
+fn inflate(plain: &[u8], budget: usize) -> Result<(Vec<(u32, Packed)>, usize), BundleError> {
+    let mut list = Zeroizing::new(Vec::new());
+    flate2::read::DeflateDecoder::new(plain)
+        .take(budget as u64 + 1)
+        .read_to_end(&mut list)
+        .map_err(|_| BundleError::Malformed("not deflated"))?;
+    if list.len() > budget {
+        return Err(BundleError::TooLarge);
+    }
+    match postcard::take_from_bytes(&list) {
+        Ok((changes, [])) => Ok((changes, list.len())),
+        _ => Err(BundleError::Malformed("not a list of changes")),
+    }
+}
+
+/// The raw changes of packed ones, with their hashes, at most `budget` bytes of
+/// them (a place given for a dependency turns two bytes into 32).
+fn unpack(
+    packed: Vec<(u32, Packed)>,
+    budget: usize,
+) -> Result<(Vec<RawChange>, usize), BundleError> {
+    let mut out: Vec<RawChange> = Vec::with_capacity(packed.len());
+    let mut total = 0usize;
+    for (epoch, p) in packed {
+        let size = match &p {
+            Packed::Raw(v) => v.len(),
+            Packed::Split { deps, rest } => 16 + 32 * deps.len() + rest.len(),
+        };
+        total = total.saturating_add(size);
+        if total > budget {
+            return Err(BundleError::TooLarge);
+        }
+        let raw = match p {
+            Packed::Raw(v) => Zeroizing::new(v),
+            Packed::Split { deps, rest } => {
+                let rest = Zeroizing::new(rest);
+                let deps = deps
+                    .iter()
+                    .map(|d| match d {
+                        Dep::Earlier(i) => out
+                            .get(*i as usize)
+                            .map(|c| c.hash)
+                            .ok_or(BundleError::Malformed("a dependency on a later change")),
+                        Dep::Hash(h) => Ok(*h),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Zeroizing::new(join_deps(&deps, &rest))
+            }
+        };
+        let hash =
+            change_hash(&raw).map_err(|_| BundleError::Malformed("not an Automerge change"))?;
+        out.push(RawChange { epoch, raw, hash });
+    }
+    Ok((out, total))
+}
+
+/// A change taken out of a bundle: its epoch, raw bytes and Automerge hash.
+struct RawChange {
+    epoch: u32,
+    raw: Zeroizing<Vec<u8>>,
+    hash: [u8; 32],
+}
+
+/// The changes of a bundle's plaintext with their epochs, inflated and unpacked to
+/// at most `budget` bytes (which is reduced by what they took).
 pub fn unbundle_plaintext(
     plain: &[u8],
     budget: &mut usize,
 ) -> Result<Vec<(u32, Vec<u8>)>, BundleError> {
-    let mut list = Zeroizing::new(Vec::new());
-    flate2::read::DeflateDecoder::new(plain)
-        .take(*budget as u64 + 1)
-        .read_to_end(&mut list)
-        .map_err(|_| BundleError::Malformed("not deflated"))?;
-    if list.len() > *budget {
-        return Err(BundleError::TooLarge);
-    }
-    *budget -= list.len();
-    match postcard::take_from_bytes(&list) {
-        Ok((changes, [])) => Ok(changes),
-        _ => Err(BundleError::Malformed("not a list of changes")),
-    }
+    let (packed, inflated) = inflate(plain, *budget)?;
+    let (changes, total) = unpack(packed, *budget)?;
+    *budget -= inflated.max(total);
+    Ok(changes
+        .into_iter()
+        .map(|c| (c.epoch, c.raw.to_vec()))
+        .collect())
 }
 
 impl OutBundle {
@@ -255,27 +371,27 @@ impl PendingBundle {
         self.unbundle(ring, budget)?.rebuild(ring)
     }
 
-    /// The first half of [`Self::open`]: the bundle opened and inflated (cheap; a
-    /// frame's bundles share one budget, so they are taken in order).
+    /// The first half of [`Self::open`]: the bundle opened, inflated and its
+    /// changes unpacked (cheap; a frame's bundles share one budget, so they are
+    /// taken in order).
     pub fn unbundle(
         &self,
         ring: &KeyRing,
         budget: &mut usize,
     ) -> Result<Unbundled<'_>, BundleError> {
         let plain = ring.open_bundle(&self.sealed)?;
-        let changes = unbundle_plaintext(&plain, budget)?;
-        if changes.len() != self.entries.len() {
+        let (packed, inflated) = inflate(&plain, *budget)?;
+        if packed.len() != self.entries.len() {
             return Err(BundleError::Count {
-                changes: changes.len(),
+                changes: packed.len(),
                 envelopes: self.entries.len(),
             });
         }
+        let (changes, total) = unpack(packed, *budget)?;
+        *budget -= inflated.max(total);
         Ok(Unbundled {
             bundle: self,
-            changes: changes
-                .into_iter()
-                .map(|(e, c)| (e, Zeroizing::new(c)))
-                .collect(),
+            changes,
         })
     }
 }
@@ -283,7 +399,7 @@ impl PendingBundle {
 /// A bundle's changes in plaintext, with the envelopes that travelled beside them.
 pub struct Unbundled<'a> {
     bundle: &'a PendingBundle,
-    changes: Vec<(u32, Zeroizing<Vec<u8>>)>,
+    changes: Vec<RawChange>,
 }
 
 impl Unbundled<'_> {
@@ -293,11 +409,10 @@ impl Unbundled<'_> {
         let b = self.bundle;
         let mut last: HashMap<NodeId, [u8; 32]> = HashMap::new();
         let mut out = Vec::with_capacity(self.changes.len());
-        for ((epoch, raw), e) in self.changes.iter().zip(&b.entries) {
-            let change_hash = crate::change_chunk::change_hash(raw)
-                .map_err(|_| BundleError::Malformed("not an Automerge change"))?;
-            let key = ring.get(*epoch).ok_or(SealError::NoKeyForEpoch(*epoch))?;
-            let sealed = seal_change_rebuildable(key, &b.dossier, *epoch, &change_hash, raw)?;
+        for (c, e) in self.changes.iter().zip(&b.entries) {
+            let (epoch, change_hash) = (c.epoch, c.hash);
+            let key = ring.get(epoch).ok_or(SealError::NoKeyForEpoch(epoch))?;
+            let sealed = seal_change_rebuildable(key, &b.dossier, epoch, &change_hash, &c.raw)?;
             let prev = match &e.prev {
                 BundlePrev::None => None,
                 BundlePrev::Previous => Some(

@@ -281,18 +281,102 @@ fn a_deflate_bomb_stops_at_the_frames_budget() {
     );
     let mut budget = MAX_BUNDLE_PLAIN;
     assert_eq!(bomb.open(&f.ring, &mut budget), Err(BundleError::TooLarge));
-    // Two bundles of 10 MiB each: the second exceeds what is left of the budget.
-    let ten = vec![(3u32, vec![0u8; 10 * 1024 * 1024])];
-    let plain = postcard::to_allocvec(&ten).unwrap();
-    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-    z.write_all(&plain).unwrap();
-    let deflated = z.finish().unwrap();
-    let mut budget = MAX_BUNDLE_PLAIN;
-    assert_eq!(unbundle_plaintext(&deflated, &mut budget).unwrap().len(), 1);
+    // The bundles of one frame share the budget: a second bundle that would take
+    // more than is left is refused.
+    let plain: Vec<Zeroizing<Vec<u8>>> = f.changes[1..]
+        .iter()
+        .map(|c| {
+            let env = SealedEnvelope::decode(&c.envelope).unwrap();
+            f.ring.unseal(&env.fields().change_hash, &c.change).unwrap()
+        })
+        .collect();
+    let list: Vec<(u32, &[u8])> = plain.iter().map(|p| (3, &p[..])).collect();
+    let one = bundle_plaintext(&list);
+    let size: usize = plain.iter().map(|p| p.len()).sum();
+    let mut budget = size + size / 2;
+    assert_eq!(unbundle_plaintext(&one, &mut budget).unwrap().len(), 2);
     assert_eq!(
-        unbundle_plaintext(&deflated, &mut budget),
+        unbundle_plaintext(&one, &mut budget),
         Err(BundleError::TooLarge)
     );
+}
+
+/// Dependencies on earlier changes of the bundle travel as places: a place that
+/// names a later change, or many places that would unpack beyond the budget, are
+/// refused.
+#[test]
+fn dependencies_travel_as_places_and_bad_places_are_refused() {
+    let f = fixture(12);
+    let plain: Vec<Zeroizing<Vec<u8>>> = f.changes[1..]
+        .iter()
+        .map(|c| {
+            let env = SealedEnvelope::decode(&c.envelope).unwrap();
+            f.ring.unseal(&env.fields().change_hash, &c.change).unwrap()
+        })
+        .collect();
+    let list: Vec<(u32, &[u8])> = plain.iter().map(|p| (3, &p[..])).collect();
+    let packed = bundle_plaintext(&list);
+    // Each change but the first names the one before by place, not by hash.
+    let mut places_only = packed.clone();
+    let back = unbundle_plaintext(&places_only, &mut MAX_BUNDLE_PLAIN.clone()).unwrap();
+    assert_eq!(
+        back,
+        plain.iter().map(|p| (3, p.to_vec())).collect::<Vec<_>>()
+    );
+    let raw_size: usize = plain.iter().map(|p| p.len()).sum();
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    for p in &plain {
+        z.write_all(p).unwrap();
+    }
+    let deflated_raw = z.finish().unwrap().len();
+    assert!(
+        packed.len() + 20 * plain.len() < deflated_raw,
+        "packed {} vs deflated raw {deflated_raw} (of {raw_size})",
+        packed.len()
+    );
+    // A place of a later change.
+    let forward = vec![(
+        3u32,
+        Packed::Split {
+            deps: vec![Dep::Earlier(0)],
+            rest: vec![1, 2, 3],
+        },
+    )];
+    places_only = deflate(&postcard::to_allocvec(&forward).unwrap());
+    assert_eq!(
+        unbundle_plaintext(&places_only, &mut MAX_BUNDLE_PLAIN.clone()),
+        Err(BundleError::Malformed("a dependency on a later change"))
+    );
+    // A first real change, then one naming it a million times: 32 MB from a few KB.
+    let first = split_deps(&plain[0]).unwrap();
+    let bomb = vec![
+        (
+            3u32,
+            Packed::Split {
+                deps: vec![],
+                rest: first.rest.clone(),
+            },
+        ),
+        (
+            3u32,
+            Packed::Split {
+                deps: (0..1_000_000).map(|_| Dep::Earlier(0)).collect(),
+                rest: vec![],
+            },
+        ),
+    ];
+    let bomb = deflate(&postcard::to_allocvec(&bomb).unwrap());
+    assert!(bomb.len() < 100_000, "{}", bomb.len());
+    assert_eq!(
+        unbundle_plaintext(&bomb, &mut MAX_BUNDLE_PLAIN.clone()),
+        Err(BundleError::TooLarge)
+    );
+}
+
+fn deflate(bytes: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(bytes).unwrap();
+    Zeroizing::new(z.finish().unwrap())
 }
 
 #[test]
