@@ -436,7 +436,8 @@ pub fn join_deps(deps: &[[u8; 32]], rest: &[u8]) -> Vec<u8> {
     out
 }
 
-fn write_uleb(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as unsigned LEB128 (Automerge's lengths and counts).
+pub(crate) fn write_uleb(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;

@@ -169,17 +169,7 @@ fn doc() -> Automerge {
     doc
 }
 
-fn uleb(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
+use crate::change_chunk::write_uleb as uleb;
 
 /// A Bloom filter's (entries, bits per entry, probes, byte length change relative to
 /// the right one); `None` for an empty filter.

@@ -364,15 +364,7 @@ impl KeyRing {
     ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let epoch = sealed_epoch(sealed)?;
         let context = seal_context(sealed[0])?;
-        let key = self
-            .keys
-            .get(&epoch)
-            .ok_or(SealError::NoKeyForEpoch(epoch))?;
-        open_with(
-            key,
-            sealed,
-            &aad(context, &self.dossier, epoch, Some(change_hash)),
-        )
+        self.open(sealed, epoch, context, Some(change_hash))
     }
 
     /// Opens a sealed bundle of this ring's dossier ([`seal_bundle`]).
@@ -385,7 +377,18 @@ impl KeyRing {
             .get(..4)
             .and_then(|e| e.try_into().ok())
             .ok_or(SealError::Malformed)?;
-        let epoch = u32::from_be_bytes(epoch);
+        self.open(sealed, u32::from_be_bytes(epoch), BUNDLE_CONTEXT, None)
+    }
+
+    /// Opens `sealed` with the key of `epoch` under the associated data of
+    /// `context`.
+    fn open(
+        &self,
+        sealed: &[u8],
+        epoch: u32,
+        context: &[u8],
+        change_hash: Option<&[u8; 32]>,
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let key = self
             .keys
             .get(&epoch)
@@ -393,7 +396,7 @@ impl KeyRing {
         open_with(
             key,
             sealed,
-            &aad(BUNDLE_CONTEXT, &self.dossier, epoch, None),
+            &aad(context, &self.dossier, epoch, change_hash),
         )
     }
 

@@ -336,6 +336,9 @@ trait WithChanges: Serialize + for<'de> Deserialize<'de> + Clone {
     /// The message's changes.
     fn changes(&self) -> Vec<&SignedChange>;
 
+    /// Checks the per-message limits of a decoded message.
+    fn check(&self) -> Result<(), SyncError>;
+
     /// Calls `f` with each change of the message, its document and envelope kind.
     fn each_change(
         &mut self,
@@ -364,6 +367,23 @@ fn dossier_lists(dossiers: &mut [DossierMessage]) -> Vec<(Kind, DocId, &mut Vec<
 }
 
 impl WithChanges for Request {
+    fn check(&self) -> Result<(), SyncError> {
+        match self {
+            Request::Ops { ops, .. } => check_ops(ops)?,
+            Request::Docs { docs } => check_docs(docs)?,
+            Request::Dossiers { dossiers } => check_dossiers(dossiers)?,
+            Request::PushDocs { also, docs } => {
+                check_pushed_to(also)?;
+                check_docs(docs)?
+            }
+            Request::PushDossiers { also, dossiers } => {
+                check_pushed_to(also)?;
+                check_dossiers(dossiers)?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
     fn changes(&self) -> Vec<&SignedChange> {
         match self {
             Request::Docs { docs } | Request::PushDocs { docs, .. } => {
@@ -387,6 +407,18 @@ impl WithChanges for Request {
 }
 
 impl WithChanges for Response {
+    fn check(&self) -> Result<(), SyncError> {
+        match self {
+            Response::Ops { ops, .. } => check_ops(ops)?,
+            Response::Docs { docs } => check_docs(docs)?,
+            Response::Dossiers { dossiers } => check_dossiers(dossiers)?,
+            Response::Removed { ops } if ops.len() > MAX_REMOVED_OPS => {
+                return Err(SyncError::OverLimit("removal ops"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
     fn changes(&self) -> Vec<&SignedChange> {
         match self {
             Response::Docs { docs } => docs.iter().flat_map(|d| &d.changes).collect(),
@@ -521,9 +553,17 @@ fn decode<T: WithChanges>(bytes: &[u8]) -> Result<(T, Vec<PendingBundle>), SyncE
     }
 }
 
-/// [`decode`] for a caller that does not take bundles: a frame with one is refused.
+/// [`decode`], then the per-message limits.
+fn decode_checked<T: WithChanges>(bytes: &[u8]) -> Result<(T, Vec<PendingBundle>), SyncError> {
+    let (msg, bundles): (T, _) = decode(bytes)?;
+    msg.check()?;
+    Ok((msg, bundles))
+}
+
+/// [`decode_checked`] for a caller that does not take bundles: a frame with one is
+/// refused.
 fn decode_unbundled<T: WithChanges>(bytes: &[u8]) -> Result<T, SyncError> {
-    match decode(bytes)? {
+    match decode_checked(bytes)? {
         (msg, b) if b.is_empty() => Ok(msg),
         _ => Err(SyncError::Malformed),
     }
@@ -553,34 +593,12 @@ impl Request {
     /// Decodes untrusted frame bytes and checks the per-message limits; a frame
     /// holding a bundle is refused (see [`Self::decode_bundled`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
-        let req: Self = decode_unbundled(bytes)?;
-        req.check()?;
-        Ok(req)
+        decode_unbundled(bytes)
     }
     /// Decodes untrusted frame bytes with the bundles they hold (to be opened
     /// once the message's access-log ops are stored).
     pub fn decode_bundled(bytes: &[u8]) -> Result<(Self, Vec<PendingBundle>), SyncError> {
-        let (req, bundles): (Self, _) = decode(bytes)?;
-        req.check()?;
-        Ok((req, bundles))
-    }
-    fn check(&self) -> Result<(), SyncError> {
-        let req = self;
-        match &req {
-            Request::Ops { ops, .. } => check_ops(ops)?,
-            Request::Docs { docs } => check_docs(docs)?,
-            Request::Dossiers { dossiers } => check_dossiers(dossiers)?,
-            Request::PushDocs { also, docs } => {
-                check_pushed_to(also)?;
-                check_docs(docs)?
-            }
-            Request::PushDossiers { also, dossiers } => {
-                check_pushed_to(also)?;
-                check_dossiers(dossiers)?
-            }
-            _ => {}
-        }
-        Ok(())
+        decode_checked(bytes)
     }
 }
 
@@ -644,28 +662,11 @@ impl Response {
     /// Decodes untrusted frame bytes and checks the per-message limits; a frame
     /// holding a bundle is refused (see [`Self::decode_bundled`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
-        let resp: Self = decode_unbundled(bytes)?;
-        resp.check()?;
-        Ok(resp)
+        decode_unbundled(bytes)
     }
     /// Decodes untrusted frame bytes with the bundles they hold.
     pub fn decode_bundled(bytes: &[u8]) -> Result<(Self, Vec<PendingBundle>), SyncError> {
-        let (resp, bundles): (Self, _) = decode(bytes)?;
-        resp.check()?;
-        Ok((resp, bundles))
-    }
-    fn check(&self) -> Result<(), SyncError> {
-        let resp = self;
-        match &resp {
-            Response::Ops { ops, .. } => check_ops(ops)?,
-            Response::Docs { docs } => check_docs(docs)?,
-            Response::Dossiers { dossiers } => check_dossiers(dossiers)?,
-            Response::Removed { ops } if ops.len() > MAX_REMOVED_OPS => {
-                return Err(SyncError::OverLimit("removal ops"));
-            }
-            _ => {}
-        }
-        Ok(())
+        decode_checked(bytes)
     }
 }
 

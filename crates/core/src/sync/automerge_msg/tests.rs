@@ -115,17 +115,7 @@ fn bloom_message(entries: u32, bits_per_entry: u32, probes: u32, bits: usize) ->
     with_changes_section(m)
 }
 
-fn leb(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
+use crate::change_chunk::write_uleb as leb;
 
 #[test]
 fn bloom_filters_outside_the_accepted_shape_are_refused() {

@@ -72,6 +72,17 @@ fn fixture(n: usize) -> Fixture {
     }
 }
 
+/// The plaintexts of `f`'s chained changes (all but the first).
+fn plaintexts(f: &Fixture) -> Vec<Zeroizing<Vec<u8>>> {
+    f.changes[1..]
+        .iter()
+        .map(|c| {
+            let env = SealedEnvelope::decode(&c.envelope).unwrap();
+            f.ring.unseal(&env.fields().change_hash, &c.change).unwrap()
+        })
+        .collect()
+}
+
 fn response(f: &Fixture, changes: Vec<SignedChange>) -> Response {
     Response::Dossiers {
         dossiers: vec![DossierMessage {
@@ -200,13 +211,7 @@ fn hostile(f: &Fixture, list: &[(u32, &[u8])]) -> PendingBundle {
 #[test]
 fn a_change_altered_in_a_bundle_fails_its_authors_signature() {
     let f = fixture(4);
-    let plain: Vec<Zeroizing<Vec<u8>>> = f.changes[1..]
-        .iter()
-        .map(|c| {
-            let env = SealedEnvelope::decode(&c.envelope).unwrap();
-            f.ring.unseal(&env.fields().change_hash, &c.change).unwrap()
-        })
-        .collect();
+    let plain = plaintexts(&f);
     // Another change of the member's own making in place of the second.
     let mut am = Automerge::new();
     let mut tx = am.transaction();
@@ -247,13 +252,7 @@ fn hostile_plaintexts_are_refused_whole() {
         Err(BundleError::Malformed(_))
     ));
     // An epoch the receiver holds no key of.
-    let plain: Vec<Zeroizing<Vec<u8>>> = f.changes[1..]
-        .iter()
-        .map(|c| {
-            let env = SealedEnvelope::decode(&c.envelope).unwrap();
-            f.ring.unseal(&env.fields().change_hash, &c.change).unwrap()
-        })
-        .collect();
+    let plain = plaintexts(&f);
     let c = hostile(&f, &[(3, &plain[0]), (9, &plain[1]), (3, &plain[2])]);
     assert_eq!(
         c.open(&f.ring, &mut budget),
@@ -283,13 +282,7 @@ fn a_deflate_bomb_stops_at_the_frames_budget() {
     assert_eq!(bomb.open(&f.ring, &mut budget), Err(BundleError::TooLarge));
     // The bundles of one frame share the budget: a second bundle that would take
     // more than is left is refused.
-    let plain: Vec<Zeroizing<Vec<u8>>> = f.changes[1..]
-        .iter()
-        .map(|c| {
-            let env = SealedEnvelope::decode(&c.envelope).unwrap();
-            f.ring.unseal(&env.fields().change_hash, &c.change).unwrap()
-        })
-        .collect();
+    let plain = plaintexts(&f);
     let list: Vec<(u32, &[u8])> = plain.iter().map(|p| (3, &p[..])).collect();
     let one = bundle_plaintext(&list);
     let size: usize = plain.iter().map(|p| p.len()).sum();
@@ -307,13 +300,7 @@ fn a_deflate_bomb_stops_at_the_frames_budget() {
 #[test]
 fn dependencies_travel_as_places_and_bad_places_are_refused() {
     let f = fixture(12);
-    let plain: Vec<Zeroizing<Vec<u8>>> = f.changes[1..]
-        .iter()
-        .map(|c| {
-            let env = SealedEnvelope::decode(&c.envelope).unwrap();
-            f.ring.unseal(&env.fields().change_hash, &c.change).unwrap()
-        })
-        .collect();
+    let plain = plaintexts(&f);
     let list: Vec<(u32, &[u8])> = plain.iter().map(|p| (3, &p[..])).collect();
     let packed = bundle_plaintext(&list);
     // Each change but the first names the one before by place, not by hash.
