@@ -12,7 +12,8 @@
 //! (bundles of dossier changes between readers). Each is sent every request in the
 //! form of the newest version it speaks; a push naming peers sent to a `/1` node, a
 //! compact frame or a dossier change in the chained envelope format sent to a `/1`
-//! or `/2` node, or a bundled frame sent to a node before `/4`, is a violation.
+//! or `/2` node, or a bundled frame or a change sealed in format 2 sent to (or
+//! answered to) a node before `/4`, is a violation.
 //! Before the final sync the region upgrades: every node speaks `/4` (an older node
 //! never gets the changes in the chained envelope format).
 //!
@@ -190,13 +191,42 @@ struct Link {
     /// The newest sync protocol version the responder speaks (1 to 4): a node
     /// of an older version must never be sent a request of a later one.
     responder_version: u8,
+    /// The newest version the requester speaks: what it is answered must be
+    /// readable by it.
+    requester_version: u8,
     /// Bundles of dossier changes that went over the link, either way.
     bundles: std::sync::atomic::AtomicUsize,
+}
+
+/// Whether a frame carries a dossier change sealed in format 2 (which only `/4`
+/// nodes read; an older build takes it for a forgery).
+fn seal_2_in(frame: &[u8]) -> bool {
+    let sealed_2 = |d: &[regiosync_core::sync::DossierMessage]| {
+        d.iter()
+            .flat_map(|m| &m.changes)
+            .any(|c| c.change.first() == Some(&2))
+    };
+    match (
+        Request::decode_bundled(frame),
+        Response::decode_bundled(frame),
+    ) {
+        (Ok((Request::Dossiers { dossiers } | Request::PushDossiers { dossiers, .. }, _)), _) => {
+            sealed_2(&dossiers)
+        }
+        (_, Ok((Response::Dossiers { dossiers }, _))) => sealed_2(&dossiers),
+        _ => false,
+    }
 }
 
 impl Link {
     fn deliver(&self, node: &mut Node, frame: &[u8]) -> Vec<u8> {
         let answer = node.respond(&self.memory, &self.from, frame);
+        if self.requester_version < 4 && seal_2_in(&answer.frame) {
+            self.violations.lock().expect("violations").push(format!(
+                "a node that speaks only /regiosync/sync/{} was answered with a change sealed in format 2",
+                self.requester_version
+            ));
+        }
         let bundles = Request::decode_bundled(frame).map_or(0, |(_, b)| b.len())
             + Response::decode_bundled(&answer.frame).map_or(0, |(_, b)| b.len());
         self.bundles
@@ -265,6 +295,12 @@ impl Transport for Link {
                     "a node that speaks only /regiosync/sync/{} was sent a compact frame",
                     self.responder_version
                 ));
+        }
+        if self.responder_version < 4 && seal_2_in(&frame) {
+            self.violations.lock().map_err(|e| e.to_string())?.push(format!(
+                "a node that speaks only /regiosync/sync/{} was sent a change sealed in format 2",
+                self.responder_version
+            ));
         }
         if self.responder_version < 4 && FrameFormat::of(&frame) == Some(FrameFormat::Bundled) {
             self.violations
@@ -464,6 +500,7 @@ impl Sim {
             delayed: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             responder_version: self.versions[b],
+            requester_version: self.versions[a],
             bundles: Default::default(),
         };
         let requester = tokio::sync::Mutex::new(requester);

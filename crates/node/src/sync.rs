@@ -313,10 +313,11 @@ async fn send(
             return (net.request(peer, frame).await, lengths);
         }
         Some(FrameFormat::Compact) => {
+            older_peer(&peer, request.left_out(FrameFormat::Compact));
             let (frame, lengths) = one(newest.encode_as(FrameFormat::Compact));
             return (net.request(peer, frame).await, lengths);
         }
-        Some(FrameFormat::Full) => older_peer(&peer, request.newer_envelopes()),
+        Some(FrameFormat::Full) => older_peer(&peer, request.left_out(FrameFormat::Full)),
         None => {}
     }
     let full = request.encode();
@@ -344,13 +345,13 @@ async fn send(
 }
 
 /// Logs that `peer`, which speaks only an older sync protocol, is not sent `n`
-/// dossier changes whose envelopes it could not read.
+/// dossier changes in formats it could not read.
 fn older_peer(peer: &NodeId, n: usize) {
     if n > 0 {
         tracing::info!(
             peer = %peer.short(),
             changes = n,
-            "not sending dossier changes in the current envelope format to a peer that runs an older regiosync: upgrade regiosync on that node"
+            "not sending dossier changes in formats a peer that runs an older regiosync cannot read: upgrade regiosync on that node"
         );
     }
 }
@@ -545,9 +546,7 @@ impl Node {
                 }
             });
         let forged = answered.forged;
-        if format == FrameFormat::Full {
-            older_peer(peer, answered.response.newer_envelopes());
-        }
+        older_peer(peer, answered.response.left_out(format));
         let mut response = answered.response;
         let frame = match format {
             FrameFormat::Bundled => {

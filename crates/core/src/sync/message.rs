@@ -333,8 +333,8 @@ trait WithChanges: Serialize + for<'de> Deserialize<'de> + Clone {
     /// The message's change lists, each with its document and envelope kind.
     fn change_lists(&mut self) -> Vec<(Kind, DocId, &mut Vec<SignedChange>)>;
 
-    /// The message's changes.
-    fn changes(&self) -> Vec<&SignedChange>;
+    /// The message's changes, each with the kind of its list.
+    fn changes(&self) -> Vec<(Kind, &SignedChange)>;
 
     /// Checks the per-message limits of a decoded message.
     fn check(&self) -> Result<(), SyncError>;
@@ -356,6 +356,19 @@ trait WithChanges: Serialize + for<'de> Deserialize<'de> + Clone {
 fn doc_lists(docs: &mut [DocMessage]) -> Vec<(Kind, DocId, &mut Vec<SignedChange>)> {
     docs.iter_mut()
         .map(|d| (Kind::Plain, d.doc, &mut d.changes))
+        .collect()
+}
+
+fn doc_changes(docs: &[DocMessage]) -> Vec<(Kind, &SignedChange)> {
+    docs.iter()
+        .flat_map(|d| d.changes.iter().map(|c| (Kind::Plain, c)))
+        .collect()
+}
+
+fn dossier_changes(dossiers: &[DossierMessage]) -> Vec<(Kind, &SignedChange)> {
+    dossiers
+        .iter()
+        .flat_map(|d| d.changes.iter().map(|c| (Kind::Sealed, c)))
         .collect()
 }
 
@@ -384,13 +397,11 @@ impl WithChanges for Request {
         }
         Ok(())
     }
-    fn changes(&self) -> Vec<&SignedChange> {
+    fn changes(&self) -> Vec<(Kind, &SignedChange)> {
         match self {
-            Request::Docs { docs } | Request::PushDocs { docs, .. } => {
-                docs.iter().flat_map(|d| &d.changes).collect()
-            }
+            Request::Docs { docs } | Request::PushDocs { docs, .. } => doc_changes(docs),
             Request::Dossiers { dossiers } | Request::PushDossiers { dossiers, .. } => {
-                dossiers.iter().flat_map(|d| &d.changes).collect()
+                dossier_changes(dossiers)
             }
             _ => Vec::new(),
         }
@@ -419,10 +430,10 @@ impl WithChanges for Response {
         }
         Ok(())
     }
-    fn changes(&self) -> Vec<&SignedChange> {
+    fn changes(&self) -> Vec<(Kind, &SignedChange)> {
         match self {
-            Response::Docs { docs } => docs.iter().flat_map(|d| &d.changes).collect(),
-            Response::Dossiers { dossiers } => dossiers.iter().flat_map(|d| &d.changes).collect(),
+            Response::Docs { docs } => doc_changes(docs),
+            Response::Dossiers { dossiers } => dossier_changes(dossiers),
             _ => Vec::new(),
         }
     }
@@ -435,40 +446,60 @@ impl WithChanges for Response {
     }
 }
 
-/// Whether a change's envelope is of a format only `/regiosync/sync/3` peers read
-/// (a chained sealed envelope, format 2).
-fn newer_envelope(c: &SignedChange) -> bool {
-    c.envelope
+/// Whether a frame of `format` carries change `c` (of a list of `kind`): a peer
+/// that speaks neither `/3` nor `/4` (full frames) reads only format 1 envelopes and
+/// seals, a peer of `/3` (compact frames) no change sealed in format 2; each takes
+/// any other for a forgery. Only `/4` peers get everything.
+fn carries(format: FrameFormat, kind: Kind, c: &SignedChange) -> bool {
+    let newer_seal = kind == Kind::Sealed
+        && crate::seal::sealed_format(&c.change) == Some(crate::seal::REBUILDABLE_SEAL_FORMAT);
+    let newer_envelope = c
+        .envelope
         .first()
-        .is_some_and(|f| *f > crate::envelope::ENVELOPE_FORMAT)
+        .is_some_and(|f| *f > crate::envelope::ENVELOPE_FORMAT);
+    match format {
+        FrameFormat::Full => !newer_envelope && !newer_seal,
+        FrameFormat::Compact => !newer_seal,
+        FrameFormat::Bundled => true,
+    }
 }
 
-/// How many changes of `msg` a full frame leaves out (see [`encode_full`]).
-fn newer_envelopes<T: WithChanges>(msg: &T) -> usize {
+/// How many changes of `msg` a frame of `format` leaves out (see [`carries`]).
+fn left_out<T: WithChanges>(msg: &T, format: FrameFormat) -> usize {
     msg.changes()
         .into_iter()
-        .filter(|c| newer_envelope(c))
+        .filter(|(kind, c)| !carries(format, *kind, c))
         .count()
 }
 
-/// `[1][postcard(msg)]`. A full frame goes to a peer that may run an older
-/// version, which reads only format 1 envelopes (and takes any other for a
-/// forgery): changes with a newer envelope are left out of it.
-fn encode_full<T: WithChanges>(msg: &T) -> Vec<u8> {
+/// `msg` without the changes a frame of `format` leaves out.
+fn only_carried<T: WithChanges>(msg: &T, format: FrameFormat) -> std::borrow::Cow<'_, T> {
     let mut msg = std::borrow::Cow::Borrowed(msg);
-    if newer_envelopes(msg.as_ref()) > 0 {
-        for (_, _, list) in msg.to_mut().change_lists() {
-            list.retain(|c| !newer_envelope(c));
+    if left_out(msg.as_ref(), format) > 0 {
+        for (kind, _, list) in msg.to_mut().change_lists() {
+            list.retain(|c| carries(format, kind, c));
         }
     }
-    encode(msg.as_ref())
+    msg
+}
+
+/// `[1][postcard(msg)]`. A full frame goes to a peer that may run an older
+/// version, which reads only format 1 envelopes and seals (and takes any other for
+/// a forgery): changes in newer formats are left out of it.
+fn encode_full<T: WithChanges>(msg: &T) -> Vec<u8> {
+    encode(only_carried(msg, FrameFormat::Full).as_ref())
 }
 
 /// `[2][postcard(table)][postcard(msg with compact envelopes)]`, or in format 3
 /// the same followed by `postcard(bundles)`: each of `bundles` whose dossier the
 /// message names travels as a bundle, beside the dossier's other changes.
 fn encode_compact<T: WithChanges>(msg: &T, format: u8, bundles: &[OutBundle]) -> Vec<u8> {
-    let mut msg = msg.clone();
+    // A `/3` peer reads no change sealed in format 2.
+    let frame = match format {
+        COMPACT_FORMAT => FrameFormat::Compact,
+        _ => FrameFormat::Bundled,
+    };
+    let mut msg = only_carried(msg, frame).into_owned();
     let mut compactor = Compactor::default();
     let mut wire: Vec<WireBundle> = Vec::new();
     let mut lists = msg.change_lists();
@@ -571,13 +602,14 @@ fn decode_unbundled<T: WithChanges>(bytes: &[u8]) -> Result<T, SyncError> {
 
 impl Request {
     /// The frame bytes, in the full form (format 1) every version reads, without
-    /// the changes whose envelopes only `/regiosync/sync/3` peers read.
+    /// the changes in formats only newer versions read.
     pub fn encode(&self) -> Vec<u8> {
         encode_full(self)
     }
-    /// How many changes [`Self::encode`] leaves out (for a peer of an older version).
-    pub fn newer_envelopes(&self) -> usize {
-        newer_envelopes(self)
+    /// How many changes a frame of `format` leaves out (for a peer of an older
+    /// version, which could not read them).
+    pub fn left_out(&self, format: FrameFormat) -> usize {
+        left_out(self, format)
     }
     /// The frame bytes in `format` (compact only for a peer that speaks
     /// `/regiosync/sync/3`).
@@ -641,13 +673,14 @@ fn check_dossiers(dossiers: &[DossierMessage]) -> Result<(), SyncError> {
 
 impl Response {
     /// The frame bytes, in the full form (format 1) every version reads, without
-    /// the changes whose envelopes only `/regiosync/sync/3` peers read.
+    /// the changes in formats only newer versions read.
     pub fn encode(&self) -> Vec<u8> {
         encode_full(self)
     }
-    /// How many changes [`Self::encode`] leaves out (for a peer of an older version).
-    pub fn newer_envelopes(&self) -> usize {
-        newer_envelopes(self)
+    /// How many changes a frame of `format` leaves out (for a peer of an older
+    /// version, which could not read them).
+    pub fn left_out(&self, format: FrameFormat) -> usize {
+        left_out(self, format)
     }
     /// The frame bytes in `format`: a responder answers in the format it was asked
     /// in, so a peer that asked in format 1 (an older version) gets format 1.
@@ -756,11 +789,8 @@ mod tests {
         ]
     }
 
-    fn only_format_1<T: WithChanges>(mut msg: T) -> T {
-        for (_, _, list) in msg.change_lists() {
-            list.retain(|c| !newer_envelope(c));
-        }
-        msg
+    fn only_format_1<T: WithChanges>(msg: T) -> T {
+        only_carried(&msg, FrameFormat::Full).into_owned()
     }
 
     proptest! {
@@ -769,8 +799,12 @@ mod tests {
             // The full form leaves out changes whose envelopes older peers cannot
             // read (the junk here that does not start like a format 1 envelope).
             prop_assert_eq!(Request::decode(&r.encode()).unwrap(), only_format_1(r.clone()));
-            // Envelopes that are not real ones travel whole in format 2.
-            prop_assert_eq!(Request::decode(&r.encode_as(FrameFormat::Compact)).unwrap(), r);
+            // Envelopes that are not real ones travel whole in formats 2 and 3.
+            prop_assert_eq!(
+                Request::decode(&r.encode_as(FrameFormat::Compact)).unwrap(),
+                only_carried(&r, FrameFormat::Compact).into_owned()
+            );
+            prop_assert_eq!(Request::decode(&r.encode_as(FrameFormat::Bundled)).unwrap(), r);
         }
 
         #[test]
@@ -791,7 +825,13 @@ mod tests {
                 }).collect() },
             ] {
                 prop_assert_eq!(Response::decode(&r.encode()).unwrap(), only_format_1(r.clone()));
-                prop_assert_eq!(Response::decode(&r.encode_as(FrameFormat::Compact)).unwrap(), r);
+                // A compact frame (a `/3` peer) leaves out what looks sealed in format
+                // 2 (junk starting with byte 2); format 3 carries everything.
+                prop_assert_eq!(
+                    Response::decode(&r.encode_as(FrameFormat::Compact)).unwrap(),
+                    only_carried(&r, FrameFormat::Compact).into_owned()
+                );
+                prop_assert_eq!(Response::decode(&r.encode_as(FrameFormat::Bundled)).unwrap(), r);
             }
         }
 

@@ -122,8 +122,19 @@ fn a_reader_rebuilds_every_change_and_envelope_byte_for_byte() {
     for c in &all {
         assert!(SealedEnvelope::decode(&c.envelope).unwrap().signature_ok());
     }
-    // And it is much smaller than the same changes one by one.
-    let compact = response(&f, f.changes.clone()).encode_as(FrameFormat::Compact);
+    // And it is much smaller than the same changes one by one (format 3 without
+    // bundles).
+    // A `/3` peer (compact frames) gets only the change sealed in format 1: it
+    // cannot read format 2.
+    let for_3 = response(&f, f.changes.clone());
+    assert_eq!(for_3.left_out(FrameFormat::Compact), 19);
+    let Response::Dossiers { dossiers } =
+        Response::decode(&for_3.encode_as(FrameFormat::Compact)).unwrap()
+    else {
+        panic!("not a Dossiers answer")
+    };
+    assert_eq!(dossiers[0].changes, f.changes[..1].to_vec());
+    let compact = response(&f, f.changes.clone()).encode_as(FrameFormat::Bundled);
     assert!(
         frame.len() * 2 < compact.len(),
         "bundled {} vs compact {}",
