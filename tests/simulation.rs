@@ -248,7 +248,9 @@ impl Transport for Link {
         peer: NodeId,
         forms: Vec<(StreamProtocol, Vec<u8>)>,
     ) -> Result<Vec<u8>, String> {
-        // As libp2p's negotiation picks the newest protocol both speak.
+        // As libp2p's negotiation picks the newest protocol both speak (a node
+        // offers only the versions it speaks).
+        let both = self.responder_version.min(self.requester_version);
         let version = |p: &StreamProtocol| match p.as_ref() {
             "/regiosync/sync/4" => 4,
             "/regiosync/sync/3" => 3,
@@ -257,7 +259,7 @@ impl Transport for Link {
         };
         let frame = forms
             .into_iter()
-            .find(|(p, _)| version(p) <= self.responder_version)
+            .find(|(p, _)| version(p) <= both)
             .map(|(_, f)| f)
             .ok_or("simulated: no protocol in common")?;
         self.request(peer, frame).await
