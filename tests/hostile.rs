@@ -1079,11 +1079,11 @@ async fn a_member_cannot_vouch_for_a_change_made_up_in_another_devices_name() {
             envelope: own.encode(),
         },
     ];
-    // Compact, as a peer on `/regiosync/sync/3` sends it (a full frame would leave
-    // out the chained envelope).
+    // In frame format 3, as a peer on `/regiosync/sync/4` sends it (older formats
+    // leave out the chained changes, sealed in format 2).
     // The ROC answers, or cuts the forger off first: either way the message was
     // judged (below).
-    let frame = dossiers(vec![msg]).encode_as(FrameFormat::Compact);
+    let frame = dossiers(vec![msg]).encode_as(FrameFormat::Bundled);
     let _ = zeist.net.request(zeist.victim, frame).await;
     zeist.close().await;
     r.stop_all().await;

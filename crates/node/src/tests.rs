@@ -1973,7 +1973,7 @@ fn a_kept_change_whose_chain_was_dropped_stands_on_its_own_signature() {
     let answer = houten.respond(
         &crate::sync::SessionMemory::default(),
         &me,
-        &msg.encode_as(FrameFormat::Compact),
+        &msg.encode_as(FrameFormat::Bundled),
     );
     assert!(answer.misbehaved.is_none(), "{:?}", answer.misbehaved);
     let envelope_at_houten = |h: &Node| {
@@ -2089,7 +2089,7 @@ fn a_dossier_op_made_up_in_the_owners_name_is_not_vouched_for_by_another_party()
     let answer = roc.respond(
         &crate::sync::SessionMemory::default(),
         &zeist.info().node_id,
-        &msg.encode_as(FrameFormat::Compact),
+        &msg.encode_as(FrameFormat::Bundled),
     );
     assert!(
         answer.misbehaved.is_some(),
@@ -2108,7 +2108,7 @@ fn a_dossier_op_made_up_in_the_owners_name_is_not_vouched_for_by_another_party()
 /// A reader catching up from another reader gets the dossier's chained changes in a
 /// bundle (frame format 3) and stores exactly the sealed bytes and envelopes their
 /// author wrote; a party without access gets no bundle, and a request in format 2
-/// gets the same changes one by one.
+/// (a `/3` peer) gets only the change a `/3` build reads.
 #[test]
 fn a_reader_catches_up_in_a_bundle_and_holds_what_the_author_signed() {
     use regiosync_core::sync::{DossierMessage, FrameFormat, Request, Response};
@@ -2186,8 +2186,14 @@ fn a_reader_catches_up_in_a_bundle_and_holds_what_the_author_signed() {
     let Response::Dossiers { dossiers } = resp else {
         panic!("not a Dossiers answer")
     };
-    assert_eq!(dossiers[0].changes.len(), 9);
-    assert!(bundled.len() < compact.len());
+    // A `/3` peer (compact frames) gets only the change sealed in format 1: a `/3`
+    // build cannot read format 2.
+    assert_eq!(dossiers[0].changes.len(), 1);
+    assert_eq!(dossiers[0].changes[0].change[0], 1);
+    // The bundled answer, access log and envelopes included, is smaller than the
+    // sealed changes alone.
+    let sealed: usize = rows(&roc).iter().map(|(_, b, _)| b.len()).sum();
+    assert!(bundled.len() < sealed, "{} vs {sealed}", bundled.len());
     // Zeist answers the ROC in bundles too; Houten, without access, gets nothing.
     let from_zeist = ask(FrameFormat::Bundled, &mut zeist, &roc);
     assert_eq!(Response::decode_bundled(&from_zeist).unwrap().1.len(), 1);
