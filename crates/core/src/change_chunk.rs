@@ -352,16 +352,7 @@ pub fn compressed_bomb(inflated: usize) -> Vec<u8> {
     let data = b.out;
     let mut chunk = MAGIC.to_vec();
     chunk.extend([0, 0, 0, 0, TYPE_COMPRESSED]);
-    let mut len = data.len() as u64;
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            chunk.push(byte);
-            break;
-        }
-        chunk.push(byte | 0x80);
-    }
+    write_uleb(&mut chunk, data.len() as u64);
     chunk.extend(data);
     chunk
 }

@@ -1636,6 +1636,19 @@ fn test_reader() -> crate::dossiers::Reader {
     }
 }
 
+/// Grants Gemeente Houten access to dossier `id` of `roc` (the Leerplichtwet).
+fn grant_houten(roc: &mut Node, id: &regiosync_core::id::DocId, by: &crate::dossiers::Reader) {
+    roc.grant_dossier(
+        id,
+        party("gemeente-houten"),
+        regiosync_core::dossier::access::Basis::WettelijkeTaak,
+        "leerplicht",
+        None,
+        by,
+    )
+    .unwrap();
+}
+
 /// A dossier opened by `node` (the ROC) for a student living in Zeist.
 fn zeist_dossier(node: &mut Node, by: &crate::dossiers::Reader) -> regiosync_core::id::DocId {
     node.create_dossier(
@@ -1917,22 +1930,13 @@ fn the_readers_index_is_kept_and_follows_another_handles_revocation() {
 /// does not verify.
 #[test]
 fn a_kept_change_whose_chain_was_dropped_stands_on_its_own_signature() {
-    use regiosync_core::dossier::access::Basis;
     use regiosync_core::sync::{DossierMessage, FrameFormat, Request};
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, mut zeist, mut houten] = dossier_region(tmp.path());
     let by = mentor();
     let id = zeist_dossier(&mut roc, &by);
-    roc.grant_dossier(
-        &id,
-        party("gemeente-houten"),
-        Basis::WettelijkeTaak,
-        "leerplicht",
-        None,
-        &by,
-    )
-    .unwrap();
+    grant_houten(&mut roc, &id, &by);
     let (z, r, _) = sync_once(zeist, roc);
     let (h, r, _) = sync_once(houten, r);
     (zeist, roc, houten) = (z, r, h);
@@ -2212,22 +2216,13 @@ fn a_reader_catches_up_in_a_bundle_and_holds_what_the_author_signed() {
 /// 1018 never converged).
 #[test]
 fn a_late_refusal_is_forgotten_once_the_peer_shares_the_dossier() {
-    use regiosync_core::dossier::access::Basis;
     use regiosync_core::sync::{DossierMessage, FrameFormat, Request};
 
     let tmp = tempfile::tempdir().unwrap();
     let [_kern, mut roc, zeist, houten] = dossier_region(tmp.path());
     let by = mentor();
     let id = zeist_dossier(&mut roc, &by);
-    roc.grant_dossier(
-        &id,
-        party("gemeente-houten"),
-        Basis::WettelijkeTaak,
-        "leerplicht",
-        None,
-        &by,
-    )
-    .unwrap();
+    grant_houten(&mut roc, &id, &by);
     let (zeist, roc, _) = sync_once(zeist, roc);
     let (mut houten, _roc, _) = sync_once(houten, roc);
     let zeist_id = zeist.info().node_id;
